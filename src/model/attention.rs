@@ -1,0 +1,259 @@
+//! [`Attention`]: pre-norm multi-head attention with an optional context, as in CrossViT.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::softmax;
+use burn::tensor::{Bool, Tensor};
+use burn::tensor::Device;
+
+/// Added to the scores of padded keys: far below any real score, yet finite, so that a row
+/// whose keys were all padded would still not produce NaN.
+const PAD_SCORE: f32 = -1.0e30;
+
+/// Configuration of an [`Attention`] layer.
+#[derive(Config, Debug)]
+pub struct AttentionConfig {
+    /// Token width.
+    pub dim: usize,
+    /// Number of heads. Default 8.
+    #[config(default = 8)]
+    pub heads: usize,
+    /// Width of one head. Default 64.
+    #[config(default = 64)]
+    pub dim_head: usize,
+    /// Dropout on the attention weights and on the output. Default 0.
+    #[config(default = 0.0)]
+    pub dropout: f64,
+}
+
+/// Multi-head attention: pre-LayerNorm, bias-free query and joint key/value projections,
+/// scaled dot-product softmax, and an output projection with bias.
+///
+/// Create with [`AttentionConfig::init`].
+#[derive(Module, Debug)]
+pub struct Attention {
+    /// LayerNorm over the query tokens (`dim`).
+    pub norm: LayerNorm,
+    /// Query projection, `dim → heads · dim_head`, no bias.
+    pub to_q: Linear,
+    /// Key and value projection, `dim → 2 · heads · dim_head` (keys first), no bias.
+    pub to_kv: Linear,
+    /// Output projection, `heads · dim_head → dim`.
+    pub to_out: Linear,
+    /// Dropout on the attention weights.
+    pub attn_dropout: Dropout,
+    /// Dropout on the output.
+    pub out_dropout: Dropout,
+    heads: usize,
+    dim_head: usize,
+}
+
+impl AttentionConfig {
+    /// Initializes an [`Attention`] layer on `device`.
+    pub fn init(&self, device: &Device) -> Attention {
+        let inner = self.heads * self.dim_head;
+        Attention {
+            norm: LayerNormConfig::new(self.dim).init(device),
+            to_q: LinearConfig::new(self.dim, inner)
+                .with_bias(false)
+                .init(device),
+            to_kv: LinearConfig::new(self.dim, 2 * inner)
+                .with_bias(false)
+                .init(device),
+            to_out: LinearConfig::new(inner, self.dim).init(device),
+            attn_dropout: DropoutConfig::new(self.dropout).init(),
+            out_dropout: DropoutConfig::new(self.dropout).init(),
+            heads: self.heads,
+            dim_head: self.dim_head,
+        }
+    }
+}
+
+/// Which keys are padding, prepared once and shared by every layer that attends to them.
+///
+/// Built from a boolean mask `[batch, keys]` with `true` = padded.
+#[derive(Debug, Clone)]
+pub struct KeyPadding {
+    /// Additive score bias `[batch, 1, 1, keys]`: 0 for real keys, a huge negative for padding.
+    bias: Tensor<4>,
+    /// 1 for real keys, 0 for padding, `[batch, keys]`.
+    keep: Tensor<2>,
+}
+
+impl KeyPadding {
+    /// Prepares the padding of `mask` (`[batch, keys]`, `true` = padded).
+    pub fn new(mask: Tensor<2, Bool>) -> Self {
+        let [batch, keys] = mask.dims();
+        let keep = mask.bool_not().float();
+        let bias = (keep.clone() - 1.0).mul_scalar(-PAD_SCORE).reshape([batch, 1, 1, keys]);
+        Self { bias, keep }
+    }
+
+    /// 1 for real keys and 0 for padded ones, `[batch, keys]`.
+    pub fn keep(&self) -> Tensor<2> {
+        self.keep.clone()
+    }
+}
+
+/// The inputs of [`Attention::forward`], built step by step.
+#[derive(Debug, Clone)]
+pub struct AttentionInput<'a> {
+    x: Tensor<3>,
+    context: Option<Tensor<3>>,
+    kv_include_self: bool,
+    padding: Option<&'a KeyPadding>,
+    return_weights: bool,
+}
+
+impl<'a> AttentionInput<'a> {
+    /// Self-attention over `x` (`[batch, tokens, dim]`).
+    pub fn self_attn(x: Tensor<3>) -> Self {
+        Self {
+            x,
+            context: None,
+            kv_include_self: false,
+            padding: None,
+            return_weights: false,
+        }
+    }
+
+    /// Attention from `x` (`[batch, queries, dim]`) to `context` (`[batch, keys, dim]`).
+    /// The context is not normalized: it comes out of its own encoder's final LayerNorm.
+    pub fn cross_attn(x: Tensor<3>, context: Tensor<3>) -> Self {
+        Self {
+            context: Some(context),
+            ..Self::self_attn(x)
+        }
+    }
+
+    /// Prepends the (normalized) query tokens to the keys and values, so that a CLS token
+    /// attends to itself as well as to the other modality.
+    pub fn kv_include_self(mut self) -> Self {
+        self.kv_include_self = true;
+        self
+    }
+
+    /// Excludes padded keys. The padding must cover the keys as attended, that is including
+    /// the query tokens when [`kv_include_self`](Self::kv_include_self) is set.
+    pub fn padding(mut self, padding: &'a KeyPadding) -> Self {
+        self.padding = Some(padding);
+        self
+    }
+
+    /// Also returns the attention weights (after softmax, before dropout).
+    pub fn return_weights(mut self) -> Self {
+        self.return_weights = true;
+        self
+    }
+}
+
+impl Attention {
+    /// Attends from the query tokens to the keys.
+    ///
+    /// # Shapes
+    /// - x: `[batch, queries, dim]`
+    /// - context: `[batch, context, dim]`; keys = `context` (+ `queries` with
+    ///   `kv_include_self`), or `queries` for self-attention
+    /// - output: `[batch, queries, dim]`
+    /// - weights: `[batch, heads, queries, keys]`, each row summing to 1
+    pub fn forward(&self, input: AttentionInput<'_>) -> (Tensor<3>, Option<Tensor<4>>) {
+        let [batch, queries, _] = input.x.dims();
+        let x = self.norm.forward(input.x);
+        let context = match (input.context, input.kv_include_self) {
+            (None, _) => x.clone(),
+            (Some(context), true) => Tensor::cat(vec![x.clone(), context], 1),
+            (Some(context), false) => context,
+        };
+        let keys = context.dims()[1];
+        let inner = self.heads * self.dim_head;
+
+        let q = self.split_heads(self.to_q.forward(x), batch, queries); // [b, h, q, d]
+        let kv = self.to_kv.forward(context); // [b, k, 2 · inner]
+        let k = self.split_heads(kv.clone().narrow(2, 0, inner), batch, keys); // [b, h, k, d]
+        let v = self.split_heads(kv.narrow(2, inner, inner), batch, keys); // [b, h, k, d]
+
+        let scale = (self.dim_head as f64).powf(-0.5);
+        let mut scores = q.mul_scalar(scale).matmul(k.swap_dims(2, 3)); // [b, h, q, k]
+        if let Some(padding) = input.padding {
+            scores = scores + padding.bias.clone();
+        }
+        let weights = softmax(scores, 3);
+        let returned = input.return_weights.then(|| weights.clone());
+
+        let out = self.attn_dropout.forward(weights).matmul(v); // [b, h, q, d]
+        let out = out.swap_dims(1, 2).reshape([batch, queries, inner]); // [b, q, h · d]
+        let out = self.out_dropout.forward(self.to_out.forward(out));
+        (out, returned)
+    }
+
+    /// `[b, n, h · d]` → `[b, h, n, d]`.
+    fn split_heads(&self, t: Tensor<3>, batch: usize, tokens: usize) -> Tensor<4> {
+        t.reshape([batch, tokens, self.heads, self.dim_head])
+            .swap_dims(1, 2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Distribution, TensorData, Tolerance};
+
+    fn device() -> Device {
+        Device::flex()
+    }
+
+    #[test]
+    fn matches_a_hand_computed_single_head() {
+        let device = device();
+        let mut attn = AttentionConfig::new(2)
+            .with_heads(1)
+            .with_dim_head(2)
+            .init(&device);
+        // Identity query/key/value projections and output; LayerNorm of [a, b] is ±1.
+        let eye = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 0.0, 0.0, 1.0], [2, 2]), &device);
+        let kv = Tensor::cat(vec![eye.clone(), eye.clone()], 1);
+        attn.to_q.weight = attn.to_q.weight.map(|_| eye.clone());
+        attn.to_kv.weight = attn.to_kv.weight.map(|_| kv);
+        attn.to_out.weight = attn.to_out.weight.map(|_| eye.clone());
+        attn.to_out.bias = attn.to_out.bias.map(|b| b.map(|t| t.zeros_like()));
+        // Two tokens normalize to [1, -1] and [-1, 1].
+        let x = Tensor::<3>::from_data(
+            TensorData::new(vec![3.0f32, 1.0, 0.0, 5.0], [1, 2, 2]),
+            &device,
+        );
+        let (out, weights) = attn.forward(AttentionInput::self_attn(x).return_weights());
+        // Scores: q·k / √2 = ±2/√2 = ±√2; softmax([√2, -√2]) = [s, 1 - s].
+        let s = 1.0 / (1.0 + (-2.0f32 * 2f32.sqrt()).exp());
+        let expected_w = vec![s, 1.0 - s, 1.0 - s, s];
+        weights
+            .unwrap()
+            .into_data()
+            .assert_approx_eq::<f32>(&TensorData::new(expected_w, [1, 1, 2, 2]), Tolerance::absolute(1e-5));
+        let a = s - (1.0 - s);
+        let expected = vec![a, -a, -a, a];
+        out.into_data()
+            .assert_approx_eq::<f32>(&TensorData::new(expected, [1, 2, 2]), Tolerance::absolute(1e-4));
+    }
+
+    #[test]
+    fn padded_keys_get_zero_weight() {
+        let device = device();
+        let attn = AttentionConfig::new(8).with_heads(2).with_dim_head(4).init(&device);
+        let x = Tensor::<3>::random([2, 5, 8], Distribution::Default, &device);
+        let mask = Tensor::<2, Bool>::from_data(
+            TensorData::new(
+                vec![false, false, false, true, true, false, false, false, false, false],
+                [2, 5],
+            ),
+            &device,
+        );
+        let padding = KeyPadding::new(mask);
+        let (_, w) = attn.forward(AttentionInput::self_attn(x).padding(&padding).return_weights());
+        let w = w.unwrap();
+        let padded: f32 = w.clone().narrow(0, 0, 1).narrow(3, 3, 2).abs().max().into_scalar();
+        assert!(padded < 1e-12, "padded weight {padded}");
+        let sums = w.sum_dim(3).into_data();
+        sums.assert_approx_eq::<f32>(&TensorData::new(vec![1.0f32; 20], [2, 2, 5, 1]), Tolerance::absolute(1e-5));
+    }
+}

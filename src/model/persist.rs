@@ -1,0 +1,106 @@
+//! Saving and loading a model folder: `config.json` beside the weights in Burn's own
+//! format (burnpack), so that one folder rebuilds the model.
+
+use std::path::{Path, PathBuf};
+
+use burn::store::{BurnpackStore, ModuleSnapshot};
+use burn::tensor::Device;
+
+use super::{MedCrossViT, MedCrossViTConfig};
+use crate::error::{Error, PersistError};
+
+/// Name of the configuration file in a model folder.
+pub const CONFIG_FILE: &str = "config.json";
+/// Name of the weights file in a model folder.
+pub const WEIGHTS_FILE: &str = "model.bpk";
+
+impl MedCrossViT {
+    /// Writes `config.json` and `model.bpk` into `dir`, creating it if needed. Each file is
+    /// written to a temporary name first and renamed, so an interrupted save leaves the
+    /// previous files intact.
+    ///
+    /// # Errors
+    ///
+    /// [`PersistError`] naming the file that could not be written.
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<(), PersistError> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|source| PersistError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let config_path = dir.join(CONFIG_FILE);
+        write_atomic(&config_path, |tmp| {
+            self.config()
+                .save(tmp)
+                .map_err(|e| PersistError::Weights {
+                    path: config_path.clone(),
+                    message: e.to_string(),
+                })
+        })?;
+        let weights_path = dir.join(WEIGHTS_FILE);
+        write_atomic(&weights_path, |tmp| {
+            let mut store = BurnpackStore::from_file(tmp)
+                .auto_extension(false)
+                .overwrite(true);
+            self.save_into(&mut store)
+                .map_err(|e| PersistError::Weights {
+                    path: weights_path.clone(),
+                    message: e.to_string(),
+                })
+        })
+    }
+
+    /// Rebuilds a model saved with [`save`](Self::save) on `device`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a missing or invalid `config.json`; [`PersistError`] for an
+    /// unreadable weights file or one whose tensors do not fit the configuration.
+    pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self, Error> {
+        let dir = dir.as_ref();
+        let config = MedCrossViTConfig::load(dir.join(CONFIG_FILE))?;
+        let mut model = config.init(device)?;
+        let path = dir.join(WEIGHTS_FILE);
+        if !path.is_file() {
+            return Err(PersistError::Io {
+                path,
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            }
+            .into());
+        }
+        let mut store = BurnpackStore::from_file(&path).auto_extension(false);
+        let result = model
+            .load_from(&mut store)
+            .map_err(|e| PersistError::Weights {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        let mut problems: Vec<String> = Vec::new();
+        problems.extend(result.errors.iter().map(|e| e.to_string()));
+        problems.extend(result.missing.iter().map(|(p, _)| format!("missing tensor {p}")));
+        problems.extend(result.unused.iter().map(|p| format!("unexpected tensor {p}")));
+        if !problems.is_empty() {
+            problems.truncate(5);
+            return Err(PersistError::Mismatch {
+                path,
+                message: problems.join("; "),
+            }
+            .into());
+        }
+        Ok(model)
+    }
+}
+
+/// Writes through `write` to a temporary file beside `path`, then renames it into place.
+pub(crate) fn write_atomic(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), PersistError>,
+) -> Result<(), PersistError> {
+    let mut tmp: PathBuf = path.to_path_buf();
+    tmp.as_mut_os_string().push(".tmp");
+    write(&tmp)?;
+    std::fs::rename(&tmp, path).map_err(|source| PersistError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}

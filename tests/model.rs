@@ -1,0 +1,370 @@
+//! Model behaviour on tiny configurations: shapes, padding, attention, gradients, dropout,
+//! persistence and errors.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{Bool, Device, Distribution, Tensor, TensorData, Tolerance};
+use med_crossvit::{
+    ConfigError, Error, InputError, MedCrossViT, MedCrossViTConfig, ModelInput, PersistError,
+    Pool,
+};
+
+fn tiny(wsi_dim: usize, rna_dim: usize) -> MedCrossViTConfig {
+    MedCrossViTConfig {
+        num_classes: 3,
+        depth: 2,
+        wsi_dim,
+        rna_dim,
+        wsi_num_tiles: 12,
+        wsi_enc_depth: 1,
+        wsi_enc_heads: 2,
+        wsi_enc_mlp_dim: 16,
+        wsi_enc_dim_head: 4,
+        rna_num_genes: 6,
+        rna_enc_depth: 1,
+        rna_enc_heads: 2,
+        rna_enc_mlp_dim: 16,
+        rna_enc_dim_head: 4,
+        cross_attn_depth: 2,
+        cross_attn_heads: 3,
+        cross_attn_dim_head: 4,
+        ..MedCrossViTConfig::new(3, wsi_dim, rna_dim)
+    }
+}
+
+fn inputs(batch: usize, tiles: usize, c: &MedCrossViTConfig, device: &Device) -> ModelInput {
+    device.seed(7);
+    ModelInput::new(
+        Tensor::random([batch, tiles, c.wsi_dim], Distribution::Normal(0.0, 1.0), device),
+        Tensor::random([batch, c.rna_num_genes], Distribution::Normal(0.0, 1.0), device),
+    )
+}
+
+fn mask(rows: &[&[bool]], device: &Device) -> Tensor<2, Bool> {
+    let width = rows[0].len();
+    let flat: Vec<bool> = rows.iter().flat_map(|r| r.iter().copied()).collect();
+    Tensor::from_data(TensorData::new(flat, [rows.len(), width]), device)
+}
+
+fn assert_close<const D: usize>(a: Tensor<D>, b: Tensor<D>, tol: f32) {
+    a.into_data()
+        .assert_approx_eq::<f32>(&b.into_data(), Tolerance::absolute(tol));
+}
+
+#[test]
+fn output_shapes_for_both_pools() {
+    let device = Device::flex();
+    for pool in [Pool::Mean, Pool::Cls] {
+        let config = MedCrossViTConfig { pool, ..tiny(8, 8) };
+        let model = config.init(&device).unwrap();
+        let out = model
+            .forward(inputs(4, 10, &config, &device).with_attention())
+            .unwrap();
+        assert_eq!(out.logits.dims(), [4, 3]);
+        assert_eq!(out.wsi_logits.dims(), [4, 3]);
+        assert_eq!(out.rna_logits.dims(), [4, 3]);
+        assert_eq!(out.wsi_embedding.dims(), [4, 8]);
+        assert_eq!(out.rna_embedding.dims(), [4, 8]);
+        let att = out.attention.unwrap();
+        // depth 2 × cross_attn_depth 2 layers, 3 heads, CLS + 10 tiles / CLS + 6 genes.
+        assert_eq!(att.rna_cls_over_tiles.dims(), [4, 4, 3, 11]);
+        assert_eq!(att.wsi_cls_over_genes.dims(), [4, 4, 3, 7]);
+        assert_close(out.logits, out.wsi_logits + out.rna_logits, 1e-6);
+    }
+}
+
+#[test]
+fn different_modality_widths_use_projections() {
+    let device = Device::flex();
+    let config = tiny(10, 6);
+    let model = config.init(&device).unwrap();
+    let layer = &model.encoder.blocks[0].cross.layers[0];
+    assert!(layer.wsi_attend_rna.project_in.is_some());
+    assert!(layer.rna_attend_wsi.project_out.is_some());
+    let out = model.forward(inputs(2, 5, &config, &device)).unwrap();
+    assert_eq!(out.wsi_embedding.dims(), [2, 10]);
+    assert_eq!(out.rna_embedding.dims(), [2, 6]);
+    assert_eq!(out.logits.dims(), [2, 3]);
+
+    let same = tiny(8, 8).init(&device).unwrap();
+    assert!(same.encoder.blocks[0].cross.layers[0].wsi_attend_rna.project_in.is_none());
+}
+
+#[test]
+fn padded_tiles_change_nothing() {
+    let device = Device::flex();
+    for pool in [Pool::Mean, Pool::Cls] {
+        let config = MedCrossViTConfig { pool, ..tiny(8, 6) };
+        let model = config.init(&device).unwrap();
+        // Bag 0 has 7 real tiles padded to 12 with garbage; bag 1 is full.
+        let full = inputs(2, 12, &config, &device);
+        let m = mask(
+            &[
+                &[false, false, false, false, false, false, false, true, true, true, true, true],
+                &[false; 12],
+            ],
+            &device,
+        );
+        let padded = model
+            .forward(full.clone().mask_pad(m).with_attention())
+            .unwrap();
+        let alone = ModelInput::new(
+            full.tiles.clone().narrow(0, 0, 1).narrow(1, 0, 7),
+            full.expression.clone().narrow(0, 0, 1),
+        );
+        let alone = model.forward(alone.with_attention()).unwrap();
+        assert_close(padded.logits.clone().narrow(0, 0, 1), alone.logits, 1e-5);
+        assert_close(
+            padded.wsi_embedding.clone().narrow(0, 0, 1),
+            alone.wsi_embedding,
+            1e-5,
+        );
+        // The full bag is unaffected by the other bag's padding.
+        let second = ModelInput::new(
+            full.tiles.narrow(0, 1, 1),
+            full.expression.narrow(0, 1, 1),
+        );
+        let second = model.forward(second).unwrap();
+        assert_close(padded.logits.narrow(0, 1, 1), second.logits, 1e-5);
+        // Tile scores of the padded bag match the bag alone, padding scoring 0.
+        let scores = padded.attention.unwrap().tile_scores().narrow(0, 0, 1);
+        let alone_scores = alone.attention.unwrap().tile_scores();
+        assert_close(scores.clone().narrow(1, 0, 7), alone_scores, 1e-5);
+        let pad_total: f32 = scores.narrow(1, 7, 5).sum().into_scalar::<f32>();
+        assert_eq!(pad_total, 0.0);
+    }
+}
+
+#[test]
+fn attention_rows_sum_to_one_and_padding_gets_zero() {
+    let device = Device::flex();
+    let config = tiny(8, 8);
+    let model = config.init(&device).unwrap();
+    let m = mask(
+        &[
+            &[false, false, false, true, true, true],
+            &[false, false, false, false, false, true],
+        ],
+        &device,
+    );
+    let out = model
+        .forward(inputs(2, 6, &config, &device).mask_pad(m).with_attention())
+        .unwrap();
+    let att = out.attention.unwrap();
+    let ones = |dims: [usize; 3]| Tensor::<3>::ones(dims, &device);
+    assert_close(att.rna_cls_over_tiles.clone().sum_dim(3).reshape([2, 4, 3]), ones([2, 4, 3]), 1e-5);
+    assert_close(att.wsi_cls_over_genes.clone().sum_dim(3).reshape([2, 4, 3]), ones([2, 4, 3]), 1e-5);
+    // Columns 4..7 of bag 0 (tiles 3..6) and column 6 of bag 1 (tile 5) are padding.
+    let pad0 = att.rna_cls_over_tiles.clone().narrow(0, 0, 1).narrow(3, 4, 3);
+    let pad1 = att.rna_cls_over_tiles.clone().narrow(0, 1, 1).narrow(3, 6, 1);
+    assert_eq!(pad0.abs().max().into_scalar::<f32>(), 0.0);
+    assert_eq!(pad1.abs().max().into_scalar::<f32>(), 0.0);
+    let scores = att.tile_scores();
+    assert_close(scores.sum_dim(1), Tensor::<2>::ones([2, 1], &device), 1e-5);
+    assert_close(att.gene_scores().sum_dim(1), Tensor::<2>::ones([2, 1], &device), 1e-5);
+}
+
+/// Collects, for every float parameter, whether its gradient exists and is non-zero.
+struct GradCheck<'a> {
+    grads: &'a burn::tensor::Gradients,
+    path: Vec<String>,
+    missing: Vec<String>,
+    count: usize,
+}
+
+impl ModuleVisitor for GradCheck<'_> {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.count += 1;
+        let nonzero = param
+            .val()
+            .grad(self.grads)
+            .map(|g| g.abs().sum().into_scalar::<f32>() > 0.0)
+            .unwrap_or(false);
+        if !nonzero {
+            self.missing.push(self.path.join("."));
+        }
+    }
+}
+
+#[test]
+fn gradients_reach_every_parameter() {
+    let device = Device::flex().autodiff();
+    for (wsi_dim, rna_dim) in [(8, 8), (10, 6)] {
+        let config = tiny(wsi_dim, rna_dim);
+        let model = config.init(&device).unwrap();
+        let m = mask(
+            &[&[false, false, false, false, true], &[false; 5]],
+            &device,
+        );
+        let out = model
+            .forward(inputs(2, 5, &config, &device).mask_pad(m))
+            .unwrap();
+        let grads = (out.logits.clone() * out.logits).sum().backward();
+        let mut check = GradCheck {
+            grads: &grads,
+            path: vec![],
+            missing: vec![],
+            count: 0,
+        };
+        model.visit(&mut check);
+        assert!(check.count > 50, "visited {} params", check.count);
+        assert!(check.missing.is_empty(), "no gradient for {:?}", check.missing);
+    }
+}
+
+#[test]
+fn dropout_is_inactive_at_inference() {
+    let config = MedCrossViTConfig {
+        dropout: 0.5,
+        emb_dropout: 0.5,
+        ..tiny(8, 8)
+    };
+    // A plain device never applies dropout.
+    let device = Device::flex();
+    let model = config.init(&device).unwrap();
+    let a = model.forward(inputs(2, 6, &config, &device)).unwrap().logits;
+    let b = model.forward(inputs(2, 6, &config, &device)).unwrap().logits;
+    assert_close(a, b, 0.0);
+    // On an autodiff device, training mode applies it and `valid()` turns it off.
+    let device = Device::flex().autodiff();
+    let model = config.init(&device).unwrap();
+    let a = model.forward(inputs(2, 6, &config, &device)).unwrap().logits;
+    let b = model.forward(inputs(2, 6, &config, &device)).unwrap().logits;
+    let diff = (a - b).abs().max().into_scalar::<f32>();
+    assert!(diff > 1e-4, "dropout should act in training, diff {diff}");
+    let valid = model.valid();
+    let a = valid.forward(inputs(2, 6, &config, &device)).unwrap().logits;
+    let b = valid.forward(inputs(2, 6, &config, &device)).unwrap().logits;
+    assert_close(a, b, 0.0);
+}
+
+#[test]
+fn config_json_round_trips_through_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.json");
+    let config = MedCrossViTConfig {
+        pool: Pool::Cls,
+        wsi_pos_embedding: false,
+        dropout: 0.25,
+        ..tiny(10, 6)
+    };
+    config.save(&path).unwrap();
+    assert_eq!(MedCrossViTConfig::load(&path).unwrap(), config);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("\"pool\": \"cls\""), "{text}");
+}
+
+#[test]
+fn saved_weights_reload_to_identical_outputs() {
+    let device = Device::flex();
+    let config = tiny(10, 6);
+    let model = config.init(&device).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    model.save(dir.path()).unwrap();
+    let loaded = MedCrossViT::load(dir.path(), &device).unwrap();
+    assert_eq!(loaded.config(), &config);
+    let a = model.forward(inputs(3, 9, &config, &device)).unwrap();
+    let b = loaded.forward(inputs(3, 9, &config, &device)).unwrap();
+    assert_close(a.logits, b.logits, 0.0);
+
+    // Weights that do not fit the config beside them are refused, naming the file.
+    let other = tempfile::tempdir().unwrap();
+    let mut bigger = config.clone();
+    bigger.wsi_enc_mlp_dim = 32;
+    bigger.save(other.path().join("config.json")).unwrap();
+    std::fs::copy(dir.path().join("model.bpk"), other.path().join("model.bpk")).unwrap();
+    let err = MedCrossViT::load(other.path(), &device).unwrap_err();
+    assert!(matches!(err, Error::Persist(PersistError::Mismatch { .. } | PersistError::Weights { .. })), "{err}");
+    assert!(err.to_string().contains("model.bpk"), "{err}");
+
+    // A folder without weights.
+    let empty = tempfile::tempdir().unwrap();
+    config.save(empty.path().join("config.json")).unwrap();
+    let err = MedCrossViT::load(empty.path(), &device).unwrap_err();
+    assert!(matches!(err, Error::Persist(PersistError::Io { .. })), "{err}");
+}
+
+#[test]
+fn each_invalid_config_names_its_field() {
+    let device = Device::flex();
+    let zero_fields: [(&str, fn(&mut MedCrossViTConfig)); 8] = [
+        ("num_classes", |c| c.num_classes = 0),
+        ("depth", |c| c.depth = 0),
+        ("wsi_dim", |c| c.wsi_dim = 0),
+        ("rna_num_genes", |c| c.rna_num_genes = 0),
+        ("wsi_enc_heads", |c| c.wsi_enc_heads = 0),
+        ("rna_enc_dim_head", |c| c.rna_enc_dim_head = 0),
+        ("cross_attn_depth", |c| c.cross_attn_depth = 0),
+        ("cross_attn_heads", |c| c.cross_attn_heads = 0),
+    ];
+    for (field, break_it) in zero_fields {
+        let mut c = tiny(8, 8);
+        break_it(&mut c);
+        match c.init(&device) {
+            Err(ConfigError::Zero { field: f }) => assert_eq!(f, field),
+            other => panic!("{field}: expected Zero, got {other:?}"),
+        }
+    }
+    let mut c = tiny(8, 8);
+    c.dropout = 1.0;
+    assert!(matches!(c.validate(), Err(ConfigError::Probability { field: "dropout", .. })));
+    let mut c = tiny(8, 8);
+    c.emb_dropout = -0.1;
+    assert!(matches!(c.validate(), Err(ConfigError::Probability { field: "emb_dropout", .. })));
+    let mut c = tiny(8, 8);
+    c.rna_num_genes = 20_000;
+    c.rna_dim = 768;
+    assert!(matches!(c.validate(), Err(ConfigError::Inconsistent { field: "rna_num_genes", .. })));
+    let err = MedCrossViTConfig::from_json(r#"{"num_classes": 2, "wsi_dim": 8, "rna_dim": 8, "pool": "max"}"#)
+        .unwrap_err();
+    assert!(matches!(err, ConfigError::Json { .. }), "{err}");
+}
+
+#[test]
+fn each_wrong_input_shape_says_what_was_expected() {
+    let device = Device::flex();
+    let config = tiny(8, 6);
+    let model = config.init(&device).unwrap();
+    let t = |b, n, d| Tensor::<3>::zeros([b, n, d], &device);
+    let e = |b, g| Tensor::<2>::zeros([b, g], &device);
+    let dimension = |input: ModelInput| match model.forward(input) {
+        Err(InputError::Dimension { tensor, dim, expected, got, .. }) => (tensor, dim, expected, got),
+        other => panic!("expected a Dimension error, got {:?}", other.map(|o| o.logits.dims())),
+    };
+    assert_eq!(dimension(ModelInput::new(t(2, 5, 7), e(2, 6))), ("tiles", 2, 8, 7));
+    assert_eq!(dimension(ModelInput::new(t(2, 5, 8), e(2, 5))), ("expression", 1, 6, 5));
+    assert_eq!(dimension(ModelInput::new(t(2, 5, 8), e(3, 6))), ("expression", 0, 2, 3));
+    let m = Tensor::<2, Bool>::from_data(TensorData::new(vec![false; 8], [2, 4]), &device);
+    assert_eq!(
+        dimension(ModelInput::new(t(2, 5, 8), e(2, 6)).mask_pad(m)),
+        ("padding mask", 1, 5, 4)
+    );
+    let m = Tensor::<2, Bool>::from_data(TensorData::new(vec![false; 5], [1, 5]), &device);
+    assert_eq!(
+        dimension(ModelInput::new(t(2, 5, 8), e(2, 6)).mask_pad(m)),
+        ("padding mask", 0, 2, 1)
+    );
+    assert_eq!(
+        model.forward(ModelInput::new(t(2, 13, 8), e(2, 6))).unwrap_err(),
+        InputError::TooManyTiles { got: 13, max: 12 }
+    );
+    assert_eq!(
+        model.forward(ModelInput::new(t(2, 0, 8), e(2, 6))).unwrap_err(),
+        InputError::EmptyBag
+    );
+    let message = model
+        .forward(ModelInput::new(t(2, 5, 7), e(2, 6)))
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("should be 8, got 7"), "{message}");
+
+    // Without the positional embedding, any bag length is fine.
+    let free = MedCrossViTConfig { wsi_pos_embedding: false, ..config };
+    let model = free.init(&device).unwrap();
+    assert_eq!(model.forward(ModelInput::new(t(1, 40, 8), e(1, 6))).unwrap().logits.dims(), [1, 3]);
+}
