@@ -1,0 +1,207 @@
+//! [`DataError`]: bad cohort files, each error naming the file, row, column or value at fault.
+
+use std::path::PathBuf;
+
+/// A cohort CSV, a tile-feature file or a split that cannot be used.
+///
+/// Rows are CSV line numbers as an editor shows them (the header is line 1).
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A CSV file that cannot be parsed (ragged rows, bad quoting, not UTF-8).
+    #[error("{path}: line {line}: {message}")]
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// The line.
+        line: u64,
+        /// What the CSV parser said.
+        message: String,
+    },
+    /// A required column is absent.
+    #[error("{path}: no column `{column}` (columns: {available})")]
+    MissingColumn {
+        /// The file.
+        path: PathBuf,
+        /// The missing column.
+        column: String,
+        /// The columns the header has.
+        available: String,
+    },
+    /// No column starts with the gene prefix.
+    #[error("{path}: no gene columns: no column name starts with `{prefix}`")]
+    NoGeneColumns {
+        /// The file.
+        path: PathBuf,
+        /// The gene-column prefix.
+        prefix: String,
+    },
+    /// A cell that is empty, not a number, NaN or infinite where a finite number is needed.
+    #[error("{path}: line {line}, column `{column}`: {reason}: `{value}`")]
+    BadValue {
+        /// The file.
+        path: PathBuf,
+        /// The line.
+        line: u64,
+        /// The column.
+        column: String,
+        /// The cell as written.
+        value: String,
+        /// Why it cannot be used.
+        reason: &'static str,
+    },
+    /// An empty cell in a column that needs a value (slide id, label).
+    #[error("{path}: line {line}: empty `{column}`")]
+    EmptyCell {
+        /// The file.
+        path: PathBuf,
+        /// The line.
+        line: u64,
+        /// The column.
+        column: String,
+    },
+    /// The same slide id on two rows.
+    #[error("{path}: slide `{slide}` appears twice, on lines {first} and {second}")]
+    DuplicateSlide {
+        /// The file.
+        path: PathBuf,
+        /// The slide id.
+        slide: String,
+        /// Its first line.
+        first: u64,
+        /// Its second line.
+        second: u64,
+    },
+    /// The cohort has a different number of genes than expected.
+    #[error("{path}: {got} gene columns, but the model expects rna_num_genes = {expected}")]
+    GeneCount {
+        /// The file.
+        path: PathBuf,
+        /// Genes the model expects.
+        expected: usize,
+        /// Gene columns in the file.
+        got: usize,
+    },
+    /// The gene columns differ from those the model was trained on.
+    #[error("{path}: gene column {index} is `{got}`, but the model was trained with `{expected}` there")]
+    GeneNames {
+        /// The file.
+        path: PathBuf,
+        /// Position among the gene columns.
+        index: usize,
+        /// The name the model expects.
+        expected: String,
+        /// The name in the file.
+        got: String,
+    },
+    /// Tile-feature files that do not exist. Lists every one.
+    #[error("{} tile-feature file(s) missing:\n{}", missing.len(), list_missing(missing))]
+    MissingFiles {
+        /// `(slide id, paths tried)` for each missing slide.
+        missing: Vec<(String, Vec<PathBuf>)>,
+    },
+    /// A file that is not readable HDF5 (truncated, corrupt, not HDF5).
+    #[error("{path}: not a readable HDF5 file: {message}")]
+    Hdf5 {
+        /// The file.
+        path: PathBuf,
+        /// What the reader said.
+        message: String,
+    },
+    /// No dataset of a known features name.
+    #[error("{path}: no features dataset: looked for {tried}; the file has {found}")]
+    NoFeatures {
+        /// The file.
+        path: PathBuf,
+        /// The names looked for.
+        tried: String,
+        /// The datasets the file has.
+        found: String,
+    },
+    /// A features or coordinates dataset of the wrong rank, shape or type.
+    #[error("{path}: dataset `{dataset}`: {message}")]
+    BadDataset {
+        /// The file.
+        path: PathBuf,
+        /// The dataset.
+        dataset: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A slide whose feature width differs from the cohort's or the model's.
+    #[error("{path}: features are {got} wide, but {reference} has {expected}")]
+    FeatureWidth {
+        /// The file.
+        path: PathBuf,
+        /// The expected width.
+        expected: usize,
+        /// The file's width.
+        got: usize,
+        /// Where the expected width comes from (another slide, or `wsi_dim`).
+        reference: String,
+    },
+    /// A tile-feature file with no tile.
+    #[error("{path}: slide `{slide}` has 0 tiles")]
+    EmptyBag {
+        /// The file.
+        path: PathBuf,
+        /// The slide.
+        slide: String,
+    },
+    /// A label in an evaluation split that training never saw.
+    #[error("slide `{slide}`: label `{label}` never occurs in the training data (classes: {known})")]
+    UnseenLabel {
+        /// The slide.
+        slide: String,
+        /// Its label.
+        label: String,
+        /// The classes training knows.
+        known: String,
+    },
+    /// A split that cannot be made or read.
+    #[error("split: {0}")]
+    Split(String),
+    /// A settings value that cannot work (bag size 0, an unknown option).
+    #[error("{setting}: {message}")]
+    Setting {
+        /// The setting.
+        setting: &'static str,
+        /// Why it cannot work.
+        message: String,
+    },
+    /// A JSON file (normalization, labels) that cannot be read.
+    #[error("{path}: {source}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        source: serde_json::Error,
+    },
+}
+
+fn list_missing(missing: &[(String, Vec<PathBuf>)]) -> String {
+    missing
+        .iter()
+        .map(|(slide, tried)| {
+            let tried: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
+            format!("  slide `{slide}`: tried {}", tried.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl DataError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
