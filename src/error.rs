@@ -122,6 +122,9 @@ pub enum Error {
     /// Saving or loading failed.
     #[error(transparent)]
     Persist(#[from] PersistError),
+    /// Bad cohort data.
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
 }
 
 /// Result with this crate's [`Error`].

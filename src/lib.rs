@@ -39,8 +39,10 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod data;
 pub mod error;
 pub mod model;
 
+pub use data::DataError;
 pub use error::{ConfigError, Error, InputError, PersistError, Result};
 pub use model::{FusionAttention, MedCrossViT, MedCrossViTConfig, MedCrossViTOutput, ModelInput, Pool};

@@ -1,5 +1,19 @@
-//! The `med-crossvit` command-line tool.
+//! The `med-crossvit` command-line tool: check and synthesize cohorts (and, as the library
+//! grows, train, evaluate and predict).
 
-fn main() {
-    println!("med-crossvit {}", env!("CARGO_PKG_VERSION"));
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    match cli::run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

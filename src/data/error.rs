@@ -176,6 +176,9 @@ pub enum DataError {
         /// Why it cannot work.
         message: String,
     },
+    /// Several problems, each naming its slide or file.
+    #[error("{} problems:\n{}", .0.len(), list_problems(.0))]
+    Problems(Vec<DataError>),
     /// A JSON file (normalization, labels) that cannot be read.
     #[error("{path}: {source}")]
     Json {
@@ -193,6 +196,14 @@ fn list_missing(missing: &[(String, Vec<PathBuf>)]) -> String {
             let tried: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
             format!("  slide `{slide}`: tried {}", tried.join(", "))
         })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn list_problems(problems: &[DataError]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  {p}"))
         .collect::<Vec<_>>()
         .join("\n")
 }

@@ -1,0 +1,32 @@
+//! Command-line parsing and the commands.
+
+mod check;
+mod synth;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Med-CrossViT: fuse whole-slide-image tile features and RNA-Seq expression.
+#[derive(Debug, Parser)]
+#[command(name = "med-crossvit", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate a cohort (CSV + tile-feature files) and print a summary.
+    Check(check::CheckArgs),
+    /// Write a synthetic cohort in the original's layout.
+    Synth(synth::SynthArgs),
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> Result<ExitCode, med_crossvit::Error> {
+    match cli.command {
+        Command::Check(args) => check::run(args),
+        Command::Synth(args) => synth::run(args),
+    }
+}

@@ -1,0 +1,236 @@
+//! [`Cohort`]: the cohort CSV joined with each slide's tile-feature file.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use rayon::prelude::*;
+
+use super::h5::{TileFile, locate};
+use super::{CohortTable, DataError};
+
+/// Where the tile-feature files are and how to read them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TileOptions {
+    /// The features directory: `{dir}/{project}/{slide}.h5` or `{dir}/{slide}.h5`.
+    pub features_dir: PathBuf,
+    /// The features dataset's name; `None` finds it (see
+    /// [`FEATURE_DATASETS`](super::FEATURE_DATASETS)).
+    pub features_key: Option<String>,
+    /// Leave out slides whose file is missing (they are counted in
+    /// [`Cohort::skipped`]) instead of failing.
+    pub skip_missing: bool,
+}
+
+impl TileOptions {
+    /// Files in `features_dir`, dataset found automatically, missing files an error.
+    pub fn new(features_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            features_dir: features_dir.into(),
+            features_key: None,
+            skip_missing: false,
+        }
+    }
+}
+
+/// What is known of a slide's tile-feature file without reading its features.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlideTiles {
+    /// The file.
+    pub path: PathBuf,
+    /// The features dataset found.
+    pub key: String,
+    /// Number of tiles.
+    pub tiles: usize,
+    /// Feature width.
+    pub dim: usize,
+    /// Whether the file has tile coordinates.
+    pub has_coords: bool,
+}
+
+/// A cohort: the CSV table and, for each slide, its tile-feature file (opened once to read
+/// its shape; features are read bag by bag later).
+#[derive(Debug, Clone)]
+pub struct Cohort {
+    table: CohortTable,
+    options: TileOptions,
+    files: Vec<Option<SlideTiles>>,
+    skipped: Vec<String>,
+    feature_dim: usize,
+}
+
+impl Cohort {
+    /// Joins `table` with its tile-feature files.
+    ///
+    /// # Errors
+    ///
+    /// Every problem found, each naming its slide and file: missing files (all listed in one
+    /// [`DataError::MissingFiles`], unless `skip_missing`), unreadable files, no features
+    /// dataset, a bag of 0 tiles, a feature width that differs from the other slides'. Several
+    /// problems come as [`DataError::Problems`].
+    pub fn open(table: CohortTable, options: &TileOptions) -> Result<Self, DataError> {
+        let (cohort, mut problems) = Self::scan(table, options);
+        match problems.len() {
+            0 => Ok(cohort),
+            1 => Err(problems.remove(0)),
+            _ => Err(DataError::Problems(problems)),
+        }
+    }
+
+    /// Like [`open`](Self::open), but returns the cohort with every problem instead of failing:
+    /// slides with a problem have no file. For reports such as `med-crossvit check`.
+    pub fn scan(table: CohortTable, options: &TileOptions) -> (Self, Vec<DataError>) {
+        let located: Vec<Result<PathBuf, Vec<PathBuf>>> = table
+            .slides()
+            .iter()
+            .map(|s| locate(&options.features_dir, s.project.as_deref(), &s.slide))
+            .collect();
+        let mut problems = Vec::new();
+        let mut skipped = Vec::new();
+        let missing: Vec<(String, Vec<PathBuf>)> = located
+            .iter()
+            .zip(table.slides())
+            .filter_map(|(l, s)| l.as_ref().err().map(|tried| (s.slide.clone(), tried.clone())))
+            .collect();
+        if !missing.is_empty() {
+            if options.skip_missing {
+                skipped = missing.into_iter().map(|(slide, _)| slide).collect();
+            } else {
+                problems.push(DataError::MissingFiles { missing });
+            }
+        }
+        let opened: Vec<Result<Option<SlideTiles>, DataError>> = located
+            .par_iter()
+            .zip(table.slides().par_iter())
+            .map(|(path, record)| {
+                let Ok(path) = path else { return Ok(None) };
+                let file = TileFile::open(path, options.features_key.as_deref())?;
+                if file.tiles() == 0 {
+                    return Err(DataError::EmptyBag {
+                        path: path.clone(),
+                        slide: record.slide.clone(),
+                    });
+                }
+                Ok(Some(SlideTiles {
+                    path: path.clone(),
+                    key: file.features_key().to_string(),
+                    tiles: file.tiles(),
+                    dim: file.dim(),
+                    has_coords: file.has_coords(),
+                }))
+            })
+            .collect();
+        let mut files = Vec::with_capacity(opened.len());
+        for result in opened {
+            match result {
+                Ok(f) => files.push(f),
+                Err(e) => {
+                    problems.push(e);
+                    files.push(None);
+                }
+            }
+        }
+        // The cohort's width is the most common one; every other width is a problem.
+        let mut widths: HashMap<usize, usize> = HashMap::new();
+        for f in files.iter().flatten() {
+            *widths.entry(f.dim).or_default() += 1;
+        }
+        let feature_dim = widths
+            .iter()
+            .max_by_key(|&(dim, count)| (*count, std::cmp::Reverse(*dim)))
+            .map(|(&dim, _)| dim)
+            .unwrap_or(0);
+        for (slot, record) in files.iter_mut().zip(table.slides()) {
+            if let Some(f) = slot
+                && f.dim != feature_dim
+            {
+                problems.push(DataError::FeatureWidth {
+                    path: f.path.clone(),
+                    expected: feature_dim,
+                    got: f.dim,
+                    reference: format!(
+                        "the cohort (most slides; slide `{}` differs)",
+                        record.slide
+                    ),
+                });
+                *slot = None;
+            }
+        }
+        let cohort = Self {
+            table,
+            options: options.clone(),
+            files,
+            skipped,
+            feature_dim,
+        };
+        (cohort, problems)
+    }
+
+    /// The CSV table.
+    pub fn table(&self) -> &CohortTable {
+        &self.table
+    }
+
+    /// The options the files were found with.
+    pub fn options(&self) -> &TileOptions {
+        &self.options
+    }
+
+    /// Feature width shared by the slides.
+    pub fn feature_dim(&self) -> usize {
+        self.feature_dim
+    }
+
+    /// Slide `index`'s file, or `None` when it was skipped or had a problem.
+    pub fn tiles(&self, index: usize) -> Option<&SlideTiles> {
+        self.files[index].as_ref()
+    }
+
+    /// Indices of the slides that have a usable file.
+    pub fn usable(&self) -> Vec<usize> {
+        (0..self.files.len()).filter(|&i| self.files[i].is_some()).collect()
+    }
+
+    /// `(slide index, tile count)` of the given slides that have a usable file.
+    pub fn tile_counts(&self, slides: &[usize]) -> Vec<(usize, usize)> {
+        slides
+            .iter()
+            .filter_map(|&i| self.files[i].as_ref().map(|f| (i, f.tiles)))
+            .collect()
+    }
+
+    /// Slides left out because their file was missing (with `skip_missing`).
+    pub fn skipped(&self) -> &[String] {
+        &self.skipped
+    }
+
+    /// Opens slide `index`'s file.
+    ///
+    /// # Errors
+    ///
+    /// [`DataError::Setting`] when the slide has no usable file; the errors of
+    /// [`TileFile::open`].
+    pub fn open_file(&self, index: usize) -> Result<TileFile, DataError> {
+        let tiles = self.files[index].as_ref().ok_or_else(|| DataError::Setting {
+            setting: "slide",
+            message: format!("slide `{}` has no usable tile file", self.table.slides()[index].slide),
+        })?;
+        TileFile::open(&tiles.path, Some(&tiles.key))
+    }
+
+    /// Checks the cohort's feature width against a model's `wsi_dim`.
+    ///
+    /// # Errors
+    ///
+    /// [`DataError::FeatureWidth`] naming a slide's file.
+    pub fn check_feature_dim(&self, wsi_dim: usize) -> Result<(), DataError> {
+        match self.files.iter().flatten().next() {
+            Some(f) if f.dim != wsi_dim => Err(DataError::FeatureWidth {
+                path: f.path.clone(),
+                expected: wsi_dim,
+                got: f.dim,
+                reference: "the model (wsi_dim)".into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! [`CohortDataset`]: bags of a cohort as a Burn [`Dataset`], and the [`BagBatcher`] that pads
+//! them into batches.
+
+use std::sync::Arc;
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset;
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+
+use super::bags::BagRef;
+use super::{Cohort, DataError, Normalization};
+use crate::model::ModelInput;
+
+/// What a slide is to be predicted as: a class (or survival time bin), and for survival
+/// tasks the time and censorship.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Target {
+    /// Class index, or survival bin.
+    pub class: Option<usize>,
+    /// Survival time.
+    pub time: Option<f32>,
+    /// Whether the time is censored (1 = no event observed).
+    pub censored: Option<bool>,
+}
+
+/// One bag read from disk: its tiles' features, its slide's normalized expression and target.
+#[derive(Debug, Clone)]
+pub struct BagItem {
+    /// The slide and tile rows.
+    pub bag: BagRef,
+    /// Features `[tiles, dim]`, row-major.
+    pub features: Vec<f32>,
+    /// Feature width.
+    pub dim: usize,
+    /// Normalized expression `[genes]`.
+    pub expression: Vec<f32>,
+    /// The slide's target.
+    pub target: Target,
+}
+
+/// The bags of a cohort (one epoch's, or the evaluation bags). `get` reads only the bag's tile
+/// rows from its file.
+#[derive(Debug, Clone)]
+pub struct CohortDataset {
+    cohort: Arc<Cohort>,
+    bags: Vec<BagRef>,
+    expression: Arc<Vec<Vec<f32>>>,
+    targets: Arc<Vec<Target>>,
+}
+
+impl CohortDataset {
+    /// The dataset of `bags` from `cohort`, with expression normalized by `normalization` and
+    /// `targets` indexed by slide.
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`Normalization::transform`] for a slide of the bags.
+    pub fn new(
+        cohort: Arc<Cohort>,
+        bags: Vec<BagRef>,
+        normalization: &Normalization,
+        targets: Vec<Target>,
+    ) -> Result<Self, DataError> {
+        let mut used = vec![false; cohort.table().len()];
+        for bag in &bags {
+            used[bag.slide] = true;
+        }
+        let expression = (0..used.len())
+            .map(|i| {
+                if used[i] {
+                    normalization.transform(cohort.table(), i)
+                } else {
+                    Ok(Vec::new())
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            cohort,
+            bags,
+            expression: Arc::new(expression),
+            targets: Arc::new(targets),
+        })
+    }
+
+    /// The same cohort, normalization and targets with other bags (of the same slides), e.g.
+    /// the next epoch's.
+    pub fn with_bags(&self, bags: Vec<BagRef>) -> Self {
+        debug_assert!(bags.iter().all(|b| !self.expression[b.slide].is_empty()));
+        Self {
+            bags,
+            ..self.clone()
+        }
+    }
+
+    /// The bags.
+    pub fn bags(&self) -> &[BagRef] {
+        &self.bags
+    }
+
+    /// The cohort.
+    pub fn cohort(&self) -> &Cohort {
+        &self.cohort
+    }
+}
+
+impl Dataset<BagItem, DataError> for CohortDataset {
+    fn get(&self, index: usize) -> Result<BagItem, DataError> {
+        let bag = self.bags[index].clone();
+        let file = self.cohort.open_file(bag.slide)?;
+        let features = file.read_rows(&bag.rows)?;
+        Ok(BagItem {
+            features,
+            dim: file.dim(),
+            expression: self.expression[bag.slide].clone(),
+            target: self.targets[bag.slide],
+            bag,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.bags.len()
+    }
+}
+
+/// A padded batch of bags, on a device.
+#[derive(Debug, Clone)]
+pub struct BagBatch {
+    /// Tiles `[batch, max_tiles, dim]`, zero-padded.
+    pub tiles: Tensor<3>,
+    /// `[batch, max_tiles]`, `true` = padded; `None` when every bag is full.
+    pub padding: Option<Tensor<2, Bool>>,
+    /// Normalized expression `[batch, genes]`.
+    pub expression: Tensor<2>,
+    /// Class indices `[batch]`, when every bag has one.
+    pub classes: Option<Tensor<1, Int>>,
+    /// The bags, in batch order.
+    pub bags: Vec<BagRef>,
+    /// Their targets, in batch order.
+    pub targets: Vec<Target>,
+}
+
+impl BagBatch {
+    /// The model input of this batch.
+    pub fn input(&self) -> ModelInput {
+        let input = ModelInput::new(self.tiles.clone(), self.expression.clone());
+        match &self.padding {
+            Some(mask) => input.mask_pad(mask.clone()),
+            None => input,
+        }
+    }
+}
+
+/// Pads the bags of a batch to the longest and builds the padding mask.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BagBatcher;
+
+impl Batcher<BagItem, BagBatch> for BagBatcher {
+    /// # Panics
+    ///
+    /// On an empty batch, or items of different widths (a programmer error: the dataset
+    /// checks widths when the cohort is opened).
+    fn batch(&self, items: Vec<BagItem>, device: &Device) -> BagBatch {
+        assert!(!items.is_empty(), "a batch needs at least one bag");
+        let batch = items.len();
+        let dim = items[0].dim;
+        let genes = items[0].expression.len();
+        let longest = items.iter().map(|i| i.bag.rows.len()).max().unwrap_or(0);
+        let mut tiles = vec![0.0f32; batch * longest * dim];
+        let mut mask = vec![false; batch * longest];
+        let mut expression = Vec::with_capacity(batch * genes);
+        for (b, item) in items.iter().enumerate() {
+            assert_eq!(item.dim, dim, "bags of one batch share the feature width");
+            let n = item.bag.rows.len();
+            tiles[b * longest * dim..(b * longest + n) * dim].copy_from_slice(&item.features);
+            mask[b * longest + n..(b + 1) * longest].fill(true);
+            expression.extend_from_slice(&item.expression);
+        }
+        let padded = mask.iter().any(|&m| m);
+        let classes: Option<Vec<i64>> = items
+            .iter()
+            .map(|i| i.target.class.map(|c| c as i64))
+            .collect();
+        BagBatch {
+            tiles: Tensor::from_data(TensorData::new(tiles, [batch, longest, dim]), device),
+            padding: padded
+                .then(|| Tensor::from_data(TensorData::new(mask, [batch, longest]), device)),
+            expression: Tensor::from_data(TensorData::new(expression, [batch, genes]), device),
+            classes: classes
+                .map(|c| Tensor::from_data(TensorData::new(c, [batch]), device)),
+            targets: items.iter().map(|i| i.target).collect(),
+            bags: items.into_iter().map(|i| i.bag).collect(),
+        }
+    }
+}

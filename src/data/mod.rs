@@ -1,0 +1,39 @@
+//! Cohort data: HDF5 tile bags joined with CSV expression rows.
+//!
+//! - [`CohortTable`] reads the cohort CSV (one row per slide: slide id, project, label,
+//!   optional patient id, `rna_*` gene columns), checking every cell.
+//! - [`TileFile`] reads a slide's tile features (and coordinates) from HDF5, in the layouts of
+//!   the Python original, CLAM, TRIDENT and STAMP, reading only the rows a bag needs.
+//! - [`Cohort`] joins the two, finding each slide's file and listing every problem.
+//! - [`training_bags`] and [`evaluation_bags`] cut slides into bags; [`CohortDataset`] serves
+//!   them as a Burn `Dataset`, [`BagBatcher`] pads them into batches with a padding mask, and
+//!   [`BagLoader`] reads ahead in parallel workers.
+//! - [`Normalization`] is the original's expression normalization, fitted on training slides.
+//! - [`kfold`], [`by_fractions`] and [`from_csv`] make patient-level splits.
+//! - [`write_synthetic_cohort`] writes a learnable synthetic cohort.
+
+mod bags;
+mod check;
+mod cohort;
+mod dataset;
+mod error;
+mod h5;
+mod labels;
+mod loader;
+mod normalize;
+mod split;
+mod synth;
+mod table;
+
+pub use bags::{BagRef, BagSettings, evaluation_bags, training_bags};
+pub use check::CohortSummary;
+pub use cohort::{Cohort, SlideTiles, TileOptions};
+pub use dataset::{BagBatch, BagBatcher, BagItem, CohortDataset, Target};
+pub use error::DataError;
+pub use h5::{COORDS_DATASET, FEATURE_DATASETS, TileFile, candidate_paths, locate};
+pub use labels::LabelMap;
+pub use loader::BagLoader;
+pub use normalize::Normalization;
+pub use split::{Split, by_fractions, check_patients, from_csv, kfold};
+pub use synth::{SYNTH_PROJECT, SynthCohort, SynthOptions, write_synthetic_cohort, write_tile_file};
+pub use table::{CohortColumns, CohortTable, SlideRecord};
