@@ -1,0 +1,372 @@
+//! Cohort data against files written by h5py (tests/fixtures) and hand-written CSVs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset;
+use burn::tensor::Device;
+use med_crossvit::data::*;
+
+fn fixture(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/h5").join(path)
+}
+
+fn shared(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared").join(path)
+}
+
+/// `features[i, j] = i + j / 10` for the standard 7 × 4 fixtures.
+fn expected_rows(rows: &[usize], scale: f32) -> Vec<f32> {
+    rows.iter()
+        .flat_map(|&i| (0..4).map(move |j| i as f32 + j as f32 * scale))
+        .collect()
+}
+
+#[test]
+fn every_layout_and_variant_reads_exactly() {
+    let cases = [
+        ("original/TCGA-LUAD/slide-orig.h5", "uni_features", false),
+        ("clam/slide-clam.h5", "features", true),
+        ("trident/slide-trident.h5", "features", true),
+        ("stamp/slide-stamp.h5", "feats", true),
+        ("stamp/slide-patchemb.h5", "patch_embeddings", false),
+        ("variants/contiguous.h5", "features", true),
+        ("variants/chunked.h5", "features", true),
+        ("variants/gzip.h5", "features", true),
+        ("variants/shuffle_gzip.h5", "features", true),
+        ("variants/latest.h5", "features", true),
+        ("variants/latest_v114.h5", "features", true),
+        ("variants/latest_contiguous.h5", "features", true),
+        ("variants/float64.h5", "features", true),
+    ];
+    for (path, key, coords) in cases {
+        let file = TileFile::open(fixture(path), None).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!((file.tiles(), file.dim(), file.features_key()), (7, 4, key), "{path}");
+        let all = file.read_all().unwrap();
+        assert_eq!(all, expected_rows(&[0, 1, 2, 3, 4, 5, 6], 0.1), "{path}");
+        // Selected rows, out of order and across chunk boundaries.
+        let rows = [6, 2, 3, 0];
+        assert_eq!(file.read_rows(&rows).unwrap(), expected_rows(&rows, 0.1), "{path}");
+        assert_eq!(file.read_rows(&[5]).unwrap(), expected_rows(&[5], 0.1), "{path}");
+        assert_eq!(file.has_coords(), coords, "{path}");
+        if coords {
+            let c = file.read_coords(&[1, 4]).unwrap().unwrap();
+            assert_eq!(c, vec![[256.0, 515.0], [1024.0, 2051.0]], "{path}");
+        }
+    }
+    let half = TileFile::open(fixture("variants/float16.h5"), None).unwrap();
+    assert_eq!(half.read_rows(&[3, 1]).unwrap(), expected_rows(&[3, 1], 0.25));
+}
+
+#[test]
+fn explicit_key_and_subset_of_a_big_chunked_file() {
+    let file = TileFile::open(fixture("variants/big_chunked.h5"), Some("features")).unwrap();
+    assert_eq!((file.tiles(), file.dim()), (1000, 16));
+    let rows = [999, 0, 64, 63, 500, 501, 502];
+    let got = file.read_rows(&rows).unwrap();
+    let want: Vec<f32> = rows
+        .iter()
+        .flat_map(|&i| (0..16).map(move |j| (i * 16 + j) as f32))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(file.read_coords(&[7]).unwrap().unwrap(), vec![[7.0, 14.0]]);
+    let err = file.read_rows(&[1000]).unwrap_err().to_string();
+    assert!(err.contains("row 1000") && err.contains("1000 tiles"), "{err}");
+    let err = TileFile::open(fixture("variants/big_chunked.h5"), Some("feats")).unwrap_err();
+    assert!(matches!(err, DataError::NoFeatures { .. }), "{err}");
+}
+
+#[test]
+fn bad_files_give_their_errors() {
+    let err = |p: &str| TileFile::open(fixture(p), None).and_then(|f| f.read_all()).unwrap_err();
+    assert!(matches!(err("bad/truncated.h5"), DataError::Hdf5 { .. }), "{}", err("bad/truncated.h5"));
+    assert!(matches!(err("bad/not_hdf5.h5"), DataError::Hdf5 { .. }));
+    match err("bad/no_features.h5") {
+        DataError::NoFeatures { found, .. } => assert!(found.contains("embeddings_xyz"), "{found}"),
+        other => panic!("{other}"),
+    }
+    assert!(matches!(err("bad/one_dim.h5"), DataError::BadDataset { .. }));
+    assert!(matches!(err("bad/ints.h5"), DataError::BadDataset { .. }));
+    assert!(matches!(err("nowhere.h5"), DataError::Io { .. }));
+    for p in ["bad/truncated.h5", "bad/one_dim.h5", "nowhere.h5"] {
+        assert!(err(p).to_string().contains(p), "{}", err(p));
+    }
+    let empty = TileFile::open(fixture("bad/empty_bag.h5"), None).unwrap();
+    assert_eq!(empty.tiles(), 0);
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn csv_reading_and_each_bad_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let cols = CohortColumns::default();
+    let ok = write(
+        dir.path(),
+        "ok.csv",
+        "wsi_file_name,project,label,patient_id,rna_a,xrna_b,rna_c\ns1,P,LUAD,p1,1.5,9,2\ns2,P,LUSC,p1,0,9,-3e1\n",
+    );
+    let t = CohortTable::read(&ok, &cols).unwrap();
+    // Prefix match: `xrna_b` is not a gene.
+    assert_eq!(t.genes(), ["rna_a", "rna_c"]);
+    assert_eq!(t.expression(1), [0.0, -30.0]);
+    assert_eq!(t.slides()[1].patient, "p1");
+    assert_eq!(t.slides()[1].line, 3);
+    assert_eq!(t.labels().unwrap(), ["LUAD", "LUSC"]);
+
+    let cases = [
+        ("nan.csv", "wsi_file_name,label,rna_a\ns1,0,NaN\n", "line 2, column `rna_a`"),
+        ("inf.csv", "wsi_file_name,label,rna_a\ns1,0,1\ns2,0,inf\n", "line 3, column `rna_a`"),
+        ("text.csv", "wsi_file_name,label,rna_a\ns1,0,high\n", "not a number"),
+        ("empty.csv", "wsi_file_name,label,rna_a\ns1,0,\n", "empty cell"),
+        ("dup.csv", "wsi_file_name,label,rna_a\ns1,0,1\ns1,1,2\n", "lines 2 and 3"),
+        ("noslide.csv", "slide,label,rna_a\ns1,0,1\n", "no column `wsi_file_name`"),
+        ("nogenes.csv", "wsi_file_name,label,gene_a\ns1,0,1\n", "no gene columns"),
+        ("ragged.csv", "wsi_file_name,label,rna_a\ns1,0\n", "line 2"),
+    ];
+    for (name, text, needle) in cases {
+        let err = CohortTable::read(write(dir.path(), name, text), &cols).unwrap_err().to_string();
+        assert!(err.contains(needle) && err.contains(name), "{name}: {err}");
+    }
+    let t = CohortTable::read(write(dir.path(), "nolabel.csv", "wsi_file_name,rna_a\ns1,1\n"), &cols).unwrap();
+    assert!(matches!(t.labels(), Err(DataError::MissingColumn { .. })));
+    assert_eq!(t.slides()[0].patient, "s1", "without a patient column each slide is its own patient");
+    let t = CohortTable::read(write(dir.path(), "blank.csv", "wsi_file_name,label,rna_a\ns1,,1\n"), &cols).unwrap();
+    assert!(t.labels().unwrap_err().to_string().contains("line 2"));
+    let err = t.check_genes(100, None).unwrap_err();
+    assert!(matches!(err, DataError::GeneCount { expected: 100, got: 1, .. }), "{err}");
+}
+
+#[test]
+fn the_originals_example_csv_reads() {
+    let t = CohortTable::read(shared("data/example_metadata.csv"), &CohortColumns::default()).unwrap();
+    assert_eq!(t.genes().len(), 100);
+    assert!(t.len() > 10);
+    assert_eq!(t.slides()[0].project.as_deref(), Some("TCGA-LUAD"));
+    // The example has a patient column: the TCGA patient barcode.
+    assert_eq!(t.slides()[0].patient, "TCGA-05-4422");
+    assert!(t.slides()[0].slide.starts_with(&t.slides()[0].patient));
+}
+
+#[test]
+fn the_parity_cohort_in_the_originals_layout_opens() {
+    let table = CohortTable::read(shared("parity/cohort.csv"), &CohortColumns::default()).unwrap();
+    let cohort = Cohort::open(table, &TileOptions::new(shared("parity/features"))).unwrap();
+    let summary = CohortSummary::of(&cohort);
+    assert_eq!((summary.slides, summary.genes, summary.feature_dim), (6, 10, 32));
+    assert_eq!((summary.tiles_min, summary.tiles_max), (8, 8));
+    assert!(cohort.check_feature_dim(32).is_ok());
+    let err = cohort.check_feature_dim(768).unwrap_err().to_string();
+    assert!(err.contains("wsi_dim") && err.contains("768"), "{err}");
+}
+
+/// A cohort folder with flat and project layouts mixed, some files copied from fixtures.
+fn mixed_cohort(dir: &Path, extra_rows: &str, files: &[(&str, &str)]) -> CohortTable {
+    let features = dir.join("features");
+    std::fs::create_dir_all(features.join("P")).unwrap();
+    for (target, source) in files {
+        std::fs::copy(fixture(source), features.join(target)).unwrap();
+    }
+    let csv = format!(
+        "wsi_file_name,project,label,patient_id,rna_0\na,P,0,p1,1\nb,Q,1,p2,2\n{extra_rows}"
+    );
+    CohortTable::read(write(dir, "cohort.csv", &csv), &CohortColumns::default()).unwrap()
+}
+
+#[test]
+fn cohort_problems_are_all_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    // a: project layout; b: flat (project Q has no folder).
+    let table = mixed_cohort(
+        dir.path(),
+        "c,P,0,p3,3\nd,P,1,p4,4\ne,P,0,p5,5\nf,P,1,p6,6\n",
+        &[
+            ("P/a.h5", "clam/slide-clam.h5"),
+            ("b.h5", "stamp/slide-stamp.h5"),
+            ("P/d.h5", "bad/empty_bag.h5"),
+            ("P/e.h5", "variants/big_chunked.h5"),
+            ("f.h5", "bad/truncated.h5"),
+        ],
+    );
+    let options = TileOptions::new(dir.path().join("features"));
+    let (cohort, problems) = Cohort::scan(table.clone(), &options);
+    let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    assert_eq!(problems.len(), 4, "{text:#?}");
+    assert!(matches!(&problems[0], DataError::MissingFiles { missing } if missing.len() == 1 && missing[0].0 == "c"));
+    assert!(text[0].contains("P/c.h5") && text[0].contains("/c.h5"), "both places tried: {}", text[0]);
+    assert!(problems.iter().any(|p| matches!(p, DataError::EmptyBag { slide, .. } if slide == "d")));
+    assert!(problems.iter().any(|p| matches!(p, DataError::Hdf5 { path, .. } if path.ends_with("f.h5"))));
+    assert!(problems.iter().any(|p| matches!(p, DataError::FeatureWidth { expected: 4, got: 16, .. })));
+    assert_eq!(cohort.usable(), [0, 1]);
+    assert_eq!(cohort.feature_dim(), 4);
+    assert!(matches!(Cohort::open(table, &options), Err(DataError::Problems(p)) if p.len() == 4));
+
+    // Skipping missing files is explicit and counted.
+    let dir = tempfile::tempdir().unwrap();
+    let table = mixed_cohort(dir.path(), "c,P,0,p3,3\n", &[("P/a.h5", "clam/slide-clam.h5"), ("b.h5", "trident/slide-trident.h5")]);
+    let err = Cohort::open(table.clone(), &TileOptions::new(dir.path().join("features"))).unwrap_err();
+    assert!(matches!(err, DataError::MissingFiles { .. }), "{err}");
+    let skip = TileOptions { skip_missing: true, ..TileOptions::new(dir.path().join("features")) };
+    let cohort = Cohort::open(table, &skip).unwrap();
+    assert_eq!(cohort.skipped(), ["c"]);
+    assert_eq!(cohort.usable(), [0, 1]);
+}
+
+fn synth(dir: &Path, options: SynthOptions) -> Cohort {
+    let written = write_synthetic_cohort(dir, &options).unwrap();
+    let table = CohortTable::read(&written.csv, &CohortColumns::default()).unwrap();
+    Cohort::open(table, &TileOptions::new(&written.features_dir)).unwrap()
+}
+
+#[test]
+fn synthetic_cohorts_check_out_contiguous_and_compressed() {
+    for compress in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SynthOptions { slides: 12, tiles: 30, dim: 8, genes: 6, compress, ..Default::default() };
+        let cohort = synth(dir.path(), options);
+        let s = CohortSummary::of(&cohort);
+        assert_eq!((s.slides, s.genes, s.feature_dim), (12, 6, 8));
+        assert!(s.tiles_min >= 15 && s.tiles_max <= 30, "{s:?}");
+        assert!(s.patients < 12, "some patients have two slides");
+        assert_eq!(s.labels.values().sum::<usize>(), 12);
+        let file = cohort.open_file(0).unwrap();
+        assert!(file.has_coords());
+        let all = file.read_all().unwrap();
+        assert_eq!(file.read_rows(&[3]).unwrap(), all[24..32].to_vec());
+    }
+}
+
+#[test]
+fn normalization_is_fitted_on_training_rows_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = "wsi_file_name,label,rna_a,rna_b,rna_c\ns1,0,1,5,0\ns2,0,3,5,1\ns3,1,1000,5,2\n";
+    let t = CohortTable::read(write(dir.path(), "c.csv", csv), &CohortColumns::default()).unwrap();
+    let n = Normalization::fit(&t, &[0, 1], true).unwrap();
+    // log2(x + 1): a = [1, 2] → mean 1.5, population std 0.5; b constant → std 1.
+    assert_eq!(n.mean[0], 1.5);
+    assert_eq!(n.std[0], 0.5);
+    assert_eq!(n.std[1], 1.0);
+    assert_eq!(n.transform(&t, 1).unwrap(), vec![1.0, 0.0, 1.0]);
+    let held_out = n.transform(&t, 2).unwrap();
+    assert!((held_out[0] - ((1001f32).log2() - 1.5) / 0.5).abs() < 1e-5);
+    assert!(held_out.iter().all(|v| v.is_finite()));
+    let no_log = Normalization::fit(&t, &[0, 1], false).unwrap();
+    assert_eq!(no_log.mean[0], 2.0);
+    let path = dir.path().join("normalization.json");
+    n.save(&path).unwrap();
+    assert_eq!(Normalization::load(&path).unwrap(), n);
+    let neg = CohortTable::read(write(dir.path(), "n.csv", "wsi_file_name,rna_a\ns1,-2\n"), &CohortColumns::default()).unwrap();
+    let err = Normalization::fit(&neg, &[0], true).unwrap_err().to_string();
+    assert!(err.contains("line 2") && err.contains("rna_a"), "{err}");
+}
+
+fn patients_table(dir: &Path) -> (CohortTable, Vec<usize>) {
+    // 12 patients, 3 with two slides; labels 0/1 alternate by patient.
+    let mut csv = String::from("wsi_file_name,label,patient_id,rna_a\n");
+    let mut labels = Vec::new();
+    for p in 0..12 {
+        for k in 0..if p % 4 == 0 { 2 } else { 1 } {
+            csv.push_str(&format!("s{p}_{k},{},p{p},1\n", p % 2));
+            labels.push(p % 2);
+        }
+    }
+    (CohortTable::read(write(dir, "p.csv", &csv), &CohortColumns::default()).unwrap(), labels)
+}
+
+fn patients_of(t: &CohortTable, slides: &[usize]) -> std::collections::BTreeSet<String> {
+    slides.iter().map(|&i| t.slides()[i].patient.clone()).collect()
+}
+
+#[test]
+fn splits_never_leak_a_patient() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, labels) = patients_table(dir.path());
+    let folds = kfold(&t, &labels, 3, 7).unwrap();
+    assert_eq!(folds.len(), 3);
+    let mut validated = Vec::new();
+    for f in &folds {
+        assert!(patients_of(&t, &f.train).is_disjoint(&patients_of(&t, &f.val)));
+        check_patients(&t, f).unwrap();
+        assert_eq!(f.train.len() + f.val.len(), t.len());
+        // Stratified: each fold validates on both classes, 2 patients of each.
+        for class in 0..2 {
+            let n = patients_of(&t, &f.val.iter().copied().filter(|&i| labels[i] == class).collect::<Vec<_>>()).len();
+            assert_eq!(n, 2, "class {class}");
+        }
+        validated.extend(f.val.iter().copied());
+    }
+    validated.sort();
+    assert_eq!(validated, (0..t.len()).collect::<Vec<_>>(), "each slide validated exactly once");
+    assert_eq!(folds, kfold(&t, &labels, 3, 7).unwrap(), "same seed, same folds");
+    let err = kfold(&t, &labels, 7, 0).unwrap_err().to_string();
+    assert!(err.contains("only 6 patient"), "{err}");
+
+    let s = by_fractions(&t, &labels, 0.25, 0.25, 1).unwrap();
+    check_patients(&t, &s).unwrap();
+    assert_eq!(patients_of(&t, &s.val).len(), 4);
+    assert_eq!(patients_of(&t, &s.test).len(), 4);
+    assert_eq!(s.train.len() + s.val.len() + s.test.len(), t.len());
+
+    let splits = write(dir.path(), "splits.csv", "train,val,test\np0,s1_0,p2\np3,,\ns4_0,,\n");
+    let (s, unassigned) = from_csv(&splits, &t).unwrap();
+    // p0 has two slides; s4_0 alone leaves s4_1 out... so a patient straddles? No: s4_1 is unassigned.
+    assert_eq!(s.train.len(), 4);
+    assert_eq!(s.val.len(), 1);
+    assert_eq!(s.test.len(), 1);
+    assert_eq!(unassigned, t.len() - 6);
+    let leak = write(dir.path(), "leak.csv", "train,val\ns0_0,s0_1\n");
+    let err = from_csv(&leak, &t).unwrap_err().to_string();
+    assert!(err.contains("p0"), "{err}");
+    let unknown = write(dir.path(), "unknown.csv", "train\nnobody\n");
+    let err = from_csv(&unknown, &t).unwrap_err().to_string();
+    assert!(err.contains("line 2") && err.contains("nobody"), "{err}");
+}
+
+#[test]
+fn dataset_and_batcher_pad_and_mask() {
+    let dir = tempfile::tempdir().unwrap();
+    let cohort = Arc::new(synth(dir.path(), SynthOptions { slides: 4, tiles: 20, dim: 8, genes: 5, ..Default::default() }));
+    let counts = cohort.tile_counts(&cohort.usable());
+    let bags = evaluation_bags(&counts, 8);
+    let expected_bags: usize = counts.iter().map(|&(_, n)| n.div_ceil(8)).sum();
+    assert_eq!(bags.len(), expected_bags);
+    let labels = cohort.table().labels().unwrap();
+    let map = LabelMap::fit(labels.iter().copied());
+    let targets = labels
+        .iter()
+        .map(|l| Target { class: map.index(l), ..Default::default() })
+        .collect();
+    let norm = Normalization::fit(cohort.table(), &cohort.usable(), true).unwrap();
+    let dataset = CohortDataset::new(cohort.clone(), bags, &norm, targets).unwrap();
+    // The last bag of slide 0 is partial; batch it with a full bag.
+    let n0 = counts[0].1;
+    let last0 = n0.div_ceil(8) - 1;
+    let items = vec![dataset.get(0).unwrap(), dataset.get(last0).unwrap()];
+    let file = cohort.open_file(0).unwrap();
+    assert_eq!(items[0].features, file.read_rows(&(0..8).collect::<Vec<_>>()).unwrap());
+    let short = n0 - last0 * 8;
+    let batch = BagBatcher.batch(items, &Device::flex());
+    assert_eq!(batch.tiles.dims(), [2, 8, 8]);
+    assert_eq!(batch.expression.dims(), [2, 5]);
+    let mask: Vec<bool> = batch.padding.clone().map(|m| m.into_data().try_to_vec::<bool>().unwrap()).unwrap_or_default();
+    if short < 8 {
+        let expected: Vec<bool> = (0..16).map(|i| i >= 8 + short).collect();
+        assert_eq!(mask, expected);
+    } else {
+        assert!(batch.padding.is_none());
+    }
+    assert_eq!(batch.classes.unwrap().dims(), [2]);
+
+    // The loader reads every bag, in order, across workers.
+    let dataset = Arc::new(dataset);
+    let order: Vec<usize> = (0..dataset.len()).collect();
+    let loaded: Vec<BagRef> = BagLoader::new(dataset.clone(), order, 3, 2, 2)
+        .flat_map(|b| b.unwrap().into_iter().map(|i| i.bag))
+        .collect();
+    assert_eq!(loaded, dataset.bags());
+}
