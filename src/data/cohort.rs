@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
@@ -47,15 +48,21 @@ pub struct SlideTiles {
     pub has_coords: bool,
 }
 
+/// How many tile files stay open at once. Keeping a file open keeps its chunk cache, so the
+/// many bags of one slide decompress each gzip chunk once rather than once per bag.
+const OPEN_FILES: usize = 16;
+
 /// A cohort: the CSV table and, for each slide, its tile-feature file (opened once to read
 /// its shape; features are read bag by bag later).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Cohort {
     table: CohortTable,
     options: TileOptions,
     files: Vec<Option<SlideTiles>>,
     skipped: Vec<String>,
     feature_dim: usize,
+    /// Recently used open files, most recent last.
+    open: Mutex<Vec<(usize, Arc<TileFile>)>>,
 }
 
 impl Cohort {
@@ -161,6 +168,7 @@ impl Cohort {
             files,
             skipped,
             feature_dim,
+            open: Mutex::new(Vec::new()),
         };
         (cohort, problems)
     }
@@ -203,18 +211,36 @@ impl Cohort {
         &self.skipped
     }
 
-    /// Opens slide `index`'s file.
+    /// Slide `index`'s file, from the cache of recently used files or freshly opened.
     ///
     /// # Errors
     ///
     /// [`DataError::Setting`] when the slide has no usable file; the errors of
     /// [`TileFile::open`].
-    pub fn open_file(&self, index: usize) -> Result<TileFile, DataError> {
+    pub fn open_file(&self, index: usize) -> Result<Arc<TileFile>, DataError> {
         let tiles = self.files[index].as_ref().ok_or_else(|| DataError::Setting {
             setting: "slide",
             message: format!("slide `{}` has no usable tile file", self.table.slides()[index].slide),
         })?;
-        TileFile::open(&tiles.path, Some(&tiles.key))
+        {
+            let mut open = self.open.lock().expect("the file cache lock is never poisoned");
+            if let Some(pos) = open.iter().position(|(i, _)| *i == index) {
+                let entry = open.remove(pos);
+                let file = entry.1.clone();
+                open.push(entry);
+                return Ok(file);
+            }
+        }
+        // Opened outside the lock, so workers open different files in parallel.
+        let file = Arc::new(TileFile::open(&tiles.path, Some(&tiles.key))?);
+        let mut open = self.open.lock().expect("the file cache lock is never poisoned");
+        if !open.iter().any(|(i, _)| *i == index) {
+            if open.len() >= OPEN_FILES {
+                open.remove(0);
+            }
+            open.push((index, file.clone()));
+        }
+        Ok(file)
     }
 
     /// Checks the cohort's feature width against a model's `wsi_dim`.

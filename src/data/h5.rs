@@ -7,13 +7,16 @@
 
 use std::path::{Path, PathBuf};
 
-use hdf5_reader::{Datatype, H5Type, Hdf5File, SliceInfo, SliceInfoElem};
+use hdf5_reader::{Datatype, H5Type, Hdf5File, OpenOptions, SliceInfo, SliceInfoElem};
 
 use super::DataError;
 
 /// Names of the features dataset, in the order they are looked for: CLAM and TRIDENT, the
 /// Python original, STAMP, STAMP's newer name.
 pub const FEATURE_DATASETS: [&str; 4] = ["features", "uni_features", "feats", "patch_embeddings"];
+
+/// Decoded-chunk cache per open file.
+const CHUNK_CACHE_BYTES: usize = 32 << 20;
 
 /// Name of the tile-coordinates dataset (level-0 pixels, `[tiles, 2]`, x then y).
 pub const COORDS_DATASET: &str = "coords";
@@ -97,7 +100,10 @@ impl TileFile {
             path: path.to_path_buf(),
             message: e.to_string(),
         };
-        let file = Hdf5File::open(path).map_err(h5)?;
+        // A smaller chunk cache than the reader's default (64 MiB): many files stay open at
+        // once in the loader's cache, and a bag's rows span few chunks.
+        let options = OpenOptions::default().with_chunk_cache_bytes(CHUNK_CACHE_BYTES);
+        let file = Hdf5File::open_with_options(path, options).map_err(h5)?;
         let (_, names) = file.root_group().and_then(|g| g.member_names()).map_err(h5)?;
         let wanted: Vec<&str> = match key {
             Some(key) => vec![key],

@@ -1,0 +1,189 @@
+//! Slide-level metrics: accuracy, balanced accuracy, macro one-vs-rest ROC AUC, confusion
+//! matrix, and Harrell's concordance index for survival.
+
+use serde::{Deserialize, Serialize};
+
+/// Fraction of slides whose predicted class is the true class. `NaN` for no slide.
+pub fn accuracy(truth: &[usize], pred: &[usize]) -> f64 {
+    let correct = truth.iter().zip(pred).filter(|(t, p)| t == p).count();
+    correct as f64 / truth.len() as f64
+}
+
+/// Mean recall over the classes present in `truth`. `NaN` for no slide.
+pub fn balanced_accuracy(truth: &[usize], pred: &[usize], classes: usize) -> f64 {
+    let cm = confusion_matrix(truth, pred, classes);
+    let recalls: Vec<f64> = cm
+        .iter()
+        .enumerate()
+        .filter(|(_, row)| row.iter().sum::<usize>() > 0)
+        .map(|(c, row)| row[c] as f64 / row.iter().sum::<usize>() as f64)
+        .collect();
+    recalls.iter().sum::<f64>() / recalls.len() as f64
+}
+
+/// `matrix[true][predicted]` slide counts.
+pub fn confusion_matrix(truth: &[usize], pred: &[usize], classes: usize) -> Vec<Vec<usize>> {
+    let mut cm = vec![vec![0; classes]; classes];
+    for (&t, &p) in truth.iter().zip(pred) {
+        cm[t][p] += 1;
+    }
+    cm
+}
+
+/// ROC AUC of `scores` for separating `positive` from the rest: the probability that a random
+/// positive scores above a random negative, ties counting one half. `None` without both a
+/// positive and a negative.
+pub fn binary_auc(scores: &[f64], positive: &[bool]) -> Option<f64> {
+    let pos: Vec<f64> = scores.iter().zip(positive).filter(|(_, p)| **p).map(|(s, _)| *s).collect();
+    let neg: Vec<f64> = scores.iter().zip(positive).filter(|(_, p)| !**p).map(|(s, _)| *s).collect();
+    if pos.is_empty() || neg.is_empty() {
+        return None;
+    }
+    let mut wins = 0.0;
+    for p in &pos {
+        for n in &neg {
+            wins += if p > n {
+                1.0
+            } else if p == n {
+                0.5
+            } else {
+                0.0
+            };
+        }
+    }
+    Some(wins / (pos.len() * neg.len()) as f64)
+}
+
+/// Macro one-vs-rest ROC AUC: the mean over classes of each class's probability's AUC against
+/// the other classes, over the classes that have both positives and negatives. For two
+/// classes this is the AUC of the second class's probability. `None` when no class
+/// qualifies.
+///
+/// `probs` is `[slides][classes]`.
+pub fn macro_auc(truth: &[usize], probs: &[Vec<f64>]) -> Option<f64> {
+    let classes = probs.first().map_or(0, Vec::len);
+    let aucs: Vec<f64> = (0..classes)
+        .filter_map(|c| {
+            let scores: Vec<f64> = probs.iter().map(|p| p[c]).collect();
+            let positive: Vec<bool> = truth.iter().map(|&t| t == c).collect();
+            binary_auc(&scores, &positive)
+        })
+        .collect();
+    (!aucs.is_empty()).then(|| aucs.iter().sum::<f64>() / aucs.len() as f64)
+}
+
+/// Harrell's concordance index, computed as scikit-survival's `concordance_index_censored`:
+/// a pair is comparable when the earlier time is an event (`event[i]`), or when the times are
+/// equal and only one of the two is an event (the event one counts as earlier); it is
+/// concordant when the earlier one has the higher risk; risks within `1e-8` count one half.
+/// `None` when no pair is comparable.
+pub fn concordance_index(event: &[bool], time: &[f64], risk: &[f64]) -> Option<f64> {
+    const TIED_TOL: f64 = 1e-8;
+    let mut numerator = 0.0;
+    let mut denominator = 0.0;
+    for i in 0..time.len() {
+        if !event[i] {
+            continue;
+        }
+        for j in 0..time.len() {
+            let comparable = time[j] > time[i] || (time[j] == time[i] && !event[j]);
+            if i == j || !comparable {
+                continue;
+            }
+            denominator += 1.0;
+            if (risk[j] - risk[i]).abs() <= TIED_TOL {
+                numerator += 0.5;
+            } else if risk[j] < risk[i] {
+                numerator += 1.0;
+            }
+        }
+    }
+    (denominator > 0.0).then(|| numerator / denominator)
+}
+
+/// The metrics of one evaluation, as written to `metrics.json` and `metrics.csv`. Metrics that
+/// do not apply to the task (or cannot be computed, e.g. AUC with one class) are absent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Mean loss over the bags.
+    pub loss: f64,
+    /// Classification: accuracy over slides.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub accuracy: Option<f64>,
+    /// Classification: balanced accuracy over slides.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub balanced_accuracy: Option<f64>,
+    /// Classification: macro one-vs-rest ROC AUC over slides.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub auc: Option<f64>,
+    /// Classification: confusion matrix `[true][predicted]`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub confusion_matrix: Option<Vec<Vec<usize>>>,
+    /// Survival: Harrell's concordance index over slides.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub c_index: Option<f64>,
+}
+
+impl Metrics {
+    /// The scalar metrics by name (loss first), for tables and `metrics.csv`.
+    pub fn scalars(&self) -> Vec<(&'static str, Option<f64>)> {
+        let mut out = vec![("loss", Some(self.loss))];
+        if self.c_index.is_some() || self.accuracy.is_none() {
+            out.push(("c_index", self.c_index));
+        } else {
+            out.push(("accuracy", self.accuracy));
+            out.push(("balanced_accuracy", self.balanced_accuracy));
+            out.push(("auc", self.auc));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification_metrics_by_hand() {
+        let truth = [0, 0, 0, 1, 1, 2];
+        let pred = [0, 0, 1, 1, 0, 2];
+        assert_eq!(accuracy(&truth, &pred), 4.0 / 6.0);
+        // Recalls 2/3, 1/2, 1 → mean 13/18.
+        assert!((balanced_accuracy(&truth, &pred, 3) - 13.0 / 18.0).abs() < 1e-12);
+        assert_eq!(confusion_matrix(&truth, &pred, 3), vec![vec![2, 1, 0], vec![1, 1, 0], vec![0, 0, 1]]);
+        // Class 2 never occurs in truth: it is left out of the balanced accuracy.
+        assert_eq!(balanced_accuracy(&[0, 1], &[0, 0], 3), 0.5);
+    }
+
+    #[test]
+    fn auc_with_ties_by_hand() {
+        // Positives 0.8, 0.4; negatives 0.4, 0.1: pairs (0.8>0.4) 1, (0.8>0.1) 1,
+        // (0.4=0.4) 0.5, (0.4>0.1) 1 → 3.5 / 4.
+        let auc = binary_auc(&[0.8, 0.4, 0.4, 0.1], &[true, true, false, false]).unwrap();
+        assert_eq!(auc, 0.875);
+        assert_eq!(binary_auc(&[0.1, 0.2], &[true, true]), None);
+        // Two classes: macro OvR equals the AUC of class 1's probability.
+        let probs: Vec<Vec<f64>> = [0.2, 0.6, 0.6, 0.9].iter().map(|&p| vec![1.0 - p, p]).collect();
+        let truth = [0, 0, 1, 1];
+        let one = binary_auc(&[0.2, 0.6, 0.6, 0.9], &[false, false, true, true]).unwrap();
+        assert_eq!(one, 0.875);
+        assert_eq!(macro_auc(&truth, &probs), Some(one));
+    }
+
+    #[test]
+    fn c_index_with_censoring_and_ties_by_hand() {
+        // Times 1 (event), 2 (censored), 2 (event), 3 (event), 3 (censored).
+        let time = [1.0, 2.0, 2.0, 3.0, 3.0];
+        let event = [true, false, true, true, false];
+        let risk = [0.9, 0.5, 0.5, 0.7, 0.1];
+        // Comparable pairs (i earlier event, j):
+        // i=0: j=1,2,3,4 → risks 0.5,0.5,0.7,0.1 all < 0.9: 4 concordant.
+        // i=2 (t=2, event): j=1 (t=2 censored) tie in risk: 0.5; j=3: 0.7 > 0.5 discordant;
+        //     j=4: 0.1 < 0.5 concordant.
+        // i=3 (t=3, event): j=4 (t=3 censored): 0.1 < 0.7 concordant.
+        // Total 8 pairs, 4 + 0.5 + 0 + 1 + 1 = 6.5.
+        assert_eq!(concordance_index(&event, &time, &risk), Some(6.5 / 8.0));
+        // Two events at the same time are not comparable.
+        assert_eq!(concordance_index(&[true, true], &[1.0, 1.0], &[0.1, 0.2]), None);
+    }
+}

@@ -1,0 +1,161 @@
+//! [`TrainSettings`]: everything about a training run except the model's hyperparameters.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::DataError;
+
+/// What the model predicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// One label per slide; cross-entropy; accuracy, balanced accuracy, AUC.
+    #[default]
+    Classification,
+    /// Survival time and censorship per slide; discrete-time hazards; concordance index.
+    Survival,
+}
+
+/// Survival columns and loss settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SurvivalSettings {
+    /// Column of survival times (any unit; months by convention). Default `survival_months`.
+    pub time_column: String,
+    /// Column of censorship: 1 = censored (no event observed), 0 = event. Default `censorship`.
+    pub censorship_column: String,
+    /// Number of time bins (the model's outputs). Default 4 (quartiles).
+    pub bins: usize,
+    /// Weight of the uncensored term in the loss, in `[0, 1]`. Default 0.
+    pub alpha: f64,
+}
+
+impl Default for SurvivalSettings {
+    fn default() -> Self {
+        Self {
+            time_column: "survival_months".into(),
+            censorship_column: "censorship".into(),
+            bins: 4,
+            alpha: 0.0,
+        }
+    }
+}
+
+/// Training settings. Saved in the run folder's `config.json` under `training`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainSettings {
+    /// The task. Default classification.
+    pub task: Task,
+    /// Survival settings (used by the survival task).
+    pub survival: SurvivalSettings,
+    /// Epochs. Default 20.
+    pub epochs: usize,
+    /// Bags per batch. Default 16.
+    pub batch_size: usize,
+    /// Tiles per bag. Default 50.
+    pub bag_size: usize,
+    /// Most tiles sampled from one slide per epoch. Default 2000.
+    pub max_patches_total: usize,
+    /// Peak learning rate (AdamW). Default 1e-4.
+    pub lr: f64,
+    /// AdamW weight decay. Default 1e-2.
+    pub weight_decay: f64,
+    /// Epochs of linear warm-up before the cosine decay (fractions allowed). Default 1.
+    pub warmup_epochs: f64,
+    /// Batches whose gradients are summed per optimizer step. Default 1.
+    pub grad_accumulation: usize,
+    /// Epochs without a better validation metric before stopping; 0 never stops early.
+    /// Default 5.
+    pub patience: usize,
+    /// Seed of initialization, sampling, shuffling, dropout and splits. Default 0.
+    pub seed: u64,
+    /// Fraction of patients for validation (without `--folds` or a splits file). Default 0.2.
+    pub val_fraction: f64,
+    /// Fraction of patients held out for testing (evaluated once, with the best checkpoint).
+    /// Default 0.
+    pub test_fraction: f64,
+    /// A splits CSV (`train`, `val`, `test` columns) instead of fractions.
+    pub splits_csv: Option<PathBuf>,
+    /// Weight classes by inverse frequency in the loss. Default false.
+    pub class_weights: bool,
+    /// Apply `log2(x + 1)` before standardizing expression. Default true.
+    pub log2_expression: bool,
+    /// Loader threads. Default 2.
+    pub workers: usize,
+}
+
+impl Default for TrainSettings {
+    fn default() -> Self {
+        Self {
+            task: Task::Classification,
+            survival: SurvivalSettings::default(),
+            epochs: 20,
+            batch_size: 16,
+            bag_size: 50,
+            max_patches_total: 2000,
+            lr: 1e-4,
+            weight_decay: 1e-2,
+            warmup_epochs: 1.0,
+            grad_accumulation: 1,
+            patience: 5,
+            seed: 0,
+            val_fraction: 0.2,
+            test_fraction: 0.0,
+            splits_csv: None,
+            class_weights: false,
+            log2_expression: true,
+            workers: 2,
+        }
+    }
+}
+
+impl TrainSettings {
+    /// Checks every setting.
+    ///
+    /// # Errors
+    ///
+    /// [`DataError::Setting`] naming the first bad setting.
+    pub fn validate(&self) -> Result<(), DataError> {
+        let bad = |setting: &'static str, message: String| Err(DataError::Setting { setting, message });
+        for (setting, value) in [
+            ("epochs", self.epochs),
+            ("batch_size", self.batch_size),
+            ("bag_size", self.bag_size),
+            ("max_patches_total", self.max_patches_total),
+            ("grad_accumulation", self.grad_accumulation),
+            ("workers", self.workers),
+        ] {
+            if value == 0 {
+                return bad(setting, "must be at least 1".into());
+            }
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("lr", format!("must be a positive number, got {}", self.lr));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad("weight_decay", format!("must be ≥ 0, got {}", self.weight_decay));
+        }
+        if !(self.warmup_epochs.is_finite() && self.warmup_epochs >= 0.0) {
+            return bad("warmup_epochs", format!("must be ≥ 0, got {}", self.warmup_epochs));
+        }
+        if self.task == Task::Survival {
+            if self.survival.bins < 2 {
+                return bad("survival.bins", format!("must be at least 2, got {}", self.survival.bins));
+            }
+            if !(0.0..=1.0).contains(&self.survival.alpha) {
+                return bad("survival.alpha", format!("must lie in [0, 1], got {}", self.survival.alpha));
+            }
+        }
+        Ok(())
+    }
+
+    /// The name of the validation metric that selects the best checkpoint (higher is better).
+    pub fn monitor(&self) -> &'static str {
+        match self.task {
+            Task::Classification => "auc",
+            Task::Survival => "c_index",
+        }
+    }
+}
