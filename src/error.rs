@@ -110,6 +110,53 @@ pub enum PersistError {
     },
 }
 
+/// A training, evaluation or prediction run that cannot go on.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The output folder already holds results, and `--resume` was not given.
+    #[error("{path} already holds a run; pass --resume to continue it or choose another --out")]
+    RunExists {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// `--resume` or `--model` on a folder that is not a run or model folder.
+    #[error("{path} is not a med-crossvit run or model folder: {reason}")]
+    NotARun {
+        /// The folder.
+        path: PathBuf,
+        /// What is missing.
+        reason: String,
+    },
+    /// A model configuration whose widths contradict the data.
+    #[error("the model config says {field} = {config}, but the data has {data}")]
+    ConfigMismatch {
+        /// The config field.
+        field: &'static str,
+        /// The config's value.
+        config: usize,
+        /// The data's value.
+        data: usize,
+    },
+    /// An unknown preset, device or other named choice.
+    #[error("unknown {what} `{name}` (choose from: {choices})")]
+    Unknown {
+        /// What kind of name.
+        what: &'static str,
+        /// The name given.
+        name: String,
+        /// The valid names.
+        choices: String,
+    },
+    /// A checkpoint that cannot be written or read.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint {
+        /// The file or folder.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
 /// Any error of this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -125,6 +172,9 @@ pub enum Error {
     /// Bad cohort data.
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
+    /// A run that cannot go on.
+    #[error(transparent)]
+    Run(#[from] RunError),
 }
 
 /// Result with this crate's [`Error`].

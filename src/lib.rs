@@ -42,7 +42,8 @@
 pub mod data;
 pub mod error;
 pub mod model;
+pub mod train;
 
 pub use data::DataError;
-pub use error::{ConfigError, Error, InputError, PersistError, Result};
+pub use error::{ConfigError, Error, InputError, PersistError, Result, RunError};
 pub use model::{FusionAttention, MedCrossViT, MedCrossViTConfig, MedCrossViTOutput, ModelInput, Pool};

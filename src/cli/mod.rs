@@ -1,7 +1,10 @@
 //! Command-line parsing and the commands.
 
 mod check;
+mod device;
+mod progress;
 mod synth;
+mod train;
 
 use std::process::ExitCode;
 
@@ -21,6 +24,10 @@ enum Command {
     Check(check::CheckArgs),
     /// Write a synthetic cohort in the original's layout.
     Synth(synth::SynthArgs),
+    /// Train a model (classification or survival; one split or cross-validation).
+    Train(Box<train::TrainArgs>),
+    /// Apply a trained model to a cohort: metrics.json and predictions.csv.
+    Evaluate(train::EvaluateArgs),
 }
 
 /// Runs the parsed command.
@@ -28,5 +35,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, med_crossvit::Error> {
     match cli.command {
         Command::Check(args) => check::run(args),
         Command::Synth(args) => synth::run(args),
+        Command::Train(args) => train::run(*args),
+        Command::Evaluate(args) => train::evaluate(args),
     }
 }

@@ -25,7 +25,7 @@ mod split;
 mod synth;
 mod table;
 
-pub use bags::{BagRef, BagSettings, evaluation_bags, training_bags};
+pub use bags::{BagRef, BagSettings, evaluation_bags, mix as mix_seed, training_bags};
 pub use check::CohortSummary;
 pub use cohort::{Cohort, SlideTiles, TileOptions};
 pub use dataset::{BagBatch, BagBatcher, BagItem, CohortDataset, Target};

@@ -265,16 +265,23 @@ impl MedCrossViTConfig {
     }
 
     /// Parses and validates a configuration from JSON text. Missing fields take their defaults.
+    /// A run folder's `config.json` (the model config under `"model"`) is accepted too.
     ///
     /// # Errors
     ///
     /// [`ConfigError::Json`] (with an empty path) for malformed JSON, an unknown field or a
     /// missing required field; the errors of [`validate`](Self::validate).
     pub fn from_json(text: &str) -> Result<Self, ConfigError> {
-        let config: Self = serde_json::from_str(text).map_err(|source| ConfigError::Json {
+        let json = |source| ConfigError::Json {
             path: Default::default(),
             source,
-        })?;
+        };
+        // A run folder's config.json holds the model config under "model".
+        let mut value: serde_json::Value = serde_json::from_str(text).map_err(json)?;
+        if let Some(model) = value.get_mut("model").filter(|m| m.is_object()) {
+            value = model.take();
+        }
+        let config: Self = serde_json::from_value(value).map_err(json)?;
         config.validate()?;
         Ok(config)
     }

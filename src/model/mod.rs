@@ -34,6 +34,7 @@ pub use feedforward::{FeedForward, FeedForwardConfig};
 pub use head::{ClassifierHead, ClassifierHeadConfig};
 pub use io::{FusionAttention, MedCrossViTOutput, ModelInput};
 pub use persist::{CONFIG_FILE, WEIGHTS_FILE};
+pub(crate) use persist::write_atomic;
 pub use rna::{RnaEmbedder, RnaEmbedderConfig};
 pub use transformer::{Transformer, TransformerConfig, TransformerLayer};
 pub use wsi::{TileEmbedder, TileEmbedderConfig};

@@ -37,14 +37,23 @@ impl MedCrossViT {
                     message: e.to_string(),
                 })
         })?;
-        let weights_path = dir.join(WEIGHTS_FILE);
-        write_atomic(&weights_path, |tmp| {
+        self.save_weights(dir.join(WEIGHTS_FILE))
+    }
+
+    /// Writes the weights alone (burnpack) to `path`, through a temporary file and a rename.
+    ///
+    /// # Errors
+    ///
+    /// [`PersistError`] naming the file.
+    pub fn save_weights(&self, path: impl AsRef<Path>) -> Result<(), PersistError> {
+        let path = path.as_ref();
+        write_atomic(path, |tmp| {
             let mut store = BurnpackStore::from_file(tmp)
                 .auto_extension(false)
                 .overwrite(true);
             self.save_into(&mut store)
                 .map_err(|e| PersistError::Weights {
-                    path: weights_path.clone(),
+                    path: path.to_path_buf(),
                     message: e.to_string(),
                 })
         })
@@ -60,16 +69,26 @@ impl MedCrossViT {
         let dir = dir.as_ref();
         let config = MedCrossViTConfig::load(dir.join(CONFIG_FILE))?;
         let mut model = config.init(device)?;
-        let path = dir.join(WEIGHTS_FILE);
+        model.load_weights(dir.join(WEIGHTS_FILE))?;
+        Ok(model)
+    }
+
+    /// Replaces the weights with those saved at `path` by [`save_weights`](Self::save_weights).
+    ///
+    /// # Errors
+    ///
+    /// [`PersistError`] for a missing or unreadable file, or one whose tensors do not fit this
+    /// model (naming the first missing, unexpected or misshapen tensors).
+    pub fn load_weights(&mut self, path: impl AsRef<Path>) -> Result<(), PersistError> {
+        let path = path.as_ref().to_path_buf();
         if !path.is_file() {
             return Err(PersistError::Io {
                 path,
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
-            }
-            .into());
+            });
         }
         let mut store = BurnpackStore::from_file(&path).auto_extension(false);
-        let result = model
+        let result = self
             .load_from(&mut store)
             .map_err(|e| PersistError::Weights {
                 path: path.clone(),
@@ -84,10 +103,9 @@ impl MedCrossViT {
             return Err(PersistError::Mismatch {
                 path,
                 message: problems.join("; "),
-            }
-            .into());
+            });
         }
-        Ok(model)
+        Ok(())
     }
 }
 

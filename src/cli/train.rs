@@ -1,0 +1,272 @@
+//! `med-crossvit train` and `med-crossvit evaluate`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use med_crossvit::data::TileOptions;
+use med_crossvit::train::{
+    self, DataSource, EvaluateRequest, ModelBundle, ModelSpec, Task, TrainRequest, TrainSettings, TrainSummary,
+};
+
+use super::check::ColumnArgs;
+use super::device;
+use super::progress::Progress;
+
+/// The task, on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TaskArg {
+    /// One label per slide.
+    Classification,
+    /// Survival time and censorship per slide.
+    Survival,
+}
+
+/// Options of `train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The cohort CSV (not needed with --resume).
+    #[arg(long, required_unless_present = "resume")]
+    csv: Option<PathBuf>,
+    /// The features directory (not needed with --resume).
+    #[arg(long, required_unless_present = "resume")]
+    features: Option<PathBuf>,
+    /// The run folder to create.
+    #[arg(long, required_unless_present = "resume")]
+    out: Option<PathBuf>,
+    /// Continue the run in this folder from its last complete epoch.
+    #[arg(long, conflicts_with_all = ["csv", "features", "out"])]
+    resume: Option<PathBuf>,
+    /// Model hyperparameters: a named preset (seed, small).
+    #[arg(long, default_value = "small", conflicts_with = "config")]
+    preset: String,
+    /// Model hyperparameters from a JSON file (widths the data decides may be omitted).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The task.
+    #[arg(long, value_enum, default_value = "classification")]
+    task: TaskArg,
+    /// Epochs.
+    #[arg(long, default_value_t = 20)]
+    epochs: usize,
+    /// Bags per batch.
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// Tiles per bag.
+    #[arg(long, default_value_t = 50)]
+    bag_size: usize,
+    /// Most tiles sampled per slide and epoch.
+    #[arg(long, default_value_t = 2000)]
+    max_patches_total: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 1e-4)]
+    lr: f64,
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = 1e-2)]
+    weight_decay: f64,
+    /// Warm-up epochs.
+    #[arg(long, default_value_t = 1.0)]
+    warmup_epochs: f64,
+    /// Batches per optimizer step.
+    #[arg(long, default_value_t = 1)]
+    grad_accumulation: usize,
+    /// Epochs without improvement before stopping (0: never).
+    #[arg(long, default_value_t = 5)]
+    patience: usize,
+    /// Patient-level stratified cross-validation folds.
+    #[arg(long)]
+    folds: Option<usize>,
+    /// Fraction of patients for validation.
+    #[arg(long, default_value_t = 0.2)]
+    val_fraction: f64,
+    /// Fraction of patients held out for testing.
+    #[arg(long, default_value_t = 0.0)]
+    test_fraction: f64,
+    /// A splits CSV with train, val and test columns (slide or patient ids).
+    #[arg(long, conflicts_with = "folds")]
+    splits: Option<PathBuf>,
+    /// Random seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Weight classes by inverse frequency.
+    #[arg(long)]
+    class_weights: bool,
+    /// Expression is already normalized: skip log2(x + 1).
+    #[arg(long)]
+    no_log: bool,
+    /// Survival time column.
+    #[arg(long, default_value = "survival_months")]
+    time_column: String,
+    /// Censorship column (1 = censored).
+    #[arg(long, default_value = "censorship")]
+    censorship_column: String,
+    /// Survival time bins.
+    #[arg(long, default_value_t = 4)]
+    bins: usize,
+    /// Weight of the uncensored term in the survival loss.
+    #[arg(long, default_value_t = 0.0)]
+    alpha: f64,
+    /// Loader threads.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Device: flex, ndarray or wgpu (those compiled in).
+    #[arg(long, default_value = "flex")]
+    device: String,
+    /// Name of the features dataset.
+    #[arg(long)]
+    features_key: Option<String>,
+    /// Leave out slides whose tile file is missing (reported) instead of failing.
+    #[arg(long)]
+    skip_missing: bool,
+    /// Stop after this many epochs, as if interrupted (continue with --resume).
+    #[arg(long, hide = true)]
+    stop_after_epoch: Option<usize>,
+    #[command(flatten)]
+    columns: ColumnArgs,
+}
+
+fn settings(a: &TrainArgs) -> TrainSettings {
+    TrainSettings {
+        task: match a.task {
+            TaskArg::Classification => Task::Classification,
+            TaskArg::Survival => Task::Survival,
+        },
+        survival: train::SurvivalSettings {
+            time_column: a.time_column.clone(),
+            censorship_column: a.censorship_column.clone(),
+            bins: a.bins,
+            alpha: a.alpha,
+        },
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        bag_size: a.bag_size,
+        max_patches_total: a.max_patches_total,
+        lr: a.lr,
+        weight_decay: a.weight_decay,
+        warmup_epochs: a.warmup_epochs,
+        grad_accumulation: a.grad_accumulation,
+        patience: a.patience,
+        seed: a.seed,
+        val_fraction: a.val_fraction,
+        test_fraction: a.test_fraction,
+        splits_csv: a.splits.clone(),
+        class_weights: a.class_weights,
+        log2_expression: !a.no_log,
+        workers: a.workers,
+    }
+}
+
+pub fn run(args: TrainArgs) -> Result<ExitCode, med_crossvit::Error> {
+    let device = device::parse(&args.device)?;
+    let mut progress = Progress::new();
+    let start = std::time::Instant::now();
+    let summary = match &args.resume {
+        Some(dir) => train::resume(dir, args.stop_after_epoch, &device, &mut |e| progress.on(e))?,
+        None => {
+            let request = TrainRequest {
+                data: DataSource {
+                    csv: args.csv.clone().expect("clap requires --csv"),
+                    features_dir: args.features.clone().expect("clap requires --features"),
+                    features_key: args.features_key.clone(),
+                    skip_missing: args.skip_missing,
+                },
+                columns: args.columns.columns(),
+                model: match &args.config {
+                    Some(path) => ModelSpec::File(path.clone()),
+                    None => ModelSpec::Preset(args.preset.clone()),
+                },
+                settings: settings(&args),
+                folds: args.folds,
+                out: args.out.clone().expect("clap requires --out"),
+                stop_after: args.stop_after_epoch,
+            };
+            train::train(&request, &device, &mut |e| progress.on(e))?
+        }
+    };
+    print_summary(&summary);
+    eprintln!("wall time {:.1} s", start.elapsed().as_secs_f64());
+    if !summary.finished {
+        eprintln!("stopped before the last epoch; continue with --resume");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_summary(summary: &TrainSummary) {
+    let names: Vec<&String> = summary.mean.keys().collect();
+    let mut header = format!("{:<8} {:>10}", "fold", "best_epoch");
+    for n in &names {
+        header.push_str(&format!(" {n:>18}"));
+    }
+    println!("{header}");
+    for f in &summary.folds {
+        let mut line = format!("{:<8} {:>10}", f.fold, f.best_epoch);
+        for n in &names {
+            let v = f.metrics.scalars().into_iter().find(|(k, _)| k == n).and_then(|(_, v)| v);
+            line.push_str(&format!(" {:>18}", v.map_or("-".into(), |v| format!("{v:.4}"))));
+        }
+        println!("{line}");
+    }
+    if summary.folds.len() > 1 {
+        let mut line = format!("{:<8} {:>10}", "mean±std", "");
+        for n in &names {
+            line.push_str(&format!(" {:>18}", format!("{:.4} ± {:.4}", summary.mean[*n], summary.std[*n])));
+        }
+        println!("{line}");
+    }
+    if let Some(f) = summary.folds.first() {
+        println!("results in {}", f.out.parent().filter(|_| summary.folds.len() > 1).unwrap_or(&f.out).display());
+    }
+}
+
+/// Options of `evaluate`.
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// A run or model folder.
+    #[arg(long)]
+    model: PathBuf,
+    /// The cohort CSV.
+    #[arg(long)]
+    csv: PathBuf,
+    /// The features directory.
+    #[arg(long)]
+    features: PathBuf,
+    /// Output folder for metrics.json and predictions.csv.
+    #[arg(long)]
+    out: PathBuf,
+    /// Name of the features dataset.
+    #[arg(long)]
+    features_key: Option<String>,
+    /// Leave out slides whose tile file is missing (reported) instead of failing.
+    #[arg(long)]
+    skip_missing: bool,
+    /// Device.
+    #[arg(long, default_value = "flex")]
+    device: String,
+}
+
+pub fn evaluate(args: EvaluateArgs) -> Result<ExitCode, med_crossvit::Error> {
+    let device = device::parse(&args.device)?;
+    let bundle = ModelBundle::load(&args.model, &device)?;
+    let request = EvaluateRequest {
+        csv: args.csv.clone(),
+        tiles: TileOptions {
+            features_key: args.features_key.clone(),
+            skip_missing: args.skip_missing,
+            ..TileOptions::new(&args.features)
+        },
+        require_targets: true,
+    };
+    let evaluation = train::evaluate(&bundle, &request, &device, false, None)?;
+    std::fs::create_dir_all(&args.out).map_err(|e| med_crossvit::DataError::Io { path: args.out.clone(), source: e })?;
+    let metrics = evaluation.metrics.clone().unwrap_or_default();
+    train::write_metrics(&args.out, &metrics)?;
+    train::write_predictions(&args.out.join("predictions.csv"), &bundle, &evaluation)?;
+    if !evaluation.cohort.skipped().is_empty() {
+        eprintln!("skipped {} slide(s) whose tile file is missing", evaluation.cohort.skipped().len());
+    }
+    for (k, v) in metrics.scalars() {
+        println!("{k:<18} {}", v.map_or("-".into(), |v| format!("{v:.4}")));
+    }
+    println!("wrote {} and {}", args.out.join("metrics.json").display(), args.out.join("predictions.csv").display());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,302 @@
+//! The training loop of one split: AdamW with warm-up and cosine decay, gradient
+//! accumulation, validation every epoch, early stopping, the best and the last checkpoint.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams};
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use super::bundle::{DataSource, RunConfig, files};
+use super::checkpoint::{self, EpochRow, LoopState};
+use super::loss::{batch_loss, inverse_frequency};
+use super::metrics::Metrics;
+use super::plan::{self, Prepared};
+use super::predict::{metrics, predict};
+use super::schedule::learning_rate;
+use super::settings::{Task, TrainSettings};
+use super::{Event, plot};
+use crate::data::{
+    BagBatcher, BagLoader, BagSettings, CohortColumns, CohortDataset, DataError, Split, evaluation_bags,
+    training_bags,
+};
+use crate::error::{Error, RunError};
+use crate::model::{MedCrossViT, MedCrossViTConfig};
+
+/// One split to fit into one run folder.
+#[derive(Debug, Clone)]
+pub struct Fit<'a> {
+    /// The cohort and outcomes.
+    pub prepared: &'a Prepared,
+    /// Training, validation (and test) slides.
+    pub split: &'a Split,
+    /// The model, with widths already filled from the data.
+    pub model: MedCrossViTConfig,
+    /// Training settings.
+    pub settings: &'a TrainSettings,
+    /// CSV column names.
+    pub columns: &'a CohortColumns,
+    /// Where the data came from.
+    pub data: &'a DataSource,
+    /// The run folder.
+    pub out: PathBuf,
+    /// Continue from the folder's last checkpoint.
+    pub resume: bool,
+    /// Stop after this many completed epochs, as if interrupted (for tests and demos).
+    pub stop_after: Option<usize>,
+    /// A label for progress messages (e.g. `fold 2/5`).
+    pub label: String,
+}
+
+/// What a fit ended with.
+#[derive(Debug, Clone)]
+pub struct FitReport {
+    /// The run folder.
+    pub out: PathBuf,
+    /// The best epoch (from 1).
+    pub best_epoch: usize,
+    /// Validation metrics of the best checkpoint.
+    pub val: Metrics,
+    /// Test metrics of the best checkpoint, when the split has a test side.
+    pub test: Option<Metrics>,
+    /// One row per epoch.
+    pub history: Vec<EpochRow>,
+    /// Whether the run has finished (false when stopped by `stop_after`).
+    pub finished: bool,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |e| DataError::io(path, e).into()
+}
+
+/// Fits one split. See the module documentation.
+///
+/// # Errors
+///
+/// Data, model, checkpoint and I/O errors, each naming what is at fault.
+pub fn fit(job: Fit<'_>, device: &Device, events: &mut dyn FnMut(Event<'_>)) -> Result<FitReport, Error> {
+    let settings = job.settings;
+    let prepared = job.prepared;
+    let cohort = prepared.cohort.clone();
+    let out = job.out.clone();
+    let (targets, bins) = plan::targets(prepared, job.split, settings)?;
+    let normalization = crate::data::Normalization::fit(cohort.table(), &job.split.train, settings.log2_expression)?;
+    let run_config = RunConfig {
+        model: job.model.clone(),
+        training: settings.clone(),
+        columns: job.columns.clone(),
+        data: Some(job.data.clone()),
+        survival_bins: bins,
+        folds: None,
+    };
+    let checkpoint_folder = if job.resume { checkpoint::current(&out)? } else { None };
+    if !job.resume || checkpoint_folder.is_none() {
+        std::fs::create_dir_all(&out).map_err(io(&out))?;
+        run_config.save(&out)?;
+        normalization.save(out.join(files::NORMALIZATION))?;
+        prepared.labels.save(out.join(files::LABELS))?;
+    }
+
+    let autodiff = device.clone().autodiff();
+    autodiff.seed(settings.seed);
+    let mut model = job.model.init(&autodiff)?;
+    let mut optimizer = AdamWConfig::new().with_weight_decay(settings.weight_decay as f32).init();
+    let mut state = LoopState::default();
+    if let Some(folder) = &checkpoint_folder {
+        (optimizer, state) = checkpoint::load(folder, &mut model, optimizer)?;
+        events(Event::Message(format!(
+            "{}: resuming after epoch {} of {}",
+            job.label, state.epochs_done, settings.epochs
+        )));
+    }
+
+    let bag_settings = BagSettings {
+        bag_size: settings.bag_size,
+        max_patches_total: settings.max_patches_total,
+        seed: settings.seed,
+    };
+    let train_counts = cohort.tile_counts(&job.split.train);
+    let first_bags = training_bags(&train_counts, &bag_settings, 0);
+    let bags_per_epoch = first_bags.len();
+    let train_base = CohortDataset::new(cohort.clone(), first_bags, &normalization, targets.clone())?;
+    let val_dataset = Arc::new(CohortDataset::new(
+        cohort.clone(),
+        evaluation_bags(&cohort.tile_counts(&job.split.val), settings.bag_size),
+        &normalization,
+        targets.clone(),
+    )?);
+    let batches = bags_per_epoch.div_ceil(settings.batch_size);
+    let steps_per_epoch = batches.div_ceil(settings.grad_accumulation);
+    let total_steps = steps_per_epoch * settings.epochs;
+    let warmup = (settings.warmup_epochs * steps_per_epoch as f64).round() as usize;
+    let class_weights = (settings.class_weights && settings.task == Task::Classification).then(|| {
+        let classes = train_base.bags().iter().filter_map(|b| targets[b.slide].class);
+        let w = inverse_frequency(classes, prepared.labels.len());
+        Tensor::<1>::from_data(TensorData::new(w.clone(), [w.len()]), &autodiff)
+    });
+    events(Event::FitStart {
+        label: &job.label,
+        epochs: settings.epochs,
+        batches,
+        train_slides: job.split.train.len(),
+        val_slides: job.split.val.len(),
+    });
+
+    let mut lr = 0.0;
+    while !state.finished && state.epochs_done < settings.epochs {
+        if job.stop_after.is_some_and(|n| state.epochs_done >= n) {
+            break;
+        }
+        let epoch = state.epochs_done;
+        autodiff.seed(crate::data::mix_seed(settings.seed, epoch as u64, 2));
+        let bags = training_bags(&train_counts, &bag_settings, epoch as u64);
+        let mut order: Vec<usize> = (0..bags.len()).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(crate::data::mix_seed(settings.seed, epoch as u64, 1)));
+        let dataset = Arc::new(train_base.with_bags(bags));
+        let loader = BagLoader::new(dataset, order, settings.batch_size, settings.workers, 4);
+        let mut accumulator = GradientsAccumulator::<MedCrossViT>::new();
+        let mut pending = 0;
+        let mut loss_sum = 0.0;
+        let mut seen = 0usize;
+        let start = Instant::now();
+        for (b, items) in loader.enumerate() {
+            let batch = BagBatcher.batch(items?, &autodiff);
+            let n = batch.bags.len();
+            let out = model.forward(batch.input())?;
+            let loss = batch_loss(out.logits, &batch, settings, class_weights.as_ref())
+                .expect("training bags all have targets");
+            loss_sum += loss.clone().into_scalar::<f32>() as f64 * n as f64;
+            seen += n;
+            let grads = (loss / settings.grad_accumulation as f32).backward();
+            accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
+            pending += 1;
+            if pending == settings.grad_accumulation || b + 1 == batches {
+                lr = learning_rate(state.step, total_steps, warmup, settings.lr);
+                model = optimizer.step(lr, model, accumulator.grads());
+                state.step += 1;
+                pending = 0;
+            }
+            events(Event::Batch {
+                epoch: epoch + 1,
+                batch: b + 1,
+                batches,
+                loss: loss_sum / seen as f64,
+                bags_per_sec: seen as f64 / start.elapsed().as_secs_f64().max(1e-9),
+            });
+        }
+
+        let inference = model.valid();
+        let predictions = predict(&inference, val_dataset.clone(), settings, device, false, None)?;
+        let val = metrics(&predictions, &targets, settings.task, prepared.labels.len());
+        let row = EpochRow {
+            epoch: epoch + 1,
+            lr,
+            train_loss: loss_sum / seen.max(1) as f64,
+            val,
+        };
+        let score = score(&row.val, settings);
+        let improved = state.best.is_none_or(|(_, best)| score > best);
+        if improved {
+            state.best = Some((epoch + 1, score));
+            state.bad_epochs = 0;
+            inference.save_weights(out.join(crate::model::WEIGHTS_FILE))?;
+        } else {
+            state.bad_epochs += 1;
+        }
+        state.history.push(row);
+        state.epochs_done = epoch + 1;
+        state.finished = state.epochs_done == settings.epochs
+            || (settings.patience > 0 && state.bad_epochs >= settings.patience);
+        write_metrics_csv(&out, &state.history, settings)?;
+        plot::curves(&out, &state.history, settings)?;
+        checkpoint::save(&out, &model, &optimizer, &state)?;
+        events(Event::Epoch {
+            label: &job.label,
+            row: state.history.last().expect("just pushed"),
+            best: improved,
+        });
+    }
+
+    let (best_epoch, _) = state.best.ok_or_else(|| RunError::Checkpoint {
+        path: out.clone(),
+        message: "no epoch has completed".into(),
+    })?;
+    let val = state.history[best_epoch - 1].val.clone();
+    let mut test = None;
+    if state.finished {
+        write_json(&out.join(files::METRICS_JSON), &val)?;
+        if !job.split.test.is_empty() {
+            let mut best = job.model.init(device)?;
+            best.load_weights(out.join(crate::model::WEIGHTS_FILE))?;
+            let test_dataset = Arc::new(CohortDataset::new(
+                cohort.clone(),
+                evaluation_bags(&cohort.tile_counts(&job.split.test), settings.bag_size),
+                &normalization,
+                targets.clone(),
+            )?);
+            let predictions = predict(&best, test_dataset, settings, device, false, None)?;
+            let m = metrics(&predictions, &targets, settings.task, prepared.labels.len());
+            write_json(&out.join(files::TEST_METRICS_JSON), &m)?;
+            test = Some(m);
+        }
+    }
+    Ok(FitReport {
+        out,
+        best_epoch,
+        val,
+        test,
+        history: state.history,
+        finished: state.finished,
+    })
+}
+
+/// The monitored metric (higher is better); the negative loss when it is undefined.
+fn score(m: &Metrics, settings: &TrainSettings) -> f64 {
+    let metric = match settings.monitor() {
+        "c_index" => m.c_index,
+        _ => m.auc,
+    };
+    metric.filter(|v| v.is_finite()).unwrap_or(-m.loss)
+}
+
+pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value).expect("serializes");
+    std::fs::write(path, text + "\n").map_err(io(path))
+}
+
+fn write_metrics_csv(out: &Path, history: &[EpochRow], settings: &TrainSettings) -> Result<(), Error> {
+    let names: Vec<&str> = match settings.task {
+        Task::Classification => vec!["loss", "accuracy", "balanced_accuracy", "auc"],
+        Task::Survival => vec!["loss", "c_index"],
+    };
+    let mut text = String::from("epoch,lr,train_loss");
+    for n in &names {
+        text.push_str(&format!(",val_{n}"));
+    }
+    text.push('\n');
+    for row in history {
+        text.push_str(&format!("{},{:.6e},{:.6}", row.epoch, row.lr, row.train_loss));
+        for n in &names {
+            let value = row.val.scalars().into_iter().find(|(k, _)| k == n).and_then(|(_, v)| v);
+            match value {
+                Some(v) => text.push_str(&format!(",{v:.6}")),
+                None => text.push(','),
+            }
+        }
+        text.push('\n');
+    }
+    let path = out.join(files::METRICS_CSV);
+    crate::model::write_atomic(&path, |tmp| {
+        std::fs::write(tmp, &text).map_err(|source| crate::error::PersistError::Io {
+            path: tmp.to_path_buf(),
+            source,
+        })
+    })
+    .map_err(Error::from)
+}

@@ -1,0 +1,367 @@
+//! Training and evaluation: classification and survival, patient-level splits and
+//! cross-validation, resumable checkpoints, metrics files and plots.
+//!
+//! [`train`] is what `med-crossvit train` runs; [`resume`] continues a run folder;
+//! [`evaluate`] applies a run folder to a cohort. Progress is reported through [`Event`]s.
+
+mod bundle;
+mod checkpoint;
+mod evaluate;
+mod fit;
+mod loss;
+pub mod metrics;
+mod plan;
+mod plot;
+mod predict;
+mod schedule;
+mod settings;
+pub mod survival;
+
+pub use bundle::{DataSource, ModelBundle, RunConfig, files};
+pub use checkpoint::{EpochRow, LoopState};
+pub use evaluate::{EvaluateRequest, Evaluation, evaluate, write_metrics, write_predictions};
+pub use fit::{Fit, FitReport, fit};
+pub use loss::{batch_loss, inverse_frequency};
+pub use metrics::Metrics;
+pub use plan::{Outcomes, Prepared, prepare, splits, targets};
+pub use predict::{BatchHook, Predictions, SlidePrediction, metrics as task_metrics, predict};
+pub use schedule::learning_rate;
+pub use settings::{SurvivalSettings, Task, TrainSettings};
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use serde::Serialize;
+
+use crate::data::CohortColumns;
+use crate::error::{ConfigError, Error, RunError};
+use crate::model::MedCrossViTConfig;
+
+/// Progress of a training run.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A fit begins.
+    FitStart {
+        /// Which fit (e.g. `fold 2/5`).
+        label: &'a str,
+        /// Epochs planned.
+        epochs: usize,
+        /// Batches per epoch.
+        batches: usize,
+        /// Training slides.
+        train_slides: usize,
+        /// Validation slides.
+        val_slides: usize,
+    },
+    /// A training batch is done.
+    Batch {
+        /// Epoch, from 1.
+        epoch: usize,
+        /// Batch, from 1.
+        batch: usize,
+        /// Batches in the epoch.
+        batches: usize,
+        /// Mean training loss so far this epoch.
+        loss: f64,
+        /// Bags per second so far this epoch.
+        bags_per_sec: f64,
+    },
+    /// An epoch is done and validated.
+    Epoch {
+        /// Which fit.
+        label: &'a str,
+        /// Its row of `metrics.csv`.
+        row: &'a EpochRow,
+        /// Whether it is the best so far (and was saved as `model.bpk`).
+        best: bool,
+    },
+    /// Anything else worth a line.
+    Message(String),
+}
+
+/// Where the model's hyperparameters come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelSpec {
+    /// A named preset: `seed` (the original's published arguments) or `small` (CPU demos).
+    Preset(String),
+    /// A JSON file of [`MedCrossViTConfig`] fields; the widths the data decides may be left
+    /// out.
+    File(PathBuf),
+}
+
+/// The preset names.
+pub const PRESETS: [&str; 2] = ["seed", "small"];
+
+/// The model configuration for data of `wsi_dim`-wide tiles, `genes` genes and `classes`
+/// outputs, with bags of `bag_size` tiles.
+///
+/// # Errors
+///
+/// [`RunError::Unknown`] for an unknown preset; [`RunError::ConfigMismatch`] when a config
+/// file's `wsi_dim`, `rna_num_genes` or `num_classes` contradicts the data;
+/// [`ConfigError`] for an unreadable or invalid file, or `wsi_num_tiles` below the bag size
+/// with the positional embedding on.
+pub fn resolve_model(spec: &ModelSpec, wsi_dim: usize, genes: usize, classes: usize, bag_size: usize) -> Result<MedCrossViTConfig, Error> {
+    let config = match spec {
+        ModelSpec::Preset(name) => {
+            let base = match name.as_str() {
+                "seed" => MedCrossViTConfig::seed(),
+                "small" => MedCrossViTConfig::small(classes, wsi_dim, 64),
+                _ => {
+                    return Err(RunError::Unknown {
+                        what: "preset",
+                        name: name.clone(),
+                        choices: PRESETS.join(", "),
+                    }
+                    .into());
+                }
+            };
+            MedCrossViTConfig {
+                num_classes: classes,
+                wsi_dim,
+                rna_num_genes: genes,
+                wsi_num_tiles: base.wsi_num_tiles.max(bag_size),
+                ..base
+            }
+        }
+        ModelSpec::File(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.clone(), source })?;
+            let json = |source| ConfigError::Json { path: path.clone(), source };
+            let mut value: serde_json::Value = serde_json::from_str(&text).map_err(json)?;
+            if let Some(model) = value.get_mut("model").filter(|m| m.is_object()) {
+                value = model.take();
+            }
+            let object = value.as_object_mut().ok_or_else(|| ConfigError::Inconsistent {
+                field: "config",
+                reason: format!("{} must hold a JSON object", path.display()),
+            })?;
+            for (field, data) in [("wsi_dim", wsi_dim), ("rna_num_genes", genes), ("num_classes", classes)] {
+                match object.get(field).and_then(serde_json::Value::as_u64) {
+                    Some(v) if v as usize != data => {
+                        return Err(RunError::ConfigMismatch { field, config: v as usize, data }.into());
+                    }
+                    Some(_) => {}
+                    None => {
+                        object.insert(field.into(), data.into());
+                    }
+                }
+            }
+            if !object.contains_key("rna_dim") {
+                object.insert("rna_dim".into(), wsi_dim.into());
+            }
+            let config: MedCrossViTConfig = serde_json::from_value(value).map_err(json)?;
+            config
+        }
+    };
+    config.validate()?;
+    if config.wsi_pos_embedding && config.wsi_num_tiles < bag_size {
+        return Err(ConfigError::Inconsistent {
+            field: "wsi_num_tiles",
+            reason: format!(
+                "bags of {bag_size} tiles need wsi_num_tiles ≥ {bag_size} with the positional embedding on (got {})",
+                config.wsi_num_tiles
+            ),
+        }
+        .into());
+    }
+    Ok(config)
+}
+
+/// A training run to start.
+#[derive(Debug, Clone)]
+pub struct TrainRequest {
+    /// The cohort.
+    pub data: DataSource,
+    /// CSV column names.
+    pub columns: CohortColumns,
+    /// The model's hyperparameters.
+    pub model: ModelSpec,
+    /// Training settings.
+    pub settings: TrainSettings,
+    /// Patient-level stratified cross-validation with this many folds.
+    pub folds: Option<usize>,
+    /// The run folder (must not hold a run yet).
+    pub out: PathBuf,
+    /// Stop after this many epochs as if interrupted (tests and demos).
+    pub stop_after: Option<usize>,
+}
+
+/// One fold's (or the single split's) result.
+#[derive(Debug, Clone, Serialize)]
+pub struct FoldResult {
+    /// Fold number (0 for a single split).
+    pub fold: usize,
+    /// The fold's run folder.
+    pub out: PathBuf,
+    /// The best epoch.
+    pub best_epoch: usize,
+    /// Validation metrics of the best checkpoint.
+    pub metrics: Metrics,
+    /// Test metrics, when there is a test split.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test: Option<Metrics>,
+}
+
+/// What a training run ended with.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainSummary {
+    /// One entry per fold (one for a single split).
+    pub folds: Vec<FoldResult>,
+    /// Mean of each scalar metric over the folds.
+    pub mean: BTreeMap<String, f64>,
+    /// Population standard deviation of each scalar metric over the folds.
+    pub std: BTreeMap<String, f64>,
+    /// Whether every fold finished (false after `stop_after`).
+    #[serde(skip)]
+    pub finished: bool,
+}
+
+impl TrainSummary {
+    fn of(folds: Vec<FoldResult>, finished: bool) -> Self {
+        let mut values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for f in &folds {
+            for (name, v) in f.metrics.scalars() {
+                if let Some(v) = v {
+                    values.entry(name.to_string()).or_default().push(v);
+                }
+            }
+        }
+        let mut mean = BTreeMap::new();
+        let mut std = BTreeMap::new();
+        for (name, v) in values {
+            let m = v.iter().sum::<f64>() / v.len() as f64;
+            let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64;
+            mean.insert(name.clone(), m);
+            std.insert(name, var.sqrt());
+        }
+        Self { folds, mean, std, finished }
+    }
+}
+
+fn is_run(dir: &Path) -> bool {
+    dir.join(files::CONFIG).exists()
+}
+
+/// Trains a model (one split, or `folds` cross-validation folds in `out/fold_K`).
+///
+/// # Errors
+///
+/// [`RunError::RunExists`] when `out` already holds a run (nothing is overwritten); the data,
+/// configuration, checkpoint and I/O errors of the run.
+pub fn train(request: &TrainRequest, device: &Device, events: &mut dyn FnMut(Event<'_>)) -> Result<TrainSummary, Error> {
+    request.settings.validate()?;
+    if is_run(&request.out) {
+        return Err(RunError::RunExists { path: request.out.clone() }.into());
+    }
+    run(request, None, device, events, false)
+}
+
+/// Continues the run in `out` from its last complete epoch, with the settings it was
+/// started with; it ends where the uninterrupted run would have.
+///
+/// # Errors
+///
+/// [`RunError::NotARun`] when `out` holds no run; the errors of [`train`].
+pub fn resume(out: &Path, stop_after: Option<usize>, device: &Device, events: &mut dyn FnMut(Event<'_>)) -> Result<TrainSummary, Error> {
+    let config = RunConfig::load(out)?;
+    let data = config.data.clone().ok_or_else(|| RunError::NotARun {
+        path: out.to_path_buf(),
+        reason: "it records no training data (an imported model?)".into(),
+    })?;
+    let request = TrainRequest {
+        data,
+        columns: config.columns.clone(),
+        model: ModelSpec::Preset(String::new()),
+        settings: config.training.clone(),
+        folds: config.folds,
+        out: out.to_path_buf(),
+        stop_after,
+    };
+    run(&request, Some(config.model), device, events, true)
+}
+
+fn run(
+    request: &TrainRequest,
+    model: Option<MedCrossViTConfig>,
+    device: &Device,
+    events: &mut dyn FnMut(Event<'_>),
+    resume: bool,
+) -> Result<TrainSummary, Error> {
+    let settings = &request.settings;
+    let prepared = prepare(&request.data, &request.columns, settings)?;
+    let cohort = &prepared.cohort;
+    if !cohort.skipped().is_empty() {
+        events(Event::Message(format!(
+            "skipped {} slide(s) whose tile file is missing",
+            cohort.skipped().len()
+        )));
+    }
+    let model = match model {
+        Some(m) => m,
+        None => resolve_model(
+            &request.model,
+            cohort.feature_dim(),
+            cohort.table().genes().len(),
+            prepared.labels.len(),
+            settings.bag_size,
+        )?,
+    };
+    cohort.check_feature_dim(model.wsi_dim)?;
+    cohort.table().check_genes(model.rna_num_genes, None)?;
+    let splits = splits(&prepared, settings, request.folds)?;
+    if request.folds.is_some() {
+        std::fs::create_dir_all(&request.out).map_err(|e| crate::data::DataError::io(&request.out, e))?;
+        if !resume {
+            RunConfig {
+                model: model.clone(),
+                training: settings.clone(),
+                columns: request.columns.clone(),
+                data: Some(request.data.clone()),
+                survival_bins: None,
+                folds: request.folds,
+            }
+            .save(&request.out)?;
+        }
+    }
+    let mut results = Vec::new();
+    let mut finished = true;
+    for (k, split) in splits.iter().enumerate() {
+        let (out, label) = match request.folds {
+            Some(n) => (request.out.join(format!("fold_{k}")), format!("fold {}/{n}", k + 1)),
+            None => (request.out.clone(), "training".to_string()),
+        };
+        let report = fit(
+            Fit {
+                prepared: &prepared,
+                split,
+                model: model.clone(),
+                settings,
+                columns: &request.columns,
+                data: &request.data,
+                resume: resume && is_run(&out),
+                out,
+                stop_after: request.stop_after,
+                label,
+            },
+            device,
+            events,
+        )?;
+        finished &= report.finished;
+        results.push(FoldResult {
+            fold: k,
+            out: report.out,
+            best_epoch: report.best_epoch,
+            metrics: report.val,
+            test: report.test,
+        });
+        if !finished {
+            break;
+        }
+    }
+    let summary = TrainSummary::of(results, finished);
+    if request.folds.is_some() && finished {
+        fit::write_json(&request.out.join(files::CV_JSON), &summary)?;
+    }
+    Ok(summary)
+}

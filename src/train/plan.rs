@@ -1,0 +1,199 @@
+//! From a cohort and settings to what a fit needs: targets, splits, label names, time bins.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use super::bundle::DataSource;
+use super::settings::{Task, TrainSettings};
+use super::survival::TimeBins;
+use crate::data::{
+    Cohort, CohortColumns, CohortTable, DataError, LabelMap, Split, Target, TileOptions,
+    by_fractions, check_patients, from_csv, kfold,
+};
+use crate::error::Error;
+
+/// Per-slide outcome as read from the CSV.
+#[derive(Debug, Clone)]
+pub enum Outcomes {
+    /// Class index per slide.
+    Classes(Vec<usize>),
+    /// `(time, censored)` per slide.
+    Survival(Vec<(f64, bool)>),
+}
+
+/// A cohort ready for splitting and fitting.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The cohort with its files.
+    pub cohort: Arc<Cohort>,
+    /// Class names (for survival: `bin_0`, `bin_1`, …).
+    pub labels: LabelMap,
+    /// Outcomes per slide.
+    pub outcomes: Outcomes,
+    /// Stratum per slide for splitting (class, or survival bin over the whole cohort).
+    pub strata: Vec<usize>,
+}
+
+/// Reads the cohort and its outcomes.
+///
+/// # Errors
+///
+/// The cohort's [`DataError`]s; a missing label column (classification) or time or
+/// censorship column (survival); a negative time, a censorship other than 0 or 1; fewer than
+/// two classes; too few distinct event times for the survival bins.
+pub fn prepare(source: &DataSource, columns: &CohortColumns, settings: &TrainSettings) -> Result<Prepared, Error> {
+    let table = CohortTable::read(&source.csv, columns)?;
+    let options = TileOptions {
+        features_dir: source.features_dir.clone(),
+        features_key: source.features_key.clone(),
+        skip_missing: source.skip_missing,
+    };
+    let cohort = Arc::new(Cohort::open(table, &options)?);
+    let table = cohort.table();
+    let (labels, outcomes, strata) = match settings.task {
+        Task::Classification => {
+            let names = table.labels()?;
+            let labels = LabelMap::fit(names.iter().copied());
+            if labels.len() < 2 {
+                return Err(DataError::Setting {
+                    setting: "label",
+                    message: format!("classification needs at least 2 classes; {} has {}", table.path().display(), labels.len()),
+                }
+                .into());
+            }
+            let classes: Vec<usize> = names.iter().map(|n| labels.index(n).expect("fitted on these labels")).collect();
+            (labels, Outcomes::Classes(classes.clone()), classes)
+        }
+        Task::Survival => {
+            let s = &settings.survival;
+            let times = table.numeric_column(&s.time_column)?;
+            let censorship = table.numeric_column(&s.censorship_column)?;
+            let records = table.slides();
+            let mut pairs = Vec::with_capacity(times.len());
+            for (i, (&t, &c)) in times.iter().zip(&censorship).enumerate() {
+                let bad = |column: &str, value: f64, reason| DataError::BadValue {
+                    path: table.path().to_path_buf(),
+                    line: records[i].line,
+                    column: column.to_string(),
+                    value: value.to_string(),
+                    reason,
+                };
+                if t < 0.0 {
+                    return Err(bad(&s.time_column, t, "survival times cannot be negative").into());
+                }
+                if c != 0.0 && c != 1.0 {
+                    return Err(bad(&s.censorship_column, c, "censorship must be 1 (censored) or 0 (event)").into());
+                }
+                pairs.push((t, c == 1.0));
+            }
+            let bins = fit_bins(&pairs, &(0..pairs.len()).collect::<Vec<_>>(), cohort.table(), s.bins)?;
+            let strata = pairs.iter().map(|&(t, _)| bins.bin(t)).collect();
+            let labels = LabelMap {
+                classes: (0..s.bins).map(|k| format!("bin_{k}")).collect(),
+            };
+            (labels, Outcomes::Survival(pairs), strata)
+        }
+    };
+    Ok(Prepared {
+        cohort,
+        labels,
+        outcomes,
+        strata,
+    })
+}
+
+/// Time bins from the uncensored patients among `slides` (one time per patient), covering
+/// every time of the cohort.
+fn fit_bins(pairs: &[(f64, bool)], slides: &[usize], table: &CohortTable, bins: usize) -> Result<TimeBins, DataError> {
+    let mut seen = HashSet::new();
+    let uncensored: Vec<f64> = slides
+        .iter()
+        .filter(|&&i| seen.insert(table.slides()[i].patient.as_str()))
+        .filter(|&&i| !pairs[i].1)
+        .map(|&i| pairs[i].0)
+        .collect();
+    let all: Vec<f64> = pairs.iter().map(|p| p.0).collect();
+    TimeBins::fit(&uncensored, &all, bins).ok_or_else(|| DataError::Setting {
+        setting: "survival.bins",
+        message: format!(
+            "{} uncensored patient(s) cannot make {bins} distinct time bins; use fewer bins",
+            uncensored.len()
+        ),
+    })
+}
+
+/// The splits to fit: one per fold with `folds`, else one from the splits CSV or fractions.
+/// Slides without a usable file are left out of every side.
+///
+/// # Errors
+///
+/// The errors of [`kfold`], [`by_fractions`] and [`from_csv`]; an empty training or
+/// validation side.
+pub fn splits(prepared: &Prepared, settings: &TrainSettings, folds: Option<usize>) -> Result<Vec<Split>, Error> {
+    let table = prepared.cohort.table();
+    let mut splits = match (folds, &settings.splits_csv) {
+        (Some(k), _) => kfold(table, &prepared.strata, k, settings.seed)?,
+        (None, Some(path)) => vec![from_csv(path, table)?.0],
+        (None, None) => vec![by_fractions(table, &prepared.strata, settings.val_fraction, settings.test_fraction, settings.seed)?],
+    };
+    let usable: HashSet<usize> = prepared.cohort.usable().into_iter().collect();
+    for split in &mut splits {
+        for side in [&mut split.train, &mut split.val, &mut split.test] {
+            side.retain(|i| usable.contains(i));
+        }
+        check_patients(table, split)?;
+        if split.train.is_empty() || split.val.is_empty() {
+            return Err(DataError::Split(format!(
+                "a split has {} training and {} validation slides; both need at least one",
+                split.train.len(),
+                split.val.len()
+            ))
+            .into());
+        }
+    }
+    Ok(splits)
+}
+
+/// Targets of every slide for `split`, and the time bins fitted on its training side.
+///
+/// # Errors
+///
+/// [`DataError::UnseenLabel`] for a validation or test slide whose class no training slide
+/// has; the bin-fitting error for survival.
+pub fn targets(prepared: &Prepared, split: &Split, settings: &TrainSettings) -> Result<(Vec<Target>, Option<TimeBins>), DataError> {
+    let table = prepared.cohort.table();
+    match &prepared.outcomes {
+        Outcomes::Classes(classes) => {
+            let trained: HashSet<usize> = split.train.iter().map(|&i| classes[i]).collect();
+            let trained_names: Vec<&str> = prepared
+                .labels
+                .classes
+                .iter()
+                .enumerate()
+                .filter(|(c, _)| trained.contains(c))
+                .map(|(_, n)| n.as_str())
+                .collect();
+            if let Some(&i) = split.val.iter().chain(&split.test).find(|&&i| !trained.contains(&classes[i])) {
+                return Err(DataError::UnseenLabel {
+                    slide: table.slides()[i].slide.clone(),
+                    label: prepared.labels.classes[classes[i]].clone(),
+                    known: trained_names.join(", "),
+                });
+            }
+            let targets = classes.iter().map(|&c| Target { class: Some(c), ..Default::default() }).collect();
+            Ok((targets, None))
+        }
+        Outcomes::Survival(pairs) => {
+            let bins = fit_bins(pairs, &split.train, table, settings.survival.bins)?;
+            let targets = pairs
+                .iter()
+                .map(|&(t, c)| Target {
+                    class: Some(bins.bin(t)),
+                    time: Some(t as f32),
+                    censored: Some(c),
+                })
+                .collect();
+            Ok((targets, Some(bins)))
+        }
+    }
+}

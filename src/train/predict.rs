@@ -1,0 +1,170 @@
+//! Running a model over a dataset: bag outputs averaged per slide, the mean bag loss, and the
+//! task's metrics.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::tensor::activation::{sigmoid, softmax};
+use burn::tensor::{Device, Tensor};
+
+use super::loss::batch_loss;
+use super::metrics::{Metrics, accuracy, balanced_accuracy, concordance_index, confusion_matrix, macro_auc};
+use super::settings::{Task, TrainSettings};
+use super::survival::risk_from_hazards;
+use crate::data::{BagBatcher, BagLoader, CohortDataset, Target};
+use crate::error::Error;
+use crate::model::MedCrossViT;
+
+/// One slide's prediction: the means over its bags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlidePrediction {
+    /// The slide's index in the cohort.
+    pub slide: usize,
+    /// Mean logits `[classes]`.
+    pub logits: Vec<f64>,
+    /// Mean probabilities `[classes]` (softmax; for survival the hazards σ(logit)).
+    pub probs: Vec<f64>,
+    /// Bags averaged.
+    pub bags: usize,
+    /// Survival risk `−Σ S_k` from the mean hazards (survival task).
+    pub risk: Option<f64>,
+}
+
+impl SlidePrediction {
+    /// The class with the highest mean probability.
+    pub fn predicted_class(&self) -> usize {
+        self.probs
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(c, _)| c)
+            .unwrap_or(0)
+    }
+}
+
+/// Per-batch callback of [`predict`]: the batch's bags and the model's output for them.
+pub type BatchHook<'a> = dyn FnMut(&crate::data::BagBatch, &crate::model::MedCrossViTOutput) -> Result<(), Error> + 'a;
+
+/// What [`predict`] returns.
+#[derive(Debug, Clone)]
+pub struct Predictions {
+    /// One per slide, in slide order.
+    pub slides: Vec<SlidePrediction>,
+    /// Mean loss over the bags, when every bag has a target.
+    pub loss: Option<f64>,
+}
+
+/// Runs `model` (in inference mode, on `device`) over every bag of `dataset`, averaging each
+/// slide's bag logits and probabilities. `hook` sees every batch (e.g. to collect attention;
+/// it then must ask for it through `with_attention`).
+///
+/// # Errors
+///
+/// Read errors of the bags; input errors of the model.
+pub fn predict(
+    model: &MedCrossViT,
+    dataset: Arc<CohortDataset>,
+    settings: &TrainSettings,
+    device: &Device,
+    with_attention: bool,
+    mut hook: Option<&mut BatchHook<'_>>,
+) -> Result<Predictions, Error> {
+    let order: Vec<usize> = (0..dataset.bags().len()).collect();
+    let loader = BagLoader::new(dataset, order, settings.batch_size, settings.workers, 2);
+    let mut sums: BTreeMap<usize, (Vec<f64>, Vec<f64>, usize)> = BTreeMap::new();
+    let mut loss_sum = 0.0;
+    let mut loss_bags = 0usize;
+    let mut all_have_loss = true;
+    for items in loader {
+        let batch = BagBatcher.batch(items?, device);
+        let mut input = batch.input();
+        if with_attention {
+            input = input.with_attention();
+        }
+        let out = model.forward(input)?;
+        let n = batch.bags.len();
+        match batch_loss(out.logits.clone(), &batch, settings, None) {
+            Some(loss) => {
+                loss_sum += loss.into_scalar::<f32>() as f64 * n as f64;
+                loss_bags += n;
+            }
+            None => all_have_loss = false,
+        }
+        let probs = match settings.task {
+            Task::Classification => softmax(out.logits.clone(), 1),
+            Task::Survival => sigmoid(out.logits.clone()),
+        };
+        let logits = to_rows(out.logits.clone());
+        let probs = to_rows(probs);
+        for (i, bag) in batch.bags.iter().enumerate() {
+            let entry = sums
+                .entry(bag.slide)
+                .or_insert_with(|| (vec![0.0; logits[i].len()], vec![0.0; probs[i].len()], 0));
+            entry.0.iter_mut().zip(&logits[i]).for_each(|(s, v)| *s += v);
+            entry.1.iter_mut().zip(&probs[i]).for_each(|(s, v)| *s += v);
+            entry.2 += 1;
+        }
+        if let Some(hook) = hook.as_mut() {
+            hook(&batch, &out)?;
+        }
+    }
+    let slides = sums
+        .into_iter()
+        .map(|(slide, (logits, probs, bags))| {
+            let mean = |v: Vec<f64>| v.into_iter().map(|x| x / bags as f64).collect::<Vec<_>>();
+            let probs = mean(probs);
+            SlidePrediction {
+                slide,
+                logits: mean(logits),
+                risk: (settings.task == Task::Survival).then(|| risk_from_hazards(&probs)),
+                probs,
+                bags,
+            }
+        })
+        .collect();
+    Ok(Predictions {
+        slides,
+        loss: (all_have_loss && loss_bags > 0).then(|| loss_sum / loss_bags as f64),
+    })
+}
+
+fn to_rows(t: Tensor<2>) -> Vec<Vec<f64>> {
+    let [_, c] = t.dims();
+    let values: Vec<f32> = t.into_data().convert::<f32>().try_into_vec().expect("f32 data");
+    values.chunks(c).map(|r| r.iter().map(|&v| v as f64).collect()).collect()
+}
+
+/// The task's metrics over the slides of `predictions` that have a target.
+pub fn metrics(predictions: &Predictions, targets: &[Target], task: Task, classes: usize) -> Metrics {
+    let mut m = Metrics {
+        loss: predictions.loss.unwrap_or(f64::NAN),
+        ..Default::default()
+    };
+    let known: Vec<&SlidePrediction> = predictions
+        .slides
+        .iter()
+        .filter(|p| targets[p.slide].class.is_some())
+        .collect();
+    if known.is_empty() {
+        return m;
+    }
+    match task {
+        Task::Classification => {
+            let truth: Vec<usize> = known.iter().map(|p| targets[p.slide].class.expect("filtered")).collect();
+            let pred: Vec<usize> = known.iter().map(|p| p.predicted_class()).collect();
+            let probs: Vec<Vec<f64>> = known.iter().map(|p| p.probs.clone()).collect();
+            m.accuracy = Some(accuracy(&truth, &pred));
+            m.balanced_accuracy = Some(balanced_accuracy(&truth, &pred, classes));
+            m.auc = macro_auc(&truth, &probs);
+            m.confusion_matrix = Some(confusion_matrix(&truth, &pred, classes));
+        }
+        Task::Survival => {
+            let event: Vec<bool> = known.iter().map(|p| !targets[p.slide].censored.unwrap_or(true)).collect();
+            let time: Vec<f64> = known.iter().map(|p| targets[p.slide].time.unwrap_or(0.0) as f64).collect();
+            let risk: Vec<f64> = known.iter().map(|p| p.risk.unwrap_or(0.0)).collect();
+            m.c_index = concordance_index(&event, &time, &risk);
+        }
+    }
+    m
+}
