@@ -1,7 +1,16 @@
 # The newcomer's commands. Builds go to $(CARGO_TARGET_DIR) when it is set.
 CARGO ?= cargo
 
-.PHONY: run test doc bench lint fmt
+.PHONY: demo run test doc bench lint fmt
+
+## The main job: a synthetic cohort, then a model trained on it (small preset, CPU, minutes).
+demo:
+	rm -rf demo
+	$(CARGO) run --release -- synth --out demo/cohort --slides 120 --seed 1
+	$(CARGO) run --release -- check --csv demo/cohort/cohort.csv --features demo/cohort/features
+	$(CARGO) run --release -- train --csv demo/cohort/cohort.csv --features demo/cohort/features \
+		--out demo/run --preset small --epochs 12 --bag-size 32 --lr 3e-4 --seed 1
+	@echo "plots: demo/run/loss.png demo/run/metric.png; metrics: demo/run/metrics.json"
 
 ## Build the model with the original's published arguments and run it on a random batch.
 run:
@@ -18,6 +27,7 @@ doc:
 ## Benchmarks (release build).
 bench:
 	$(CARGO) bench --bench model
+	BENCH_SLIDES=10 $(CARGO) bench --bench data
 
 lint:
 	$(CARGO) fmt --check

@@ -15,7 +15,10 @@ use med_crossvit::data::*;
 use med_crossvit::{MedCrossViTConfig, ModelInput};
 
 fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() {
@@ -39,24 +42,44 @@ fn main() {
             })
             .collect();
         for s in 0..slides {
-            write_tile_file(&features.join(format!("s{s}.h5")), &data, tiles, dim, None, compress).unwrap();
+            write_tile_file(
+                &features.join(format!("s{s}.h5")),
+                &data,
+                tiles,
+                dim,
+                None,
+                compress,
+            )
+            .unwrap();
             csv.push_str(&format!("s{s},{},1\n", s % 2));
         }
         std::fs::write(dir.path().join("c.csv"), csv).unwrap();
-        let layout = if compress { "chunked+gzip" } else { "contiguous" };
-        println!("{layout}: wrote the cohort in {:.1} s", start.elapsed().as_secs_f64());
+        let layout = if compress {
+            "chunked+gzip"
+        } else {
+            "contiguous"
+        };
+        println!(
+            "{layout}: wrote the cohort in {:.1} s",
+            start.elapsed().as_secs_f64()
+        );
 
         let table = CohortTable::read(dir.path().join("c.csv"), &CohortColumns::default()).unwrap();
         let cohort = Arc::new(Cohort::open(table, &TileOptions::new(&features)).unwrap());
         let counts = cohort.tile_counts(&cohort.usable());
         let norm = Normalization::identity(cohort.table().genes());
         let targets = vec![Target::default(); slides];
-        let settings = BagSettings { bag_size, max_patches_total: 2000, seed: 0 };
+        let settings = BagSettings {
+            bag_size,
+            max_patches_total: 2000,
+            seed: 0,
+        };
         for (name, bags) in [
             ("training bags", training_bags(&counts, &settings, 0)),
             ("evaluation bags", evaluation_bags(&counts, bag_size)),
         ] {
-            let dataset = Arc::new(CohortDataset::new(cohort.clone(), bags, &norm, targets.clone()).unwrap());
+            let dataset =
+                Arc::new(CohortDataset::new(cohort.clone(), bags, &norm, targets.clone()).unwrap());
             for pass in ["pass 1", "pass 2"] {
                 let start = Instant::now();
                 let order: Vec<usize> = (0..dataset.bags().len()).collect();
@@ -79,14 +102,21 @@ fn main() {
     }
     // The model's appetite: one seed-size forward pass on a batch of 16 bags of 40 tiles.
     let device = Device::flex();
-    let config = MedCrossViTConfig { wsi_dim: dim, wsi_num_tiles: bag_size, ..MedCrossViTConfig::seed() };
+    let config = MedCrossViTConfig {
+        wsi_dim: dim,
+        wsi_num_tiles: bag_size,
+        ..MedCrossViTConfig::seed()
+    };
     let model = config.init(&device).unwrap();
     let tiles = Tensor::<3>::random([16, bag_size, dim], Distribution::Default, &device);
-    let expression = Tensor::<2>::random([16, config.rna_num_genes], Distribution::Default, &device);
+    let expression =
+        Tensor::<2>::random([16, config.rna_num_genes], Distribution::Default, &device);
     let mut best = f64::INFINITY;
     for _ in 0..3 {
         let start = Instant::now();
-        let out = model.forward(ModelInput::new(tiles.clone(), expression.clone())).unwrap();
+        let out = model
+            .forward(ModelInput::new(tiles.clone(), expression.clone()))
+            .unwrap();
         let _ = out.logits.into_data();
         best = best.min(start.elapsed().as_secs_f64());
     }

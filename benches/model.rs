@@ -15,8 +15,11 @@ fn time_forward(name: &str, config: &MedCrossViTConfig, batch: usize, iters: usi
         Distribution::Default,
         &device,
     );
-    let expression =
-        Tensor::<2>::random([batch, config.rna_num_genes], Distribution::Default, &device);
+    let expression = Tensor::<2>::random(
+        [batch, config.rna_num_genes],
+        Distribution::Default,
+        &device,
+    );
     let mut times = Vec::with_capacity(iters);
     for _ in 0..iters + 1 {
         let start = Instant::now();
@@ -36,6 +39,11 @@ fn time_forward(name: &str, config: &MedCrossViTConfig, batch: usize, iters: usi
 }
 
 fn main() {
-    time_forward("small preset (768 dims)", &MedCrossViTConfig::small(2, 768, 64), 16, 10);
+    time_forward(
+        "small preset (768 dims)",
+        &MedCrossViTConfig::small(2, 768, 64),
+        16,
+        10,
+    );
     time_forward("seed", &MedCrossViTConfig::seed(), 16, 5);
 }

@@ -21,7 +21,10 @@ fn main() -> Result<(), med_crossvit::Error> {
     let device = device();
     let config = MedCrossViTConfig::seed();
     let model = config.init(&device)?;
-    println!("device: {device:?}; parameters: {}", burn::module::Module::num_params(&model));
+    println!(
+        "device: {device:?}; parameters: {}",
+        burn::module::Module::num_params(&model)
+    );
 
     let wsi_bag = Tensor::<3>::random([16, 50, 768], Distribution::Default, &device);
     let rna_seq = Tensor::<2>::random([16, 100], Distribution::Default, &device);
@@ -38,7 +41,10 @@ fn main() -> Result<(), med_crossvit::Error> {
             "tile attention [batch, layers, heads, 1 + tiles]: {:?}",
             attention.rna_cls_over_tiles.dims()
         );
-        println!("tile scores [batch, tiles]: {:?}", attention.tile_scores().dims());
+        println!(
+            "tile scores [batch, tiles]: {:?}",
+            attention.tile_scores().dims()
+        );
     }
     Ok(())
 }

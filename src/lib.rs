@@ -46,4 +46,6 @@ pub mod train;
 
 pub use data::DataError;
 pub use error::{ConfigError, Error, InputError, PersistError, Result, RunError};
-pub use model::{FusionAttention, MedCrossViT, MedCrossViTConfig, MedCrossViTOutput, ModelInput, Pool};
+pub use model::{
+    FusionAttention, MedCrossViT, MedCrossViTConfig, MedCrossViTOutput, ModelInput, Pool,
+};

@@ -21,7 +21,21 @@ fn text(o: &Output) -> (String, String) {
 fn synth_then_check_json_has_exactly_the_summary_keys() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_str().unwrap();
-    let o = bin(&["synth", "--out", out, "--slides", "9", "--tiles", "12", "--dim", "6", "--genes", "4", "--classes", "3"]);
+    let o = bin(&[
+        "synth",
+        "--out",
+        out,
+        "--slides",
+        "9",
+        "--tiles",
+        "12",
+        "--dim",
+        "6",
+        "--genes",
+        "4",
+        "--classes",
+        "3",
+    ]);
     assert!(o.status.success(), "{:?}", text(&o));
     let csv = format!("{out}/cohort.csv");
     let features = format!("{out}/features");
@@ -33,12 +47,29 @@ fn synth_then_check_json_has_exactly_the_summary_keys() {
     keys.sort();
     assert_eq!(
         keys,
-        ["feature_dim", "genes", "labels", "patients", "slides", "tiles_max", "tiles_median", "tiles_min"]
+        [
+            "feature_dim",
+            "genes",
+            "labels",
+            "patients",
+            "slides",
+            "tiles_max",
+            "tiles_median",
+            "tiles_min"
+        ]
     );
     assert_eq!(v["slides"], 9);
     assert_eq!(v["feature_dim"], 6);
     assert_eq!(v["genes"], 4);
-    assert_eq!(v["labels"].as_object().unwrap().values().map(|c| c.as_u64().unwrap()).sum::<u64>(), 9);
+    assert_eq!(
+        v["labels"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|c| c.as_u64().unwrap())
+            .sum::<u64>(),
+        9
+    );
 }
 
 #[test]
@@ -50,18 +81,40 @@ fn check_lists_every_problem_and_fails() {
     std::fs::copy(root.join("clam/slide-clam.h5"), features.join("a.h5")).unwrap();
     std::fs::copy(root.join("bad/no_features.h5"), features.join("b.h5")).unwrap();
     let csv = dir.path().join("c.csv");
-    std::fs::write(&csv, "wsi_file_name,label,rna_a\na,0,1\nb,1,2\nc,1,3\nd,0,4\n").unwrap();
-    let o = bin(&["check", "--csv", csv.to_str().unwrap(), "--features", features.to_str().unwrap()]);
+    std::fs::write(
+        &csv,
+        "wsi_file_name,label,rna_a\na,0,1\nb,1,2\nc,1,3\nd,0,4\n",
+    )
+    .unwrap();
+    let o = bin(&[
+        "check",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--features",
+        features.to_str().unwrap(),
+    ]);
     let (stdout, stderr) = text(&o);
     assert_eq!(o.status.code(), Some(1), "{stdout}{stderr}");
     assert!(stderr.contains("2 problem(s)"), "{stderr}");
-    assert!(stderr.contains("slide `c`") && stderr.contains("slide `d`"), "{stderr}");
-    assert!(stderr.contains("b.h5") && stderr.contains("no features dataset"), "{stderr}");
+    assert!(
+        stderr.contains("slide `c`") && stderr.contains("slide `d`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("b.h5") && stderr.contains("no features dataset"),
+        "{stderr}"
+    );
     assert!(stdout.contains("slides        1"), "{stdout}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 
     std::fs::write(&csv, "wsi_file_name,label,rna_a\na,0,oops\n").unwrap();
-    let o = bin(&["check", "--csv", csv.to_str().unwrap(), "--features", features.to_str().unwrap()]);
+    let o = bin(&[
+        "check",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--features",
+        features.to_str().unwrap(),
+    ]);
     let (_, stderr) = text(&o);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr.contains("line 2, column `rna_a`"), "{stderr}");

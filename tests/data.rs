@@ -9,11 +9,15 @@ use burn::tensor::Device;
 use med_crossvit::data::*;
 
 fn fixture(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/h5").join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/h5")
+        .join(path)
 }
 
 fn shared(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared").join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared")
+        .join(path)
 }
 
 /// `features[i, j] = i + j / 10` for the standard 7 × 4 fixtures.
@@ -42,13 +46,25 @@ fn every_layout_and_variant_reads_exactly() {
     ];
     for (path, key, coords) in cases {
         let file = TileFile::open(fixture(path), None).unwrap_or_else(|e| panic!("{path}: {e}"));
-        assert_eq!((file.tiles(), file.dim(), file.features_key()), (7, 4, key), "{path}");
+        assert_eq!(
+            (file.tiles(), file.dim(), file.features_key()),
+            (7, 4, key),
+            "{path}"
+        );
         let all = file.read_all().unwrap();
         assert_eq!(all, expected_rows(&[0, 1, 2, 3, 4, 5, 6], 0.1), "{path}");
         // Selected rows, out of order and across chunk boundaries.
         let rows = [6, 2, 3, 0];
-        assert_eq!(file.read_rows(&rows).unwrap(), expected_rows(&rows, 0.1), "{path}");
-        assert_eq!(file.read_rows(&[5]).unwrap(), expected_rows(&[5], 0.1), "{path}");
+        assert_eq!(
+            file.read_rows(&rows).unwrap(),
+            expected_rows(&rows, 0.1),
+            "{path}"
+        );
+        assert_eq!(
+            file.read_rows(&[5]).unwrap(),
+            expected_rows(&[5], 0.1),
+            "{path}"
+        );
         assert_eq!(file.has_coords(), coords, "{path}");
         if coords {
             let c = file.read_coords(&[1, 4]).unwrap().unwrap();
@@ -56,7 +72,10 @@ fn every_layout_and_variant_reads_exactly() {
         }
     }
     let half = TileFile::open(fixture("variants/float16.h5"), None).unwrap();
-    assert_eq!(half.read_rows(&[3, 1]).unwrap(), expected_rows(&[3, 1], 0.25));
+    assert_eq!(
+        half.read_rows(&[3, 1]).unwrap(),
+        expected_rows(&[3, 1], 0.25)
+    );
 }
 
 #[test]
@@ -72,21 +91,35 @@ fn explicit_key_and_subset_of_a_big_chunked_file() {
     assert_eq!(got, want);
     assert_eq!(file.read_coords(&[7]).unwrap().unwrap(), vec![[7.0, 14.0]]);
     let err = file.read_rows(&[1000]).unwrap_err().to_string();
-    assert!(err.contains("row 1000") && err.contains("1000 tiles"), "{err}");
+    assert!(
+        err.contains("row 1000") && err.contains("1000 tiles"),
+        "{err}"
+    );
     let err = TileFile::open(fixture("variants/big_chunked.h5"), Some("feats")).unwrap_err();
     assert!(matches!(err, DataError::NoFeatures { .. }), "{err}");
 }
 
 #[test]
 fn bad_files_give_their_errors() {
-    let err = |p: &str| TileFile::open(fixture(p), None).and_then(|f| f.read_all()).unwrap_err();
-    assert!(matches!(err("bad/truncated.h5"), DataError::Hdf5 { .. }), "{}", err("bad/truncated.h5"));
+    let err = |p: &str| {
+        TileFile::open(fixture(p), None)
+            .and_then(|f| f.read_all())
+            .unwrap_err()
+    };
+    assert!(
+        matches!(err("bad/truncated.h5"), DataError::Hdf5 { .. }),
+        "{}",
+        err("bad/truncated.h5")
+    );
     assert!(matches!(err("bad/not_hdf5.h5"), DataError::Hdf5 { .. }));
     match err("bad/no_features.h5") {
         DataError::NoFeatures { found, .. } => assert!(found.contains("embeddings_xyz"), "{found}"),
         other => panic!("{other}"),
     }
-    assert!(matches!(err("bad/one_dim.h5"), DataError::BadDataset { .. }));
+    assert!(matches!(
+        err("bad/one_dim.h5"),
+        DataError::BadDataset { .. }
+    ));
     assert!(matches!(err("bad/ints.h5"), DataError::BadDataset { .. }));
     assert!(matches!(err("nowhere.h5"), DataError::Io { .. }));
     for p in ["bad/truncated.h5", "bad/one_dim.h5", "nowhere.h5"] {
@@ -120,31 +153,91 @@ fn csv_reading_and_each_bad_cell() {
     assert_eq!(t.labels().unwrap(), ["LUAD", "LUSC"]);
 
     let cases = [
-        ("nan.csv", "wsi_file_name,label,rna_a\ns1,0,NaN\n", "line 2, column `rna_a`"),
-        ("inf.csv", "wsi_file_name,label,rna_a\ns1,0,1\ns2,0,inf\n", "line 3, column `rna_a`"),
-        ("text.csv", "wsi_file_name,label,rna_a\ns1,0,high\n", "not a number"),
-        ("empty.csv", "wsi_file_name,label,rna_a\ns1,0,\n", "empty cell"),
-        ("dup.csv", "wsi_file_name,label,rna_a\ns1,0,1\ns1,1,2\n", "lines 2 and 3"),
-        ("noslide.csv", "slide,label,rna_a\ns1,0,1\n", "no column `wsi_file_name`"),
-        ("nogenes.csv", "wsi_file_name,label,gene_a\ns1,0,1\n", "no gene columns"),
+        (
+            "nan.csv",
+            "wsi_file_name,label,rna_a\ns1,0,NaN\n",
+            "line 2, column `rna_a`",
+        ),
+        (
+            "inf.csv",
+            "wsi_file_name,label,rna_a\ns1,0,1\ns2,0,inf\n",
+            "line 3, column `rna_a`",
+        ),
+        (
+            "text.csv",
+            "wsi_file_name,label,rna_a\ns1,0,high\n",
+            "not a number",
+        ),
+        (
+            "empty.csv",
+            "wsi_file_name,label,rna_a\ns1,0,\n",
+            "empty cell",
+        ),
+        (
+            "dup.csv",
+            "wsi_file_name,label,rna_a\ns1,0,1\ns1,1,2\n",
+            "lines 2 and 3",
+        ),
+        (
+            "noslide.csv",
+            "slide,label,rna_a\ns1,0,1\n",
+            "no column `wsi_file_name`",
+        ),
+        (
+            "nogenes.csv",
+            "wsi_file_name,label,gene_a\ns1,0,1\n",
+            "no gene columns",
+        ),
         ("ragged.csv", "wsi_file_name,label,rna_a\ns1,0\n", "line 2"),
     ];
     for (name, text, needle) in cases {
-        let err = CohortTable::read(write(dir.path(), name, text), &cols).unwrap_err().to_string();
+        let err = CohortTable::read(write(dir.path(), name, text), &cols)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(needle) && err.contains(name), "{name}: {err}");
     }
-    let t = CohortTable::read(write(dir.path(), "nolabel.csv", "wsi_file_name,rna_a\ns1,1\n"), &cols).unwrap();
+    let t = CohortTable::read(
+        write(dir.path(), "nolabel.csv", "wsi_file_name,rna_a\ns1,1\n"),
+        &cols,
+    )
+    .unwrap();
     assert!(matches!(t.labels(), Err(DataError::MissingColumn { .. })));
-    assert_eq!(t.slides()[0].patient, "s1", "without a patient column each slide is its own patient");
-    let t = CohortTable::read(write(dir.path(), "blank.csv", "wsi_file_name,label,rna_a\ns1,,1\n"), &cols).unwrap();
+    assert_eq!(
+        t.slides()[0].patient,
+        "s1",
+        "without a patient column each slide is its own patient"
+    );
+    let t = CohortTable::read(
+        write(
+            dir.path(),
+            "blank.csv",
+            "wsi_file_name,label,rna_a\ns1,,1\n",
+        ),
+        &cols,
+    )
+    .unwrap();
     assert!(t.labels().unwrap_err().to_string().contains("line 2"));
     let err = t.check_genes(100, None).unwrap_err();
-    assert!(matches!(err, DataError::GeneCount { expected: 100, got: 1, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            DataError::GeneCount {
+                expected: 100,
+                got: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
 fn the_originals_example_csv_reads() {
-    let t = CohortTable::read(shared("data/example_metadata.csv"), &CohortColumns::default()).unwrap();
+    let t = CohortTable::read(
+        shared("data/example_metadata.csv"),
+        &CohortColumns::default(),
+    )
+    .unwrap();
     assert_eq!(t.genes().len(), 100);
     assert!(t.len() > 10);
     assert_eq!(t.slides()[0].project.as_deref(), Some("TCGA-LUAD"));
@@ -158,7 +251,10 @@ fn the_parity_cohort_in_the_originals_layout_opens() {
     let table = CohortTable::read(shared("parity/cohort.csv"), &CohortColumns::default()).unwrap();
     let cohort = Cohort::open(table, &TileOptions::new(shared("parity/features"))).unwrap();
     let summary = CohortSummary::of(&cohort);
-    assert_eq!((summary.slides, summary.genes, summary.feature_dim), (6, 10, 32));
+    assert_eq!(
+        (summary.slides, summary.genes, summary.feature_dim),
+        (6, 10, 32)
+    );
     assert_eq!((summary.tiles_min, summary.tiles_max), (8, 8));
     assert!(cohort.check_feature_dim(32).is_ok());
     let err = cohort.check_feature_dim(768).unwrap_err().to_string();
@@ -197,21 +293,56 @@ fn cohort_problems_are_all_listed() {
     let (cohort, problems) = Cohort::scan(table.clone(), &options);
     let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
     assert_eq!(problems.len(), 4, "{text:#?}");
-    assert!(matches!(&problems[0], DataError::MissingFiles { missing } if missing.len() == 1 && missing[0].0 == "c"));
-    assert!(text[0].contains("P/c.h5") && text[0].contains("/c.h5"), "both places tried: {}", text[0]);
-    assert!(problems.iter().any(|p| matches!(p, DataError::EmptyBag { slide, .. } if slide == "d")));
-    assert!(problems.iter().any(|p| matches!(p, DataError::Hdf5 { path, .. } if path.ends_with("f.h5"))));
-    assert!(problems.iter().any(|p| matches!(p, DataError::FeatureWidth { expected: 4, got: 16, .. })));
+    assert!(
+        matches!(&problems[0], DataError::MissingFiles { missing } if missing.len() == 1 && missing[0].0 == "c")
+    );
+    assert!(
+        text[0].contains("P/c.h5") && text[0].contains("/c.h5"),
+        "both places tried: {}",
+        text[0]
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| matches!(p, DataError::EmptyBag { slide, .. } if slide == "d"))
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| matches!(p, DataError::Hdf5 { path, .. } if path.ends_with("f.h5")))
+    );
+    assert!(problems.iter().any(|p| matches!(
+        p,
+        DataError::FeatureWidth {
+            expected: 4,
+            got: 16,
+            ..
+        }
+    )));
     assert_eq!(cohort.usable(), [0, 1]);
     assert_eq!(cohort.feature_dim(), 4);
     assert!(matches!(Cohort::open(table, &options), Err(DataError::Problems(p)) if p.len() == 4));
 
     // Skipping missing files is explicit and counted.
     let dir = tempfile::tempdir().unwrap();
-    let table = mixed_cohort(dir.path(), "c,P,0,p3,3\n", &[("P/a.h5", "clam/slide-clam.h5"), ("b.h5", "trident/slide-trident.h5")]);
-    let err = Cohort::open(table.clone(), &TileOptions::new(dir.path().join("features"))).unwrap_err();
+    let table = mixed_cohort(
+        dir.path(),
+        "c,P,0,p3,3\n",
+        &[
+            ("P/a.h5", "clam/slide-clam.h5"),
+            ("b.h5", "trident/slide-trident.h5"),
+        ],
+    );
+    let err = Cohort::open(
+        table.clone(),
+        &TileOptions::new(dir.path().join("features")),
+    )
+    .unwrap_err();
     assert!(matches!(err, DataError::MissingFiles { .. }), "{err}");
-    let skip = TileOptions { skip_missing: true, ..TileOptions::new(dir.path().join("features")) };
+    let skip = TileOptions {
+        skip_missing: true,
+        ..TileOptions::new(dir.path().join("features"))
+    };
     let cohort = Cohort::open(table, &skip).unwrap();
     assert_eq!(cohort.skipped(), ["c"]);
     assert_eq!(cohort.usable(), [0, 1]);
@@ -227,7 +358,14 @@ fn synth(dir: &Path, options: SynthOptions) -> Cohort {
 fn synthetic_cohorts_check_out_contiguous_and_compressed() {
     for compress in [false, true] {
         let dir = tempfile::tempdir().unwrap();
-        let options = SynthOptions { slides: 12, tiles: 30, dim: 8, genes: 6, compress, ..Default::default() };
+        let options = SynthOptions {
+            slides: 12,
+            tiles: 30,
+            dim: 8,
+            genes: 6,
+            compress,
+            ..Default::default()
+        };
         let cohort = synth(dir.path(), options);
         let s = CohortSummary::of(&cohort);
         assert_eq!((s.slides, s.genes, s.feature_dim), (12, 6, 8));
@@ -260,8 +398,14 @@ fn normalization_is_fitted_on_training_rows_only() {
     let path = dir.path().join("normalization.json");
     n.save(&path).unwrap();
     assert_eq!(Normalization::load(&path).unwrap(), n);
-    let neg = CohortTable::read(write(dir.path(), "n.csv", "wsi_file_name,rna_a\ns1,-2\n"), &CohortColumns::default()).unwrap();
-    let err = Normalization::fit(&neg, &[0], true).unwrap_err().to_string();
+    let neg = CohortTable::read(
+        write(dir.path(), "n.csv", "wsi_file_name,rna_a\ns1,-2\n"),
+        &CohortColumns::default(),
+    )
+    .unwrap();
+    let err = Normalization::fit(&neg, &[0], true)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("line 2") && err.contains("rna_a"), "{err}");
 }
 
@@ -275,11 +419,17 @@ fn patients_table(dir: &Path) -> (CohortTable, Vec<usize>) {
             labels.push(p % 2);
         }
     }
-    (CohortTable::read(write(dir, "p.csv", &csv), &CohortColumns::default()).unwrap(), labels)
+    (
+        CohortTable::read(write(dir, "p.csv", &csv), &CohortColumns::default()).unwrap(),
+        labels,
+    )
 }
 
 fn patients_of(t: &CohortTable, slides: &[usize]) -> std::collections::BTreeSet<String> {
-    slides.iter().map(|&i| t.slides()[i].patient.clone()).collect()
+    slides
+        .iter()
+        .map(|&i| t.slides()[i].patient.clone())
+        .collect()
 }
 
 #[test]
@@ -295,14 +445,30 @@ fn splits_never_leak_a_patient() {
         assert_eq!(f.train.len() + f.val.len(), t.len());
         // Stratified: each fold validates on both classes, 2 patients of each.
         for class in 0..2 {
-            let n = patients_of(&t, &f.val.iter().copied().filter(|&i| labels[i] == class).collect::<Vec<_>>()).len();
+            let n = patients_of(
+                &t,
+                &f.val
+                    .iter()
+                    .copied()
+                    .filter(|&i| labels[i] == class)
+                    .collect::<Vec<_>>(),
+            )
+            .len();
             assert_eq!(n, 2, "class {class}");
         }
         validated.extend(f.val.iter().copied());
     }
     validated.sort();
-    assert_eq!(validated, (0..t.len()).collect::<Vec<_>>(), "each slide validated exactly once");
-    assert_eq!(folds, kfold(&t, &labels, 3, 7).unwrap(), "same seed, same folds");
+    assert_eq!(
+        validated,
+        (0..t.len()).collect::<Vec<_>>(),
+        "each slide validated exactly once"
+    );
+    assert_eq!(
+        folds,
+        kfold(&t, &labels, 3, 7).unwrap(),
+        "same seed, same folds"
+    );
     let err = kfold(&t, &labels, 7, 0).unwrap_err().to_string();
     assert!(err.contains("only 6 patient"), "{err}");
 
@@ -312,7 +478,11 @@ fn splits_never_leak_a_patient() {
     assert_eq!(patients_of(&t, &s.test).len(), 4);
     assert_eq!(s.train.len() + s.val.len() + s.test.len(), t.len());
 
-    let splits = write(dir.path(), "splits.csv", "train,val,test\np0,s1_0,p2\np3,,\ns4_0,,\n");
+    let splits = write(
+        dir.path(),
+        "splits.csv",
+        "train,val,test\np0,s1_0,p2\np3,,\ns4_0,,\n",
+    );
     let (s, unassigned) = from_csv(&splits, &t).unwrap();
     // p0 has two slides; s4_0 alone leaves s4_1 out... so a patient straddles? No: s4_1 is unassigned.
     assert_eq!(s.train.len(), 4);
@@ -330,7 +500,16 @@ fn splits_never_leak_a_patient() {
 #[test]
 fn dataset_and_batcher_pad_and_mask() {
     let dir = tempfile::tempdir().unwrap();
-    let cohort = Arc::new(synth(dir.path(), SynthOptions { slides: 4, tiles: 20, dim: 8, genes: 5, ..Default::default() }));
+    let cohort = Arc::new(synth(
+        dir.path(),
+        SynthOptions {
+            slides: 4,
+            tiles: 20,
+            dim: 8,
+            genes: 5,
+            ..Default::default()
+        },
+    ));
     let counts = cohort.tile_counts(&cohort.usable());
     let bags = evaluation_bags(&counts, 8);
     let expected_bags: usize = counts.iter().map(|&(_, n)| n.div_ceil(8)).sum();
@@ -339,7 +518,10 @@ fn dataset_and_batcher_pad_and_mask() {
     let map = LabelMap::fit(labels.iter().copied());
     let targets = labels
         .iter()
-        .map(|l| Target { class: map.index(l), ..Default::default() })
+        .map(|l| Target {
+            class: map.index(l),
+            ..Default::default()
+        })
         .collect();
     let norm = Normalization::fit(cohort.table(), &cohort.usable(), true).unwrap();
     let dataset = CohortDataset::new(cohort.clone(), bags, &norm, targets).unwrap();
@@ -348,12 +530,19 @@ fn dataset_and_batcher_pad_and_mask() {
     let last0 = n0.div_ceil(8) - 1;
     let items = vec![dataset.get(0).unwrap(), dataset.get(last0).unwrap()];
     let file = cohort.open_file(0).unwrap();
-    assert_eq!(items[0].features, file.read_rows(&(0..8).collect::<Vec<_>>()).unwrap());
+    assert_eq!(
+        items[0].features,
+        file.read_rows(&(0..8).collect::<Vec<_>>()).unwrap()
+    );
     let short = n0 - last0 * 8;
     let batch = BagBatcher.batch(items, &Device::flex());
     assert_eq!(batch.tiles.dims(), [2, 8, 8]);
     assert_eq!(batch.expression.dims(), [2, 5]);
-    let mask: Vec<bool> = batch.padding.clone().map(|m| m.into_data().try_to_vec::<bool>().unwrap()).unwrap_or_default();
+    let mask: Vec<bool> = batch
+        .padding
+        .clone()
+        .map(|m| m.into_data().try_to_vec::<bool>().unwrap())
+        .unwrap_or_default();
     if short < 8 {
         let expected: Vec<bool> = (0..16).map(|i| i >= 8 + short).collect();
         assert_eq!(mask, expected);

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use med_crossvit::data::{Cohort, CohortColumns, CohortSummary, CohortTable, DataError, TileOptions};
+use med_crossvit::data::{
+    Cohort, CohortColumns, CohortSummary, CohortTable, DataError, TileOptions,
+};
 
 /// Options of `check`.
 #[derive(Debug, Args)]
@@ -79,7 +81,10 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, med_crossvit::Error> {
     problems.extend(scan_problems);
     let summary = CohortSummary::of(&cohort);
     if args.json {
-        println!("{}", serde_json::to_string(&summary).expect("a summary serializes"));
+        println!(
+            "{}",
+            serde_json::to_string(&summary).expect("a summary serializes")
+        );
     } else {
         println!("{summary}");
     }

@@ -36,7 +36,9 @@ pub fn parse(name: &str) -> Result<Device, RunError> {
         "ndarray" => Ok(Device::ndarray()),
         #[cfg(feature = "wgpu")]
         "wgpu" => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
-        _ if ALL.contains(&name) => Err(unknown("device (not compiled into this build; rebuild with --features NAME)")),
+        _ if ALL.contains(&name) => Err(unknown(
+            "device (not compiled into this build; rebuild with --features NAME)",
+        )),
         _ => Err(unknown("device")),
     }
 }

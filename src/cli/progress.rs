@@ -23,19 +23,35 @@ impl Progress {
     /// Handles one event.
     pub fn on(&mut self, event: Event<'_>) {
         match event {
-            Event::FitStart { label, epochs, batches, train_slides, val_slides } => {
-                eprintln!("{label}: {train_slides} training and {val_slides} validation slides, {epochs} epochs of {batches} batches");
+            Event::FitStart {
+                label,
+                epochs,
+                batches,
+                train_slides,
+                val_slides,
+            } => {
+                eprintln!(
+                    "{label}: {train_slides} training and {val_slides} validation slides, {epochs} epochs of {batches} batches"
+                );
             }
-            Event::Batch { epoch, batch, batches, loss, bags_per_sec } => {
+            Event::Batch {
+                epoch,
+                batch,
+                batches,
+                loss,
+                bags_per_sec,
+            } => {
                 if !self.terminal {
                     return;
                 }
                 let bar = self.bar.get_or_insert_with(|| {
                     let bar = ProgressBar::new(batches as u64);
                     bar.set_style(
-                        ProgressStyle::with_template("epoch {prefix:>3} [{bar:30}] {pos}/{len} {msg}")
-                            .expect("a valid template")
-                            .progress_chars("=> "),
+                        ProgressStyle::with_template(
+                            "epoch {prefix:>3} [{bar:30}] {pos}/{len} {msg}",
+                        )
+                        .expect("a valid template")
+                        .progress_chars("=> "),
                     );
                     bar
                 });

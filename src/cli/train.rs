@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 use med_crossvit::data::TileOptions;
 use med_crossvit::train::{
-    self, DataSource, EvaluateRequest, ModelBundle, ModelSpec, Task, TrainRequest, TrainSettings, TrainSummary,
+    self, DataSource, EvaluateRequest, ModelBundle, ModelSpec, Task, TrainRequest, TrainSettings,
+    TrainSummary,
 };
 
 use super::check::ColumnArgs;
@@ -201,20 +202,38 @@ fn print_summary(summary: &TrainSummary) {
     for f in &summary.folds {
         let mut line = format!("{:<8} {:>10}", f.fold, f.best_epoch);
         for n in &names {
-            let v = f.metrics.scalars().into_iter().find(|(k, _)| k == n).and_then(|(_, v)| v);
-            line.push_str(&format!(" {:>18}", v.map_or("-".into(), |v| format!("{v:.4}"))));
+            let v = f
+                .metrics
+                .scalars()
+                .into_iter()
+                .find(|(k, _)| k == n)
+                .and_then(|(_, v)| v);
+            line.push_str(&format!(
+                " {:>18}",
+                v.map_or("-".into(), |v| format!("{v:.4}"))
+            ));
         }
         println!("{line}");
     }
     if summary.folds.len() > 1 {
         let mut line = format!("{:<8} {:>10}", "mean±std", "");
         for n in &names {
-            line.push_str(&format!(" {:>18}", format!("{:.4} ± {:.4}", summary.mean[*n], summary.std[*n])));
+            line.push_str(&format!(
+                " {:>18}",
+                format!("{:.4} ± {:.4}", summary.mean[*n], summary.std[*n])
+            ));
         }
         println!("{line}");
     }
     if let Some(f) = summary.folds.first() {
-        println!("results in {}", f.out.parent().filter(|_| summary.folds.len() > 1).unwrap_or(&f.out).display());
+        println!(
+            "results in {}",
+            f.out
+                .parent()
+                .filter(|_| summary.folds.len() > 1)
+                .unwrap_or(&f.out)
+                .display()
+        );
     }
 }
 
@@ -257,16 +276,26 @@ pub fn evaluate(args: EvaluateArgs) -> Result<ExitCode, med_crossvit::Error> {
         require_targets: true,
     };
     let evaluation = train::evaluate(&bundle, &request, &device, false, None)?;
-    std::fs::create_dir_all(&args.out).map_err(|e| med_crossvit::DataError::Io { path: args.out.clone(), source: e })?;
+    std::fs::create_dir_all(&args.out).map_err(|e| med_crossvit::DataError::Io {
+        path: args.out.clone(),
+        source: e,
+    })?;
     let metrics = evaluation.metrics.clone().unwrap_or_default();
     train::write_metrics(&args.out, &metrics)?;
     train::write_predictions(&args.out.join("predictions.csv"), &bundle, &evaluation)?;
     if !evaluation.cohort.skipped().is_empty() {
-        eprintln!("skipped {} slide(s) whose tile file is missing", evaluation.cohort.skipped().len());
+        eprintln!(
+            "skipped {} slide(s) whose tile file is missing",
+            evaluation.cohort.skipped().len()
+        );
     }
     for (k, v) in metrics.scalars() {
         println!("{k:<18} {}", v.map_or("-".into(), |v| format!("{v:.4}")));
     }
-    println!("wrote {} and {}", args.out.join("metrics.json").display(), args.out.join("predictions.csv").display());
+    println!(
+        "wrote {} and {}",
+        args.out.join("metrics.json").display(),
+        args.out.join("predictions.csv").display()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -145,7 +145,9 @@ mod tests {
         let slides = [(0, 25), (1, 9), (2, 3)];
         let a = training_bags(&slides, &settings, 0);
         // Slide 0: min(25, 10) = 10 tiles → 2 bags; slide 1: 9 → 2 bags; slide 2: 3 < 4 → 1.
-        let per_slide: Vec<usize> = (0..3).map(|s| a.iter().filter(|b| b.slide == s).count()).collect();
+        let per_slide: Vec<usize> = (0..3)
+            .map(|s| a.iter().filter(|b| b.slide == s).count())
+            .collect();
         assert_eq!(per_slide, [2, 2, 1]);
         assert_eq!(a.iter().find(|b| b.slide == 2).unwrap().rows.len(), 3);
         for bag in &a {
@@ -155,13 +157,28 @@ mod tests {
             assert_eq!(rows.len(), bag.rows.len(), "no tile twice in a bag");
         }
         // No tile in two bags of the same slide and epoch.
-        let mut slide0: Vec<usize> = a.iter().filter(|b| b.slide == 0).flat_map(|b| b.rows.clone()).collect();
+        let mut slide0: Vec<usize> = a
+            .iter()
+            .filter(|b| b.slide == 0)
+            .flat_map(|b| b.rows.clone())
+            .collect();
         slide0.sort();
         slide0.dedup();
         assert_eq!(slide0.len(), 8);
-        assert_eq!(a, training_bags(&slides, &settings, 0), "same seed and epoch, same bags");
-        assert_ne!(a, training_bags(&slides, &settings, 1), "a new epoch resamples");
-        let other = BagSettings { seed: 4, ..settings };
+        assert_eq!(
+            a,
+            training_bags(&slides, &settings, 0),
+            "same seed and epoch, same bags"
+        );
+        assert_ne!(
+            a,
+            training_bags(&slides, &settings, 1),
+            "a new epoch resamples"
+        );
+        let other = BagSettings {
+            seed: 4,
+            ..settings
+        };
         assert_ne!(a, training_bags(&slides, &other, 0), "a new seed resamples");
     }
 }

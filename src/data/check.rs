@@ -37,7 +37,10 @@ impl CohortSummary {
             .filter_map(|&i| cohort.tiles(i).map(|t| t.tiles))
             .collect();
         tiles.sort_unstable();
-        let patients: HashSet<&str> = usable.iter().map(|&i| records[i].patient.as_str()).collect();
+        let patients: HashSet<&str> = usable
+            .iter()
+            .map(|&i| records[i].patient.as_str())
+            .collect();
         let mut labels = BTreeMap::new();
         for &i in &usable {
             if let Some(label) = &records[i].label {
@@ -50,7 +53,10 @@ impl CohortSummary {
             genes: cohort.table().genes().len(),
             feature_dim: cohort.feature_dim(),
             tiles_min: tiles.first().copied().unwrap_or(0),
-            tiles_median: tiles.get(tiles.len().saturating_sub(1) / 2).copied().unwrap_or(0),
+            tiles_median: tiles
+                .get(tiles.len().saturating_sub(1) / 2)
+                .copied()
+                .unwrap_or(0),
             tiles_max: tiles.last().copied().unwrap_or(0),
             labels,
         }
@@ -68,7 +74,19 @@ impl std::fmt::Display for CohortSummary {
             "tiles/slide   min {}, median {}, max {}",
             self.tiles_min, self.tiles_median, self.tiles_max
         )?;
-        let labels: Vec<String> = self.labels.iter().map(|(l, n)| format!("{l}: {n}")).collect();
-        write!(f, "labels        {}", if labels.is_empty() { "none".into() } else { labels.join(", ") })
+        let labels: Vec<String> = self
+            .labels
+            .iter()
+            .map(|(l, n)| format!("{l}: {n}"))
+            .collect();
+        write!(
+            f,
+            "labels        {}",
+            if labels.is_empty() {
+                "none".into()
+            } else {
+                labels.join(", ")
+            }
+        )
     }
 }

@@ -96,7 +96,11 @@ impl Cohort {
         let missing: Vec<(String, Vec<PathBuf>)> = located
             .iter()
             .zip(table.slides())
-            .filter_map(|(l, s)| l.as_ref().err().map(|tried| (s.slide.clone(), tried.clone())))
+            .filter_map(|(l, s)| {
+                l.as_ref()
+                    .err()
+                    .map(|tried| (s.slide.clone(), tried.clone()))
+            })
             .collect();
         if !missing.is_empty() {
             if options.skip_missing {
@@ -195,7 +199,9 @@ impl Cohort {
 
     /// Indices of the slides that have a usable file.
     pub fn usable(&self) -> Vec<usize> {
-        (0..self.files.len()).filter(|&i| self.files[i].is_some()).collect()
+        (0..self.files.len())
+            .filter(|&i| self.files[i].is_some())
+            .collect()
     }
 
     /// `(slide index, tile count)` of the given slides that have a usable file.
@@ -218,12 +224,20 @@ impl Cohort {
     /// [`DataError::Setting`] when the slide has no usable file; the errors of
     /// [`TileFile::open`].
     pub fn open_file(&self, index: usize) -> Result<Arc<TileFile>, DataError> {
-        let tiles = self.files[index].as_ref().ok_or_else(|| DataError::Setting {
-            setting: "slide",
-            message: format!("slide `{}` has no usable tile file", self.table.slides()[index].slide),
-        })?;
+        let tiles = self.files[index]
+            .as_ref()
+            .ok_or_else(|| DataError::Setting {
+                setting: "slide",
+                message: format!(
+                    "slide `{}` has no usable tile file",
+                    self.table.slides()[index].slide
+                ),
+            })?;
         {
-            let mut open = self.open.lock().expect("the file cache lock is never poisoned");
+            let mut open = self
+                .open
+                .lock()
+                .expect("the file cache lock is never poisoned");
             if let Some(pos) = open.iter().position(|(i, _)| *i == index) {
                 let entry = open.remove(pos);
                 let file = entry.1.clone();
@@ -233,7 +247,10 @@ impl Cohort {
         }
         // Opened outside the lock, so workers open different files in parallel.
         let file = Arc::new(TileFile::open(&tiles.path, Some(&tiles.key))?);
-        let mut open = self.open.lock().expect("the file cache lock is never poisoned");
+        let mut open = self
+            .open
+            .lock()
+            .expect("the file cache lock is never poisoned");
         if !open.iter().any(|(i, _)| *i == index) {
             if open.len() >= OPEN_FILES {
                 open.remove(0);

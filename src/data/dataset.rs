@@ -185,8 +185,7 @@ impl Batcher<BagItem, BagBatch> for BagBatcher {
             padding: padded
                 .then(|| Tensor::from_data(TensorData::new(mask, [batch, longest]), device)),
             expression: Tensor::from_data(TensorData::new(expression, [batch, genes]), device),
-            classes: classes
-                .map(|c| Tensor::from_data(TensorData::new(c, [batch]), device)),
+            classes: classes.map(|c| Tensor::from_data(TensorData::new(c, [batch]), device)),
             targets: items.iter().map(|i| i.target).collect(),
             bags: items.into_iter().map(|i| i.bag).collect(),
         }

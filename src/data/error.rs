@@ -90,7 +90,9 @@ pub enum DataError {
         got: usize,
     },
     /// The gene columns differ from those the model was trained on.
-    #[error("{path}: gene column {index} is `{got}`, but the model was trained with `{expected}` there")]
+    #[error(
+        "{path}: gene column {index} is `{got}`, but the model was trained with `{expected}` there"
+    )]
     GeneNames {
         /// The file.
         path: PathBuf,
@@ -156,7 +158,9 @@ pub enum DataError {
         slide: String,
     },
     /// A label in an evaluation split that training never saw.
-    #[error("slide `{slide}`: label `{label}` never occurs in the training data (classes: {known})")]
+    #[error(
+        "slide `{slide}`: label `{label}` never occurs in the training data (classes: {known})"
+    )]
     UnseenLabel {
         /// The slide.
         slide: String,

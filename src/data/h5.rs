@@ -104,7 +104,10 @@ impl TileFile {
         // once in the loader's cache, and a bag's rows span few chunks.
         let options = OpenOptions::default().with_chunk_cache_bytes(CHUNK_CACHE_BYTES);
         let file = Hdf5File::open_with_options(path, options).map_err(h5)?;
-        let (_, names) = file.root_group().and_then(|g| g.member_names()).map_err(h5)?;
+        let (_, names) = file
+            .root_group()
+            .and_then(|g| g.member_names())
+            .map_err(h5)?;
         let wanted: Vec<&str> = match key {
             Some(key) => vec![key],
             None => FEATURE_DATASETS.to_vec(),
@@ -248,12 +251,32 @@ impl TileFile {
         self.check_rows(COORDS_DATASET, rows)?;
         let width = coords.shape()[1] as usize;
         let values: Vec<f64> = match coords.dtype() {
-            Datatype::FixedPoint { size: 4, signed: true, .. } => self.coords_as::<i32>(coords, rows, width)?,
-            Datatype::FixedPoint { size: 8, signed: true, .. } => self.coords_as::<i64>(coords, rows, width)?,
-            Datatype::FixedPoint { size: 4, signed: false, .. } => self.coords_as::<u32>(coords, rows, width)?,
-            Datatype::FixedPoint { size: 8, signed: false, .. } => self.coords_as::<u64>(coords, rows, width)?,
-            Datatype::FloatingPoint { size: 4, .. } => self.coords_as::<f32>(coords, rows, width)?,
-            Datatype::FloatingPoint { size: 8, .. } => self.coords_as::<f64>(coords, rows, width)?,
+            Datatype::FixedPoint {
+                size: 4,
+                signed: true,
+                ..
+            } => self.coords_as::<i32>(coords, rows, width)?,
+            Datatype::FixedPoint {
+                size: 8,
+                signed: true,
+                ..
+            } => self.coords_as::<i64>(coords, rows, width)?,
+            Datatype::FixedPoint {
+                size: 4,
+                signed: false,
+                ..
+            } => self.coords_as::<u32>(coords, rows, width)?,
+            Datatype::FixedPoint {
+                size: 8,
+                signed: false,
+                ..
+            } => self.coords_as::<u64>(coords, rows, width)?,
+            Datatype::FloatingPoint { size: 4, .. } => {
+                self.coords_as::<f32>(coords, rows, width)?
+            }
+            Datatype::FloatingPoint { size: 8, .. } => {
+                self.coords_as::<f64>(coords, rows, width)?
+            }
             other => {
                 return Err(DataError::BadDataset {
                     path: self.path.clone(),
@@ -331,12 +354,24 @@ impl TileFile {
             let last = rows[order[end - 1]];
             let selection = SliceInfo {
                 selections: vec![
-                    SliceInfoElem::Slice { start: first as u64, end: last as u64 + 1, step: 1 },
-                    SliceInfoElem::Slice { start: 0, end: width as u64, step: 1 },
+                    SliceInfoElem::Slice {
+                        start: first as u64,
+                        end: last as u64 + 1,
+                        step: 1,
+                    },
+                    SliceInfoElem::Slice {
+                        start: 0,
+                        end: width as u64,
+                        step: 1,
+                    },
                 ],
             };
-            let block = dataset.read_slice::<T>(&selection).map_err(|e| self.h5(e))?;
-            let block = block.as_slice().expect("a freshly read array is contiguous");
+            let block = dataset
+                .read_slice::<T>(&selection)
+                .map_err(|e| self.h5(e))?;
+            let block = block
+                .as_slice()
+                .expect("a freshly read array is contiguous");
             for &i in &order[start..end] {
                 let r = rows[i] - first;
                 out[i * width..(i + 1) * width].copy_from_slice(&block[r * width..(r + 1) * width]);

@@ -93,6 +93,9 @@ mod tests {
         let m = LabelMap::fit(["LUSC", "LUAD", "LUSC"]);
         assert_eq!(m.classes, ["LUAD", "LUSC"]);
         let err = m.encode("s1", "BRCA").unwrap_err().to_string();
-        assert!(err.contains("s1") && err.contains("BRCA") && err.contains("LUAD, LUSC"), "{err}");
+        assert!(
+            err.contains("s1") && err.contains("BRCA") && err.contains("LUAD, LUSC"),
+            "{err}"
+        );
     }
 }

@@ -33,7 +33,10 @@ impl BagLoader {
         workers: usize,
         prefetch: usize,
     ) -> Self {
-        assert!(batch_size > 0 && workers > 0, "batch size and workers are at least 1");
+        assert!(
+            batch_size > 0 && workers > 0,
+            "batch size and workers are at least 1"
+        );
         let (sender, receiver) = sync_channel(prefetch.max(1));
         let worker = std::thread::spawn(move || {
             let pool = match rayon::ThreadPoolBuilder::new().num_threads(workers).build() {

@@ -35,5 +35,7 @@ pub use labels::LabelMap;
 pub use loader::BagLoader;
 pub use normalize::Normalization;
 pub use split::{Split, by_fractions, check_patients, from_csv, kfold};
-pub use synth::{SYNTH_PROJECT, SynthCohort, SynthOptions, write_synthetic_cohort, write_tile_file};
+pub use synth::{
+    SYNTH_PROJECT, SynthCohort, SynthOptions, write_synthetic_cohort, write_tile_file,
+};
 pub use table::{CohortColumns, CohortTable, SlideRecord};

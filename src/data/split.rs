@@ -75,7 +75,10 @@ fn shuffled_by_class(patients: &Patients, seed: u64) -> Vec<(usize, Vec<usize>)>
 }
 
 fn slides_of(patients: &Patients, ps: &[usize]) -> Vec<usize> {
-    let mut slides: Vec<usize> = ps.iter().flat_map(|&p| patients.slides[p].iter().copied()).collect();
+    let mut slides: Vec<usize> = ps
+        .iter()
+        .flat_map(|&p| patients.slides[p].iter().copied())
+        .collect();
     slides.sort_unstable();
     slides
 }
@@ -89,9 +92,16 @@ fn slides_of(patients: &Patients, ps: &[usize]) -> Vec<usize> {
 ///
 /// [`DataError::Split`] for `k < 2`, or for `k` larger than some class's patient count (a
 /// fold would then miss that class).
-pub fn kfold(table: &CohortTable, labels: &[usize], k: usize, seed: u64) -> Result<Vec<Split>, DataError> {
+pub fn kfold(
+    table: &CohortTable,
+    labels: &[usize],
+    k: usize,
+    seed: u64,
+) -> Result<Vec<Split>, DataError> {
     if k < 2 {
-        return Err(DataError::Split(format!("--folds must be at least 2, got {k}")));
+        return Err(DataError::Split(format!(
+            "--folds must be at least 2, got {k}"
+        )));
     }
     let patients = group_patients(table, labels);
     let classes = shuffled_by_class(&patients, seed);
@@ -153,7 +163,9 @@ pub fn by_fractions(
         sides[0].extend(&ps[n_val + n_test..]);
     }
     if sides[0].is_empty() {
-        return Err(DataError::Split("the training side of the split is empty".into()));
+        return Err(DataError::Split(
+            "the training side of the split is empty".into(),
+        ));
     }
     Ok(Split {
         train: slides_of(&patients, &sides[0]),
@@ -195,7 +207,10 @@ pub fn from_csv(path: impl AsRef<Path>, table: &CohortTable) -> Result<(Split, u
         .map(str::to_string)
         .collect();
     let sides = ["train", "val", "test"];
-    let cols: Vec<Option<usize>> = sides.iter().map(|s| header.iter().position(|h| h == s)).collect();
+    let cols: Vec<Option<usize>> = sides
+        .iter()
+        .map(|s| header.iter().position(|h| h == s))
+        .collect();
     if cols.iter().all(Option::is_none) {
         return Err(DataError::MissingColumn {
             path: path.to_path_buf(),
@@ -275,7 +290,11 @@ pub fn from_csv(path: impl AsRef<Path>, table: &CohortTable) -> Result<(Split, u
 /// [`DataError::Split`] naming the patient.
 pub fn check_patients(table: &CohortTable, split: &Split) -> Result<(), DataError> {
     let mut side_of: HashMap<&str, &str> = HashMap::new();
-    for (name, side) in [("train", &split.train), ("val", &split.val), ("test", &split.test)] {
+    for (name, side) in [
+        ("train", &split.train),
+        ("val", &split.val),
+        ("test", &split.test),
+    ] {
         for &i in side {
             let patient = table.slides()[i].patient.as_str();
             if let Some(other) = side_of.insert(patient, name)

@@ -71,15 +71,19 @@ mod rand_distr_free {
 }
 
 /// Writes a synthetic cohort into `out`. The label is learnable from both modalities: the
-/// tiles of a class lean towards a class prototype (half of them informative), and a third of
-/// the genes are raised or lowered per class. Expression values are counts (log2-normalizable).
+/// tiles of a class lean weakly towards a class prototype (30% of them informative), and a
+/// quarter of the genes are raised or lowered per class, so neither modality alone makes the
+/// task trivial. Expression values are counts (log2-normalizable).
 /// Every fourth patient has two slides.
 ///
 /// # Errors
 ///
 /// [`DataError::Setting`] for a zero size; [`DataError::Io`] or [`DataError::Hdf5`] naming
 /// the file that could not be written.
-pub fn write_synthetic_cohort(out: &Path, options: &SynthOptions) -> Result<SynthCohort, DataError> {
+pub fn write_synthetic_cohort(
+    out: &Path,
+    options: &SynthOptions,
+) -> Result<SynthCohort, DataError> {
     for (setting, value) in [
         ("slides", options.slides),
         ("tiles", options.tiles),
@@ -87,7 +91,10 @@ pub fn write_synthetic_cohort(out: &Path, options: &SynthOptions) -> Result<Synt
         ("genes", options.genes),
     ] {
         if value == 0 {
-            return Err(DataError::Setting { setting, message: "must be at least 1".into() });
+            return Err(DataError::Setting {
+                setting,
+                message: "must be at least 1".into(),
+            });
         }
     }
     if options.classes < 2 {
@@ -107,7 +114,13 @@ pub fn write_synthetic_cohort(out: &Path, options: &SynthOptions) -> Result<Synt
     let effects: Vec<Vec<f32>> = (0..options.classes)
         .map(|_| {
             (0..options.genes)
-                .map(|g| if g % 3 == 0 { 1.2 * normal(&mut rng) } else { 0.0 })
+                .map(|g| {
+                    if g % 4 == 0 {
+                        0.4 * normal(&mut rng)
+                    } else {
+                        0.0
+                    }
+                })
                 .collect()
         })
         .collect();
@@ -131,13 +144,19 @@ pub fn write_synthetic_cohort(out: &Path, options: &SynthOptions) -> Result<Synt
         for k in 0..per_patient.min(options.slides - slide) {
             let name = format!("SYN-{patient:04}-{:02}Z-00-DX{}", k + 1, k + 1);
             let n = rng.random_range(options.tiles.div_ceil(2)..=options.tiles);
-            write_slide(&project_dir.join(format!("{name}.h5")), n, &prototypes[label], options, &mut rng)?;
+            write_slide(
+                &project_dir.join(format!("{name}.h5")),
+                n,
+                &prototypes[label],
+                options,
+                &mut rng,
+            )?;
             csv.push_str(&format!("{name},{SYNTH_PROJECT},{label},SYN-{patient:04}"));
             if options.survival {
                 csv.push_str(&format!(",{time:.2},{}", u8::from(censored)));
             }
-            for g in 0..options.genes {
-                let log_count = 3.0 + 0.6 * normal(&mut rng) + effects[label][g];
+            for effect in &effects[label] {
+                let log_count = 3.0 + 0.8 * normal(&mut rng) + effect;
                 csv.push_str(&format!(",{}", log_count.exp().round()));
             }
             csv.push('\n');
@@ -146,8 +165,12 @@ pub fn write_synthetic_cohort(out: &Path, options: &SynthOptions) -> Result<Synt
         patient += 1;
     }
     let mut file = std::fs::File::create(&csv_path).map_err(|e| DataError::io(&csv_path, e))?;
-    file.write_all(csv.as_bytes()).map_err(|e| DataError::io(&csv_path, e))?;
-    Ok(SynthCohort { csv: csv_path, features_dir })
+    file.write_all(csv.as_bytes())
+        .map_err(|e| DataError::io(&csv_path, e))?;
+    Ok(SynthCohort {
+        csv: csv_path,
+        features_dir,
+    })
 }
 
 /// A survival time (months) shorter for higher classes, censored about a third of the time.
@@ -156,7 +179,11 @@ fn survival_time(rng: &mut ChaCha8Rng, label: usize, classes: usize) -> (f32, bo
     let u: f32 = rng.random::<f32>().max(1e-6);
     let time = (-u.ln() * scale).max(0.5);
     let censored = rng.random::<f32>() < 0.33;
-    let time = if censored { time * rng.random_range(0.3..1.0) } else { time };
+    let time = if censored {
+        time * rng.random_range(0.3..1.0)
+    } else {
+        time
+    };
     (time.max(0.5), censored)
 }
 
@@ -170,7 +197,7 @@ fn write_slide(
     let dim = options.dim;
     let mut features = Vec::with_capacity(n * dim);
     for _ in 0..n {
-        let signal = if rng.random::<bool>() { 0.8 } else { 0.0 };
+        let signal = if rng.random::<f32>() < 0.3 { 0.25 } else { 0.0 };
         features.extend(prototype.iter().map(|p| normal(rng) + signal * p));
     }
     let cols = (n as f64).sqrt().ceil() as i64;

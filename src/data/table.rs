@@ -170,8 +170,12 @@ impl CohortTable {
                 Some(i) => required(i, &columns.patient)?,
                 None => slide.clone(),
             };
-            let project = project_col.map(|i| cell(i).to_string()).filter(|p| !p.is_empty());
-            let label = label_col.map(|i| cell(i).to_string()).filter(|l| !l.is_empty());
+            let project = project_col
+                .map(|i| cell(i).to_string())
+                .filter(|p| !p.is_empty());
+            let label = label_col
+                .map(|i| cell(i).to_string())
+                .filter(|l| !l.is_empty());
             for &i in &gene_cols {
                 let value = parse_finite(cell(i)).map_err(|reason| DataError::BadValue {
                     path: path.to_path_buf(),

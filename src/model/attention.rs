@@ -3,9 +3,9 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::Device;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Tensor};
-use burn::tensor::Device;
 
 /// Added to the scores of padded keys: far below any real score, yet finite, so that a row
 /// whose keys were all padded would still not produce NaN.
@@ -86,7 +86,9 @@ impl KeyPadding {
     pub fn new(mask: Tensor<2, Bool>) -> Self {
         let [batch, keys] = mask.dims();
         let keep = mask.bool_not().float();
-        let bias = (keep.clone() - 1.0).mul_scalar(-PAD_SCORE).reshape([batch, 1, 1, keys]);
+        let bias = (keep.clone() - 1.0)
+            .mul_scalar(-PAD_SCORE)
+            .reshape([batch, 1, 1, keys]);
         Self { bias, keep }
     }
 
@@ -211,7 +213,10 @@ mod tests {
             .with_dim_head(2)
             .init(&device);
         // Identity query/key/value projections and output; LayerNorm of [a, b] is ±1.
-        let eye = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 0.0, 0.0, 1.0], [2, 2]), &device);
+        let eye = Tensor::<2>::from_data(
+            TensorData::new(vec![1.0f32, 0.0, 0.0, 1.0], [2, 2]),
+            &device,
+        );
         let kv = Tensor::cat(vec![eye.clone(), eye.clone()], 1);
         attn.to_q.weight = attn.to_q.weight.map(|_| eye.clone());
         attn.to_kv.weight = attn.to_kv.weight.map(|_| kv);
@@ -226,34 +231,54 @@ mod tests {
         // Scores: q·k / √2 = ±2/√2 = ±√2; softmax([√2, -√2]) = [s, 1 - s].
         let s = 1.0 / (1.0 + (-2.0f32 * 2f32.sqrt()).exp());
         let expected_w = vec![s, 1.0 - s, 1.0 - s, s];
-        weights
-            .unwrap()
-            .into_data()
-            .assert_approx_eq::<f32>(&TensorData::new(expected_w, [1, 1, 2, 2]), Tolerance::absolute(1e-5));
+        weights.unwrap().into_data().assert_approx_eq::<f32>(
+            &TensorData::new(expected_w, [1, 1, 2, 2]),
+            Tolerance::absolute(1e-5),
+        );
         let a = s - (1.0 - s);
         let expected = vec![a, -a, -a, a];
-        out.into_data()
-            .assert_approx_eq::<f32>(&TensorData::new(expected, [1, 2, 2]), Tolerance::absolute(1e-4));
+        out.into_data().assert_approx_eq::<f32>(
+            &TensorData::new(expected, [1, 2, 2]),
+            Tolerance::absolute(1e-4),
+        );
     }
 
     #[test]
     fn padded_keys_get_zero_weight() {
         let device = device();
-        let attn = AttentionConfig::new(8).with_heads(2).with_dim_head(4).init(&device);
+        let attn = AttentionConfig::new(8)
+            .with_heads(2)
+            .with_dim_head(4)
+            .init(&device);
         let x = Tensor::<3>::random([2, 5, 8], Distribution::Default, &device);
         let mask = Tensor::<2, Bool>::from_data(
             TensorData::new(
-                vec![false, false, false, true, true, false, false, false, false, false],
+                vec![
+                    false, false, false, true, true, false, false, false, false, false,
+                ],
                 [2, 5],
             ),
             &device,
         );
         let padding = KeyPadding::new(mask);
-        let (_, w) = attn.forward(AttentionInput::self_attn(x).padding(&padding).return_weights());
+        let (_, w) = attn.forward(
+            AttentionInput::self_attn(x)
+                .padding(&padding)
+                .return_weights(),
+        );
         let w = w.unwrap();
-        let padded: f32 = w.clone().narrow(0, 0, 1).narrow(3, 3, 2).abs().max().into_scalar();
+        let padded: f32 = w
+            .clone()
+            .narrow(0, 0, 1)
+            .narrow(3, 3, 2)
+            .abs()
+            .max()
+            .into_scalar();
         assert!(padded < 1e-12, "padded weight {padded}");
         let sums = w.sum_dim(3).into_data();
-        sums.assert_approx_eq::<f32>(&TensorData::new(vec![1.0f32; 20], [2, 2, 5, 1]), Tolerance::absolute(1e-5));
+        sums.assert_approx_eq::<f32>(
+            &TensorData::new(vec![1.0f32; 20], [2, 2, 5, 1]),
+            Tolerance::absolute(1e-5),
+        );
     }
 }

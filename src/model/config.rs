@@ -329,10 +329,19 @@ mod tests {
     fn seed_matches_the_published_snippet() {
         let c = MedCrossViTConfig::seed();
         assert_eq!(
-            (c.num_classes, c.depth, c.wsi_dim, c.rna_dim, c.wsi_num_tiles),
+            (
+                c.num_classes,
+                c.depth,
+                c.wsi_dim,
+                c.rna_dim,
+                c.wsi_num_tiles
+            ),
             (2, 4, 768, 768, 50)
         );
-        assert_eq!((c.wsi_enc_depth, c.rna_enc_depth, c.rna_num_genes), (2, 2, 100));
+        assert_eq!(
+            (c.wsi_enc_depth, c.rna_enc_depth, c.rna_num_genes),
+            (2, 2, 100)
+        );
         assert_eq!((c.cross_attn_depth, c.cross_attn_heads), (2, 8));
     }
 

@@ -44,8 +44,7 @@ impl ProjectInOutConfig {
                 ..self.attention.clone()
             }
             .init(device),
-            project_out: project
-                .then(|| LinearConfig::new(self.dim_out, self.dim_in).init(device)),
+            project_out: project.then(|| LinearConfig::new(self.dim_out, self.dim_in).init(device)),
         }
     }
 }
@@ -146,10 +145,18 @@ impl CrossTransformerConfig {
             .with_dropout(self.dropout);
         let layers = (0..self.depth)
             .map(|_| CrossLayer {
-                wsi_attend_rna: ProjectInOutConfig::new(self.wsi_dim, self.rna_dim, attention.clone())
-                    .init(device),
-                rna_attend_wsi: ProjectInOutConfig::new(self.rna_dim, self.wsi_dim, attention.clone())
-                    .init(device),
+                wsi_attend_rna: ProjectInOutConfig::new(
+                    self.wsi_dim,
+                    self.rna_dim,
+                    attention.clone(),
+                )
+                .init(device),
+                rna_attend_wsi: ProjectInOutConfig::new(
+                    self.rna_dim,
+                    self.wsi_dim,
+                    attention.clone(),
+                )
+                .init(device),
             })
             .collect();
         CrossTransformer { layers }

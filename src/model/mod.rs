@@ -33,8 +33,8 @@ pub use encoder::{BiModalEncoder, BiModalEncoderConfig, FusionBlock};
 pub use feedforward::{FeedForward, FeedForwardConfig};
 pub use head::{ClassifierHead, ClassifierHeadConfig};
 pub use io::{FusionAttention, MedCrossViTOutput, ModelInput};
-pub use persist::{CONFIG_FILE, WEIGHTS_FILE};
 pub(crate) use persist::write_atomic;
+pub use persist::{CONFIG_FILE, WEIGHTS_FILE};
 pub use rna::{RnaEmbedder, RnaEmbedderConfig};
 pub use transformer::{Transformer, TransformerConfig, TransformerLayer};
 pub use wsi::{TileEmbedder, TileEmbedderConfig};
@@ -225,12 +225,24 @@ impl MedCrossViT {
         };
         let mut problems = vec![
             dim("tiles", 2, "tile feature width, wsi_dim", c.wsi_dim, width),
-            dim("expression", 1, "genes, rna_num_genes", c.rna_num_genes, genes),
+            dim(
+                "expression",
+                1,
+                "genes, rna_num_genes",
+                c.rna_num_genes,
+                genes,
+            ),
             dim("expression", 0, "batch size of the tiles", batch, e_batch),
         ];
         if let Some(mask) = &input.padding_mask {
             let [m_batch, m_tiles] = mask.dims();
-            problems.push(dim("padding mask", 0, "batch size of the tiles", batch, m_batch));
+            problems.push(dim(
+                "padding mask",
+                0,
+                "batch size of the tiles",
+                batch,
+                m_batch,
+            ));
             problems.push(dim("padding mask", 1, "tiles per bag", tiles, m_tiles));
         }
         if let Some(problem) = problems.into_iter().flatten().next() {

@@ -30,12 +30,10 @@ impl MedCrossViT {
         })?;
         let config_path = dir.join(CONFIG_FILE);
         write_atomic(&config_path, |tmp| {
-            self.config()
-                .save(tmp)
-                .map_err(|e| PersistError::Weights {
-                    path: config_path.clone(),
-                    message: e.to_string(),
-                })
+            self.config().save(tmp).map_err(|e| PersistError::Weights {
+                path: config_path.clone(),
+                message: e.to_string(),
+            })
         })?;
         self.save_weights(dir.join(WEIGHTS_FILE))
     }
@@ -96,8 +94,18 @@ impl MedCrossViT {
             })?;
         let mut problems: Vec<String> = Vec::new();
         problems.extend(result.errors.iter().map(|e| e.to_string()));
-        problems.extend(result.missing.iter().map(|(p, _)| format!("missing tensor {p}")));
-        problems.extend(result.unused.iter().map(|p| format!("unexpected tensor {p}")));
+        problems.extend(
+            result
+                .missing
+                .iter()
+                .map(|(p, _)| format!("missing tensor {p}")),
+        );
+        problems.extend(
+            result
+                .unused
+                .iter()
+                .map(|p| format!("unexpected tensor {p}")),
+        );
         if !problems.is_empty() {
             problems.truncate(5);
             return Err(PersistError::Mismatch {

@@ -34,8 +34,8 @@ pub struct LoopState {
     pub epochs_done: usize,
     /// Optimizer steps taken.
     pub step: usize,
-    /// The best epoch so far (from 1) and its score.
-    pub best: Option<(usize, f64)>,
+    /// The best epoch so far (from 1), its monitored metric and its validation loss.
+    pub best: Option<(usize, f64, f64)>,
     /// Epochs since the best one.
     pub bad_epochs: usize,
     /// One row per completed epoch.
@@ -67,7 +67,12 @@ fn err(path: &Path, message: impl ToString) -> RunError {
 /// # Errors
 ///
 /// [`RunError::Checkpoint`] naming the file that could not be written.
-pub fn save(run: &Path, model: &MedCrossViT, optimizer: &ModuleOptimizer, state: &LoopState) -> Result<(), RunError> {
+pub fn save(
+    run: &Path,
+    model: &MedCrossViT,
+    optimizer: &ModuleOptimizer,
+    state: &LoopState,
+) -> Result<(), RunError> {
     let root = run.join(DIR);
     let name = format!("epoch-{:04}", state.epochs_done);
     let folder = root.join(&name);
@@ -82,7 +87,10 @@ pub fn save(run: &Path, model: &MedCrossViT, optimizer: &ModuleOptimizer, state:
     std::fs::write(folder.join(STATE), state_json).map_err(|e| err(&folder.join(STATE), e))?;
     let pointer = root.join(POINTER);
     crate::model::write_atomic(&pointer, |tmp| {
-        let text = serde_json::to_string(&Pointer { folder: name.clone() }).expect("serializes");
+        let text = serde_json::to_string(&Pointer {
+            folder: name.clone(),
+        })
+        .expect("serializes");
         std::fs::write(tmp, text).map_err(|source| PersistError::Io {
             path: tmp.to_path_buf(),
             source,
@@ -125,14 +133,19 @@ pub fn current(run: &Path) -> Result<Option<PathBuf>, RunError> {
 /// # Errors
 ///
 /// [`RunError::Checkpoint`] naming the file that could not be read.
-pub fn load(folder: &Path, model: &mut MedCrossViT, optimizer: ModuleOptimizer) -> Result<(ModuleOptimizer, LoopState), RunError> {
+pub fn load(
+    folder: &Path,
+    model: &mut MedCrossViT,
+    optimizer: ModuleOptimizer,
+) -> Result<(ModuleOptimizer, LoopState), RunError> {
     model
         .load_weights(folder.join(WEIGHTS))
         .map_err(|e| err(&folder.join(WEIGHTS), e))?;
     let optimizer = optimizer
         .load(folder.join(OPTIMIZER))
         .map_err(|e| err(&folder.join(OPTIMIZER), format!("{e:?}")))?;
-    let text = std::fs::read_to_string(folder.join(STATE)).map_err(|e| err(&folder.join(STATE), e))?;
+    let text =
+        std::fs::read_to_string(folder.join(STATE)).map_err(|e| err(&folder.join(STATE), e))?;
     let state = serde_json::from_str(&text).map_err(|e| err(&folder.join(STATE), e))?;
     Ok((optimizer, state))
 }

@@ -9,7 +9,9 @@ use super::bundle::{ModelBundle, files};
 use super::metrics::Metrics;
 use super::predict::{BatchHook, Predictions, metrics, predict};
 use super::settings::Task;
-use crate::data::{Cohort, CohortDataset, CohortTable, DataError, Target, TileOptions, evaluation_bags};
+use crate::data::{
+    Cohort, CohortDataset, CohortTable, DataError, Target, TileOptions, evaluation_bags,
+};
 use crate::error::Error;
 
 /// A cohort to run a model folder on.
@@ -38,7 +40,11 @@ pub struct Evaluation {
 }
 
 /// Reads the targets the model's task needs, if the CSV has them.
-fn read_targets(bundle: &ModelBundle, table: &CohortTable, require: bool) -> Result<Vec<Target>, Error> {
+fn read_targets(
+    bundle: &ModelBundle,
+    table: &CohortTable,
+    require: bool,
+) -> Result<Vec<Target>, Error> {
     let none = vec![Target::default(); table.len()];
     match bundle.task() {
         Task::Classification => {
@@ -60,16 +66,21 @@ fn read_targets(bundle: &ModelBundle, table: &CohortTable, require: bool) -> Res
         }
         Task::Survival => {
             let s = &bundle.config.training.survival;
-            let present = table.has_column(&s.time_column) && table.has_column(&s.censorship_column);
+            let present =
+                table.has_column(&s.time_column) && table.has_column(&s.censorship_column);
             if !present && !require {
                 return Ok(none);
             }
             let times = table.numeric_column(&s.time_column)?;
             let censorship = table.numeric_column(&s.censorship_column)?;
-            let bins = bundle.config.survival_bins.clone().ok_or_else(|| DataError::Setting {
-                setting: "survival_bins",
-                message: "the model folder records no survival time bins".into(),
-            })?;
+            let bins = bundle
+                .config
+                .survival_bins
+                .clone()
+                .ok_or_else(|| DataError::Setting {
+                    setting: "survival_bins",
+                    message: "the model folder records no survival time bins".into(),
+                })?;
             Ok(times
                 .iter()
                 .zip(&censorship)
@@ -98,16 +109,32 @@ pub fn evaluate(
     hook: Option<&mut BatchHook<'_>>,
 ) -> Result<Evaluation, Error> {
     let table = CohortTable::read(&request.csv, &bundle.config.columns)?;
-    table.check_genes(bundle.model.config().rna_num_genes, Some(&bundle.normalization.genes))?;
+    table.check_genes(
+        bundle.model.config().rna_num_genes,
+        Some(&bundle.normalization.genes),
+    )?;
     let targets = read_targets(bundle, &table, request.require_targets)?;
     let cohort = Arc::new(Cohort::open(table, &request.tiles)?);
     cohort.check_feature_dim(bundle.model.config().wsi_dim)?;
     let settings = &bundle.config.training;
     let bags = evaluation_bags(&cohort.tile_counts(&cohort.usable()), settings.bag_size);
-    let dataset = Arc::new(CohortDataset::new(cohort.clone(), bags, &bundle.normalization, targets.clone())?);
-    let predictions = predict(&bundle.model, dataset, settings, device, with_attention, hook)?;
+    let dataset = Arc::new(CohortDataset::new(
+        cohort.clone(),
+        bags,
+        &bundle.normalization,
+        targets.clone(),
+    )?);
+    let predictions = predict(
+        &bundle.model,
+        dataset,
+        settings,
+        device,
+        with_attention,
+        hook,
+    )?;
     let known = targets.iter().any(|t| t.class.is_some());
-    let metrics = known.then(|| metrics(&predictions, &targets, bundle.task(), bundle.labels.len()));
+    let metrics =
+        known.then(|| metrics(&predictions, &targets, bundle.task(), bundle.labels.len()));
     Ok(Evaluation {
         cohort,
         targets,
@@ -123,12 +150,17 @@ pub fn evaluate(
 /// # Errors
 ///
 /// [`DataError::Io`] naming the file.
-pub fn write_predictions(path: &Path, bundle: &ModelBundle, evaluation: &Evaluation) -> Result<(), Error> {
+pub fn write_predictions(
+    path: &Path,
+    bundle: &ModelBundle,
+    evaluation: &Evaluation,
+) -> Result<(), Error> {
     let classes = bundle.labels.len();
     let table = evaluation.cohort.table();
     let survival = bundle.task() == Task::Survival;
     let known = evaluation.targets.iter().any(|t| t.class.is_some());
-    let mut writer = csv::Writer::from_path(path).map_err(|e| DataError::io(path, std::io::Error::other(e)))?;
+    let mut writer =
+        csv::Writer::from_path(path).map_err(|e| DataError::io(path, std::io::Error::other(e)))?;
     let mut header = vec![table.columns().slide.clone()];
     header.extend((0..classes).map(|c| format!("logit_{c}")));
     header.extend((0..classes).map(|c| format!("prob_{c}")));
@@ -144,7 +176,8 @@ pub fn write_predictions(path: &Path, bundle: &ModelBundle, evaluation: &Evaluat
             header.push(s.censorship_column.clone());
         }
     }
-    let write_err = |e: csv::Error| -> Error { DataError::io(path, std::io::Error::other(e)).into() };
+    let write_err =
+        |e: csv::Error| -> Error { DataError::io(path, std::io::Error::other(e)).into() };
     writer.write_record(&header).map_err(write_err)?;
     for p in &evaluation.predictions.slides {
         let target = evaluation.targets[p.slide];
@@ -153,13 +186,23 @@ pub fn write_predictions(path: &Path, bundle: &ModelBundle, evaluation: &Evaluat
         row.extend(p.probs.iter().map(|v| format!("{v:.6}")));
         row.push(bundle.labels.classes[p.predicted_class()].clone());
         if known {
-            row.push(target.class.map(|c| bundle.labels.classes[c].clone()).unwrap_or_default());
+            row.push(
+                target
+                    .class
+                    .map(|c| bundle.labels.classes[c].clone())
+                    .unwrap_or_default(),
+            );
         }
         if survival {
             row.push(format!("{:.6}", p.risk.unwrap_or(f64::NAN)));
             if known {
                 row.push(target.time.map(|t| t.to_string()).unwrap_or_default());
-                row.push(target.censored.map(|c| u8::from(c).to_string()).unwrap_or_default());
+                row.push(
+                    target
+                        .censored
+                        .map(|c| u8::from(c).to_string())
+                        .unwrap_or_default(),
+                );
             }
         }
         writer.write_record(&row).map_err(write_err)?;

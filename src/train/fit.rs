@@ -23,8 +23,8 @@ use super::schedule::learning_rate;
 use super::settings::{Task, TrainSettings};
 use super::{Event, plot};
 use crate::data::{
-    BagBatcher, BagLoader, BagSettings, CohortColumns, CohortDataset, DataError, Split, evaluation_bags,
-    training_bags,
+    BagBatcher, BagLoader, BagSettings, CohortColumns, CohortDataset, DataError, Split,
+    evaluation_bags, training_bags,
 };
 use crate::error::{Error, RunError};
 use crate::model::{MedCrossViT, MedCrossViTConfig};
@@ -77,16 +77,30 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 
 /// Fits one split. See the module documentation.
 ///
+/// Reproducible: the same settings, data and device give the same `metrics.csv`, and a run
+/// resumed from a checkpoint ends where the uninterrupted run would have. Initial weights and
+/// dropout come from Burn's device random generator, which the flex backend shares across the
+/// process: fits running in parallel threads of one process interleave their draws and lose
+/// this reproducibility (separate processes do not).
+///
 /// # Errors
 ///
 /// Data, model, checkpoint and I/O errors, each naming what is at fault.
-pub fn fit(job: Fit<'_>, device: &Device, events: &mut dyn FnMut(Event<'_>)) -> Result<FitReport, Error> {
+pub fn fit(
+    job: Fit<'_>,
+    device: &Device,
+    events: &mut dyn FnMut(Event<'_>),
+) -> Result<FitReport, Error> {
     let settings = job.settings;
     let prepared = job.prepared;
     let cohort = prepared.cohort.clone();
     let out = job.out.clone();
     let (targets, bins) = plan::targets(prepared, job.split, settings)?;
-    let normalization = crate::data::Normalization::fit(cohort.table(), &job.split.train, settings.log2_expression)?;
+    let normalization = crate::data::Normalization::fit(
+        cohort.table(),
+        &job.split.train,
+        settings.log2_expression,
+    )?;
     let run_config = RunConfig {
         model: job.model.clone(),
         training: settings.clone(),
@@ -95,7 +109,11 @@ pub fn fit(job: Fit<'_>, device: &Device, events: &mut dyn FnMut(Event<'_>)) -> 
         survival_bins: bins,
         folds: None,
     };
-    let checkpoint_folder = if job.resume { checkpoint::current(&out)? } else { None };
+    let checkpoint_folder = if job.resume {
+        checkpoint::current(&out)?
+    } else {
+        None
+    };
     if !job.resume || checkpoint_folder.is_none() {
         std::fs::create_dir_all(&out).map_err(io(&out))?;
         run_config.save(&out)?;
@@ -106,7 +124,9 @@ pub fn fit(job: Fit<'_>, device: &Device, events: &mut dyn FnMut(Event<'_>)) -> 
     let autodiff = device.clone().autodiff();
     autodiff.seed(settings.seed);
     let mut model = job.model.init(&autodiff)?;
-    let mut optimizer = AdamWConfig::new().with_weight_decay(settings.weight_decay as f32).init();
+    let mut optimizer = AdamWConfig::new()
+        .with_weight_decay(settings.weight_decay as f32)
+        .init();
     let mut state = LoopState::default();
     if let Some(folder) = &checkpoint_folder {
         (optimizer, state) = checkpoint::load(folder, &mut model, optimizer)?;
@@ -124,7 +144,8 @@ pub fn fit(job: Fit<'_>, device: &Device, events: &mut dyn FnMut(Event<'_>)) -> 
     let train_counts = cohort.tile_counts(&job.split.train);
     let first_bags = training_bags(&train_counts, &bag_settings, 0);
     let bags_per_epoch = first_bags.len();
-    let train_base = CohortDataset::new(cohort.clone(), first_bags, &normalization, targets.clone())?;
+    let train_base =
+        CohortDataset::new(cohort.clone(), first_bags, &normalization, targets.clone())?;
     let val_dataset = Arc::new(CohortDataset::new(
         cohort.clone(),
         evaluation_bags(&cohort.tile_counts(&job.split.val), settings.bag_size),
@@ -135,11 +156,15 @@ pub fn fit(job: Fit<'_>, device: &Device, events: &mut dyn FnMut(Event<'_>)) -> 
     let steps_per_epoch = batches.div_ceil(settings.grad_accumulation);
     let total_steps = steps_per_epoch * settings.epochs;
     let warmup = (settings.warmup_epochs * steps_per_epoch as f64).round() as usize;
-    let class_weights = (settings.class_weights && settings.task == Task::Classification).then(|| {
-        let classes = train_base.bags().iter().filter_map(|b| targets[b.slide].class);
-        let w = inverse_frequency(classes, prepared.labels.len());
-        Tensor::<1>::from_data(TensorData::new(w.clone(), [w.len()]), &autodiff)
-    });
+    let class_weights =
+        (settings.class_weights && settings.task == Task::Classification).then(|| {
+            let classes = train_base
+                .bags()
+                .iter()
+                .filter_map(|b| targets[b.slide].class);
+            let w = inverse_frequency(classes, prepared.labels.len());
+            Tensor::<1>::from_data(TensorData::new(w.clone(), [w.len()]), &autodiff)
+        });
     events(Event::FitStart {
         label: &job.label,
         epochs: settings.epochs,
@@ -157,7 +182,11 @@ pub fn fit(job: Fit<'_>, device: &Device, events: &mut dyn FnMut(Event<'_>)) -> 
         autodiff.seed(crate::data::mix_seed(settings.seed, epoch as u64, 2));
         let bags = training_bags(&train_counts, &bag_settings, epoch as u64);
         let mut order: Vec<usize> = (0..bags.len()).collect();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(crate::data::mix_seed(settings.seed, epoch as u64, 1)));
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(crate::data::mix_seed(
+            settings.seed,
+            epoch as u64,
+            1,
+        )));
         let dataset = Arc::new(train_base.with_bags(bags));
         let loader = BagLoader::new(dataset, order, settings.batch_size, settings.workers, 4);
         let mut accumulator = GradientsAccumulator::<MedCrossViT>::new();
@@ -192,7 +221,14 @@ pub fn fit(job: Fit<'_>, device: &Device, events: &mut dyn FnMut(Event<'_>)) -> 
         }
 
         let inference = model.valid();
-        let predictions = predict(&inference, val_dataset.clone(), settings, device, false, None)?;
+        let predictions = predict(
+            &inference,
+            val_dataset.clone(),
+            settings,
+            device,
+            false,
+            None,
+        )?;
         let val = metrics(&predictions, &targets, settings.task, prepared.labels.len());
         let row = EpochRow {
             epoch: epoch + 1,
@@ -201,9 +237,18 @@ pub fn fit(job: Fit<'_>, device: &Device, events: &mut dyn FnMut(Event<'_>)) -> 
             val,
         };
         let score = score(&row.val, settings);
-        let improved = state.best.is_none_or(|(_, best)| score > best);
+        let loss = if row.val.loss.is_finite() {
+            row.val.loss
+        } else {
+            f64::INFINITY
+        };
+        // A better metric wins; an equal one (AUC saturates on small cohorts) wins with a
+        // lower validation loss.
+        let improved = state
+            .best
+            .is_none_or(|(_, best, best_loss)| score > best || (score == best && loss < best_loss));
         if improved {
-            state.best = Some((epoch + 1, score));
+            state.best = Some((epoch + 1, score, loss));
             state.bad_epochs = 0;
             inference.save_weights(out.join(crate::model::WEIGHTS_FILE))?;
         } else {
@@ -223,7 +268,7 @@ pub fn fit(job: Fit<'_>, device: &Device, events: &mut dyn FnMut(Event<'_>)) -> 
         });
     }
 
-    let (best_epoch, _) = state.best.ok_or_else(|| RunError::Checkpoint {
+    let (best_epoch, _, _) = state.best.ok_or_else(|| RunError::Checkpoint {
         path: out.clone(),
         message: "no epoch has completed".into(),
     })?;
@@ -270,7 +315,11 @@ pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<
     std::fs::write(path, text + "\n").map_err(io(path))
 }
 
-fn write_metrics_csv(out: &Path, history: &[EpochRow], settings: &TrainSettings) -> Result<(), Error> {
+fn write_metrics_csv(
+    out: &Path,
+    history: &[EpochRow],
+    settings: &TrainSettings,
+) -> Result<(), Error> {
     let names: Vec<&str> = match settings.task {
         Task::Classification => vec!["loss", "accuracy", "balanced_accuracy", "auc"],
         Task::Survival => vec!["loss", "c_index"],
@@ -281,9 +330,17 @@ fn write_metrics_csv(out: &Path, history: &[EpochRow], settings: &TrainSettings)
     }
     text.push('\n');
     for row in history {
-        text.push_str(&format!("{},{:.6e},{:.6}", row.epoch, row.lr, row.train_loss));
+        text.push_str(&format!(
+            "{},{:.6e},{:.6}",
+            row.epoch, row.lr, row.train_loss
+        ));
         for n in &names {
-            let value = row.val.scalars().into_iter().find(|(k, _)| k == n).and_then(|(_, v)| v);
+            let value = row
+                .val
+                .scalars()
+                .into_iter()
+                .find(|(k, _)| k == n)
+                .and_then(|(_, v)| v);
             match value {
                 Some(v) => text.push_str(&format!(",{v:.6}")),
                 None => text.push(','),

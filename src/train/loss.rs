@@ -27,7 +27,9 @@ pub fn batch_loss(
     let classes = batch.classes.clone()?;
     match settings.task {
         Task::Classification => {
-            let log_p = log_softmax(logits, 1).gather(1, classes.clone().reshape([b, 1])).reshape([b]);
+            let log_p = log_softmax(logits, 1)
+                .gather(1, classes.clone().reshape([b, 1]))
+                .reshape([b]);
             Some(match class_weights {
                 Some(w) => {
                     let w = w.clone().select(0, classes);
@@ -43,13 +45,21 @@ pub fn batch_loss(
                 .map(|t| t.censored.map(|c| if c { 1.0 } else { 0.0 }))
                 .collect();
             let censorship = Tensor::<1>::from_data(TensorData::new(censored?, [b]), &device);
-            Some(nll_survival_loss(logits, classes, censorship, settings.survival.alpha))
+            Some(nll_survival_loss(
+                logits,
+                classes,
+                censorship,
+                settings.survival.alpha,
+            ))
         }
     }
 }
 
 /// Inverse-frequency class weights `n / (classes · n_c)` over `classes_of_bags`.
-pub fn inverse_frequency(classes_of_bags: impl IntoIterator<Item = usize>, classes: usize) -> Vec<f32> {
+pub fn inverse_frequency(
+    classes_of_bags: impl IntoIterator<Item = usize>,
+    classes: usize,
+) -> Vec<f32> {
     let mut counts = vec![0usize; classes];
     let mut n = 0;
     for c in classes_of_bags {
@@ -58,7 +68,13 @@ pub fn inverse_frequency(classes_of_bags: impl IntoIterator<Item = usize>, class
     }
     counts
         .iter()
-        .map(|&c| if c == 0 { 0.0 } else { n as f32 / (classes * c) as f32 })
+        .map(|&c| {
+            if c == 0 {
+                0.0
+            } else {
+                n as f32 / (classes * c) as f32
+            }
+        })
         .collect()
 }
 

@@ -34,8 +34,18 @@ pub fn confusion_matrix(truth: &[usize], pred: &[usize], classes: usize) -> Vec<
 /// positive scores above a random negative, ties counting one half. `None` without both a
 /// positive and a negative.
 pub fn binary_auc(scores: &[f64], positive: &[bool]) -> Option<f64> {
-    let pos: Vec<f64> = scores.iter().zip(positive).filter(|(_, p)| **p).map(|(s, _)| *s).collect();
-    let neg: Vec<f64> = scores.iter().zip(positive).filter(|(_, p)| !**p).map(|(s, _)| *s).collect();
+    let pos: Vec<f64> = scores
+        .iter()
+        .zip(positive)
+        .filter(|(_, p)| **p)
+        .map(|(s, _)| *s)
+        .collect();
+    let neg: Vec<f64> = scores
+        .iter()
+        .zip(positive)
+        .filter(|(_, p)| !**p)
+        .map(|(s, _)| *s)
+        .collect();
     if pos.is_empty() || neg.is_empty() {
         return None;
     }
@@ -150,7 +160,10 @@ mod tests {
         assert_eq!(accuracy(&truth, &pred), 4.0 / 6.0);
         // Recalls 2/3, 1/2, 1 → mean 13/18.
         assert!((balanced_accuracy(&truth, &pred, 3) - 13.0 / 18.0).abs() < 1e-12);
-        assert_eq!(confusion_matrix(&truth, &pred, 3), vec![vec![2, 1, 0], vec![1, 1, 0], vec![0, 0, 1]]);
+        assert_eq!(
+            confusion_matrix(&truth, &pred, 3),
+            vec![vec![2, 1, 0], vec![1, 1, 0], vec![0, 0, 1]]
+        );
         // Class 2 never occurs in truth: it is left out of the balanced accuracy.
         assert_eq!(balanced_accuracy(&[0, 1], &[0, 0], 3), 0.5);
     }
@@ -163,7 +176,10 @@ mod tests {
         assert_eq!(auc, 0.875);
         assert_eq!(binary_auc(&[0.1, 0.2], &[true, true]), None);
         // Two classes: macro OvR equals the AUC of class 1's probability.
-        let probs: Vec<Vec<f64>> = [0.2, 0.6, 0.6, 0.9].iter().map(|&p| vec![1.0 - p, p]).collect();
+        let probs: Vec<Vec<f64>> = [0.2, 0.6, 0.6, 0.9]
+            .iter()
+            .map(|&p| vec![1.0 - p, p])
+            .collect();
         let truth = [0, 0, 1, 1];
         let one = binary_auc(&[0.2, 0.6, 0.6, 0.9], &[false, false, true, true]).unwrap();
         assert_eq!(one, 0.875);
@@ -184,6 +200,9 @@ mod tests {
         // Total 8 pairs, 4 + 0.5 + 0 + 1 + 1 = 6.5.
         assert_eq!(concordance_index(&event, &time, &risk), Some(6.5 / 8.0));
         // Two events at the same time are not comparable.
-        assert_eq!(concordance_index(&[true, true], &[1.0, 1.0], &[0.1, 0.2]), None);
+        assert_eq!(
+            concordance_index(&[true, true], &[1.0, 1.0], &[0.1, 0.2]),
+            None
+        );
     }
 }

@@ -102,7 +102,13 @@ pub const PRESETS: [&str; 2] = ["seed", "small"];
 /// file's `wsi_dim`, `rna_num_genes` or `num_classes` contradicts the data;
 /// [`ConfigError`] for an unreadable or invalid file, or `wsi_num_tiles` below the bag size
 /// with the positional embedding on.
-pub fn resolve_model(spec: &ModelSpec, wsi_dim: usize, genes: usize, classes: usize, bag_size: usize) -> Result<MedCrossViTConfig, Error> {
+pub fn resolve_model(
+    spec: &ModelSpec,
+    wsi_dim: usize,
+    genes: usize,
+    classes: usize,
+    bag_size: usize,
+) -> Result<MedCrossViTConfig, Error> {
     let config = match spec {
         ModelSpec::Preset(name) => {
             let base = match name.as_str() {
@@ -126,20 +132,37 @@ pub fn resolve_model(spec: &ModelSpec, wsi_dim: usize, genes: usize, classes: us
             }
         }
         ModelSpec::File(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.clone(), source })?;
-            let json = |source| ConfigError::Json { path: path.clone(), source };
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let json = |source| ConfigError::Json {
+                path: path.clone(),
+                source,
+            };
             let mut value: serde_json::Value = serde_json::from_str(&text).map_err(json)?;
             if let Some(model) = value.get_mut("model").filter(|m| m.is_object()) {
                 value = model.take();
             }
-            let object = value.as_object_mut().ok_or_else(|| ConfigError::Inconsistent {
-                field: "config",
-                reason: format!("{} must hold a JSON object", path.display()),
-            })?;
-            for (field, data) in [("wsi_dim", wsi_dim), ("rna_num_genes", genes), ("num_classes", classes)] {
+            let object = value
+                .as_object_mut()
+                .ok_or_else(|| ConfigError::Inconsistent {
+                    field: "config",
+                    reason: format!("{} must hold a JSON object", path.display()),
+                })?;
+            for (field, data) in [
+                ("wsi_dim", wsi_dim),
+                ("rna_num_genes", genes),
+                ("num_classes", classes),
+            ] {
                 match object.get(field).and_then(serde_json::Value::as_u64) {
                     Some(v) if v as usize != data => {
-                        return Err(RunError::ConfigMismatch { field, config: v as usize, data }.into());
+                        return Err(RunError::ConfigMismatch {
+                            field,
+                            config: v as usize,
+                            data,
+                        }
+                        .into());
                     }
                     Some(_) => {}
                     None => {
@@ -235,7 +258,12 @@ impl TrainSummary {
             mean.insert(name.clone(), m);
             std.insert(name, var.sqrt());
         }
-        Self { folds, mean, std, finished }
+        Self {
+            folds,
+            mean,
+            std,
+            finished,
+        }
     }
 }
 
@@ -249,10 +277,17 @@ fn is_run(dir: &Path) -> bool {
 ///
 /// [`RunError::RunExists`] when `out` already holds a run (nothing is overwritten); the data,
 /// configuration, checkpoint and I/O errors of the run.
-pub fn train(request: &TrainRequest, device: &Device, events: &mut dyn FnMut(Event<'_>)) -> Result<TrainSummary, Error> {
+pub fn train(
+    request: &TrainRequest,
+    device: &Device,
+    events: &mut dyn FnMut(Event<'_>),
+) -> Result<TrainSummary, Error> {
     request.settings.validate()?;
     if is_run(&request.out) {
-        return Err(RunError::RunExists { path: request.out.clone() }.into());
+        return Err(RunError::RunExists {
+            path: request.out.clone(),
+        }
+        .into());
     }
     run(request, None, device, events, false)
 }
@@ -263,7 +298,12 @@ pub fn train(request: &TrainRequest, device: &Device, events: &mut dyn FnMut(Eve
 /// # Errors
 ///
 /// [`RunError::NotARun`] when `out` holds no run; the errors of [`train`].
-pub fn resume(out: &Path, stop_after: Option<usize>, device: &Device, events: &mut dyn FnMut(Event<'_>)) -> Result<TrainSummary, Error> {
+pub fn resume(
+    out: &Path,
+    stop_after: Option<usize>,
+    device: &Device,
+    events: &mut dyn FnMut(Event<'_>),
+) -> Result<TrainSummary, Error> {
     let config = RunConfig::load(out)?;
     let data = config.data.clone().ok_or_else(|| RunError::NotARun {
         path: out.to_path_buf(),
@@ -311,7 +351,8 @@ fn run(
     cohort.table().check_genes(model.rna_num_genes, None)?;
     let splits = splits(&prepared, settings, request.folds)?;
     if request.folds.is_some() {
-        std::fs::create_dir_all(&request.out).map_err(|e| crate::data::DataError::io(&request.out, e))?;
+        std::fs::create_dir_all(&request.out)
+            .map_err(|e| crate::data::DataError::io(&request.out, e))?;
         if !resume {
             RunConfig {
                 model: model.clone(),
@@ -328,7 +369,10 @@ fn run(
     let mut finished = true;
     for (k, split) in splits.iter().enumerate() {
         let (out, label) = match request.folds {
-            Some(n) => (request.out.join(format!("fold_{k}")), format!("fold {}/{n}", k + 1)),
+            Some(n) => (
+                request.out.join(format!("fold_{k}")),
+                format!("fold {}/{n}", k + 1),
+            ),
             None => (request.out.clone(), "training".to_string()),
         };
         let report = fit(

@@ -41,7 +41,11 @@ pub struct Prepared {
 /// The cohort's [`DataError`]s; a missing label column (classification) or time or
 /// censorship column (survival); a negative time, a censorship other than 0 or 1; fewer than
 /// two classes; too few distinct event times for the survival bins.
-pub fn prepare(source: &DataSource, columns: &CohortColumns, settings: &TrainSettings) -> Result<Prepared, Error> {
+pub fn prepare(
+    source: &DataSource,
+    columns: &CohortColumns,
+    settings: &TrainSettings,
+) -> Result<Prepared, Error> {
     let table = CohortTable::read(&source.csv, columns)?;
     let options = TileOptions {
         features_dir: source.features_dir.clone(),
@@ -57,11 +61,18 @@ pub fn prepare(source: &DataSource, columns: &CohortColumns, settings: &TrainSet
             if labels.len() < 2 {
                 return Err(DataError::Setting {
                     setting: "label",
-                    message: format!("classification needs at least 2 classes; {} has {}", table.path().display(), labels.len()),
+                    message: format!(
+                        "classification needs at least 2 classes; {} has {}",
+                        table.path().display(),
+                        labels.len()
+                    ),
                 }
                 .into());
             }
-            let classes: Vec<usize> = names.iter().map(|n| labels.index(n).expect("fitted on these labels")).collect();
+            let classes: Vec<usize> = names
+                .iter()
+                .map(|n| labels.index(n).expect("fitted on these labels"))
+                .collect();
             (labels, Outcomes::Classes(classes.clone()), classes)
         }
         Task::Survival => {
@@ -82,11 +93,21 @@ pub fn prepare(source: &DataSource, columns: &CohortColumns, settings: &TrainSet
                     return Err(bad(&s.time_column, t, "survival times cannot be negative").into());
                 }
                 if c != 0.0 && c != 1.0 {
-                    return Err(bad(&s.censorship_column, c, "censorship must be 1 (censored) or 0 (event)").into());
+                    return Err(bad(
+                        &s.censorship_column,
+                        c,
+                        "censorship must be 1 (censored) or 0 (event)",
+                    )
+                    .into());
                 }
                 pairs.push((t, c == 1.0));
             }
-            let bins = fit_bins(&pairs, &(0..pairs.len()).collect::<Vec<_>>(), cohort.table(), s.bins)?;
+            let bins = fit_bins(
+                &pairs,
+                &(0..pairs.len()).collect::<Vec<_>>(),
+                cohort.table(),
+                s.bins,
+            )?;
             let strata = pairs.iter().map(|&(t, _)| bins.bin(t)).collect();
             let labels = LabelMap {
                 classes: (0..s.bins).map(|k| format!("bin_{k}")).collect(),
@@ -104,7 +125,12 @@ pub fn prepare(source: &DataSource, columns: &CohortColumns, settings: &TrainSet
 
 /// Time bins from the uncensored patients among `slides` (one time per patient), covering
 /// every time of the cohort.
-fn fit_bins(pairs: &[(f64, bool)], slides: &[usize], table: &CohortTable, bins: usize) -> Result<TimeBins, DataError> {
+fn fit_bins(
+    pairs: &[(f64, bool)],
+    slides: &[usize],
+    table: &CohortTable,
+    bins: usize,
+) -> Result<TimeBins, DataError> {
     let mut seen = HashSet::new();
     let uncensored: Vec<f64> = slides
         .iter()
@@ -129,12 +155,22 @@ fn fit_bins(pairs: &[(f64, bool)], slides: &[usize], table: &CohortTable, bins: 
 ///
 /// The errors of [`kfold`], [`by_fractions`] and [`from_csv`]; an empty training or
 /// validation side.
-pub fn splits(prepared: &Prepared, settings: &TrainSettings, folds: Option<usize>) -> Result<Vec<Split>, Error> {
+pub fn splits(
+    prepared: &Prepared,
+    settings: &TrainSettings,
+    folds: Option<usize>,
+) -> Result<Vec<Split>, Error> {
     let table = prepared.cohort.table();
     let mut splits = match (folds, &settings.splits_csv) {
         (Some(k), _) => kfold(table, &prepared.strata, k, settings.seed)?,
         (None, Some(path)) => vec![from_csv(path, table)?.0],
-        (None, None) => vec![by_fractions(table, &prepared.strata, settings.val_fraction, settings.test_fraction, settings.seed)?],
+        (None, None) => vec![by_fractions(
+            table,
+            &prepared.strata,
+            settings.val_fraction,
+            settings.test_fraction,
+            settings.seed,
+        )?],
     };
     let usable: HashSet<usize> = prepared.cohort.usable().into_iter().collect();
     for split in &mut splits {
@@ -160,7 +196,11 @@ pub fn splits(prepared: &Prepared, settings: &TrainSettings, folds: Option<usize
 ///
 /// [`DataError::UnseenLabel`] for a validation or test slide whose class no training slide
 /// has; the bin-fitting error for survival.
-pub fn targets(prepared: &Prepared, split: &Split, settings: &TrainSettings) -> Result<(Vec<Target>, Option<TimeBins>), DataError> {
+pub fn targets(
+    prepared: &Prepared,
+    split: &Split,
+    settings: &TrainSettings,
+) -> Result<(Vec<Target>, Option<TimeBins>), DataError> {
     let table = prepared.cohort.table();
     match &prepared.outcomes {
         Outcomes::Classes(classes) => {
@@ -173,14 +213,25 @@ pub fn targets(prepared: &Prepared, split: &Split, settings: &TrainSettings) -> 
                 .filter(|(c, _)| trained.contains(c))
                 .map(|(_, n)| n.as_str())
                 .collect();
-            if let Some(&i) = split.val.iter().chain(&split.test).find(|&&i| !trained.contains(&classes[i])) {
+            if let Some(&i) = split
+                .val
+                .iter()
+                .chain(&split.test)
+                .find(|&&i| !trained.contains(&classes[i]))
+            {
                 return Err(DataError::UnseenLabel {
                     slide: table.slides()[i].slide.clone(),
                     label: prepared.labels.classes[classes[i]].clone(),
                     known: trained_names.join(", "),
                 });
             }
-            let targets = classes.iter().map(|&c| Target { class: Some(c), ..Default::default() }).collect();
+            let targets = classes
+                .iter()
+                .map(|&c| Target {
+                    class: Some(c),
+                    ..Default::default()
+                })
+                .collect();
             Ok((targets, None))
         }
         Outcomes::Survival(pairs) => {

@@ -17,7 +17,11 @@ pub(crate) fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // The font is a valid TrueType file shipped by the `dejavu` crate.
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
+        let _ = plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            dejavu::sans::regular(),
+        );
     });
 }
 
@@ -29,8 +33,20 @@ pub(crate) fn register_font() {
 /// [`DataError::Io`] naming the PNG that could not be drawn or written.
 pub fn curves(out: &Path, history: &[EpochRow], settings: &TrainSettings) -> Result<(), Error> {
     let loss = vec![
-        ("train loss", history.iter().map(|r| (r.epoch as f64, r.train_loss)).collect::<Vec<_>>()),
-        ("validation loss", history.iter().map(|r| (r.epoch as f64, r.val.loss)).collect()),
+        (
+            "train loss",
+            history
+                .iter()
+                .map(|r| (r.epoch as f64, r.train_loss))
+                .collect::<Vec<_>>(),
+        ),
+        (
+            "validation loss",
+            history
+                .iter()
+                .map(|r| (r.epoch as f64, r.val.loss))
+                .collect(),
+        ),
     ];
     line_chart(&out.join(files::LOSS_PNG), "Loss", "loss", &loss)?;
     let names: &[&str] = match settings.task {
@@ -43,22 +59,40 @@ pub fn curves(out: &Path, history: &[EpochRow], settings: &TrainSettings) -> Res
             let points = history
                 .iter()
                 .filter_map(|r| {
-                    let v = r.val.scalars().into_iter().find(|(k, _)| *k == name).and_then(|(_, v)| v)?;
+                    let v = r
+                        .val
+                        .scalars()
+                        .into_iter()
+                        .find(|(k, _)| *k == name)
+                        .and_then(|(_, v)| v)?;
                     Some((r.epoch as f64, v))
                 })
                 .collect();
             (name, points)
         })
         .collect();
-    line_chart(&out.join(files::METRIC_PNG), "Validation metrics", "value", &metrics)
+    line_chart(
+        &out.join(files::METRIC_PNG),
+        "Validation metrics",
+        "value",
+        &metrics,
+    )
 }
 
-fn line_chart(path: &Path, title: &str, y_label: &str, series: &[(&str, Vec<(f64, f64)>)]) -> Result<(), Error> {
+fn line_chart(
+    path: &Path,
+    title: &str,
+    y_label: &str,
+    series: &[(&str, Vec<(f64, f64)>)],
+) -> Result<(), Error> {
     register_font();
     let fail = |e: &dyn std::fmt::Display| -> Error {
         DataError::io(path, std::io::Error::other(e.to_string())).into()
     };
-    let points = series.iter().flat_map(|(_, p)| p.iter()).filter(|(_, y)| y.is_finite());
+    let points = series
+        .iter()
+        .flat_map(|(_, p)| p.iter())
+        .filter(|(_, y)| y.is_finite());
     let (mut x_max, mut y_min, mut y_max) = (1.0f64, f64::INFINITY, f64::NEG_INFINITY);
     for &(x, y) in points {
         x_max = x_max.max(x);
@@ -93,7 +127,9 @@ fn line_chart(path: &Path, title: &str, y_label: &str, series: &[(&str, Vec<(f64
             .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
             .map_err(|e| fail(&e))?
             .label(*name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
         chart
             .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))
             .map_err(|e| fail(&e))?;

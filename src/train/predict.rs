@@ -9,7 +9,9 @@ use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::{Device, Tensor};
 
 use super::loss::batch_loss;
-use super::metrics::{Metrics, accuracy, balanced_accuracy, concordance_index, confusion_matrix, macro_auc};
+use super::metrics::{
+    Metrics, accuracy, balanced_accuracy, concordance_index, confusion_matrix, macro_auc,
+};
 use super::settings::{Task, TrainSettings};
 use super::survival::risk_from_hazards;
 use crate::data::{BagBatcher, BagLoader, CohortDataset, Target};
@@ -44,7 +46,8 @@ impl SlidePrediction {
 }
 
 /// Per-batch callback of [`predict`]: the batch's bags and the model's output for them.
-pub type BatchHook<'a> = dyn FnMut(&crate::data::BagBatch, &crate::model::MedCrossViTOutput) -> Result<(), Error> + 'a;
+pub type BatchHook<'a> =
+    dyn FnMut(&crate::data::BagBatch, &crate::model::MedCrossViTOutput) -> Result<(), Error> + 'a;
 
 /// What [`predict`] returns.
 #[derive(Debug, Clone)]
@@ -101,7 +104,11 @@ pub fn predict(
             let entry = sums
                 .entry(bag.slide)
                 .or_insert_with(|| (vec![0.0; logits[i].len()], vec![0.0; probs[i].len()], 0));
-            entry.0.iter_mut().zip(&logits[i]).for_each(|(s, v)| *s += v);
+            entry
+                .0
+                .iter_mut()
+                .zip(&logits[i])
+                .for_each(|(s, v)| *s += v);
             entry.1.iter_mut().zip(&probs[i]).for_each(|(s, v)| *s += v);
             entry.2 += 1;
         }
@@ -131,12 +138,24 @@ pub fn predict(
 
 fn to_rows(t: Tensor<2>) -> Vec<Vec<f64>> {
     let [_, c] = t.dims();
-    let values: Vec<f32> = t.into_data().convert::<f32>().try_into_vec().expect("f32 data");
-    values.chunks(c).map(|r| r.iter().map(|&v| v as f64).collect()).collect()
+    let values: Vec<f32> = t
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec()
+        .expect("f32 data");
+    values
+        .chunks(c)
+        .map(|r| r.iter().map(|&v| v as f64).collect())
+        .collect()
 }
 
 /// The task's metrics over the slides of `predictions` that have a target.
-pub fn metrics(predictions: &Predictions, targets: &[Target], task: Task, classes: usize) -> Metrics {
+pub fn metrics(
+    predictions: &Predictions,
+    targets: &[Target],
+    task: Task,
+    classes: usize,
+) -> Metrics {
     let mut m = Metrics {
         loss: predictions.loss.unwrap_or(f64::NAN),
         ..Default::default()
@@ -151,7 +170,10 @@ pub fn metrics(predictions: &Predictions, targets: &[Target], task: Task, classe
     }
     match task {
         Task::Classification => {
-            let truth: Vec<usize> = known.iter().map(|p| targets[p.slide].class.expect("filtered")).collect();
+            let truth: Vec<usize> = known
+                .iter()
+                .map(|p| targets[p.slide].class.expect("filtered"))
+                .collect();
             let pred: Vec<usize> = known.iter().map(|p| p.predicted_class()).collect();
             let probs: Vec<Vec<f64>> = known.iter().map(|p| p.probs.clone()).collect();
             m.accuracy = Some(accuracy(&truth, &pred));
@@ -160,8 +182,14 @@ pub fn metrics(predictions: &Predictions, targets: &[Target], task: Task, classe
             m.confusion_matrix = Some(confusion_matrix(&truth, &pred, classes));
         }
         Task::Survival => {
-            let event: Vec<bool> = known.iter().map(|p| !targets[p.slide].censored.unwrap_or(true)).collect();
-            let time: Vec<f64> = known.iter().map(|p| targets[p.slide].time.unwrap_or(0.0) as f64).collect();
+            let event: Vec<bool> = known
+                .iter()
+                .map(|p| !targets[p.slide].censored.unwrap_or(true))
+                .collect();
+            let time: Vec<f64> = known
+                .iter()
+                .map(|p| targets[p.slide].time.unwrap_or(0.0) as f64)
+                .collect();
             let risk: Vec<f64> = known.iter().map(|p| p.risk.unwrap_or(0.0)).collect();
             m.c_index = concordance_index(&event, &time, &risk);
         }

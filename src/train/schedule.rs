@@ -22,6 +22,9 @@ mod tests {
         assert_eq!(learning_rate(2, 10, 2, 1.0), 1.0);
         assert!((learning_rate(6, 10, 2, 1.0) - 0.5).abs() < 1e-12);
         assert!(learning_rate(9, 10, 2, 1.0) < 0.05);
-        assert_eq!(learning_rate(3, 10, 0, 2.0), 2.0 * 0.5 * (1.0 + (std::f64::consts::PI * 0.3).cos()));
+        assert_eq!(
+            learning_rate(3, 10, 0, 2.0),
+            2.0 * 0.5 * (1.0 + (std::f64::consts::PI * 0.3).cos())
+        );
     }
 }

@@ -118,7 +118,8 @@ impl TrainSettings {
     ///
     /// [`DataError::Setting`] naming the first bad setting.
     pub fn validate(&self) -> Result<(), DataError> {
-        let bad = |setting: &'static str, message: String| Err(DataError::Setting { setting, message });
+        let bad =
+            |setting: &'static str, message: String| Err(DataError::Setting { setting, message });
         for (setting, value) in [
             ("epochs", self.epochs),
             ("batch_size", self.batch_size),
@@ -135,17 +136,29 @@ impl TrainSettings {
             return bad("lr", format!("must be a positive number, got {}", self.lr));
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return bad("weight_decay", format!("must be ≥ 0, got {}", self.weight_decay));
+            return bad(
+                "weight_decay",
+                format!("must be ≥ 0, got {}", self.weight_decay),
+            );
         }
         if !(self.warmup_epochs.is_finite() && self.warmup_epochs >= 0.0) {
-            return bad("warmup_epochs", format!("must be ≥ 0, got {}", self.warmup_epochs));
+            return bad(
+                "warmup_epochs",
+                format!("must be ≥ 0, got {}", self.warmup_epochs),
+            );
         }
         if self.task == Task::Survival {
             if self.survival.bins < 2 {
-                return bad("survival.bins", format!("must be at least 2, got {}", self.survival.bins));
+                return bad(
+                    "survival.bins",
+                    format!("must be at least 2, got {}", self.survival.bins),
+                );
             }
             if !(0.0..=1.0).contains(&self.survival.alpha) {
-                return bad("survival.alpha", format!("must lie in [0, 1], got {}", self.survival.alpha));
+                return bad(
+                    "survival.alpha",
+                    format!("must lie in [0, 1], got {}", self.survival.alpha),
+                );
             }
         }
         Ok(())

@@ -38,12 +38,17 @@ impl TimeBins {
         }
         let mut sorted = uncensored.to_vec();
         sorted.sort_by(f64::total_cmp);
-        let mut edges: Vec<f64> = (0..=bins).map(|k| quantile(&sorted, k as f64 / bins as f64)).collect();
+        let mut edges: Vec<f64> = (0..=bins)
+            .map(|k| quantile(&sorted, k as f64 / bins as f64))
+            .collect();
         let min = all_times.iter().copied().fold(f64::INFINITY, f64::min);
         let max = all_times.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         edges[0] = edges[0].min(min);
         edges[bins] = edges[bins].max(max) + 1e-6;
-        edges.windows(2).all(|w| w[0] < w[1]).then_some(Self { edges })
+        edges
+            .windows(2)
+            .all(|w| w[0] < w[1])
+            .then_some(Self { edges })
     }
 
     /// Number of bins.
@@ -72,7 +77,12 @@ impl TimeBins {
 /// - logits: `[batch, bins]`
 /// - bins: `[batch]` (the bin of each time)
 /// - censorship: `[batch]`, 1.0 = censored
-pub fn nll_survival_loss(logits: Tensor<2>, bins: Tensor<1, Int>, censorship: Tensor<1>, alpha: f64) -> Tensor<1> {
+pub fn nll_survival_loss(
+    logits: Tensor<2>,
+    bins: Tensor<1, Int>,
+    censorship: Tensor<1>,
+    alpha: f64,
+) -> Tensor<1> {
     let [batch, k] = logits.dims();
     let log_h = log_sigmoid(logits.clone()); // [b, k]
     let log_1_minus_h = log_sigmoid(logits.neg()); // [b, k]
@@ -114,9 +124,15 @@ mod tests {
         let bins = TimeBins::fit(&uncensored, &all, 4).unwrap();
         assert_eq!(bins.edges[..4], [0.5, 3.0, 5.0, 7.0]);
         assert!((bins.edges[4] - 12.0).abs() < 1e-5 && bins.edges[4] > 12.0);
-        assert_eq!([0.5, 2.9, 3.0, 6.99, 7.0, 12.0].map(|t| bins.bin(t)), [0, 0, 1, 2, 3, 3]);
+        assert_eq!(
+            [0.5, 2.9, 3.0, 6.99, 7.0, 12.0].map(|t| bins.bin(t)),
+            [0, 0, 1, 2, 3, 3]
+        );
         assert_eq!(bins.bin(100.0), 3);
-        assert!(TimeBins::fit(&[1.0, 1.0], &[1.0], 4).is_none(), "too few distinct times");
+        assert!(
+            TimeBins::fit(&[1.0, 1.0], &[1.0], 4).is_none(),
+            "too few distinct times"
+        );
     }
 
     #[test]
@@ -129,9 +145,15 @@ mod tests {
         let ln2 = std::f32::consts::LN_2;
         let value = |t: Tensor<1>| t.into_scalar::<f32>();
         // Event in bin 1: −(log S_0 + log h_1) = 2 ln 2.
-        assert!((value(nll_survival_loss(logits.clone(), bin(1), c(0.0), 0.0)) - 2.0 * ln2).abs() < 1e-6);
+        assert!(
+            (value(nll_survival_loss(logits.clone(), bin(1), c(0.0), 0.0)) - 2.0 * ln2).abs()
+                < 1e-6
+        );
         // Censored in bin 1: −log S_1 = 2 ln 2; in bin 0: −log S_0 = ln 2.
-        assert!((value(nll_survival_loss(logits.clone(), bin(1), c(1.0), 0.0)) - 2.0 * ln2).abs() < 1e-6);
+        assert!(
+            (value(nll_survival_loss(logits.clone(), bin(1), c(1.0), 0.0)) - 2.0 * ln2).abs()
+                < 1e-6
+        );
         assert!((value(nll_survival_loss(logits.clone(), bin(0), c(1.0), 0.0)) - ln2).abs() < 1e-6);
         // α = 1 keeps the uncensored term only: a censored patient costs nothing.
         assert!(value(nll_survival_loss(logits, bin(0), c(1.0), 1.0)).abs() < 1e-6);

@@ -1,0 +1,380 @@
+//! End-to-end training and evaluation on tiny synthetic cohorts.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use burn::tensor::Device;
+use med_crossvit::data::{CohortColumns, SynthOptions, write_synthetic_cohort};
+use med_crossvit::train::{
+    self, DataSource, EvaluateRequest, ModelBundle, ModelSpec, Task, TrainRequest, TrainSettings,
+};
+use med_crossvit::{Error, RunError};
+
+fn cohort(dir: &Path, survival: bool) -> DataSource {
+    let options = SynthOptions {
+        slides: 40,
+        tiles: 24,
+        dim: 8,
+        genes: 6,
+        survival,
+        seed: 3,
+        ..Default::default()
+    };
+    let written = write_synthetic_cohort(dir, &options).unwrap();
+    DataSource {
+        csv: written.csv,
+        features_dir: written.features_dir,
+        features_key: None,
+        skip_missing: false,
+    }
+}
+
+fn settings(task: Task) -> TrainSettings {
+    TrainSettings {
+        task,
+        epochs: 6,
+        batch_size: 8,
+        bag_size: 8,
+        lr: 1e-3,
+        warmup_epochs: 0.5,
+        patience: 0,
+        ..Default::default()
+    }
+}
+
+fn request(data: DataSource, settings: TrainSettings, out: PathBuf) -> TrainRequest {
+    TrainRequest {
+        data,
+        columns: CohortColumns::default(),
+        model: ModelSpec::Preset("small".into()),
+        settings,
+        folds: None,
+        out,
+        stop_after: None,
+    }
+}
+
+fn quiet() -> impl FnMut(train::Event<'_>) {
+    |_| {}
+}
+
+/// Burn's flex backend draws initial weights and dropout masks from one process-wide random
+/// generator: trainings in parallel test threads would interleave their draws. Each test
+/// that trains holds this lock.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[test]
+fn classification_learns_and_writes_its_files() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let data = cohort(&dir.path().join("cohort"), false);
+    let out = dir.path().join("run");
+    let device = Device::flex();
+    let summary = train::train(
+        &request(data.clone(), settings(Task::Classification), out.clone()),
+        &device,
+        &mut quiet(),
+    )
+    .unwrap();
+    assert!(summary.finished);
+    let history: Vec<String> = std::fs::read_to_string(out.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        history[0],
+        "epoch,lr,train_loss,val_loss,val_accuracy,val_balanced_accuracy,val_auc"
+    );
+    assert_eq!(history.len(), 7);
+    let loss = |line: &str| line.split(',').nth(2).unwrap().parse::<f64>().unwrap();
+    assert!(
+        loss(&history[6]) < loss(&history[1]),
+        "training loss falls: {history:#?}"
+    );
+    for file in [
+        "config.json",
+        "model.bpk",
+        "normalization.json",
+        "labels.json",
+        "metrics.json",
+        "loss.png",
+        "metric.png",
+    ] {
+        assert!(out.join(file).is_file(), "{file}");
+    }
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    for key in [
+        "loss",
+        "accuracy",
+        "balanced_accuracy",
+        "auc",
+        "confusion_matrix",
+    ] {
+        assert!(
+            metrics.get(key).is_some(),
+            "metrics.json has {key}: {metrics}"
+        );
+    }
+    let png = std::fs::read(out.join("loss.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+
+    // Evaluate the run on the whole cohort: predictions per slide, same metric keys.
+    let bundle = ModelBundle::load(&out, &device).unwrap();
+    let eval_request = EvaluateRequest {
+        csv: data.csv.clone(),
+        tiles: med_crossvit::data::TileOptions::new(&data.features_dir),
+        require_targets: true,
+    };
+    let evaluation = train::evaluate(&bundle, &eval_request, &device, false, None).unwrap();
+    assert_eq!(evaluation.predictions.slides.len(), 40);
+    let m = evaluation.metrics.clone().unwrap();
+    assert!(m.auc.unwrap() > 0.5, "{m:?}");
+    let csv = dir.path().join("predictions.csv");
+    train::write_predictions(&csv, &bundle, &evaluation).unwrap();
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "wsi_file_name,logit_0,logit_1,prob_0,prob_1,pred,label"
+    );
+    let first: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let p: f64 = first[3].parse::<f64>().unwrap() + first[4].parse::<f64>().unwrap();
+    assert!((p - 1.0).abs() < 1e-4, "probabilities sum to 1: {first:?}");
+    assert_eq!(text.lines().count(), 41);
+}
+
+#[test]
+fn survival_learns_and_reports_a_c_index() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let data = cohort(&dir.path().join("cohort"), true);
+    let out = dir.path().join("run");
+    let summary = train::train(
+        &request(data, settings(Task::Survival), out.clone()),
+        &Device::flex(),
+        &mut quiet(),
+    )
+    .unwrap();
+    let c = summary.folds[0].metrics.c_index.unwrap();
+    assert!((0.0..=1.0).contains(&c));
+    let history = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert!(
+        history.starts_with("epoch,lr,train_loss,val_loss,val_c_index\n"),
+        "{history}"
+    );
+    let losses: Vec<f64> = history
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(2).unwrap().parse().unwrap())
+        .collect();
+    assert!(losses.last().unwrap() < &losses[0], "{losses:?}");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        config["survival_bins"]["edges"].as_array().unwrap().len(),
+        5
+    );
+    assert_eq!(config["model"]["num_classes"], 4);
+}
+
+#[test]
+fn resuming_after_an_interruption_ends_where_the_whole_run_does() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let data = cohort(&dir.path().join("cohort"), false);
+    let device = Device::flex();
+    let whole = dir.path().join("whole");
+    let mut s = settings(Task::Classification);
+    s.epochs = 4;
+    s.grad_accumulation = 2;
+    s.test_fraction = 0.2;
+    train::train(
+        &request(data.clone(), s.clone(), whole.clone()),
+        &device,
+        &mut quiet(),
+    )
+    .unwrap();
+    let cut = dir.path().join("cut");
+    let mut interrupted = request(data, s, cut.clone());
+    interrupted.stop_after = Some(2);
+    let partial = train::train(&interrupted, &device, &mut quiet()).unwrap();
+    assert!(!partial.finished);
+    assert!(!cut.join("metrics.json").exists());
+    let resumed = train::resume(&cut, None, &device, &mut quiet()).unwrap();
+    assert!(resumed.finished);
+    let read = |d: &Path, f: &str| std::fs::read_to_string(d.join(f)).unwrap();
+    assert_eq!(read(&whole, "metrics.csv"), read(&cut, "metrics.csv"));
+    assert_eq!(read(&whole, "metrics.json"), read(&cut, "metrics.json"));
+    assert_eq!(
+        read(&whole, "test_metrics.json"),
+        read(&cut, "test_metrics.json")
+    );
+    // Same seed, same data, same device: the same metrics.csv, run again from scratch.
+    let again = dir.path().join("again");
+    let mut s = settings(Task::Classification);
+    s.epochs = 4;
+    s.grad_accumulation = 2;
+    s.test_fraction = 0.2;
+    train::train(
+        &request(cohort(&dir.path().join("cohort2"), false), s, again.clone()),
+        &device,
+        &mut quiet(),
+    )
+    .unwrap();
+    assert_eq!(read(&whole, "metrics.csv"), read(&again, "metrics.csv"));
+}
+
+#[test]
+fn cross_validation_folds_keep_patients_apart() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let data = cohort(&dir.path().join("cohort"), false);
+    let out = dir.path().join("cv");
+    let mut s = settings(Task::Classification);
+    s.epochs = 1;
+    let mut r = request(data, s, out.clone());
+    r.folds = Some(3);
+    let summary = train::train(&r, &Device::flex(), &mut quiet()).unwrap();
+    assert_eq!(summary.folds.len(), 3);
+    assert!(summary.mean.contains_key("auc") && summary.std.contains_key("auc"));
+    let cv: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("cv.json")).unwrap()).unwrap();
+    assert_eq!(cv["folds"].as_array().unwrap().len(), 3);
+    let table =
+        med_crossvit::data::CohortTable::read(&r.data.csv, &CohortColumns::default()).unwrap();
+    let prepared = train::prepare(&r.data, &CohortColumns::default(), &r.settings).unwrap();
+    for split in train::splits(&prepared, &r.settings, Some(3)).unwrap() {
+        let patients = |s: &[usize]| {
+            s.iter()
+                .map(|&i| table.slides()[i].patient.clone())
+                .collect::<std::collections::HashSet<_>>()
+        };
+        assert!(patients(&split.train).is_disjoint(&patients(&split.val)));
+    }
+    for k in 0..3 {
+        assert!(out.join(format!("fold_{k}/metrics.json")).is_file());
+    }
+}
+
+#[test]
+fn bad_requests_fail_clearly_and_overwrite_nothing() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let data = cohort(&dir.path().join("cohort"), false);
+    let device = Device::flex();
+    let run = |r: &TrainRequest| train::train(r, &device, &mut quiet()).unwrap_err();
+    let out = dir.path().join("run");
+
+    let mut r = request(data.clone(), settings(Task::Classification), out.clone());
+    r.model = ModelSpec::Preset("huge".into());
+    assert!(matches!(
+        run(&r),
+        Error::Run(RunError::Unknown { what: "preset", .. })
+    ));
+
+    let config = dir.path().join("model.json");
+    std::fs::write(&config, r#"{"wsi_dim": 768, "rna_dim": 16}"#).unwrap();
+    r.model = ModelSpec::File(config);
+    let err = run(&r);
+    assert!(
+        matches!(
+            err,
+            Error::Run(RunError::ConfigMismatch {
+                field: "wsi_dim",
+                config: 768,
+                data: 8
+            })
+        ),
+        "{err}"
+    );
+
+    let mut r = request(data.clone(), settings(Task::Survival), out.clone());
+    let err = run(&r);
+    assert!(err.to_string().contains("survival_months"), "{err}");
+
+    r.settings = settings(Task::Classification);
+    r.folds = Some(40);
+    let err = run(&r);
+    assert!(err.to_string().contains("40 folds"), "{err}");
+
+    // Negative survival times.
+    let neg = dir.path().join("neg.csv");
+    let text = std::fs::read_to_string(&data.csv).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    lines[0].push_str(",survival_months,censorship");
+    for (i, l) in lines.iter_mut().enumerate().skip(1) {
+        l.push_str(if i == 3 { ",-1,0" } else { ",5,0" });
+    }
+    std::fs::write(&neg, lines.join("\n")).unwrap();
+    let mut r = request(
+        DataSource {
+            csv: neg,
+            ..data.clone()
+        },
+        settings(Task::Survival),
+        out.clone(),
+    );
+    let err = run(&r);
+    assert!(
+        err.to_string().contains("line 4") && err.to_string().contains("negative"),
+        "{err}"
+    );
+
+    // An existing run is never overwritten.
+    r = request(data.clone(), settings(Task::Classification), out.clone());
+    r.settings.epochs = 1;
+    train::train(&r, &device, &mut quiet()).unwrap();
+    let before = std::fs::read(out.join("model.bpk")).unwrap();
+    assert!(matches!(run(&r), Error::Run(RunError::RunExists { .. })));
+    assert_eq!(std::fs::read(out.join("model.bpk")).unwrap(), before);
+
+    let err = train::resume(&dir.path().join("cohort"), None, &device, &mut quiet()).unwrap_err();
+    assert!(matches!(err, Error::Run(RunError::NotARun { .. })), "{err}");
+
+    // An unwritable run folder: a path under a regular file.
+    let blocked = dir.path().join("model.json").join("run");
+    let r = request(data, settings(Task::Classification), blocked);
+    assert!(run(&r).to_string().contains("model.json"));
+}
+
+#[test]
+fn the_cli_reports_bad_input_without_a_backtrace() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = cohort(&dir.path().join("cohort"), false);
+    let bin = env!("CARGO_BIN_EXE_med-crossvit");
+    let run_dir = dir.path().join("run");
+    let base = [
+        "train",
+        "--csv",
+        data.csv.to_str().unwrap(),
+        "--features",
+        data.features_dir.to_str().unwrap(),
+        "--out",
+        run_dir.to_str().unwrap(),
+    ];
+    for (extra, needle) in [
+        (vec!["--preset", "huge"], "unknown preset `huge`"),
+        (vec!["--device", "tpu"], "unknown device `tpu`"),
+        (vec!["--folds", "99"], "99 folds"),
+    ] {
+        let o = Command::new(bin).args(base).args(&extra).output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{extra:?}: {stderr}");
+        assert!(
+            stderr.contains(needle) && !stderr.contains("panicked"),
+            "{extra:?}: {stderr}"
+        );
+    }
+    let o = Command::new(bin)
+        .args(["train", "--resume", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a med-crossvit run"));
+}
