@@ -175,6 +175,9 @@ pub enum Error {
     /// A run that cannot go on.
     #[error(transparent)]
     Run(#[from] RunError),
+    /// A PyTorch checkpoint that cannot be imported.
+    #[error(transparent)]
+    Import(#[from] crate::interop::ImportError),
 }
 
 /// Result with this crate's [`Error`].

@@ -41,6 +41,8 @@
 
 pub mod data;
 pub mod error;
+pub mod inference;
+pub mod interop;
 pub mod model;
 pub mod train;
 

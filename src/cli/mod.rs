@@ -2,6 +2,7 @@
 
 mod check;
 mod device;
+mod predict;
 mod progress;
 mod synth;
 mod train;
@@ -28,6 +29,10 @@ enum Command {
     Train(Box<train::TrainArgs>),
     /// Apply a trained model to a cohort: metrics.json and predictions.csv.
     Evaluate(train::EvaluateArgs),
+    /// Predict a cohort (labels optional), with attention maps on request.
+    Predict(predict::PredictArgs),
+    /// Import a checkpoint trained with the Python original into a model folder.
+    ImportTorch(predict::ImportArgs),
 }
 
 /// Runs the parsed command.
@@ -37,5 +42,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, med_crossvit::Error> {
         Command::Synth(args) => synth::run(args),
         Command::Train(args) => train::run(*args),
         Command::Evaluate(args) => train::evaluate(args),
+        Command::Predict(args) => predict::predict(args),
+        Command::ImportTorch(args) => predict::import(args),
     }
 }

@@ -16,7 +16,7 @@ use super::{CohortTable, DataError};
 pub struct Normalization {
     /// Whether `log2(x + 1)` is applied first.
     pub log2: bool,
-    /// Gene names, in column order.
+    /// Gene names, in column order; empty when unknown (see [`identity_for`](Self::identity_for)).
     pub genes: Vec<String>,
     /// Per-gene mean (after the log, when on).
     pub mean: Vec<f32>,
@@ -32,6 +32,17 @@ impl Normalization {
             genes: genes.to_vec(),
             mean: vec![0.0; genes.len()],
             std: vec![1.0; genes.len()],
+        }
+    }
+
+    /// The identity for `genes` genes whose names are not known (an imported model): any gene
+    /// columns of that count are accepted.
+    pub fn identity_for(genes: usize) -> Self {
+        Self {
+            log2: false,
+            genes: Vec::new(),
+            mean: vec![0.0; genes],
+            std: vec![1.0; genes],
         }
     }
 
@@ -134,7 +145,8 @@ impl Normalization {
             path: path.to_path_buf(),
             source,
         })?;
-        if norm.mean.len() != norm.genes.len() || norm.std.len() != norm.genes.len() {
+        let named = norm.genes.is_empty() || norm.genes.len() == norm.mean.len();
+        if norm.std.len() != norm.mean.len() || !named {
             return Err(DataError::Setting {
                 setting: "normalization",
                 message: format!(

@@ -306,8 +306,8 @@ impl CohortTable {
             .collect()
     }
 
-    /// Checks that the cohort has exactly `expected` genes, and, when `names` is given, that
-    /// they are those genes in that order.
+    /// Checks that the cohort has exactly `expected` genes, and, when `names` is given and not
+    /// empty, that they are those genes in that order.
     ///
     /// # Errors
     ///
@@ -320,9 +320,17 @@ impl CohortTable {
                 got: self.genes.len(),
             });
         }
-        if let Some(names) = names
-            && let Some(index) = (0..expected).find(|&i| names[i] != self.genes[i])
-        {
+        let Some(names) = names.filter(|n| !n.is_empty()) else {
+            return Ok(());
+        };
+        if names.len() != expected {
+            return Err(DataError::GeneCount {
+                path: self.path.clone(),
+                expected: names.len(),
+                got: self.genes.len(),
+            });
+        }
+        if let Some(index) = (0..expected).find(|&i| names[i] != self.genes[i]) {
             return Err(DataError::GeneNames {
                 path: self.path.clone(),
                 index,

@@ -182,8 +182,8 @@ pub fn write_predictions(
     for p in &evaluation.predictions.slides {
         let target = evaluation.targets[p.slide];
         let mut row = vec![table.slides()[p.slide].slide.clone()];
-        row.extend(p.logits.iter().map(|v| format!("{v:.6}")));
-        row.extend(p.probs.iter().map(|v| format!("{v:.6}")));
+        row.extend(p.logits.iter().map(|v| format!("{v:.8}")));
+        row.extend(p.probs.iter().map(|v| format!("{v:.8}")));
         row.push(bundle.labels.classes[p.predicted_class()].clone());
         if known {
             row.push(

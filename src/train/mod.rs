@@ -11,7 +11,7 @@ mod fit;
 mod loss;
 pub mod metrics;
 mod plan;
-mod plot;
+pub(crate) mod plot;
 mod predict;
 mod schedule;
 mod settings;

@@ -1,0 +1,105 @@
+//! `med-crossvit predict` and `med-crossvit import-torch`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use med_crossvit::data::TileOptions;
+use med_crossvit::inference::predict_cohort;
+use med_crossvit::interop::import_torch;
+use med_crossvit::train::{self, EvaluateRequest, ModelBundle};
+
+use super::device;
+
+/// Options of `predict`.
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// A run or model folder (from `train` or `import-torch`).
+    #[arg(long)]
+    model: PathBuf,
+    /// The cohort CSV (a label column is optional).
+    #[arg(long)]
+    csv: PathBuf,
+    /// The features directory.
+    #[arg(long)]
+    features: PathBuf,
+    /// The predictions CSV to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Also write per-slide attention (tile and gene CSVs, heatmap PNGs) into this folder.
+    #[arg(long)]
+    attention: Option<PathBuf>,
+    /// Name of the features dataset.
+    #[arg(long)]
+    features_key: Option<String>,
+    /// Leave out slides whose tile file is missing (reported) instead of failing.
+    #[arg(long)]
+    skip_missing: bool,
+    /// Device.
+    #[arg(long, default_value = "flex")]
+    device: String,
+}
+
+pub fn predict(args: PredictArgs) -> Result<ExitCode, med_crossvit::Error> {
+    let device = device::parse(&args.device)?;
+    let bundle = ModelBundle::load(&args.model, &device)?;
+    let request = EvaluateRequest {
+        csv: args.csv.clone(),
+        tiles: TileOptions {
+            features_key: args.features_key.clone(),
+            skip_missing: args.skip_missing,
+            ..TileOptions::new(&args.features)
+        },
+        require_targets: false,
+    };
+    let (evaluation, attention) = predict_cohort(&bundle, &request, &device, args.attention.as_deref())?;
+    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| med_crossvit::DataError::Io { path: parent.to_path_buf(), source: e })?;
+    }
+    train::write_predictions(&args.out, &bundle, &evaluation)?;
+    if !evaluation.cohort.skipped().is_empty() {
+        eprintln!("skipped {} slide(s) whose tile file is missing", evaluation.cohort.skipped().len());
+    }
+    println!("wrote {} ({} slides)", args.out.display(), evaluation.predictions.slides.len());
+    if let Some(dir) = &args.attention {
+        let pictures = attention.iter().filter(|a| a.heatmap.is_ok()).count();
+        println!("wrote attention for {} slides into {} ({pictures} heatmaps)", attention.len(), dir.display());
+        for a in &attention {
+            if let Err(why) = &a.heatmap {
+                println!("  no heatmap for `{}`: {why}", a.slide);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Options of `import-torch`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A state_dict saved by the Python original (torch.save(model.state_dict(), path)).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// JSON object of the keyword arguments that built it (the original's names).
+    #[arg(long)]
+    args: PathBuf,
+    /// The model folder to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Expression normalization JSON (default: the identity).
+    #[arg(long)]
+    normalization: Option<PathBuf>,
+}
+
+pub fn import(args: ImportArgs) -> Result<ExitCode, med_crossvit::Error> {
+    let device = device::parse("flex")?;
+    let model = import_torch(&args.checkpoint, &args.args, args.normalization.as_deref(), &args.out, &device)?;
+    let c = model.config();
+    println!(
+        "imported {} parameters ({} fusion blocks, cross-attention {} head(s) as the checkpoint was trained) into {}",
+        burn::module::Module::num_params(&model),
+        c.depth,
+        c.cross_attn_heads,
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

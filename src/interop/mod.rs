@@ -1,0 +1,5 @@
+//! Interoperability with the Python original: importing its PyTorch checkpoints.
+
+mod torch;
+
+pub use torch::{Checkpoint, ImportError, OriginalArgs, import_model, import_torch, load_checkpoint};
