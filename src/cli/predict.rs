@@ -52,18 +52,33 @@ pub fn predict(args: PredictArgs) -> Result<ExitCode, med_crossvit::Error> {
         },
         require_targets: false,
     };
-    let (evaluation, attention) = predict_cohort(&bundle, &request, &device, args.attention.as_deref())?;
+    let (evaluation, attention) =
+        predict_cohort(&bundle, &request, &device, args.attention.as_deref())?;
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| med_crossvit::DataError::Io { path: parent.to_path_buf(), source: e })?;
+        std::fs::create_dir_all(parent).map_err(|e| med_crossvit::DataError::Io {
+            path: parent.to_path_buf(),
+            source: e,
+        })?;
     }
     train::write_predictions(&args.out, &bundle, &evaluation)?;
     if !evaluation.cohort.skipped().is_empty() {
-        eprintln!("skipped {} slide(s) whose tile file is missing", evaluation.cohort.skipped().len());
+        eprintln!(
+            "skipped {} slide(s) whose tile file is missing",
+            evaluation.cohort.skipped().len()
+        );
     }
-    println!("wrote {} ({} slides)", args.out.display(), evaluation.predictions.slides.len());
+    println!(
+        "wrote {} ({} slides)",
+        args.out.display(),
+        evaluation.predictions.slides.len()
+    );
     if let Some(dir) = &args.attention {
         let pictures = attention.iter().filter(|a| a.heatmap.is_ok()).count();
-        println!("wrote attention for {} slides into {} ({pictures} heatmaps)", attention.len(), dir.display());
+        println!(
+            "wrote attention for {} slides into {} ({pictures} heatmaps)",
+            attention.len(),
+            dir.display()
+        );
         for a in &attention {
             if let Err(why) = &a.heatmap {
                 println!("  no heatmap for `{}`: {why}", a.slide);
@@ -92,7 +107,13 @@ pub struct ImportArgs {
 
 pub fn import(args: ImportArgs) -> Result<ExitCode, med_crossvit::Error> {
     let device = device::parse("flex")?;
-    let model = import_torch(&args.checkpoint, &args.args, args.normalization.as_deref(), &args.out, &device)?;
+    let model = import_torch(
+        &args.checkpoint,
+        &args.args,
+        args.normalization.as_deref(),
+        &args.out,
+        &device,
+    )?;
     let c = model.config();
     println!(
         "imported {} parameters ({} fusion blocks, cross-attention {} head(s) as the checkpoint was trained) into {}",

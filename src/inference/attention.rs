@@ -24,12 +24,18 @@ pub struct SlideAttention {
 impl SlideAttention {
     /// `(tile row, score)` in row order.
     pub fn tile_scores(&self) -> Vec<(usize, f64)> {
-        self.tile_sums.iter().map(|(&r, &(s, n))| (r, s / n as f64)).collect()
+        self.tile_sums
+            .iter()
+            .map(|(&r, &(s, n))| (r, s / n as f64))
+            .collect()
     }
 
     /// Score per gene, in gene order.
     pub fn gene_scores(&self) -> Vec<f64> {
-        self.gene_sums.iter().map(|s| s / self.bags.max(1) as f64).collect()
+        self.gene_sums
+            .iter()
+            .map(|s| s / self.bags.max(1) as f64)
+            .collect()
     }
 
     /// Bags averaged.
@@ -46,8 +52,14 @@ pub struct AttentionCollector {
 
 fn rows(t: Tensor<2>) -> Vec<Vec<f64>> {
     let [_, n] = t.dims();
-    let v: Vec<f32> = t.into_data().convert::<f32>().try_into_vec().expect("f32 data");
-    v.chunks(n.max(1)).map(|r| r.iter().map(|&x| x as f64).collect()).collect()
+    let v: Vec<f32> = t
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec()
+        .expect("f32 data");
+    v.chunks(n.max(1))
+        .map(|r| r.iter().map(|&x| x as f64).collect())
+        .collect()
 }
 
 impl AttentionCollector {
@@ -68,7 +80,11 @@ impl AttentionCollector {
             if slide.gene_sums.is_empty() {
                 slide.gene_sums = vec![0.0; genes[b].len()];
             }
-            slide.gene_sums.iter_mut().zip(&genes[b]).for_each(|(s, g)| *s += g);
+            slide
+                .gene_sums
+                .iter_mut()
+                .zip(&genes[b])
+                .for_each(|(s, g)| *s += g);
             slide.bags += 1;
         }
     }

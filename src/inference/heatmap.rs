@@ -49,11 +49,23 @@ fn tile_side(coords: &[[f64; 2]]) -> f64 {
 /// # Errors
 ///
 /// [`DataError::Io`] naming the PNG that could not be drawn or written.
-pub fn draw_heatmap(path: &Path, title: &str, coords: &[[f64; 2]], scores: &[f64]) -> Result<(), Error> {
+pub fn draw_heatmap(
+    path: &Path,
+    title: &str,
+    coords: &[[f64; 2]],
+    scores: &[f64],
+) -> Result<(), Error> {
     crate::train::plot::register_font();
-    let fail = |e: &dyn std::fmt::Display| -> Error { DataError::io(path, std::io::Error::other(e.to_string())).into() };
+    let fail = |e: &dyn std::fmt::Display| -> Error {
+        DataError::io(path, std::io::Error::other(e.to_string())).into()
+    };
     let side = tile_side(coords);
-    let (mut x0, mut y0, mut x1, mut y1) = (f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY);
+    let (mut x0, mut y0, mut x1, mut y1) = (
+        f64::INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NEG_INFINITY,
+    );
     for c in coords {
         x0 = x0.min(c[0]);
         y0 = y0.min(c[1]);
@@ -62,7 +74,9 @@ pub fn draw_heatmap(path: &Path, title: &str, coords: &[[f64; 2]], scores: &[f64
     }
     let (lo, hi) = scores
         .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &s| (lo.min(s), hi.max(s)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &s| {
+            (lo.min(s), hi.max(s))
+        });
     let span = if hi > lo { hi - lo } else { 1.0 };
     let root = BitMapBackend::new(path, HEATMAP_SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| fail(&e))?;
@@ -85,7 +99,10 @@ pub fn draw_heatmap(path: &Path, title: &str, coords: &[[f64; 2]], scores: &[f64
         .map_err(|e| fail(&e))?;
     chart
         .draw_series(coords.iter().zip(scores).map(|(c, &s)| {
-            Rectangle::new([(c[0], c[1]), (c[0] + side, c[1] + side)], viridis((s - lo) / span).filled())
+            Rectangle::new(
+                [(c[0], c[1]), (c[0] + side, c[1] + side)],
+                viridis((s - lo) / span).filled(),
+            )
         }))
         .map_err(|e| fail(&e))?;
     let mut bar = ChartBuilder::on(&bar_area)
@@ -107,7 +124,10 @@ pub fn draw_heatmap(path: &Path, title: &str, coords: &[[f64; 2]], scores: &[f64
     bar.draw_series((0..steps).map(|i| {
         let a = lo + span * i as f64 / steps as f64;
         let b = lo + span * (i + 1) as f64 / steps as f64;
-        Rectangle::new([(0.0, a), (1.0, b)], viridis(i as f64 / (steps - 1) as f64).filled())
+        Rectangle::new(
+            [(0.0, a), (1.0, b)],
+            viridis(i as f64 / (steps - 1) as f64).filled(),
+        )
     }))
     .map_err(|e| fail(&e))?;
     root.present().map_err(|e| fail(&e))?;
@@ -120,7 +140,10 @@ mod tests {
 
     #[test]
     fn tile_side_is_the_grid_step() {
-        assert_eq!(tile_side(&[[0.0, 0.0], [256.0, 0.0], [512.0, 256.0]]), 256.0);
+        assert_eq!(
+            tile_side(&[[0.0, 0.0], [256.0, 0.0], [512.0, 256.0]]),
+            256.0
+        );
         assert_eq!(tile_side(&[[5.0, 5.0]]), 1.0);
         assert_eq!(viridis(0.0), RGBColor(68, 1, 84));
         assert_eq!(viridis(1.0), RGBColor(253, 231, 37));

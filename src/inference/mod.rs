@@ -61,7 +61,11 @@ pub fn predict_cohort(
         let coords = file.read_coords(&rows)?;
 
         let tiles_csv = dir.join(format!("{stem}.tiles.csv"));
-        let mut text = String::from(if coords.is_some() { "tile,x,y,score\n" } else { "tile,score\n" });
+        let mut text = String::from(if coords.is_some() {
+            "tile,x,y,score\n"
+        } else {
+            "tile,score\n"
+        });
         for (i, (row, score)) in tiles.iter().enumerate() {
             match &coords {
                 Some(c) => text.push_str(&format!("{row},{},{},{score:.8}\n", c[i][0], c[i][1])),
@@ -101,6 +105,12 @@ pub fn predict_cohort(
 fn sanitize(slide: &str) -> String {
     slide
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }

@@ -2,4 +2,6 @@
 
 mod torch;
 
-pub use torch::{Checkpoint, ImportError, OriginalArgs, import_model, import_torch, load_checkpoint};
+pub use torch::{
+    Checkpoint, ImportError, OriginalArgs, import_model, import_torch, load_checkpoint,
+};

@@ -95,15 +95,33 @@ pub struct OriginalArgs {
     pub return_attn: bool,
 }
 
-fn d2() -> usize { 2 }
-fn d3() -> usize { 3 }
-fn d4() -> usize { 4 }
-fn d8() -> usize { 8 }
-fn d50() -> usize { 50 }
-fn d64() -> usize { 64 }
-fn d100() -> usize { 100 }
-fn d2048() -> usize { 2048 }
-fn d01() -> f64 { 0.1 }
+fn d2() -> usize {
+    2
+}
+fn d3() -> usize {
+    3
+}
+fn d4() -> usize {
+    4
+}
+fn d8() -> usize {
+    8
+}
+fn d50() -> usize {
+    50
+}
+fn d64() -> usize {
+    64
+}
+fn d100() -> usize {
+    100
+}
+fn d2048() -> usize {
+    2048
+}
+fn d01() -> f64 {
+    0.1
+}
 
 /// A checkpoint that cannot be imported.
 #[derive(Debug, thiserror::Error)]
@@ -194,12 +212,20 @@ fn torch_key(ours: &str) -> Option<String> {
             };
             format!("rna_embedder.to_rna_embedding.{i}.{}", leaf(w))
         }
-        ["encoder", "blocks", b, enc @ ("wsi_enc" | "rna_enc"), rest @ ..] => {
+        [
+            "encoder",
+            "blocks",
+            b,
+            enc @ ("wsi_enc" | "rna_enc"),
+            rest @ ..,
+        ] => {
             let e = if *enc == "wsi_enc" { 0 } else { 1 };
             let base = format!("bimodal_encoder.layers.{b}.{e}");
             match rest {
                 ["norm", w] => format!("{base}.norm.{}", leaf(w)),
-                ["layers", l, "attn", inner @ ..] => format!("{base}.layers.{l}.0.{}", attention(inner)?),
+                ["layers", l, "attn", inner @ ..] => {
+                    format!("{base}.layers.{l}.0.{}", attention(inner)?)
+                }
                 ["layers", l, "ff", m, w] => {
                     let i = match *m {
                         "norm" => 0,
@@ -212,7 +238,16 @@ fn torch_key(ours: &str) -> Option<String> {
                 _ => return None,
             }
         }
-        ["encoder", "blocks", b, "cross", "layers", l, side, rest @ ..] => {
+        [
+            "encoder",
+            "blocks",
+            b,
+            "cross",
+            "layers",
+            l,
+            side,
+            rest @ ..,
+        ] => {
             let s = match *side {
                 "wsi_attend_rna" => 0,
                 "rna_attend_wsi" => 1,
@@ -258,10 +293,14 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint, ImportError> {
         message: e.to_string(),
     };
     let mut reader = PytorchReader::new(path).map_err(|e| unreadable(&e))?;
-    if !reader.keys().iter().any(|k| k.starts_with("wsi_embedder.") || k.starts_with("module."))
+    if !reader
+        .keys()
+        .iter()
+        .any(|k| k.starts_with("wsi_embedder.") || k.starts_with("module."))
         && reader.keys().iter().any(|k| k.starts_with("state_dict."))
     {
-        reader = PytorchReader::with_top_level_key(path, "state_dict").map_err(|e| unreadable(&e))?;
+        reader =
+            PytorchReader::with_top_level_key(path, "state_dict").map_err(|e| unreadable(&e))?;
     }
     let tensors = reader
         .into_tensors()
@@ -295,13 +334,22 @@ impl Checkpoint {
             message: e.to_string(),
         })?;
         Ok(match tensor.dtype() {
-            PtDType::F32 => bytes.chunks_exact(4).map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            PtDType::F32 => bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
             PtDType::F64 => bytes
                 .chunks_exact(8)
                 .map(|b| f64::from_ne_bytes(b.try_into().expect("8 bytes")) as f32)
                 .collect(),
-            PtDType::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_ne_bytes([b[0], b[1]]).to_f32()).collect(),
-            PtDType::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_ne_bytes([b[0], b[1]]).to_f32()).collect(),
+            PtDType::F16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_ne_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            PtDType::BF16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_ne_bytes([b[0], b[1]]).to_f32())
+                .collect(),
             other => {
                 return Err(ImportError::DType {
                     path: self.path.clone(),
@@ -323,7 +371,8 @@ struct Filler<'a> {
 
 impl ModuleMapper for Filler<'_> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.push((name.to_string(), container_type.to_string()));
+        self.path
+            .push((name.to_string(), container_type.to_string()));
     }
 
     fn exit_module(&mut self, _: &str, _: &str) {
@@ -335,7 +384,8 @@ impl ModuleMapper for Filler<'_> {
             return param;
         }
         let ours: Vec<&str> = self.path.iter().map(|(n, _)| n.as_str()).collect();
-        let key = torch_key(&ours.join(".")).unwrap_or_else(|| panic!("no mapping for `{}`", ours.join(".")));
+        let key = torch_key(&ours.join("."))
+            .unwrap_or_else(|| panic!("no mapping for `{}`", ours.join(".")));
         let linear_weight = self
             .path
             .last()
@@ -387,7 +437,10 @@ impl ModuleMapper for Filler<'_> {
 ///
 /// [`ImportError`] when the checkpoint lacks the first cross-attention query projection or its
 /// width is not a multiple of `cross_attn_dim_head`.
-fn config_for(args: &OriginalArgs, checkpoint: &Checkpoint) -> Result<MedCrossViTConfig, ImportError> {
+fn config_for(
+    args: &OriginalArgs,
+    checkpoint: &Checkpoint,
+) -> Result<MedCrossViTConfig, ImportError> {
     let key = "bimodal_encoder.layers.0.2.layers.0.0.fn.to_q.weight";
     let shape = checkpoint.shape(key)?;
     let inner = shape[0];
@@ -395,7 +448,10 @@ fn config_for(args: &OriginalArgs, checkpoint: &Checkpoint) -> Result<MedCrossVi
         return Err(ImportError::Shape {
             path: checkpoint.path.clone(),
             key: key.into(),
-            expected: vec![args.cross_atnn_depth * args.cross_attn_dim_head, args.rna_dim],
+            expected: vec![
+                args.cross_atnn_depth * args.cross_attn_dim_head,
+                args.rna_dim,
+            ],
             got: shape.to_vec(),
         });
     }
@@ -430,7 +486,11 @@ fn config_for(args: &OriginalArgs, checkpoint: &Checkpoint) -> Result<MedCrossVi
 ///
 /// [`ImportError`] naming the first missing, misshapen or unexpected tensor; the
 /// configuration's [`ConfigError`](crate::ConfigError).
-pub fn import_model(checkpoint: &Checkpoint, args: &OriginalArgs, device: &Device) -> Result<MedCrossViT, Error> {
+pub fn import_model(
+    checkpoint: &Checkpoint,
+    args: &OriginalArgs,
+    device: &Device,
+) -> Result<MedCrossViT, Error> {
     let config = config_for(args, checkpoint)?;
     let model = config.init(device)?;
     let mut filler = Filler {
