@@ -1,5 +1,6 @@
 //! Command-line parsing and the commands.
 
+mod bench;
 mod check;
 mod device;
 mod predict;
@@ -33,6 +34,8 @@ enum Command {
     Predict(predict::PredictArgs),
     /// Import a checkpoint trained with the Python original into a model folder.
     ImportTorch(predict::ImportArgs),
+    /// Time the model on random inputs: forward, training step, GFLOP/s, memory.
+    Bench(bench::BenchArgs),
 }
 
 /// Runs the parsed command.
@@ -44,5 +47,6 @@ pub fn run(cli: Cli) -> Result<ExitCode, med_crossvit::Error> {
         Command::Evaluate(args) => train::evaluate(args),
         Command::Predict(args) => predict::predict(args),
         Command::ImportTorch(args) => predict::import(args),
+        Command::Bench(args) => bench::run(args),
     }
 }

@@ -1,0 +1,214 @@
+//! Timing the model on random inputs: what `med-crossvit bench` reports.
+
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::model::{MedCrossViTConfig, ModelInput};
+
+/// What to time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchOptions {
+    /// The model.
+    pub config: MedCrossViTConfig,
+    /// Bags per batch.
+    pub batch: usize,
+    /// Timed iterations (after one warm-up).
+    pub iters: usize,
+    /// Also time training steps (forward, backward, AdamW update).
+    pub train: bool,
+}
+
+/// Timings and sizes, as `med-crossvit bench --json` prints them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BenchReport {
+    /// Median milliseconds per forward pass (inference mode).
+    pub forward_ms: f64,
+    /// Fastest forward pass.
+    pub forward_min_ms: f64,
+    /// Median milliseconds per training step, with `train`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_step_ms: Option<f64>,
+    /// Fastest training step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_step_min_ms: Option<f64>,
+    /// Floating-point operations of one forward pass, from the configuration.
+    pub flops: f64,
+    /// Achieved GFLOP/s of the median forward pass.
+    pub gflops: f64,
+    /// Parameters.
+    pub params: usize,
+    /// Peak resident memory of the process so far, in MB (Linux; 0 elsewhere).
+    pub peak_rss_mb: f64,
+}
+
+/// Floating-point operations (a multiply-add counts 2) of one forward pass over `batch`
+/// bags of `tiles` tiles: every matrix product of the model; normalizations, activations
+/// and softmax are left out (a few percent).
+pub fn forward_flops(c: &MedCrossViTConfig, batch: usize, tiles: usize) -> f64 {
+    let b = batch as f64;
+    let mm = |m: f64, k: f64, n: f64| 2.0 * m * k * n;
+    let attention = |tokens: f64, queries: f64, dim: f64, heads: f64, dim_head: f64| {
+        let inner = heads * dim_head;
+        mm(queries, dim, inner)
+            + mm(tokens, dim, 2.0 * inner)
+            + 2.0 * heads * mm(queries, dim_head, tokens)
+            + mm(queries, inner, dim)
+    };
+    let encoder = |tokens: f64, dim: f64, depth: usize, heads: usize, dim_head: usize, mlp: usize| {
+        depth as f64
+            * (attention(tokens, tokens, dim, heads as f64, dim_head as f64) + 2.0 * mm(tokens, dim, mlp as f64))
+    };
+    let (tw, tr) = (tiles as f64 + 1.0, c.rna_num_genes as f64 + 1.0);
+    let (dw, dr) = (c.wsi_dim as f64, c.rna_dim as f64);
+    let project = if c.wsi_dim != c.rna_dim { 2.0 * mm(1.0, dw, dr) } else { 0.0 };
+    let cross = c.cross_attn_depth as f64
+        * (attention(tr, 1.0, dr, c.cross_attn_heads as f64, c.cross_attn_dim_head as f64)
+            + attention(tw, 1.0, dw, c.cross_attn_heads as f64, c.cross_attn_dim_head as f64)
+            + 2.0 * project);
+    let block = encoder(tw, dw, c.wsi_enc_depth, c.wsi_enc_heads, c.wsi_enc_dim_head, c.wsi_enc_mlp_dim)
+        + encoder(tr, dr, c.rna_enc_depth, c.rna_enc_heads, c.rna_enc_dim_head, c.rna_enc_mlp_dim)
+        + cross;
+    let g = c.rna_num_genes as f64;
+    let embed = mm(1.0, g, g * dr);
+    let heads = mm(1.0, dw, c.num_classes as f64) + mm(1.0, dr, c.num_classes as f64);
+    b * (embed + c.depth as f64 * block + heads)
+}
+
+/// Peak resident set size of this process in MB, from `/proc/self/status` (0 where
+/// unavailable).
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn median_min(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[0])
+}
+
+/// Times the forward pass (and, with `train`, training steps) on random inputs.
+///
+/// # Errors
+///
+/// The model's configuration and input errors.
+pub fn run(options: &BenchOptions, device: &Device) -> Result<BenchReport, Error> {
+    let c = &options.config;
+    let tiles = c.wsi_num_tiles;
+    let batch = options.batch.max(1);
+    let iters = options.iters.max(1);
+    let model = c.init(device)?;
+    let params = model.num_params();
+    let input = || {
+        ModelInput::new(
+            Tensor::<3>::random([batch, tiles, c.wsi_dim], Distribution::Default, device),
+            Tensor::<2>::random([batch, c.rna_num_genes], Distribution::Default, device),
+        )
+    };
+    let x = input();
+    let mut times = Vec::with_capacity(iters);
+    for i in 0..=iters {
+        let start = Instant::now();
+        let out = model.forward(x.clone())?;
+        let _ = out.logits.into_data();
+        if i > 0 {
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let (forward_ms, forward_min_ms) = median_min(times);
+    drop(model);
+
+    let mut train = (None, None);
+    if options.train {
+        let autodiff = device.clone().autodiff();
+        let mut model = c.init(&autodiff)?;
+        let mut optimizer = AdamWConfig::new().init();
+        let labels: Vec<i64> = (0..batch as i64).map(|i| i % c.num_classes as i64).collect();
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &autodiff);
+        let x = ModelInput::new(
+            Tensor::<3>::random([batch, tiles, c.wsi_dim], Distribution::Default, &autodiff),
+            Tensor::<2>::random([batch, c.rna_num_genes], Distribution::Default, &autodiff),
+        );
+        let mut times = Vec::with_capacity(iters);
+        for i in 0..=iters {
+            let start = Instant::now();
+            let logits = model.forward(x.clone())?.logits;
+            let loss = log_softmax(logits, 1)
+                .gather(1, labels.clone().reshape([batch, 1]))
+                .mean()
+                .neg();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optimizer.step(1e-4, model, grads);
+            // Wait for the update to finish before stopping the clock.
+            let _ = model.valid().rna_head.linear.weight.val().into_data();
+            if i > 0 {
+                times.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        let (m, min) = median_min(times);
+        train = (Some(m), Some(min));
+    }
+    let flops = forward_flops(c, batch, tiles);
+    Ok(BenchReport {
+        forward_ms,
+        forward_min_ms,
+        train_step_ms: train.0,
+        train_step_min_ms: train.1,
+        flops,
+        gflops: flops / forward_ms / 1e6,
+        params,
+        peak_rss_mb: peak_rss_mb(),
+    })
+}
+
+/// GFLOP/s of one `n × n` by `n × n` matrix product on `device` (median of `iters`).
+pub fn matmul_gflops(n: usize, iters: usize, device: &Device) -> f64 {
+    let a = Tensor::<2>::random([n, n], Distribution::Default, device);
+    let b = Tensor::<2>::random([n, n], Distribution::Default, device);
+    let mut times = Vec::new();
+    for i in 0..=iters.max(1) {
+        let start = Instant::now();
+        let _ = a.clone().matmul(b.clone()).into_data();
+        if i > 0 {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    let (median, _) = median_min(times);
+    2.0 * (n as f64).powi(3) / median / 1e9
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_forward_flops_by_hand() {
+        // One WSI layer at the seed size, per bag: q 51·768·512, kv 51·768·1024, scores and
+        // weighted sum 2 · 8 · 51 · 64 · 51, out 51·512·768, MLP 2 · 51·768·2048 (× 2 FLOPs).
+        let c = MedCrossViTConfig::seed();
+        let wsi_layer = 2.0
+            * (51.0 * 768.0 * 512.0
+                + 51.0 * 768.0 * 1024.0
+                + 2.0 * 8.0 * 51.0 * 64.0 * 51.0
+                + 51.0 * 512.0 * 768.0
+                + 2.0 * 51.0 * 768.0 * 2048.0);
+        let one_wsi_layer_less = MedCrossViTConfig { wsi_enc_depth: 1, ..c.clone() };
+        let diff = forward_flops(&c, 1, 50) - forward_flops(&one_wsi_layer_less, 1, 50);
+        assert!((diff - 4.0 * wsi_layer).abs() < 1.0, "{diff} vs {}", 4.0 * wsi_layer);
+        // About 13 GFLOP per bag at the seed size.
+        let total = forward_flops(&c, 16, 50) / 16.0;
+        assert!((12e9..14e9).contains(&total), "{total}");
+    }
+}

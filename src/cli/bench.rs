@@ -1,0 +1,78 @@
+//! `med-crossvit bench`.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use med_crossvit::bench::{self, BenchOptions};
+use med_crossvit::train::{ModelSpec, resolve_model};
+
+use super::device;
+
+/// Options of `bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Model preset: seed (the original's published arguments) or small.
+    #[arg(long, default_value = "seed")]
+    preset: String,
+    /// Bags per batch.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Genes (default: the preset's 100).
+    #[arg(long)]
+    genes: Option<usize>,
+    /// Also time training steps (forward + backward + AdamW update).
+    #[arg(long)]
+    train: bool,
+    /// Device: flex, ndarray or wgpu (those compiled in).
+    #[arg(long, default_value = "flex")]
+    device: String,
+    /// Timed iterations (after one warm-up).
+    #[arg(long, default_value_t = 5)]
+    iters: usize,
+    /// Also time a 2048 × 2048 matrix product on the device (the machine's reference rate).
+    #[arg(long)]
+    matmul: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: BenchArgs) -> Result<ExitCode, med_crossvit::Error> {
+    let device = device::parse(&args.device)?;
+    let genes = args.genes.unwrap_or(100);
+    let (wsi_dim, tiles) = (768, 50);
+    let config = resolve_model(&ModelSpec::Preset(args.preset.clone()), wsi_dim, genes, 2, tiles)?;
+    let report = bench::run(
+        &BenchOptions {
+            config: config.clone(),
+            batch: args.batch,
+            iters: args.iters,
+            train: args.train,
+        },
+        &device,
+    )?;
+    let matmul = args.matmul.then(|| bench::matmul_gflops(2048, args.iters, &device));
+    if args.json {
+        let mut value = serde_json::to_value(&report).expect("a report serializes");
+        if let Some(m) = matmul {
+            value["matmul_2048_gflops"] = m.into();
+        }
+        println!("{value}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "model: preset {}, {} genes, batch {} × {} tiles × {wsi_dim}, device {}",
+        args.preset, genes, args.batch, tiles, args.device
+    );
+    println!("parameters      {}", report.params);
+    println!("forward         median {:.1} ms, min {:.1} ms", report.forward_ms, report.forward_min_ms);
+    if let (Some(m), Some(min)) = (report.train_step_ms, report.train_step_min_ms) {
+        println!("training step   median {m:.1} ms, min {min:.1} ms");
+    }
+    println!("forward FLOPs   {:.1} GFLOP, {:.1} GFLOP/s", report.flops / 1e9, report.gflops);
+    if let Some(m) = matmul {
+        println!("2048² matmul    {m:.1} GFLOP/s");
+    }
+    println!("peak RSS        {:.0} MB", report.peak_rss_mb);
+    Ok(ExitCode::SUCCESS)
+}
