@@ -477,6 +477,7 @@ fn config_for(
         dropout: args.dropout,
         emb_dropout: args.emb_dropout,
         pool: args.pool,
+        rna_tokenizer: crate::model::RnaTokenizer::Dense,
     })
 }
 

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::rna::RnaTokenizer;
 use crate::error::ConfigError;
 
 /// How a modality's tokens are pooled into the vector its head classifies.
@@ -105,6 +106,10 @@ pub struct MedCrossViTConfig {
     /// Token pooling before the heads. Default [`Pool::Mean`].
     #[serde(default)]
     pub pool: Pool,
+    /// How expression becomes RNA tokens. Default the original's dense tokenizer; `per_gene`
+    /// and `pathways` scale to whole transcriptomes.
+    #[serde(default)]
+    pub rna_tokenizer: RnaTokenizer,
 }
 
 mod defaults {
@@ -166,6 +171,7 @@ impl MedCrossViTConfig {
             dropout: defaults::dropout(),
             emb_dropout: defaults::dropout(),
             pool: Pool::Mean,
+            rna_tokenizer: RnaTokenizer::Dense,
         }
     }
 
@@ -236,17 +242,38 @@ impl MedCrossViTConfig {
                 return Err(ConfigError::Probability { field, value });
             }
         }
+        if let RnaTokenizer::Pathways { groups } = &self.rna_tokenizer {
+            let inconsistent = |reason: String| ConfigError::Inconsistent {
+                field: "rna_tokenizer",
+                reason,
+            };
+            if groups.is_empty() {
+                return Err(inconsistent("the pathways tokenizer needs at least one group".into()));
+            }
+            for group in groups {
+                if group.genes.is_empty() {
+                    return Err(inconsistent(format!("group `{}` has no gene", group.name)));
+                }
+                if let Some(g) = group.genes.iter().find(|&&g| g >= self.rna_num_genes) {
+                    return Err(inconsistent(format!(
+                        "group `{}` names gene {g}, but there are rna_num_genes = {}",
+                        group.name, self.rna_num_genes
+                    )));
+                }
+            }
+        }
         // The dense RNA embedder holds a [genes, genes · rna_dim] matrix.
         let dense = self
             .rna_num_genes
             .checked_mul(self.rna_num_genes)
             .and_then(|g2| g2.checked_mul(self.rna_dim));
-        if dense.is_none_or(|n| n > i32::MAX as usize) {
+        if self.rna_tokenizer == RnaTokenizer::Dense && dense.is_none_or(|n| n > i32::MAX as usize) {
             return Err(ConfigError::Inconsistent {
                 field: "rna_num_genes",
                 reason: format!(
-                    "the RNA embedder would need rna_num_genes² · rna_dim = {}² · {} weights, \
-                     more than one tensor can hold",
+                    "the dense RNA tokenizer would need rna_num_genes² · rna_dim = {}² · {} \
+                     weights, more than one tensor can hold (use the per_gene or pathways \
+                     tokenizer)",
                     self.rna_num_genes, self.rna_dim
                 ),
             });

@@ -35,7 +35,7 @@ pub use head::{ClassifierHead, ClassifierHeadConfig};
 pub use io::{FusionAttention, MedCrossViTOutput, ModelInput};
 pub(crate) use persist::write_atomic;
 pub use persist::{CONFIG_FILE, WEIGHTS_FILE};
-pub use rna::{RnaEmbedder, RnaEmbedderConfig};
+pub use rna::{GeneGroup, PathwayNet, RnaEmbedder, RnaEmbedderConfig, RnaTokenizer};
 pub use transformer::{Transformer, TransformerConfig, TransformerLayer};
 pub use wsi::{TileEmbedder, TileEmbedderConfig};
 
@@ -122,6 +122,7 @@ impl MedCrossViTConfig {
                 .with_dropout(self.emb_dropout)
                 .init(device),
             rna_embedder: RnaEmbedderConfig::new(self.rna_num_genes, self.rna_dim)
+                .with_tokenizer(self.rna_tokenizer.clone())
                 .with_dropout(self.emb_dropout)
                 .init(device),
             encoder: encoder.init(device),
@@ -151,7 +152,7 @@ impl MedCrossViT {
     /// - padding mask: `[batch, tiles]`, `true` = padded
     /// - logits: `[batch, num_classes]`; embeddings `[batch, wsi_dim]` and `[batch, rna_dim]`;
     ///   attention `[batch, depth · cross_attn_depth, cross_attn_heads, 1 + tiles]` and
-    ///   `[…, 1 + rna_num_genes]`
+    ///   `[…, 1 + RNA tokens]` (one token per gene, or per group with the pathways tokenizer)
     ///
     /// # Errors
     ///
