@@ -60,22 +60,55 @@ pub fn forward_flops(c: &MedCrossViTConfig, batch: usize, tiles: usize) -> f64 {
             + 2.0 * heads * mm(queries, dim_head, tokens)
             + mm(queries, inner, dim)
     };
-    let encoder = |tokens: f64, dim: f64, depth: usize, heads: usize, dim_head: usize, mlp: usize| {
-        depth as f64
-            * (attention(tokens, tokens, dim, heads as f64, dim_head as f64) + 2.0 * mm(tokens, dim, mlp as f64))
-    };
-    let (tw, tr) = (tiles as f64 + 1.0, c.rna_num_genes as f64 + 1.0);
+    let encoder =
+        |tokens: f64, dim: f64, depth: usize, heads: usize, dim_head: usize, mlp: usize| {
+            depth as f64
+                * (attention(tokens, tokens, dim, heads as f64, dim_head as f64)
+                    + 2.0 * mm(tokens, dim, mlp as f64))
+        };
+    let tokens = c.rna_tokenizer.tokens(c.rna_num_genes) as f64;
+    let (tw, tr) = (tiles as f64 + 1.0, tokens + 1.0);
     let (dw, dr) = (c.wsi_dim as f64, c.rna_dim as f64);
-    let project = if c.wsi_dim != c.rna_dim { 2.0 * mm(1.0, dw, dr) } else { 0.0 };
+    let project = if c.wsi_dim != c.rna_dim {
+        2.0 * mm(1.0, dw, dr)
+    } else {
+        0.0
+    };
     let cross = c.cross_attn_depth as f64
-        * (attention(tr, 1.0, dr, c.cross_attn_heads as f64, c.cross_attn_dim_head as f64)
-            + attention(tw, 1.0, dw, c.cross_attn_heads as f64, c.cross_attn_dim_head as f64)
-            + 2.0 * project);
-    let block = encoder(tw, dw, c.wsi_enc_depth, c.wsi_enc_heads, c.wsi_enc_dim_head, c.wsi_enc_mlp_dim)
-        + encoder(tr, dr, c.rna_enc_depth, c.rna_enc_heads, c.rna_enc_dim_head, c.rna_enc_mlp_dim)
-        + cross;
+        * (attention(
+            tr,
+            1.0,
+            dr,
+            c.cross_attn_heads as f64,
+            c.cross_attn_dim_head as f64,
+        ) + attention(
+            tw,
+            1.0,
+            dw,
+            c.cross_attn_heads as f64,
+            c.cross_attn_dim_head as f64,
+        ) + 2.0 * project);
+    let block = encoder(
+        tw,
+        dw,
+        c.wsi_enc_depth,
+        c.wsi_enc_heads,
+        c.wsi_enc_dim_head,
+        c.wsi_enc_mlp_dim,
+    ) + encoder(
+        tr,
+        dr,
+        c.rna_enc_depth,
+        c.rna_enc_heads,
+        c.rna_enc_dim_head,
+        c.rna_enc_mlp_dim,
+    ) + cross;
     let g = c.rna_num_genes as f64;
-    let embed = mm(1.0, g, g * dr);
+    let embed = match c.rna_tokenizer {
+        crate::model::RnaTokenizer::Dense => mm(1.0, g, g * dr),
+        // One multiply-add per gene and token width, for both.
+        _ => 2.0 * g * dr,
+    };
     let heads = mm(1.0, dw, c.num_classes as f64) + mm(1.0, dr, c.num_classes as f64);
     b * (embed + c.depth as f64 * block + heads)
 }
@@ -135,7 +168,9 @@ pub fn run(options: &BenchOptions, device: &Device) -> Result<BenchReport, Error
         let autodiff = device.clone().autodiff();
         let mut model = c.init(&autodiff)?;
         let mut optimizer = AdamWConfig::new().init();
-        let labels: Vec<i64> = (0..batch as i64).map(|i| i % c.num_classes as i64).collect();
+        let labels: Vec<i64> = (0..batch as i64)
+            .map(|i| i % c.num_classes as i64)
+            .collect();
         let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &autodiff);
         let x = ModelInput::new(
             Tensor::<3>::random([batch, tiles, c.wsi_dim], Distribution::Default, &autodiff),
@@ -204,9 +239,16 @@ mod tests {
                 + 2.0 * 8.0 * 51.0 * 64.0 * 51.0
                 + 51.0 * 512.0 * 768.0
                 + 2.0 * 51.0 * 768.0 * 2048.0);
-        let one_wsi_layer_less = MedCrossViTConfig { wsi_enc_depth: 1, ..c.clone() };
+        let one_wsi_layer_less = MedCrossViTConfig {
+            wsi_enc_depth: 1,
+            ..c.clone()
+        };
         let diff = forward_flops(&c, 1, 50) - forward_flops(&one_wsi_layer_less, 1, 50);
-        assert!((diff - 4.0 * wsi_layer).abs() < 1.0, "{diff} vs {}", 4.0 * wsi_layer);
+        assert!(
+            (diff - 4.0 * wsi_layer).abs() < 1.0,
+            "{diff} vs {}",
+            4.0 * wsi_layer
+        );
         // About 13 GFLOP per bag at the seed size.
         let total = forward_flops(&c, 16, 50) / 16.0;
         assert!((12e9..14e9).contains(&total), "{total}");

@@ -246,6 +246,7 @@ fn attention_maps_for_a_cohort_with_coordinates() {
         },
         columns: Default::default(),
         model: train::ModelSpec::Preset("small".into()),
+        tokenizer: None,
         settings: train::TrainSettings {
             epochs: 1,
             bag_size: 8,

@@ -47,6 +47,7 @@ fn request(data: DataSource, settings: TrainSettings, out: PathBuf) -> TrainRequ
         data,
         columns: CohortColumns::default(),
         model: ModelSpec::Preset("small".into()),
+        tokenizer: None,
         settings,
         folds: None,
         out,

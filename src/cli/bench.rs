@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Args;
+use med_crossvit::RunError;
 use med_crossvit::bench::{self, BenchOptions};
+use med_crossvit::model::{GeneGroup, RnaTokenizer};
 use med_crossvit::train::{ModelSpec, resolve_model};
 
 use super::device;
@@ -20,6 +22,9 @@ pub struct BenchArgs {
     /// Genes (default: the preset's 100).
     #[arg(long)]
     genes: Option<usize>,
+    /// Gene tokenizer: dense, per_gene, or pathways (groups of 50 consecutive genes).
+    #[arg(long, default_value = "dense")]
+    tokenizer: String,
     /// Also time training steps (forward + backward + AdamW update).
     #[arg(long)]
     train: bool,
@@ -41,7 +46,34 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, med_crossvit::Error> {
     let device = device::parse(&args.device)?;
     let genes = args.genes.unwrap_or(100);
     let (wsi_dim, tiles) = (768, 50);
-    let config = resolve_model(&ModelSpec::Preset(args.preset.clone()), wsi_dim, genes, 2, tiles)?;
+    let mut config = resolve_model(
+        &ModelSpec::Preset(args.preset.clone()),
+        wsi_dim,
+        genes,
+        2,
+        tiles,
+    )?;
+    config.rna_tokenizer = match args.tokenizer.as_str() {
+        "dense" => RnaTokenizer::Dense,
+        "per_gene" => RnaTokenizer::PerGene,
+        "pathways" => RnaTokenizer::Pathways {
+            groups: (0..genes.div_ceil(50))
+                .map(|k| GeneGroup {
+                    name: format!("group_{k}"),
+                    genes: (k * 50..((k + 1) * 50).min(genes)).collect(),
+                })
+                .collect(),
+        },
+        other => {
+            return Err(RunError::Unknown {
+                what: "tokenizer",
+                name: other.into(),
+                choices: "dense, per_gene, pathways".into(),
+            }
+            .into());
+        }
+    };
+    config.validate()?;
     let report = bench::run(
         &BenchOptions {
             config: config.clone(),
@@ -51,7 +83,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, med_crossvit::Error> {
         },
         &device,
     )?;
-    let matmul = args.matmul.then(|| bench::matmul_gflops(2048, args.iters, &device));
+    let matmul = args
+        .matmul
+        .then(|| bench::matmul_gflops(2048, args.iters, &device));
     if args.json {
         let mut value = serde_json::to_value(&report).expect("a report serializes");
         if let Some(m) = matmul {
@@ -61,15 +95,22 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, med_crossvit::Error> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "model: preset {}, {} genes, batch {} × {} tiles × {wsi_dim}, device {}",
-        args.preset, genes, args.batch, tiles, args.device
+        "model: preset {}, {} genes ({} tokenizer), batch {} × {} tiles × {wsi_dim}, device {}",
+        args.preset, genes, args.tokenizer, args.batch, tiles, args.device
     );
     println!("parameters      {}", report.params);
-    println!("forward         median {:.1} ms, min {:.1} ms", report.forward_ms, report.forward_min_ms);
+    println!(
+        "forward         median {:.1} ms, min {:.1} ms",
+        report.forward_ms, report.forward_min_ms
+    );
     if let (Some(m), Some(min)) = (report.train_step_ms, report.train_step_min_ms) {
         println!("training step   median {m:.1} ms, min {min:.1} ms");
     }
-    println!("forward FLOPs   {:.1} GFLOP, {:.1} GFLOP/s", report.flops / 1e9, report.gflops);
+    println!(
+        "forward FLOPs   {:.1} GFLOP, {:.1} GFLOP/s",
+        report.flops / 1e9,
+        report.gflops
+    );
     if let Some(m) = matmul {
         println!("2048² matmul    {m:.1} GFLOP/s");
     }

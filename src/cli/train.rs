@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 use med_crossvit::data::TileOptions;
 use med_crossvit::train::{
-    self, DataSource, EvaluateRequest, ModelBundle, ModelSpec, Task, TrainRequest, TrainSettings,
-    TrainSummary,
+    self, DataSource, EvaluateRequest, ModelBundle, ModelSpec, Task, TokenizerSpec, TrainRequest,
+    TrainSettings, TrainSummary,
 };
 
 use super::check::ColumnArgs;
@@ -21,6 +21,18 @@ pub enum TaskArg {
     Classification,
     /// Survival time and censorship per slide.
     Survival,
+}
+
+/// The gene tokenizer, on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TokenizerArg {
+    /// The original's dense tokenizer.
+    Dense,
+    /// One learned vector pair per gene.
+    #[value(name = "per_gene")]
+    PerGene,
+    /// One token per signature group (needs --signatures).
+    Pathways,
 }
 
 /// Options of `train`.
@@ -47,6 +59,12 @@ pub struct TrainArgs {
     /// The task.
     #[arg(long, value_enum, default_value = "classification")]
     task: TaskArg,
+    /// Gene tokenizer: dense (the original's), per_gene, or pathways (needs --signatures).
+    #[arg(long, value_enum)]
+    tokenizer: Option<TokenizerArg>,
+    /// Signatures CSV for the pathways tokenizer: one column per group, gene names below.
+    #[arg(long)]
+    signatures: Option<PathBuf>,
     /// Epochs.
     #[arg(long, default_value_t = 20)]
     epochs: usize,
@@ -157,6 +175,22 @@ fn settings(a: &TrainArgs) -> TrainSettings {
     }
 }
 
+fn tokenizer(args: &TrainArgs) -> Result<Option<TokenizerSpec>, med_crossvit::Error> {
+    let missing = || med_crossvit::DataError::Setting {
+        setting: "signatures",
+        message: "--tokenizer pathways needs --signatures FILE".into(),
+    };
+    Ok(match (args.tokenizer, &args.signatures) {
+        (None, None) => None,
+        (Some(TokenizerArg::Dense), _) => Some(TokenizerSpec::Dense),
+        (Some(TokenizerArg::PerGene), _) => Some(TokenizerSpec::PerGene),
+        (Some(TokenizerArg::Pathways) | None, Some(path)) => {
+            Some(TokenizerSpec::Pathways(path.clone()))
+        }
+        (Some(TokenizerArg::Pathways), None) => return Err(missing().into()),
+    })
+}
+
 pub fn run(args: TrainArgs) -> Result<ExitCode, med_crossvit::Error> {
     let device = device::parse(&args.device)?;
     let mut progress = Progress::new();
@@ -176,6 +210,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode, med_crossvit::Error> {
                     Some(path) => ModelSpec::File(path.clone()),
                     None => ModelSpec::Preset(args.preset.clone()),
                 },
+                tokenizer: tokenizer(&args)?,
                 settings: settings(&args),
                 folds: args.folds,
                 out: args.out.clone().expect("clap requires --out"),

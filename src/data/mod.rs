@@ -21,6 +21,7 @@ mod h5;
 mod labels;
 mod loader;
 mod normalize;
+mod signatures;
 mod split;
 mod synth;
 mod table;
@@ -34,6 +35,7 @@ pub use h5::{COORDS_DATASET, FEATURE_DATASETS, TileFile, candidate_paths, locate
 pub use labels::LabelMap;
 pub use loader::BagLoader;
 pub use normalize::Normalization;
+pub use signatures::{Signatures, read_signatures};
 pub use split::{Split, by_fractions, check_patients, from_csv, kfold};
 pub use synth::{
     SYNTH_PROJECT, SynthCohort, SynthOptions, write_synthetic_cohort, write_tile_file,

@@ -22,7 +22,7 @@ pub struct AttentionFiles {
     pub slide: String,
     /// Per-tile scores: `tile,x,y,score` (or `tile,score` without coordinates).
     pub tiles_csv: PathBuf,
-    /// Per-gene (or per-token) scores: `gene,score`.
+    /// Per-gene scores (per group with the pathways tokenizer): `gene,score`.
     pub genes_csv: PathBuf,
     /// The heatmap, or why there is none.
     pub heatmap: Result<PathBuf, String>,
@@ -76,8 +76,13 @@ pub fn predict_cohort(
 
         let genes_csv = dir.join(format!("{stem}.genes.csv"));
         let mut text = String::from("gene,score\n");
-        let genes = evaluation.cohort.table().genes();
-        for (name, score) in genes.iter().zip(attention.gene_scores()) {
+        let names: Vec<String> = match &bundle.model.config().rna_tokenizer {
+            crate::model::RnaTokenizer::Pathways { groups } => {
+                groups.iter().map(|g| g.name.clone()).collect()
+            }
+            _ => evaluation.cohort.table().genes().to_vec(),
+        };
+        for (name, score) in names.iter().zip(attention.gene_scores()) {
             text.push_str(&format!("{name},{score:.8}\n"));
         }
         std::fs::write(&genes_csv, text).map_err(|e| DataError::io(&genes_csv, e))?;

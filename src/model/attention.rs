@@ -7,6 +7,9 @@ use burn::tensor::Device;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Tensor};
 
+/// Most attention scores computed at once (64 Mi elements, 256 MB of `f32`).
+pub const SCORE_BLOCK: usize = 1 << 26;
+
 /// Added to the scores of padded keys: far below any real score, yet finite, so that a row
 /// whose keys were all padded would still not produce NaN.
 const PAD_SCORE: f32 = -1.0e30;
@@ -25,6 +28,10 @@ pub struct AttentionConfig {
     /// Dropout on the attention weights and on the output. Default 0.
     #[config(default = 0.0)]
     pub dropout: f64,
+    /// Most attention scores computed at once; longer sequences are attended in blocks of
+    /// queries. Default 2^26 (256 MB of `f32`).
+    #[config(default = "SCORE_BLOCK")]
+    pub score_block: usize,
 }
 
 /// Multi-head attention: pre-LayerNorm, bias-free query and joint key/value projections,
@@ -47,6 +54,7 @@ pub struct Attention {
     pub out_dropout: Dropout,
     heads: usize,
     dim_head: usize,
+    score_block: usize,
 }
 
 impl AttentionConfig {
@@ -66,6 +74,7 @@ impl AttentionConfig {
             out_dropout: DropoutConfig::new(self.dropout).init(),
             heads: self.heads,
             dim_head: self.dim_head,
+            score_block: self.score_block.max(1),
         }
     }
 }
@@ -176,14 +185,39 @@ impl Attention {
         let v = self.split_heads(kv.narrow(2, inner, inner), batch, keys); // [b, h, k, d]
 
         let scale = (self.dim_head as f64).powf(-0.5);
-        let mut scores = q.mul_scalar(scale).matmul(k.swap_dims(2, 3)); // [b, h, q, k]
-        if let Some(padding) = input.padding {
-            scores = scores + padding.bias.clone();
+        let q = q.mul_scalar(scale);
+        let k_t = k.swap_dims(2, 3); // [b, h, d, k]
+        let bias = input.padding.map(|p| p.bias.clone());
+        // Long sequences (thousands of gene tokens) are attended in blocks of queries, so the
+        // score matrix never holds more than SCORE_BLOCK elements at once.
+        let rows = (self.score_block / (batch * self.heads * keys).max(1)).max(1);
+        let mut outs = Vec::new();
+        let mut returned = Vec::new();
+        let mut start = 0;
+        while start < queries {
+            let n = rows.min(queries - start);
+            let q_block = if n == queries {
+                q.clone()
+            } else {
+                q.clone().narrow(2, start, n)
+            };
+            let mut scores = q_block.matmul(k_t.clone()); // [b, h, n, k]
+            if let Some(bias) = &bias {
+                scores = scores + bias.clone();
+            }
+            let weights = softmax(scores, 3);
+            if input.return_weights {
+                returned.push(weights.clone());
+            }
+            outs.push(self.attn_dropout.forward(weights).matmul(v.clone())); // [b, h, n, d]
+            start += n;
         }
-        let weights = softmax(scores, 3);
-        let returned = input.return_weights.then(|| weights.clone());
-
-        let out = self.attn_dropout.forward(weights).matmul(v); // [b, h, q, d]
+        let out = if outs.len() == 1 {
+            outs.remove(0)
+        } else {
+            Tensor::cat(outs, 2)
+        }; // [b, h, q, d]
+        let returned = input.return_weights.then(|| Tensor::cat(returned, 2));
         let out = out.swap_dims(1, 2).reshape([batch, queries, inner]); // [b, q, h · d]
         let out = self.out_dropout.forward(self.to_out.forward(out));
         (out, returned)
@@ -241,6 +275,33 @@ mod tests {
             &TensorData::new(expected, [1, 2, 2]),
             Tolerance::absolute(1e-4),
         );
+    }
+
+    #[test]
+    fn blocks_of_queries_give_the_same_result() {
+        let device = device();
+        let whole = AttentionConfig::new(8)
+            .with_heads(2)
+            .with_dim_head(4)
+            .init(&device);
+        // The same weights, attending 3 queries at a time (2 · 2 · 3 · 10 scores per block).
+        let mut blocked = AttentionConfig::new(8)
+            .with_heads(2)
+            .with_dim_head(4)
+            .with_score_block(120)
+            .init(&device);
+        blocked.norm = whole.norm.clone();
+        blocked.to_q = whole.to_q.clone();
+        blocked.to_kv = whole.to_kv.clone();
+        blocked.to_out = whole.to_out.clone();
+        let x = Tensor::<3>::random([2, 10, 8], Distribution::Default, &device);
+        let (a, wa) = whole.forward(AttentionInput::self_attn(x.clone()).return_weights());
+        let (b, wb) = blocked.forward(AttentionInput::self_attn(x).return_weights());
+        a.into_data()
+            .assert_approx_eq::<f32>(&b.into_data(), Tolerance::absolute(1e-6));
+        wa.unwrap()
+            .into_data()
+            .assert_approx_eq::<f32>(&wb.unwrap().into_data(), Tolerance::absolute(1e-6));
     }
 
     #[test]

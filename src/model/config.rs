@@ -248,7 +248,9 @@ impl MedCrossViTConfig {
                 reason,
             };
             if groups.is_empty() {
-                return Err(inconsistent("the pathways tokenizer needs at least one group".into()));
+                return Err(inconsistent(
+                    "the pathways tokenizer needs at least one group".into(),
+                ));
             }
             for group in groups {
                 if group.genes.is_empty() {
@@ -267,7 +269,8 @@ impl MedCrossViTConfig {
             .rna_num_genes
             .checked_mul(self.rna_num_genes)
             .and_then(|g2| g2.checked_mul(self.rna_dim));
-        if self.rna_tokenizer == RnaTokenizer::Dense && dense.is_none_or(|n| n > i32::MAX as usize) {
+        if self.rna_tokenizer == RnaTokenizer::Dense && dense.is_none_or(|n| n > i32::MAX as usize)
+        {
             return Err(ConfigError::Inconsistent {
                 field: "rna_num_genes",
                 reason: format!(

@@ -3,7 +3,9 @@
 
 use burn::config::Config;
 use burn::module::{Flag, Module, Param};
-use burn::nn::{Dropout, DropoutConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{
+    Dropout, DropoutConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
+};
 use burn::tensor::activation::elu;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -113,7 +115,10 @@ pub struct RnaEmbedder {
 impl RnaEmbedderConfig {
     /// Initializes an [`RnaEmbedder`] on `device`.
     pub fn init(&self, device: &Device) -> RnaEmbedder {
-        let normal = Initializer::Normal { mean: 0.0, std: 1.0 };
+        let normal = Initializer::Normal {
+            mean: 0.0,
+            std: 1.0,
+        };
         let (g, d) = (self.num_genes, self.dim);
         let dense = self.tokenizer == RnaTokenizer::Dense;
         let per_gene = self.tokenizer == RnaTokenizer::PerGene;
@@ -156,7 +161,10 @@ impl RnaEmbedder {
         let tokens = if let Some(project) = &self.project {
             let x = self.normalize(expression);
             let x = project.forward(x).reshape([batch, genes, dim]); // [b, g, d]
-            self.token_norm.as_ref().expect("dense has a token norm").forward(x)
+            self.token_norm
+                .as_ref()
+                .expect("dense has a token norm")
+                .forward(x)
         } else if let (Some(w), Some(b)) = (&self.gene_weight, &self.gene_bias) {
             let x = self.normalize(expression).reshape([batch, genes, 1]); // [b, g, 1]
             x * w.val().unsqueeze_dim::<3>(0) + b.val().unsqueeze_dim::<3>(0) // [b, g, d]
@@ -168,7 +176,8 @@ impl RnaEmbedder {
                 .zip(&self.groups)
                 .map(|(net, genes)| {
                     let idx: Vec<i64> = genes.iter().map(|&g| g as i64).collect();
-                    let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [genes.len()]), &device);
+                    let idx =
+                        Tensor::<1, Int>::from_data(TensorData::new(idx, [genes.len()]), &device);
                     let x = expression.clone().select(1, idx); // [b, n_group]
                     let t = self.alpha_drop(elu(net.linear.forward(x), 1.0)); // [b, d]
                     t.reshape([batch, 1, dim])

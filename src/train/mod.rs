@@ -90,6 +90,45 @@ pub enum ModelSpec {
     File(PathBuf),
 }
 
+/// Which gene tokenizer a new run uses.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenizerSpec {
+    /// The original's dense tokenizer.
+    Dense,
+    /// One learned vector pair per gene.
+    PerGene,
+    /// One token per group of a signatures CSV (MCAT/SurvPath format).
+    Pathways(PathBuf),
+}
+
+/// Sets `config`'s RNA tokenizer for a cohort with gene columns `genes` (named with
+/// `prefix`); returns the signature genes the cohort lacks (pathways only).
+///
+/// # Errors
+///
+/// The errors of [`read_signatures`](crate::data::read_signatures).
+pub fn apply_tokenizer(
+    config: &mut MedCrossViTConfig,
+    spec: &TokenizerSpec,
+    genes: &[String],
+    prefix: &str,
+) -> Result<Vec<String>, Error> {
+    config.rna_tokenizer = match spec {
+        TokenizerSpec::Dense => crate::model::RnaTokenizer::Dense,
+        TokenizerSpec::PerGene => crate::model::RnaTokenizer::PerGene,
+        TokenizerSpec::Pathways(path) => {
+            let signatures = crate::data::read_signatures(path, genes, prefix)?;
+            config.rna_tokenizer = crate::model::RnaTokenizer::Pathways {
+                groups: signatures.groups,
+            };
+            config.validate()?;
+            return Ok(signatures.unknown);
+        }
+    };
+    config.validate()?;
+    Ok(Vec::new())
+}
+
 /// The preset names.
 pub const PRESETS: [&str; 2] = ["seed", "small"];
 
@@ -200,6 +239,8 @@ pub struct TrainRequest {
     pub columns: CohortColumns,
     /// The model's hyperparameters.
     pub model: ModelSpec,
+    /// The gene tokenizer; `None` keeps the model configuration's (dense for presets).
+    pub tokenizer: Option<TokenizerSpec>,
     /// Training settings.
     pub settings: TrainSettings,
     /// Patient-level stratified cross-validation with this many folds.
@@ -313,6 +354,7 @@ pub fn resume(
         data,
         columns: config.columns.clone(),
         model: ModelSpec::Preset(String::new()),
+        tokenizer: None,
         settings: config.training.clone(),
         folds: config.folds,
         out: out.to_path_buf(),
@@ -339,13 +381,33 @@ fn run(
     }
     let model = match model {
         Some(m) => m,
-        None => resolve_model(
-            &request.model,
-            cohort.feature_dim(),
-            cohort.table().genes().len(),
-            prepared.labels.len(),
-            settings.bag_size,
-        )?,
+        None => {
+            let mut model = resolve_model(
+                &request.model,
+                cohort.feature_dim(),
+                cohort.table().genes().len(),
+                prepared.labels.len(),
+                settings.bag_size,
+            )?;
+            if let Some(spec) = &request.tokenizer {
+                let unknown = apply_tokenizer(
+                    &mut model,
+                    spec,
+                    cohort.table().genes(),
+                    &request.columns.gene_prefix,
+                )?;
+                if !unknown.is_empty() {
+                    let shown: Vec<&str> = unknown.iter().take(10).map(String::as_str).collect();
+                    events(Event::Message(format!(
+                        "{} signature gene(s) are not in the cohort and are left out: {}{}",
+                        unknown.len(),
+                        shown.join(", "),
+                        if unknown.len() > 10 { ", …" } else { "" }
+                    )));
+                }
+            }
+            model
+        }
     };
     cohort.check_feature_dim(model.wsi_dim)?;
     cohort.table().check_genes(model.rna_num_genes, None)?;
