@@ -1,7 +1,7 @@
 # The newcomer's commands. Builds go to $(CARGO_TARGET_DIR) when it is set.
 CARGO ?= cargo
 
-.PHONY: demo run test doc bench lint fmt
+.PHONY: demo run test test-gpu doc bench lint fmt
 
 ## The main job: a synthetic cohort, then a model trained on it (small preset, CPU, minutes).
 demo:
@@ -19,6 +19,11 @@ run:
 ## The test suite (tiny model configurations, debug build).
 test:
 	$(CARGO) test --locked
+
+## The GPU code path (wgpu) against flex; runs on a software Vulkan device (Debian:
+## mesa-vulkan-drivers) when there is no GPU.
+test-gpu:
+	$(CARGO) test --locked --features wgpu --test wgpu
 
 ## The API reference, warning-free, in target/doc/med_crossvit/index.html.
 doc:

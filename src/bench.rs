@@ -22,6 +22,9 @@ pub struct BenchOptions {
     pub iters: usize,
     /// Also time training steps (forward, backward, AdamW update).
     pub train: bool,
+    /// Recompute memory-bound activations in the backward pass (Burn's balanced gradient
+    /// checkpointing) instead of keeping them.
+    pub checkpointing: bool,
 }
 
 /// Timings and sizes, as `med-crossvit bench --json` prints them.
@@ -165,7 +168,10 @@ pub fn run(options: &BenchOptions, device: &Device) -> Result<BenchReport, Error
 
     let mut train = (None, None);
     if options.train {
-        let autodiff = device.clone().autodiff();
+        let mut autodiff = device.clone().autodiff();
+        if options.checkpointing {
+            autodiff = autodiff.gradient_checkpointing();
+        }
         let mut model = c.init(&autodiff)?;
         let mut optimizer = AdamWConfig::new().init();
         let labels: Vec<i64> = (0..batch as i64)

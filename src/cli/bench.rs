@@ -28,6 +28,9 @@ pub struct BenchArgs {
     /// Also time training steps (forward + backward + AdamW update).
     #[arg(long)]
     train: bool,
+    /// With --train: recompute memory-bound activations in the backward pass.
+    #[arg(long)]
+    checkpointing: bool,
     /// Device: flex, ndarray or wgpu (those compiled in).
     #[arg(long, default_value = "flex")]
     device: String,
@@ -80,6 +83,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, med_crossvit::Error> {
             batch: args.batch,
             iters: args.iters,
             train: args.train,
+            checkpointing: args.checkpointing,
         },
         &device,
     )?;

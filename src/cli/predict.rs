@@ -4,54 +4,28 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use med_crossvit::data::TileOptions;
 use med_crossvit::inference::predict_cohort;
 use med_crossvit::interop::import_torch;
-use med_crossvit::train::{self, EvaluateRequest, ModelBundle};
+use med_crossvit::train;
 
 use super::device;
+use super::train::{ApplyArgs, report_skipped};
 
 /// Options of `predict`.
 #[derive(Debug, Args)]
 pub struct PredictArgs {
-    /// A run or model folder (from `train` or `import-torch`).
-    #[arg(long)]
-    model: PathBuf,
-    /// The cohort CSV (a label column is optional).
-    #[arg(long)]
-    csv: PathBuf,
-    /// The features directory.
-    #[arg(long)]
-    features: PathBuf,
+    #[command(flatten)]
+    apply: ApplyArgs,
     /// The predictions CSV to write.
     #[arg(long)]
     out: PathBuf,
     /// Also write per-slide attention (tile and gene CSVs, heatmap PNGs) into this folder.
     #[arg(long)]
     attention: Option<PathBuf>,
-    /// Name of the features dataset.
-    #[arg(long)]
-    features_key: Option<String>,
-    /// Leave out slides whose tile file is missing (reported) instead of failing.
-    #[arg(long)]
-    skip_missing: bool,
-    /// Device.
-    #[arg(long, default_value = "flex")]
-    device: String,
 }
 
 pub fn predict(args: PredictArgs) -> Result<ExitCode, med_crossvit::Error> {
-    let device = device::parse(&args.device)?;
-    let bundle = ModelBundle::load(&args.model, &device)?;
-    let request = EvaluateRequest {
-        csv: args.csv.clone(),
-        tiles: TileOptions {
-            features_key: args.features_key.clone(),
-            skip_missing: args.skip_missing,
-            ..TileOptions::new(&args.features)
-        },
-        require_targets: false,
-    };
+    let (device, bundle, request) = args.apply.load(false)?;
     let (evaluation, attention) =
         predict_cohort(&bundle, &request, &device, args.attention.as_deref())?;
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -61,12 +35,7 @@ pub fn predict(args: PredictArgs) -> Result<ExitCode, med_crossvit::Error> {
         })?;
     }
     train::write_predictions(&args.out, &bundle, &evaluation)?;
-    if !evaluation.cohort.skipped().is_empty() {
-        eprintln!(
-            "skipped {} slide(s) whose tile file is missing",
-            evaluation.cohort.skipped().len()
-        );
-    }
+    report_skipped(&evaluation);
     println!(
         "wrote {} ({} slides)",
         args.out.display(),

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use burn::tensor::Device;
 use clap::{Args, ValueEnum};
 use med_crossvit::data::TileOptions;
 use med_crossvit::train::{
@@ -128,6 +129,9 @@ pub struct TrainArgs {
     /// Loader threads.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Recompute memory-bound activations in the backward pass (less memory).
+    #[arg(long)]
+    gradient_checkpointing: bool,
     /// Device: flex, ndarray or wgpu (those compiled in).
     #[arg(long, default_value = "flex")]
     device: String,
@@ -172,6 +176,7 @@ fn settings(a: &TrainArgs) -> TrainSettings {
         class_weights: a.class_weights,
         log2_expression: !a.no_log,
         workers: a.workers,
+        gradient_checkpointing: a.gradient_checkpointing,
     }
 }
 
@@ -272,44 +277,72 @@ fn print_summary(summary: &TrainSummary) {
     }
 }
 
+/// A trained model and a cohort to apply it to: shared by `evaluate` and `predict`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A run or model folder (from `train` or `import-torch`).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The cohort CSV.
+    #[arg(long)]
+    pub csv: PathBuf,
+    /// The features directory.
+    #[arg(long)]
+    pub features: PathBuf,
+    /// Name of the features dataset.
+    #[arg(long)]
+    pub features_key: Option<String>,
+    /// Leave out slides whose tile file is missing (reported) instead of failing.
+    #[arg(long)]
+    pub skip_missing: bool,
+    /// Device.
+    #[arg(long, default_value = "flex")]
+    pub device: String,
+}
+
+impl ApplyArgs {
+    /// The device, the model folder loaded onto it, and the cohort request.
+    pub fn load(
+        &self,
+        require_targets: bool,
+    ) -> Result<(Device, ModelBundle, EvaluateRequest), med_crossvit::Error> {
+        let device = device::parse(&self.device)?;
+        let bundle = ModelBundle::load(&self.model, &device)?;
+        let request = EvaluateRequest {
+            csv: self.csv.clone(),
+            tiles: TileOptions {
+                features_key: self.features_key.clone(),
+                skip_missing: self.skip_missing,
+                ..TileOptions::new(&self.features)
+            },
+            require_targets,
+        };
+        Ok((device, bundle, request))
+    }
+}
+
+/// Reports slides left out for missing files.
+pub fn report_skipped(evaluation: &train::Evaluation) {
+    if !evaluation.cohort.skipped().is_empty() {
+        eprintln!(
+            "skipped {} slide(s) whose tile file is missing",
+            evaluation.cohort.skipped().len()
+        );
+    }
+}
+
 /// Options of `evaluate`.
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
-    /// A run or model folder.
-    #[arg(long)]
-    model: PathBuf,
-    /// The cohort CSV.
-    #[arg(long)]
-    csv: PathBuf,
-    /// The features directory.
-    #[arg(long)]
-    features: PathBuf,
+    #[command(flatten)]
+    apply: ApplyArgs,
     /// Output folder for metrics.json and predictions.csv.
     #[arg(long)]
     out: PathBuf,
-    /// Name of the features dataset.
-    #[arg(long)]
-    features_key: Option<String>,
-    /// Leave out slides whose tile file is missing (reported) instead of failing.
-    #[arg(long)]
-    skip_missing: bool,
-    /// Device.
-    #[arg(long, default_value = "flex")]
-    device: String,
 }
 
 pub fn evaluate(args: EvaluateArgs) -> Result<ExitCode, med_crossvit::Error> {
-    let device = device::parse(&args.device)?;
-    let bundle = ModelBundle::load(&args.model, &device)?;
-    let request = EvaluateRequest {
-        csv: args.csv.clone(),
-        tiles: TileOptions {
-            features_key: args.features_key.clone(),
-            skip_missing: args.skip_missing,
-            ..TileOptions::new(&args.features)
-        },
-        require_targets: true,
-    };
+    let (device, bundle, request) = args.apply.load(true)?;
     let evaluation = train::evaluate(&bundle, &request, &device, false, None)?;
     std::fs::create_dir_all(&args.out).map_err(|e| med_crossvit::DataError::Io {
         path: args.out.clone(),
@@ -318,12 +351,7 @@ pub fn evaluate(args: EvaluateArgs) -> Result<ExitCode, med_crossvit::Error> {
     let metrics = evaluation.metrics.clone().unwrap_or_default();
     train::write_metrics(&args.out, &metrics)?;
     train::write_predictions(&args.out.join("predictions.csv"), &bundle, &evaluation)?;
-    if !evaluation.cohort.skipped().is_empty() {
-        eprintln!(
-            "skipped {} slide(s) whose tile file is missing",
-            evaluation.cohort.skipped().len()
-        );
-    }
+    report_skipped(&evaluation);
     for (k, v) in metrics.scalars() {
         println!("{k:<18} {}", v.map_or("-".into(), |v| format!("{v:.4}")));
     }

@@ -61,9 +61,7 @@ impl LabelMap {
     ///
     /// [`DataError::Io`] naming the file.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), DataError> {
-        let path = path.as_ref();
-        let text = serde_json::to_string_pretty(self).expect("labels always serialize");
-        std::fs::write(path, text + "\n").map_err(|e| DataError::io(path, e))
+        super::json::save_json(self, path.as_ref())
     }
 
     /// Reads a map written by [`save`](Self::save).
@@ -72,12 +70,7 @@ impl LabelMap {
     ///
     /// [`DataError::Io`] or [`DataError::Json`] naming the file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, DataError> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
-        serde_json::from_str(&text).map_err(|source| DataError::Json {
-            path: path.to_path_buf(),
-            source,
-        })
+        super::json::load_json(path.as_ref())
     }
 }
 

@@ -127,9 +127,7 @@ impl Normalization {
     ///
     /// [`DataError::Io`] naming the file.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), DataError> {
-        let path = path.as_ref();
-        let text = serde_json::to_string_pretty(self).expect("normalization always serializes");
-        std::fs::write(path, text + "\n").map_err(|e| DataError::io(path, e))
+        super::json::save_json(self, path.as_ref())
     }
 
     /// Reads a normalization written by [`save`](Self::save).
@@ -140,11 +138,7 @@ impl Normalization {
     /// the gene, mean and deviation lists differ in length.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, DataError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
-        let norm: Self = serde_json::from_str(&text).map_err(|source| DataError::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let norm: Self = super::json::load_json(path)?;
         let named = norm.genes.is_empty() || norm.genes.len() == norm.mean.len();
         if norm.std.len() != norm.mean.len() || !named {
             return Err(DataError::Setting {

@@ -2,10 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use burn::tensor::Tensor;
-
 use crate::data::BagBatch;
 use crate::model::MedCrossViTOutput;
+use crate::train::to_rows;
 
 /// The attention of one slide: a score per tile (the RNA CLS token's cross-attention over
 /// the tiles, averaged over heads and fusion layers, renormalized over each bag's tiles so
@@ -50,26 +49,14 @@ pub struct AttentionCollector {
     slides: BTreeMap<usize, SlideAttention>,
 }
 
-fn rows(t: Tensor<2>) -> Vec<Vec<f64>> {
-    let [_, n] = t.dims();
-    let v: Vec<f32> = t
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec()
-        .expect("f32 data");
-    v.chunks(n.max(1))
-        .map(|r| r.iter().map(|&x| x as f64).collect())
-        .collect()
-}
-
 impl AttentionCollector {
     /// Adds a batch's attention (the model must have been asked for it).
     pub fn add(&mut self, batch: &BagBatch, output: &MedCrossViTOutput) {
         let Some(attention) = &output.attention else {
             return;
         };
-        let tiles = rows(attention.tile_scores());
-        let genes = rows(attention.gene_scores());
+        let tiles = to_rows(attention.tile_scores());
+        let genes = to_rows(attention.gene_scores());
         for (b, bag) in batch.bags.iter().enumerate() {
             let slide = self.slides.entry(bag.slide).or_default();
             for (i, &row) in bag.rows.iter().enumerate() {

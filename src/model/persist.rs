@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::store::{BurnpackStore, ModuleSnapshot};
-use burn::tensor::Device;
+use burn::tensor::{Bytes, Device};
 
 use super::{MedCrossViT, MedCrossViTConfig};
 use crate::error::{Error, PersistError};
@@ -85,7 +85,13 @@ impl MedCrossViT {
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
             });
         }
-        let mut store = BurnpackStore::from_file(&path).auto_extension(false);
+        // Read the whole file now: a store opened on the file loads tensors lazily, and a model
+        // must not depend on its file after loading (a run overwrites its checkpoints).
+        let bytes = std::fs::read(&path).map_err(|source| PersistError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let mut store = BurnpackStore::from_bytes(Some(Bytes::from_bytes_vec(bytes)));
         let result = self
             .load_from(&mut store)
             .map_err(|e| PersistError::Weights {

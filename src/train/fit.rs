@@ -121,7 +121,10 @@ pub fn fit(
         prepared.labels.save(out.join(files::LABELS))?;
     }
 
-    let autodiff = device.clone().autodiff();
+    let mut autodiff = device.clone().autodiff();
+    if settings.gradient_checkpointing {
+        autodiff = autodiff.gradient_checkpointing();
+    }
     autodiff.seed(settings.seed);
     let mut model = job.model.init(&autodiff)?;
     let mut optimizer = AdamWConfig::new()

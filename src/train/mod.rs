@@ -24,6 +24,7 @@ pub use fit::{Fit, FitReport, fit};
 pub use loss::{batch_loss, inverse_frequency};
 pub use metrics::Metrics;
 pub use plan::{Outcomes, Prepared, prepare, splits, targets};
+pub(crate) use predict::to_rows;
 pub use predict::{BatchHook, Predictions, SlidePrediction, metrics as task_metrics, predict};
 pub use schedule::learning_rate;
 pub use settings::{SurvivalSettings, Task, TrainSettings};

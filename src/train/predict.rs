@@ -136,7 +136,8 @@ pub fn predict(
     })
 }
 
-fn to_rows(t: Tensor<2>) -> Vec<Vec<f64>> {
+/// A `[rows, columns]` tensor as rows of `f64`.
+pub(crate) fn to_rows(t: Tensor<2>) -> Vec<Vec<f64>> {
     let [_, c] = t.dims();
     let values: Vec<f32> = t
         .into_data()
@@ -144,7 +145,7 @@ fn to_rows(t: Tensor<2>) -> Vec<Vec<f64>> {
         .try_into_vec()
         .expect("f32 data");
     values
-        .chunks(c)
+        .chunks(c.max(1))
         .map(|r| r.iter().map(|&v| v as f64).collect())
         .collect()
 }

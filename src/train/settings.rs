@@ -84,6 +84,9 @@ pub struct TrainSettings {
     pub log2_expression: bool,
     /// Loader threads. Default 2.
     pub workers: usize,
+    /// Recompute memory-bound activations in the backward pass (Burn's balanced gradient
+    /// checkpointing): less memory, a little more time. Default false.
+    pub gradient_checkpointing: bool,
 }
 
 impl Default for TrainSettings {
@@ -107,6 +110,7 @@ impl Default for TrainSettings {
             class_weights: false,
             log2_expression: true,
             workers: 2,
+            gradient_checkpointing: false,
         }
     }
 }

@@ -1,0 +1,101 @@
+//! The GPU code path: a forward pass and a training step on wgpu agree with flex.
+//!
+//! Runs with `--features wgpu` on any Vulkan, Metal or DX12 device, including a software one
+//! (Mesa's lavapipe, Debian package `mesa-vulkan-drivers`), which is how CI runs it.
+#![cfg(feature = "wgpu")]
+
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Bool, Device, DeviceKind, Int, Tensor, TensorData};
+use med_crossvit::{MedCrossViT, MedCrossViTConfig, ModelInput};
+
+fn tiny() -> MedCrossViTConfig {
+    MedCrossViTConfig {
+        depth: 1,
+        wsi_num_tiles: 6,
+        wsi_enc_depth: 1,
+        wsi_enc_heads: 2,
+        wsi_enc_mlp_dim: 16,
+        wsi_enc_dim_head: 4,
+        rna_num_genes: 5,
+        rna_enc_depth: 1,
+        rna_enc_heads: 2,
+        rna_enc_mlp_dim: 16,
+        rna_enc_dim_head: 4,
+        cross_attn_depth: 1,
+        cross_attn_heads: 2,
+        cross_attn_dim_head: 4,
+        dropout: 0.0,
+        emb_dropout: 0.0,
+        ..MedCrossViTConfig::new(3, 8, 6)
+    }
+}
+
+fn input(device: &Device) -> ModelInput {
+    let tiles: Vec<f32> = (0..2 * 6 * 8)
+        .map(|i| ((i * 7) % 11) as f32 / 11.0 - 0.5)
+        .collect();
+    let expr: Vec<f32> = (0..2 * 5)
+        .map(|i| ((i * 5) % 13) as f32 / 13.0 - 0.5)
+        .collect();
+    let mask: Vec<bool> = (0..12).map(|i| i == 5 || i == 4).collect();
+    ModelInput::new(
+        Tensor::from_data(TensorData::new(tiles, [2, 6, 8]), device),
+        Tensor::from_data(TensorData::new(expr, [2, 5]), device),
+    )
+    .mask_pad(Tensor::<2, Bool>::from_data(
+        TensorData::new(mask, [2, 6]),
+        device,
+    ))
+    .with_attention()
+}
+
+fn close(a: Tensor<2>, b: Tensor<2>) {
+    let a: Vec<f32> = a.into_data().try_to_vec().unwrap();
+    let b: Vec<f32> = b.into_data().try_to_vec().unwrap();
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() < 1e-4, "wgpu {a:?} vs flex {b:?}");
+    }
+}
+
+/// The same weights on both devices: saved from flex, loaded on wgpu.
+fn pair(gpu: &Device, cpu: &Device) -> (MedCrossViT, MedCrossViT) {
+    let model = tiny().init(cpu).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    model.save(dir.path()).unwrap();
+    (MedCrossViT::load(dir.path(), gpu).unwrap(), model)
+}
+
+fn step(model: MedCrossViT, device: &Device) -> MedCrossViT {
+    let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 2], [2]), device);
+    let logits = model.forward(input(device)).unwrap().logits;
+    let loss = log_softmax(logits, 1)
+        .gather(1, labels.reshape([2, 1]))
+        .mean()
+        .neg();
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    AdamWConfig::new().init().step(1e-2, model, grads)
+}
+
+#[test]
+fn forward_and_a_training_step_agree_with_flex() {
+    let gpu = Device::wgpu(DeviceKind::DefaultDevice);
+    let cpu = Device::flex();
+    let (on_gpu, on_cpu) = pair(&gpu, &cpu);
+    let a = on_gpu.forward(input(&gpu)).unwrap();
+    let b = on_cpu.forward(input(&cpu)).unwrap();
+    close(a.logits, b.logits);
+    close(
+        a.attention.unwrap().tile_scores(),
+        b.attention.unwrap().tile_scores(),
+    );
+
+    let (on_gpu, on_cpu) = pair(&gpu.clone().autodiff(), &cpu.clone().autodiff());
+    let on_gpu = step(on_gpu, &gpu.clone().autodiff()).valid();
+    let on_cpu = step(on_cpu, &cpu.clone().autodiff()).valid();
+    close(
+        on_gpu.forward(input(&gpu)).unwrap().logits,
+        on_cpu.forward(input(&cpu)).unwrap().logits,
+    );
+}
