@@ -6,7 +6,7 @@ use clap::Args;
 use med_crossvit::RunError;
 use med_crossvit::bench::{self, BenchOptions};
 use med_crossvit::model::{GeneGroup, RnaTokenizer};
-use med_crossvit::train::{ModelSpec, resolve_model};
+use med_crossvit::train::{ModelSpec, check_model, resolve_model};
 
 use super::device;
 
@@ -76,7 +76,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, med_crossvit::Error> {
             .into());
         }
     };
-    config.validate()?;
+    check_model(&config, tiles)?;
     let report = bench::run(
         &BenchOptions {
             config: config.clone(),

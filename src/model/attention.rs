@@ -7,8 +7,8 @@ use burn::tensor::Device;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Tensor};
 
-/// Most attention scores computed at once (64 Mi elements, 256 MB of `f32`).
-pub const SCORE_BLOCK: usize = 1 << 26;
+/// Most attention scores computed at once (16 Mi elements, 64 MB of `f32`).
+pub const SCORE_BLOCK: usize = 1 << 24;
 
 /// Added to the scores of padded keys: far below any real score, yet finite, so that a row
 /// whose keys were all padded would still not produce NaN.
@@ -29,7 +29,7 @@ pub struct AttentionConfig {
     #[config(default = 0.0)]
     pub dropout: f64,
     /// Most attention scores computed at once; longer sequences are attended in blocks of
-    /// queries. Default 2^26 (256 MB of `f32`).
+    /// queries. Default 2^24 (64 MB of `f32`).
     #[config(default = "SCORE_BLOCK")]
     pub score_block: usize,
 }

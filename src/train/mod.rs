@@ -140,8 +140,8 @@ pub const PRESETS: [&str; 2] = ["seed", "small"];
 ///
 /// [`RunError::Unknown`] for an unknown preset; [`RunError::ConfigMismatch`] when a config
 /// file's `wsi_dim`, `rna_num_genes` or `num_classes` contradicts the data;
-/// [`ConfigError`] for an unreadable or invalid file, or `wsi_num_tiles` below the bag size
-/// with the positional embedding on.
+/// [`ConfigError`] for an unreadable or malformed file. The result is not validated yet: see
+/// [`check_model`].
 pub fn resolve_model(
     spec: &ModelSpec,
     wsi_dim: usize,
@@ -217,6 +217,17 @@ pub fn resolve_model(
             config
         }
     };
+    Ok(config)
+}
+
+/// Validates a resolved model configuration for bags of `bag_size` tiles (after the gene
+/// tokenizer is set: the dense one's size limit depends on it).
+///
+/// # Errors
+///
+/// The [`ConfigError`] of [`MedCrossViTConfig::validate`]; `wsi_num_tiles` below the bag size
+/// with the positional embedding on.
+pub fn check_model(config: &MedCrossViTConfig, bag_size: usize) -> Result<(), Error> {
     config.validate()?;
     if config.wsi_pos_embedding && config.wsi_num_tiles < bag_size {
         return Err(ConfigError::Inconsistent {
@@ -228,7 +239,7 @@ pub fn resolve_model(
         }
         .into());
     }
-    Ok(config)
+    Ok(())
 }
 
 /// A training run to start.
@@ -407,6 +418,7 @@ fn run(
                     )));
                 }
             }
+            check_model(&model, settings.bag_size)?;
             model
         }
     };
