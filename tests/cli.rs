@@ -1,7 +1,8 @@
 //! The `med-crossvit` binary, run as a user would.
 
-use std::path::Path;
 use std::process::{Command, Output};
+
+mod common;
 
 fn bin(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_med-crossvit"))
@@ -75,7 +76,7 @@ fn synth_then_check_json_has_exactly_the_summary_keys() {
 #[test]
 fn check_lists_every_problem_and_fails() {
     let dir = tempfile::tempdir().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/h5");
+    let root = common::manifest_dir().join("tests/fixtures/h5");
     let features = dir.path().join("features");
     std::fs::create_dir_all(&features).unwrap();
     std::fs::copy(root.join("clam/slide-clam.h5"), features.join("a.h5")).unwrap();

@@ -3,21 +3,19 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod common;
+
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::tensor::Device;
 use med_crossvit::data::*;
 
 fn fixture(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/h5")
-        .join(path)
+    common::manifest_dir().join("tests/fixtures/h5").join(path)
 }
 
 fn shared(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared")
-        .join(path)
+    common::manifest_dir().join("../shared").join(path)
 }
 
 /// `features[i, j] = i + j / 10` for the standard 7 × 4 fixtures.

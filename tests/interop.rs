@@ -5,17 +5,17 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
 use burn::tensor::Device;
-use med_crossvit::data::{SynthOptions, TileOptions, write_synthetic_cohort};
+use med_crossvit::data::TileOptions;
 use med_crossvit::inference::{HEATMAP_SIZE, predict_cohort};
 use med_crossvit::interop::{ImportError, import_torch};
 use med_crossvit::train::{self, EvaluateRequest, ModelBundle};
 use med_crossvit::{Error, MedCrossViT};
 
 fn parity(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/parity")
-        .join(file)
+    common::manifest_dir().join("../shared/parity").join(file)
 }
 
 /// `slide → logits` from a CSV with `wsi_file_name,logit_0,logit_1,…` first.
@@ -226,43 +226,22 @@ fn bad_checkpoints_name_the_first_mismatching_key() {
 #[test]
 fn attention_maps_for_a_cohort_with_coordinates() {
     let dir = tempfile::tempdir().unwrap();
-    let options = SynthOptions {
-        slides: 12,
-        tiles: 30,
-        dim: 8,
-        genes: 6,
-        seed: 5,
-        ..Default::default()
-    };
-    let cohort = write_synthetic_cohort(&dir.path().join("cohort"), &options).unwrap();
+    let data = common::synth(&dir.path().join("cohort"), 12, 30, 6, 5, false);
     let device = Device::flex();
     let run = dir.path().join("run");
-    let request = train::TrainRequest {
-        data: train::DataSource {
-            csv: cohort.csv.clone(),
-            features_dir: cohort.features_dir.clone(),
-            features_key: None,
-            skip_missing: false,
-        },
-        columns: Default::default(),
-        model: train::ModelSpec::Preset("small".into()),
-        tokenizer: None,
-        settings: train::TrainSettings {
-            epochs: 1,
-            bag_size: 8,
-            batch_size: 4,
-            ..Default::default()
-        },
-        folds: None,
-        out: run.clone(),
-        stop_after: None,
+    let settings = train::TrainSettings {
+        epochs: 1,
+        bag_size: 8,
+        batch_size: 4,
+        ..Default::default()
     };
+    let request = common::request(data.clone(), settings, run.clone());
     train::train(&request, &device, &mut |_| {}).unwrap();
     let bundle = ModelBundle::load(&run, &device).unwrap();
     let att = dir.path().join("attention");
     let eval_request = EvaluateRequest {
-        csv: cohort.csv.clone(),
-        tiles: TileOptions::new(&cohort.features_dir),
+        csv: data.csv.clone(),
+        tiles: TileOptions::new(&data.features_dir),
         require_targets: false,
     };
     let (evaluation, files) = predict_cohort(&bundle, &eval_request, &device, Some(&att)).unwrap();

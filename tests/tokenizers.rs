@@ -2,9 +2,11 @@
 
 use std::path::Path;
 
+mod common;
+
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor, TensorData};
-use med_crossvit::data::{SynthOptions, TileOptions, read_signatures, write_synthetic_cohort};
+use med_crossvit::data::{TileOptions, read_signatures};
 use med_crossvit::model::{GeneGroup, RnaEmbedderConfig, RnaTokenizer};
 use med_crossvit::train::{self, EvaluateRequest, ModelBundle, TokenizerSpec};
 use med_crossvit::{ConfigError, MedCrossViTConfig, ModelInput};
@@ -246,39 +248,19 @@ fn signatures_match_genes_and_report_the_unknown() {
 #[test]
 fn training_and_attention_with_pathways() {
     let dir = tempfile::tempdir().unwrap();
-    let options = SynthOptions {
-        slides: 16,
-        tiles: 16,
-        dim: 8,
-        genes: 8,
-        seed: 2,
-        ..Default::default()
-    };
-    let cohort = write_synthetic_cohort(&dir.path().join("cohort"), &options).unwrap();
+    let data = common::synth(&dir.path().join("cohort"), 16, 16, 8, 2, false);
     let signatures = dir.path().join("signatures.csv");
     std::fs::write(&signatures, "first,second\n0,4\n1,5\n2,6\n3,MISSING\n").unwrap();
     let device = Device::flex();
     let run = dir.path().join("run");
-    let request = train::TrainRequest {
-        data: train::DataSource {
-            csv: cohort.csv.clone(),
-            features_dir: cohort.features_dir.clone(),
-            features_key: None,
-            skip_missing: false,
-        },
-        columns: Default::default(),
-        model: train::ModelSpec::Preset("small".into()),
-        tokenizer: Some(TokenizerSpec::Pathways(signatures)),
-        settings: train::TrainSettings {
-            epochs: 2,
-            bag_size: 8,
-            batch_size: 4,
-            ..Default::default()
-        },
-        folds: None,
-        out: run.clone(),
-        stop_after: None,
+    let settings = train::TrainSettings {
+        epochs: 2,
+        bag_size: 8,
+        batch_size: 4,
+        ..Default::default()
     };
+    let mut request = common::request(data.clone(), settings, run.clone());
+    request.tokenizer = Some(TokenizerSpec::Pathways(signatures));
     let mut messages = Vec::new();
     train::train(&request, &device, &mut |e| {
         if let train::Event::Message(m) = e {
@@ -294,8 +276,8 @@ fn training_and_attention_with_pathways() {
     assert_eq!(bundle.model.config().rna_tokenizer.tokens(8), 2);
     let att = dir.path().join("att");
     let request = EvaluateRequest {
-        csv: cohort.csv.clone(),
-        tiles: TileOptions::new(&cohort.features_dir),
+        csv: data.csv.clone(),
+        tiles: TileOptions::new(&data.features_dir),
         require_targets: false,
     };
     let (_, files) =

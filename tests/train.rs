@@ -1,32 +1,21 @@
 //! End-to-end training and evaluation on tiny synthetic cohorts.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use burn::tensor::Device;
-use med_crossvit::data::{CohortColumns, SynthOptions, write_synthetic_cohort};
+use med_crossvit::data::CohortColumns;
 use med_crossvit::train::{
     self, DataSource, EvaluateRequest, ModelBundle, ModelSpec, Task, TrainRequest, TrainSettings,
 };
 use med_crossvit::{Error, RunError};
 
+mod common;
+
+use common::request;
+
 fn cohort(dir: &Path, survival: bool) -> DataSource {
-    let options = SynthOptions {
-        slides: 40,
-        tiles: 24,
-        dim: 8,
-        genes: 6,
-        survival,
-        seed: 3,
-        ..Default::default()
-    };
-    let written = write_synthetic_cohort(dir, &options).unwrap();
-    DataSource {
-        csv: written.csv,
-        features_dir: written.features_dir,
-        features_key: None,
-        skip_missing: false,
-    }
+    common::synth(dir, 40, 24, 6, 3, survival)
 }
 
 fn settings(task: Task) -> TrainSettings {
@@ -39,19 +28,6 @@ fn settings(task: Task) -> TrainSettings {
         warmup_epochs: 0.5,
         patience: 0,
         ..Default::default()
-    }
-}
-
-fn request(data: DataSource, settings: TrainSettings, out: PathBuf) -> TrainRequest {
-    TrainRequest {
-        data,
-        columns: CohortColumns::default(),
-        model: ModelSpec::Preset("small".into()),
-        tokenizer: None,
-        settings,
-        folds: None,
-        out,
-        stop_after: None,
     }
 }
 

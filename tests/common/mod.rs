@@ -1,0 +1,58 @@
+//! Helpers shared by the integration tests: small synthetic cohorts and training requests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use med_crossvit::data::{CohortColumns, SynthOptions, write_synthetic_cohort};
+use med_crossvit::train::{DataSource, ModelSpec, TrainRequest, TrainSettings};
+
+/// The crate's folder, read when the test runs: the test binaries may have been built from
+/// another checkout sharing the target folder (CI reuses one), so the compile-time
+/// `env!("CARGO_MANIFEST_DIR")` could name a folder that is gone.
+pub fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::current_dir().expect("a working directory"))
+}
+
+/// A synthetic cohort of `slides` slides of up to `tiles` 8-wide tiles and `genes` genes in
+/// `dir`.
+pub fn synth(
+    dir: &Path,
+    slides: usize,
+    tiles: usize,
+    genes: usize,
+    seed: u64,
+    survival: bool,
+) -> DataSource {
+    let options = SynthOptions {
+        slides,
+        tiles,
+        dim: 8,
+        genes,
+        survival,
+        seed,
+        ..Default::default()
+    };
+    let written = write_synthetic_cohort(dir, &options).unwrap();
+    DataSource {
+        csv: written.csv,
+        features_dir: written.features_dir,
+        features_key: None,
+        skip_missing: false,
+    }
+}
+
+/// Training of the small preset on `data` into `out`, dense tokenizer, one split.
+pub fn request(data: DataSource, settings: TrainSettings, out: PathBuf) -> TrainRequest {
+    TrainRequest {
+        data,
+        columns: CohortColumns::default(),
+        model: ModelSpec::Preset("small".into()),
+        tokenizer: None,
+        settings,
+        folds: None,
+        out,
+        stop_after: None,
+    }
+}
