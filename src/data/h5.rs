@@ -46,7 +46,10 @@ pub fn locate(dir: &Path, project: Option<&str>, slide: &str) -> Result<PathBuf,
 /// How the features are stored on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Element {
-    F16,
+    /// Half floats, with their byte order (hdf5-reader decodes none).
+    F16 {
+        big_endian: bool,
+    },
     F32,
     F64,
 }
@@ -139,7 +142,12 @@ impl TileFile {
             ));
         };
         let element = match features.dtype() {
-            Datatype::FloatingPoint { size: 2, .. } => Element::F16,
+            Datatype::FloatingPoint {
+                size: 2,
+                byte_order,
+            } => Element::F16 {
+                big_endian: *byte_order == hdf5_reader::ByteOrder::BigEndian,
+            },
             Datatype::FloatingPoint { size: 4, .. } => Element::F32,
             Datatype::FloatingPoint { size: 8, .. } => Element::F64,
             other => {
@@ -214,13 +222,33 @@ impl TileFile {
                 .into_iter()
                 .map(|v| v as f32)
                 .collect()),
-            Element::F16 => {
-                // hdf5-reader decodes no half floats: read the raw little-endian bytes.
+            Element::F16 { big_endian } => {
+                // hdf5-reader decodes no half floats: read the raw bytes in the file's order.
                 let raw = self.features.read_raw_bytes().map_err(|e| self.h5(e))?;
                 let all: Vec<f32> = raw
                     .chunks_exact(2)
-                    .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .map(|b| {
+                        let bytes = [b[0], b[1]];
+                        let h = if big_endian {
+                            half::f16::from_be_bytes(bytes)
+                        } else {
+                            half::f16::from_le_bytes(bytes)
+                        };
+                        h.to_f32()
+                    })
                     .collect();
+                if all.len() != self.tiles * self.dim {
+                    return Err(DataError::BadDataset {
+                        path: self.path.clone(),
+                        dataset: self.key.clone(),
+                        message: format!(
+                            "{} half-float values read, expected {} × {}",
+                            all.len(),
+                            self.tiles,
+                            self.dim
+                        ),
+                    });
+                }
                 Ok(rows
                     .iter()
                     .flat_map(|&r| all[r * self.dim..(r + 1) * self.dim].iter().copied())
