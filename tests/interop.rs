@@ -117,45 +117,42 @@ fn batch(device: &Device) -> med_crossvit::ModelInput {
 fn the_commands_reproduce_the_originals_logits() {
     let dir = tempfile::tempdir().unwrap();
     let bin = env!("CARGO_BIN_EXE_med-crossvit");
+    // Runs the tool with `args` (paths as they are), asserting success.
+    let run = |args: &[&std::ffi::OsStr]| {
+        let o = Command::new(bin).args(args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
     let model = dir.path().join("model");
-    let o = Command::new(bin)
-        .args(["import-torch", "--checkpoint"])
-        .arg(parity("reference.pt"))
-        .arg("--args")
-        .arg(parity("reference_args.json"))
-        .arg("--out")
-        .arg(&model)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (checkpoint, args) = (parity("reference.pt"), parity("reference_args.json"));
+    run(&[
+        "import-torch".as_ref(),
+        "--checkpoint".as_ref(),
+        checkpoint.as_ref(),
+        "--args".as_ref(),
+        args.as_ref(),
+        "--out".as_ref(),
+        model.as_ref(),
+    ]);
+    let (csv, features) = (parity("cohort.csv"), parity("features"));
+    let apply = |command: &str, out: &Path| {
+        run(&[
+            command.as_ref(),
+            "--model".as_ref(),
+            model.as_ref(),
+            "--csv".as_ref(),
+            csv.as_ref(),
+            "--features".as_ref(),
+            features.as_ref(),
+            "--out".as_ref(),
+            out.as_ref(),
+        ]);
+    };
     let predictions = dir.path().join("predictions.csv");
-    let o = Command::new(bin)
-        .args(["predict", "--model"])
-        .arg(&model)
-        .arg("--csv")
-        .arg(parity("cohort.csv"))
-        .arg("--features")
-        .arg(parity("features"))
-        .arg("--out")
-        .arg(&predictions)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    apply("predict", &predictions);
     assert_parity(&logits_csv(&predictions));
     // The parity cohort has labels: evaluate writes metrics beside predictions.
     let eval = dir.path().join("eval");
-    let o = Command::new(bin)
-        .args(["evaluate", "--model"])
-        .arg(&model)
-        .arg("--csv")
-        .arg(parity("cohort.csv"))
-        .arg("--features")
-        .arg(parity("features"))
-        .arg("--out")
-        .arg(&eval)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    apply("evaluate", &eval);
     assert_parity(&logits_csv(&eval.join("predictions.csv")));
     assert!(eval.join("metrics.json").is_file());
 }

@@ -13,22 +13,8 @@ use med_crossvit::{ConfigError, MedCrossViTConfig, ModelInput};
 
 fn tiny(tokenizer: RnaTokenizer, genes: usize) -> MedCrossViTConfig {
     MedCrossViTConfig {
-        depth: 1,
-        wsi_num_tiles: 6,
-        wsi_enc_depth: 1,
-        wsi_enc_heads: 2,
-        wsi_enc_mlp_dim: 16,
-        wsi_enc_dim_head: 4,
-        rna_num_genes: genes,
-        rna_enc_depth: 1,
-        rna_enc_heads: 2,
-        rna_enc_mlp_dim: 16,
-        rna_enc_dim_head: 4,
-        cross_attn_depth: 1,
-        cross_attn_heads: 2,
-        cross_attn_dim_head: 4,
         rna_tokenizer: tokenizer,
-        ..MedCrossViTConfig::new(2, 8, 6)
+        ..common::tiny_model(2, genes)
     }
 }
 

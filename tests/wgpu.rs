@@ -10,25 +10,13 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bool, Device, DeviceKind, Int, Tensor, TensorData};
 use med_crossvit::{MedCrossViT, MedCrossViTConfig, ModelInput};
 
+mod common;
+
 fn tiny() -> MedCrossViTConfig {
     MedCrossViTConfig {
-        depth: 1,
-        wsi_num_tiles: 6,
-        wsi_enc_depth: 1,
-        wsi_enc_heads: 2,
-        wsi_enc_mlp_dim: 16,
-        wsi_enc_dim_head: 4,
-        rna_num_genes: 5,
-        rna_enc_depth: 1,
-        rna_enc_heads: 2,
-        rna_enc_mlp_dim: 16,
-        rna_enc_dim_head: 4,
-        cross_attn_depth: 1,
-        cross_attn_heads: 2,
-        cross_attn_dim_head: 4,
         dropout: 0.0,
         emb_dropout: 0.0,
-        ..MedCrossViTConfig::new(3, 8, 6)
+        ..common::tiny_model(3, 5)
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use med_crossvit::MedCrossViTConfig;
 use med_crossvit::data::{CohortColumns, SynthOptions, write_synthetic_cohort};
 use med_crossvit::train::{DataSource, ModelSpec, TrainRequest, TrainSettings};
 
@@ -54,5 +55,27 @@ pub fn request(data: DataSource, settings: TrainSettings, out: PathBuf) -> Train
         folds: None,
         out,
         stop_after: None,
+    }
+}
+
+/// A one-block model for bags of up to 6 tiles of width 8 and `genes` genes, with 6-wide gene
+/// tokens, 2 heads of 4 everywhere and MLPs of 16.
+pub fn tiny_model(num_classes: usize, genes: usize) -> MedCrossViTConfig {
+    MedCrossViTConfig {
+        depth: 1,
+        wsi_num_tiles: 6,
+        wsi_enc_depth: 1,
+        wsi_enc_heads: 2,
+        wsi_enc_mlp_dim: 16,
+        wsi_enc_dim_head: 4,
+        rna_num_genes: genes,
+        rna_enc_depth: 1,
+        rna_enc_heads: 2,
+        rna_enc_mlp_dim: 16,
+        rna_enc_dim_head: 4,
+        cross_attn_depth: 1,
+        cross_attn_heads: 2,
+        cross_attn_dim_head: 4,
+        ..MedCrossViTConfig::new(num_classes, 8, 6)
     }
 }
