@@ -4,8 +4,18 @@ use burn::tensor::{Bool, Tensor};
 
 /// One batch for the model, built step by step:
 ///
-/// ```ignore
+/// ```
+/// use burn::tensor::{Bool, Device, Tensor, TensorData};
+/// use med_crossvit::ModelInput;
+///
+/// let device = Device::flex();
+/// let tiles = Tensor::<3>::zeros([2, 40, 768], &device);
+/// let expression = Tensor::<2>::zeros([2, 100], &device);
+/// // The second bag has 25 real tiles, padded to 40.
+/// let padded: Vec<bool> = (0..80).map(|i| i >= 40 + 25).collect();
+/// let mask = Tensor::<2, Bool>::from_data(TensorData::new(padded, [2, 40]), &device);
 /// let input = ModelInput::new(tiles, expression).mask_pad(mask).with_attention();
+/// assert!(input.return_attention && input.padding_mask.is_some());
 /// ```
 #[derive(Debug, Clone)]
 pub struct ModelInput {
