@@ -242,12 +242,7 @@ fn print_summary(summary: &TrainSummary) {
     for f in &summary.folds {
         let mut line = format!("{:<8} {:>10}", f.fold, f.best_epoch);
         for n in &names {
-            let v = f
-                .metrics
-                .scalars()
-                .into_iter()
-                .find(|(k, _)| k == n)
-                .and_then(|(_, v)| v);
+            let v = f.metrics.scalar(n);
             line.push_str(&format!(
                 " {:>18}",
                 v.map_or("-".into(), |v| format!("{v:.4}"))

@@ -18,7 +18,7 @@ mod cohort;
 mod dataset;
 mod error;
 mod h5;
-mod json;
+pub(crate) mod json;
 mod labels;
 mod loader;
 mod normalize;

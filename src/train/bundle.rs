@@ -91,9 +91,7 @@ impl RunConfig {
     ///
     /// [`DataError::Io`] naming the file.
     pub fn save(&self, dir: &Path) -> Result<(), DataError> {
-        let path = dir.join(files::CONFIG);
-        let text = serde_json::to_string_pretty(self).expect("a run config serializes");
-        std::fs::write(&path, text + "\n").map_err(|e| DataError::io(&path, e))
+        crate::data::json::save_json(self, &dir.join(files::CONFIG))
     }
 }
 

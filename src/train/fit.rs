@@ -306,16 +306,13 @@ pub fn fit(
 
 /// The monitored metric (higher is better); the negative loss when it is undefined.
 fn score(m: &Metrics, settings: &TrainSettings) -> f64 {
-    let metric = match settings.monitor() {
-        "c_index" => m.c_index,
-        _ => m.auc,
-    };
-    metric.filter(|v| v.is_finite()).unwrap_or(-m.loss)
+    m.scalar(settings.monitor())
+        .filter(|v| v.is_finite())
+        .unwrap_or(-m.loss)
 }
 
 pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), Error> {
-    let text = serde_json::to_string_pretty(value).expect("serializes");
-    std::fs::write(path, text + "\n").map_err(io(path))
+    Ok(crate::data::json::save_json(value, path)?)
 }
 
 fn write_metrics_csv(
@@ -338,13 +335,7 @@ fn write_metrics_csv(
             row.epoch, row.lr, row.train_loss
         ));
         for n in &names {
-            let value = row
-                .val
-                .scalars()
-                .into_iter()
-                .find(|(k, _)| k == n)
-                .and_then(|(_, v)| v);
-            match value {
+            match row.val.scalar(n) {
                 Some(v) => text.push_str(&format!(",{v:.6}")),
                 None => text.push(','),
             }

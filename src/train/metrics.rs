@@ -135,6 +135,19 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// The scalar metric `name` (`loss`, `accuracy`, `balanced_accuracy`, `auc`, `c_index`),
+    /// when it was computed.
+    pub fn scalar(&self, name: &str) -> Option<f64> {
+        match name {
+            "loss" => Some(self.loss),
+            "accuracy" => self.accuracy,
+            "balanced_accuracy" => self.balanced_accuracy,
+            "auc" => self.auc,
+            "c_index" => self.c_index,
+            _ => None,
+        }
+    }
+
     /// The scalar metrics by name (loss first), for tables and `metrics.csv`.
     pub fn scalars(&self) -> Vec<(&'static str, Option<f64>)> {
         let mut out = vec![("loss", Some(self.loss))];

@@ -59,12 +59,7 @@ pub fn curves(out: &Path, history: &[EpochRow], settings: &TrainSettings) -> Res
             let points = history
                 .iter()
                 .filter_map(|r| {
-                    let v = r
-                        .val
-                        .scalars()
-                        .into_iter()
-                        .find(|(k, _)| *k == name)
-                        .and_then(|(_, v)| v)?;
+                    let v = r.val.scalar(name)?;
                     Some((r.epoch as f64, v))
                 })
                 .collect();
