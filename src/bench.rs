@@ -22,8 +22,8 @@ pub struct BenchOptions {
     pub iters: usize,
     /// Also time training steps (forward, backward, AdamW update).
     pub train: bool,
-    /// Recompute memory-bound activations in the backward pass (Burn's balanced gradient
-    /// checkpointing) instead of keeping them.
+    /// Recompute each layer in the backward pass and update its weights as soon as their
+    /// gradients are known ([`MedCrossViT::backward_recomputed`](crate::model::MedCrossViT::backward_recomputed)).
     pub checkpointing: bool,
 }
 
@@ -168,10 +168,7 @@ pub fn run(options: &BenchOptions, device: &Device) -> Result<BenchReport, Error
 
     let mut train = (None, None);
     if options.train {
-        let mut autodiff = device.clone().autodiff();
-        if options.checkpointing {
-            autodiff = autodiff.gradient_checkpointing();
-        }
+        let autodiff = device.clone().autodiff();
         let mut model = c.init(&autodiff)?;
         let mut optimizer = AdamWConfig::new().init();
         let labels: Vec<i64> = (0..batch as i64)
@@ -185,13 +182,23 @@ pub fn run(options: &BenchOptions, device: &Device) -> Result<BenchReport, Error
         let mut times = Vec::with_capacity(iters);
         for i in 0..=iters {
             let start = Instant::now();
-            let logits = model.forward(x.clone())?.logits;
-            let loss = log_softmax(logits, 1)
-                .gather(1, labels.clone().reshape([batch, 1]))
-                .mean()
-                .neg();
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optimizer.step(1e-4, model, grads);
+            let loss = |logits| {
+                log_softmax(logits, 1)
+                    .gather(1, labels.clone().reshape([batch, 1]))
+                    .mean()
+                    .neg()
+            };
+            if options.checkpointing {
+                model = model
+                    .backward_recomputed(x.clone(), i as u64, loss, |m, g| {
+                        optimizer.step(1e-4, m, g)
+                    })?
+                    .model;
+            } else {
+                let loss = loss(model.forward(x.clone())?.logits);
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = optimizer.step(1e-4, model, grads);
+            }
             // Wait for the update to finish before stopping the clock.
             let _ = model.valid().rna_head.linear.weight.val().into_data();
             if i > 0 {

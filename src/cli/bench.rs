@@ -28,7 +28,8 @@ pub struct BenchArgs {
     /// Also time training steps (forward + backward + AdamW update).
     #[arg(long)]
     train: bool,
-    /// With --train: recompute memory-bound activations in the backward pass.
+    /// With --train: recompute each layer in the backward pass and update its weights at once
+    /// (as `train --gradient-checkpointing`).
     #[arg(long)]
     checkpointing: bool,
     /// Device: flex, ndarray or wgpu (those compiled in).

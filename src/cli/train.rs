@@ -129,7 +129,8 @@ pub struct TrainArgs {
     /// Loader threads.
     #[arg(long, default_value_t = 2)]
     workers: usize,
-    /// Recompute memory-bound activations in the backward pass (less memory).
+    /// Recompute each layer in the backward pass and update its weights at once: about half
+    /// the memory, one more forward pass per step.
     #[arg(long)]
     gradient_checkpointing: bool,
     /// Device: flex, ndarray or wgpu (those compiled in).

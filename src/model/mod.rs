@@ -19,6 +19,7 @@ mod feedforward;
 mod head;
 mod io;
 mod persist;
+mod recompute;
 mod rna;
 mod transformer;
 mod wsi;
@@ -35,6 +36,7 @@ pub use head::{ClassifierHead, ClassifierHeadConfig};
 pub use io::{FusionAttention, MedCrossViTOutput, ModelInput};
 pub(crate) use persist::write_atomic;
 pub use persist::{CONFIG_FILE, WEIGHTS_FILE};
+pub use recompute::RecomputedStep;
 pub use rna::{GeneGroup, PathwayNet, RnaEmbedder, RnaEmbedderConfig, RnaTokenizer};
 pub use transformer::{Transformer, TransformerConfig, TransformerLayer};
 pub use wsi::{TileEmbedder, TileEmbedderConfig};
@@ -160,38 +162,54 @@ impl MedCrossViT {
     /// bag longer than the positional embedding.
     pub fn forward(&self, input: ModelInput) -> Result<MedCrossViTOutput, InputError> {
         self.check(&input)?;
-        let [batch, _, _] = input.tiles.dims();
-        // The CLS token is never padding: one mask over [CLS, tiles…] serves the WSI
-        // self-attention, the RNA CLS token's cross-attention and the pooling.
-        let padding = input.padding_mask.map(|mask| {
-            let cls = Tensor::<2, Bool>::from_data(
-                TensorData::new(vec![false; batch], [batch, 1]),
-                &mask.device(),
-            );
-            KeyPadding::new(Tensor::cat(vec![cls, mask], 1))
-        });
+        let padding = self.padding(input.padding_mask);
         let wsi = self.wsi_embedder.forward(input.tiles);
         let rna = self.rna_embedder.forward(input.expression);
         let mut weights = input.return_attention.then(CrossWeights::default);
         let (wsi, rna) = self
             .encoder
             .forward(wsi, rna, padding.as_ref(), weights.as_mut());
+        let mut out = self.heads(wsi, rna, padding.as_ref());
+        out.attention = weights.map(|w| FusionAttention {
+            rna_cls_over_tiles: Tensor::stack(w.rna_cls, 1),
+            wsi_cls_over_genes: Tensor::stack(w.wsi_cls, 1),
+        });
+        Ok(out)
+    }
 
-        let wsi_embedding = self.pool(wsi, padding.as_ref());
+    /// The key padding of `[CLS, tiles…]` for a tile mask `[batch, tiles]`. The CLS token is
+    /// never padding: one mask serves the WSI self-attention, the RNA CLS token's
+    /// cross-attention and the pooling.
+    fn padding(&self, mask: Option<Tensor<2, Bool>>) -> Option<KeyPadding> {
+        mask.map(|mask| {
+            let [batch, _] = mask.dims();
+            let cls = Tensor::<2, Bool>::from_data(
+                TensorData::new(vec![false; batch], [batch, 1]),
+                &mask.device(),
+            );
+            KeyPadding::new(Tensor::cat(vec![cls, mask], 1))
+        })
+    }
+
+    /// Pools both token sequences and applies the heads (no attention weights).
+    fn heads(
+        &self,
+        wsi: Tensor<3>,
+        rna: Tensor<3>,
+        padding: Option<&KeyPadding>,
+    ) -> MedCrossViTOutput {
+        let wsi_embedding = self.pool(wsi, padding);
         let rna_embedding = self.pool(rna, None);
         let wsi_logits = self.wsi_head.forward(wsi_embedding.clone());
         let rna_logits = self.rna_head.forward(rna_embedding.clone());
-        Ok(MedCrossViTOutput {
+        MedCrossViTOutput {
             logits: wsi_logits.clone() + rna_logits.clone(),
             wsi_logits,
             rna_logits,
             wsi_embedding,
             rna_embedding,
-            attention: weights.map(|w| FusionAttention {
-                rna_cls_over_tiles: Tensor::stack(w.rna_cls, 1),
-                wsi_cls_over_genes: Tensor::stack(w.wsi_cls, 1),
-            }),
-        })
+            attention: None,
+        }
     }
 
     /// `[b, 1 + n, d]` → `[b, d]`, by the configured [`Pool`]; padded tokens left out.

@@ -46,6 +46,22 @@ pub struct Transformer {
     pub norm: LayerNorm,
 }
 
+impl TransformerLayer {
+    /// `x + Attention(x)`, then `x + FeedForward(x)`.
+    ///
+    /// # Shapes
+    /// - x: `[batch, tokens, dim]`; padding over `tokens`
+    /// - output: `[batch, tokens, dim]`
+    pub fn forward(&self, x: Tensor<3>, padding: Option<&KeyPadding>) -> Tensor<3> {
+        let mut input = AttentionInput::self_attn(x.clone());
+        if let Some(padding) = padding {
+            input = input.padding(padding);
+        }
+        let x = self.attn.forward(input).0 + x;
+        self.ff.forward(x.clone()) + x
+    }
+}
+
 impl TransformerConfig {
     /// Initializes a [`Transformer`] on `device`.
     pub fn init(&self, device: &Device) -> Transformer {
@@ -77,12 +93,7 @@ impl Transformer {
     /// - output: `[batch, tokens, dim]`
     pub fn forward(&self, mut x: Tensor<3>, padding: Option<&KeyPadding>) -> Tensor<3> {
         for layer in &self.layers {
-            let mut input = AttentionInput::self_attn(x.clone());
-            if let Some(padding) = padding {
-                input = input.padding(padding);
-            }
-            x = layer.attn.forward(input).0 + x;
-            x = layer.ff.forward(x.clone()) + x;
+            x = layer.forward(x, padding);
         }
         self.norm.forward(x)
     }

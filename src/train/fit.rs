@@ -121,12 +121,12 @@ pub fn fit(
         prepared.labels.save(out.join(files::LABELS))?;
     }
 
-    let mut autodiff = device.clone().autodiff();
-    if settings.gradient_checkpointing {
-        autodiff = autodiff.gradient_checkpointing();
-    }
+    let autodiff = device.clone().autodiff();
     autodiff.seed(settings.seed);
     let mut model = job.model.init(&autodiff)?;
+    if checkpoint_folder.is_none() {
+        model.initialize_weights();
+    }
     let mut optimizer = AdamWConfig::new()
         .with_weight_decay(settings.weight_decay as f32)
         .init();
@@ -200,17 +200,53 @@ pub fn fit(
         for (b, items) in loader.enumerate() {
             let batch = BagBatcher.batch(items?, &autodiff);
             let n = batch.bags.len();
-            let out = model.forward(batch.input())?;
-            let loss = batch_loss(out.logits, &batch, settings, class_weights.as_ref())
+            let scale = settings.grad_accumulation as f32;
+            let loss_of = |logits| {
+                batch_loss(logits, &batch, settings, class_weights.as_ref())
+                    .expect("training bags all have targets")
+                    / scale
+            };
+            let last_of_step = pending + 1 == settings.grad_accumulation || b + 1 == batches;
+            let loss = if !settings.gradient_checkpointing {
+                let loss = batch_loss(
+                    model.forward(batch.input())?.logits,
+                    &batch,
+                    settings,
+                    class_weights.as_ref(),
+                )
                 .expect("training bags all have targets");
-            loss_sum += loss.clone().into_scalar::<f32>() as f64 * n as f64;
-            seen += n;
-            let grads = (loss / settings.grad_accumulation as f32).backward();
-            accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
-            pending += 1;
-            if pending == settings.grad_accumulation || b + 1 == batches {
+                let grads = (loss.clone() / scale).backward();
+                accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
+                loss
+            } else if settings.grad_accumulation == 1 {
+                // Each layer is updated as soon as its gradients are known.
                 lr = learning_rate(state.step, total_steps, warmup, settings.lr);
-                model = optimizer.step(lr, model, accumulator.grads());
+                let step_seed = crate::data::mix_seed(settings.seed, state.step as u64, 3);
+                let step =
+                    model.backward_recomputed(batch.input(), step_seed, loss_of, |m, g| {
+                        optimizer.step(lr, m, g)
+                    })?;
+                model = step.model;
+                step.loss * scale
+            } else {
+                let step_seed =
+                    crate::data::mix_seed(settings.seed, (epoch * batches + b) as u64, 4);
+                let step =
+                    model.backward_recomputed(batch.input(), step_seed, loss_of, |m, g| {
+                        accumulator.accumulate(&m, g);
+                        m
+                    })?;
+                model = step.model;
+                step.loss * scale
+            };
+            loss_sum += loss.into_scalar::<f32>() as f64 * n as f64;
+            seen += n;
+            pending += 1;
+            if last_of_step {
+                if !(settings.gradient_checkpointing && settings.grad_accumulation == 1) {
+                    lr = learning_rate(state.step, total_steps, warmup, settings.lr);
+                    model = optimizer.step(lr, model, accumulator.grads());
+                }
                 state.step += 1;
                 pending = 0;
             }

@@ -1,0 +1,338 @@
+//! Training steps that hold one layer's activations at a time.
+//!
+//! An ordinary backward pass needs every intermediate tensor of the forward pass: about
+//! 1.2 GB for the seed model at batch 16, on top of the weights, gradients and AdamW's two
+//! moments (1.74 GB at 108.7 M parameters). [`MedCrossViT::backward_recomputed`] instead
+//! cuts the forward pass into segments (the embedders, every encoder layer, every
+//! cross-transformer, the heads with the loss):
+//!
+//! 1. a forward pass without a graph keeps only each segment's input tokens;
+//! 2. from the last segment to the first, the segment is run again with a graph, and the
+//!    backward pass of `Σ output · ∂loss/∂output` (the loss itself for the last) gives the
+//!    gradients of its weights and of its inputs, which the next segment down continues from.
+//!
+//! Each weight belongs to exactly one segment, so its gradient is final once its segment is
+//! done and can be handed to the caller at once: an optimizer step there means the gradients
+//! of the whole model never exist together either. Dropout draws the same masks in both
+//! passes because the device's generator is reseeded before each segment.
+//!
+//! The cost is one more forward pass per step (about a third more time).
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor};
+
+use super::attention::KeyPadding;
+use super::{MedCrossViT, ModelInput};
+use crate::error::InputError;
+
+/// One piece of the forward pass, recomputed as a unit in the backward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Segment {
+    /// Both embedders: input → WSI and RNA tokens.
+    Embed,
+    /// One WSI encoder layer of a fusion block; the last one also applies the encoder's
+    /// final LayerNorm.
+    Wsi { block: usize, layer: usize },
+    /// One RNA encoder layer, likewise.
+    Rna { block: usize, layer: usize },
+    /// The cross-transformer of a fusion block: both token sequences in and out.
+    Cross { block: usize },
+    /// Pooling, both heads and the loss.
+    Head,
+}
+
+/// The token sequences going into or out of a segment (only those it reads or writes).
+#[derive(Debug, Clone, Default)]
+struct Streams {
+    wsi: Option<Tensor<3>>,
+    rna: Option<Tensor<3>>,
+}
+
+impl Streams {
+    fn map(self, f: impl Fn(Tensor<3>) -> Tensor<3>) -> Self {
+        Self {
+            wsi: self.wsi.map(&f),
+            rna: self.rna.map(&f),
+        }
+    }
+}
+
+/// What [`MedCrossViT::backward_recomputed`] returns.
+#[derive(Debug)]
+pub struct RecomputedStep {
+    /// The model as the update callback left it.
+    pub model: MedCrossViT,
+    /// The batch's loss, without a graph (`[1]`).
+    pub loss: Tensor<1>,
+}
+
+impl MedCrossViT {
+    /// Computes the gradients of `loss(logits)` segment by segment, keeping only one
+    /// segment's activations at a time (see the [module documentation](self)), and hands the
+    /// gradients of each group of weights to `update` as soon as they are final.
+    ///
+    /// `update` receives the model and the gradients of one group of weights and returns the
+    /// model: an optimizer step there (`|m, g| optimizer.step(lr, m, g)`) updates the model
+    /// during the backward pass; accumulating them instead (for gradient accumulation or
+    /// clipping by the global norm) gives the same gradients as an ordinary backward pass.
+    /// The updates cannot affect the result: a segment's weights are not used by the
+    /// segments computed after it.
+    ///
+    /// The model must be on an autodiff device. `seed` fixes the dropout masks of the step.
+    ///
+    /// # Errors
+    ///
+    /// [`InputError`] for a batch of the wrong shape, as [`forward`](Self::forward).
+    pub fn backward_recomputed<L, U>(
+        self,
+        input: ModelInput,
+        seed: u64,
+        loss: L,
+        mut update: U,
+    ) -> Result<RecomputedStep, InputError>
+    where
+        L: FnOnce(Tensor<2>) -> Tensor<1>,
+        U: FnMut(MedCrossViT, GradientsParams) -> MedCrossViT,
+    {
+        self.check(&input)?;
+        self.initialize_weights();
+        let device = input.tiles.device();
+        let padding = self.padding(input.padding_mask.clone());
+        let segments = self.segments();
+
+        // Pass 1: no graph, keep each segment's inputs.
+        let mut saved = Vec::with_capacity(segments.len());
+        {
+            let frozen = self.clone().no_grad();
+            let mut flowing = Streams::default();
+            for (i, &segment) in segments.iter().enumerate() {
+                let inputs = take_inputs(segment, &mut flowing);
+                saved.push(inputs.clone());
+                if segment == Segment::Head {
+                    break;
+                }
+                reseed(&device, seed, i);
+                let outputs = frozen.run(segment, &input, padding.as_ref(), inputs);
+                flowing.wsi = outputs.wsi.or(flowing.wsi);
+                flowing.rna = outputs.rna.or(flowing.rna);
+            }
+        }
+
+        // Pass 2: last segment first, each with its own graph.
+        let mut model = self;
+        let mut loss = Some(loss);
+        let mut loss_value = None;
+        let mut grad = Streams::default(); // ∂loss/∂(tokens flowing out of the segment)
+        for (i, &segment) in segments.iter().enumerate().rev() {
+            let leaves = saved
+                .pop()
+                .expect("one saved input per segment")
+                .map(Tensor::require_grad);
+            reseed(&device, seed, i);
+            let objective = if segment == Segment::Head {
+                let (Some(wsi), Some(rna)) = (leaves.wsi.clone(), leaves.rna.clone()) else {
+                    unreachable!("the heads read both token sequences")
+                };
+                let logits = model.heads(wsi, rna, padding.as_ref()).logits;
+                let value = (loss.take().expect("one head segment"))(logits);
+                loss_value = Some(value.clone().detach());
+                value
+            } else {
+                let out = model.run(segment, &input, padding.as_ref(), leaves.clone());
+                let mut terms = Vec::with_capacity(2);
+                for (out, g) in [(out.wsi, &mut grad.wsi), (out.rna, &mut grad.rna)] {
+                    if let Some(out) = out {
+                        let g = g.take().expect("every output reaches the loss");
+                        terms.push((out * g).sum());
+                    }
+                }
+                terms
+                    .into_iter()
+                    .reduce(|a, b| a + b)
+                    .expect("every segment but the heads writes tokens")
+            };
+            let mut grads = objective.backward();
+            if let Some(wsi) = &leaves.wsi {
+                grad.wsi = wsi.grad_remove(&mut grads);
+            }
+            if let Some(rna) = &leaves.rna {
+                grad.rna = rna.grad_remove(&mut grads);
+            }
+            let groups = model.segment_grads(segment, &mut grads);
+            drop(grads);
+            drop(leaves);
+            for group in groups {
+                model = update(model, group);
+            }
+        }
+        Ok(RecomputedStep {
+            model,
+            loss: loss_value.expect("the head segment ran"),
+        })
+    }
+
+    /// The forward pass with the dropout masks that [`backward_recomputed`] with the same
+    /// `seed` draws (the device's generator is reseeded before each segment), in one graph:
+    /// the logits whose ordinary backward pass the recomputed one reproduces.
+    ///
+    /// [`backward_recomputed`]: Self::backward_recomputed
+    ///
+    /// # Errors
+    ///
+    /// [`InputError`] for a batch of the wrong shape, as [`forward`](Self::forward).
+    pub fn forward_reseeded(&self, input: ModelInput, seed: u64) -> Result<Tensor<2>, InputError> {
+        self.check(&input)?;
+        self.initialize_weights();
+        let device = input.tiles.device();
+        let padding = self.padding(input.padding_mask.clone());
+        let mut flowing = Streams::default();
+        for (i, &segment) in self.segments().iter().enumerate() {
+            reseed(&device, seed, i);
+            let inputs = take_inputs(segment, &mut flowing);
+            if segment == Segment::Head {
+                let (Some(wsi), Some(rna)) = (inputs.wsi, inputs.rna) else {
+                    unreachable!("the heads read both token sequences")
+                };
+                return Ok(self.heads(wsi, rna, padding.as_ref()).logits);
+            }
+            let outputs = self.run(segment, &input, padding.as_ref(), inputs);
+            flowing.wsi = outputs.wsi.or(flowing.wsi);
+            flowing.rna = outputs.rna.or(flowing.rna);
+        }
+        unreachable!("the last segment is the heads")
+    }
+
+    /// Draws every weight not yet initialized now, in the order of the module's fields.
+    ///
+    /// Burn initializes weights lazily, on first use: without this, which random numbers a
+    /// weight gets would depend on the order in which a forward pass first touches it, and a
+    /// recomputed step would draw them between reseeding the generator and drawing dropout
+    /// masks. Training calls it once after creating the model.
+    pub fn initialize_weights(&self) {
+        struct Touch;
+        impl ModuleVisitor for Touch {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let _ = param.val();
+            }
+        }
+        self.visit(&mut Touch);
+    }
+
+    /// The segments in forward order.
+    fn segments(&self) -> Vec<Segment> {
+        let mut segments = vec![Segment::Embed];
+        for (block, b) in self.encoder.blocks.iter().enumerate() {
+            segments.extend((0..b.wsi_enc.layers.len()).map(|layer| Segment::Wsi { block, layer }));
+            segments.extend((0..b.rna_enc.layers.len()).map(|layer| Segment::Rna { block, layer }));
+            segments.push(Segment::Cross { block });
+        }
+        segments.push(Segment::Head);
+        segments
+    }
+
+    /// Runs one segment (not the heads) on its inputs; returns the sequences it writes.
+    fn run(
+        &self,
+        segment: Segment,
+        input: &ModelInput,
+        padding: Option<&KeyPadding>,
+        inputs: Streams,
+    ) -> Streams {
+        let encoder_layer = |enc: &super::Transformer, layer: usize, x: Tensor<3>, pad| {
+            let x = enc.layers[layer].forward(x, pad);
+            if layer + 1 == enc.layers.len() {
+                enc.norm.forward(x)
+            } else {
+                x
+            }
+        };
+        match segment {
+            Segment::Embed => Streams {
+                wsi: Some(self.wsi_embedder.forward(input.tiles.clone())),
+                rna: Some(self.rna_embedder.forward(input.expression.clone())),
+            },
+            Segment::Wsi { block, layer } => Streams {
+                wsi: inputs
+                    .wsi
+                    .map(|x| encoder_layer(&self.encoder.blocks[block].wsi_enc, layer, x, padding)),
+                rna: None,
+            },
+            Segment::Rna { block, layer } => Streams {
+                wsi: None,
+                rna: inputs
+                    .rna
+                    .map(|x| encoder_layer(&self.encoder.blocks[block].rna_enc, layer, x, None)),
+            },
+            Segment::Cross { block } => {
+                let (Some(wsi), Some(rna)) = (inputs.wsi, inputs.rna) else {
+                    unreachable!("the cross-transformer reads both token sequences")
+                };
+                let (wsi, rna) = self.encoder.blocks[block]
+                    .cross
+                    .forward(wsi, rna, padding, None);
+                Streams {
+                    wsi: Some(wsi),
+                    rna: Some(rna),
+                }
+            }
+            Segment::Head => unreachable!("the heads are run with the loss"),
+        }
+    }
+
+    /// The gradients of a segment's weights, one group per submodule.
+    fn segment_grads(
+        &self,
+        segment: Segment,
+        grads: &mut burn::tensor::Gradients,
+    ) -> Vec<GradientsParams> {
+        match segment {
+            Segment::Embed => vec![
+                GradientsParams::from_module(grads, &self.wsi_embedder),
+                GradientsParams::from_module(grads, &self.rna_embedder),
+            ],
+            Segment::Wsi { block, layer } | Segment::Rna { block, layer } => {
+                let b = &self.encoder.blocks[block];
+                let enc = if matches!(segment, Segment::Wsi { .. }) {
+                    &b.wsi_enc
+                } else {
+                    &b.rna_enc
+                };
+                let mut groups = vec![GradientsParams::from_module(grads, &enc.layers[layer])];
+                if layer + 1 == enc.layers.len() {
+                    groups.push(GradientsParams::from_module(grads, &enc.norm));
+                }
+                groups
+            }
+            Segment::Cross { block } => vec![GradientsParams::from_module(
+                grads,
+                &self.encoder.blocks[block].cross,
+            )],
+            Segment::Head => vec![
+                GradientsParams::from_module(grads, &self.wsi_head),
+                GradientsParams::from_module(grads, &self.rna_head),
+            ],
+        }
+    }
+}
+
+/// Takes from the flowing sequences those `segment` reads (cloned handles; no copy).
+fn take_inputs(segment: Segment, flowing: &mut Streams) -> Streams {
+    match segment {
+        Segment::Embed => Streams::default(),
+        Segment::Wsi { .. } => Streams {
+            wsi: flowing.wsi.clone(),
+            rna: None,
+        },
+        Segment::Rna { .. } => Streams {
+            wsi: None,
+            rna: flowing.rna.clone(),
+        },
+        Segment::Cross { .. } | Segment::Head => flowing.clone(),
+    }
+}
+
+/// Reseeds the device's generator for segment `i` of a step.
+fn reseed(device: &Device, seed: u64, i: usize) {
+    device.seed(crate::data::mix_seed(seed, i as u64, 0x5e6));
+}
