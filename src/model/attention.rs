@@ -1,5 +1,6 @@
 //! [`Attention`]: pre-norm multi-head attention with an optional context, as in CrossViT.
 
+use super::dropout::dropout;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
@@ -209,7 +210,7 @@ impl Attention {
             if input.return_weights {
                 returned.push(weights.clone());
             }
-            outs.push(self.attn_dropout.forward(weights).matmul(v.clone())); // [b, h, n, d]
+            outs.push(dropout(&self.attn_dropout, weights).matmul(v.clone())); // [b, h, n, d]
             start += n;
         }
         let out = if outs.len() == 1 {
@@ -219,7 +220,7 @@ impl Attention {
         }; // [b, h, q, d]
         let returned = input.return_weights.then(|| Tensor::cat(returned, 2));
         let out = out.swap_dims(1, 2).reshape([batch, queries, inner]); // [b, q, h · d]
-        let out = self.out_dropout.forward(self.to_out.forward(out));
+        let out = dropout(&self.out_dropout, self.to_out.forward(out));
         (out, returned)
     }
 

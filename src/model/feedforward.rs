@@ -1,5 +1,6 @@
 //! [`FeedForward`]: the pre-norm MLP of each transformer layer.
 
+use super::dropout::dropout;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
@@ -52,7 +53,7 @@ impl FeedForward {
     /// - output: `[batch, tokens, dim]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let x = self.norm.forward(x);
-        let x = self.dropout.forward(gelu(self.fc1.forward(x)));
-        self.dropout.forward(self.fc2.forward(x))
+        let x = dropout(&self.dropout, gelu(self.fc1.forward(x)));
+        dropout(&self.dropout, self.fc2.forward(x))
     }
 }

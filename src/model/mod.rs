@@ -14,6 +14,7 @@
 mod attention;
 mod config;
 mod cross;
+mod dropout;
 mod encoder;
 mod feedforward;
 mod head;

@@ -1,13 +1,14 @@
 //! [`RnaEmbedder`]: turns an expression vector into RNA tokens, by one of three gene
 //! tokenizers ([`RnaTokenizer`]).
 
+use super::dropout::{dropout, keep_mask};
 use burn::config::Config;
 use burn::module::{Flag, Module, Param};
 use burn::nn::{
     Dropout, DropoutConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
 };
 use burn::tensor::activation::elu;
-use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 /// A named group of genes (a pathway or signature), by gene column index.
@@ -187,7 +188,7 @@ impl RnaEmbedder {
         };
         let cls = self.cls_token.val().expand([batch, 1, dim]); // [b, 1, d]
         let x = Tensor::cat(vec![cls, tokens], 1) + self.pos_embedding.val(); // [b, 1 + t, d]
-        self.dropout.forward(x)
+        dropout(&self.dropout, x)
     }
 
     fn normalize(&self, expression: Tensor<2>) -> Tensor<2> {
@@ -205,7 +206,7 @@ impl RnaEmbedder {
         if p == 0.0 || !self.alpha_dropout_training.is_enabled() || !x.device().is_autodiff() {
             return x;
         }
-        let keep = x.random_like(Distribution::Bernoulli(1.0 - p)); // 1 = kept
+        let keep = keep_mask(&x, 1.0 - p); // 1 = kept
         let a = ((1.0 - p) * (1.0 + p * ALPHA_PRIME * ALPHA_PRIME)).powf(-0.5);
         let b = -a * ALPHA_PRIME * p;
         let dropped = (keep.clone().neg() + 1.0) * ALPHA_PRIME;

@@ -1,5 +1,6 @@
 //! [`TileEmbedder`]: turns a bag of tile features into WSI tokens.
 
+use super::dropout::dropout;
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Initializer};
@@ -63,6 +64,6 @@ impl TileEmbedder {
         if let Some(pos) = &self.pos_embedding {
             x = x + pos.val().narrow(1, 0, n + 1);
         }
-        self.dropout.forward(x)
+        dropout(&self.dropout, x)
     }
 }
