@@ -129,4 +129,16 @@ mod tests {
         let y = dropout(&d, x.clone());
         assert_eq!(y.into_data(), x.into_data());
     }
+
+    #[test]
+    fn training_drops_about_prob_of_the_elements() {
+        let d = DropoutConfig::new(0.5).init();
+        let x = Tensor::<2>::ones([64, 64], &Device::flex().autodiff());
+        let y = dropout(&d, x).into_data().convert::<f32>();
+        let y = y.as_slice::<f32>().unwrap();
+        assert!(y.iter().all(|&v| v == 0.0 || v == 2.0));
+        let dropped = y.iter().filter(|&&v| v == 0.0).count() as f64 / y.len() as f64;
+        // 4,096 draws: standard deviation 0.0078.
+        assert!((dropped - 0.5).abs() < 0.05, "{dropped}");
+    }
 }
