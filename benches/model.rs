@@ -11,6 +11,8 @@ use med_crossvit::model::{GeneGroup, RnaTokenizer};
 use med_crossvit::{MedCrossViT, MedCrossViTConfig, ModelInput};
 
 fn main() {
+    // As the command-line tool does.
+    med_crossvit::runtime::keep_freed_memory();
     divan::main();
 }
 

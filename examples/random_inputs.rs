@@ -18,6 +18,7 @@ fn device() -> Device {
 }
 
 fn main() -> Result<(), med_crossvit::Error> {
+    med_crossvit::runtime::keep_freed_memory();
     let device = device();
     let config = MedCrossViTConfig::seed();
     let model = config.init(&device)?;

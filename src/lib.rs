@@ -45,6 +45,7 @@ pub mod error;
 pub mod inference;
 pub mod interop;
 pub mod model;
+pub mod runtime;
 pub mod train;
 
 pub use data::DataError;
