@@ -47,7 +47,7 @@ pub(crate) fn keep_mask<const D: usize>(like: &Tensor<D>, keep: f64) -> Tensor<D
 }
 
 /// Whether tensors on `device` live in host memory (the flex and ndarray backends).
-fn on_host(device: &Device) -> bool {
+pub(crate) fn on_host(device: &Device) -> bool {
     let inner = device.clone().inner();
     if inner == Device::flex() {
         return true;

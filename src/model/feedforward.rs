@@ -1,10 +1,10 @@
 //! [`FeedForward`]: the pre-norm MLP of each transformer layer.
 
 use super::dropout::dropout;
+use super::gelu::gelu;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Tensor};
 
 /// Configuration of a [`FeedForward`] block.

@@ -17,6 +17,7 @@ mod cross;
 mod dropout;
 mod encoder;
 mod feedforward;
+mod gelu;
 mod head;
 mod io;
 mod persist;

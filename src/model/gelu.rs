@@ -1,0 +1,237 @@
+//! The exact (erf) GELU, computed in parallel SIMD passes on CPU devices.
+//!
+//! The CPU backend evaluates GELU one element at a time on one thread, with a scalar `erf`:
+//! at the seed size (40 million activations per forward pass) that was about a tenth of a
+//! forward pass. Here, on a CPU device, the activations are computed in parallel blocks by a
+//! branch-free kernel the compiler vectorizes (AVX-512 or AVX2 when the processor has them):
+//! `erfc` from its Chebyshev fit (Press et al., *Numerical Recipes*, §6.2, fractional error
+//! below 1.2e-7) with a polynomial `exp`. Results agree with the backend's GELU to about 1e-7
+//! relative.
+//!
+//! With autodiff, the output is built as `x ⊙ s + c` from two host-computed constants, the
+//! slope `s = GELU′(x)` and `c = GELU(x) − x ⊙ s`: the value is GELU(x) and the gradient is
+//! `s`, so the backward pass is one product instead of another scalar `erf` pass. Other
+//! devices use Burn's GELU.
+
+use burn::tensor::activation::gelu as burn_gelu;
+use burn::tensor::{DType, Tensor, TensorData};
+use rayon::prelude::*;
+
+use super::dropout::on_host;
+
+/// Elements per parallel block.
+const BLOCK: usize = 1 << 14;
+
+/// GELU(x) = x · Φ(x), the exact (erf) form.
+pub(crate) fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let device = x.device();
+    if !on_host(&device) || x.dtype() != DType::F32 {
+        return burn_gelu(x);
+    }
+    let shape = x.shape();
+    let Ok(mut values) = x.clone().inner().into_data().try_into_vec::<f32>() else {
+        return burn_gelu(x);
+    };
+    if !device.is_autodiff() {
+        values
+            .par_chunks_mut(BLOCK)
+            .for_each(|block| kernels::gelu(block));
+        return Tensor::from_data(TensorData::new(values, shape), &device);
+    }
+    let mut offset = vec![0.0f32; values.len()];
+    values
+        .par_chunks_mut(BLOCK)
+        .zip(offset.par_chunks_mut(BLOCK))
+        .for_each(|(slope, offset)| kernels::slope_and_offset(slope, offset));
+    let slope = Tensor::<D>::from_data(TensorData::new(values, shape.clone()), &device);
+    let offset = Tensor::<D>::from_data(TensorData::new(offset, shape), &device);
+    x * slope + offset
+}
+
+mod kernels {
+    //! The element-wise kernels, compiled once per instruction set and picked at run time.
+
+    /// `x ← GELU(x)`.
+    pub fn gelu(xs: &mut [f32]) {
+        dispatch(xs, &mut [], false);
+    }
+
+    /// `x ← GELU′(x)` in `xs` and `GELU(x) − x · GELU′(x)` in `offset`.
+    pub fn slope_and_offset(xs: &mut [f32], offset: &mut [f32]) {
+        dispatch(xs, offset, true);
+    }
+
+    fn dispatch(xs: &mut [f32], offset: &mut [f32], slope: bool) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") {
+                // SAFETY: the processor has AVX-512F.
+                return unsafe { avx512(xs, offset, slope) };
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                // SAFETY: the processor has AVX2 and FMA.
+                return unsafe { avx2(xs, offset, slope) };
+            }
+        }
+        body(xs, offset, slope)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn avx512(xs: &mut [f32], offset: &mut [f32], slope: bool) {
+        body(xs, offset, slope)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2(xs: &mut [f32], offset: &mut [f32], slope: bool) {
+        body(xs, offset, slope)
+    }
+
+    #[inline(always)]
+    fn body(xs: &mut [f32], offset: &mut [f32], slope: bool) {
+        if slope {
+            for (x, c) in xs.iter_mut().zip(offset.iter_mut()) {
+                let (g, s) = gelu_and_slope(*x);
+                *c = g - *x * s;
+                *x = s;
+            }
+        } else {
+            for x in xs.iter_mut() {
+                *x = gelu_and_slope(*x).0;
+            }
+        }
+    }
+
+    /// GELU(x) and GELU′(x) = Φ(x) + x · φ(x), branch-free.
+    #[inline(always)]
+    pub fn gelu_and_slope(x: f32) -> (f32, f32) {
+        const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
+        // 1 / sqrt(2π)
+        const INV_SQRT_2PI: f32 = 0.398_942_3;
+        let z = (x * FRAC_1_SQRT_2).abs();
+        let t = 1.0 / (1.0 + 0.5 * z);
+        // Numerical Recipes' erfcc: erfc(z) = t · exp(−z² + P(t)) for z ≥ 0.
+        let p = -1.265_512_2
+            + t * (1.000_023_7
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87
+                                        + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+        let e = exp(-z * z);
+        let erfc = t * e * exp(p);
+        // Φ(x) = erfc(−x/√2) / 2: for x ≥ 0, 1 − erfc(z)/2; for x < 0, erfc(z)/2.
+        let half = 0.5 * erfc;
+        let cdf = if x >= 0.0 { 1.0 - half } else { half };
+        // φ(x) = exp(−x²/2) / sqrt(2π) = exp(−z²) / sqrt(2π).
+        let pdf = INV_SQRT_2PI * e;
+        (x * cdf, cdf + x * pdf)
+    }
+
+    /// `e^v` for `v ≤ 0` (inputs below −87 give about 1e-38), relative error ~1e-7:
+    /// `v = n·ln 2 + r` with `|r| ≤ ln 2 / 2`, a degree-7 Taylor polynomial for `e^r`, and
+    /// `2^n` written into the exponent bits.
+    #[inline(always)]
+    fn exp(v: f32) -> f32 {
+        const LOG2E: f32 = std::f32::consts::LOG2_E;
+        // ln 2 split so that n · LN2_HI is exact for the n used here.
+        const LN2_HI: f32 = 0.693_145_75;
+        const LN2_LO: f32 = 1.428_606_8e-6;
+        // Adding and subtracting 1.5 · 2^23 rounds to the nearest integer.
+        const ROUND: f32 = 12_582_912.0;
+        let v = v.max(-87.0);
+        let n = (v * LOG2E + ROUND) - ROUND;
+        let r = (v - n * LN2_HI) - n * LN2_LO;
+        let p = 1.0
+            + r * (1.0
+                + r * (0.5
+                    + r * (1.0 / 6.0
+                        + r * (1.0 / 24.0
+                            + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+        let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+        p * scale
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Device;
+
+    fn reference(x: f64) -> (f64, f64) {
+        // erf by its Maclaurin series (|x/√2| ≤ 3) or 1 − asymptotic erfc beyond: f64 is
+        // far more precise than what is checked.
+        let z = x / std::f64::consts::SQRT_2;
+        let erf = if z.abs() <= 3.0 {
+            let (mut term, mut sum, mut k) = (z, z, 0.0);
+            loop {
+                k += 1.0;
+                term *= -z * z / k;
+                let add = term / (2.0 * k + 1.0);
+                sum += add;
+                if add.abs() < 1e-17 {
+                    break;
+                }
+            }
+            sum * 2.0 / std::f64::consts::PI.sqrt()
+        } else {
+            // erfc(z) ≈ e^{−z²}/(z√π) · (1 − 1/(2z²) + 3/(4z⁴) − 15/(8z⁶))
+            let w = z.abs();
+            let erfc = (-w * w).exp() / (w * std::f64::consts::PI.sqrt())
+                * (1.0 - 1.0 / (2.0 * w * w) + 3.0 / (4.0 * w.powi(4)) - 15.0 / (8.0 * w.powi(6)));
+            z.signum() * (1.0 - erfc)
+        };
+        let cdf = 0.5 * (1.0 + erf);
+        let pdf = (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
+        (x * cdf, cdf + x * pdf)
+    }
+
+    #[test]
+    fn kernel_matches_the_exact_gelu_and_its_slope() {
+        let mut worst = (0.0f64, 0.0f64);
+        for i in -2000..=2000 {
+            let x = i as f32 * 0.005; // −10 … 10
+            let (g, s) = kernels::gelu_and_slope(x);
+            let (rg, rs) = reference(x as f64);
+            worst.0 = worst.0.max((g as f64 - rg).abs() / rg.abs().max(1.0));
+            worst.1 = worst.1.max((s as f64 - rs).abs());
+        }
+        assert!(worst.0 < 2e-7, "value {}", worst.0);
+        assert!(worst.1 < 3e-7, "slope {}", worst.1);
+    }
+
+    #[test]
+    fn tensor_gelu_agrees_with_burn_on_both_paths() {
+        let values: Vec<f32> = (0..5000).map(|i| (i as f32 - 2500.0) * 0.004).collect();
+        for device in [Device::flex(), Device::flex().autodiff()] {
+            let x = Tensor::<2>::from_data(TensorData::new(values.clone(), [50, 100]), &device);
+            let ours = gelu(x.clone()).into_data().convert::<f32>();
+            let burn = burn_gelu(x).into_data().convert::<f32>();
+            for (a, b) in ours
+                .as_slice::<f32>()
+                .unwrap()
+                .iter()
+                .zip(burn.as_slice::<f32>().unwrap())
+            {
+                assert!((a - b).abs() <= 1e-6 * (1.0 + b.abs()), "{a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn gradient_is_the_slope() {
+        let device = Device::flex().autodiff();
+        let values: Vec<f32> = (0..400).map(|i| (i as f32 - 200.0) * 0.03).collect();
+        let x =
+            Tensor::<1>::from_data(TensorData::new(values.clone(), [400]), &device).require_grad();
+        let grads = gelu(x.clone()).sum().backward();
+        let g = x.grad(&grads).unwrap().into_data().convert::<f32>();
+        for (v, g) in values.iter().zip(g.as_slice::<f32>().unwrap()) {
+            let (_, slope) = reference(*v as f64);
+            assert!((*g as f64 - slope).abs() < 1e-6, "{v}: {g} vs {slope}");
+        }
+    }
+}
