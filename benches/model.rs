@@ -42,9 +42,11 @@ fn seed_forward(bencher: divan::Bencher) {
     bencher.bench_local(|| forward(&model, &x));
 }
 
-/// Forward, backward and AdamW update at the seed size, batch 16.
-#[divan::bench(sample_count = 3, sample_size = 1)]
-fn seed_train_step(bencher: divan::Bencher) {
+/// Forward, backward and AdamW update at the seed size, batch 16: the ordinary backward
+/// pass (`false`) or each layer recomputed and updated at once (`true`, as
+/// `train --gradient-checkpointing`).
+#[divan::bench(args = [false, true], sample_count = 3, sample_size = 1)]
+fn seed_train_step(bencher: divan::Bencher, recompute: bool) {
     let device = Device::flex().autodiff();
     let c = MedCrossViTConfig::seed();
     let mut model = Some(c.init(&device).expect("valid"));
@@ -53,13 +55,21 @@ fn seed_train_step(bencher: divan::Bencher) {
     let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64; 16], [16]), &device);
     bencher.bench_local(|| {
         let m = model.take().expect("a model");
-        let logits = m.forward(x.clone()).expect("valid").logits;
-        let loss = log_softmax(logits, 1)
-            .gather(1, labels.clone().reshape([16, 1]))
-            .mean()
-            .neg();
-        let grads = GradientsParams::from_grads(loss.backward(), &m);
-        let m = optimizer.step(1e-4, m, grads);
+        let loss = |logits| {
+            log_softmax(logits, 1)
+                .gather(1, labels.clone().reshape([16, 1]))
+                .mean()
+                .neg()
+        };
+        let m = if recompute {
+            m.backward_recomputed(x.clone(), 0, loss, |m, g| optimizer.step(1e-4, m, g))
+                .expect("valid")
+                .model
+        } else {
+            let loss = loss(m.forward(x.clone()).expect("valid").logits);
+            let grads = GradientsParams::from_grads(loss.backward(), &m);
+            optimizer.step(1e-4, m, grads)
+        };
         divan::black_box(m.valid().rna_head.linear.weight.val().into_data());
         model = Some(m);
     });
