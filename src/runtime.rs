@@ -10,8 +10,13 @@
 /// reused. Measured with `med-crossvit bench` (which calls it): seed forward pass ~10 %
 /// faster, peak resident memory unchanged (docs/performance.md).
 ///
-/// Call it once, early, before other threads allocate.
+/// Call it once, early, before other threads allocate. Setting the environment variable
+/// `MED_CROSSVIT_KEEP_FREED_MEMORY=0` turns it off (then glibc's own settings, including its
+/// `MALLOC_*` environment variables, apply).
 pub fn keep_freed_memory() -> bool {
+    if std::env::var_os("MED_CROSSVIT_KEEP_FREED_MEMORY").is_some_and(|v| v == "0") {
+        return false;
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: mallopt only changes allocator parameters; both values are in range.
