@@ -190,39 +190,73 @@ impl Attention {
         let scale = (self.dim_head as f64).powf(-0.5);
         let q = q.mul_scalar(scale);
         let k_t = k.swap_dims(2, 3); // [b, h, d, k]
-        let bias = input.padding.map(|p| p.bias.clone());
-        // Long sequences (thousands of gene tokens) are attended in blocks of queries, so the
-        // score matrix never holds more than SCORE_BLOCK elements at once.
-        let rows = (self.score_block / (batch * self.heads * keys).max(1)).max(1);
-        let mut outs = Vec::new();
-        let mut returned = Vec::new();
-        let mut start = 0;
-        while start < queries {
-            let n = rows.min(queries - start);
-            let q_block = if n == queries {
-                q.clone()
-            } else {
-                q.clone().narrow(2, start, n)
-            };
-            let mut scores = q_block.matmul(k_t.clone()); // [b, h, n, k]
-            if let Some(bias) = &bias {
-                scores = scores + bias.clone();
+        let bias = input.padding.map(|p| p.bias.clone()); // [b, 1, 1, k]
+        let pairs = batch * self.heads;
+        let (out, returned) = if pairs * queries * keys <= self.score_block {
+            let mut scores = q.matmul(k_t); // [b, h, q, k]
+            if let Some(bias) = bias {
+                scores = scores + bias;
             }
             let weights = softmax(scores, 3);
-            if input.return_weights {
-                returned.push(weights.clone());
-            }
-            outs.push(dropout(&self.attn_dropout, weights).matmul(v.clone())); // [b, h, n, d]
-            start += n;
-        }
-        let out = if outs.len() == 1 {
-            outs.remove(0)
+            let returned = input.return_weights.then(|| weights.clone());
+            (dropout(&self.attn_dropout, weights).matmul(v), returned) // [b, h, q, d]
         } else {
-            Tensor::cat(outs, 2)
-        }; // [b, h, q, d]
-        let returned = input.return_weights.then(|| Tensor::cat(returned, 2));
+            self.attend_in_blocks(q, k_t, v, bias, input.return_weights)
+        };
         let out = out.swap_dims(1, 2).reshape([batch, queries, inner]); // [b, q, h · d]
         let out = dropout(&self.out_dropout, self.to_out.forward(out));
+        (out, returned)
+    }
+
+    /// Long sequences (thousands of gene tokens): the scores are computed for blocks of
+    /// (bag, head) pairs and queries holding at most `score_block` elements, as many queries
+    /// per block as fit (long row blocks keep the matrix products efficient: each block
+    /// re-packs its keys), then as many pairs as fit.
+    fn attend_in_blocks(
+        &self,
+        q: Tensor<4>,
+        k_t: Tensor<4>,
+        v: Tensor<4>,
+        bias: Option<Tensor<4>>,
+        return_weights: bool,
+    ) -> (Tensor<4>, Option<Tensor<4>>) {
+        let [batch, heads, queries, d] = q.dims();
+        let keys = k_t.dims()[3];
+        let pairs = batch * heads;
+        let rows = (self.score_block / keys).clamp(1, queries);
+        let pair_block = (self.score_block / (rows * keys)).clamp(1, pairs);
+        let q = q.reshape([pairs, queries, d]);
+        let k_t = k_t.reshape([pairs, d, keys]);
+        let v = v.reshape([pairs, keys, d]);
+        let bias = bias.map(|b| b.expand([batch, heads, 1, keys]).reshape([pairs, 1, keys]));
+        let (mut outs, mut returned) = (Vec::new(), Vec::new());
+        for p0 in (0..pairs).step_by(pair_block) {
+            let np = pair_block.min(pairs - p0);
+            let k_t = k_t.clone().narrow(0, p0, np);
+            let v = v.clone().narrow(0, p0, np);
+            let bias = bias.clone().map(|b| b.narrow(0, p0, np));
+            let (mut row_outs, mut row_weights) = (Vec::new(), Vec::new());
+            for r0 in (0..queries).step_by(rows) {
+                let nr = rows.min(queries - r0);
+                let q = q.clone().narrow(0, p0, np).narrow(1, r0, nr);
+                let mut scores = q.matmul(k_t.clone()); // [np, nr, k]
+                if let Some(bias) = &bias {
+                    scores = scores + bias.clone();
+                }
+                let weights = softmax(scores, 2);
+                if return_weights {
+                    row_weights.push(weights.clone());
+                }
+                row_outs.push(dropout(&self.attn_dropout, weights).matmul(v.clone()));
+            }
+            outs.push(Tensor::cat(row_outs, 1)); // [np, q, d]
+            if return_weights {
+                returned.push(Tensor::cat(row_weights, 1)); // [np, q, k]
+            }
+        }
+        let out = Tensor::cat(outs, 0).reshape([batch, heads, queries, d]);
+        let returned =
+            return_weights.then(|| Tensor::cat(returned, 0).reshape([batch, heads, queries, keys]));
         (out, returned)
     }
 
@@ -287,24 +321,43 @@ mod tests {
             .with_heads(2)
             .with_dim_head(4)
             .init(&device);
-        // The same weights, attending 3 queries at a time (2 · 2 · 3 · 10 scores per block).
-        let mut blocked = AttentionConfig::new(8)
-            .with_heads(2)
-            .with_dim_head(4)
-            .with_score_block(120)
-            .init(&device);
-        blocked.norm = whole.norm.clone();
-        blocked.to_q = whole.to_q.clone();
-        blocked.to_kv = whole.to_kv.clone();
-        blocked.to_out = whole.to_out.clone();
         let x = Tensor::<3>::random([2, 10, 8], Distribution::Default, &device);
-        let (a, wa) = whole.forward(AttentionInput::self_attn(x.clone()).return_weights());
-        let (b, wb) = blocked.forward(AttentionInput::self_attn(x).return_weights());
-        a.into_data()
-            .assert_approx_eq::<f32>(&b.into_data(), Tolerance::absolute(1e-6));
-        wa.unwrap()
-            .into_data()
-            .assert_approx_eq::<f32>(&wb.unwrap().into_data(), Tolerance::absolute(1e-6));
+        let mask = Tensor::<2, Bool>::from_data(
+            TensorData::new(
+                (0..20).map(|i| i == 8 || i == 9 || i == 19).collect(),
+                [2, 10],
+            ),
+            &device,
+        );
+        let padding = KeyPadding::new(mask);
+        let input = || {
+            AttentionInput::self_attn(x.clone())
+                .padding(&padding)
+                .return_weights()
+        };
+        let (a, wa) = whole.forward(input());
+        // 2 bags · 2 heads · 10 queries · 10 keys = 400 scores. The same weights, in blocks of
+        // 2 query rows of one pair (25), 10 rows of one pair (120), 10 rows of 2 pairs (200),
+        // 10 rows of 3 pairs (the last block holds 1).
+        for block in [25, 120, 200, 300] {
+            let mut blocked = AttentionConfig::new(8)
+                .with_heads(2)
+                .with_dim_head(4)
+                .with_score_block(block)
+                .init(&device);
+            blocked.norm = whole.norm.clone();
+            blocked.to_q = whole.to_q.clone();
+            blocked.to_kv = whole.to_kv.clone();
+            blocked.to_out = whole.to_out.clone();
+            let (b, wb) = blocked.forward(input());
+            a.clone()
+                .into_data()
+                .assert_approx_eq::<f32>(&b.into_data(), Tolerance::absolute(1e-6));
+            wa.clone()
+                .unwrap()
+                .into_data()
+                .assert_approx_eq::<f32>(&wb.unwrap().into_data(), Tolerance::absolute(1e-6));
+        }
     }
 
     #[test]

@@ -28,16 +28,20 @@ pub(crate) fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     if !on_host(&device) || x.dtype() != DType::F32 {
         return burn_gelu(x);
     }
-    let shape = x.shape();
     if !device.is_autodiff() {
-        // Moved, not cloned: a tensor nothing else holds leaves without a copy.
-        let Ok(mut values) = x.into_data().try_into_vec::<f32>() else {
+        // Moved, not cloned, and computed in place: a contiguous tensor nothing else holds
+        // goes to the host and back without a copy.
+        let mut data = x.into_data();
+        let Ok(values) = data.as_mut_slice::<f32>() else {
             unreachable!("an f32 tensor reads as f32")
         };
         values.par_chunks_mut(BLOCK).for_each(kernels::gelu);
-        return Tensor::from_data(TensorData::new(values, shape), &device);
+        return Tensor::from_data(data, &device);
     }
-    let Ok(mut values) = x.clone().inner().into_data().try_into_vec::<f32>() else {
+    // The graph holds x: its values are copied out, and the slope overwrites the copy.
+    let mut slope = x.clone().inner().into_data();
+    let shape = x.shape();
+    let Ok(values) = slope.as_mut_slice::<f32>() else {
         unreachable!("an f32 tensor reads as f32")
     };
     let mut offset = vec![0.0f32; values.len()];
@@ -45,7 +49,7 @@ pub(crate) fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
         .par_chunks_mut(BLOCK)
         .zip(offset.par_chunks_mut(BLOCK))
         .for_each(|(slope, offset)| kernels::slope_and_offset(slope, offset));
-    let slope = Tensor::<D>::from_data(TensorData::new(values, shape.clone()), &device);
+    let slope = Tensor::<D>::from_data(slope, &device);
     let offset = Tensor::<D>::from_data(TensorData::new(offset, shape), &device);
     x * slope + offset
 }
