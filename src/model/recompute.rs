@@ -1,7 +1,7 @@
 //! Training steps that hold one layer's activations at a time.
 //!
 //! An ordinary backward pass needs every intermediate tensor of the forward pass: about
-//! 1.2 GB for the seed model at batch 16, on top of the weights, gradients and AdamW's two
+//! 1.1 GB for the seed model at batch 16, on top of the weights, gradients and AdamW's two
 //! moments (1.74 GB at 108.7 M parameters). [`MedCrossViT::backward_recomputed`] instead
 //! cuts the forward pass into segments (the embedders, every encoder layer, every
 //! cross-transformer, the heads with the loss):
@@ -16,7 +16,8 @@
 //! of the whole model never exist together either. Dropout draws the same masks in both
 //! passes because the device's generator is reseeded before each segment.
 //!
-//! The cost is one more forward pass per step (about a third more time).
+//! The cost is one more forward pass per step: at the seed size, batch 16, 3.95 instead of
+//! 2.83 s per step, for a peak of 1.64 instead of 2.87 GB.
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
@@ -69,8 +70,15 @@ pub struct RecomputedStep {
 
 impl MedCrossViT {
     /// Computes the gradients of `loss(logits)` segment by segment, keeping only one
-    /// segment's activations at a time (see the [module documentation](self)), and hands the
-    /// gradients of each group of weights to `update` as soon as they are final.
+    /// segment's activations at a time, and hands the gradients of each group of weights to
+    /// `update` as soon as they are final.
+    ///
+    /// The segments are the embedders, each encoder layer, each cross-transformer, and the
+    /// heads with the loss. A forward pass without a graph keeps each segment's input
+    /// tokens; then, from the last segment to the first, the segment is run again with a
+    /// graph and the backward pass of `Σ output · ∂loss/∂output` gives the gradients of its
+    /// weights and inputs. The device's generator is reseeded before each segment, so dropout
+    /// draws the same masks in both passes (see [`forward_reseeded`](Self::forward_reseeded)).
     ///
     /// `update` receives the model and the gradients of one group of weights and returns the
     /// model: an optimizer step there (`|m, g| optimizer.step(lr, m, g)`) updates the model
@@ -79,11 +87,15 @@ impl MedCrossViT {
     /// The updates cannot affect the result: a segment's weights are not used by the
     /// segments computed after it.
     ///
-    /// The model must be on an autodiff device. `seed` fixes the dropout masks of the step.
+    /// `seed` fixes the dropout masks of the step.
     ///
     /// # Errors
     ///
     /// [`InputError`] for a batch of the wrong shape, as [`forward`](Self::forward).
+    ///
+    /// # Panics
+    ///
+    /// On a device without autodiff (a programming error: there is nothing to differentiate).
     pub fn backward_recomputed<L, U>(
         self,
         input: ModelInput,

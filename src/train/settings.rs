@@ -88,7 +88,7 @@ pub struct TrainSettings {
     /// backward pass ([`MedCrossViT::backward_recomputed`]); with `grad_accumulation` 1 each
     /// layer's weights are also updated as soon as their gradients are known, so the
     /// gradients of the whole model never exist together. Peak memory about weights + AdamW
-    /// state + one layer (1.5 instead of 2.9 GB for the seed model at batch 16), for one more
+    /// state + one layer (1.6 instead of 2.9 GB for the seed model at batch 16), for one more
     /// forward pass per step. Default false.
     ///
     /// [`MedCrossViT::backward_recomputed`]: crate::model::MedCrossViT::backward_recomputed
