@@ -105,6 +105,7 @@ pub fn evaluation_bags(slides: &[(usize, usize)], bag_size: usize) -> Vec<BagRef
 }
 
 /// A well-spread 64-bit seed from three numbers (SplitMix64 finalizer).
+#[inline]
 pub fn mix(seed: u64, a: u64, b: u64) -> u64 {
     let mut z = seed
         .wrapping_add(a.wrapping_mul(0x9E37_79B9_7F4A_7C15))

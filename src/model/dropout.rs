@@ -91,13 +91,12 @@ fn bernoulli_mask(len: usize, keep: f64, value: f32, seed: u64) -> Vec<f32> {
     mask
 }
 
-/// SplitMix64 (Steele, Lea & Flood, 2014): advances `state` and returns the next output.
+/// SplitMix64 (Steele, Lea & Flood, 2014): advances `state` by the golden-ratio increment and
+/// returns its finalizer, which [`mix_seed`](crate::data::mix_seed) applies.
+#[inline]
 fn splitmix(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    crate::data::mix_seed(*state, 0, 0)
 }
 
 #[cfg(test)]
