@@ -28,7 +28,8 @@ pub(crate) fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     if !on_host(&device) || x.dtype() != DType::F32 {
         return burn_gelu(x);
     }
-    if !device.is_autodiff() {
+    if !device.is_autodiff() || !x.is_tracked() {
+        // No gradient wanted (inference, or the graph-free pass of a recomputed step).
         // Moved, not cloned, and computed in place: a contiguous tensor nothing else holds
         // goes to the host and back without a copy.
         let mut data = x.into_data();
@@ -252,10 +253,18 @@ mod tests {
     }
 
     #[test]
-    fn tensor_gelu_agrees_with_burn_on_both_paths() {
+    fn tensor_gelu_agrees_with_burn_on_every_path() {
         let values: Vec<f32> = (0..5000).map(|i| (i as f32 - 2500.0) * 0.004).collect();
-        for device in [Device::flex(), Device::flex().autodiff()] {
-            let x = Tensor::<2>::from_data(TensorData::new(values.clone(), [50, 100]), &device);
+        // Plain, autodiff without a graph, autodiff tracked (the slope path).
+        for (device, track) in [
+            (Device::flex(), false),
+            (Device::flex().autodiff(), false),
+            (Device::flex().autodiff(), true),
+        ] {
+            let mut x = Tensor::<2>::from_data(TensorData::new(values.clone(), [50, 100]), &device);
+            if track {
+                x = x.require_grad();
+            }
             let ours = gelu(x.clone()).into_data().convert::<f32>();
             let burn = burn_gelu(x).into_data().convert::<f32>();
             for (a, b) in ours
