@@ -1,11 +1,11 @@
 //! [`Attention`]: pre-norm multi-head attention with an optional context, as in CrossViT.
 
+use super::activation::softmax_last;
 use super::dropout::dropout;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::Device;
-use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Tensor};
 
 /// Most attention scores computed at once (4 Mi elements, 16 MB of `f32`): small enough that
@@ -197,7 +197,7 @@ impl Attention {
             if let Some(bias) = bias {
                 scores = scores + bias;
             }
-            let weights = softmax(scores, 3);
+            let weights = softmax_last(scores);
             let returned = input.return_weights.then(|| weights.clone());
             (dropout(&self.attn_dropout, weights).matmul(v), returned) // [b, h, q, d]
         } else {
@@ -243,7 +243,7 @@ impl Attention {
                 if let Some(bias) = &bias {
                     scores = scores + bias.clone();
                 }
-                let weights = softmax(scores, 2);
+                let weights = softmax_last(scores);
                 if return_weights {
                     row_weights.push(weights.clone());
                 }

@@ -1,4 +1,4 @@
-//! The exact (erf) GELU, computed in parallel SIMD passes on CPU devices.
+//! The exact (erf) GELU and the softmax, computed in parallel SIMD passes on CPU devices.
 //!
 //! The CPU backend evaluates GELU one element at a time on one thread, with a scalar `erf`:
 //! at the seed size (40 million activations per forward pass) that was about a tenth of a
@@ -10,10 +10,13 @@
 //!
 //! With autodiff, the output is built as `x ⊙ s + c` from two host-computed constants, the
 //! slope `s = GELU′(x)` and `c = GELU(x) − x ⊙ s`: the value is GELU(x) and the gradient is
-//! `s`, so the backward pass is one product instead of another scalar `erf` pass. Other
-//! devices use Burn's GELU.
+//! `s`, so the backward pass is one product instead of another scalar `erf` pass.
+//!
+//! The softmax over the last dimension (the attention weights) is computed the same way
+//! outside a graph, one row at a time with the same `exp`; in a graph it stays Burn's, whose
+//! backward pass Burn provides. Other devices use Burn's GELU and softmax.
 
-use burn::tensor::activation::gelu as burn_gelu;
+use burn::tensor::activation::{gelu as burn_gelu, softmax as burn_softmax};
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
@@ -55,58 +58,141 @@ pub(crate) fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     x * slope + offset
 }
 
+/// Softmax over the last dimension.
+pub(crate) fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let device = x.device();
+    if !on_host(&device) || x.dtype() != DType::F32 || (device.is_autodiff() && x.is_tracked()) {
+        return burn_softmax(x, D - 1);
+    }
+    let row = x.dims()[D - 1];
+    if row == 0 {
+        return x;
+    }
+    let mut data = x.into_data();
+    let Ok(values) = data.as_mut_slice::<f32>() else {
+        unreachable!("an f32 tensor reads as f32")
+    };
+    let rows_per_block = (BLOCK / row).max(1);
+    values
+        .par_chunks_mut(rows_per_block * row)
+        .for_each(|block| kernels::softmax_rows(block, row));
+    Tensor::from_data(data, &device)
+}
+
 mod kernels {
     //! The element-wise kernels, compiled once per instruction set and picked at run time.
 
+    /// What to compute.
+    enum Op<'a> {
+        /// `x ← GELU(x)`.
+        Gelu,
+        /// `x ← GELU′(x)`, and `GELU(x) − x · GELU′(x)` into the slice.
+        Slope(&'a mut [f32]),
+        /// Softmax of each row of this length.
+        Softmax(usize),
+    }
+
     /// `x ← GELU(x)`.
     pub fn gelu(xs: &mut [f32]) {
-        dispatch(xs, &mut [], false);
+        dispatch(xs, Op::Gelu);
     }
 
     /// `x ← GELU′(x)` in `xs` and `GELU(x) − x · GELU′(x)` in `offset`.
     pub fn slope_and_offset(xs: &mut [f32], offset: &mut [f32]) {
-        dispatch(xs, offset, true);
+        dispatch(xs, Op::Slope(offset));
     }
 
-    fn dispatch(xs: &mut [f32], offset: &mut [f32], slope: bool) {
+    /// The softmax of each row of `row` elements of `xs`.
+    pub fn softmax_rows(xs: &mut [f32], row: usize) {
+        dispatch(xs, Op::Softmax(row));
+    }
+
+    fn dispatch(xs: &mut [f32], op: Op<'_>) {
         #[cfg(target_arch = "x86_64")]
         {
             if is_x86_feature_detected!("avx512f") {
                 // SAFETY: the processor has AVX-512F.
-                return unsafe { avx512(xs, offset, slope) };
+                return unsafe { avx512(xs, op) };
             }
             if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
                 // SAFETY: the processor has AVX2 and FMA.
-                return unsafe { avx2(xs, offset, slope) };
+                return unsafe { avx2(xs, op) };
             }
         }
-        body(xs, offset, slope)
+        body(xs, op)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn avx512(xs: &mut [f32], offset: &mut [f32], slope: bool) {
-        body(xs, offset, slope)
+    unsafe fn avx512(xs: &mut [f32], op: Op<'_>) {
+        body(xs, op)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2(xs: &mut [f32], offset: &mut [f32], slope: bool) {
-        body(xs, offset, slope)
+    unsafe fn avx2(xs: &mut [f32], op: Op<'_>) {
+        body(xs, op)
     }
 
     #[inline(always)]
-    fn body(xs: &mut [f32], offset: &mut [f32], slope: bool) {
-        if slope {
-            for (x, c) in xs.iter_mut().zip(offset.iter_mut()) {
-                let (g, s) = gelu_and_slope(*x);
-                *c = g - *x * s;
-                *x = s;
+    fn body(xs: &mut [f32], op: Op<'_>) {
+        match op {
+            Op::Gelu => {
+                for x in xs.iter_mut() {
+                    *x = gelu_value(*x);
+                }
             }
-        } else {
-            for x in xs.iter_mut() {
-                *x = gelu_value(*x);
+            Op::Slope(offset) => {
+                for (x, c) in xs.iter_mut().zip(offset.iter_mut()) {
+                    let (g, s) = gelu_and_slope(*x);
+                    *c = g - *x * s;
+                    *x = s;
+                }
             }
+            Op::Softmax(row) => {
+                for r in xs.chunks_exact_mut(row) {
+                    softmax(r);
+                }
+            }
+        }
+    }
+
+    /// Lanes of the reductions: independent partial maxima and sums the compiler keeps in
+    /// vector registers.
+    const LANES: usize = 16;
+
+    /// `r ← exp(r − max r) / Σ exp(r − max r)`.
+    #[inline(always)]
+    fn softmax(r: &mut [f32]) {
+        let mut lanes = [f32::NEG_INFINITY; LANES];
+        let mut chunks = r.chunks_exact(LANES);
+        for c in &mut chunks {
+            for (m, v) in lanes.iter_mut().zip(c) {
+                *m = m.max(*v);
+            }
+        }
+        let mut max = chunks
+            .remainder()
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, v| m.max(*v));
+        max = lanes.iter().fold(max, |m, v| m.max(*v));
+        let mut sums = [0.0f32; LANES];
+        let mut chunks = r.chunks_exact_mut(LANES);
+        for c in &mut chunks {
+            for (s, v) in sums.iter_mut().zip(c.iter_mut()) {
+                *v = exp(*v - max);
+                *s += *v;
+            }
+        }
+        let mut sum = 0.0;
+        for v in chunks.into_remainder() {
+            *v = exp(*v - max);
+            sum += *v;
+        }
+        sum += sums.iter().sum::<f32>();
+        let inv = 1.0 / sum;
+        for v in r.iter_mut() {
+            *v *= inv;
         }
     }
 
@@ -164,7 +250,7 @@ mod kernels {
         (x * cdf, x.mul_add(INV_SQRT_2PI * e, cdf))
     }
 
-    /// `e^v` for `v ≤ 0` (inputs below −87 give about 1e-38), relative error ~1e-7:
+    /// `e^v` for `v ≤ 0` (0 below −87, where it would be denormal), relative error ~1e-7:
     /// `v = n·ln 2 + r` with `|r| ≤ ln 2 / 2`, a degree-7 Taylor polynomial for `e^r`, and
     /// `2^n` written into the exponent bits.
     #[inline(always)]
@@ -199,7 +285,7 @@ mod kernels {
         // vector registers. −126 ≤ n ≤ 0 here, so the exponent field n + 127 is normal.
         let n_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits());
         let scale = f32::from_bits(n_bits.wrapping_add(127) << 23);
-        p * scale
+        if v > -87.0 { p * scale } else { 0.0 }
     }
 }
 
@@ -289,6 +375,44 @@ mod tests {
         for (v, g) in values.iter().zip(g.as_slice::<f32>().unwrap()) {
             let (_, slope) = reference(*v as f64);
             assert!((*g as f64 - slope).abs() < 1e-6, "{v}: {g} vs {slope}");
+        }
+    }
+
+    #[test]
+    fn softmax_agrees_with_burn_and_gives_padding_zero_weight() {
+        for row in [3usize, 51, 101] {
+            let rows = 37;
+            let values: Vec<f32> = (0..rows * row)
+                .map(|i| {
+                    if i % row == row - 1 && i % 2 == 0 {
+                        -1e9 // a padded key's score
+                    } else {
+                        ((i * 7919) % 1000) as f32 / 100.0 - 5.0
+                    }
+                })
+                .collect();
+            for device in [Device::flex(), Device::flex().autodiff()] {
+                let x =
+                    Tensor::<2>::from_data(TensorData::new(values.clone(), [rows, row]), &device);
+                let ours = softmax_last(x.clone()).into_data().convert::<f32>();
+                let burn = burn_softmax(x, 1).into_data().convert::<f32>();
+                let (ours, burn) = (
+                    ours.as_slice::<f32>().unwrap(),
+                    burn.as_slice::<f32>().unwrap(),
+                );
+                for (i, (a, b)) in ours.iter().zip(burn).enumerate() {
+                    assert!(
+                        (a - b).abs() <= 1e-6 * b.max(1e-3),
+                        "row {row}, {i}: {a} vs {b}"
+                    );
+                    if values[i] == -1e9 {
+                        assert_eq!(*a, 0.0);
+                    }
+                }
+                for r in ours.chunks(row) {
+                    assert!((r.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+                }
+            }
         }
     }
 }
