@@ -16,8 +16,8 @@
 //! of the whole model never exist together either. Dropout draws the same masks in both
 //! passes because the device's generator is reseeded before each segment.
 //!
-//! The cost is one more forward pass per step: at the seed size, batch 16, 3.50 instead of
-//! 2.71 s per step, for a peak of 1.60 instead of 2.87 GB.
+//! The cost is one more forward pass per step: at the seed size, batch 16, 3.43 instead of
+//! 2.66 s per step, for a peak of 1.60 instead of 2.86 GB.
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
