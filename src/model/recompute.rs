@@ -115,21 +115,14 @@ impl MedCrossViT {
 
         // Pass 1: no graph, keep each segment's inputs.
         let mut saved = Vec::with_capacity(segments.len());
-        {
-            let frozen = self.clone().no_grad();
-            let mut flowing = Streams::default();
-            for (i, &segment) in segments.iter().enumerate() {
-                let inputs = take_inputs(segment, &mut flowing);
-                saved.push(inputs.clone());
-                if segment == Segment::Head {
-                    break;
-                }
-                reseed(&device, seed, i);
-                let outputs = frozen.run(segment, &input, padding.as_ref(), inputs);
-                flowing.wsi = outputs.wsi.or(flowing.wsi);
-                flowing.rna = outputs.rna.or(flowing.rna);
-            }
-        }
+        let head = self.clone().no_grad().run_segments(
+            &segments,
+            &input,
+            padding.as_ref(),
+            seed,
+            |inputs| saved.push(inputs.clone()),
+        );
+        saved.push(head);
 
         // Pass 2: last segment first, each with its own graph.
         let mut model = self;
@@ -143,10 +136,7 @@ impl MedCrossViT {
                 .map(Tensor::require_grad);
             reseed(&device, seed, i);
             let objective = if segment == Segment::Head {
-                let (Some(wsi), Some(rna)) = (leaves.wsi.clone(), leaves.rna.clone()) else {
-                    unreachable!("the heads read both token sequences")
-                };
-                let logits = model.heads(wsi, rna, padding.as_ref()).logits;
+                let logits = model.logits(leaves.clone(), padding.as_ref());
                 let value = (loss.take().expect("one head segment"))(logits);
                 loss_value = Some(value.clone().detach());
                 value
@@ -196,23 +186,43 @@ impl MedCrossViT {
     pub fn forward_reseeded(&self, input: ModelInput, seed: u64) -> Result<Tensor<2>, InputError> {
         self.check(&input)?;
         self.initialize_weights();
-        let device = input.tiles.device();
         let padding = self.padding(input.padding_mask.clone());
+        let head = self.run_segments(&self.segments(), &input, padding.as_ref(), seed, |_| {});
+        Ok(self.logits(head, padding.as_ref()))
+    }
+
+    /// Runs every segment before the heads in order, reseeding the generator before each and
+    /// handing each one's inputs to `keep`; returns the heads' inputs.
+    fn run_segments(
+        &self,
+        segments: &[Segment],
+        input: &ModelInput,
+        padding: Option<&KeyPadding>,
+        seed: u64,
+        mut keep: impl FnMut(&Streams),
+    ) -> Streams {
+        let device = input.tiles.device();
         let mut flowing = Streams::default();
-        for (i, &segment) in self.segments().iter().enumerate() {
-            reseed(&device, seed, i);
-            let inputs = take_inputs(segment, &mut flowing);
+        for (i, &segment) in segments.iter().enumerate() {
             if segment == Segment::Head {
-                let (Some(wsi), Some(rna)) = (inputs.wsi, inputs.rna) else {
-                    unreachable!("the heads read both token sequences")
-                };
-                return Ok(self.heads(wsi, rna, padding.as_ref()).logits);
+                break;
             }
-            let outputs = self.run(segment, &input, padding.as_ref(), inputs);
+            let inputs = take_inputs(segment, &mut flowing);
+            keep(&inputs);
+            reseed(&device, seed, i);
+            let outputs = self.run(segment, input, padding, inputs);
             flowing.wsi = outputs.wsi.or(flowing.wsi);
             flowing.rna = outputs.rna.or(flowing.rna);
         }
-        unreachable!("the last segment is the heads")
+        take_inputs(Segment::Head, &mut flowing)
+    }
+
+    /// The heads' logits for the final token sequences.
+    fn logits(&self, tokens: Streams, padding: Option<&KeyPadding>) -> Tensor<2> {
+        let (Some(wsi), Some(rna)) = (tokens.wsi, tokens.rna) else {
+            unreachable!("the heads read both token sequences")
+        };
+        self.heads(wsi, rna, padding).logits
     }
 
     /// Draws every weight not yet initialized now, in the order of the module's fields.

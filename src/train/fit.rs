@@ -201,20 +201,14 @@ pub fn fit(
             let batch = BagBatcher.batch(items?, &autodiff);
             let n = batch.bags.len();
             let scale = settings.grad_accumulation as f32;
-            let loss_of = |logits| {
+            let batch_loss_of = |logits| {
                 batch_loss(logits, &batch, settings, class_weights.as_ref())
                     .expect("training bags all have targets")
-                    / scale
             };
+            let loss_of = |logits| batch_loss_of(logits) / scale;
             let last_of_step = pending + 1 == settings.grad_accumulation || b + 1 == batches;
             let loss = if !settings.gradient_checkpointing {
-                let loss = batch_loss(
-                    model.forward(batch.input())?.logits,
-                    &batch,
-                    settings,
-                    class_weights.as_ref(),
-                )
-                .expect("training bags all have targets");
+                let loss = batch_loss_of(model.forward(batch.input())?.logits);
                 let grads = (loss.clone() / scale).backward();
                 accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
                 loss
