@@ -14,8 +14,10 @@ fn fixture(path: &str) -> PathBuf {
     common::manifest_dir().join("tests/fixtures/h5").join(path)
 }
 
-fn shared(path: &str) -> PathBuf {
-    common::manifest_dir().join("../shared").join(path)
+/// Files copied from the Python original's repository and its parity run
+/// (tests/fixtures/README.md says where each comes from).
+fn original(path: &str) -> PathBuf {
+    common::manifest_dir().join("tests/fixtures").join(path)
 }
 
 /// `features[i, j] = i + j / 10` for the standard 7 × 4 fixtures.
@@ -232,7 +234,7 @@ fn csv_reading_and_each_bad_cell() {
 #[test]
 fn the_originals_example_csv_reads() {
     let t = CohortTable::read(
-        shared("data/example_metadata.csv"),
+        original("original/example_metadata.csv"),
         &CohortColumns::default(),
     )
     .unwrap();
@@ -246,8 +248,8 @@ fn the_originals_example_csv_reads() {
 
 #[test]
 fn the_parity_cohort_in_the_originals_layout_opens() {
-    let table = CohortTable::read(shared("parity/cohort.csv"), &CohortColumns::default()).unwrap();
-    let cohort = Cohort::open(table, &TileOptions::new(shared("parity/features"))).unwrap();
+    let table = CohortTable::read(original("parity/cohort.csv"), &CohortColumns::default()).unwrap();
+    let cohort = Cohort::open(table, &TileOptions::new(original("parity/features"))).unwrap();
     let summary = CohortSummary::of(&cohort);
     assert_eq!(
         (summary.slides, summary.genes, summary.feature_dim),

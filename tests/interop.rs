@@ -1,4 +1,4 @@
-//! Import of the Python original's checkpoint (../shared/parity) and prediction with
+//! Import of the Python original's checkpoint (tests/fixtures/parity) and prediction with
 //! attention maps.
 
 use std::collections::HashMap;
@@ -15,7 +15,7 @@ use med_crossvit::train::{self, EvaluateRequest, ModelBundle};
 use med_crossvit::{Error, MedCrossViT};
 
 fn parity(file: &str) -> PathBuf {
-    common::manifest_dir().join("../shared/parity").join(file)
+    common::manifest_dir().join("tests/fixtures/parity").join(file)
 }
 
 /// `slide → logits` from a CSV with `wsi_file_name,logit_0,logit_1,…` first.
