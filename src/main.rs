@@ -1,5 +1,6 @@
-//! The `med-crossvit` command-line tool: check and synthesize cohorts (and, as the library
-//! grows, train, evaluate and predict).
+//! The `med-crossvit` command-line tool: check and synthesize cohorts, train (with
+//! cross-validation and resumable checkpoints), evaluate, predict with attention maps, import
+//! checkpoints of the Python original, and time the model. The commands live in `cli/`.
 
 mod cli;
 

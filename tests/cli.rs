@@ -118,5 +118,30 @@ fn check_lists_every_problem_and_fails() {
     ]);
     let (_, stderr) = text(&o);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr.contains("line 2, column `rna_a`"), "{stderr}");
+    assert!(
+        stderr.contains("line 2 (slide `a`), column `rna_a`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn synth_task_survival_writes_survival_columns_and_survival_is_its_alias() {
+    let dir = tempfile::tempdir().unwrap();
+    let header = |args: &[&str], name: &str| {
+        let out = dir.path().join(name);
+        let out = out.to_str().unwrap();
+        let mut all = vec!["synth", "--out", out, "--slides", "4", "--tiles", "4"];
+        all.extend_from_slice(args);
+        let o = bin(&all);
+        assert!(o.status.success(), "{:?}", text(&o));
+        std::fs::read_to_string(format!("{out}/cohort.csv")).unwrap()
+    };
+    let task = header(&["--task", "survival"], "task");
+    let first = task.lines().next().unwrap();
+    assert!(first.contains(",survival_months,censorship,"), "{first}");
+    assert_eq!(header(&["--survival"], "alias"), task);
+    let plain = header(&[], "plain");
+    assert!(!plain.contains("survival_months"), "{plain}");
+    let o = bin(&["synth", "--out", "x", "--task", "regression"]);
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
 }

@@ -156,22 +156,27 @@ fn csv_reading_and_each_bad_cell() {
         (
             "nan.csv",
             "wsi_file_name,label,rna_a\ns1,0,NaN\n",
-            "line 2, column `rna_a`",
+            "line 2 (slide `s1`), column `rna_a`",
         ),
         (
             "inf.csv",
             "wsi_file_name,label,rna_a\ns1,0,1\ns2,0,inf\n",
-            "line 3, column `rna_a`",
+            "line 3 (slide `s2`), column `rna_a`",
+        ),
+        (
+            "na.csv",
+            "wsi_file_name,label,rna_a,rna_b\ns1,0,1,2\ns2,0,3,n/a\n",
+            "line 3 (slide `s2`), column `rna_b`: not a number: `n/a`",
         ),
         (
             "text.csv",
             "wsi_file_name,label,rna_a\ns1,0,high\n",
-            "not a number",
+            "(slide `s1`), column `rna_a`: not a number",
         ),
         (
             "empty.csv",
             "wsi_file_name,label,rna_a\ns1,0,\n",
-            "empty cell",
+            "line 2 (slide `s1`), column `rna_a`: empty cell",
         ),
         (
             "dup.csv",
@@ -248,7 +253,8 @@ fn the_originals_example_csv_reads() {
 
 #[test]
 fn the_parity_cohort_in_the_originals_layout_opens() {
-    let table = CohortTable::read(original("parity/cohort.csv"), &CohortColumns::default()).unwrap();
+    let table =
+        CohortTable::read(original("parity/cohort.csv"), &CohortColumns::default()).unwrap();
     let cohort = Cohort::open(table, &TileOptions::new(original("parity/features"))).unwrap();
     let summary = CohortSummary::of(&cohort);
     assert_eq!(
@@ -558,4 +564,37 @@ fn dataset_and_batcher_pad_and_mask() {
         .flat_map(|b| b.unwrap().into_iter().map(|i| i.bag))
         .collect();
     assert_eq!(loaded, dataset.bags());
+}
+
+#[test]
+fn check_reports_the_ordinary_median_of_tiles_per_slide() {
+    let dir = tempfile::tempdir().unwrap();
+    let features = dir.path().join("features");
+    std::fs::create_dir_all(&features).unwrap();
+    let counts = [60, 10, 33, 50, 20, 40];
+    let mut csv = String::from("wsi_file_name,label,rna_a\n");
+    for (i, &n) in counts.iter().enumerate() {
+        write_tile_file(
+            &features.join(format!("s{i}.h5")),
+            &vec![0.5; n * 3],
+            n,
+            3,
+            None,
+            false,
+        )
+        .unwrap();
+        csv.push_str(&format!("s{i},0,1\n"));
+    }
+    let table = CohortTable::read(
+        write(dir.path(), "cohort.csv", &csv),
+        &CohortColumns::default(),
+    )
+    .unwrap();
+    let summary = CohortSummary::of(&Cohort::open(table, &TileOptions::new(&features)).unwrap());
+    // Sorted: 10 20 33 40 50 60; the middle two are 33 and 40.
+    assert_eq!(summary.tiles_median, 36.5);
+    assert!(
+        summary.to_string().contains("min 10, median 36.5, max 60"),
+        "{summary}"
+    );
 }

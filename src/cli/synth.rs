@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::Args;
 use med_crossvit::data::{SynthOptions, write_synthetic_cohort};
 
+use super::train::TaskArg;
+
 /// Options of `synth`.
 #[derive(Debug, Args)]
 pub struct SynthArgs {
@@ -30,8 +32,12 @@ pub struct SynthArgs {
     /// Random seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Also write survival columns (survival_months, censorship).
-    #[arg(long)]
+    /// The task the cohort is for: survival adds the columns survival_months and
+    /// censorship (1 = censored), with times that depend on the planted signal.
+    #[arg(long, value_enum, default_value = "classification")]
+    task: TaskArg,
+    /// The same as --task survival.
+    #[arg(long, conflicts_with = "task")]
     survival: bool,
     /// Store features chunked and gzip-compressed.
     #[arg(long)]
@@ -46,7 +52,7 @@ pub fn run(args: SynthArgs) -> Result<ExitCode, med_crossvit::Error> {
         genes: args.genes,
         classes: args.classes,
         seed: args.seed,
-        survival: args.survival,
+        survival: args.survival || matches!(args.task, TaskArg::Survival),
         compress: args.compress,
     };
     let cohort = write_synthetic_cohort(&args.out, &options)?;

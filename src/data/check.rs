@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::Cohort;
 
 /// A cohort at a glance. Serializes to exactly the keys `med-crossvit check --json` prints.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CohortSummary {
     /// Slides with a usable tile-feature file.
     pub slides: usize,
@@ -19,8 +19,9 @@ pub struct CohortSummary {
     pub feature_dim: usize,
     /// Fewest tiles of a slide.
     pub tiles_min: usize,
-    /// Median tiles per slide (the lower middle value for an even count).
-    pub tiles_median: usize,
+    /// Median tiles per slide: the middle value, or for an even count the mean of the two
+    /// middle values (0 without slides).
+    pub tiles_median: f64,
     /// Most tiles of a slide.
     pub tiles_max: usize,
     /// Slides per label, over the usable slides (empty without a label column).
@@ -53,13 +54,19 @@ impl CohortSummary {
             genes: cohort.table().genes().len(),
             feature_dim: cohort.feature_dim(),
             tiles_min: tiles.first().copied().unwrap_or(0),
-            tiles_median: tiles
-                .get(tiles.len().saturating_sub(1) / 2)
-                .copied()
-                .unwrap_or(0),
+            tiles_median: median(&tiles),
             tiles_max: tiles.last().copied().unwrap_or(0),
             labels,
         }
+    }
+}
+
+/// The median of sorted counts; 0 for none.
+fn median(sorted: &[usize]) -> f64 {
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2] as f64,
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) as f64 / 2.0,
     }
 }
 
@@ -88,5 +95,19 @@ impl std::fmt::Display for CohortSummary {
                 labels.join(", ")
             }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_an_even_count_is_the_mean_of_the_middle_two() {
+        assert_eq!(median(&[]), 0.0);
+        assert_eq!(median(&[7]), 7.0);
+        assert_eq!(median(&[1, 2, 9]), 2.0);
+        assert_eq!(median(&[10, 20, 33, 40, 50, 60]), 36.5);
+        assert_eq!(median(&[4, 6]), 5.0);
     }
 }

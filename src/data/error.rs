@@ -44,12 +44,14 @@ pub enum DataError {
         prefix: String,
     },
     /// A cell that is empty, not a number, NaN or infinite where a finite number is needed.
-    #[error("{path}: line {line}, column `{column}`: {reason}: `{value}`")]
+    #[error("{path}: line {line} (slide `{slide}`), column `{column}`: {reason}: `{value}`")]
     BadValue {
         /// The file.
         path: PathBuf,
         /// The line.
         line: u64,
+        /// The slide id of the row.
+        slide: String,
         /// The column.
         column: String,
         /// The cell as written.

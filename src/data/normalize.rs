@@ -106,6 +106,7 @@ impl Normalization {
                         return Err(DataError::BadValue {
                             path: table.path().to_path_buf(),
                             line: table.slides()[row].line,
+                            slide: table.slides()[row].slide.clone(),
                             column: table.genes()[g].clone(),
                             value: x.to_string(),
                             reason: "log2(x + 1) needs x > -1 (pass --no-log for expression \

@@ -180,6 +180,7 @@ impl CohortTable {
                 let value = parse_finite(cell(i)).map_err(|reason| DataError::BadValue {
                     path: path.to_path_buf(),
                     line,
+                    slide: slide.clone(),
                     column: header[i].clone(),
                     value: cell(i).to_string(),
                     reason,
@@ -276,6 +277,7 @@ impl CohortTable {
                 parse_finite(cell).map_err(|reason| DataError::BadValue {
                     path: self.path.clone(),
                     line: slide.line,
+                    slide: slide.slide.clone(),
                     column: name.to_string(),
                     value: cell.clone(),
                     reason,

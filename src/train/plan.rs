@@ -85,6 +85,7 @@ pub fn prepare(
                 let bad = |column: &str, value: f64, reason| DataError::BadValue {
                     path: table.path().to_path_buf(),
                     line: records[i].line,
+                    slide: records[i].slide.clone(),
                     column: column.to_string(),
                     value: value.to_string(),
                     reason,
