@@ -15,7 +15,9 @@ use med_crossvit::train::{self, EvaluateRequest, ModelBundle};
 use med_crossvit::{Error, MedCrossViT};
 
 fn parity(file: &str) -> PathBuf {
-    common::manifest_dir().join("tests/fixtures/parity").join(file)
+    common::manifest_dir()
+        .join("tests/fixtures/parity")
+        .join(file)
 }
 
 /// `slide → logits` from a CSV with `wsi_file_name,logit_0,logit_1,…` first.

@@ -51,14 +51,22 @@ fn read_targets(
             if !table.has_column(&table.columns().label) && !require {
                 return Ok(none);
             }
-            let labels = table.labels()?;
+            if require {
+                // Metrics need every slide's label: the first empty cell is named.
+                table.labels()?;
+            }
+            // Predicting, an empty label is a slide to predict without one; a label the model
+            // does not know is a mistake in the CSV, named with its slide.
             table
                 .slides()
                 .iter()
-                .zip(labels)
-                .map(|(s, l)| {
+                .map(|s| {
+                    let class = match &s.label {
+                        Some(l) => Some(bundle.labels.encode(&s.slide, l)?),
+                        None => None,
+                    };
                     Ok(Target {
-                        class: Some(bundle.labels.encode(&s.slide, l)?),
+                        class,
                         ..Default::default()
                     })
                 })

@@ -8,24 +8,28 @@ mod bundle;
 mod checkpoint;
 mod evaluate;
 mod fit;
+mod lock;
 mod loss;
 pub mod metrics;
 mod plan;
 pub(crate) mod plot;
 mod predict;
+mod resume;
 mod schedule;
 mod settings;
 pub mod survival;
 
 pub use bundle::{DataSource, ModelBundle, RunConfig, files};
-pub use checkpoint::{EpochRow, LoopState};
+pub use checkpoint::{EpochRow, LoopState, PAUSE_MARKER_VAR, PAUSE_VAR};
 pub use evaluate::{EvaluateRequest, Evaluation, evaluate, write_metrics, write_predictions};
 pub use fit::{Fit, FitReport, fit};
+pub use lock::{LOCK_FILE, RunLock};
 pub use loss::{batch_loss, inverse_frequency};
 pub use metrics::Metrics;
 pub use plan::{Outcomes, Prepared, prepare, splits, targets};
 pub(crate) use predict::to_rows;
 pub use predict::{BatchHook, Predictions, SlidePrediction, metrics as task_metrics, predict};
+pub use resume::resume;
 pub use schedule::learning_rate;
 pub use settings::{SurvivalSettings, Task, TrainSettings};
 
@@ -328,7 +332,8 @@ fn is_run(dir: &Path) -> bool {
 ///
 /// # Errors
 ///
-/// [`RunError::RunExists`] when `out` already holds a run (nothing is overwritten); the data,
+/// [`RunError::RunExists`] when `out` already holds a run (nothing is overwritten);
+/// [`RunError::Locked`] when another process is training into `out`; the data,
 /// configuration, checkpoint and I/O errors of the run.
 pub fn train(
     request: &TrainRequest,
@@ -342,46 +347,21 @@ pub fn train(
         }
         .into());
     }
-    run(request, None, device, events, false)
+    run(request, None, device, events, None, None)
 }
 
-/// Continues the run in `out` from its last complete epoch, with the settings it was
-/// started with; it ends where the uninterrupted run would have.
-///
-/// # Errors
-///
-/// [`RunError::NotARun`] when `out` holds no run; the errors of [`train`].
-pub fn resume(
-    out: &Path,
-    stop_after: Option<usize>,
-    device: &Device,
-    events: &mut dyn FnMut(Event<'_>),
-) -> Result<TrainSummary, Error> {
-    let config = RunConfig::load(out)?;
-    let data = config.data.clone().ok_or_else(|| RunError::NotARun {
-        path: out.to_path_buf(),
-        reason: "it records no training data (an imported model?)".into(),
-    })?;
-    let request = TrainRequest {
-        data,
-        columns: config.columns.clone(),
-        model: ModelSpec::Preset(String::new()),
-        tokenizer: None,
-        settings: config.training.clone(),
-        folds: config.folds,
-        out: out.to_path_buf(),
-        stop_after,
-    };
-    run(&request, Some(config.model), device, events, true)
-}
-
+/// Trains `request`. A resumed run comes with its folder's `lock` and `model` configuration,
+/// and `only` a fold when one fold is resumed; a new run takes its lock once the data has
+/// been read, so that bad data leaves no folder behind.
 fn run(
     request: &TrainRequest,
     model: Option<MedCrossViTConfig>,
     device: &Device,
     events: &mut dyn FnMut(Event<'_>),
-    resume: bool,
+    lock: Option<RunLock>,
+    only: Option<usize>,
 ) -> Result<TrainSummary, Error> {
+    let resume = lock.is_some();
     let settings = &request.settings;
     let prepared = prepare(&request.data, &request.columns, settings)?;
     let cohort = &prepared.cohort;
@@ -425,9 +405,23 @@ fn run(
     cohort.check_feature_dim(model.wsi_dim)?;
     cohort.table().check_genes(model.rna_num_genes, None)?;
     let splits = splits(&prepared, settings, request.folds)?;
+    let _lock = match lock {
+        Some(lock) => lock,
+        None => {
+            std::fs::create_dir_all(&request.out)
+                .map_err(|e| crate::data::DataError::io(&request.out, e))?;
+            let lock = RunLock::acquire(&request.out)?;
+            // Another process may have started the run since `train` first looked.
+            if is_run(&request.out) {
+                return Err(RunError::RunExists {
+                    path: request.out.clone(),
+                }
+                .into());
+            }
+            lock
+        }
+    };
     if request.folds.is_some() {
-        std::fs::create_dir_all(&request.out)
-            .map_err(|e| crate::data::DataError::io(&request.out, e))?;
         if !resume {
             RunConfig {
                 model: model.clone(),
@@ -443,6 +437,9 @@ fn run(
     let mut results = Vec::new();
     let mut finished = true;
     for (k, split) in splits.iter().enumerate() {
+        if only.is_some_and(|o| o != k) {
+            continue;
+        }
         let (out, label) = match request.folds {
             Some(n) => (
                 request.out.join(format!("fold_{k}")),
@@ -479,7 +476,7 @@ fn run(
         }
     }
     let summary = TrainSummary::of(results, finished);
-    if request.folds.is_some() && finished {
+    if request.folds.is_some() && finished && only.is_none() {
         fit::write_json(&request.out.join(files::CV_JSON), &summary)?;
     }
     Ok(summary)

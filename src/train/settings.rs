@@ -157,6 +157,23 @@ impl TrainSettings {
                 format!("must be ≥ 0, got {}", self.warmup_epochs),
             );
         }
+        for (setting, value) in [
+            ("val_fraction", self.val_fraction),
+            ("test_fraction", self.test_fraction),
+        ] {
+            if !(0.0..1.0).contains(&value) {
+                return bad(setting, format!("must lie in [0, 1), got {value}"));
+            }
+        }
+        if self.val_fraction + self.test_fraction >= 1.0 {
+            return bad(
+                "test_fraction",
+                format!(
+                    "with val_fraction {} leaves no training patient (the two must sum to less than 1)",
+                    self.val_fraction
+                ),
+            );
+        }
         if self.task == Task::Survival {
             if self.survival.bins < 2 {
                 return bad(
