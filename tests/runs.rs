@@ -301,6 +301,24 @@ fn hand_edited_model_folders_fail_on_load_naming_file_and_field_and_write_nothin
             Cmd::Resume,
             "`classes`",
         ),
+        (
+            "checkpoints/epoch-0001/state.json",
+            |s| s["best"][0] = json!(5),
+            Cmd::Resume,
+            "`best`",
+        ),
+        (
+            "checkpoints/epoch-0001/state.json",
+            |s| s["history"] = json!([]),
+            Cmd::Resume,
+            "`history`",
+        ),
+        (
+            "checkpoints/latest.json",
+            |p| p["folder"] = json!("../../elsewhere"),
+            Cmd::Resume,
+            "`folder`",
+        ),
     ];
     // The unedited folder, and its survival variant, work with each command: the failures
     // below come from the edits alone.

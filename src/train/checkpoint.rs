@@ -129,6 +129,34 @@ pub(crate) fn prune(current: &Path) {
     }
 }
 
+/// Checks that a loop state read back is one the loop could have written: the fit indexes its
+/// history by the best epoch.
+fn check_state(state: &LoopState) -> Result<(), String> {
+    if state.history.len() != state.epochs_done {
+        return Err(format!(
+            "field `history`: {} rows for epochs_done = {}",
+            state.history.len(),
+            state.epochs_done
+        ));
+    }
+    if let Some((i, row)) = (1..).zip(&state.history).find(|(i, row)| row.epoch != *i) {
+        return Err(format!(
+            "field `history`: row {i} is for epoch {}",
+            row.epoch
+        ));
+    }
+    match state.best {
+        Some((epoch, _, _)) if epoch == 0 || epoch > state.epochs_done => Err(format!(
+            "field `best`: epoch {epoch}, but epochs 1 to {} are done",
+            state.epochs_done
+        )),
+        None if state.epochs_done > 0 => {
+            Err("field `best`: missing, but epochs are done".to_string())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Drops each tensor's parameter id when saving. Ids are drawn at random when a model is
 /// built, so files with them differ between two runs with equal weights (and between a run
 /// and its resumed twin); the best weights are read for inference only, where ids mean
@@ -218,7 +246,8 @@ pub fn load(
         .map_err(|e| err(&folder.join(OPTIMIZER), format!("{e:?}")))?;
     let text =
         std::fs::read_to_string(folder.join(STATE)).map_err(|e| err(&folder.join(STATE), e))?;
-    let state = serde_json::from_str(&text).map_err(|e| err(&folder.join(STATE), e))?;
+    let state: LoopState = serde_json::from_str(&text).map_err(|e| err(&folder.join(STATE), e))?;
+    check_state(&state).map_err(|message| err(&folder.join(STATE), message))?;
     Ok((optimizer, state))
 }
 

@@ -36,11 +36,11 @@ pub fn resume(
         Some((parent, top, k)) => (parent, top, Some(k)),
         None => (out.to_path_buf(), config, None),
     };
-    let lock = RunLock::acquire(&root)?;
     let data = top.data.clone().ok_or_else(|| RunError::NotARun {
         path: out.to_path_buf(),
         reason: "it records no training data (an imported model?)".into(),
     })?;
+    let lock = RunLock::acquire(&root)?;
     let request = TrainRequest {
         data,
         columns: top.columns.clone(),
