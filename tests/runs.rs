@@ -121,6 +121,18 @@ fn a_second_train_on_a_locked_run_refuses_at_once_and_touches_nothing() {
         stderr(&o)
     );
     assert!(snapshot(&base) == before, "the locked run changed");
+    let o = bin(&[
+        "train",
+        "--csv",
+        data.csv.to_str().unwrap(),
+        "--features",
+        data.features_dir.to_str().unwrap(),
+        "--out",
+        base.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("in use by another"), "{}", stderr(&o));
+    assert!(snapshot(&base) == before, "the locked run changed");
 
     // A new run into a folder whose lock is held (a first process that has not written its
     // config yet) refuses too.

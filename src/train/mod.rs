@@ -183,6 +183,10 @@ pub fn train(
 ) -> Result<TrainSummary, Error> {
     request.settings.validate()?;
     if is_run(&request.out) {
+        // A run still in progress says so, rather than suggesting --resume.
+        if let Err(locked @ Error::Run(RunError::Locked { .. })) = RunLock::acquire(&request.out) {
+            return Err(locked);
+        }
         return Err(RunError::RunExists {
             path: request.out.clone(),
         }
