@@ -89,7 +89,12 @@ impl Setup {
     }
 
     /// Runs `command` until it stops at `point` (`STAGE@EPOCH`), then kills it with SIGKILL.
-    fn kill_at(&self, mut command: Command, point: &str) {
+    fn kill_at(&self, command: Command, point: &str) {
+        self.kill_at_after(command, point, || {});
+    }
+
+    /// [`kill_at`](Self::kill_at), running `while_paused` before the kill.
+    fn kill_at_after(&self, mut command: Command, point: &str, while_paused: impl FnOnce()) {
         let marker = self.dir.join(format!("paused-{point}"));
         command.env(PAUSE_VAR, point).env(PAUSE_MARKER_VAR, &marker);
         let mut child = Killed(command.spawn().unwrap());
@@ -107,6 +112,7 @@ impl Setup {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        while_paused();
         child.0.kill().unwrap();
         // Reaped, the process has released its lock on the run folder.
         child.0.wait().unwrap();
@@ -115,6 +121,21 @@ impl Setup {
     fn resume(&self, run: &Path) -> Command {
         self.command(&["train", "--resume", run.to_str().unwrap()], "resume")
     }
+}
+
+/// Every file under `dir` with its bytes.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(snapshot(&path));
+        } else {
+            files.push((path.clone(), std::fs::read(&path).unwrap()));
+        }
+    }
+    files.sort();
+    files
 }
 
 fn tmp_files(dir: &Path) -> Vec<PathBuf> {
@@ -150,7 +171,20 @@ fn a_run_killed_at_every_writing_stage_and_resumed_ends_like_the_uninterrupted_o
     assert!(cut.join("checkpoints/epoch-0001/model.bpk").is_file());
     assert!(!cut.join("checkpoints/latest.json").exists());
     // Epoch 2's checkpoint complete, but not yet current.
-    setup.kill_at(setup.resume(&cut), "state@2");
+    // While a process trains the run, a second one refuses and leaves it alone.
+    setup.kill_at_after(setup.resume(&cut), "state@2", || {
+        let before = snapshot(&cut);
+        let second = setup
+            .command(&["train", "--resume", cut.to_str().unwrap()], "second")
+            .status()
+            .unwrap();
+        assert_eq!(second.code(), Some(1), "{}", setup.log("second"));
+        assert!(setup.log("second").contains("in use by another"));
+        assert!(
+            snapshot(&cut) == before,
+            "the second process changed the run"
+        );
+    });
     let latest = std::fs::read_to_string(cut.join("checkpoints/latest.json")).unwrap();
     assert!(latest.contains("epoch-0001"), "{latest}");
     assert!(cut.join("checkpoints/epoch-0002/state.json").is_file());
