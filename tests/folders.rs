@@ -159,6 +159,12 @@ fn hand_edited_model_folders_fail_on_load_naming_file_and_field_and_write_nothin
             "std[0]",
         ),
         (
+            "normalization.json",
+            |n| n["log2"] = json!(false),
+            Cmd::Resume,
+            "`log2`",
+        ),
+        (
             "labels.json",
             |l| l["classes"] = json!(["0"]),
             Cmd::Evaluate,

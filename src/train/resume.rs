@@ -133,6 +133,18 @@ pub(super) fn saved(job: &Fit<'_>) -> Result<(Normalization, Option<TimeBins>), 
     let normalization = Normalization::load(job.out.join(files::NORMALIZATION))?;
     let labels = LabelMap::load(job.out.join(files::LABELS))?;
     check_companions(&job.out, &config.model, &normalization, &labels)?;
+    if normalization.log2 != config.training.log2_expression {
+        return Err(DataError::bad_field(
+            job.out.join(files::NORMALIZATION),
+            "log2",
+            format!(
+                "{}, but config.json says training.log2_expression = {}; the run would go on \
+                 with expression normalized otherwise than it started",
+                normalization.log2, config.training.log2_expression
+            ),
+        )
+        .into());
+    }
     let table = job.prepared.cohort.table();
     if labels != job.prepared.labels {
         return Err(DataError::bad_field(
