@@ -165,6 +165,18 @@ fn hand_edited_model_folders_fail_on_load_naming_file_and_field_and_write_nothin
             "`log2`",
         ),
         (
+            "config.json",
+            |c| c["training"]["batchsize"] = json!(0),
+            Cmd::Evaluate,
+            "unknown field `batchsize`",
+        ),
+        (
+            "normalization.json",
+            |n| n["scale"] = json!(2.0),
+            Cmd::Predict,
+            "unknown field `scale`",
+        ),
+        (
             "labels.json",
             |l| l["classes"] = json!(["0"]),
             Cmd::Evaluate,

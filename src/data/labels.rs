@@ -10,6 +10,7 @@ use super::DataError;
 /// (`0, 1, 2` map to themselves), other labels alphabetically. Saved as `labels.json` beside
 /// a model so that predictions map back to the names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LabelMap {
     /// Class names; class `i` is `classes[i]`.
     pub classes: Vec<String>,

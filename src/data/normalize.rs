@@ -13,6 +13,7 @@ use super::{CohortTable, DataError};
 /// Deviations are population deviations (divisor `n`); a gene with zero variance in the
 /// training data gets deviation 1, so it normalizes to 0 rather than NaN.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Normalization {
     /// Whether `log2(x + 1)` is applied first.
     pub log2: bool,

@@ -36,6 +36,7 @@ pub mod files {
 
 /// Where the training data came from, so that `--resume` needs nothing but the folder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DataSource {
     /// The cohort CSV.
     pub csv: PathBuf,
@@ -49,6 +50,7 @@ pub struct DataSource {
 
 /// A run folder's `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RunConfig {
     /// The model's hyperparameters.
     pub model: MedCrossViTConfig,

@@ -19,7 +19,7 @@ pub enum Task {
 
 /// Survival columns and loss settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SurvivalSettings {
     /// Column of survival times (any unit; months by convention). Default `survival_months`.
     pub time_column: String,
@@ -44,7 +44,7 @@ impl Default for SurvivalSettings {
 
 /// Training settings. Saved in the run folder's `config.json` under `training`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TrainSettings {
     /// The task. Default classification.
     pub task: Task,
