@@ -147,6 +147,15 @@ pub enum RunError {
         /// The valid names.
         choices: String,
     },
+    /// Another `train` process works on the run folder (it holds the folder's lock file).
+    #[error(
+        "{path} is in use by another `train` process (it holds the lock on {path}/.lock); \
+         wait for it to end (the lock goes with the process, however it ends)"
+    )]
+    Locked {
+        /// The run folder.
+        path: PathBuf,
+    },
     /// A checkpoint that cannot be written or read.
     #[error("checkpoint {path}: {message}")]
     Checkpoint {

@@ -185,6 +185,18 @@ pub enum DataError {
     /// Several problems, each naming its slide or file.
     #[error("{} problems:\n{}", .0.len(), list_problems(.0))]
     Problems(Vec<DataError>),
+    /// A field of a file beside a model (`config.json`, `normalization.json`, `labels.json`)
+    /// whose value cannot work: these files are copied and edited by hand, so they are checked
+    /// like any input.
+    #[error("{path}: field `{field}`: {reason}")]
+    BadField {
+        /// The file.
+        path: PathBuf,
+        /// The field, as a path into the JSON (`training.batch_size`, `std[3]`).
+        field: String,
+        /// Why its value cannot work.
+        reason: String,
+    },
     /// A JSON file (normalization, labels) that cannot be read.
     #[error("{path}: {source}")]
     Json {
@@ -215,6 +227,18 @@ fn list_problems(problems: &[DataError]) -> String {
 }
 
 impl DataError {
+    pub(crate) fn bad_field(
+        path: impl Into<PathBuf>,
+        field: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self::BadField {
+            path: path.into(),
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),

@@ -8,10 +8,15 @@ use serde::de::DeserializeOwned;
 
 use super::DataError;
 
-/// Writes `value` as pretty JSON to `path`.
+/// Writes `value` as pretty JSON to `path`, through a temporary file renamed into place: a
+/// process killed while writing leaves the previous file (or none), never a truncated one
+/// that a later `--resume` would take for complete.
 pub(crate) fn save_json<T: Serialize>(value: &T, path: &Path) -> Result<(), DataError> {
     let text = serde_json::to_string_pretty(value).expect("plain data always serializes");
-    std::fs::write(path, text + "\n").map_err(|e| DataError::io(path, e))
+    let mut tmp = path.to_path_buf();
+    tmp.as_mut_os_string().push(".tmp");
+    std::fs::write(&tmp, text + "\n").map_err(|e| DataError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
 }
 
 /// Reads a JSON file written by [`save_json`].

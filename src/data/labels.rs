@@ -10,6 +10,7 @@ use super::DataError;
 /// (`0, 1, 2` map to themselves), other labels alphabetically. Saved as `labels.json` beside
 /// a model so that predictions map back to the names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LabelMap {
     /// Class names; class `i` is `classes[i]`.
     pub classes: Vec<String>,
@@ -64,13 +65,29 @@ impl LabelMap {
         super::json::save_json(self, path.as_ref())
     }
 
-    /// Reads a map written by [`save`](Self::save).
+    /// Reads a map written by [`save`](Self::save), checking that it names at least one class,
+    /// none empty and none twice (a repeated name would make predictions ambiguous).
     ///
     /// # Errors
     ///
-    /// [`DataError::Io`] or [`DataError::Json`] naming the file.
+    /// [`DataError::Io`] or [`DataError::Json`] naming the file; [`DataError::BadField`] for
+    /// an empty list, an empty or a repeated name.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, DataError> {
-        super::json::load_json(path.as_ref())
+        let path = path.as_ref();
+        let map: Self = super::json::load_json(path)?;
+        let bad = |reason: String| Err(DataError::bad_field(path, "classes", reason));
+        if map.classes.is_empty() {
+            return bad("names no class".into());
+        }
+        for (i, name) in map.classes.iter().enumerate() {
+            if name.trim().is_empty() {
+                return bad(format!("class {i} has an empty name"));
+            }
+            if let Some(j) = map.classes[..i].iter().position(|c| c == name) {
+                return bad(format!("`{name}` is both class {j} and class {i}"));
+            }
+        }
+        Ok(map)
     }
 }
 

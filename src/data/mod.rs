@@ -41,4 +41,5 @@ pub use split::{Split, by_fractions, check_patients, from_csv, kfold};
 pub use synth::{
     SYNTH_PROJECT, SynthCohort, SynthOptions, write_synthetic_cohort, write_tile_file,
 };
+pub(crate) use table::parse_finite;
 pub use table::{CohortColumns, CohortTable, SlideRecord};

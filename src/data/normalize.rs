@@ -13,6 +13,7 @@ use super::{CohortTable, DataError};
 /// Deviations are population deviations (divisor `n`); a gene with zero variance in the
 /// training data gets deviation 1, so it normalizes to 0 rather than NaN.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Normalization {
     /// Whether `log2(x + 1)` is applied first.
     pub log2: bool,
@@ -131,27 +132,54 @@ impl Normalization {
         super::json::save_json(self, path.as_ref())
     }
 
-    /// Reads a normalization written by [`save`](Self::save).
+    /// Reads a normalization written by [`save`](Self::save), checking every field: the file is
+    /// often copied and edited by hand, and a short list would index out of bounds later.
     ///
     /// # Errors
     ///
-    /// [`DataError::Io`] or [`DataError::Json`] naming the file; [`DataError::Setting`] when
-    /// the gene, mean and deviation lists differ in length.
+    /// [`DataError::Io`] or [`DataError::Json`] naming the file; [`DataError::BadField`] when
+    /// the gene, mean and deviation lists differ in length, a mean is not finite or a deviation
+    /// is not a finite positive number.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, DataError> {
         let path = path.as_ref();
         let norm: Self = super::json::load_json(path)?;
-        let named = norm.genes.is_empty() || norm.genes.len() == norm.mean.len();
-        if norm.std.len() != norm.mean.len() || !named {
-            return Err(DataError::Setting {
-                setting: "normalization",
-                message: format!(
-                    "{}: {} genes but {} means and {} deviations",
-                    path.display(),
-                    norm.genes.len(),
-                    norm.mean.len(),
-                    norm.std.len()
+        let bad = |field: String, reason: String| Err(DataError::bad_field(path, field, reason));
+        if norm.std.len() != norm.mean.len() {
+            return bad(
+                "std".into(),
+                format!(
+                    "{} deviations for {} means; there must be one of each per gene",
+                    norm.std.len(),
+                    norm.mean.len()
                 ),
-            });
+            );
+        }
+        if !norm.genes.is_empty() && norm.genes.len() != norm.mean.len() {
+            return bad(
+                "genes".into(),
+                format!(
+                    "{} gene names for {} means (leave the list empty for unnamed genes)",
+                    norm.genes.len(),
+                    norm.mean.len()
+                ),
+            );
+        }
+        if let Some((g, m)) = norm.mean.iter().enumerate().find(|(_, m)| !m.is_finite()) {
+            return bad(
+                format!("mean[{g}]"),
+                format!("must be a finite number, got {m}"),
+            );
+        }
+        if let Some((g, sd)) = norm
+            .std
+            .iter()
+            .enumerate()
+            .find(|(_, sd)| !(sd.is_finite() && **sd > 0.0))
+        {
+            return bad(
+                format!("std[{g}]"),
+                format!("must be a finite number above 0, got {sd}"),
+            );
         }
         Ok(norm)
     }

@@ -9,7 +9,7 @@ use super::DataError;
 
 /// Which CSV columns hold what. Defaults follow the original's CSV layout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct CohortColumns {
     /// Slide id, also the tile-feature file's stem. Default `wsi_file_name`.
     pub slide: String,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::settings::{Task, TrainSettings};
 use super::survival::TimeBins;
 use crate::data::{CohortColumns, DataError, LabelMap, Normalization};
-use crate::error::{Error, RunError};
+use crate::error::{ConfigError, Error, RunError};
 use crate::model::{MedCrossViT, MedCrossViTConfig};
 
 /// File names in a run or model folder.
@@ -36,6 +36,7 @@ pub mod files {
 
 /// Where the training data came from, so that `--resume` needs nothing but the folder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DataSource {
     /// The cohort CSV.
     pub csv: PathBuf,
@@ -49,6 +50,7 @@ pub struct DataSource {
 
 /// A run folder's `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RunConfig {
     /// The model's hyperparameters.
     pub model: MedCrossViTConfig,
@@ -68,21 +70,138 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
-    /// Reads `dir/config.json`.
+    /// Reads `dir/config.json` and checks every field (see [`validate`](Self::validate)): run
+    /// folders are copied and edited by hand, and a bad value found only later would panic,
+    /// hang or index out of bounds.
     ///
     /// # Errors
     ///
-    /// [`RunError::NotARun`] when the file is missing or is not a run configuration.
-    pub fn load(dir: &Path) -> Result<Self, RunError> {
+    /// [`RunError::NotARun`] when the file is missing or is not a run configuration;
+    /// [`DataError::BadField`] naming the file and the first field whose value cannot work.
+    pub fn load(dir: &Path) -> Result<Self, Error> {
         let path = dir.join(files::CONFIG);
         let text = std::fs::read_to_string(&path).map_err(|e| RunError::NotARun {
             path: dir.to_path_buf(),
             reason: format!("cannot read {}: {e}", path.display()),
         })?;
-        serde_json::from_str(&text).map_err(|e| RunError::NotARun {
+        let config: Self = serde_json::from_str(&text).map_err(|e| RunError::NotARun {
             path: dir.to_path_buf(),
             reason: format!("{}: {e}", path.display()),
-        })
+        })?;
+        config.validate(&path)?;
+        Ok(config)
+    }
+
+    /// Checks the training settings, the model configuration, the survival time bins and the
+    /// fold count, alone and against each other; `path` is the file they came from, named in
+    /// the error.
+    ///
+    /// # Errors
+    ///
+    /// [`DataError::BadField`] naming `path` and the first bad field (as a JSON path such as
+    /// `training.batch_size` or `model.dropout`).
+    pub fn validate(&self, path: &Path) -> Result<(), DataError> {
+        let bad = |field: &str, reason: String| Err(DataError::bad_field(path, field, reason));
+        if let Err(e) = self.training.validate() {
+            return match e {
+                DataError::Setting { setting, message } => {
+                    bad(&format!("training.{setting}"), message)
+                }
+                other => Err(other),
+            };
+        }
+        if let Err(e) = self.model.validate() {
+            let (field, reason) = match e {
+                ConfigError::Zero { field } => (field, "must be at least 1, got 0".to_string()),
+                ConfigError::Probability { field, value } => {
+                    (field, format!("must lie in [0, 1), got {value}"))
+                }
+                ConfigError::Inconsistent { field, reason } => (field, reason),
+                other => ("model", other.to_string()),
+            };
+            return bad(&format!("model.{field}"), reason);
+        }
+        let model = &self.model;
+        if model.wsi_pos_embedding && model.wsi_num_tiles < self.training.bag_size {
+            return bad(
+                "model.wsi_num_tiles",
+                format!(
+                    "{} is below training.bag_size = {}, and the positional embedding covers only \
+                     wsi_num_tiles tiles",
+                    model.wsi_num_tiles, self.training.bag_size
+                ),
+            );
+        }
+        for (field, name) in [
+            ("columns.slide", &self.columns.slide),
+            ("columns.label", &self.columns.label),
+        ] {
+            if name.trim().is_empty() {
+                return bad(field, "names no column".into());
+            }
+        }
+        if let Some(k) = self.folds
+            && k < 2
+        {
+            return bad(
+                "folds",
+                format!("cross-validation needs at least 2 folds, got {k}"),
+            );
+        }
+        if let Some(bins) = &self.survival_bins {
+            let edges = &bins.edges;
+            if edges.len() < 2 {
+                return bad(
+                    "survival_bins.edges",
+                    format!("needs at least 2 edges (one bin), got {}", edges.len()),
+                );
+            }
+            if let Some(e) = edges.iter().find(|e| !e.is_finite()) {
+                return bad(
+                    "survival_bins.edges",
+                    format!("must be finite numbers, got {e}"),
+                );
+            }
+            if let Some(w) = edges.windows(2).find(|w| w[0] >= w[1]) {
+                return bad(
+                    "survival_bins.edges",
+                    format!(
+                        "must increase strictly, but {} is followed by {}",
+                        w[0], w[1]
+                    ),
+                );
+            }
+            if bins.len() != model.num_classes {
+                return bad(
+                    "survival_bins.edges",
+                    format!(
+                        "{} edges make {} bins, but the model has model.num_classes = {} outputs",
+                        edges.len(),
+                        bins.len(),
+                        model.num_classes
+                    ),
+                );
+            }
+        }
+        if self.training.task == Task::Survival {
+            if self.training.survival.bins != model.num_classes {
+                return bad(
+                    "training.survival.bins",
+                    format!(
+                        "{} bins, but the model has model.num_classes = {} outputs",
+                        self.training.survival.bins, model.num_classes
+                    ),
+                );
+            }
+            // The parent folder of a cross-validation run has no bins: each fold fits its own.
+            if self.survival_bins.is_none() && self.folds.is_none() {
+                return bad(
+                    "survival_bins",
+                    "a survival model needs its time bins; the field is missing".into(),
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Writes `dir/config.json`.
@@ -114,8 +233,10 @@ impl ModelBundle {
     ///
     /// # Errors
     ///
-    /// [`RunError::NotARun`] for a folder without `config.json`; the errors of loading the
-    /// weights, `normalization.json` and `labels.json`.
+    /// [`RunError::NotARun`] for a folder without `config.json`; the errors of
+    /// [`RunConfig::load`], [`Normalization::load`] and [`LabelMap::load`];
+    /// [`DataError::BadField`] when the normalization or the class names do not fit the model;
+    /// the errors of loading the weights. Each file is checked before anything is computed.
     pub fn load(dir: &Path, device: &Device) -> Result<Self, Error> {
         let config = RunConfig::load(dir)?;
         if config.folds.is_some() {
@@ -125,17 +246,13 @@ impl ModelBundle {
             }
             .into());
         }
-        let model = MedCrossViT::load(dir, device)?;
         let normalization = Normalization::load(dir.join(files::NORMALIZATION))?;
         let labels = LabelMap::load(dir.join(files::LABELS))?;
-        if labels.len() != config.model.num_classes {
-            return Err(RunError::ConfigMismatch {
-                field: "num_classes",
-                config: config.model.num_classes,
-                data: labels.len(),
-            }
-            .into());
-        }
+        check_companions(dir, &config.model, &normalization, &labels)?;
+        // The weights come last: they are the slowest to read, and the files above decide
+        // whether the folder can be used at all.
+        let mut model = config.model.init(device)?;
+        model.load_weights(dir.join(crate::model::WEIGHTS_FILE))?;
         Ok(Self {
             config,
             model,
@@ -148,4 +265,41 @@ impl ModelBundle {
     pub fn task(&self) -> Task {
         self.config.training.task
     }
+}
+
+/// Checks `normalization.json` and `labels.json` of the folder `dir` against its model: one
+/// mean and deviation per gene, one class name per output.
+///
+/// # Errors
+///
+/// [`DataError::BadField`] naming the file and field that does not fit the model.
+pub(crate) fn check_companions(
+    dir: &Path,
+    model: &MedCrossViTConfig,
+    normalization: &Normalization,
+    labels: &LabelMap,
+) -> Result<(), DataError> {
+    if normalization.mean.len() != model.rna_num_genes {
+        return Err(DataError::bad_field(
+            dir.join(files::NORMALIZATION),
+            "mean",
+            format!(
+                "{} entries, but the model (config.json model.rna_num_genes) has {} genes",
+                normalization.mean.len(),
+                model.rna_num_genes
+            ),
+        ));
+    }
+    if labels.len() != model.num_classes {
+        return Err(DataError::bad_field(
+            dir.join(files::LABELS),
+            "classes",
+            format!(
+                "{} classes, but the model (config.json model.num_classes) has {} outputs",
+                labels.len(),
+                model.num_classes
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -11,6 +11,7 @@ use super::predict::{BatchHook, Predictions, metrics, predict};
 use super::settings::Task;
 use crate::data::{
     Cohort, CohortDataset, CohortTable, DataError, Target, TileOptions, evaluation_bags,
+    parse_finite,
 };
 use crate::error::Error;
 
@@ -51,14 +52,22 @@ fn read_targets(
             if !table.has_column(&table.columns().label) && !require {
                 return Ok(none);
             }
-            let labels = table.labels()?;
+            if require {
+                // Metrics need every slide's label: the first empty cell is named.
+                table.labels()?;
+            }
+            // Predicting, an empty label is a slide to predict without one; a label the model
+            // does not know is a mistake in the CSV, named with its slide.
             table
                 .slides()
                 .iter()
-                .zip(labels)
-                .map(|(s, l)| {
+                .map(|s| {
+                    let class = match &s.label {
+                        Some(l) => Some(bundle.labels.encode(&s.slide, l)?),
+                        None => None,
+                    };
                     Ok(Target {
-                        class: Some(bundle.labels.encode(&s.slide, l)?),
+                        class,
                         ..Default::default()
                     })
                 })
@@ -66,13 +75,17 @@ fn read_targets(
         }
         Task::Survival => {
             let s = &bundle.config.training.survival;
-            let present =
-                table.has_column(&s.time_column) && table.has_column(&s.censorship_column);
-            if !present && !require {
+            let (Some(times), Some(censorship)) = (
+                table.column(&s.time_column),
+                table.column(&s.censorship_column),
+            ) else {
+                if require {
+                    // Its error names the missing column and those the file has.
+                    table.numeric_column(&s.time_column)?;
+                    table.numeric_column(&s.censorship_column)?;
+                }
                 return Ok(none);
-            }
-            let times = table.numeric_column(&s.time_column)?;
-            let censorship = table.numeric_column(&s.censorship_column)?;
+            };
             let bins = bundle
                 .config
                 .survival_bins
@@ -81,15 +94,34 @@ fn read_targets(
                     setting: "survival_bins",
                     message: "the model folder records no survival time bins".into(),
                 })?;
-            Ok(times
+            table
+                .slides()
                 .iter()
-                .zip(&censorship)
-                .map(|(&t, &c)| Target {
-                    class: Some(bins.bin(t)),
-                    time: Some(t as f32),
-                    censored: Some(c != 0.0),
+                .enumerate()
+                .map(|(i, slide)| {
+                    // As with labels: predicting, a row without time and censorship is a slide
+                    // to predict without them; half a target is a mistake in the CSV.
+                    if !require && times[i].trim().is_empty() && censorship[i].trim().is_empty() {
+                        return Ok(Target::default());
+                    }
+                    let number = |name: &str, cell: &String| {
+                        parse_finite(cell).map_err(|reason| DataError::BadValue {
+                            path: table.path().to_path_buf(),
+                            line: slide.line,
+                            column: name.to_string(),
+                            value: cell.clone(),
+                            reason,
+                        })
+                    };
+                    let t = number(&s.time_column, &times[i])?;
+                    let c = number(&s.censorship_column, &censorship[i])?;
+                    Ok(Target {
+                        class: Some(bins.bin(t)),
+                        time: Some(t as f32),
+                        censored: Some(c != 0.0),
+                    })
                 })
-                .collect())
+                .collect()
         }
     }
 }

@@ -23,8 +23,8 @@ use super::schedule::learning_rate;
 use super::settings::{Task, TrainSettings};
 use super::{Event, plot};
 use crate::data::{
-    BagBatcher, BagLoader, BagSettings, CohortColumns, CohortDataset, DataError, Split,
-    evaluation_bags, training_bags,
+    BagBatcher, BagLoader, BagSettings, CohortColumns, CohortDataset, DataError, Normalization,
+    Split, evaluation_bags, training_bags,
 };
 use crate::error::{Error, RunError};
 use crate::model::{MedCrossViT, MedCrossViTConfig};
@@ -95,31 +95,37 @@ pub fn fit(
     let prepared = job.prepared;
     let cohort = prepared.cohort.clone();
     let out = job.out.clone();
-    let (targets, bins) = plan::targets(prepared, job.split, settings)?;
-    let normalization = crate::data::Normalization::fit(
-        cohort.table(),
-        &job.split.train,
-        settings.log2_expression,
-    )?;
-    let run_config = RunConfig {
-        model: job.model.clone(),
-        training: settings.clone(),
-        columns: job.columns.clone(),
-        data: Some(job.data.clone()),
-        survival_bins: bins,
-        folds: None,
-    };
     let checkpoint_folder = if job.resume {
         checkpoint::current(&out)?
     } else {
         None
     };
-    if !job.resume || checkpoint_folder.is_none() {
-        std::fs::create_dir_all(&out).map_err(io(&out))?;
-        run_config.save(&out)?;
-        normalization.save(out.join(files::NORMALIZATION))?;
-        prepared.labels.save(out.join(files::LABELS))?;
-    }
+    let (targets, normalization) = match &checkpoint_folder {
+        Some(_) => {
+            let (normalization, bins) = super::resume::saved(&job)?;
+            let (targets, _) = plan::targets_with(prepared, job.split, settings, bins)?;
+            (targets, normalization)
+        }
+        None => {
+            let (targets, bins) = plan::targets(prepared, job.split, settings)?;
+            let normalization =
+                Normalization::fit(cohort.table(), &job.split.train, settings.log2_expression)?;
+            std::fs::create_dir_all(&out).map_err(io(&out))?;
+            RunConfig {
+                model: job.model.clone(),
+                training: settings.clone(),
+                columns: job.columns.clone(),
+                data: Some(job.data.clone()),
+                survival_bins: bins,
+                folds: None,
+            }
+            .save(&out)?;
+            normalization.save(out.join(files::NORMALIZATION))?;
+            prepared.labels.save(out.join(files::LABELS))?;
+            checkpoint::pause_point("files", 0);
+            (targets, normalization)
+        }
+    };
 
     let autodiff = device.clone().autodiff();
     autodiff.seed(settings.seed);
@@ -133,6 +139,7 @@ pub fn fit(
     let mut state = LoopState::default();
     if let Some(folder) = &checkpoint_folder {
         (optimizer, state) = checkpoint::load(folder, &mut model, optimizer)?;
+        checkpoint::prune(folder);
         events(Event::Message(format!(
             "{}: resuming after epoch {} of {}",
             job.label, state.epochs_done, settings.epochs
@@ -283,7 +290,8 @@ pub fn fit(
         if improved {
             state.best = Some((epoch + 1, score, loss));
             state.bad_epochs = 0;
-            inference.save_weights(out.join(crate::model::WEIGHTS_FILE))?;
+            checkpoint::save_best(&inference, &out.join(crate::model::WEIGHTS_FILE))?;
+            checkpoint::pause_point("best", epoch + 1);
         } else {
             state.bad_epochs += 1;
         }

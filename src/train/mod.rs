@@ -8,26 +8,32 @@ mod bundle;
 mod checkpoint;
 mod evaluate;
 mod fit;
+mod lock;
 mod loss;
 pub mod metrics;
 mod plan;
 pub(crate) mod plot;
 mod predict;
+mod resume;
 mod schedule;
 mod settings;
+mod spec;
 pub mod survival;
 
 pub use bundle::{DataSource, ModelBundle, RunConfig, files};
-pub use checkpoint::{EpochRow, LoopState};
+pub use checkpoint::{EpochRow, LoopState, PAUSE_MARKER_VAR, PAUSE_VAR};
 pub use evaluate::{EvaluateRequest, Evaluation, evaluate, write_metrics, write_predictions};
 pub use fit::{Fit, FitReport, fit};
+pub use lock::{LOCK_FILE, RunLock};
 pub use loss::{batch_loss, inverse_frequency};
 pub use metrics::Metrics;
 pub use plan::{Outcomes, Prepared, prepare, splits, targets};
 pub(crate) use predict::to_rows;
 pub use predict::{BatchHook, Predictions, SlidePrediction, metrics as task_metrics, predict};
+pub use resume::resume;
 pub use schedule::learning_rate;
 pub use settings::{SurvivalSettings, Task, TrainSettings};
+pub use spec::{ModelSpec, PRESETS, TokenizerSpec, apply_tokenizer, check_model, resolve_model};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -36,7 +42,7 @@ use burn::tensor::Device;
 use serde::Serialize;
 
 use crate::data::CohortColumns;
-use crate::error::{ConfigError, Error, RunError};
+use crate::error::{Error, RunError};
 use crate::model::MedCrossViTConfig;
 
 /// Progress of a training run.
@@ -79,167 +85,6 @@ pub enum Event<'a> {
     },
     /// Anything else worth a line.
     Message(String),
-}
-
-/// Where the model's hyperparameters come from.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ModelSpec {
-    /// A named preset: `seed` (the original's published arguments) or `small` (CPU demos).
-    Preset(String),
-    /// A JSON file of [`MedCrossViTConfig`] fields; the widths the data decides may be left
-    /// out.
-    File(PathBuf),
-}
-
-/// Which gene tokenizer a new run uses.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TokenizerSpec {
-    /// The original's dense tokenizer.
-    Dense,
-    /// One learned vector pair per gene.
-    PerGene,
-    /// One token per group of a signatures CSV (MCAT/SurvPath format).
-    Pathways(PathBuf),
-}
-
-/// Sets `config`'s RNA tokenizer for a cohort with gene columns `genes` (named with
-/// `prefix`); returns the signature genes the cohort lacks (pathways only).
-///
-/// # Errors
-///
-/// The errors of [`read_signatures`](crate::data::read_signatures).
-pub fn apply_tokenizer(
-    config: &mut MedCrossViTConfig,
-    spec: &TokenizerSpec,
-    genes: &[String],
-    prefix: &str,
-) -> Result<Vec<String>, Error> {
-    config.rna_tokenizer = match spec {
-        TokenizerSpec::Dense => crate::model::RnaTokenizer::Dense,
-        TokenizerSpec::PerGene => crate::model::RnaTokenizer::PerGene,
-        TokenizerSpec::Pathways(path) => {
-            let signatures = crate::data::read_signatures(path, genes, prefix)?;
-            config.rna_tokenizer = crate::model::RnaTokenizer::Pathways {
-                groups: signatures.groups,
-            };
-            config.validate()?;
-            return Ok(signatures.unknown);
-        }
-    };
-    config.validate()?;
-    Ok(Vec::new())
-}
-
-/// The preset names.
-pub const PRESETS: [&str; 2] = ["seed", "small"];
-
-/// The model configuration for data of `wsi_dim`-wide tiles, `genes` genes and `classes`
-/// outputs, with bags of `bag_size` tiles.
-///
-/// # Errors
-///
-/// [`RunError::Unknown`] for an unknown preset; [`RunError::ConfigMismatch`] when a config
-/// file's `wsi_dim`, `rna_num_genes` or `num_classes` contradicts the data;
-/// [`ConfigError`] for an unreadable or malformed file. The result is not validated yet: see
-/// [`check_model`].
-pub fn resolve_model(
-    spec: &ModelSpec,
-    wsi_dim: usize,
-    genes: usize,
-    classes: usize,
-    bag_size: usize,
-) -> Result<MedCrossViTConfig, Error> {
-    let config = match spec {
-        ModelSpec::Preset(name) => {
-            let base = match name.as_str() {
-                "seed" => MedCrossViTConfig::seed(),
-                "small" => MedCrossViTConfig::small(classes, wsi_dim, 64),
-                _ => {
-                    return Err(RunError::Unknown {
-                        what: "preset",
-                        name: name.clone(),
-                        choices: PRESETS.join(", "),
-                    }
-                    .into());
-                }
-            };
-            MedCrossViTConfig {
-                num_classes: classes,
-                wsi_dim,
-                rna_num_genes: genes,
-                wsi_num_tiles: base.wsi_num_tiles.max(bag_size),
-                ..base
-            }
-        }
-        ModelSpec::File(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            let json = |source| ConfigError::Json {
-                path: path.clone(),
-                source,
-            };
-            let mut value: serde_json::Value = serde_json::from_str(&text).map_err(json)?;
-            if let Some(model) = value.get_mut("model").filter(|m| m.is_object()) {
-                value = model.take();
-            }
-            let object = value
-                .as_object_mut()
-                .ok_or_else(|| ConfigError::Inconsistent {
-                    field: "config",
-                    reason: format!("{} must hold a JSON object", path.display()),
-                })?;
-            for (field, data) in [
-                ("wsi_dim", wsi_dim),
-                ("rna_num_genes", genes),
-                ("num_classes", classes),
-            ] {
-                match object.get(field).and_then(serde_json::Value::as_u64) {
-                    Some(v) if v as usize != data => {
-                        return Err(RunError::ConfigMismatch {
-                            field,
-                            config: v as usize,
-                            data,
-                        }
-                        .into());
-                    }
-                    Some(_) => {}
-                    None => {
-                        object.insert(field.into(), data.into());
-                    }
-                }
-            }
-            if !object.contains_key("rna_dim") {
-                object.insert("rna_dim".into(), wsi_dim.into());
-            }
-            let config: MedCrossViTConfig = serde_json::from_value(value).map_err(json)?;
-            config
-        }
-    };
-    Ok(config)
-}
-
-/// Validates a resolved model configuration for bags of `bag_size` tiles (after the gene
-/// tokenizer is set: the dense one's size limit depends on it).
-///
-/// # Errors
-///
-/// The [`ConfigError`] of [`MedCrossViTConfig::validate`]; `wsi_num_tiles` below the bag size
-/// with the positional embedding on.
-pub fn check_model(config: &MedCrossViTConfig, bag_size: usize) -> Result<(), Error> {
-    config.validate()?;
-    if config.wsi_pos_embedding && config.wsi_num_tiles < bag_size {
-        return Err(ConfigError::Inconsistent {
-            field: "wsi_num_tiles",
-            reason: format!(
-                "bags of {bag_size} tiles need wsi_num_tiles ≥ {bag_size} with the positional embedding on (got {})",
-                config.wsi_num_tiles
-            ),
-        }
-        .into());
-    }
-    Ok(())
 }
 
 /// A training run to start.
@@ -328,7 +173,8 @@ fn is_run(dir: &Path) -> bool {
 ///
 /// # Errors
 ///
-/// [`RunError::RunExists`] when `out` already holds a run (nothing is overwritten); the data,
+/// [`RunError::RunExists`] when `out` already holds a run (nothing is overwritten);
+/// [`RunError::Locked`] when another process is training into `out`; the data,
 /// configuration, checkpoint and I/O errors of the run.
 pub fn train(
     request: &TrainRequest,
@@ -337,51 +183,30 @@ pub fn train(
 ) -> Result<TrainSummary, Error> {
     request.settings.validate()?;
     if is_run(&request.out) {
+        // A run still in progress says so, rather than suggesting --resume.
+        if let Err(locked @ Error::Run(RunError::Locked { .. })) = RunLock::acquire(&request.out) {
+            return Err(locked);
+        }
         return Err(RunError::RunExists {
             path: request.out.clone(),
         }
         .into());
     }
-    run(request, None, device, events, false)
+    run(request, None, device, events, None, None)
 }
 
-/// Continues the run in `out` from its last complete epoch, with the settings it was
-/// started with; it ends where the uninterrupted run would have.
-///
-/// # Errors
-///
-/// [`RunError::NotARun`] when `out` holds no run; the errors of [`train`].
-pub fn resume(
-    out: &Path,
-    stop_after: Option<usize>,
-    device: &Device,
-    events: &mut dyn FnMut(Event<'_>),
-) -> Result<TrainSummary, Error> {
-    let config = RunConfig::load(out)?;
-    let data = config.data.clone().ok_or_else(|| RunError::NotARun {
-        path: out.to_path_buf(),
-        reason: "it records no training data (an imported model?)".into(),
-    })?;
-    let request = TrainRequest {
-        data,
-        columns: config.columns.clone(),
-        model: ModelSpec::Preset(String::new()),
-        tokenizer: None,
-        settings: config.training.clone(),
-        folds: config.folds,
-        out: out.to_path_buf(),
-        stop_after,
-    };
-    run(&request, Some(config.model), device, events, true)
-}
-
+/// Trains `request`. A resumed run comes with its folder's `lock` and `model` configuration,
+/// and `only` a fold when one fold is resumed; a new run takes its lock once the data has
+/// been read, so that bad data leaves no folder behind.
 fn run(
     request: &TrainRequest,
     model: Option<MedCrossViTConfig>,
     device: &Device,
     events: &mut dyn FnMut(Event<'_>),
-    resume: bool,
+    lock: Option<RunLock>,
+    only: Option<usize>,
 ) -> Result<TrainSummary, Error> {
+    let resume = lock.is_some();
     let settings = &request.settings;
     let prepared = prepare(&request.data, &request.columns, settings)?;
     let cohort = &prepared.cohort;
@@ -425,24 +250,39 @@ fn run(
     cohort.check_feature_dim(model.wsi_dim)?;
     cohort.table().check_genes(model.rna_num_genes, None)?;
     let splits = splits(&prepared, settings, request.folds)?;
-    if request.folds.is_some() {
-        std::fs::create_dir_all(&request.out)
-            .map_err(|e| crate::data::DataError::io(&request.out, e))?;
-        if !resume {
-            RunConfig {
-                model: model.clone(),
-                training: settings.clone(),
-                columns: request.columns.clone(),
-                data: Some(request.data.clone()),
-                survival_bins: None,
-                folds: request.folds,
+    let _lock = match lock {
+        Some(lock) => lock,
+        None => {
+            std::fs::create_dir_all(&request.out)
+                .map_err(|e| crate::data::DataError::io(&request.out, e))?;
+            let lock = RunLock::acquire(&request.out)?;
+            // Another process may have started the run since `train` first looked.
+            if is_run(&request.out) {
+                return Err(RunError::RunExists {
+                    path: request.out.clone(),
+                }
+                .into());
             }
-            .save(&request.out)?;
+            lock
         }
+    };
+    if request.folds.is_some() && !resume {
+        RunConfig {
+            model: model.clone(),
+            training: settings.clone(),
+            columns: request.columns.clone(),
+            data: Some(request.data.clone()),
+            survival_bins: None,
+            folds: request.folds,
+        }
+        .save(&request.out)?;
     }
     let mut results = Vec::new();
     let mut finished = true;
     for (k, split) in splits.iter().enumerate() {
+        if only.is_some_and(|o| o != k) {
+            continue;
+        }
         let (out, label) = match request.folds {
             Some(n) => (
                 request.out.join(format!("fold_{k}")),
@@ -479,7 +319,7 @@ fn run(
         }
     }
     let summary = TrainSummary::of(results, finished);
-    if request.folds.is_some() && finished {
+    if request.folds.is_some() && finished && only.is_none() {
         fit::write_json(&request.out.join(files::CV_JSON), &summary)?;
     }
     Ok(summary)

@@ -202,6 +202,17 @@ pub fn targets(
     split: &Split,
     settings: &TrainSettings,
 ) -> Result<(Vec<Target>, Option<TimeBins>), DataError> {
+    targets_with(prepared, split, settings, None)
+}
+
+/// [`targets`], with survival times binned by `saved` bins (those of a run being resumed)
+/// when given, instead of bins fitted on the training side.
+pub(crate) fn targets_with(
+    prepared: &Prepared,
+    split: &Split,
+    settings: &TrainSettings,
+    saved: Option<TimeBins>,
+) -> Result<(Vec<Target>, Option<TimeBins>), DataError> {
     let table = prepared.cohort.table();
     match &prepared.outcomes {
         Outcomes::Classes(classes) => {
@@ -236,7 +247,10 @@ pub fn targets(
             Ok((targets, None))
         }
         Outcomes::Survival(pairs) => {
-            let bins = fit_bins(pairs, &split.train, table, settings.survival.bins)?;
+            let bins = match saved {
+                Some(bins) => bins,
+                None => fit_bins(pairs, &split.train, table, settings.survival.bins)?,
+            };
             let targets = pairs
                 .iter()
                 .map(|&(t, c)| Target {

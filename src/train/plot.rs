@@ -74,7 +74,20 @@ pub fn curves(out: &Path, history: &[EpochRow], settings: &TrainSettings) -> Res
     )
 }
 
+/// Draws into `name.tmp.png` (the encoder picks the format by extension) and renames it into
+/// place, so that a killed run never leaves a truncated picture.
 fn line_chart(
+    path: &Path,
+    title: &str,
+    y_label: &str,
+    series: &[(&str, Vec<(f64, f64)>)],
+) -> Result<(), Error> {
+    let tmp = path.with_extension("tmp.png");
+    draw_chart(&tmp, title, y_label, series)?;
+    std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e).into())
+}
+
+fn draw_chart(
     path: &Path,
     title: &str,
     y_label: &str,

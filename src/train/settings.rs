@@ -19,7 +19,7 @@ pub enum Task {
 
 /// Survival columns and loss settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SurvivalSettings {
     /// Column of survival times (any unit; months by convention). Default `survival_months`.
     pub time_column: String,
@@ -44,7 +44,7 @@ impl Default for SurvivalSettings {
 
 /// Training settings. Saved in the run folder's `config.json` under `training`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TrainSettings {
     /// The task. Default classification.
     pub task: Task,
@@ -155,6 +155,23 @@ impl TrainSettings {
             return bad(
                 "warmup_epochs",
                 format!("must be ≥ 0, got {}", self.warmup_epochs),
+            );
+        }
+        for (setting, value) in [
+            ("val_fraction", self.val_fraction),
+            ("test_fraction", self.test_fraction),
+        ] {
+            if !(0.0..1.0).contains(&value) {
+                return bad(setting, format!("must lie in [0, 1), got {value}"));
+            }
+        }
+        if self.val_fraction + self.test_fraction >= 1.0 {
+            return bad(
+                "test_fraction",
+                format!(
+                    "with val_fraction {} leaves no training patient (the two must sum to less than 1)",
+                    self.val_fraction
+                ),
             );
         }
         if self.task == Task::Survival {

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 /// Time-bin edges: bin `k` holds times in `[edges[k], edges[k + 1])`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TimeBins {
     /// `bins + 1` increasing edges.
     pub edges: Vec<f64>,

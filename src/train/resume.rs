@@ -1,0 +1,164 @@
+//! `train --resume`: which run or fold a folder is, and what a checkpointed fit continues
+//! with.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+
+use super::bundle::{RunConfig, check_companions, files};
+use super::fit::Fit;
+use super::lock::RunLock;
+use super::survival::TimeBins;
+use super::{Event, ModelSpec, TrainRequest, TrainSummary, is_run, run};
+use crate::data::{DataError, LabelMap, Normalization};
+use crate::error::{Error, RunError};
+
+/// Continues the run in `out` from its last complete epoch, with the settings it was
+/// started with; it ends where the uninterrupted run would have.
+///
+/// `out` may be a cross-validation run (its unfinished folds are continued) or one of its
+/// `fold_K` folders (that fold alone is continued, on that fold's split). A checkpointed fit
+/// goes on with the normalization, classes and time bins saved in its folder.
+///
+/// # Errors
+///
+/// [`RunError::NotARun`] when `out` holds no run; [`RunError::Locked`] when another process
+/// is training the run; the errors of [`RunConfig::load`] for a bad `config.json`; the errors
+/// of [`train`](super::train).
+pub fn resume(
+    out: &Path,
+    stop_after: Option<usize>,
+    device: &Device,
+    events: &mut dyn FnMut(Event<'_>),
+) -> Result<TrainSummary, Error> {
+    let config = RunConfig::load(out)?;
+    let (root, top, only) = match fold_of(out, &config)? {
+        Some((parent, top, k)) => (parent, top, Some(k)),
+        None => (out.to_path_buf(), config, None),
+    };
+    let data = top.data.clone().ok_or_else(|| RunError::NotARun {
+        path: out.to_path_buf(),
+        reason: "it records no training data (an imported model?)".into(),
+    })?;
+    let lock = RunLock::acquire(&root)?;
+    let request = TrainRequest {
+        data,
+        columns: top.columns.clone(),
+        model: ModelSpec::Preset(String::new()),
+        tokenizer: None,
+        settings: top.training.clone(),
+        folds: top.folds,
+        out: root,
+        stop_after,
+    };
+    run(&request, Some(top.model), device, events, Some(lock), only)
+}
+
+/// When `dir` is fold `k` of a cross-validation run (a `fold_k` folder inside a run whose
+/// `config.json` records the folds): the run's folder, its configuration and `k`. Its split
+/// can only be made again from the whole run's settings.
+fn fold_of(dir: &Path, config: &RunConfig) -> Result<Option<(PathBuf, RunConfig, usize)>, Error> {
+    if config.folds.is_some() {
+        return Ok(None);
+    }
+    let Some(k) = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("fold_"))
+        .and_then(|k| k.parse::<usize>().ok())
+    else {
+        return Ok(None);
+    };
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !is_run(&parent) {
+        return Ok(None);
+    }
+    let top = RunConfig::load(&parent)?;
+    let Some(n) = top.folds else {
+        return Ok(None);
+    };
+    let path = dir.join(files::CONFIG);
+    if k >= n {
+        return Err(RunError::NotARun {
+            path: dir.to_path_buf(),
+            reason: format!(
+                "it is named as fold {k}, but its run has {n} folds (0 to {})",
+                n - 1
+            ),
+        }
+        .into());
+    }
+    for (field, same) in [
+        ("training", top.training == config.training),
+        ("model", top.model == config.model),
+    ] {
+        if !same {
+            return Err(crate::data::DataError::bad_field(
+                &path,
+                field,
+                format!(
+                    "differs from that of its cross-validation run, {}; a fold trains as its run does",
+                    parent.join(files::CONFIG).display()
+                ),
+            )
+            .into());
+        }
+    }
+    Ok(Some((parent, top, k)))
+}
+
+/// What a checkpointed fit continues with: the normalization and survival time bins saved in
+/// its folder (fitted when it started), after checking that the folder's files still fit the
+/// job and the cohort.
+pub(super) fn saved(job: &Fit<'_>) -> Result<(Normalization, Option<TimeBins>), Error> {
+    let config = RunConfig::load(&job.out)?;
+    let config_path = job.out.join(files::CONFIG);
+    for (field, same) in [
+        ("training", config.training == *job.settings),
+        ("model", config.model == job.model),
+    ] {
+        if !same {
+            return Err(DataError::bad_field(
+                &config_path,
+                field,
+                "differs from the settings the run is resumed with (those of its \
+                 cross-validation run's config.json)",
+            )
+            .into());
+        }
+    }
+    let normalization = Normalization::load(job.out.join(files::NORMALIZATION))?;
+    let labels = LabelMap::load(job.out.join(files::LABELS))?;
+    check_companions(&job.out, &config.model, &normalization, &labels)?;
+    if normalization.log2 != config.training.log2_expression {
+        return Err(DataError::bad_field(
+            job.out.join(files::NORMALIZATION),
+            "log2",
+            format!(
+                "{}, but config.json says training.log2_expression = {}; the run would go on \
+                 with expression normalized otherwise than it started",
+                normalization.log2, config.training.log2_expression
+            ),
+        )
+        .into());
+    }
+    let table = job.prepared.cohort.table();
+    if labels != job.prepared.labels {
+        return Err(DataError::bad_field(
+            job.out.join(files::LABELS),
+            "classes",
+            format!(
+                "[{}], but {} now has the classes [{}]: the run cannot go on with other classes",
+                labels.classes.join(", "),
+                table.path().display(),
+                job.prepared.labels.classes.join(", ")
+            ),
+        )
+        .into());
+    }
+    table.check_genes(config.model.rna_num_genes, Some(&normalization.genes))?;
+    Ok((normalization, config.survival_bins))
+}

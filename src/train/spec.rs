@@ -1,0 +1,168 @@
+//! Where a new run's model comes from: a preset or a config file, and a gene tokenizer, with
+//! the widths the data decides filled in.
+
+use std::path::PathBuf;
+
+use crate::error::{ConfigError, Error, RunError};
+use crate::model::MedCrossViTConfig;
+
+/// Where the model's hyperparameters come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelSpec {
+    /// A named preset: `seed` (the original's published arguments) or `small` (CPU demos).
+    Preset(String),
+    /// A JSON file of [`MedCrossViTConfig`] fields; the widths the data decides may be left
+    /// out.
+    File(PathBuf),
+}
+
+/// Which gene tokenizer a new run uses.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenizerSpec {
+    /// The original's dense tokenizer.
+    Dense,
+    /// One learned vector pair per gene.
+    PerGene,
+    /// One token per group of a signatures CSV (MCAT/SurvPath format).
+    Pathways(PathBuf),
+}
+
+/// Sets `config`'s RNA tokenizer for a cohort with gene columns `genes` (named with
+/// `prefix`); returns the signature genes the cohort lacks (pathways only).
+///
+/// # Errors
+///
+/// The errors of [`read_signatures`](crate::data::read_signatures).
+pub fn apply_tokenizer(
+    config: &mut MedCrossViTConfig,
+    spec: &TokenizerSpec,
+    genes: &[String],
+    prefix: &str,
+) -> Result<Vec<String>, Error> {
+    config.rna_tokenizer = match spec {
+        TokenizerSpec::Dense => crate::model::RnaTokenizer::Dense,
+        TokenizerSpec::PerGene => crate::model::RnaTokenizer::PerGene,
+        TokenizerSpec::Pathways(path) => {
+            let signatures = crate::data::read_signatures(path, genes, prefix)?;
+            config.rna_tokenizer = crate::model::RnaTokenizer::Pathways {
+                groups: signatures.groups,
+            };
+            config.validate()?;
+            return Ok(signatures.unknown);
+        }
+    };
+    config.validate()?;
+    Ok(Vec::new())
+}
+
+/// The preset names.
+pub const PRESETS: [&str; 2] = ["seed", "small"];
+
+/// The model configuration for data of `wsi_dim`-wide tiles, `genes` genes and `classes`
+/// outputs, with bags of `bag_size` tiles.
+///
+/// # Errors
+///
+/// [`RunError::Unknown`] for an unknown preset; [`RunError::ConfigMismatch`] when a config
+/// file's `wsi_dim`, `rna_num_genes` or `num_classes` contradicts the data;
+/// [`ConfigError`] for an unreadable or malformed file. The result is not validated yet: see
+/// [`check_model`].
+pub fn resolve_model(
+    spec: &ModelSpec,
+    wsi_dim: usize,
+    genes: usize,
+    classes: usize,
+    bag_size: usize,
+) -> Result<MedCrossViTConfig, Error> {
+    let config = match spec {
+        ModelSpec::Preset(name) => {
+            let base = match name.as_str() {
+                "seed" => MedCrossViTConfig::seed(),
+                "small" => MedCrossViTConfig::small(classes, wsi_dim, 64),
+                _ => {
+                    return Err(RunError::Unknown {
+                        what: "preset",
+                        name: name.clone(),
+                        choices: PRESETS.join(", "),
+                    }
+                    .into());
+                }
+            };
+            MedCrossViTConfig {
+                num_classes: classes,
+                wsi_dim,
+                rna_num_genes: genes,
+                wsi_num_tiles: base.wsi_num_tiles.max(bag_size),
+                ..base
+            }
+        }
+        ModelSpec::File(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let json = |source| ConfigError::Json {
+                path: path.clone(),
+                source,
+            };
+            let mut value: serde_json::Value = serde_json::from_str(&text).map_err(json)?;
+            if let Some(model) = value.get_mut("model").filter(|m| m.is_object()) {
+                value = model.take();
+            }
+            let object = value
+                .as_object_mut()
+                .ok_or_else(|| ConfigError::Inconsistent {
+                    field: "config",
+                    reason: format!("{} must hold a JSON object", path.display()),
+                })?;
+            for (field, data) in [
+                ("wsi_dim", wsi_dim),
+                ("rna_num_genes", genes),
+                ("num_classes", classes),
+            ] {
+                match object.get(field).and_then(serde_json::Value::as_u64) {
+                    Some(v) if v as usize != data => {
+                        return Err(RunError::ConfigMismatch {
+                            field,
+                            config: v as usize,
+                            data,
+                        }
+                        .into());
+                    }
+                    Some(_) => {}
+                    None => {
+                        object.insert(field.into(), data.into());
+                    }
+                }
+            }
+            if !object.contains_key("rna_dim") {
+                object.insert("rna_dim".into(), wsi_dim.into());
+            }
+            let config: MedCrossViTConfig = serde_json::from_value(value).map_err(json)?;
+            config
+        }
+    };
+    Ok(config)
+}
+
+/// Validates a resolved model configuration for bags of `bag_size` tiles (after the gene
+/// tokenizer is set: the dense one's size limit depends on it).
+///
+/// # Errors
+///
+/// The [`ConfigError`] of [`MedCrossViTConfig::validate`]; `wsi_num_tiles` below the bag size
+/// with the positional embedding on.
+pub fn check_model(config: &MedCrossViTConfig, bag_size: usize) -> Result<(), Error> {
+    config.validate()?;
+    if config.wsi_pos_embedding && config.wsi_num_tiles < bag_size {
+        return Err(ConfigError::Inconsistent {
+            field: "wsi_num_tiles",
+            reason: format!(
+                "bags of {bag_size} tiles need wsi_num_tiles ≥ {bag_size} with the positional embedding on (got {})",
+                config.wsi_num_tiles
+            ),
+        }
+        .into());
+    }
+    Ok(())
+}

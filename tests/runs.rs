@@ -1,0 +1,225 @@
+//! Runs: cross-validation folds resume on their own split; `predict` takes rows without a
+//! target; one `train` process per run folder.
+
+use std::fs::File;
+use std::path::Path;
+
+use burn::tensor::Device;
+use med_crossvit::train::{self, DataSource};
+use serde_json::Value;
+
+mod common;
+#[path = "support/folders.rs"]
+mod folders;
+
+use folders::{
+    Cmd, GENES, apply, as_survival, base_run, bin, cohort, copy_dir, edit_cells, edit_json,
+    relabel, serial, snapshot, stderr, tiny_request,
+};
+
+#[test]
+fn predict_takes_rows_without_a_target_and_names_the_slide_of_an_unknown_label() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = cohort(dir.path());
+    let base = base_run(dir.path(), &data);
+    let csv = dir.path().join("partly.csv");
+    let unlabeled = relabel(&data, &[(1, ""), (4, "")], &csv);
+    let partly = DataSource {
+        csv,
+        ..data.clone()
+    };
+    let out = dir.path().join("pred.csv");
+    let o = apply(Cmd::Predict, &base, &partly, &out);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut reader = csv::Reader::from_path(&out).unwrap();
+    let header = reader.headers().unwrap().clone();
+    let label = header.iter().position(|h| h == "label").unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 16, "every slide is predicted");
+    for row in &rows {
+        let empty = row[label].is_empty();
+        assert_eq!(empty, unlabeled.contains(&row[0].to_string()), "{row:?}");
+    }
+
+    // `evaluate` needs every label: the first empty one is named by its line.
+    let o = apply(Cmd::Evaluate, &base, &partly, &dir.path().join("eval"));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("line 3"), "{}", stderr(&o));
+
+    let csv = dir.path().join("unknown.csv");
+    let slides = relabel(&data, &[(6, "7")], &csv);
+    let out = dir.path().join("pred-unknown.csv");
+    let o = apply(Cmd::Predict, &base, &DataSource { csv, ..data }, &out);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("slide `{}`", slides[0])) && err.contains("`7`"),
+        "{err}"
+    );
+    assert!(!out.exists());
+
+    // Survival: a row without time and censorship is predicted without them; a row with one
+    // of the two is an error naming its line and the empty column.
+    let survival = dir.path().join("survival");
+    copy_dir(&base, &survival);
+    edit_json(&survival.join("config.json"), as_survival);
+    let timed = common::synth(&dir.path().join("timed"), 16, 8, GENES, 5, true);
+    let csv = dir.path().join("untimed.csv");
+    let untimed = edit_cells(
+        &timed,
+        &[(2, "survival_months", ""), (2, "censorship", "")],
+        &csv,
+    );
+    let out = dir.path().join("pred-survival.csv");
+    let o = apply(
+        Cmd::Predict,
+        &survival,
+        &DataSource {
+            csv,
+            ..timed.clone()
+        },
+        &out,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut reader = csv::Reader::from_path(&out).unwrap();
+    let header = reader.headers().unwrap().clone();
+    let time = header.iter().position(|h| h == "survival_months").unwrap();
+    let risk = header.iter().position(|h| h == "risk").unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 16);
+    for row in &rows {
+        assert_eq!(row[time].is_empty(), row[0] == untimed[0], "{row:?}");
+        assert!(row[risk].parse::<f64>().unwrap() < 0.0, "{row:?}");
+    }
+    let csv = dir.path().join("half.csv");
+    edit_cells(&timed, &[(3, "censorship", "")], &csv);
+    let out = dir.path().join("pred-half.csv");
+    let o = apply(Cmd::Predict, &survival, &DataSource { csv, ..timed }, &out);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("line 5, column `censorship`"), "{err}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_second_train_on_a_locked_run_refuses_at_once_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = cohort(dir.path());
+    let base = base_run(dir.path(), &data);
+    let before = snapshot(&base);
+    let lock = File::options()
+        .write(true)
+        .open(base.join(train::LOCK_FILE))
+        .unwrap();
+    lock.try_lock().unwrap();
+
+    let o = bin(&["train", "--resume", base.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("in use by another `train` process"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(snapshot(&base) == before, "the locked run changed");
+    let o = bin(&[
+        "train",
+        "--csv",
+        data.csv.to_str().unwrap(),
+        "--features",
+        data.features_dir.to_str().unwrap(),
+        "--out",
+        base.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("in use by another"), "{}", stderr(&o));
+    assert!(snapshot(&base) == before, "the locked run changed");
+
+    // A new run into a folder whose lock is held (a first process that has not written its
+    // config yet) refuses too.
+    let fresh = dir.path().join("fresh");
+    std::fs::create_dir_all(&fresh).unwrap();
+    let fresh_lock = File::create(fresh.join(train::LOCK_FILE)).unwrap();
+    fresh_lock.try_lock().unwrap();
+    let o = bin(&[
+        "train",
+        "--csv",
+        data.csv.to_str().unwrap(),
+        "--features",
+        data.features_dir.to_str().unwrap(),
+        "--out",
+        fresh.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("in use by another"), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_dir(&fresh).unwrap().count(),
+        1,
+        "only the lock file"
+    );
+
+    // Released (as by the death of the first process), the run resumes.
+    drop(lock);
+    let o = bin(&["train", "--resume", base.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+fn read(dir: &Path, file: &str) -> String {
+    std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+/// `cv.json` without the folders' paths, which differ between runs.
+fn cv_summary(dir: &Path) -> Value {
+    let mut v: Value = serde_json::from_str(&read(dir, "cv.json")).unwrap();
+    for fold in v["folds"].as_array_mut().unwrap() {
+        fold.as_object_mut().unwrap().remove("out");
+    }
+    v
+}
+
+#[test]
+fn an_interrupted_cross_validation_resumes_by_fold_or_by_run_like_an_uninterrupted_one() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let data = cohort(dir.path());
+    let device = Device::flex();
+    let request = |out: &str| {
+        let mut r = tiny_request(dir.path(), data.clone(), 2, dir.path().join(out));
+        r.folds = Some(2);
+        r
+    };
+    train::train(&request("whole"), &device, &mut |_| {}).unwrap();
+    for way in ["by-fold", "by-run"] {
+        let cut = dir.path().join(way);
+        let mut interrupted = request(way);
+        interrupted.stop_after = Some(1);
+        assert!(
+            !train::train(&interrupted, &device, &mut |_| {})
+                .unwrap()
+                .finished
+        );
+        if way == "by-fold" {
+            let fold = train::resume(&cut.join("fold_0"), None, &device, &mut |_| {}).unwrap();
+            assert!(fold.finished && fold.folds.len() == 1 && fold.folds[0].fold == 0);
+            assert!(cut.join("fold_0/metrics.json").is_file());
+            assert!(!cut.join("fold_1").exists() && !cut.join("cv.json").exists());
+        }
+        assert!(
+            train::resume(&cut, None, &device, &mut |_| {})
+                .unwrap()
+                .finished
+        );
+        for file in [
+            "fold_0/metrics.csv",
+            "fold_1/metrics.csv",
+            "fold_0/metrics.json",
+        ] {
+            let whole = dir.path().join("whole");
+            assert_eq!(read(&whole, file), read(&cut, file), "{way}: {file}");
+        }
+        assert_eq!(
+            cv_summary(&dir.path().join("whole")),
+            cv_summary(&cut),
+            "{way}"
+        );
+    }
+}
