@@ -97,7 +97,10 @@ fn predict_takes_rows_without_a_target_and_names_the_slide_of_an_unknown_label()
     let o = apply(Cmd::Predict, &survival, &DataSource { csv, ..timed }, &out);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("line 5, column `censorship`"), "{err}");
+    assert!(
+        err.contains("line 5 (slide `SYN-0003-01Z-00-DX1`), column `censorship`"),
+        "{err}"
+    );
     assert!(!out.exists());
 }
 

@@ -108,6 +108,7 @@ fn read_targets(
                         parse_finite(cell).map_err(|reason| DataError::BadValue {
                             path: table.path().to_path_buf(),
                             line: slide.line,
+                            slide: slide.slide.clone(),
                             column: name.to_string(),
                             value: cell.clone(),
                             reason,
