@@ -248,7 +248,8 @@ fn the_originals_example_csv_reads() {
 
 #[test]
 fn the_parity_cohort_in_the_originals_layout_opens() {
-    let table = CohortTable::read(original("parity/cohort.csv"), &CohortColumns::default()).unwrap();
+    let table =
+        CohortTable::read(original("parity/cohort.csv"), &CohortColumns::default()).unwrap();
     let cohort = Cohort::open(table, &TileOptions::new(original("parity/features"))).unwrap();
     let summary = CohortSummary::of(&cohort);
     assert_eq!(
