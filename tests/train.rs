@@ -331,7 +331,10 @@ fn cross_validation_folds_keep_patients_apart() {
     let std = (aucs.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / 3.0).sqrt();
     assert!((summary.mean["auc"] - mean).abs() < 1e-12, "{aucs:?}");
     assert!((summary.std["auc"] - std).abs() < 1e-12, "{aucs:?}");
-    assert!((cv["mean"]["auc"].as_f64().unwrap() - mean).abs() < 1e-12, "{cv}");
+    assert!(
+        (cv["mean"]["auc"].as_f64().unwrap() - mean).abs() < 1e-12,
+        "{cv}"
+    );
 }
 
 #[test]
