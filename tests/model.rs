@@ -80,8 +80,118 @@ fn output_shapes_for_both_pools() {
         // depth 2 × cross_attn_depth 2 layers, 3 heads, CLS + 10 tiles / CLS + 6 genes.
         assert_eq!(att.rna_cls_over_tiles.dims(), [4, 4, 3, 11]);
         assert_eq!(att.wsi_cls_over_genes.dims(), [4, 4, 3, 7]);
-        assert_close(out.logits, out.wsi_logits + out.rna_logits, 1e-6);
     }
+}
+
+fn param1(values: &[f32], device: &Device) -> Param<Tensor<1>> {
+    Param::from_tensor(Tensor::from_data(
+        TensorData::new(values.to_vec(), [values.len()]),
+        device,
+    ))
+}
+
+/// `[rows, cols]` row-major values of a 2-D tensor as `f64` rows.
+fn rows(t: Tensor<2>) -> Vec<Vec<f64>> {
+    let [_, c] = t.dims();
+    let v: Vec<f32> = t.into_data().convert::<f32>().try_to_vec().unwrap();
+    v.chunks(c)
+        .map(|r| r.iter().map(|&x| x as f64).collect())
+        .collect()
+}
+
+fn vec1(t: Tensor<1>) -> Vec<f64> {
+    let v: Vec<f32> = t.into_data().convert::<f32>().try_to_vec().unwrap();
+    v.into_iter().map(f64::from).collect()
+}
+
+#[test]
+fn logits_are_the_two_heads_contributions_summed() {
+    let device = Device::flex();
+    let config = tiny(8, 6);
+    let mut model = config.init(&device).unwrap();
+    let input = || inputs(2, 5, &config, &device);
+
+    // The heads' own arithmetic, in f64 on the pooled tokens with the model's random weights:
+    // LayerNorm (ε = 1e-5, biased variance) then x·W + b, the two heads added.
+    let out = model.forward(input()).unwrap();
+    let head = |emb: Tensor<2>, h: &med_crossvit::model::ClassifierHead| {
+        let gamma = vec1(h.norm.gamma.val());
+        let beta = vec1(h.norm.beta.as_ref().unwrap().val());
+        let w = rows(h.linear.weight.val());
+        let b = vec1(h.linear.bias.as_ref().unwrap().val());
+        rows(emb)
+            .into_iter()
+            .map(|x| {
+                let n = x.len() as f64;
+                let mean = x.iter().sum::<f64>() / n;
+                let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+                let y: Vec<f64> = x
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (v - mean) / (var + 1e-5).sqrt() * gamma[i] + beta[i])
+                    .collect();
+                (0..b.len())
+                    .map(|c| b[c] + y.iter().zip(&w).map(|(yi, wi)| yi * wi[c]).sum::<f64>())
+                    .collect::<Vec<f64>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    let wsi = head(out.wsi_embedding.clone(), &model.wsi_head);
+    let rna = head(out.rna_embedding.clone(), &model.rna_head);
+    let logits = rows(out.logits);
+    for bag in 0..2 {
+        for c in 0..3 {
+            let expected = wsi[bag][c] + rna[bag][c];
+            assert!(
+                (logits[bag][c] - expected).abs() < 1e-4,
+                "bag {bag} class {c}: {} vs {expected}",
+                logits[bag][c]
+            );
+        }
+    }
+
+    // Heads set by hand: with γ = 0 the LayerNorm outputs β whatever the input, so each head
+    // gives β·W + b. WSI: β = e₀, W row 0 = [1, −2, 0.5], b = [0.25, 0, 0] → [1.25, −2, 0.5].
+    // RNA: β = 2·e₁, W row 1 = [3, 1, −1], b = [0, 0, 1] → [6, 2, −1]. Fused: [7.25, 0, −0.5].
+    // The other rows of W are large, so reading the wrong row of either head shows.
+    let set = |h: &mut med_crossvit::model::ClassifierHead,
+               beta: &[f32],
+               row: usize,
+               w: [f32; 3],
+               b: [f32; 3]| {
+        let dim = beta.len();
+        h.norm.gamma = param1(&vec![0.0; dim], &device);
+        h.norm.beta = Some(param1(beta, &device));
+        let mut weight = vec![50.0f32; dim * 3];
+        weight[row * 3..row * 3 + 3].copy_from_slice(&w);
+        h.linear.weight = Param::from_tensor(Tensor::from_data(
+            TensorData::new(weight, [dim, 3]),
+            &device,
+        ));
+        h.linear.bias = Some(param1(&b, &device));
+    };
+    set(
+        &mut model.wsi_head,
+        &[1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        0,
+        [1.0, -2.0, 0.5],
+        [0.25, 0.0, 0.0],
+    );
+    set(
+        &mut model.rna_head,
+        &[0.0, 2.0, 0.0, 0.0, 0.0, 0.0],
+        1,
+        [3.0, 1.0, -1.0],
+        [0.0, 0.0, 1.0],
+    );
+    let out = model.forward(input()).unwrap();
+    let expect = |t: Tensor<2>, row: [f32; 3]| {
+        let want = Tensor::<2>::from_data(TensorData::new([row, row].concat(), [2, 3]), &device);
+        assert_close(t, want, 1e-5);
+    };
+    expect(out.wsi_logits, [1.25, -2.0, 0.5]);
+    expect(out.rna_logits, [6.0, 2.0, -1.0]);
+    expect(out.logits, [7.25, 0.0, -0.5]);
 }
 
 #[test]

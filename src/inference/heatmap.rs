@@ -43,8 +43,50 @@ fn tile_side(coords: &[[f64; 2]]) -> f64 {
     if best.is_finite() { best } else { 1.0 }
 }
 
+/// The narrowest score range the colours span, as a fraction of the mean score. Scores closer
+/// together than this are drawn close together in colour, not stretched to the full colour
+/// map: a slide attended evenly has scores that differ only by float rounding (about 1e-7 of
+/// the score), and stretching those differences to full contrast would draw noise that reads
+/// as regions. 20 % of the mean (about ±10 % around it) is far above rounding and below the
+/// factor-of-two differences a trained model's attention shows where it singles tiles out.
+pub const MIN_RELATIVE_SPAN: f64 = 0.2;
+
+/// The scores at the two ends of the colour map: the smallest and the largest finite score,
+/// widened evenly about their midpoint to at least [`MIN_RELATIVE_SPAN`] of the mean score
+/// (to 1 when the mean is 0 or there is no finite score). An evenly attended slide thus puts
+/// every tile at the middle of the colour map.
+pub fn colour_range(scores: &[f64]) -> (f64, f64) {
+    let finite: Vec<f64> = scores.iter().copied().filter(|s| s.is_finite()).collect();
+    if finite.is_empty() {
+        return (0.0, 1.0);
+    }
+    let (lo, hi) = finite
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &s| {
+            (lo.min(s), hi.max(s))
+        });
+    let mean = finite.iter().sum::<f64>() / finite.len() as f64;
+    let floor = MIN_RELATIVE_SPAN * mean.abs();
+    let floor = if floor > 0.0 { floor } else { 1.0 };
+    if hi - lo >= floor {
+        return (lo, hi);
+    }
+    let mid = lo + (hi - lo) / 2.0;
+    (mid - floor / 2.0, mid + floor / 2.0)
+}
+
+/// The colour of each score on the heatmap's scale ([`colour_range`]).
+pub fn tile_colours(scores: &[f64]) -> Vec<RGBColor> {
+    let (lo, hi) = colour_range(scores);
+    scores
+        .iter()
+        .map(|&s| viridis((s - lo) / (hi - lo)))
+        .collect()
+}
+
 /// Draws `scores` (one per tile, same order as `coords`, level-0 pixels of the top-left
-/// corners) into a PNG of [`HEATMAP_SIZE`], titled `title`.
+/// corners) into a PNG of [`HEATMAP_SIZE`], titled `title`. Colours span [`colour_range`],
+/// shown on the colour bar.
 ///
 /// # Errors
 ///
@@ -56,9 +98,19 @@ pub fn draw_heatmap(
     scores: &[f64],
 ) -> Result<(), Error> {
     crate::train::plot::register_font();
-    let fail = |e: &dyn std::fmt::Display| -> Error {
-        DataError::io(path, std::io::Error::other(e.to_string())).into()
-    };
+    let root = BitMapBackend::new(path, HEATMAP_SIZE).into_drawing_area();
+    render(&root, title, coords, scores)
+        .map_err(|e| DataError::io(path, std::io::Error::other(e)).into())
+}
+
+/// Draws the heatmap onto `root` (of [`HEATMAP_SIZE`]); the error is the backend's, in words.
+fn render<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    coords: &[[f64; 2]],
+    scores: &[f64],
+) -> Result<(), String> {
+    let fail = |e: &dyn std::fmt::Display| e.to_string();
     let side = tile_side(coords);
     let (mut x0, mut y0, mut x1, mut y1) = (
         f64::INFINITY,
@@ -72,13 +124,8 @@ pub fn draw_heatmap(
         x1 = x1.max(c[0] + side);
         y1 = y1.max(c[1] + side);
     }
-    let (lo, hi) = scores
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &s| {
-            (lo.min(s), hi.max(s))
-        });
-    let span = if hi > lo { hi - lo } else { 1.0 };
-    let root = BitMapBackend::new(path, HEATMAP_SIZE).into_drawing_area();
+    let (lo, hi) = colour_range(scores);
+    let colours = tile_colours(scores);
     root.fill(&WHITE).map_err(|e| fail(&e))?;
     let (map_area, bar_area) = root.split_horizontally(HEATMAP_SIZE.0 - 150);
     // Image coordinates: y grows downwards, as on the slide.
@@ -98,11 +145,8 @@ pub fn draw_heatmap(
         .draw()
         .map_err(|e| fail(&e))?;
     chart
-        .draw_series(coords.iter().zip(scores).map(|(c, &s)| {
-            Rectangle::new(
-                [(c[0], c[1]), (c[0] + side, c[1] + side)],
-                viridis((s - lo) / span).filled(),
-            )
+        .draw_series(coords.iter().zip(colours).map(|(c, colour)| {
+            Rectangle::new([(c[0], c[1]), (c[0] + side, c[1] + side)], colour.filled())
         }))
         .map_err(|e| fail(&e))?;
     let mut bar = ChartBuilder::on(&bar_area)
@@ -111,7 +155,7 @@ pub fn draw_heatmap(
         .margin_right(10)
         .y_label_area_size(70)
         .caption("score", ("sans-serif", 16))
-        .build_cartesian_2d(0.0..1.0, lo..lo + span)
+        .build_cartesian_2d(0.0..1.0, lo..hi)
         .map_err(|e| fail(&e))?;
     bar.configure_mesh()
         .disable_mesh()
@@ -121,6 +165,7 @@ pub fn draw_heatmap(
         .draw()
         .map_err(|e| fail(&e))?;
     let steps = 100;
+    let span = hi - lo;
     bar.draw_series((0..steps).map(|i| {
         let a = lo + span * i as f64 / steps as f64;
         let b = lo + span * (i + 1) as f64 / steps as f64;
@@ -147,5 +192,77 @@ mod tests {
         assert_eq!(tile_side(&[[5.0, 5.0]]), 1.0);
         assert_eq!(viridis(0.0), RGBColor(68, 1, 84));
         assert_eq!(viridis(1.0), RGBColor(253, 231, 37));
+    }
+
+    /// A 4 × 4 grid of 256-px tiles.
+    fn grid() -> Vec<[f64; 2]> {
+        (0..16)
+            .map(|i| [256.0 * (i % 4) as f64, 256.0 * (i / 4) as f64])
+            .collect()
+    }
+
+    /// How many pixels of the map (left of the colour bar) have `colour`.
+    fn map_pixels(scores: &[f64], colour: RGBColor) -> usize {
+        crate::train::plot::register_font();
+        let (w, h) = HEATMAP_SIZE;
+        let mut buffer = vec![0u8; (w * h * 3) as usize];
+        {
+            let root = BitMapBackend::with_buffer(&mut buffer, HEATMAP_SIZE).into_drawing_area();
+            render(&root, "test", &grid(), scores).unwrap();
+        }
+        let map_width = (w - 150) as usize;
+        buffer
+            .chunks(3)
+            .enumerate()
+            .filter(|(i, p)| {
+                i % (w as usize) < map_width
+                    && p[0] == colour.0
+                    && p[1] == colour.1
+                    && p[2] == colour.2
+            })
+            .count()
+    }
+
+    #[test]
+    fn an_even_map_is_drawn_in_the_middle_colour_not_stretched() {
+        // 1/16 each, with differences of float rounding.
+        let even: Vec<f64> = (0..16)
+            .map(|i| 0.0625 * (1.0 + 1e-7 * (i % 3) as f64))
+            .collect();
+        let colours = tile_colours(&even);
+        assert!(colours.iter().all(|&c| c == viridis(0.5)), "{colours:?}");
+        assert_eq!(viridis(0.5), RGBColor(33, 145, 140));
+        let (lo, hi) = colour_range(&even);
+        assert!((lo - 0.0625 * 0.9).abs() < 1e-6 && (hi - 0.0625 * 1.1).abs() < 1e-6);
+        // Drawn: the tiles cover most of the map in the middle colour, and neither end of
+        // the colour map appears on it.
+        let middle = map_pixels(&even, viridis(0.5));
+        assert!(middle > 200_000, "{middle} pixels in the middle colour");
+        assert_eq!(map_pixels(&even, viridis(0.0)), 0);
+        assert_eq!(map_pixels(&even, viridis(1.0)), 0);
+        // Exactly equal scores, and all zero, draw the same way.
+        assert!(tile_colours(&[0.25; 4]).iter().all(|&c| c == viridis(0.5)));
+        assert!(tile_colours(&[0.0; 4]).iter().all(|&c| c == viridis(0.5)));
+    }
+
+    #[test]
+    fn real_differences_span_the_colour_map() {
+        // One tile has three times the even share: the scale runs from the smallest to the
+        // largest score.
+        let mut scores = vec![1.0 / 18.0; 16];
+        scores[5] = 3.0 / 18.0;
+        assert_eq!(colour_range(&scores), (1.0 / 18.0, 3.0 / 18.0));
+        let colours = tile_colours(&scores);
+        assert_eq!(colours[5], viridis(1.0));
+        assert_eq!(colours[0], viridis(0.0));
+        assert!(map_pixels(&scores, viridis(1.0)) > 10_000);
+        // Scores 10 % apart (within the 20 % floor) are drawn 10 % apart about the middle.
+        let (lo, hi) = colour_range(&[1.0, 1.1]);
+        assert!(
+            (lo - 0.945).abs() < 1e-12 && (hi - 1.155).abs() < 1e-12,
+            "{lo} {hi}"
+        );
+        // A non-finite score does not wreck the scale of the others.
+        assert_eq!(colour_range(&[0.1, f64::NAN, 0.3]), (0.1, 0.3));
     }
 }

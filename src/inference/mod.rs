@@ -5,7 +5,7 @@ mod attention;
 mod heatmap;
 
 pub use attention::{AttentionCollector, SlideAttention};
-pub use heatmap::{HEATMAP_SIZE, draw_heatmap};
+pub use heatmap::{HEATMAP_SIZE, MIN_RELATIVE_SPAN, colour_range, draw_heatmap, tile_colours};
 
 use std::path::{Path, PathBuf};
 
@@ -20,9 +20,14 @@ use crate::train::{EvaluateRequest, Evaluation, ModelBundle, evaluate};
 pub struct AttentionFiles {
     /// The slide id.
     pub slide: String,
-    /// Per-tile scores: `tile,x,y,score` (or `tile,score` without coordinates).
+    /// Per-tile scores: `tile,x,y,score` (or `tile,score` without coordinates), one row per
+    /// tile in row order: `tile` is the row of the slide's features dataset, `x`, `y` its
+    /// coordinates, and `score` its share of the slide's attention, comparable across the
+    /// slide's bags ([`SlideAttention::tile_scores`]): the scores sum to 1 over the slide and
+    /// an evenly attended slide of `N` tiles has `1 / N` everywhere.
     pub tiles_csv: PathBuf,
-    /// Per-gene scores (per group with the pathways tokenizer): `gene,score`.
+    /// Per-gene scores (per group with the pathways tokenizer): `gene,score`, summing to 1
+    /// ([`SlideAttention::gene_scores`]).
     pub genes_csv: PathBuf,
     /// The heatmap, or why there is none.
     pub heatmap: Result<PathBuf, String>,
@@ -66,10 +71,12 @@ pub fn predict_cohort(
         } else {
             "tile,score\n"
         });
+        // Scores are about 1 / tiles (1 / genes): fixed decimals would keep few significant
+        // digits of a slide of thousands of tiles or a whole transcriptome.
         for (i, (row, score)) in tiles.iter().enumerate() {
             match &coords {
-                Some(c) => text.push_str(&format!("{row},{},{},{score:.8}\n", c[i][0], c[i][1])),
-                None => text.push_str(&format!("{row},{score:.8}\n")),
+                Some(c) => text.push_str(&format!("{row},{},{},{score:.7e}\n", c[i][0], c[i][1])),
+                None => text.push_str(&format!("{row},{score:.7e}\n")),
             }
         }
         std::fs::write(&tiles_csv, text).map_err(|e| DataError::io(&tiles_csv, e))?;
@@ -83,7 +90,7 @@ pub fn predict_cohort(
             _ => evaluation.cohort.table().genes().to_vec(),
         };
         for (name, score) in names.iter().zip(attention.gene_scores()) {
-            text.push_str(&format!("{name},{score:.8}\n"));
+            text.push_str(&format!("{name},{score:.7e}\n"));
         }
         std::fs::write(&genes_csv, text).map_err(|e| DataError::io(&genes_csv, e))?;
 
