@@ -1,5 +1,5 @@
-//! Running a model over a dataset: bag outputs averaged per slide, the mean bag loss, and the
-//! task's metrics.
+//! Running a model over a dataset: bag outputs averaged per slide (each bag weighted by its
+//! tiles), the mean bag loss, and the task's metrics.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,14 +18,16 @@ use crate::data::{BagBatcher, BagLoader, CohortDataset, Target};
 use crate::error::Error;
 use crate::model::MedCrossViT;
 
-/// One slide's prediction: the means over its bags.
+/// One slide's prediction: the means over its bags, each bag weighted by its number of tiles
+/// (so that a slide's short last bag counts for its few tiles, not as much as a full bag).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SlidePrediction {
     /// The slide's index in the cohort.
     pub slide: usize,
-    /// Mean logits `[classes]`.
+    /// Tile-weighted mean logits `[classes]`.
     pub logits: Vec<f64>,
-    /// Mean probabilities `[classes]` (softmax; for survival the hazards σ(logit)).
+    /// Tile-weighted mean probabilities `[classes]` (softmax; for survival the hazards
+    /// σ(logit)).
     pub probs: Vec<f64>,
     /// Bags averaged.
     pub bags: usize,
@@ -59,7 +61,7 @@ pub struct Predictions {
 }
 
 /// Runs `model` (in inference mode, on `device`) over every bag of `dataset`, averaging each
-/// slide's bag logits and probabilities. `hook` sees every batch (e.g. to collect attention;
+/// slide's bag logits and probabilities weighted by the bags' tile counts. `hook` sees every batch (e.g. to collect attention;
 /// it then must ask for it through `with_attention`).
 ///
 /// # Errors
@@ -75,7 +77,7 @@ pub fn predict(
 ) -> Result<Predictions, Error> {
     let order: Vec<usize> = (0..dataset.bags().len()).collect();
     let loader = BagLoader::new(dataset, order, settings.batch_size, settings.workers, 2);
-    let mut sums: BTreeMap<usize, (Vec<f64>, Vec<f64>, usize)> = BTreeMap::new();
+    let mut sums: BTreeMap<usize, SlideSums> = BTreeMap::new();
     let mut loss_sum = 0.0;
     let mut loss_bags = 0usize;
     let mut all_have_loss = true;
@@ -101,16 +103,9 @@ pub fn predict(
         let logits = to_rows(out.logits.clone());
         let probs = to_rows(probs);
         for (i, bag) in batch.bags.iter().enumerate() {
-            let entry = sums
-                .entry(bag.slide)
-                .or_insert_with(|| (vec![0.0; logits[i].len()], vec![0.0; probs[i].len()], 0));
-            entry
-                .0
-                .iter_mut()
-                .zip(&logits[i])
-                .for_each(|(s, v)| *s += v);
-            entry.1.iter_mut().zip(&probs[i]).for_each(|(s, v)| *s += v);
-            entry.2 += 1;
+            sums.entry(bag.slide)
+                .or_default()
+                .add(bag.rows.len() as f64, &logits[i], &probs[i]);
         }
         if let Some(hook) = hook.as_mut() {
             hook(&batch, &out)?;
@@ -118,15 +113,14 @@ pub fn predict(
     }
     let slides = sums
         .into_iter()
-        .map(|(slide, (logits, probs, bags))| {
-            let mean = |v: Vec<f64>| v.into_iter().map(|x| x / bags as f64).collect::<Vec<_>>();
-            let probs = mean(probs);
+        .map(|(slide, sums)| {
+            let (logits, probs) = sums.means();
             SlidePrediction {
                 slide,
-                logits: mean(logits),
+                logits,
                 risk: (settings.task == Task::Survival).then(|| risk_from_hazards(&probs)),
                 probs,
-                bags,
+                bags: sums.bags,
             }
         })
         .collect();
@@ -134,6 +128,35 @@ pub fn predict(
         slides,
         loss: (all_have_loss && loss_bags > 0).then(|| loss_sum / loss_bags as f64),
     })
+}
+
+/// One slide's bag outputs, summed with weights.
+#[derive(Debug, Default)]
+struct SlideSums {
+    logits: Vec<f64>,
+    probs: Vec<f64>,
+    weight: f64,
+    bags: usize,
+}
+
+impl SlideSums {
+    /// Adds a bag's logits and probabilities with `weight` (its tile count).
+    fn add(&mut self, weight: f64, logits: &[f64], probs: &[f64]) {
+        for (sums, values) in [(&mut self.logits, logits), (&mut self.probs, probs)] {
+            sums.resize(values.len(), 0.0);
+            sums.iter_mut()
+                .zip(values)
+                .for_each(|(s, v)| *s += weight * v);
+        }
+        self.weight += weight;
+        self.bags += 1;
+    }
+
+    /// The weighted means of the logits and of the probabilities.
+    fn means(&self) -> (Vec<f64>, Vec<f64>) {
+        let mean = |v: &[f64]| v.iter().map(|x| x / self.weight).collect::<Vec<_>>();
+        (mean(&self.logits), mean(&self.probs))
+    }
 }
 
 /// A `[rows, columns]` tensor as rows of `f64`.
@@ -196,4 +219,26 @@ pub fn metrics(
         }
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SlideSums;
+
+    #[test]
+    fn a_slides_bags_count_by_their_tiles() {
+        // A slide of 34 tiles in bags of 32 and 2: the short bag's outputs weigh 2/34.
+        let mut sums = SlideSums::default();
+        sums.add(32.0, &[1.0, -1.0], &[0.75, 0.25]);
+        sums.add(2.0, &[-16.0, 16.0], &[0.0, 1.0]);
+        let (logits, probs) = sums.means();
+        let expect = |got: &[f64], want: &[f64]| {
+            for (g, w) in got.iter().zip(want) {
+                assert!((g - w).abs() < 1e-12, "{got:?} vs {want:?}");
+            }
+        };
+        expect(&logits, &[0.0, 0.0]);
+        expect(&probs, &[24.0 / 34.0, 10.0 / 34.0]);
+        assert_eq!(sums.bags, 2);
+    }
 }
