@@ -124,15 +124,18 @@ fn a_second_train_on_a_locked_run_refuses_at_once_and_touches_nothing() {
         stderr(&o)
     );
     assert!(snapshot(&base) == before, "the locked run changed");
-    let o = bin(&[
-        "train",
-        "--csv",
-        data.csv.to_str().unwrap(),
-        "--features",
-        data.features_dir.to_str().unwrap(),
-        "--out",
-        base.to_str().unwrap(),
-    ]);
+    let train_into = |out: &Path| {
+        bin(&[
+            "train",
+            "--csv",
+            data.csv.to_str().unwrap(),
+            "--features",
+            data.features_dir.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let o = train_into(&base);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("in use by another"), "{}", stderr(&o));
     assert!(snapshot(&base) == before, "the locked run changed");
@@ -143,15 +146,7 @@ fn a_second_train_on_a_locked_run_refuses_at_once_and_touches_nothing() {
     std::fs::create_dir_all(&fresh).unwrap();
     let fresh_lock = File::create(fresh.join(train::LOCK_FILE)).unwrap();
     fresh_lock.try_lock().unwrap();
-    let o = bin(&[
-        "train",
-        "--csv",
-        data.csv.to_str().unwrap(),
-        "--features",
-        data.features_dir.to_str().unwrap(),
-        "--out",
-        fresh.to_str().unwrap(),
-    ]);
+    let o = train_into(&fresh);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("in use by another"), "{}", stderr(&o));
     assert_eq!(

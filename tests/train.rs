@@ -59,6 +59,23 @@ fn held_out_cohort(dir: &Path, survival: bool, genes: usize) -> (DataSource, std
     (data, held_out_csv)
 }
 
+/// The run in `out` applied to the slides of `csv` (tiles from `data`'s features folder).
+fn evaluate_on(
+    out: &Path,
+    csv: &Path,
+    data: &DataSource,
+    device: &Device,
+) -> (ModelBundle, train::Evaluation) {
+    let bundle = ModelBundle::load(out, device).unwrap();
+    let request = EvaluateRequest {
+        csv: csv.to_path_buf(),
+        tiles: med_crossvit::data::TileOptions::new(&data.features_dir),
+        require_targets: true,
+    };
+    let evaluation = train::evaluate(&bundle, &request, device, false, None).unwrap();
+    (bundle, evaluation)
+}
+
 fn settings(task: Task) -> TrainSettings {
     TrainSettings {
         task,
@@ -150,13 +167,7 @@ fn classification_learns_and_writes_its_files() {
 
     // Evaluate the run on the held-out patients: the planted signal is found in slides the
     // model never saw (0.86 with this seed; chance is 0.5 ± 0.07).
-    let bundle = ModelBundle::load(&out, &device).unwrap();
-    let eval_request = EvaluateRequest {
-        csv: held_out.clone(),
-        tiles: med_crossvit::data::TileOptions::new(&data.features_dir),
-        require_targets: true,
-    };
-    let evaluation = train::evaluate(&bundle, &eval_request, &device, false, None).unwrap();
+    let (bundle, evaluation) = evaluate_on(&out, &held_out, &data, &device);
     let slides = std::fs::read_to_string(&held_out).unwrap().lines().count() - 1;
     assert_eq!(evaluation.predictions.slides.len(), slides);
     let m = evaluation.metrics.clone().unwrap();
@@ -190,13 +201,7 @@ fn survival_learns_and_reports_a_c_index() {
     .unwrap();
     assert!(summary.folds[0].metrics.c_index.is_some());
     // On the held-out patients, the model's risks order survival times better than chance.
-    let bundle = ModelBundle::load(&out, &device).unwrap();
-    let eval_request = EvaluateRequest {
-        csv: held_out.clone(),
-        tiles: med_crossvit::data::TileOptions::new(&data.features_dir),
-        require_targets: true,
-    };
-    let evaluation = train::evaluate(&bundle, &eval_request, &device, false, None).unwrap();
+    let (_, evaluation) = evaluate_on(&out, &held_out, &data, &device);
     let c = evaluation.metrics.unwrap().c_index.unwrap();
     // The generator draws times from the class alone, so the class itself is the best risk
     // there is; its c-index on these slides is the most any model can reach.
