@@ -48,6 +48,7 @@ struct Options {
     out: PathBuf,
     targets: Vec<String>,
     worker: bool,
+    replay: Vec<PathBuf>,
 }
 
 fn parse_options() -> Options {
@@ -64,6 +65,7 @@ fn parse_options() -> Options {
         out: PathBuf::from("target/fuzz"),
         targets: Vec::new(),
         worker: false,
+        replay: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -77,6 +79,7 @@ fn parse_options() -> Options {
             "--seed" => options.seed = number(&value("--seed")),
             "--out" => options.out = PathBuf::from(value("--out")),
             "--worker" => options.worker = true,
+            "--replay" => options.replay.push(PathBuf::from(value("--replay"))),
             "-h" | "--help" => usage(""),
             name if TARGETS.contains(&name) => options.targets.push(name.to_string()),
             other => usage(&format!("unknown argument `{other}`")),
@@ -102,7 +105,8 @@ fn usage(problem: &str) -> ! {
     }
     eprintln!(
         "usage: fuzz [--seconds N per target (env FUZZ_SECONDS)] [--timeout S per input] \
-         [--seed S] [--out DIR] [TARGET...]\ntargets: {}",
+         [--seed S] [--out DIR] [TARGET...]\n       fuzz --replay FILE... TARGET   (runs the \
+         target's parser on each file, prints the outcome and time)\ntargets: {}",
         TARGETS.join(", ")
     );
     std::process::exit(2)
@@ -195,6 +199,7 @@ struct Tally {
     ok: u64,
     err: u64,
     workers: u64,
+    stalls: u64,
     findings: BTreeMap<String, u64>,
 }
 
@@ -296,9 +301,14 @@ fn supervise(options: &Options) {
             if done && status.success() {
                 break;
             }
-            // The worker died or hung on the input it was parsing: keep that input.
+            // The worker died or hung on the input it was parsing: keep that input. A hang is
+            // confirmed by a second run alone, so that a stall of the machine (two cores shared
+            // with builds) is not reported as one.
             let kind = if hung {
-                "hang"
+                match &input_path {
+                    Some(path) if !hangs_again(&exe, name, path, options) => "stall",
+                    _ => "hang",
+                }
             } else if stderr.contains("memory allocation of") {
                 "abort-alloc"
             } else if stderr.contains("stack overflow") {
@@ -306,6 +316,16 @@ fn supervise(options: &Options) {
             } else {
                 "abort"
             };
+            tally.tried += 1;
+            if kind == "stall" {
+                tally.stalls += 1;
+                println!(
+                    "  [{name}] a worker printed nothing for {} s, but its input ran normally \
+                     alone: machine load, not a finding",
+                    options.timeout
+                );
+                continue;
+            }
             let tail: String = stderr
                 .lines()
                 .rev()
@@ -315,17 +335,16 @@ fn supervise(options: &Options) {
                 .rev()
                 .collect::<Vec<_>>()
                 .join("\n");
-            if let (Some(path), true) = (&input_path, in_input || hung) {
-                if let Ok(input) = std::fs::read(path) {
-                    let crashes = options.out.join("crashes").join(name);
-                    let ext = extension(&path.to_string_lossy()).to_string();
-                    let frame = fuzz_support::first_project_frame(&stderr);
-                    let class = format!("{kind} {}", frame.unwrap_or_default());
-                    let note = format!("{kind} ({status}) on a {} byte input\n{tail}", input.len());
-                    save_finding(&crashes, kind, &class, &ext, &input, &note);
-                }
+            if let (Some(path), true) = (&input_path, in_input || hung)
+                && let Ok(input) = std::fs::read(path)
+            {
+                let crashes = options.out.join("crashes").join(name);
+                let ext = extension(&path.to_string_lossy()).to_string();
+                let frame = fuzz_support::first_project_frame(&stderr);
+                let class = format!("{kind} {}", frame.unwrap_or_default());
+                let note = format!("{kind} ({status}) on a {} byte input\n{tail}", input.len());
+                save_finding(&crashes, kind, &class, &ext, &input, &note);
             }
-            tally.tried += 1;
             if seen.insert(kind.to_string()) {
                 println!("  [{name}] new finding: {kind} ({status}); stderr tail:\n{tail}");
             }
@@ -341,6 +360,10 @@ fn supervise(options: &Options) {
             tally.findings.len(),
             if tally.workers > 1 {
                 format!(", {} workers restarted", tally.workers - 1)
+            } else {
+                String::new()
+            } + &if tally.stalls > 0 {
+                format!(" ({} after a stall)", tally.stalls)
             } else {
                 String::new()
             }
@@ -366,9 +389,62 @@ fn supervise(options: &Options) {
     }
 }
 
+/// Whether the input at `path` still takes longer than the timeout, run again in a fresh
+/// process (a copy, since the worker that follows overwrites the input file).
+fn hangs_again(exe: &Path, name: &str, path: &Path, options: &Options) -> bool {
+    let copy = options.out.join(format!("recheck-{name}"));
+    if std::fs::copy(path, &copy).is_err() {
+        return true;
+    }
+    let Ok(mut child) = Command::new(exe)
+        .args(["--replay"])
+        .arg(&copy)
+        .arg(name)
+        .arg("--out")
+        .arg(options.out.join("recheck"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return true;
+    };
+    // Setting up the targets comes first: allow for it.
+    let deadline = Instant::now() + Duration::from_secs(options.timeout + 60);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    true
+}
+
+/// Runs one target's parser on given files: triage of a finding.
+fn replay(options: &Options) {
+    let name = &options.targets[0];
+    let targets = fuzz_support::targets(&options.out.join("work"), &root());
+    let target = targets
+        .iter()
+        .find(|t| t.name == name.as_str())
+        .expect("a known target");
+    for file in &options.replay {
+        let input = std::fs::read(file).unwrap_or_else(|e| usage(&format!("{}: {e}", file.display())));
+        let start = Instant::now();
+        let outcome = target.execute(&input);
+        println!("{}: {:?} in {:?}", file.display(), outcome, start.elapsed());
+        if let Outcome::Panic(_) = outcome {
+            println!("{}", fuzz_support::last_backtrace());
+        }
+    }
+}
+
 fn main() {
     let options = parse_options();
-    if options.worker {
+    if !options.replay.is_empty() {
+        replay(&options);
+    } else if options.worker {
         worker(&options);
     } else {
         supervise(&options);

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use fuzz_support::{Campaign, Outcome, Target};
 
-
 #[global_allocator]
 static ALLOC: fuzz_support::alloc::Counting = fuzz_support::alloc::Counting;
 
@@ -141,7 +140,14 @@ fn damaged_tile_files_give_typed_errors() {
     let fixtures = root().join("tests/fixtures/h5");
     // Their features are [7, 4]: the dataspace holds 7 then 4 as 8-byte integers.
     let pattern: Vec<u8> = [7u64.to_le_bytes(), 4u64.to_le_bytes()].concat();
-    for name in ["contiguous", "chunked", "gzip", "shuffle_gzip", "float16", "float64"] {
+    for name in [
+        "contiguous",
+        "chunked",
+        "gzip",
+        "shuffle_gzip",
+        "float16",
+        "float64",
+    ] {
         let valid = std::fs::read(fixtures.join(format!("variants/{name}.h5"))).unwrap();
         assert!(matches!(h5.execute(&valid), Outcome::Ok(_)), "{name}");
         let at = valid

@@ -545,7 +545,11 @@ pub fn import_model(
     let held: u128 = checkpoint
         .tensors
         .values()
-        .map(|(shape, _)| shape.iter().fold(1u128, |a, &d| a.saturating_mul(d as u128)))
+        .map(|(shape, _)| {
+            shape
+                .iter()
+                .fold(1u128, |a, &d| a.saturating_mul(d as u128))
+        })
         .fold(0u128, u128::saturating_add);
     if config.min_weights() > held {
         return Err(ImportError::TooSmall {

@@ -301,7 +301,10 @@ impl MedCrossViTConfig {
         let cross_inner = mul(n(self.cross_attn_heads), n(self.cross_attn_dim_head));
         let cross = mul(
             n(self.cross_attn_depth),
-            mul(4, mul(cross_inner, n(self.wsi_dim).saturating_add(n(self.rna_dim)))),
+            mul(
+                4,
+                mul(cross_inner, n(self.wsi_dim).saturating_add(n(self.rna_dim))),
+            ),
         );
         let block = encoder(
             self.wsi_enc_depth,
@@ -324,7 +327,10 @@ impl MedCrossViTConfig {
             0
         };
         let dense = if self.rna_tokenizer == RnaTokenizer::Dense {
-            mul(n(self.rna_num_genes), mul(n(self.rna_num_genes), n(self.rna_dim)))
+            mul(
+                n(self.rna_num_genes),
+                mul(n(self.rna_num_genes), n(self.rna_dim)),
+            )
         } else {
             0
         };

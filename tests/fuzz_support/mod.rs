@@ -173,7 +173,10 @@ pub fn first_project_frame(backtrace: &str) -> Option<String> {
         let is_ours = line.contains("med_crossvit::") && !line.contains("fuzz_support");
         is_ours.then(|| {
             let at = lines.get(i + 1).map(|l| l.trim()).unwrap_or("");
-            format!("{} {at}", line.split_once(": ").map(|p| p.1).unwrap_or(line))
+            format!(
+                "{} {at}",
+                line.split_once(": ").map(|p| p.1).unwrap_or(line)
+            )
         })
     })
 }
@@ -213,8 +216,7 @@ impl<'a> Campaign<'a> {
         let input = self.target.next_input(&mut self.rng, &self.interesting);
         let outcome = self.target.execute(&input);
         self.tried += 1;
-        if self.seen.insert(outcome.signature()) && !outcome.is_finding() && input.len() < 1 << 20
-        {
+        if self.seen.insert(outcome.signature()) && !outcome.is_finding() && input.len() < 1 << 20 {
             // Bounded, so that memory use of a long campaign stays flat.
             if self.interesting.len() >= 256 {
                 let i = self.rng.below(self.interesting.len());
@@ -298,7 +300,10 @@ pub fn targets(work: &Path, root: &Path) -> Vec<Target> {
             let cell = |k: usize| bare.get(i * 3 + k).copied().unwrap_or("");
             seed.push_str(&format!("{},{},{}\n", cell(0), cell(1), cell(2)));
         }
-        let uneven = format!("a,b\n{},{}\n{},\nUNKNOWN1,{}\n", bare[0], bare[1], bare[2], bare[3]);
+        let uneven = format!(
+            "a,b\n{},{}\n{},\nUNKNOWN1,{}\n",
+            bare[0], bare[1], bare[2], bare[3]
+        );
         let genes = genes.clone();
         out.push(Target {
             name: "signatures",
@@ -331,7 +336,9 @@ pub fn targets(work: &Path, root: &Path) -> Vec<Target> {
             patients[1]
         );
         let table = table.clone();
-        let context = std::fs::metadata(&written.csv).map(|m| m.len()).unwrap_or(0);
+        let context = std::fs::metadata(&written.csv)
+            .map(|m| m.len())
+            .unwrap_or(0);
         out.push(Target {
             name: "splits",
             dir: dir("splits"),
@@ -402,33 +409,38 @@ pub fn targets(work: &Path, root: &Path) -> Vec<Target> {
     ];
     let model_bytes: u64 = model_files
         .iter()
-        .map(|f| std::fs::metadata(model_dir.join(f)).map(|m| m.len()).unwrap_or(0))
+        .map(|f| {
+            std::fs::metadata(model_dir.join(f))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        })
         .sum();
     // The bundle's other three files are copied beside the fuzzed one.
-    let bundle_target = |name: &'static str, file: &'static str, text: bool, seeds: Vec<Vec<u8>>| {
-        let d = dir(name);
-        for f in model_files.iter().filter(|f| **f != file) {
-            std::fs::copy(model_dir.join(f), d.join(f)).expect("a model file copy");
-        }
-        let mut seeds = seeds;
-        seeds.insert(0, read(&model_dir.join(file)));
-        let device = device.clone();
-        Target {
-            name,
-            dir: d,
-            file,
-            text,
-            seeds,
-            context_bytes: model_bytes,
-            run: Box::new(move |dir: &Path| {
-                if file == files::CONFIG {
-                    RunConfig::load(dir).map_err(|e| e.to_string())?;
-                }
-                let bundle = ModelBundle::load(dir, &device).map_err(|e| e.to_string())?;
-                Ok(format!("{} classes", bundle.labels.len()))
-            }),
-        }
-    };
+    let bundle_target =
+        |name: &'static str, file: &'static str, text: bool, seeds: Vec<Vec<u8>>| {
+            let d = dir(name);
+            for f in model_files.iter().filter(|f| **f != file) {
+                std::fs::copy(model_dir.join(f), d.join(f)).expect("a model file copy");
+            }
+            let mut seeds = seeds;
+            seeds.insert(0, read(&model_dir.join(file)));
+            let device = device.clone();
+            Target {
+                name,
+                dir: d,
+                file,
+                text,
+                seeds,
+                context_bytes: model_bytes,
+                run: Box::new(move |dir: &Path| {
+                    if file == files::CONFIG {
+                        RunConfig::load(dir).map_err(|e| e.to_string())?;
+                    }
+                    let bundle = ModelBundle::load(dir, &device).map_err(|e| e.to_string())?;
+                    Ok(format!("{} classes", bundle.labels.len()))
+                }),
+            }
+        };
     out.push(bundle_target(
         "config",
         files::CONFIG,
@@ -505,8 +517,22 @@ pub fn targets(work: &Path, root: &Path) -> Vec<Target> {
     let pt = read(&parity.join("reference.pt"));
     let args = read(&parity.join("reference_args.json"));
     for (name, file, text, seed, other_name, other) in [
-        ("torch", "reference.pt", false, pt.clone(), "args.json", args.clone()),
-        ("torch-args", "args.json", true, args.clone(), "reference.pt", pt.clone()),
+        (
+            "torch",
+            "reference.pt",
+            false,
+            pt.clone(),
+            "args.json",
+            args.clone(),
+        ),
+        (
+            "torch-args",
+            "args.json",
+            true,
+            args.clone(),
+            "reference.pt",
+            pt.clone(),
+        ),
     ] {
         let d = dir(name);
         std::fs::write(d.join(other_name), &other).expect("a work file");

@@ -143,7 +143,9 @@ fn edit_bytes(rng: &mut Rng, out: &mut Vec<u8>, others: &[Vec<u8>]) {
         7 => {
             let at = rng.below(len + 1);
             let chunk: Vec<u8> = if rng.one_in(2) {
-                (0..1 + rng.below(64)).map(|_| rng.next_u64() as u8).collect()
+                (0..1 + rng.below(64))
+                    .map(|_| rng.next_u64() as u8)
+                    .collect()
             } else {
                 let start = rng.below(len);
                 out[start..(start + 1 + rng.below(256)).min(len)].to_vec()
@@ -261,7 +263,7 @@ fn edit_text(rng: &mut Rng, text: &mut String, others: &[Vec<u8>]) {
             let (a, b) = (rng.below(n), rng.below(n));
             lines.swap(a, b);
         }
-        3 | 4 | 5 => {
+        3..=5 => {
             // Replace one token (cell, number, string) with an interesting one.
             replace_token(rng, text, |rng| rng.pick(&INTERESTING_TOKENS).to_string());
             return;
@@ -269,7 +271,9 @@ fn edit_text(rng: &mut Rng, text: &mut String, others: &[Vec<u8>]) {
         6 => {
             replace_token(rng, text, |rng| {
                 let digits = 1 + rng.below(40);
-                let mut s: String = (0..digits).map(|_| (b'0' + rng.below(10) as u8) as char).collect();
+                let mut s: String = (0..digits)
+                    .map(|_| (b'0' + rng.below(10) as u8) as char)
+                    .collect();
                 if rng.one_in(3) {
                     s.insert(0, '-');
                 }
@@ -295,7 +299,10 @@ fn edit_text(rng: &mut Rng, text: &mut String, others: &[Vec<u8>]) {
         }
         8 => {
             let at = char_boundary(text, rng.below(text.len() + 1));
-            text.insert(at, *rng.pick(&['"', '\'', ',', '\n', '\r', '\\', '{', '[', '\u{FEFF}']));
+            text.insert(
+                at,
+                *rng.pick(&['"', '\'', ',', '\n', '\r', '\\', '{', '[', '\u{FEFF}']),
+            );
             return;
         }
         9 => {
@@ -350,7 +357,11 @@ fn replace_token(rng: &mut Rng, text: &mut String, make: impl FnOnce(&mut Rng) -
     let token = make(rng);
     // Keep JSON strings strings now and then, so that the parse goes past the token.
     let quoted = text[start..end].starts_with('"') && rng.one_in(2);
-    let token = if quoted { format!("\"{token}\"") } else { token };
+    let token = if quoted {
+        format!("\"{token}\"")
+    } else {
+        token
+    };
     text.replace_range(start..end, &token);
 }
 
