@@ -82,6 +82,10 @@ fn parse_options() -> Options {
             "--replay" => options.replay.push(PathBuf::from(value("--replay"))),
             "-h" | "--help" => usage(""),
             name if TARGETS.contains(&name) => options.targets.push(name.to_string()),
+            // More files to replay, as a shell glob after `--replay` gives them.
+            file if !options.replay.is_empty() && Path::new(file).is_file() => {
+                options.replay.push(PathBuf::from(file))
+            }
             other => usage(&format!("unknown argument `{other}`")),
         }
     }

@@ -153,6 +153,12 @@ impl TileFile {
                 format!("expected a 2-D [tiles, features] matrix, got shape {shape:?}"),
             ));
         };
+        if dim == 0 {
+            return Err(bad(
+                &key,
+                format!("a features matrix needs at least one column, got shape {shape:?}"),
+            ));
+        }
         let element = match features.dtype() {
             Datatype::FloatingPoint {
                 size: 2,
@@ -450,10 +456,12 @@ fn check_size(dataset: &hdf5_reader::Dataset, shape: &[u64], file_len: u64) -> R
     let element = dataset
         .raw_element_size()
         .map_err(|e| format!("unreadable element type: {e}"))? as u64;
+    // An empty dimension makes the product 0 and would let its neighbour claim any size, which
+    // row indices and per-tile buffers are then sized by: bound each extent as if at least 1.
     let bytes = shape
         .iter()
-        .try_fold(element, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| format!("shape {shape:?} overflows"))?;
+        .try_fold(element, |acc, &d| acc.checked_mul(d.max(1)))
+        .ok_or_else(|| format!("shape {shape:?} overflows 64-bit sizes: the file is damaged"))?;
     let (limit, why) = if dataset.chunks().is_some() {
         (
             file_len.saturating_mul(MAX_EXPANSION),
