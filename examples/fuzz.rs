@@ -434,7 +434,8 @@ fn replay(options: &Options) {
         .find(|t| t.name == name.as_str())
         .expect("a known target");
     for file in &options.replay {
-        let input = std::fs::read(file).unwrap_or_else(|e| usage(&format!("{}: {e}", file.display())));
+        let input =
+            std::fs::read(file).unwrap_or_else(|e| usage(&format!("{}: {e}", file.display())));
         let start = Instant::now();
         let outcome = target.execute(&input);
         println!("{}: {:?} in {:?}", file.display(), outcome, start.elapsed());

@@ -170,8 +170,8 @@ pub enum ImportError {
         /// The original's key.
         key: String,
     },
-    /// Arguments that describe a bigger model than the checkpoint holds, refused before the
-    /// model is built.
+    /// Arguments that describe a far bigger model than the checkpoint holds, refused before
+    /// the model is built.
     #[error(
         "{path}: the arguments describe a model of at least {needed} weights, but the checkpoint \
          holds {held} values"
@@ -541,7 +541,9 @@ pub fn import_model(
     let config = config_for(args, checkpoint)?;
     // Arguments that call for more weights than the checkpoint has values would fail on a
     // missing or misshapen tensor anyway; refusing them first keeps a typo such as
-    // `"wsi_dim": 76800` from building a model of gigabytes.
+    // `"wsi_dim": 76800` from building a model of gigabytes. Only a gross excess is refused
+    // here: a model a few times the checkpoint's size is cheap to build, and the filling
+    // below then names the first tensor that does not fit.
     let held: u128 = checkpoint
         .tensors
         .values()
@@ -551,7 +553,11 @@ pub fn import_model(
                 .fold(1u128, |a, &d| a.saturating_mul(d as u128))
         })
         .fold(0u128, u128::saturating_add);
-    if config.min_weights() > held {
+    if config.min_weights()
+        > held
+            .saturating_mul(4)
+            .saturating_add(crate::model::SMALL_MODEL_WEIGHTS)
+    {
         return Err(ImportError::TooSmall {
             path: checkpoint.path.clone(),
             needed: config.min_weights(),

@@ -127,14 +127,16 @@ impl MedCrossViT {
 
 /// Refuses a configuration whose weights cannot fit in the weights file (at two bytes a
 /// weight, the smallest float type), before the model is built: a damaged or hand-edited
-/// `config.json` must not make a small folder allocate gigabytes. A missing file is left to
-/// [`MedCrossViT::load_weights`] to report.
+/// `config.json` must not make a small folder allocate gigabytes. Only a gross excess is
+/// refused here (more than the file and a small model); a smaller one is built and then named
+/// tensor by tensor by [`MedCrossViT::load_weights`], which also reports a missing file.
 fn check_weights_fit(config: &MedCrossViTConfig, weights: &Path) -> Result<(), PersistError> {
     let Ok(meta) = std::fs::metadata(weights) else {
         return Ok(());
     };
     let needed = config.min_weights().saturating_mul(2);
-    if needed > u128::from(meta.len()) {
+    let room = u128::from(meta.len()).saturating_add(super::SMALL_MODEL_WEIGHTS.saturating_mul(2));
+    if needed > room {
         return Err(PersistError::Mismatch {
             path: weights.to_path_buf(),
             message: format!(
