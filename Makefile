@@ -1,7 +1,7 @@
 # The newcomer's commands. Builds go to $(CARGO_TARGET_DIR) when it is set.
 CARGO ?= cargo
 
-.PHONY: demo run test test-gpu doc bench lint fmt
+.PHONY: demo run test test-gpu doc bench lint fmt fuzz
 
 ## The main job: a synthetic cohort, then a model trained on it (small preset, CPU, minutes).
 demo:
@@ -33,6 +33,13 @@ doc:
 bench:
 	$(CARGO) bench --bench model
 	BENCH_SLIDES=10 $(CARGO) bench --bench data
+
+## Fuzz every parser of user files (release build), FUZZ_SECONDS per target; findings in
+## target/fuzz/crashes. Targets: FUZZ_TARGETS="cohort h5 ..." (default all). docs/fuzzing.md
+FUZZ_SECONDS ?= 90
+FUZZ_TARGETS ?= all
+fuzz:
+	$(CARGO) run --release --features fuzz --example fuzz -- --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 lint:
 	$(CARGO) fmt --check

@@ -18,6 +18,11 @@ pub const FEATURE_DATASETS: [&str; 4] = ["features", "uni_features", "feats", "p
 /// Decoded-chunk cache per open file.
 const CHUNK_CACHE_BYTES: usize = 32 << 20;
 
+/// How many times its size in the file a dataset may decode to. Tile features are floats from
+/// a trained network, which deflate compresses by well under 2×; a header claiming more is
+/// damaged (or a bomb), and trusting it would let a file of kilobytes allocate gigabytes.
+const MAX_EXPANSION: u64 = 8;
+
 /// Name of the tile-coordinates dataset (level-0 pixels, `[tiles, 2]`, x then y).
 pub const COORDS_DATASET: &str = "coords";
 
@@ -105,7 +110,14 @@ impl TileFile {
         };
         // A smaller chunk cache than the reader's default (64 MiB): many files stay open at
         // once in the loader's cache, and a bag's rows span few chunks.
-        let options = OpenOptions::default().with_chunk_cache_bytes(CHUNK_CACHE_BYTES);
+        let file_len = std::fs::metadata(path)
+            .map_err(|e| DataError::io(path, e))?
+            .len();
+        // The reader's own limit on any one read, beside the shape checks below.
+        let max_read = file_len.saturating_mul(MAX_EXPANSION).max(1 << 20);
+        let options = OpenOptions::default()
+            .with_chunk_cache_bytes(CHUNK_CACHE_BYTES)
+            .with_max_read_bytes(usize::try_from(max_read).unwrap_or(usize::MAX));
         let file = Hdf5File::open_with_options(path, options).map_err(h5)?;
         let (_, names) = file
             .root_group()
@@ -141,6 +153,12 @@ impl TileFile {
                 format!("expected a 2-D [tiles, features] matrix, got shape {shape:?}"),
             ));
         };
+        if dim == 0 {
+            return Err(bad(
+                &key,
+                format!("a features matrix needs at least one column, got shape {shape:?}"),
+            ));
+        }
         let element = match features.dtype() {
             Datatype::FloatingPoint {
                 size: 2,
@@ -157,15 +175,17 @@ impl TileFile {
                 ));
             }
         };
+        check_size(&features, &shape, file_len).map_err(|m| bad(&key, m))?;
         let coords = if names.iter().any(|n| n == COORDS_DATASET) {
             let coords = file.dataset(COORDS_DATASET).map_err(h5)?;
-            let shape = coords.shape();
+            let shape = coords.shape().to_vec();
             if shape.len() != 2 || shape[0] != tiles || shape[1] < 2 {
                 return Err(bad(
                     COORDS_DATASET,
                     format!("expected [{tiles}, 2] to match the features, got {shape:?}"),
                 ));
             }
+            check_size(&coords, &shape, file_len).map_err(|m| bad(COORDS_DATASET, m))?;
             Some(coords)
         } else {
             None
@@ -225,8 +245,23 @@ impl TileFile {
             Element::F16 { big_endian } => {
                 // hdf5-reader decodes no half floats: read the raw bytes in the file's order.
                 let raw = self.features.read_raw_bytes().map_err(|e| self.h5(e))?;
-                let all: Vec<f32> = raw
-                    .chunks_exact(2)
+                if raw.len() != self.tiles * self.dim * 2 {
+                    return Err(DataError::BadDataset {
+                        path: self.path.clone(),
+                        dataset: self.key.clone(),
+                        message: format!(
+                            "{} bytes of half floats read, expected {} × {} × 2",
+                            raw.len(),
+                            self.tiles,
+                            self.dim
+                        ),
+                    });
+                }
+                // Decoded row by row from the raw bytes: no second copy of the whole matrix.
+                let width = self.dim * 2;
+                Ok(rows
+                    .iter()
+                    .flat_map(|&r| raw[r * width..(r + 1) * width].chunks_exact(2))
                     .map(|b| {
                         let bytes = [b[0], b[1]];
                         let h = if big_endian {
@@ -236,22 +271,6 @@ impl TileFile {
                         };
                         h.to_f32()
                     })
-                    .collect();
-                if all.len() != self.tiles * self.dim {
-                    return Err(DataError::BadDataset {
-                        path: self.path.clone(),
-                        dataset: self.key.clone(),
-                        message: format!(
-                            "{} half-float values read, expected {} × {}",
-                            all.len(),
-                            self.tiles,
-                            self.dim
-                        ),
-                    });
-                }
-                Ok(rows
-                    .iter()
-                    .flat_map(|&r| all[r * self.dim..(r + 1) * self.dim].iter().copied())
                     .collect())
             }
         }
@@ -342,6 +361,24 @@ impl TileFile {
         }
     }
 
+    /// The reader returns what the header describes; a mismatch is a damaged file, reported
+    /// rather than sliced past.
+    fn check_read_len(
+        &self,
+        dataset: &hdf5_reader::Dataset,
+        got: usize,
+        expected: usize,
+    ) -> Result<(), DataError> {
+        if got == expected {
+            return Ok(());
+        }
+        Err(DataError::BadDataset {
+            path: self.path.clone(),
+            dataset: dataset.name().trim_start_matches('/').to_string(),
+            message: format!("{got} values read, expected {expected}"),
+        })
+    }
+
     fn h5(&self, e: hdf5_reader::error::Error) -> DataError {
         DataError::Hdf5 {
             path: self.path.clone(),
@@ -364,6 +401,7 @@ impl TileFile {
         if rows.len() * 4 >= self.tiles {
             let all = dataset.read_array::<T>().map_err(|e| self.h5(e))?;
             let all = all.as_slice().expect("a freshly read array is contiguous");
+            self.check_read_len(dataset, all.len(), self.tiles * width)?;
             for (i, &r) in rows.iter().enumerate() {
                 out[i * width..(i + 1) * width].copy_from_slice(&all[r * width..(r + 1) * width]);
             }
@@ -400,6 +438,7 @@ impl TileFile {
             let block = block
                 .as_slice()
                 .expect("a freshly read array is contiguous");
+            self.check_read_len(dataset, block.len(), (last - first + 1) * width)?;
             for &i in &order[start..end] {
                 let r = rows[i] - first;
                 out[i * width..(i + 1) * width].copy_from_slice(&block[r * width..(r + 1) * width]);
@@ -408,6 +447,36 @@ impl TileFile {
         }
         Ok(out)
     }
+}
+
+/// Checks that a dataset of `shape` can be what the file holds: its decoded bytes within the
+/// file's size (within [`MAX_EXPANSION`] times it when chunked, hence possibly compressed),
+/// so that nothing is sized by a damaged header. The message says why not.
+fn check_size(dataset: &hdf5_reader::Dataset, shape: &[u64], file_len: u64) -> Result<(), String> {
+    let element = dataset
+        .raw_element_size()
+        .map_err(|e| format!("unreadable element type: {e}"))? as u64;
+    // An empty dimension makes the product 0 and would let its neighbour claim any size, which
+    // row indices and per-tile buffers are then sized by: bound each extent as if at least 1.
+    let bytes = shape
+        .iter()
+        .try_fold(element, |acc, &d| acc.checked_mul(d.max(1)))
+        .ok_or_else(|| format!("shape {shape:?} overflows 64-bit sizes: the file is damaged"))?;
+    let (limit, why) = if dataset.chunks().is_some() {
+        (
+            file_len.saturating_mul(MAX_EXPANSION),
+            format!("{MAX_EXPANSION}× the file's {file_len} bytes"),
+        )
+    } else {
+        (file_len, format!("the file's {file_len} bytes"))
+    };
+    if bytes > limit {
+        return Err(format!(
+            "shape {shape:?} of {element}-byte values needs {bytes} bytes, more than {why}: \
+             the file is damaged"
+        ));
+    }
+    Ok(())
 }
 
 /// A coordinate element type, widened to `f64` (pixel coordinates are far below 2^53).

@@ -170,6 +170,20 @@ pub enum ImportError {
         /// The original's key.
         key: String,
     },
+    /// Arguments that describe a far bigger model than the checkpoint holds, refused before
+    /// the model is built.
+    #[error(
+        "{path}: the arguments describe a model of at least {needed} weights, but the checkpoint \
+         holds {held} values"
+    )]
+    TooSmall {
+        /// The checkpoint.
+        path: PathBuf,
+        /// The lower bound on the weights the arguments call for.
+        needed: u128,
+        /// The values in all of the checkpoint's tensors.
+        held: u128,
+    },
     /// A tensor that is not floating point.
     #[error("{path}: tensor `{key}` is not floating point ({dtype})")]
     DType {
@@ -302,14 +316,25 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint, ImportError> {
         reader =
             PytorchReader::with_top_level_key(path, "state_dict").map_err(|e| unreadable(&e))?;
     }
-    let tensors = reader
-        .into_tensors()
-        .into_iter()
-        .map(|(k, t)| {
-            let k = k.strip_prefix("module.").map(str::to_string).unwrap_or(k);
-            (k, (t.shape().to_vec(), t))
-        })
-        .collect();
+    // torch.save stores tensors uncompressed: one that claims more bytes than the whole file
+    // is damaged, and must be refused before anything is sized by its shape.
+    let file_len = std::fs::metadata(path).map_err(|e| unreadable(&e))?.len();
+    let mut tensors = HashMap::new();
+    for (k, t) in reader.into_tensors() {
+        let bytes = t
+            .shape()
+            .iter()
+            .try_fold(t.dtype().size() as u64, |acc, &d| acc.checked_mul(d as u64));
+        if bytes.is_none_or(|b| b > file_len) {
+            return Err(unreadable(&format!(
+                "tensor `{k}` claims shape {:?} of {:?}, more bytes than the file's {file_len}",
+                t.shape(),
+                t.dtype()
+            )));
+        }
+        let k = k.strip_prefix("module.").map(str::to_string).unwrap_or(k);
+        tensors.insert(k, (t.shape().to_vec(), t));
+    }
     Ok(Checkpoint {
         path: path.to_path_buf(),
         tensors,
@@ -406,6 +431,22 @@ impl ModuleMapper for Filler<'_> {
             }
             self.checkpoint.values(&key)
         });
+        let result = result.and_then(|values| {
+            // The reader sizes a read by the shape, but a short read must not reach
+            // `TensorData::new`, which panics on a length mismatch.
+            if values.len() == expected.iter().product::<usize>() {
+                Ok(values)
+            } else {
+                Err(ImportError::Unreadable {
+                    path: self.checkpoint.path.clone(),
+                    message: format!(
+                        "tensor `{key}` holds {} values, its shape {expected:?} calls for {}",
+                        values.len(),
+                        expected.iter().product::<usize>()
+                    ),
+                })
+            }
+        });
         match result {
             Ok(mut values) => {
                 if linear_weight {
@@ -443,8 +484,13 @@ fn config_for(
 ) -> Result<MedCrossViTConfig, ImportError> {
     let key = "bimodal_encoder.layers.0.2.layers.0.0.fn.to_q.weight";
     let shape = checkpoint.shape(key)?;
-    let inner = shape[0];
-    if args.cross_attn_dim_head == 0 || inner % args.cross_attn_dim_head != 0 {
+    // A damaged checkpoint may hold this key as a scalar: no rows is a misshapen tensor.
+    let inner = shape.first().copied().unwrap_or(0);
+    if shape.len() != 2
+        || inner == 0
+        || args.cross_attn_dim_head == 0
+        || inner % args.cross_attn_dim_head != 0
+    {
         return Err(ImportError::Shape {
             path: checkpoint.path.clone(),
             key: key.into(),
@@ -493,6 +539,32 @@ pub fn import_model(
     device: &Device,
 ) -> Result<MedCrossViT, Error> {
     let config = config_for(args, checkpoint)?;
+    // Arguments that call for more weights than the checkpoint has values would fail on a
+    // missing or misshapen tensor anyway; refusing them first keeps a typo such as
+    // `"wsi_dim": 76800` from building a model of gigabytes. Only a gross excess is refused
+    // here: a model a few times the checkpoint's size is cheap to build, and the filling
+    // below then names the first tensor that does not fit.
+    let held: u128 = checkpoint
+        .tensors
+        .values()
+        .map(|(shape, _)| {
+            shape
+                .iter()
+                .fold(1u128, |a, &d| a.saturating_mul(d as u128))
+        })
+        .fold(0u128, u128::saturating_add);
+    if config.min_weights()
+        > held
+            .saturating_mul(4)
+            .saturating_add(crate::model::SMALL_MODEL_WEIGHTS)
+    {
+        return Err(ImportError::TooSmall {
+            path: checkpoint.path.clone(),
+            needed: config.min_weights(),
+            held,
+        }
+        .into());
+    }
     let model = config.init(device)?;
     let mut filler = Filler {
         checkpoint,

@@ -284,6 +284,66 @@ impl MedCrossViTConfig {
         Ok(())
     }
 
+    /// A lower bound on the number of weights the model holds (its attention, feed-forward,
+    /// embedding and head matrices; biases and norms left out), computed without building it.
+    ///
+    /// Loaders compare it with the size of the weights file before allocating anything, so
+    /// that a `config.json` claiming billions of weights beside a small file is refused
+    /// instead of exhausting memory.
+    pub fn min_weights(&self) -> u128 {
+        let n = |v: usize| v as u128;
+        let mul = |a: u128, b: u128| a.saturating_mul(b);
+        let encoder = |depth: usize, heads: usize, dim_head: usize, mlp: usize, dim: usize| {
+            let attention = mul(4, mul(n(dim), mul(n(heads), n(dim_head))));
+            let feed_forward = mul(2, mul(n(dim), n(mlp)));
+            mul(n(depth), attention.saturating_add(feed_forward))
+        };
+        let cross_inner = mul(n(self.cross_attn_heads), n(self.cross_attn_dim_head));
+        let cross = mul(
+            n(self.cross_attn_depth),
+            mul(
+                4,
+                mul(cross_inner, n(self.wsi_dim).saturating_add(n(self.rna_dim))),
+            ),
+        );
+        let block = encoder(
+            self.wsi_enc_depth,
+            self.wsi_enc_heads,
+            self.wsi_enc_dim_head,
+            self.wsi_enc_mlp_dim,
+            self.wsi_dim,
+        )
+        .saturating_add(encoder(
+            self.rna_enc_depth,
+            self.rna_enc_heads,
+            self.rna_enc_dim_head,
+            self.rna_enc_mlp_dim,
+            self.rna_dim,
+        ))
+        .saturating_add(cross);
+        let positions = if self.wsi_pos_embedding {
+            mul(n(self.wsi_num_tiles).saturating_add(1), n(self.wsi_dim))
+        } else {
+            0
+        };
+        let dense = if self.rna_tokenizer == RnaTokenizer::Dense {
+            mul(
+                n(self.rna_num_genes),
+                mul(n(self.rna_num_genes), n(self.rna_dim)),
+            )
+        } else {
+            0
+        };
+        let heads = mul(
+            n(self.num_classes),
+            n(self.wsi_dim).saturating_add(n(self.rna_dim)),
+        );
+        mul(n(self.depth), block)
+            .saturating_add(positions)
+            .saturating_add(dense)
+            .saturating_add(heads)
+    }
+
     /// Number of cross-attention layers in the whole model: `depth · cross_attn_depth`.
     pub fn fusion_layers(&self) -> usize {
         self.depth * self.cross_attn_depth

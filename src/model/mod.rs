@@ -26,6 +26,11 @@ mod rna;
 mod transformer;
 mod wsi;
 
+/// Weights (4 M, 16 MB as f32) a model may have beyond what its weights file or checkpoint
+/// holds before a loader refuses it without building it: a small excess is built and then
+/// reported tensor by tensor, a gross one (a damaged `config.json`) never allocated.
+pub(crate) const SMALL_MODEL_WEIGHTS: u128 = 4 << 20;
+
 pub use attention::{Attention, AttentionConfig, AttentionInput, KeyPadding};
 pub use config::{MedCrossViTConfig, Pool};
 pub use cross::{

@@ -66,8 +66,10 @@ impl MedCrossViT {
     pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self, Error> {
         let dir = dir.as_ref();
         let config = MedCrossViTConfig::load(dir.join(CONFIG_FILE))?;
+        let weights = dir.join(WEIGHTS_FILE);
+        check_weights_fit(&config, &weights)?;
         let mut model = config.init(device)?;
-        model.load_weights(dir.join(WEIGHTS_FILE))?;
+        model.load_weights(weights)?;
         Ok(model)
     }
 
@@ -121,6 +123,31 @@ impl MedCrossViT {
         }
         Ok(())
     }
+}
+
+/// Refuses a configuration whose weights cannot fit in the weights file (at two bytes a
+/// weight, the smallest float type), before the model is built: a damaged or hand-edited
+/// `config.json` must not make a small folder allocate gigabytes. Only a gross excess is
+/// refused here (more than the file and a small model); a smaller one is built and then named
+/// tensor by tensor by [`MedCrossViT::load_weights`], which also reports a missing file.
+fn check_weights_fit(config: &MedCrossViTConfig, weights: &Path) -> Result<(), PersistError> {
+    let Ok(meta) = std::fs::metadata(weights) else {
+        return Ok(());
+    };
+    let needed = config.min_weights().saturating_mul(2);
+    let room = u128::from(meta.len()).saturating_add(super::SMALL_MODEL_WEIGHTS.saturating_mul(2));
+    if needed > room {
+        return Err(PersistError::Mismatch {
+            path: weights.to_path_buf(),
+            message: format!(
+                "its config.json describes at least {} weights ({needed} bytes or more), but the \
+                 file has {} bytes",
+                config.min_weights(),
+                meta.len()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Writes through `write` to a temporary file beside `path`, then renames it into place.
