@@ -178,15 +178,22 @@ pub enum Error {
     /// Saving or loading failed.
     #[error(transparent)]
     Persist(#[from] PersistError),
-    /// Bad cohort data.
+    /// Bad cohort data (boxed: its variants carry the file, line, slide, column and value at
+    /// fault, which would make every `Result` of the crate as large).
     #[error(transparent)]
-    Data(#[from] crate::data::DataError),
+    Data(Box<crate::data::DataError>),
     /// A run that cannot go on.
     #[error(transparent)]
     Run(#[from] RunError),
     /// A PyTorch checkpoint that cannot be imported.
     #[error(transparent)]
     Import(#[from] crate::interop::ImportError),
+}
+
+impl From<crate::data::DataError> for Error {
+    fn from(e: crate::data::DataError) -> Self {
+        Self::Data(Box::new(e))
+    }
 }
 
 /// Result with this crate's [`Error`].
