@@ -90,6 +90,23 @@ fn seeded_mutations_never_panic_hang_or_overallocate() {
     assert!(findings.is_empty(), "{}", findings.join("\n"));
 }
 
+/// Each target's first seed is a valid file that its parser accepts: mutations of a file that
+/// is refused from the start would only ever reach the first check.
+#[test]
+fn every_targets_first_seed_parses() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let work = tempfile::tempdir().unwrap();
+    let targets = fuzz_support::targets(work.path(), &root());
+    let refused: Vec<String> = targets
+        .iter()
+        .filter_map(|t| match t.execute(&t.seeds[0]) {
+            Outcome::Ok(_) => None,
+            other => Some(format!("{}: {other:?}", t.name)),
+        })
+        .collect();
+    assert!(refused.is_empty(), "{}", refused.join("\n"));
+}
+
 /// The files in `tests/fixtures/fuzz/<target>/` (see its README): each crashed, hung or
 /// over-allocated once. Each must now parse or give a typed error.
 #[test]

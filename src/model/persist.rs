@@ -66,8 +66,25 @@ impl MedCrossViT {
     pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self, Error> {
         let dir = dir.as_ref();
         let config = MedCrossViTConfig::load(dir.join(CONFIG_FILE))?;
-        let weights = dir.join(WEIGHTS_FILE);
-        check_weights_fit(&config, &weights)?;
+        Self::from_weights_file(&config, dir.join(WEIGHTS_FILE), device)
+    }
+
+    /// Builds the model of `config` on `device` and fills it with the weights saved at
+    /// `weights` by [`save_weights`](Self::save_weights). A configuration that calls for far
+    /// more weights than the file can hold is refused before anything is built, so that a
+    /// damaged or hand-edited configuration beside a small file never allocates gigabytes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid configuration; [`PersistError`] for a configuration
+    /// too large for the file, an unreadable file, or tensors that do not fit.
+    pub fn from_weights_file(
+        config: &MedCrossViTConfig,
+        weights: impl AsRef<Path>,
+        device: &Device,
+    ) -> Result<Self, Error> {
+        let weights = weights.as_ref();
+        check_weights_fit(config, weights)?;
         let mut model = config.init(device)?;
         model.load_weights(weights)?;
         Ok(model)
@@ -125,6 +142,14 @@ impl MedCrossViT {
     }
 }
 
+/// Bytes a layer takes in a weights file at the least: four or more tensors, each with its
+/// name, shape and values.
+const MIN_FILE_BYTES_PER_LAYER: u128 = 128;
+
+/// Layers a model may have beyond what its weights file can hold before it is refused
+/// unbuilt (a few more are built and then reported tensor by tensor).
+const SMALL_MODEL_LAYERS: u128 = 64;
+
 /// Refuses a configuration whose weights cannot fit in the weights file (at two bytes a
 /// weight, the smallest float type), before the model is built: a damaged or hand-edited
 /// `config.json` must not make a small folder allocate gigabytes. Only a gross excess is
@@ -136,6 +161,26 @@ fn check_weights_fit(config: &MedCrossViTConfig, weights: &Path) -> Result<(), P
     };
     let needed = config.min_weights().saturating_mul(2);
     let room = u128::from(meta.len()).saturating_add(super::SMALL_MODEL_WEIGHTS.saturating_mul(2));
+    // Each layer is several tensors, each with its name, shape and data in the file, and costs
+    // far more in memory than its few weights when the widths are tiny: many thin layers are
+    // bounded by the file's size as well.
+    let n = |v: usize| v as u128;
+    let layers = n(config.depth).saturating_mul(
+        n(config.wsi_enc_depth)
+            .saturating_add(n(config.rna_enc_depth))
+            .saturating_add(n(config.cross_attn_depth)),
+    );
+    let layer_room = u128::from(meta.len()) / MIN_FILE_BYTES_PER_LAYER + SMALL_MODEL_LAYERS;
+    if layers > layer_room {
+        return Err(PersistError::Mismatch {
+            path: weights.to_path_buf(),
+            message: format!(
+                "its config.json describes {layers} layers, more than a file of {} bytes can \
+                 hold",
+                meta.len()
+            ),
+        });
+    }
     if needed > room {
         return Err(PersistError::Mismatch {
             path: weights.to_path_buf(),

@@ -251,8 +251,11 @@ impl ModelBundle {
         check_companions(dir, &config.model, &normalization, &labels)?;
         // The weights come last: they are the slowest to read, and the files above decide
         // whether the folder can be used at all.
-        let mut model = config.model.init(device)?;
-        model.load_weights(dir.join(crate::model::WEIGHTS_FILE))?;
+        let model = MedCrossViT::from_weights_file(
+            &config.model,
+            dir.join(crate::model::WEIGHTS_FILE),
+            device,
+        )?;
         Ok(Self {
             config,
             model,

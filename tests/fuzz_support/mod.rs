@@ -322,10 +322,23 @@ pub fn targets(work: &Path, root: &Path) -> Vec<Target> {
 
     // Splits CSV (MCAT/CLAM convention).
     {
-        let slides: Vec<&str> = table.slides().iter().map(|s| s.slide.as_str()).collect();
+        // Each patient's slides in one column (train, val, test in turn by patient), so that
+        // the seed is a valid patient-level split; the columns are ragged, as published.
+        let mut columns: [Vec<&str>; 3] = Default::default();
+        let mut patients_seen: Vec<&str> = Vec::new();
+        for record in table.slides() {
+            let p = match patients_seen.iter().position(|p| *p == record.patient) {
+                Some(p) => p,
+                None => {
+                    patients_seen.push(&record.patient);
+                    patients_seen.len() - 1
+                }
+            };
+            columns[p % 3].push(&record.slide);
+        }
         let mut seed = String::from("train,val,test\n");
-        for chunk in slides.chunks(3) {
-            let cell = |k: usize| chunk.get(k).copied().unwrap_or("");
+        for row in 0..columns.iter().map(Vec::len).max().unwrap_or(0) {
+            let cell = |k: usize| columns[k].get(row).copied().unwrap_or("");
             seed.push_str(&format!("{},{},{}\n", cell(0), cell(1), cell(2)));
         }
         let patients: Vec<&str> = table.slides().iter().map(|s| s.patient.as_str()).collect();
@@ -385,7 +398,11 @@ pub fn targets(work: &Path, root: &Path) -> Vec<Target> {
         .expect("weights save");
     RunConfig {
         model: config.clone(),
-        training: TrainSettings::default(),
+        // Bags no longer than the positional embedding, as `train` would have checked.
+        training: TrainSettings {
+            bag_size: config.wsi_num_tiles,
+            ..TrainSettings::default()
+        },
         columns: CohortColumns::default(),
         data: None,
         survival_bins: None,
