@@ -42,10 +42,10 @@ use burn::store::pytorch_reader::{DType as PtDType, PytorchReader, Tensor as PtT
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::Deserialize;
 
-use crate::data::{CohortColumns, LabelMap, Normalization};
+use crate::data::{LabelMap, Normalization};
 use crate::error::Error;
 use crate::model::{MedCrossViT, MedCrossViTConfig, Pool};
-use crate::train::{RunConfig, TrainSettings, files};
+use crate::train::{RunConfig, files};
 
 /// The keyword arguments that built the original's model, with its names and defaults.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -635,18 +635,7 @@ pub fn import_torch(
         None => Normalization::identity_for(config.rna_num_genes),
     };
     std::fs::create_dir_all(out).map_err(|e| crate::data::DataError::io(out, e))?;
-    RunConfig {
-        model: config.clone(),
-        training: TrainSettings {
-            bag_size: config.wsi_num_tiles,
-            ..TrainSettings::default()
-        },
-        columns: CohortColumns::default(),
-        data: None,
-        survival_bins: None,
-        folds: None,
-    }
-    .save(out)?;
+    RunConfig::for_model(config.clone()).save(out)?;
     model.save_weights(out.join(crate::model::WEIGHTS_FILE))?;
     normalization.save(out.join(files::NORMALIZATION))?;
     LabelMap {

@@ -70,6 +70,23 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
+    /// The configuration of a model folder that records no training (an imported model):
+    /// default settings with bags as long as the model's positional embedding, default
+    /// column names.
+    pub fn for_model(model: MedCrossViTConfig) -> Self {
+        Self {
+            training: TrainSettings {
+                bag_size: model.wsi_num_tiles,
+                ..TrainSettings::default()
+            },
+            model,
+            columns: CohortColumns::default(),
+            data: None,
+            survival_bins: None,
+            folds: None,
+        }
+    }
+
     /// Reads `dir/config.json` and checks every field (see [`validate`](Self::validate)): run
     /// folders are copied and edited by hand, and a bad value found only later would panic,
     /// hang or index out of bounds.

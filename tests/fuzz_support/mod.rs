@@ -20,7 +20,7 @@ use med_crossvit::data::{
     read_signatures, write_synthetic_cohort, write_tile_file,
 };
 use med_crossvit::interop::import_torch;
-use med_crossvit::train::{ModelBundle, RunConfig, TrainSettings, files};
+use med_crossvit::train::{ModelBundle, RunConfig, files};
 
 use mutate::{Rng, mutate_bytes, mutate_text};
 
@@ -396,20 +396,9 @@ pub fn targets(work: &Path, root: &Path) -> Vec<Target> {
     model
         .save_weights(model_dir.join(med_crossvit::model::WEIGHTS_FILE))
         .expect("weights save");
-    RunConfig {
-        model: config.clone(),
-        // Bags no longer than the positional embedding, as `train` would have checked.
-        training: TrainSettings {
-            bag_size: config.wsi_num_tiles,
-            ..TrainSettings::default()
-        },
-        columns: CohortColumns::default(),
-        data: None,
-        survival_bins: None,
-        folds: None,
-    }
-    .save(&model_dir)
-    .expect("config save");
+    RunConfig::for_model(config.clone())
+        .save(&model_dir)
+        .expect("config save");
     let rows: Vec<usize> = (0..table.len()).collect();
     Normalization::fit(&table, &rows, true)
         .expect("a normalization")
