@@ -195,6 +195,16 @@ fn check_weights_fit(config: &MedCrossViTConfig, weights: &Path) -> Result<(), P
     Ok(())
 }
 
+/// Writes `text` to `path` through a temporary file renamed into place.
+pub(crate) fn write_text_atomic(path: &Path, text: &str) -> Result<(), PersistError> {
+    write_atomic(path, |tmp| {
+        std::fs::write(tmp, text).map_err(|source| PersistError::Io {
+            path: tmp.to_path_buf(),
+            source,
+        })
+    })
+}
+
 /// Writes through `write` to a temporary file beside `path`, then renames it into place.
 pub(crate) fn write_atomic(
     path: &Path,

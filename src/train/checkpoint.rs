@@ -95,17 +95,11 @@ pub fn save(
     std::fs::write(folder.join(STATE), state_json).map_err(|e| err(&folder.join(STATE), e))?;
     pause_point("state", state.epochs_done);
     let pointer = root.join(POINTER);
-    crate::model::write_atomic(&pointer, |tmp| {
-        let text = serde_json::to_string(&Pointer {
-            folder: name.clone(),
-        })
-        .expect("serializes");
-        std::fs::write(tmp, text).map_err(|source| PersistError::Io {
-            path: tmp.to_path_buf(),
-            source,
-        })
+    let text = serde_json::to_string(&Pointer {
+        folder: name.clone(),
     })
-    .map_err(|e| err(&pointer, e))?;
+    .expect("serializes");
+    crate::model::write_text_atomic(&pointer, &text).map_err(|e| err(&pointer, e))?;
     pause_point("pointer", state.epochs_done);
     // Only now are the older checkpoints superseded.
     prune(&folder);

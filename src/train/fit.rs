@@ -381,11 +381,5 @@ fn write_metrics_csv(
         text.push('\n');
     }
     let path = out.join(files::METRICS_CSV);
-    crate::model::write_atomic(&path, |tmp| {
-        std::fs::write(tmp, &text).map_err(|source| crate::error::PersistError::Io {
-            path: tmp.to_path_buf(),
-            source,
-        })
-    })
-    .map_err(Error::from)
+    crate::model::write_text_atomic(&path, &text).map_err(Error::from)
 }
