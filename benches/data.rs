@@ -66,20 +66,23 @@ fn main() {
 
         let table = CohortTable::read(dir.path().join("c.csv"), &CohortColumns::default()).unwrap();
         let cohort = Arc::new(Cohort::open(table, &TileOptions::new(&features)).unwrap());
-        let counts = cohort.tile_counts(&cohort.usable());
+        let patients = Arc::new(Patients::of(cohort.table()));
+        let sources = cohort.bag_sources(&cohort.usable(), &patients, Unit::Slide);
         let norm = Normalization::identity(cohort.table().genes());
-        let targets = vec![Target::default(); slides];
+        let targets = vec![Target::default(); patients.len()];
         let settings = BagSettings {
             bag_size,
             max_patches_total: 2000,
             seed: 0,
         };
         for (name, bags) in [
-            ("training bags", training_bags(&counts, &settings, 0)),
-            ("evaluation bags", evaluation_bags(&counts, bag_size)),
+            ("training bags", training_bags(&sources, &settings, 0)),
+            ("evaluation bags", evaluation_bags(&sources, bag_size)),
         ] {
-            let dataset =
-                Arc::new(CohortDataset::new(cohort.clone(), bags, &norm, targets.clone()).unwrap());
+            let dataset = Arc::new(
+                CohortDataset::new(cohort.clone(), patients.clone(), bags, &norm, targets.clone())
+                    .unwrap(),
+            );
             for pass in ["pass 1", "pass 2"] {
                 let start = Instant::now();
                 let order: Vec<usize> = (0..dataset.bags().len()).collect();

@@ -390,16 +390,18 @@ fn normalization_is_fitted_on_training_rows_only() {
     let dir = tempfile::tempdir().unwrap();
     let csv = "wsi_file_name,label,rna_a,rna_b,rna_c\ns1,0,1,5,0\ns2,0,3,5,1\ns3,1,1000,5,2\n";
     let t = CohortTable::read(write(dir.path(), "c.csv", csv), &CohortColumns::default()).unwrap();
-    let n = Normalization::fit(&t, &[0, 1], true).unwrap();
+    let n = Normalization::fit(&t, &[0, 1], NormalizeMethod::Log2Zscore, None).unwrap();
+    let all = n.columns_in(&t).unwrap();
+    assert_eq!(all, [0, 1, 2]);
     // log2(x + 1): a = [1, 2] → mean 1.5, population std 0.5; b constant → std 1.
     assert_eq!(n.mean[0], 1.5);
     assert_eq!(n.std[0], 0.5);
     assert_eq!(n.std[1], 1.0);
-    assert_eq!(n.transform(&t, 1).unwrap(), vec![1.0, 0.0, 1.0]);
-    let held_out = n.transform(&t, 2).unwrap();
+    assert_eq!(n.transform(&t, 1, &all).unwrap(), vec![1.0, 0.0, 1.0]);
+    let held_out = n.transform(&t, 2, &all).unwrap();
     assert!((held_out[0] - ((1001f32).log2() - 1.5) / 0.5).abs() < 1e-5);
     assert!(held_out.iter().all(|v| v.is_finite()));
-    let no_log = Normalization::fit(&t, &[0, 1], false).unwrap();
+    let no_log = Normalization::fit(&t, &[0, 1], NormalizeMethod::Zscore, None).unwrap();
     assert_eq!(no_log.mean[0], 2.0);
     let path = dir.path().join("normalization.json");
     n.save(&path).unwrap();
@@ -409,7 +411,7 @@ fn normalization_is_fitted_on_training_rows_only() {
         &CohortColumns::default(),
     )
     .unwrap();
-    let err = Normalization::fit(&neg, &[0], true)
+    let err = Normalization::fit(&neg, &[0], NormalizeMethod::Log2Zscore, None)
         .unwrap_err()
         .to_string();
     assert!(err.contains("line 2") && err.contains("rna_a"), "{err}");
@@ -489,18 +491,29 @@ fn splits_never_leak_a_patient() {
         "splits.csv",
         "train,val,test\np0,s1_0,p2\np3,,\ns4_0,,\n",
     );
-    let (s, unassigned) = from_csv(&splits, &t).unwrap();
-    // p0 has two slides; s4_0 alone leaves s4_1 out... so a patient straddles? No: s4_1 is unassigned.
+    let read = from_csv(&splits, &t).unwrap();
+    let s = &read.split;
+    // p0 has two slides; s4_0 alone leaves s4_1 out (unassigned).
     assert_eq!(s.train.len(), 4);
     assert_eq!(s.val.len(), 1);
     assert_eq!(s.test.len(), 1);
-    assert_eq!(unassigned, t.len() - 6);
+    assert_eq!(read.unassigned, t.len() - 6);
+    assert!(read.unknown.is_empty());
     let leak = write(dir.path(), "leak.csv", "train,val\ns0_0,s0_1\n");
     let err = from_csv(&leak, &t).unwrap_err().to_string();
     assert!(err.contains("p0"), "{err}");
-    let unknown = write(dir.path(), "unknown.csv", "train\nnobody\n");
-    let err = from_csv(&unknown, &t).unwrap_err().to_string();
-    assert!(err.contains("line 2") && err.contains("nobody"), "{err}");
+    // Ids the cohort lacks are counted, not an error (published splits name patients a
+    // cohort may lack); the same unknown id on two sides still is one.
+    let unknown = write(dir.path(), "unknown.csv", "train,val\nnobody,p3\nnobody,\ngone,\n");
+    let read = from_csv(&unknown, &t).unwrap();
+    assert_eq!(read.unknown, ["nobody", "gone"]);
+    assert_eq!(read.split.val.len(), 1);
+    let twice = write(dir.path(), "twice.csv", "train,val\nnobody,\n,nobody\n");
+    let err = from_csv(&twice, &t).unwrap_err().to_string();
+    assert!(
+        err.contains("`nobody`") && err.contains("line 2") && err.contains("line 3"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -517,20 +530,29 @@ fn dataset_and_batcher_pad_and_mask() {
         },
     ));
     let counts = cohort.tile_counts(&cohort.usable());
-    let bags = evaluation_bags(&counts, 8);
+    let patients = Arc::new(Patients::of(cohort.table()));
+    let bags = evaluation_bags(
+        &cohort.bag_sources(&cohort.usable(), &patients, Unit::Slide),
+        8,
+    );
     let expected_bags: usize = counts.iter().map(|&(_, n)| n.div_ceil(8)).sum();
     assert_eq!(bags.len(), expected_bags);
     let labels = cohort.table().labels().unwrap();
     let map = LabelMap::fit(labels.iter().copied());
-    let targets = labels
-        .iter()
-        .map(|l| Target {
-            class: map.index(l),
+    let targets = (0..patients.len())
+        .map(|p| Target {
+            class: map.index(labels[patients.slides(p)[0]]),
             ..Default::default()
         })
         .collect();
-    let norm = Normalization::fit(cohort.table(), &cohort.usable(), true).unwrap();
-    let dataset = CohortDataset::new(cohort.clone(), bags, &norm, targets).unwrap();
+    let norm = Normalization::fit(
+        cohort.table(),
+        &cohort.usable(),
+        NormalizeMethod::Log2Zscore,
+        None,
+    )
+    .unwrap();
+    let dataset = CohortDataset::new(cohort.clone(), patients, bags, &norm, targets).unwrap();
     // The last bag of slide 0 is partial; batch it with a full bag.
     let n0 = counts[0].1;
     let last0 = n0.div_ceil(8) - 1;

@@ -315,7 +315,7 @@ fn cross_validation_folds_keep_patients_apart() {
     let table =
         med_crossvit::data::CohortTable::read(&r.data.csv, &CohortColumns::default()).unwrap();
     let prepared = train::prepare(&r.data, &CohortColumns::default(), &r.settings).unwrap();
-    for split in train::splits(&prepared, &r.settings, Some(3)).unwrap() {
+    for split in train::splits(&prepared, &r.settings, Some(3), &mut |_| {}).unwrap() {
         let patients = |s: &[usize]| {
             s.iter()
                 .map(|&i| table.slides()[i].patient.clone())

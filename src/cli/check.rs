@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use med_crossvit::data::{
-    Cohort, CohortColumns, CohortSummary, CohortTable, DataError, TileOptions,
+    Cohort, CohortColumns, CohortSummary, CohortTable, DataError, Patients, TileOptions, Unit,
 };
 
 /// Options of `check`.
@@ -24,6 +24,19 @@ pub struct CheckArgs {
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
+    /// The task the cohort is for (default: survival when the CSV has the survival columns
+    /// and no label column, else classification).
+    #[arg(long, value_enum)]
+    task: Option<super::train::TaskArg>,
+    /// Survival time column.
+    #[arg(long, default_value = "survival_months")]
+    time_column: String,
+    /// Censorship column (1 = censored).
+    #[arg(long, default_value = "censorship")]
+    censorship_column: String,
+    /// The bag unit training will use (see `train --unit`).
+    #[arg(long, value_enum, default_value = "patient")]
+    unit: super::train::UnitArg,
     #[command(flatten)]
     columns: ColumnArgs,
 }
@@ -31,21 +44,30 @@ pub struct CheckArgs {
 /// CSV column names, shared by the commands that read a cohort.
 #[derive(Debug, Args)]
 pub struct ColumnArgs {
-    /// Slide id column.
+    /// Slide id column (default `wsi_file_name`, or `slide_id` when the CSV has that and not
+    /// the other).
     #[arg(long, default_value = "wsi_file_name")]
     slide_column: String,
     /// Label column.
     #[arg(long, default_value = "label")]
     label_column: String,
-    /// Patient id column (absent: each slide is its own patient).
+    /// Patient id column (default `patient_id`, or `case_id` when the CSV has that and not the
+    /// other; absent: each slide is its own patient).
     #[arg(long, default_value = "patient_id")]
     patient_column: String,
     /// Project column (features sub-folder).
     #[arg(long, default_value = "project")]
     project_column: String,
-    /// Prefix of the gene columns.
-    #[arg(long, default_value = "rna_")]
-    gene_prefix: String,
+    /// Gene columns are those whose name starts with this prefix. Without --gene-prefix,
+    /// --gene-suffix or --gene-regex: `rna_*` columns, or if there are none `*_rnaseq` columns.
+    #[arg(long, group = "genes")]
+    gene_prefix: Option<String>,
+    /// Gene columns are those whose name ends with this suffix (e.g. `_rnaseq`).
+    #[arg(long, group = "genes")]
+    gene_suffix: Option<String>,
+    /// Gene columns are those whose name this regular expression matches.
+    #[arg(long, group = "genes")]
+    gene_regex: Option<String>,
 }
 
 impl ColumnArgs {
@@ -57,6 +79,8 @@ impl ColumnArgs {
             label: self.label_column.clone(),
             patient: self.patient_column.clone(),
             gene_prefix: self.gene_prefix.clone(),
+            gene_suffix: self.gene_suffix.clone(),
+            gene_regex: self.gene_regex.clone(),
         }
     }
 }
@@ -64,9 +88,31 @@ impl ColumnArgs {
 pub fn run(args: CheckArgs) -> Result<ExitCode, med_crossvit::Error> {
     let table = CohortTable::read(&args.csv, &args.columns.columns())?;
     let mut problems = Vec::new();
-    if let Err(e) = table.labels() {
+    let survival_columns = [args.time_column.as_str(), args.censorship_column.as_str()];
+    let survival = match args.task {
+        Some(task) => matches!(task, super::train::TaskArg::Survival),
+        None => {
+            !table.has_column(&table.columns().label)
+                && survival_columns.iter().all(|c| table.has_column(c))
+        }
+    };
+    let outcome_columns: Vec<&str> = if survival {
+        for column in survival_columns {
+            if let Err(e) = table.numeric_column(column) {
+                problems.push(e);
+            }
+        }
+        survival_columns.to_vec()
+    } else {
+        if let Err(e) = table.labels() {
+            problems.push(e);
+        }
+        vec![table.columns().label.as_str()]
+    };
+    if let Err(e) = Patients::of(&table).check_agreement(&table, &outcome_columns) {
         problems.push(e);
     }
+    let outcome_columns: Vec<String> = outcome_columns.iter().map(|c| c.to_string()).collect();
     if table.is_empty() {
         problems.push(DataError::Setting {
             setting: "csv",
@@ -79,7 +125,24 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, med_crossvit::Error> {
     };
     let (cohort, scan_problems) = Cohort::scan(table, &options);
     problems.extend(scan_problems);
-    let summary = CohortSummary::of(&cohort);
+    let outcomes: Vec<&str> = survival_columns
+        .iter()
+        .copied()
+        .chain(outcome_columns.iter().map(String::as_str))
+        .collect();
+    let mut summary = CohortSummary::with_outcomes(&cohort, &outcomes);
+    summary.unit = match args.unit {
+        super::train::UnitArg::Patient => Unit::Patient,
+        super::train::UnitArg::Slide => Unit::Slide,
+    }
+    .name()
+    .to_string();
+    if !args.json {
+        println!(
+            "task          {}",
+            if survival { "survival" } else { "classification" }
+        );
+    }
     if args.json {
         println!(
             "{}",

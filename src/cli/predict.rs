@@ -16,7 +16,8 @@ use super::train::{ApplyArgs, report_skipped};
 pub struct PredictArgs {
     #[command(flatten)]
     apply: ApplyArgs,
-    /// The predictions CSV to write.
+    /// The predictions CSV to write (one row per patient; with --per-slide also `X_slides.csv`
+    /// beside it).
     #[arg(long)]
     out: PathBuf,
     /// Also write per-slide attention (tile and gene CSVs, heatmap PNGs) into this folder.
@@ -35,11 +36,21 @@ pub fn predict(args: PredictArgs) -> Result<ExitCode, med_crossvit::Error> {
         })?;
     }
     train::write_predictions(&args.out, &bundle, &evaluation)?;
+    let slides_out = slides_path(&args.out);
+    if args.apply.per_slide {
+        train::write_slide_predictions(&slides_out, &bundle, &evaluation)?;
+    }
     report_skipped(&evaluation);
     println!(
-        "wrote {} ({} slides)",
+        "wrote {} ({} patients, {} slides){}",
         args.out.display(),
-        evaluation.predictions.slides.len()
+        evaluation.predictions.patients.len(),
+        evaluation.predictions.slides.len(),
+        if args.apply.per_slide {
+            format!(" and {}", slides_out.display())
+        } else {
+            String::new()
+        }
     );
     if let Some(dir) = &args.attention {
         let pictures = attention.iter().filter(|a| a.heatmap.is_ok()).count();
@@ -55,6 +66,15 @@ pub fn predict(args: PredictArgs) -> Result<ExitCode, med_crossvit::Error> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where `--per-slide` writes: `X_slides.csv` beside `X.csv`.
+fn slides_path(out: &std::path::Path) -> PathBuf {
+    let stem = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "predictions".into());
+    out.with_file_name(format!("{stem}_slides.csv"))
 }
 
 /// Options of `import-torch`.

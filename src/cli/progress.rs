@@ -29,9 +29,13 @@ impl Progress {
                 batches,
                 train_slides,
                 val_slides,
+                train_patients,
+                val_patients,
             } => {
                 eprintln!(
-                    "{label}: {train_slides} training and {val_slides} validation slides, {epochs} epochs of {batches} batches"
+                    "{label}: {train_patients} training patients ({train_slides} slides) and \
+                     {val_patients} validation patients ({val_slides} slides), {epochs} epochs \
+                     of {batches} batches"
                 );
             }
             Event::Batch {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use burn::tensor::Device;
 use clap::{Args, ValueEnum};
-use med_crossvit::data::TileOptions;
+use med_crossvit::data::{NormalizeMethod, TileOptions, Unit};
 use med_crossvit::train::{
     self, DataSource, EvaluateRequest, ModelBundle, ModelSpec, Task, TokenizerSpec, TrainRequest,
     TrainSettings, TrainSummary,
@@ -22,6 +22,29 @@ pub enum TaskArg {
     Classification,
     /// Survival time and censorship per slide.
     Survival,
+}
+
+/// The bag unit, on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum UnitArg {
+    /// A patient's slides form one tile pool.
+    Patient,
+    /// Each slide is a bag source; predictions are averaged per patient.
+    Slide,
+}
+
+/// The expression scaling, on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum NormalizeArg {
+    /// log2(x + 1), then a z-score.
+    #[value(name = "log2-zscore")]
+    Log2Zscore,
+    /// A z-score.
+    Zscore,
+    /// The training range to [-1, 1].
+    Minmax,
+    /// No scaling.
+    None,
 }
 
 /// The gene tokenizer, on the command line.
@@ -105,13 +128,30 @@ pub struct TrainArgs {
     /// A splits CSV with train, val and test columns (slide or patient ids).
     #[arg(long, conflicts_with = "folds")]
     splits: Option<PathBuf>,
+    /// A folder of published splits (splits_0.csv … splits_K.csv): one fold per file, into
+    /// fold_K/, with cv.json.
+    #[arg(long, conflicts_with_all = ["folds", "splits"])]
+    splits_dir: Option<PathBuf>,
+    /// What bags are drawn from: each patient's slides pooled, or each slide (its predictions
+    /// then averaged per patient). Metrics are per patient either way.
+    #[arg(long, value_enum, default_value = "patient")]
+    unit: UnitArg,
+    /// Expression scaling, fitted on the training patients: log2-zscore (counts, TPM, FPKM),
+    /// zscore (log-scale values), minmax (to [-1, 1], as SurvPath), none (already z-scored,
+    /// as MCAT's tables).
+    #[arg(long, value_enum, conflicts_with = "no_log")]
+    normalize: Option<NormalizeArg>,
+    /// Keep the K genes of largest median absolute deviation on each fold's training
+    /// patients (MCAT keeps 2000).
+    #[arg(long, value_name = "K")]
+    top_genes: Option<usize>,
     /// Random seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Weight classes by inverse frequency.
     #[arg(long)]
     class_weights: bool,
-    /// Expression is already normalized: skip log2(x + 1).
+    /// Expression is already on a log scale: skip log2(x + 1) (the same as --normalize zscore).
     #[arg(long)]
     no_log: bool,
     /// Survival time column.
@@ -150,6 +190,12 @@ pub struct TrainArgs {
 }
 
 fn settings(a: &TrainArgs) -> TrainSettings {
+    let normalize = a.normalize.map(|n| match n {
+        NormalizeArg::Log2Zscore => NormalizeMethod::Log2Zscore,
+        NormalizeArg::Zscore => NormalizeMethod::Zscore,
+        NormalizeArg::Minmax => NormalizeMethod::Minmax,
+        NormalizeArg::None => NormalizeMethod::None,
+    });
     TrainSettings {
         task: match a.task {
             TaskArg::Classification => Task::Classification,
@@ -174,8 +220,18 @@ fn settings(a: &TrainArgs) -> TrainSettings {
         val_fraction: a.val_fraction,
         test_fraction: a.test_fraction,
         splits_csv: a.splits.clone(),
+        splits_dir: a.splits_dir.clone(),
+        unit: match a.unit {
+            UnitArg::Patient => Unit::Patient,
+            UnitArg::Slide => Unit::Slide,
+        },
+        normalize,
+        top_genes: a.top_genes,
         class_weights: a.class_weights,
-        log2_expression: !a.no_log,
+        log2_expression: match normalize {
+            Some(n) => n == NormalizeMethod::Log2Zscore,
+            None => !a.no_log,
+        },
         workers: a.workers,
         gradient_checkpointing: a.gradient_checkpointing,
     }
@@ -294,6 +350,9 @@ pub struct ApplyArgs {
     /// Device.
     #[arg(long, default_value = "flex")]
     pub device: String,
+    /// Also write one row per slide (predictions_slides.csv) besides the one per patient.
+    #[arg(long)]
+    pub per_slide: bool,
 }
 
 impl ApplyArgs {
@@ -346,15 +405,25 @@ pub fn evaluate(args: EvaluateArgs) -> Result<ExitCode, med_crossvit::Error> {
     })?;
     let metrics = evaluation.metrics.clone().unwrap_or_default();
     train::write_metrics(&args.out, &metrics)?;
-    train::write_predictions(&args.out.join("predictions.csv"), &bundle, &evaluation)?;
+    let predictions = args.out.join(train::files::PREDICTIONS_CSV);
+    train::write_predictions(&predictions, &bundle, &evaluation)?;
+    if args.apply.per_slide {
+        train::write_slide_predictions(
+            &args.out.join(train::files::PREDICTIONS_SLIDES_CSV),
+            &bundle,
+            &evaluation,
+        )?;
+    }
     report_skipped(&evaluation);
     for (k, v) in metrics.scalars() {
         println!("{k:<18} {}", v.map_or("-".into(), |v| format!("{v:.4}")));
     }
     println!(
-        "wrote {} and {}",
-        args.out.join("metrics.json").display(),
-        args.out.join("predictions.csv").display()
+        "{} patient(s), {} slide(s); wrote {} and {}",
+        evaluation.predictions.patients.len(),
+        evaluation.predictions.slides.len(),
+        args.out.join(train::files::METRICS_JSON).display(),
+        predictions.display()
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 
-use super::Cohort;
+use super::{Cohort, Patients, Unit};
 
 /// A cohort at a glance. Serializes to exactly the keys `med-crossvit check --json` prints.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -13,8 +13,18 @@ pub struct CohortSummary {
     pub slides: usize,
     /// Distinct patients among them.
     pub patients: usize,
+    /// Patients with more than one usable slide.
+    pub patients_multi_slide: usize,
+    /// What metrics and bags are counted by: `patient` (a patient's slides pooled).
+    pub unit: String,
     /// Gene columns.
     pub genes: usize,
+    /// How the gene columns were chosen (e.g. ``"`*_rnaseq` (there is no `rna_*` column)"``).
+    pub gene_rule: String,
+    /// Columns that are neither genes nor a column the task reads (slide, patient, project,
+    /// label, survival time and censorship), in CSV order: `_cnv` and `_mut` columns, clinical
+    /// variables.
+    pub ignored_columns: Vec<String>,
     /// Feature width.
     pub feature_dim: usize,
     /// Fewest tiles of a slide.
@@ -29,10 +39,36 @@ pub struct CohortSummary {
 }
 
 impl CohortSummary {
-    /// Summarizes the usable slides of `cohort`.
+    /// Summarizes the usable slides of `cohort`, taking the survival columns to be the
+    /// default `survival_months` and `censorship`.
     pub fn of(cohort: &Cohort) -> Self {
+        Self::with_outcomes(cohort, &["survival_months", "censorship"])
+    }
+
+    /// Summarizes the usable slides of `cohort`, whose outcome columns (beside the label) are
+    /// `outcomes`.
+    pub fn with_outcomes(cohort: &Cohort, outcomes: &[&str]) -> Self {
         let usable = cohort.usable();
-        let records = cohort.table().slides();
+        let table = cohort.table();
+        let records = table.slides();
+        let grouped = Patients::of(table);
+        let mut per_patient = vec![0usize; grouped.len()];
+        for &i in &usable {
+            per_patient[grouped.of_slide(i)] += 1;
+        }
+        let c = table.columns();
+        let roles = [
+            c.slide.as_str(),
+            c.project.as_str(),
+            c.label.as_str(),
+            c.patient.as_str(),
+        ];
+        let ignored_columns = table
+            .other_columns()
+            .iter()
+            .filter(|n| !roles.contains(&n.as_str()) && !outcomes.contains(&n.as_str()))
+            .cloned()
+            .collect();
         let mut tiles: Vec<usize> = usable
             .iter()
             .filter_map(|&i| cohort.tiles(i).map(|t| t.tiles))
@@ -51,7 +87,11 @@ impl CohortSummary {
         Self {
             slides: usable.len(),
             patients: patients.len(),
-            genes: cohort.table().genes().len(),
+            patients_multi_slide: per_patient.iter().filter(|&&n| n > 1).count(),
+            unit: Unit::Patient.name().to_string(),
+            genes: table.genes().len(),
+            gene_rule: table.gene_note().to_string(),
+            ignored_columns,
             feature_dim: cohort.feature_dim(),
             tiles_min: tiles.first().copied().unwrap_or(0),
             tiles_median: median(&tiles),
@@ -73,8 +113,36 @@ fn median(sorted: &[usize]) -> f64 {
 impl std::fmt::Display for CohortSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "slides        {}", self.slides)?;
-        writeln!(f, "patients      {}", self.patients)?;
-        writeln!(f, "genes         {}", self.genes)?;
+        writeln!(
+            f,
+            "patients      {} ({} with several slides)",
+            self.patients, self.patients_multi_slide
+        )?;
+        let how = if self.unit == Unit::Slide.name() {
+            "each slide a bag source, predictions averaged per patient"
+        } else {
+            "a patient's slides pooled into one bag source"
+        };
+        writeln!(f, "unit          {} ({how}; metrics per patient)", self.unit)?;
+        writeln!(f, "genes         {} by {}", self.genes, self.gene_rule)?;
+        let shown: Vec<&str> = self
+            .ignored_columns
+            .iter()
+            .take(5)
+            .map(String::as_str)
+            .collect();
+        writeln!(
+            f,
+            "ignored       {} column(s){}{}",
+            self.ignored_columns.len(),
+            if shown.is_empty() { "" } else { ": " },
+            shown.join(", ")
+                + if self.ignored_columns.len() > shown.len() {
+                    ", …"
+                } else {
+                    ""
+                }
+        )?;
         writeln!(f, "feature width {}", self.feature_dim)?;
         writeln!(
             f,

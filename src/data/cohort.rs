@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
-use super::h5::{TileFile, locate};
-use super::{CohortTable, DataError};
+use super::tiles::{TileFile, locate};
+use super::bags::BagSource;
+use super::{CohortTable, DataError, Patients, Unit};
 
 /// Where the tile-feature files are and how to read them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,6 +211,37 @@ impl Cohort {
             .iter()
             .filter_map(|&i| self.files[i].as_ref().map(|f| (i, f.tiles)))
             .collect()
+    }
+
+    /// The bag sources of the usable slides among `slides`: one per patient, pooling its
+    /// slides, with [`Unit::Patient`]; one per slide with [`Unit::Slide`]. In patient order,
+    /// each patient's slides in CSV order.
+    pub fn bag_sources(&self, slides: &[usize], patients: &Patients, unit: Unit) -> Vec<BagSource> {
+        let mut chosen = vec![false; self.files.len()];
+        for &s in slides {
+            chosen[s] = true;
+        }
+        let mut sources = Vec::new();
+        for p in 0..patients.len() {
+            let usable: Vec<(usize, usize)> = patients
+                .slides(p)
+                .iter()
+                .filter(|&&s| chosen[s])
+                .filter_map(|&s| self.files[s].as_ref().map(|f| (s, f.tiles)))
+                .collect();
+            match unit {
+                Unit::Patient if !usable.is_empty() => sources.push(BagSource {
+                    patient: p,
+                    slides: usable,
+                }),
+                Unit::Patient => {}
+                Unit::Slide => sources.extend(usable.into_iter().map(|slide| BagSource {
+                    patient: p,
+                    slides: vec![slide],
+                })),
+            }
+        }
+        sources
     }
 
     /// Slides left out because their file was missing (with `skip_missing`).

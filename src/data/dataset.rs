@@ -8,10 +8,10 @@ use burn::data::dataset::Dataset;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
 use super::bags::BagRef;
-use super::{Cohort, DataError, Normalization};
+use super::{Cohort, DataError, Normalization, Patients};
 use crate::model::ModelInput;
 
-/// What a slide is to be predicted as: a class (or survival time bin), and for survival
+/// What a patient is to be predicted as: a class (or survival time bin), and for survival
 /// tasks the time and censorship.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Target {
@@ -23,10 +23,11 @@ pub struct Target {
     pub censored: Option<bool>,
 }
 
-/// One bag read from disk: its tiles' features, its slide's normalized expression and target.
+/// One bag read from disk: its tiles' features, its patient's normalized expression and
+/// target.
 #[derive(Debug, Clone)]
 pub struct BagItem {
-    /// The slide and tile rows.
+    /// The patient and tiles.
     pub bag: BagRef,
     /// Features `[tiles, dim]`, row-major.
     pub features: Vec<f32>,
@@ -34,15 +35,16 @@ pub struct BagItem {
     pub dim: usize,
     /// Normalized expression `[genes]`.
     pub expression: Vec<f32>,
-    /// The slide's target.
+    /// The patient's target.
     pub target: Target,
 }
 
 /// The bags of a cohort (one epoch's, or the evaluation bags). `get` reads only the bag's tile
-/// rows from its file.
+/// rows from their files.
 #[derive(Debug, Clone)]
 pub struct CohortDataset {
     cohort: Arc<Cohort>,
+    patients: Arc<Patients>,
     bags: Vec<BagRef>,
     expression: Arc<Vec<Vec<f32>>>,
     targets: Arc<Vec<Target>>,
@@ -50,25 +52,28 @@ pub struct CohortDataset {
 
 impl CohortDataset {
     /// The dataset of `bags` from `cohort`, with expression normalized by `normalization` and
-    /// `targets` indexed by slide.
+    /// `targets` indexed by patient. A patient's expression is that of its first slide's row
+    /// (its rows agree: see [`Patients::check_agreement`]).
     ///
     /// # Errors
     ///
-    /// The errors of [`Normalization::transform`] for a slide of the bags.
+    /// The errors of [`Normalization::columns_in`] and [`Normalization::transform`].
     pub fn new(
         cohort: Arc<Cohort>,
+        patients: Arc<Patients>,
         bags: Vec<BagRef>,
         normalization: &Normalization,
         targets: Vec<Target>,
     ) -> Result<Self, DataError> {
-        let mut used = vec![false; cohort.table().len()];
+        let columns = normalization.columns_in(cohort.table())?;
+        let mut used = vec![false; patients.len()];
         for bag in &bags {
-            used[bag.slide] = true;
+            used[bag.patient] = true;
         }
         let expression = (0..used.len())
-            .map(|i| {
-                if used[i] {
-                    normalization.transform(cohort.table(), i)
+            .map(|p| {
+                if used[p] {
+                    normalization.transform(cohort.table(), patients.slides(p)[0], &columns)
                 } else {
                     Ok(Vec::new())
                 }
@@ -76,16 +81,17 @@ impl CohortDataset {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             cohort,
+            patients,
             bags,
             expression: Arc::new(expression),
             targets: Arc::new(targets),
         })
     }
 
-    /// The same cohort, normalization and targets with other bags (of the same slides), e.g.
+    /// The same cohort, normalization and targets with other bags (of the same patients), e.g.
     /// the next epoch's.
     pub fn with_bags(&self, bags: Vec<BagRef>) -> Self {
-        debug_assert!(bags.iter().all(|b| !self.expression[b.slide].is_empty()));
+        debug_assert!(bags.iter().all(|b| !self.expression[b.patient].is_empty()));
         Self {
             bags,
             ..self.clone()
@@ -101,18 +107,36 @@ impl CohortDataset {
     pub fn cohort(&self) -> &Cohort {
         &self.cohort
     }
+
+    /// The cohort's patients (what the bags' `patient` indexes).
+    pub fn patients(&self) -> &Arc<Patients> {
+        &self.patients
+    }
 }
 
 impl Dataset<BagItem, DataError> for CohortDataset {
     fn get(&self, index: usize) -> Result<BagItem, DataError> {
         let bag = self.bags[index].clone();
-        let file = self.cohort.open_file(bag.slide)?;
-        let features = file.read_rows(&bag.rows)?;
+        let dim = self.cohort.feature_dim();
+        let groups = bag.by_slide();
+        let features = if let [(slide, rows, _)] = &groups[..] {
+            self.cohort.open_file(*slide)?.read_rows(rows)?
+        } else {
+            let mut features = vec![0.0; bag.len() * dim];
+            for (slide, rows, positions) in &groups {
+                let values = self.cohort.open_file(*slide)?.read_rows(rows)?;
+                for (k, &at) in positions.iter().enumerate() {
+                    features[at * dim..(at + 1) * dim]
+                        .copy_from_slice(&values[k * dim..(k + 1) * dim]);
+                }
+            }
+            features
+        };
         Ok(BagItem {
             features,
-            dim: file.dim(),
-            expression: self.expression[bag.slide].clone(),
-            target: self.targets[bag.slide],
+            dim,
+            expression: self.expression[bag.patient].clone(),
+            target: self.targets[bag.patient],
             bag,
         })
     }
@@ -164,13 +188,13 @@ impl Batcher<BagItem, BagBatch> for BagBatcher {
         let batch = items.len();
         let dim = items[0].dim;
         let genes = items[0].expression.len();
-        let longest = items.iter().map(|i| i.bag.rows.len()).max().unwrap_or(0);
+        let longest = items.iter().map(|i| i.bag.len()).max().unwrap_or(0);
         let mut tiles = vec![0.0f32; batch * longest * dim];
         let mut mask = vec![false; batch * longest];
         let mut expression = Vec::with_capacity(batch * genes);
         for (b, item) in items.iter().enumerate() {
             assert_eq!(item.dim, dim, "bags of one batch share the feature width");
-            let n = item.bag.rows.len();
+            let n = item.bag.len();
             tiles[b * longest * dim..(b * longest + n) * dim].copy_from_slice(&item.features);
             mask[b * longest + n..(b + 1) * longest].fill(true);
             expression.extend_from_slice(&item.expression);

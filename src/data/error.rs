@@ -35,13 +35,48 @@ pub enum DataError {
         /// The columns the header has.
         available: String,
     },
-    /// No column starts with the gene prefix.
-    #[error("{path}: no gene columns: no column name starts with `{prefix}`")]
+    /// No column is a gene column by the rule in force.
+    #[error("{path}: no gene columns: {rule}")]
     NoGeneColumns {
         /// The file.
         path: PathBuf,
-        /// The gene-column prefix.
-        prefix: String,
+        /// What was looked for.
+        rule: String,
+    },
+    /// Two rows of one patient that disagree on what must be the patient's own: the label,
+    /// the survival time or censorship, or the expression.
+    #[error(
+        "{path}: patient `{patient}` has rows that disagree: column `{column}` is `{first}` on line {first_line} but `{second}` on line {second_line}"
+    )]
+    PatientMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The patient.
+        patient: String,
+        /// The first column that differs.
+        column: String,
+        /// The first row's line.
+        first_line: u64,
+        /// Its value there.
+        first: String,
+        /// The disagreeing row's line.
+        second_line: u64,
+        /// Its value there.
+        second: String,
+    },
+    /// Genes a model was trained on that the cohort lacks.
+    #[error(
+        "{path}: {} of the model's {expected} genes are not gene columns here, e.g. {}",
+        missing.len(),
+        missing.iter().take(5).map(|g| format!("`{g}`")).collect::<Vec<_>>().join(", ")
+    )]
+    MissingGenes {
+        /// The file.
+        path: PathBuf,
+        /// How many genes the model has.
+        expected: usize,
+        /// The model's genes the file lacks.
+        missing: Vec<String>,
     },
     /// A cell that is empty, not a number, NaN or infinite where a finite number is needed.
     #[error("{path}: line {line} (slide `{slide}`), column `{column}`: {reason}: `{value}`")]
@@ -117,6 +152,14 @@ pub enum DataError {
         /// The file.
         path: PathBuf,
         /// What the reader said.
+        message: String,
+    },
+    /// A `.pt` file that is not a readable `torch.save` file.
+    #[error("{path}: not a readable PyTorch tensor file: {message}")]
+    Torch {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
         message: String,
     },
     /// No dataset of a known features name.

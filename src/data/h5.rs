@@ -1,5 +1,5 @@
-//! [`TileFile`]: one slide's tile features (and coordinates) in an HDF5 file, as written by
-//! the Python original, CLAM, TRIDENT or STAMP.
+//! [`H5Tiles`]: one slide's tile features (and coordinates) in an HDF5 file, as written by
+//! the Python original, CLAM, TRIDENT or STAMP (read through [`TileFile`](super::TileFile)).
 //!
 //! Read with the pure-Rust `hdf5-reader` crate: no system HDF5 library is needed, and every
 //! h5py variant (contiguous, chunked, gzip, shuffle, `libver='latest'`) is read. See
@@ -26,28 +26,6 @@ const MAX_EXPANSION: u64 = 8;
 /// Name of the tile-coordinates dataset (level-0 pixels, `[tiles, 2]`, x then y).
 pub const COORDS_DATASET: &str = "coords";
 
-/// The places a slide's file may be: `{dir}/{project}/{slide}.h5` (the original's layout),
-/// then `{dir}/{slide}.h5` (CLAM, TRIDENT and STAMP write flat folders).
-pub fn candidate_paths(dir: &Path, project: Option<&str>, slide: &str) -> Vec<PathBuf> {
-    let file = format!("{slide}.h5");
-    let mut paths = Vec::with_capacity(2);
-    if let Some(project) = project {
-        paths.push(dir.join(project).join(&file));
-    }
-    paths.push(dir.join(file));
-    paths
-}
-
-/// The first existing candidate path, or all the paths tried.
-pub fn locate(dir: &Path, project: Option<&str>, slide: &str) -> Result<PathBuf, Vec<PathBuf>> {
-    let candidates = candidate_paths(dir, project, slide);
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .ok_or(candidates)
-}
-
 /// How the features are stored on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Element {
@@ -64,7 +42,7 @@ enum Element {
 ///
 /// Only the rows asked for are read: a bag of 40 tiles out of 20,000 costs 40 rows (or the
 /// chunks that hold them), not the whole matrix.
-pub struct TileFile {
+pub(crate) struct H5Tiles {
     path: PathBuf,
     features: hdf5_reader::Dataset,
     key: String,
@@ -74,9 +52,9 @@ pub struct TileFile {
     coords: Option<hdf5_reader::Dataset>,
 }
 
-impl std::fmt::Debug for TileFile {
+impl std::fmt::Debug for H5Tiles {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TileFile")
+        f.debug_struct("H5Tiles")
             .field("path", &self.path)
             .field("key", &self.key)
             .field("tiles", &self.tiles)
@@ -86,7 +64,7 @@ impl std::fmt::Debug for TileFile {
     }
 }
 
-impl TileFile {
+impl H5Tiles {
     /// Opens `path` and finds its features: the dataset named `key`, or else the first of
     /// [`FEATURE_DATASETS`] present.
     ///
@@ -201,11 +179,6 @@ impl TileFile {
         })
     }
 
-    /// The file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The name of the features dataset found.
     pub fn features_key(&self) -> &str {
         &self.key
@@ -274,15 +247,6 @@ impl TileFile {
                     .collect())
             }
         }
-    }
-
-    /// All features, row-major `[tiles, dim]`.
-    ///
-    /// # Errors
-    ///
-    /// As [`read_rows`](Self::read_rows).
-    pub fn read_all(&self) -> Result<Vec<f32>, DataError> {
-        self.read_rows(&(0..self.tiles).collect::<Vec<_>>())
     }
 
     /// The `(x, y)` coordinates of `rows`, or `None` when the file has none.

@@ -22,24 +22,35 @@ pub(crate) mod json;
 mod labels;
 mod loader;
 mod normalize;
+mod patients;
 mod signatures;
 mod split;
 mod synth;
 mod table;
+mod tiles;
+mod pt;
 
-pub use bags::{BagRef, BagSettings, evaluation_bags, mix as mix_seed, training_bags};
+pub use bags::{
+    BagRef, BagSettings, BagSource, evaluation_bags, mix as mix_seed, training_bags,
+};
 pub use check::CohortSummary;
 pub use cohort::{Cohort, SlideTiles, TileOptions};
 pub use dataset::{BagBatch, BagBatcher, BagItem, CohortDataset, Target};
 pub use error::DataError;
-pub use h5::{COORDS_DATASET, FEATURE_DATASETS, TileFile, candidate_paths, locate};
+pub use h5::{COORDS_DATASET, FEATURE_DATASETS};
+pub use tiles::{PT_KEY, SLIDE_EXTENSIONS, TileFile, candidate_paths, locate, slide_stem};
 pub use labels::LabelMap;
 pub use loader::BagLoader;
-pub use normalize::Normalization;
+pub use normalize::{NormalizeMethod, Normalization};
+pub use patients::{Patients, Unit};
 pub use signatures::{Signatures, read_signatures};
-pub use split::{Split, by_fractions, check_patients, from_csv, kfold};
+pub use split::{
+    Split, SplitRead, by_fractions, check_patients, from_csv, kfold, split_files, write_split_csv,
+};
 pub use synth::{
     SYNTH_PROJECT, SynthCohort, SynthOptions, write_synthetic_cohort, write_tile_file,
 };
 pub(crate) use table::parse_finite;
-pub use table::{CohortColumns, CohortTable, SlideRecord};
+pub use table::{
+    CohortColumns, CohortTable, DEFAULT_GENE_PREFIX, DEFAULT_GENE_SUFFIX, GeneRule, SlideRecord,
+};

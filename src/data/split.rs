@@ -1,13 +1,13 @@
 //! Patient-level splits: stratified k folds, train/val/test fractions, or a splits CSV.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use super::{CohortTable, DataError};
+use super::{CohortTable, DataError, Patients, slide_stem};
 
 /// Slide indices (into the cohort table) on each side of a split.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -22,13 +22,13 @@ pub struct Split {
 
 /// Patients, each with its slides and a stratification label (its most frequent slide label;
 /// ties go to the smaller class index).
-struct Patients {
+struct Grouped {
     ids: Vec<String>,
     slides: Vec<Vec<usize>>,
     label: Vec<usize>,
 }
 
-fn group_patients(table: &CohortTable, labels: &[usize]) -> Patients {
+fn group_patients(table: &CohortTable, labels: &[usize]) -> Grouped {
     let mut index: HashMap<&str, usize> = HashMap::new();
     let mut ids = Vec::new();
     let mut slides: Vec<Vec<usize>> = Vec::new();
@@ -55,11 +55,11 @@ fn group_patients(table: &CohortTable, labels: &[usize]) -> Patients {
                 .unwrap_or(0)
         })
         .collect();
-    Patients { ids, slides, label }
+    Grouped { ids, slides, label }
 }
 
 /// Patients of each class, shuffled from `seed`, classes in index order.
-fn shuffled_by_class(patients: &Patients, seed: u64) -> Vec<(usize, Vec<usize>)> {
+fn shuffled_by_class(patients: &Grouped, seed: u64) -> Vec<(usize, Vec<usize>)> {
     let mut by_class: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for (p, &l) in patients.label.iter().enumerate() {
         by_class.entry(l).or_default().push(p);
@@ -74,7 +74,7 @@ fn shuffled_by_class(patients: &Patients, seed: u64) -> Vec<(usize, Vec<usize>)>
         .collect()
 }
 
-fn slides_of(patients: &Patients, ps: &[usize]) -> Vec<usize> {
+fn slides_of(patients: &Grouped, ps: &[usize]) -> Vec<usize> {
     let mut slides: Vec<usize> = ps
         .iter()
         .flat_map(|&p| patients.slides[p].iter().copied())
@@ -174,35 +174,49 @@ pub fn by_fractions(
     })
 }
 
-/// Reads a splits CSV (the MCAT/CLAM convention): columns `train`, `val` and `test` (any of
-/// them may be absent, cells may be empty), each cell a slide id or a patient id; a patient
-/// id stands for all its slides. Slides the file does not mention belong to no side; their
-/// number is returned beside the split.
+/// A splits file as read: the split and what of the file did not fit the cohort.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SplitRead {
+    /// The slides on each side.
+    pub split: Split,
+    /// Slides of the cohort the file does not mention (they belong to no side).
+    pub unassigned: usize,
+    /// Ids in the file that are neither a slide nor a patient of the cohort, each once, in
+    /// file order (a published split names patients a cohort may lack).
+    pub unknown: Vec<String>,
+}
+
+/// Reads a splits CSV (the CLAM/MCAT/SurvPath convention, as pandas writes it): a leading
+/// unnamed index column (ignored), then columns `train`, `val` and `test` (any may be absent),
+/// ragged (shorter columns padded with empty cells). Each cell is a patient id, standing for
+/// all its slides, or a slide id (with or without its image extension).
 ///
 /// # Errors
 ///
 /// [`DataError::Csv`]/[`DataError::Io`] for an unreadable file, [`DataError::MissingColumn`]
-/// when none of the three columns exists, [`DataError::Split`] naming the line and column of
-/// an id that is neither a slide nor a patient of the cohort, or of a patient placed on two
-/// sides.
-pub fn from_csv(path: impl AsRef<Path>, table: &CohortTable) -> Result<(Split, usize), DataError> {
+/// when none of the three columns exists, [`DataError::Split`] naming the lines and columns
+/// of a slide or patient placed on two sides.
+pub fn from_csv(path: impl AsRef<Path>, table: &CohortTable) -> Result<SplitRead, DataError> {
     let path = path.as_ref();
+    let csv_error = |line: u64, e: csv::Error| DataError::Csv {
+        path: path.to_path_buf(),
+        line: e.position().map(|p| p.line()).unwrap_or(line),
+        message: e.to_string(),
+    };
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .trim(csv::Trim::All)
         .from_path(path)
-        .map_err(|e| DataError::Csv {
-            path: path.to_path_buf(),
-            line: 0,
-            message: e.to_string(),
+        .map_err(|e| match e.kind() {
+            csv::ErrorKind::Io(_) => match e.into_kind() {
+                csv::ErrorKind::Io(source) => DataError::io(path, source),
+                _ => unreachable!("matched an I/O error"),
+            },
+            _ => csv_error(0, e),
         })?;
     let header: Vec<String> = reader
         .headers()
-        .map_err(|e| DataError::Csv {
-            path: path.to_path_buf(),
-            line: 1,
-            message: e.to_string(),
-        })?
+        .map_err(|e| csv_error(1, e))?
         .iter()
         .map(str::to_string)
         .collect();
@@ -218,51 +232,53 @@ pub fn from_csv(path: impl AsRef<Path>, table: &CohortTable) -> Result<(Split, u
             available: header.join(", "),
         });
     }
-    let by_slide: HashMap<&str, usize> = table
-        .slides()
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.slide.as_str(), i))
-        .collect();
+    let mut by_slide: HashMap<&str, usize> = HashMap::new();
+    for (i, s) in table.slides().iter().enumerate() {
+        by_slide.insert(s.slide.as_str(), i);
+        by_slide.entry(slide_stem(&s.slide)).or_insert(i);
+    }
     let mut by_patient: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, s) in table.slides().iter().enumerate() {
         by_patient.entry(s.patient.as_str()).or_default().push(i);
     }
     let mut side_of: Vec<Option<(usize, u64)>> = vec![None; table.len()];
+    let mut unknown = Vec::new();
+    let mut seen_unknown: HashMap<String, (usize, u64)> = HashMap::new();
     for record in reader.records() {
-        let record = record.map_err(|e| DataError::Csv {
-            path: path.to_path_buf(),
-            line: e.position().map(|p| p.line()).unwrap_or(0),
-            message: e.to_string(),
-        })?;
+        let record = record.map_err(|e| csv_error(0, e))?;
         let line = record.position().map(|p| p.line()).unwrap_or(0);
         for (side, col) in cols.iter().enumerate() {
             let Some(id) = col.and_then(|c| record.get(c)).filter(|c| !c.is_empty()) else {
                 continue;
             };
-            let slides: Vec<usize> = match (by_slide.get(id), by_patient.get(id)) {
-                (Some(&i), _) => vec![i],
-                (None, Some(v)) => v.clone(),
+            let slides: Vec<usize> = match (by_patient.get(id), by_slide.get(id)) {
+                (Some(v), _) => v.clone(),
+                (None, Some(&i)) => vec![i],
                 (None, None) => {
-                    return Err(DataError::Split(format!(
-                        "{}: line {line}, column `{}`: `{id}` is neither a slide nor a patient of {}",
-                        path.display(),
-                        sides[side],
-                        table.path().display()
-                    )));
+                    // An id the cohort lacks is counted, but still may not sit on two sides.
+                    match seen_unknown.get(id) {
+                        Some(&(other, first)) if other != side => {
+                            return Err(two_sides(path, id, sides[other], first, sides[side], line));
+                        }
+                        Some(_) => {}
+                        None => {
+                            seen_unknown.insert(id.to_string(), (side, line));
+                            unknown.push(id.to_string());
+                        }
+                    }
+                    continue;
                 }
             };
             for i in slides {
                 match side_of[i] {
                     Some((other, first)) if other != side => {
-                        return Err(DataError::Split(format!(
-                            "{}: slide `{}` (patient `{}`) is in `{}` on line {first} and in `{}` on line {line}",
-                            path.display(),
-                            table.slides()[i].slide,
-                            table.slides()[i].patient,
-                            sides[other],
-                            sides[side]
-                        )));
+                        let record = &table.slides()[i];
+                        let what = if record.patient == record.slide {
+                            format!("slide `{}`", record.slide)
+                        } else {
+                            format!("slide `{}` (patient `{}`)", record.slide, record.patient)
+                        };
+                        return Err(two_sides(path, &what, sides[other], first, sides[side], line));
                     }
                     _ => side_of[i] = Some((side, line)),
                 }
@@ -280,7 +296,97 @@ pub fn from_csv(path: impl AsRef<Path>, table: &CohortTable) -> Result<(Split, u
         }
     }
     check_patients(table, &split)?;
-    Ok((split, unassigned))
+    Ok(SplitRead {
+        split,
+        unassigned,
+        unknown,
+    })
+}
+
+fn two_sides(path: &Path, what: &str, first: &str, first_line: u64, second: &str, line: u64) -> DataError {
+    let what = if what.starts_with("slide `") {
+        what.to_string()
+    } else {
+        format!("`{what}`")
+    };
+    DataError::Split(format!(
+        "{}: {what} is in `{first}` on line {first_line} and in `{second}` on line {line}",
+        path.display()
+    ))
+}
+
+/// The files of a splits folder: `splits_0.csv` … `splits_{k-1}.csv` (CLAM, MCAT and SurvPath
+/// publish their 5-fold splits so), in fold order.
+///
+/// # Errors
+///
+/// [`DataError::Io`] for an unreadable folder; [`DataError::Split`] when it holds no
+/// `splits_K.csv` or the numbers do not run from 0 without a gap.
+pub fn split_files(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))?;
+    let mut found: BTreeMap<usize, PathBuf> = BTreeMap::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| DataError::io(dir, e))?;
+        let name = entry.file_name();
+        let Some(k) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("splits_"))
+            .and_then(|n| n.strip_suffix(".csv"))
+            .and_then(|k| k.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        found.insert(k, entry.path());
+    }
+    if found.is_empty() {
+        return Err(DataError::Split(format!(
+            "{} holds no splits_K.csv file (splits_0.csv, splits_1.csv, …)",
+            dir.display()
+        )));
+    }
+    if let Some(gap) = (0..found.len()).find(|k| !found.contains_key(k)) {
+        return Err(DataError::Split(format!(
+            "{}: the splits files must be numbered from 0 without a gap, but splits_{gap}.csv \
+             is missing (found {})",
+            dir.display(),
+            found
+                .keys()
+                .map(|k| format!("splits_{k}.csv"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    Ok(found.into_values().collect())
+}
+
+/// Writes `split` as a splits CSV in the format [`from_csv`] reads: an unnamed index column,
+/// then `train`, `val` and `test`, each the ids of that side's patients (slide ids when each
+/// slide is its own patient), ragged columns padded with empty cells.
+///
+/// # Errors
+///
+/// [`DataError::Io`] naming the file.
+pub fn write_split_csv(path: &Path, split: &Split, patients: &Patients) -> Result<(), DataError> {
+    let sides: Vec<Vec<&str>> = [&split.train, &split.val, &split.test]
+        .iter()
+        .map(|slides| patients.among(slides).into_iter().map(|p| patients.id(p)).collect())
+        .collect();
+    let rows = sides.iter().map(Vec::len).max().unwrap_or(0);
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let io = |e: csv::Error| DataError::io(path, std::io::Error::other(e));
+    writer.write_record(["", "train", "val", "test"]).map_err(io)?;
+    for r in 0..rows {
+        let index = r.to_string();
+        let mut record = vec![index.as_str()];
+        record.extend(sides.iter().map(|side| side.get(r).copied().unwrap_or("")));
+        writer.write_record(&record).map_err(io)?;
+    }
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| DataError::io(path, e.into_error()))?;
+    let text = String::from_utf8(bytes).expect("ids read from CSV text are UTF-8");
+    crate::model::write_text_atomic(path, &text)
+        .map_err(|e| DataError::io(path, std::io::Error::other(e.to_string())))
 }
 
 /// Checks that no patient has slides on two sides of `split`.

@@ -74,7 +74,8 @@ mod rand_distr_free {
 /// tiles of a class lean weakly towards a class prototype (30% of them informative), and a
 /// quarter of the genes are raised or lowered per class, so neither modality alone makes the
 /// task trivial. Expression values are counts (log2-normalizable).
-/// Every fourth patient has two slides.
+/// Every fourth patient has two slides (with the same label, survival and expression: they
+/// are the patient's).
 ///
 /// # Errors
 ///
@@ -141,6 +142,14 @@ pub fn write_synthetic_cohort(
         let label = rng.random_range(0..options.classes);
         let per_patient = if patient % 4 == 3 { 2 } else { 1 };
         let (time, censored) = survival_time(&mut rng, label, options.classes);
+        // Expression is the patient's: every slide row of a patient carries the same values.
+        let expression: String = effects[label]
+            .iter()
+            .map(|effect| {
+                let log_count = 3.0 + 0.8 * normal(&mut rng) + effect;
+                format!(",{}", log_count.exp().round())
+            })
+            .collect();
         for k in 0..per_patient.min(options.slides - slide) {
             let name = format!("SYN-{patient:04}-{:02}Z-00-DX{}", k + 1, k + 1);
             let n = rng.random_range(options.tiles.div_ceil(2)..=options.tiles);
@@ -155,10 +164,7 @@ pub fn write_synthetic_cohort(
             if options.survival {
                 csv.push_str(&format!(",{time:.2},{}", u8::from(censored)));
             }
-            for effect in &effects[label] {
-                let log_count = 3.0 + 0.8 * normal(&mut rng) + effect;
-                csv.push_str(&format!(",{}", log_count.exp().round()));
-            }
+            csv.push_str(&expression);
             csv.push('\n');
             slide += 1;
         }

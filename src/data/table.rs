@@ -19,8 +19,17 @@ pub struct CohortColumns {
     pub label: String,
     /// Patient id, optional; without it each slide is its own patient. Default `patient_id`.
     pub patient: String,
-    /// Gene columns are those whose name starts with this prefix. Default `rna_`.
-    pub gene_prefix: String,
+    /// Gene columns are those whose name starts with this prefix (`rna_`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gene_prefix: Option<String>,
+    /// Gene columns are those whose name ends with this suffix (`_rnaseq`, as in the MCAT,
+    /// PORPOISE and SurvPath tables).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gene_suffix: Option<String>,
+    /// Gene columns are those whose name this regular expression matches (anywhere in the
+    /// name, unless anchored with `^`/`$`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gene_regex: Option<String>,
 }
 
 impl Default for CohortColumns {
@@ -30,8 +39,107 @@ impl Default for CohortColumns {
             project: "project".into(),
             label: "label".into(),
             patient: "patient_id".into(),
-            gene_prefix: "rna_".into(),
+            gene_prefix: None,
+            gene_suffix: None,
+            gene_regex: None,
         }
+    }
+}
+
+/// The default gene-column prefix (the original's layout).
+pub const DEFAULT_GENE_PREFIX: &str = "rna_";
+/// The gene-column suffix of the MCAT, PORPOISE and SurvPath tables, taken when a table has no
+/// [`DEFAULT_GENE_PREFIX`] column and no rule is given.
+pub const DEFAULT_GENE_SUFFIX: &str = "_rnaseq";
+
+/// How gene columns are recognized by name.
+#[derive(Debug, Clone)]
+pub enum GeneRule {
+    /// Names starting with the prefix.
+    Prefix(String),
+    /// Names ending with the suffix.
+    Suffix(String),
+    /// Names the expression matches.
+    Regex(regex::Regex),
+}
+
+impl GeneRule {
+    /// Whether `column` is a gene column.
+    pub fn matches(&self, column: &str) -> bool {
+        match self {
+            Self::Prefix(p) => column.starts_with(p.as_str()),
+            Self::Suffix(s) => column.ends_with(s.as_str()),
+            Self::Regex(r) => r.is_match(column),
+        }
+    }
+
+    /// The gene symbol a column names: the column without the prefix or suffix (`rna_TP53`
+    /// and `TP53_rnaseq` are `TP53`); the whole name under a regular expression.
+    pub fn symbol<'a>(&self, column: &'a str) -> &'a str {
+        match self {
+            Self::Prefix(p) => column.strip_prefix(p.as_str()).unwrap_or(column),
+            Self::Suffix(s) => column.strip_suffix(s.as_str()).unwrap_or(column),
+            Self::Regex(_) => column,
+        }
+    }
+}
+
+impl std::fmt::Display for GeneRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Prefix(p) => write!(f, "`{p}*`"),
+            Self::Suffix(s) => write!(f, "`*{s}`"),
+            Self::Regex(r) => write!(f, "regex `{}`", r.as_str()),
+        }
+    }
+}
+
+impl CohortColumns {
+    /// The gene rule these columns ask for, or `None` for the automatic choice (see
+    /// [`CohortTable::read`]).
+    ///
+    /// # Errors
+    ///
+    /// [`DataError::Setting`] when more than one rule is given, or the regular expression does
+    /// not compile.
+    pub fn gene_rule(&self) -> Result<Option<GeneRule>, DataError> {
+        let given = [&self.gene_prefix, &self.gene_suffix, &self.gene_regex]
+            .iter()
+            .filter(|r| r.is_some())
+            .count();
+        if given > 1 {
+            return Err(DataError::Setting {
+                setting: "gene columns",
+                message: "give one of a gene prefix, suffix or regex, not several".into(),
+            });
+        }
+        Ok(match (&self.gene_prefix, &self.gene_suffix, &self.gene_regex) {
+            (Some(p), _, _) => Some(GeneRule::Prefix(p.clone())),
+            (_, Some(s), _) => Some(GeneRule::Suffix(s.clone())),
+            (_, _, Some(r)) => Some(GeneRule::Regex(regex::Regex::new(r).map_err(|e| {
+                DataError::Setting {
+                    setting: "gene_regex",
+                    message: format!("`{r}` is not a regular expression: {e}"),
+                }
+            })?)),
+            _ => None,
+        })
+    }
+
+    /// These columns with the gene rule set to `rule` (what an automatic choice took).
+    fn with_rule(&self, rule: &GeneRule) -> Self {
+        let mut columns = Self {
+            gene_prefix: None,
+            gene_suffix: None,
+            gene_regex: None,
+            ..self.clone()
+        };
+        match rule {
+            GeneRule::Prefix(p) => columns.gene_prefix = Some(p.clone()),
+            GeneRule::Suffix(s) => columns.gene_suffix = Some(s.clone()),
+            GeneRule::Regex(r) => columns.gene_regex = Some(r.as_str().to_string()),
+        }
+        columns
     }
 }
 
@@ -59,8 +167,14 @@ pub struct CohortTable {
     genes: Vec<String>,
     slides: Vec<SlideRecord>,
     expression: Vec<f32>,
+    /// How the gene columns were chosen, for reports.
+    gene_note: String,
+    rule: GeneRule,
     /// Every non-gene column, by name, as written.
     other: HashMap<String, Vec<String>>,
+    /// The non-gene column names, in CSV order.
+    other_names: Vec<String>,
+    has_patient_column: bool,
 }
 
 fn csv_error(path: &Path, e: csv::Error) -> DataError {
@@ -113,6 +227,19 @@ impl CohortTable {
             .map(str::to_string)
             .collect();
         let find = |name: &str| header.iter().position(|h| h == name);
+        // The MCAT/PORPOISE/SurvPath tables name the slide and patient columns `slide_id` and
+        // `case_id`: taken when the default names are absent.
+        let defaults = CohortColumns::default();
+        let mut columns = columns.clone();
+        for (name, default, alternative) in [
+            (&mut columns.slide, &defaults.slide, "slide_id"),
+            (&mut columns.patient, &defaults.patient, "case_id"),
+        ] {
+            if name == default && find(name).is_none() && find(alternative).is_some() {
+                *name = alternative.to_string();
+            }
+        }
+        let columns = &columns;
         let slide_col = find(&columns.slide).ok_or_else(|| DataError::MissingColumn {
             path: path.to_path_buf(),
             column: columns.slide.clone(),
@@ -121,15 +248,44 @@ impl CohortTable {
         let project_col = find(&columns.project);
         let label_col = find(&columns.label);
         let patient_col = find(&columns.patient);
+        let (rule, automatic) = match columns.gene_rule()? {
+            Some(rule) => (rule, false),
+            None => {
+                let prefix = GeneRule::Prefix(DEFAULT_GENE_PREFIX.into());
+                let suffix = GeneRule::Suffix(DEFAULT_GENE_SUFFIX.into());
+                if header.iter().any(|h| prefix.matches(h)) || !header.iter().any(|h| suffix.matches(h)) {
+                    (prefix, true)
+                } else {
+                    (suffix, true)
+                }
+            }
+        };
+        let roles = [Some(slide_col), project_col, label_col, patient_col];
         let gene_cols: Vec<usize> = (0..header.len())
-            .filter(|&i| header[i].starts_with(&columns.gene_prefix))
+            .filter(|&i| !roles.contains(&Some(i)) && rule.matches(&header[i]))
             .collect();
         if gene_cols.is_empty() {
             return Err(DataError::NoGeneColumns {
                 path: path.to_path_buf(),
-                prefix: columns.gene_prefix.clone(),
+                rule: if automatic {
+                    format!(
+                        "no column name starts with `{DEFAULT_GENE_PREFIX}` or ends with \
+                         `{DEFAULT_GENE_SUFFIX}` (name them with --gene-prefix, --gene-suffix or \
+                         --gene-regex)"
+                    )
+                } else {
+                    format!("no column matches {rule}")
+                },
             });
         }
+        let gene_note = match (&rule, automatic) {
+            (GeneRule::Suffix(_), true) => {
+                format!("{rule} (there is no `{DEFAULT_GENE_PREFIX}*` column)")
+            }
+            (_, true) => format!("{rule} (the default)"),
+            (_, false) => format!("{rule}"),
+        };
+        let columns = &columns.with_rule(&rule);
         let other_cols: Vec<usize> = (0..header.len())
             .filter(|i| !gene_cols.contains(i))
             .collect();
@@ -205,9 +361,13 @@ impl CohortTable {
             path: path.to_path_buf(),
             columns: columns.clone(),
             genes: gene_cols.iter().map(|&i| header[i].clone()).collect(),
+            gene_note,
+            rule,
             slides,
             expression,
+            other_names: other_cols.iter().map(|&i| header[i].clone()).collect(),
             other,
+            has_patient_column: patient_col.is_some(),
         })
     }
 
@@ -216,9 +376,38 @@ impl CohortTable {
         &self.path
     }
 
-    /// The column names used to read it.
+    /// The column names used to read it, with the gene rule that was taken (an automatic
+    /// choice is written out, so that a saved run reads later cohorts the same way).
     pub fn columns(&self) -> &CohortColumns {
         &self.columns
+    }
+
+    /// The rule that chose the gene columns.
+    pub fn gene_rule(&self) -> &GeneRule {
+        &self.rule
+    }
+
+    /// How the gene columns were chosen, e.g. ``"`*_rnaseq` (there is no `rna_*` column)"``.
+    pub fn gene_note(&self) -> &str {
+        &self.gene_note
+    }
+
+    /// The gene symbols: the gene columns without the rule's prefix or suffix.
+    pub fn gene_symbols(&self) -> Vec<String> {
+        self.genes
+            .iter()
+            .map(|g| self.rule.symbol(g).to_string())
+            .collect()
+    }
+
+    /// The non-gene column names, in CSV order.
+    pub fn other_columns(&self) -> &[String] {
+        &self.other_names
+    }
+
+    /// Whether the CSV has a patient column (without one each slide is its own patient).
+    pub fn has_patient_column(&self) -> bool {
+        self.has_patient_column
     }
 
     /// Gene column names, in CSV order.

@@ -93,23 +93,27 @@ impl AttentionCollector {
         let tiles = to_rows(attention.tile_scores());
         let genes = to_rows(attention.gene_scores());
         for (b, bag) in batch.bags.iter().enumerate() {
-            let slide = self.slides.entry(bag.slide).or_default();
-            let n = bag.rows.len() as f64;
-            for (i, &row) in bag.rows.iter().enumerate() {
-                let entry = slide.tile_lifts.entry(row).or_insert((0.0, 0));
-                entry.0 += n * tiles[b][i];
-                entry.1 += 1;
+            // Evaluation bags hold one slide each; a pooled bag's tiles go to their slides.
+            let n = bag.len() as f64;
+            for (index, rows, positions) in bag.by_slide() {
+                let slide = self.slides.entry(index).or_default();
+                for (&row, &i) in rows.iter().zip(&positions) {
+                    let entry = slide.tile_lifts.entry(row).or_insert((0.0, 0));
+                    entry.0 += n * tiles[b][i];
+                    entry.1 += 1;
+                }
+                if slide.gene_sums.is_empty() {
+                    slide.gene_sums = vec![0.0; genes[b].len()];
+                }
+                let share = rows.len() as f64;
+                slide
+                    .gene_sums
+                    .iter_mut()
+                    .zip(&genes[b])
+                    .for_each(|(s, g)| *s += share * g);
+                slide.gene_weight += share;
+                slide.bags += 1;
             }
-            if slide.gene_sums.is_empty() {
-                slide.gene_sums = vec![0.0; genes[b].len()];
-            }
-            slide
-                .gene_sums
-                .iter_mut()
-                .zip(&genes[b])
-                .for_each(|(s, g)| *s += n * g);
-            slide.gene_weight += n;
-            slide.bags += 1;
         }
     }
 
@@ -157,8 +161,8 @@ mod tests {
             bags: bags
                 .iter()
                 .map(|(slide, rows)| BagRef {
-                    slide: *slide,
-                    rows: rows.clone(),
+                    patient: *slide,
+                    tiles: rows.iter().map(|&r| (*slide, r)).collect(),
                 })
                 .collect(),
             targets: vec![Target::default(); b],

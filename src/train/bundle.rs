@@ -28,6 +28,12 @@ pub mod files {
     pub const TEST_METRICS_JSON: &str = "test_metrics.json";
     /// Cross-validation summary.
     pub const CV_JSON: &str = "cv.json";
+    /// The split the run used (patient ids per side), in the splits-file format.
+    pub const SPLITS_CSV: &str = "splits.csv";
+    /// Predictions, one row per patient.
+    pub const PREDICTIONS_CSV: &str = "predictions.csv";
+    /// Predictions, one row per slide (`--per-slide`).
+    pub const PREDICTIONS_SLIDES_CSV: &str = "predictions_slides.csv";
     /// Loss curves.
     pub const LOSS_PNG: &str = "loss.png";
     /// Validation metric curves.

@@ -10,8 +10,8 @@ use super::metrics::Metrics;
 use super::predict::{BatchHook, Predictions, metrics, predict};
 use super::settings::Task;
 use crate::data::{
-    Cohort, CohortDataset, CohortTable, DataError, Target, TileOptions, evaluation_bags,
-    parse_finite,
+    Cohort, CohortDataset, CohortTable, DataError, Patients, Target, TileOptions,
+    evaluation_bags, parse_finite,
 };
 use crate::error::Error;
 
@@ -32,15 +32,17 @@ pub struct EvaluateRequest {
 pub struct Evaluation {
     /// The cohort, as read.
     pub cohort: Arc<Cohort>,
-    /// Targets per slide (empty targets without labels).
+    /// Its slides grouped by patient.
+    pub patients: Arc<Patients>,
+    /// Targets per patient (empty targets without labels).
     pub targets: Vec<Target>,
-    /// Per-slide predictions.
+    /// Per-slide and per-patient predictions.
     pub predictions: Predictions,
     /// Metrics, when targets are known.
     pub metrics: Option<Metrics>,
 }
 
-/// Reads the targets the model's task needs, if the CSV has them.
+/// Reads the targets the model's task needs, if the CSV has them (per slide).
 fn read_targets(
     bundle: &ModelBundle,
     table: &CohortTable,
@@ -128,12 +130,15 @@ fn read_targets(
 }
 
 /// Runs `bundle`'s model over every tile of every slide of the cohort (evaluation bagging),
-/// averaging each slide's bags.
+/// averaging each slide's bags, then each patient's slides as the model was trained (its
+/// unit, see [`patient_predictions`](super::predict::patient_predictions)); metrics are per
+/// patient.
 ///
 /// # Errors
 ///
-/// The cohort's errors; a gene list or feature width that differs from the model's; a label
-/// the model does not know.
+/// The cohort's errors; genes of the model the cohort lacks; a feature width that differs
+/// from the model's; a label the model does not know; a patient whose rows disagree on its
+/// outcome or expression.
 pub fn evaluate(
     bundle: &ModelBundle,
     request: &EvaluateRequest,
@@ -142,17 +147,26 @@ pub fn evaluate(
     hook: Option<&mut BatchHook<'_>>,
 ) -> Result<Evaluation, Error> {
     let table = CohortTable::read(&request.csv, &bundle.config.columns)?;
-    table.check_genes(
-        bundle.model.config().rna_num_genes,
-        Some(&bundle.normalization.genes),
-    )?;
-    let targets = read_targets(bundle, &table, request.require_targets)?;
+    bundle.normalization.columns_in(&table)?;
+    let slide_targets = read_targets(bundle, &table, request.require_targets)?;
+    let patients = Arc::new(Patients::of(&table));
+    let s = &bundle.config.training.survival;
+    let outcome_columns: Vec<&str> = match bundle.task() {
+        Task::Classification => vec![table.columns().label.as_str()],
+        Task::Survival => vec![s.time_column.as_str(), s.censorship_column.as_str()],
+    };
+    patients.check_agreement(&table, &outcome_columns)?;
+    let targets: Vec<Target> = (0..patients.len())
+        .map(|p| slide_targets[patients.slides(p)[0]])
+        .collect();
     let cohort = Arc::new(Cohort::open(table, &request.tiles)?);
     cohort.check_feature_dim(bundle.model.config().wsi_dim)?;
     let settings = &bundle.config.training;
-    let bags = evaluation_bags(&cohort.tile_counts(&cohort.usable()), settings.bag_size);
+    let sources = cohort.bag_sources(&cohort.usable(), &patients, settings.unit);
+    let bags = evaluation_bags(&sources, settings.bag_size);
     let dataset = Arc::new(CohortDataset::new(
         cohort.clone(),
+        patients.clone(),
         bags,
         &bundle.normalization,
         targets.clone(),
@@ -170,15 +184,87 @@ pub fn evaluate(
         known.then(|| metrics(&predictions, &targets, bundle.task(), bundle.labels.len()));
     Ok(Evaluation {
         cohort,
+        patients,
         targets,
         predictions,
         metrics,
     })
 }
 
-/// Writes `predictions.csv`: the slide id under its CSV column name, `logit_*`, `prob_*`,
-/// `pred` (a class name), `label` when known; for survival also `risk`, the time and the
-/// censorship under their CSV column names.
+/// The output columns shared by both prediction files: `logit_*`, `prob_*`, `pred`, `label`
+/// when known; for survival `risk`, then the time and censorship under their CSV names.
+fn output_header(bundle: &ModelBundle, known: bool) -> Vec<String> {
+    let classes = bundle.labels.len();
+    let mut header: Vec<String> = (0..classes).map(|c| format!("logit_{c}")).collect();
+    header.extend((0..classes).map(|c| format!("prob_{c}")));
+    header.push("pred".into());
+    if known {
+        header.push("label".into());
+    }
+    if bundle.task() == Task::Survival {
+        let s = &bundle.config.training.survival;
+        header.push("risk".into());
+        if known {
+            header.push(s.time_column.clone());
+            header.push(s.censorship_column.clone());
+        }
+    }
+    header
+}
+
+fn output_cells(
+    bundle: &ModelBundle,
+    known: bool,
+    logits: &[f64],
+    probs: &[f64],
+    predicted: usize,
+    risk: Option<f64>,
+    target: Target,
+) -> Vec<String> {
+    let mut row: Vec<String> = logits.iter().map(|v| format!("{v:.8}")).collect();
+    row.extend(probs.iter().map(|v| format!("{v:.8}")));
+    row.push(bundle.labels.classes[predicted].clone());
+    if known {
+        row.push(
+            target
+                .class
+                .map(|c| bundle.labels.classes[c].clone())
+                .unwrap_or_default(),
+        );
+    }
+    if bundle.task() == Task::Survival {
+        row.push(format!("{:.6}", risk.unwrap_or(f64::NAN)));
+        if known {
+            row.push(target.time.map(|t| t.to_string()).unwrap_or_default());
+            row.push(
+                target
+                    .censored
+                    .map(|c| u8::from(c).to_string())
+                    .unwrap_or_default(),
+            );
+        }
+    }
+    row
+}
+
+fn write_csv(path: &Path, rows: impl IntoIterator<Item = Vec<String>>) -> Result<(), Error> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let io = |e: csv::Error| -> Error { DataError::io(path, std::io::Error::other(e)).into() };
+    for row in rows {
+        writer.write_record(&row).map_err(io)?;
+    }
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| DataError::io(path, e.into_error()))?;
+    let text = String::from_utf8(bytes).expect("cells are UTF-8 text");
+    crate::model::write_text_atomic(path, &text).map_err(Error::from)
+}
+
+/// Writes `predictions.csv`: one row per patient, the patient id under the CSV's patient
+/// column name (the slide column's when the CSV has no patient column, each slide then being
+/// its own patient), `slides` (how many were predicted), then `logit_*`, `prob_*`, `pred` (a
+/// class name), `label` when known; for survival also `risk`, the time and the censorship
+/// under their CSV column names.
 ///
 /// # Errors
 ///
@@ -188,60 +274,73 @@ pub fn write_predictions(
     bundle: &ModelBundle,
     evaluation: &Evaluation,
 ) -> Result<(), Error> {
-    let classes = bundle.labels.len();
     let table = evaluation.cohort.table();
-    let survival = bundle.task() == Task::Survival;
     let known = evaluation.targets.iter().any(|t| t.class.is_some());
-    let mut writer =
-        csv::Writer::from_path(path).map_err(|e| DataError::io(path, std::io::Error::other(e)))?;
+    let id_column = if table.has_patient_column() {
+        &table.columns().patient
+    } else {
+        &table.columns().slide
+    };
+    let mut header = vec![id_column.clone(), "slides".to_string()];
+    header.extend(output_header(bundle, known));
+    let rows = evaluation.predictions.patients.iter().map(|p| {
+        let mut row = vec![
+            evaluation.patients.id(p.patient).to_string(),
+            p.slides.to_string(),
+        ];
+        row.extend(output_cells(
+            bundle,
+            known,
+            &p.logits,
+            &p.probs,
+            p.predicted_class(),
+            p.risk,
+            evaluation.targets[p.patient],
+        ));
+        row
+    });
+    write_csv(path, std::iter::once(header).chain(rows))
+}
+
+/// Writes `predictions_slides.csv`: one row per slide, the slide id and (when the CSV has one)
+/// the patient id under their CSV column names, then the columns of
+/// [`write_predictions`] (the label and survival columns being the patient's).
+///
+/// # Errors
+///
+/// [`DataError::Io`] naming the file.
+pub fn write_slide_predictions(
+    path: &Path,
+    bundle: &ModelBundle,
+    evaluation: &Evaluation,
+) -> Result<(), Error> {
+    let table = evaluation.cohort.table();
+    let known = evaluation.targets.iter().any(|t| t.class.is_some());
+    let with_patient = table.has_patient_column();
     let mut header = vec![table.columns().slide.clone()];
-    header.extend((0..classes).map(|c| format!("logit_{c}")));
-    header.extend((0..classes).map(|c| format!("prob_{c}")));
-    header.push("pred".into());
-    if known {
-        header.push("label".into());
+    if with_patient {
+        header.push(table.columns().patient.clone());
     }
-    let s = &bundle.config.training.survival;
-    if survival {
-        header.push("risk".into());
-        if known {
-            header.push(s.time_column.clone());
-            header.push(s.censorship_column.clone());
+    header.extend(output_header(bundle, known));
+    let rows = evaluation.predictions.slides.iter().map(|p| {
+        let record = &table.slides()[p.slide];
+        let mut row = vec![record.slide.clone()];
+        if with_patient {
+            row.push(record.patient.clone());
         }
-    }
-    let write_err =
-        |e: csv::Error| -> Error { DataError::io(path, std::io::Error::other(e)).into() };
-    writer.write_record(&header).map_err(write_err)?;
-    for p in &evaluation.predictions.slides {
-        let target = evaluation.targets[p.slide];
-        let mut row = vec![table.slides()[p.slide].slide.clone()];
-        row.extend(p.logits.iter().map(|v| format!("{v:.8}")));
-        row.extend(p.probs.iter().map(|v| format!("{v:.8}")));
-        row.push(bundle.labels.classes[p.predicted_class()].clone());
-        if known {
-            row.push(
-                target
-                    .class
-                    .map(|c| bundle.labels.classes[c].clone())
-                    .unwrap_or_default(),
-            );
-        }
-        if survival {
-            row.push(format!("{:.6}", p.risk.unwrap_or(f64::NAN)));
-            if known {
-                row.push(target.time.map(|t| t.to_string()).unwrap_or_default());
-                row.push(
-                    target
-                        .censored
-                        .map(|c| u8::from(c).to_string())
-                        .unwrap_or_default(),
-                );
-            }
-        }
-        writer.write_record(&row).map_err(write_err)?;
-    }
-    writer.flush().map_err(|e| DataError::io(path, e))?;
-    Ok(())
+        let patient = evaluation.patients.of_slide(p.slide);
+        row.extend(output_cells(
+            bundle,
+            known,
+            &p.logits,
+            &p.probs,
+            p.predicted_class(),
+            p.risk,
+            evaluation.targets[patient],
+        ));
+        row
+    });
+    write_csv(path, std::iter::once(header).chain(rows))
 }
 
 /// Writes `metrics.json` into `dir`.

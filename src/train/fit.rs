@@ -24,7 +24,7 @@ use super::settings::{Task, TrainSettings};
 use super::{Event, plot};
 use crate::data::{
     BagBatcher, BagLoader, BagSettings, CohortColumns, CohortDataset, DataError, Normalization,
-    Split, evaluation_bags, training_bags,
+    Split, evaluation_bags, training_bags, write_split_csv,
 };
 use crate::error::{Error, RunError};
 use crate::model::{MedCrossViT, MedCrossViTConfig};
@@ -108,9 +108,21 @@ pub fn fit(
         }
         None => {
             let (targets, bins) = plan::targets(prepared, job.split, settings)?;
-            let normalization =
-                Normalization::fit(cohort.table(), &job.split.train, settings.log2_expression)?;
+            // One row per training patient: a patient's rows agree on the expression.
+            let rows: Vec<usize> = prepared
+                .patients
+                .among(&job.split.train)
+                .into_iter()
+                .map(|p| prepared.patients.slides(p)[0])
+                .collect();
+            let normalization = Normalization::fit(
+                cohort.table(),
+                &rows,
+                settings.normalize_method(),
+                settings.top_genes,
+            )?;
             std::fs::create_dir_all(&out).map_err(io(&out))?;
+            write_split_csv(&out.join(files::SPLITS_CSV), job.split, &prepared.patients)?;
             RunConfig {
                 model: job.model.clone(),
                 training: settings.clone(),
@@ -151,14 +163,22 @@ pub fn fit(
         max_patches_total: settings.max_patches_total,
         seed: settings.seed,
     };
-    let train_counts = cohort.tile_counts(&job.split.train);
-    let first_bags = training_bags(&train_counts, &bag_settings, 0);
+    let patients = &prepared.patients;
+    let sources = |slides: &[usize]| cohort.bag_sources(slides, patients, settings.unit);
+    let train_sources = sources(&job.split.train);
+    let first_bags = training_bags(&train_sources, &bag_settings, 0);
     let bags_per_epoch = first_bags.len();
-    let train_base =
-        CohortDataset::new(cohort.clone(), first_bags, &normalization, targets.clone())?;
+    let train_base = CohortDataset::new(
+        cohort.clone(),
+        patients.clone(),
+        first_bags,
+        &normalization,
+        targets.clone(),
+    )?;
     let val_dataset = Arc::new(CohortDataset::new(
         cohort.clone(),
-        evaluation_bags(&cohort.tile_counts(&job.split.val), settings.bag_size),
+        patients.clone(),
+        evaluation_bags(&sources(&job.split.val), settings.bag_size),
         &normalization,
         targets.clone(),
     )?);
@@ -171,7 +191,7 @@ pub fn fit(
             let classes = train_base
                 .bags()
                 .iter()
-                .filter_map(|b| targets[b.slide].class);
+                .filter_map(|b| targets[b.patient].class);
             let w = inverse_frequency(classes, prepared.labels.len());
             Tensor::<1>::from_data(TensorData::new(w.clone(), [w.len()]), &autodiff)
         });
@@ -181,6 +201,8 @@ pub fn fit(
         batches,
         train_slides: job.split.train.len(),
         val_slides: job.split.val.len(),
+        train_patients: patients.among(&job.split.train).len(),
+        val_patients: patients.among(&job.split.val).len(),
     });
 
     let mut lr = 0.0;
@@ -190,7 +212,7 @@ pub fn fit(
         }
         let epoch = state.epochs_done;
         autodiff.seed(crate::data::mix_seed(settings.seed, epoch as u64, 2));
-        let bags = training_bags(&train_counts, &bag_settings, epoch as u64);
+        let bags = training_bags(&train_sources, &bag_settings, epoch as u64);
         let mut order: Vec<usize> = (0..bags.len()).collect();
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(crate::data::mix_seed(
             settings.seed,
@@ -322,7 +344,8 @@ pub fn fit(
             best.load_weights(out.join(crate::model::WEIGHTS_FILE))?;
             let test_dataset = Arc::new(CohortDataset::new(
                 cohort.clone(),
-                evaluation_bags(&cohort.tile_counts(&job.split.test), settings.bag_size),
+                patients.clone(),
+                evaluation_bags(&sources(&job.split.test), settings.bag_size),
                 &normalization,
                 targets.clone(),
             )?);

@@ -22,14 +22,19 @@ pub mod survival;
 
 pub use bundle::{DataSource, ModelBundle, RunConfig, files};
 pub use checkpoint::{EpochRow, LoopState, PAUSE_MARKER_VAR, PAUSE_VAR};
-pub use evaluate::{EvaluateRequest, Evaluation, evaluate, write_metrics, write_predictions};
+pub use evaluate::{
+    EvaluateRequest, Evaluation, evaluate, write_metrics, write_predictions, write_slide_predictions,
+};
 pub use fit::{Fit, FitReport, fit};
 pub use lock::{LOCK_FILE, RunLock};
 pub use loss::{batch_loss, inverse_frequency};
 pub use metrics::Metrics;
 pub use plan::{Outcomes, Prepared, prepare, splits, targets};
 pub(crate) use predict::to_rows;
-pub use predict::{BatchHook, Predictions, SlidePrediction, metrics as task_metrics, predict};
+pub use predict::{
+    BatchHook, PatientPrediction, Predictions, SlidePrediction, metrics as task_metrics,
+    patient_predictions, predict,
+};
 pub use resume::resume;
 pub use schedule::learning_rate;
 pub use settings::{SurvivalSettings, Task, TrainSettings};
@@ -41,7 +46,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use serde::Serialize;
 
-use crate::data::CohortColumns;
+use crate::data::{CohortColumns, DataError};
 use crate::error::{Error, RunError};
 use crate::model::MedCrossViTConfig;
 
@@ -60,6 +65,10 @@ pub enum Event<'a> {
         train_slides: usize,
         /// Validation slides.
         val_slides: usize,
+        /// Training patients.
+        train_patients: usize,
+        /// Validation patients.
+        val_patients: usize,
     },
     /// A training batch is done.
     Batch {
@@ -100,7 +109,8 @@ pub struct TrainRequest {
     pub tokenizer: Option<TokenizerSpec>,
     /// Training settings.
     pub settings: TrainSettings,
-    /// Patient-level stratified cross-validation with this many folds.
+    /// Patient-level stratified cross-validation with this many folds (with
+    /// `settings.splits_dir`, one fold per splits file instead).
     pub folds: Option<usize>,
     /// The run folder (must not hold a run yet).
     pub out: PathBuf,
@@ -210,11 +220,35 @@ fn run(
     let settings = &request.settings;
     let prepared = prepare(&request.data, &request.columns, settings)?;
     let cohort = &prepared.cohort;
+    let table = cohort.table();
+    // The columns as read: an automatic gene rule or column name is written out, so that the
+    // folder reads later cohorts the same way.
+    let columns = table.columns().clone();
+    events(Event::Message(format!(
+        "{} gene column(s) by {}; {} patient(s), {} slide(s), unit {}",
+        table.genes().len(),
+        table.gene_note(),
+        prepared.patients.len(),
+        table.len(),
+        settings.unit.name()
+    )));
     if !cohort.skipped().is_empty() {
         events(Event::Message(format!(
             "skipped {} slide(s) whose tile file is missing",
             cohort.skipped().len()
         )));
+    }
+    let genes = settings.top_genes.unwrap_or(table.genes().len());
+    if genes > table.genes().len() {
+        return Err(DataError::Setting {
+            setting: "top_genes",
+            message: format!(
+                "{genes} genes asked for, but {} has {} gene columns",
+                table.path().display(),
+                table.genes().len()
+            ),
+        }
+        .into());
     }
     let model = match model {
         Some(m) => m,
@@ -222,17 +256,12 @@ fn run(
             let mut model = resolve_model(
                 &request.model,
                 cohort.feature_dim(),
-                cohort.table().genes().len(),
+                genes,
                 prepared.labels.len(),
                 settings.bag_size,
             )?;
             if let Some(spec) = &request.tokenizer {
-                let unknown = apply_tokenizer(
-                    &mut model,
-                    spec,
-                    cohort.table().genes(),
-                    &request.columns.gene_prefix,
-                )?;
+                let unknown = apply_tokenizer(&mut model, spec, &table.gene_symbols())?;
                 if !unknown.is_empty() {
                     let shown: Vec<&str> = unknown.iter().take(10).map(String::as_str).collect();
                     events(Event::Message(format!(
@@ -247,9 +276,33 @@ fn run(
             model
         }
     };
+    if settings.top_genes.is_some()
+        && matches!(model.rna_tokenizer, crate::model::RnaTokenizer::Pathways { .. })
+    {
+        return Err(DataError::Setting {
+            setting: "top_genes",
+            message: "the pathways tokenizer groups the cohort's genes by name; it cannot take \
+                      a gene selection that differs from fold to fold (drop --top-genes)"
+                .into(),
+        }
+        .into());
+    }
     cohort.check_feature_dim(model.wsi_dim)?;
-    cohort.table().check_genes(model.rna_num_genes, None)?;
-    let splits = splits(&prepared, settings, request.folds)?;
+    if model.rna_num_genes != genes {
+        return Err(DataError::GeneCount {
+            path: table.path().to_path_buf(),
+            expected: model.rna_num_genes,
+            got: genes,
+        }
+        .into());
+    }
+    let folds = match (&settings.splits_dir, request.folds) {
+        (Some(dir), None) => Some(crate::data::split_files(dir)?.len()),
+        (_, folds) => folds,
+    };
+    let splits = splits(&prepared, settings, folds, &mut |w| {
+        events(Event::Message(w));
+    })?;
     let _lock = match lock {
         Some(lock) => lock,
         None => {
@@ -266,14 +319,14 @@ fn run(
             lock
         }
     };
-    if request.folds.is_some() && !resume {
+    if folds.is_some() && !resume {
         RunConfig {
             model: model.clone(),
             training: settings.clone(),
-            columns: request.columns.clone(),
+            columns: columns.clone(),
             data: Some(request.data.clone()),
             survival_bins: None,
-            folds: request.folds,
+            folds,
         }
         .save(&request.out)?;
     }
@@ -283,7 +336,7 @@ fn run(
         if only.is_some_and(|o| o != k) {
             continue;
         }
-        let (out, label) = match request.folds {
+        let (out, label) = match folds {
             Some(n) => (
                 request.out.join(format!("fold_{k}")),
                 format!("fold {}/{n}", k + 1),
@@ -296,7 +349,7 @@ fn run(
                 split,
                 model: model.clone(),
                 settings,
-                columns: &request.columns,
+                columns: &columns,
                 data: &request.data,
                 resume: resume && is_run(&out),
                 out,
@@ -319,7 +372,7 @@ fn run(
         }
     }
     let summary = TrainSummary::of(results, finished);
-    if request.folds.is_some() && finished && only.is_none() {
+    if folds.is_some() && finished && only.is_none() {
         fit::write_json(&request.out.join(files::CV_JSON), &summary)?;
     }
     Ok(summary)

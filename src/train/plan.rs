@@ -7,17 +7,17 @@ use super::bundle::DataSource;
 use super::settings::{Task, TrainSettings};
 use super::survival::TimeBins;
 use crate::data::{
-    Cohort, CohortColumns, CohortTable, DataError, LabelMap, Split, Target, TileOptions,
-    by_fractions, check_patients, from_csv, kfold,
+    Cohort, CohortColumns, CohortTable, DataError, LabelMap, Patients, Split, Target, TileOptions,
+    by_fractions, check_patients, from_csv, kfold, split_files,
 };
 use crate::error::Error;
 
-/// Per-slide outcome as read from the CSV.
+/// Per-patient outcome as read from the CSV.
 #[derive(Debug, Clone)]
 pub enum Outcomes {
-    /// Class index per slide.
+    /// Class index per patient.
     Classes(Vec<usize>),
-    /// `(time, censored)` per slide.
+    /// `(time, censored)` per patient.
     Survival(Vec<(f64, bool)>),
 }
 
@@ -26,11 +26,14 @@ pub enum Outcomes {
 pub struct Prepared {
     /// The cohort with its files.
     pub cohort: Arc<Cohort>,
+    /// Its slides grouped by patient.
+    pub patients: Arc<Patients>,
     /// Class names (for survival: `bin_0`, `bin_1`, …).
     pub labels: LabelMap,
-    /// Outcomes per slide.
+    /// Outcomes per patient.
     pub outcomes: Outcomes,
-    /// Stratum per slide for splitting (class, or survival bin over the whole cohort).
+    /// Stratum per slide for splitting (its patient's class, or survival bin over the whole
+    /// cohort).
     pub strata: Vec<usize>,
 }
 
@@ -39,8 +42,9 @@ pub struct Prepared {
 /// # Errors
 ///
 /// The cohort's [`DataError`]s; a missing label column (classification) or time or
-/// censorship column (survival); a negative time, a censorship other than 0 or 1; fewer than
-/// two classes; too few distinct event times for the survival bins.
+/// censorship column (survival); a negative time, a censorship other than 0 or 1; a patient
+/// whose rows disagree on the outcome or the expression; fewer than two classes; too few
+/// distinct event times for the survival bins.
 pub fn prepare(
     source: &DataSource,
     columns: &CohortColumns,
@@ -54,6 +58,15 @@ pub fn prepare(
     };
     let cohort = Arc::new(Cohort::open(table, &options)?);
     let table = cohort.table();
+    let patients = Patients::of(table);
+    let s = &settings.survival;
+    let outcome_columns: Vec<&str> = match settings.task {
+        Task::Classification => vec![table.columns().label.as_str()],
+        Task::Survival => vec![s.time_column.as_str(), s.censorship_column.as_str()],
+    };
+    patients.check_agreement(table, &outcome_columns)?;
+    // Outcomes are the patient's: those of its first row (its rows agree).
+    let first: Vec<usize> = (0..patients.len()).map(|p| patients.slides(p)[0]).collect();
     let (labels, outcomes, strata) = match settings.task {
         Task::Classification => {
             let names = table.labels()?;
@@ -73,10 +86,10 @@ pub fn prepare(
                 .iter()
                 .map(|n| labels.index(n).expect("fitted on these labels"))
                 .collect();
-            (labels, Outcomes::Classes(classes.clone()), classes)
+            let per_patient = first.iter().map(|&i| classes[i]).collect();
+            (labels, Outcomes::Classes(per_patient), classes)
         }
         Task::Survival => {
-            let s = &settings.survival;
             let times = table.numeric_column(&s.time_column)?;
             let censorship = table.numeric_column(&s.censorship_column)?;
             let records = table.slides();
@@ -103,41 +116,31 @@ pub fn prepare(
                 }
                 pairs.push((t, c == 1.0));
             }
-            let bins = fit_bins(
-                &pairs,
-                &(0..pairs.len()).collect::<Vec<_>>(),
-                cohort.table(),
-                s.bins,
-            )?;
+            let per_patient: Vec<(f64, bool)> = first.iter().map(|&i| pairs[i]).collect();
+            let bins = fit_bins(&per_patient, &(0..patients.len()).collect::<Vec<_>>(), s.bins)?;
             let strata = pairs.iter().map(|&(t, _)| bins.bin(t)).collect();
             let labels = LabelMap {
                 classes: (0..s.bins).map(|k| format!("bin_{k}")).collect(),
             };
-            (labels, Outcomes::Survival(pairs), strata)
+            (labels, Outcomes::Survival(per_patient), strata)
         }
     };
     Ok(Prepared {
         cohort,
+        patients: Arc::new(patients),
         labels,
         outcomes,
         strata,
     })
 }
 
-/// Time bins from the uncensored patients among `slides` (one time per patient), covering
-/// every time of the cohort.
-fn fit_bins(
-    pairs: &[(f64, bool)],
-    slides: &[usize],
-    table: &CohortTable,
-    bins: usize,
-) -> Result<TimeBins, DataError> {
-    let mut seen = HashSet::new();
-    let uncensored: Vec<f64> = slides
+/// Time bins from the uncensored patients among `patients` (indices into `pairs`, one time
+/// per patient), covering every time of the cohort.
+fn fit_bins(pairs: &[(f64, bool)], patients: &[usize], bins: usize) -> Result<TimeBins, DataError> {
+    let uncensored: Vec<f64> = patients
         .iter()
-        .filter(|&&i| seen.insert(table.slides()[i].patient.as_str()))
-        .filter(|&&i| !pairs[i].1)
-        .map(|&i| pairs[i].0)
+        .filter(|&&p| !pairs[p].1)
+        .map(|&p| pairs[p].0)
         .collect();
     let all: Vec<f64> = pairs.iter().map(|p| p.0).collect();
     TimeBins::fit(&uncensored, &all, bins).ok_or_else(|| DataError::Setting {
@@ -149,23 +152,54 @@ fn fit_bins(
     })
 }
 
-/// The splits to fit: one per fold with `folds`, else one from the splits CSV or fractions.
-/// Slides without a usable file are left out of every side.
+/// The splits to fit: one per file of the splits folder; else one per fold with `folds`;
+/// else one from the splits CSV or fractions. Slides without a usable file are left out of
+/// every side. What a splits file names that the cohort lacks is reported through `warn`.
 ///
 /// # Errors
 ///
-/// The errors of [`kfold`], [`by_fractions`] and [`from_csv`]; an empty training or
-/// validation side.
+/// The errors of [`split_files`], [`kfold`], [`by_fractions`] and [`from_csv`]; an empty
+/// training or validation side; with both a splits folder and `folds`, a folder that does not
+/// hold `folds` files (a resumed run whose folder changed).
 pub fn splits(
     prepared: &Prepared,
     settings: &TrainSettings,
     folds: Option<usize>,
+    warn: &mut dyn FnMut(String),
 ) -> Result<Vec<Split>, Error> {
     let table = prepared.cohort.table();
-    let mut splits = match (folds, &settings.splits_csv) {
-        (Some(k), _) => kfold(table, &prepared.strata, k, settings.seed)?,
-        (None, Some(path)) => vec![from_csv(path, table)?.0],
-        (None, None) => vec![by_fractions(
+    let mut read = |path: &std::path::Path| -> Result<Split, Error> {
+        let read = from_csv(path, table)?;
+        if !read.unknown.is_empty() {
+            let shown: Vec<&str> = read.unknown.iter().take(5).map(String::as_str).collect();
+            warn(format!(
+                "{}: {} id(s) are not in the cohort and are left out: {}{}",
+                path.display(),
+                read.unknown.len(),
+                shown.join(", "),
+                if read.unknown.len() > 5 { ", …" } else { "" }
+            ));
+        }
+        Ok(read.split)
+    };
+    let mut splits = match (&settings.splits_dir, folds, &settings.splits_csv) {
+        (Some(dir), _, _) => {
+            let files = split_files(dir)?;
+            if let Some(k) = folds
+                && k != files.len()
+            {
+                return Err(DataError::Split(format!(
+                    "{} now holds {} splits files, but the run has {k} folds",
+                    dir.display(),
+                    files.len()
+                ))
+                .into());
+            }
+            files.iter().map(|f| read(f)).collect::<Result<Vec<_>, _>>()?
+        }
+        (None, Some(k), _) => kfold(table, &prepared.strata, k, settings.seed)?,
+        (None, None, Some(path)) => vec![read(path)?],
+        (None, None, None) => vec![by_fractions(
             table,
             &prepared.strata,
             settings.val_fraction,
@@ -191,11 +225,11 @@ pub fn splits(
     Ok(splits)
 }
 
-/// Targets of every slide for `split`, and the time bins fitted on its training side.
+/// Targets of every patient for `split`, and the time bins fitted on its training side.
 ///
 /// # Errors
 ///
-/// [`DataError::UnseenLabel`] for a validation or test slide whose class no training slide
+/// [`DataError::UnseenLabel`] for a validation or test slide whose class no training patient
 /// has; the bin-fitting error for survival.
 pub fn targets(
     prepared: &Prepared,
@@ -214,9 +248,11 @@ pub(crate) fn targets_with(
     saved: Option<TimeBins>,
 ) -> Result<(Vec<Target>, Option<TimeBins>), DataError> {
     let table = prepared.cohort.table();
+    let patients = &prepared.patients;
     match &prepared.outcomes {
         Outcomes::Classes(classes) => {
-            let trained: HashSet<usize> = split.train.iter().map(|&i| classes[i]).collect();
+            let class_of = |slide: usize| classes[patients.of_slide(slide)];
+            let trained: HashSet<usize> = split.train.iter().map(|&i| class_of(i)).collect();
             let trained_names: Vec<&str> = prepared
                 .labels
                 .classes
@@ -229,11 +265,11 @@ pub(crate) fn targets_with(
                 .val
                 .iter()
                 .chain(&split.test)
-                .find(|&&i| !trained.contains(&classes[i]))
+                .find(|&&i| !trained.contains(&class_of(i)))
             {
                 return Err(DataError::UnseenLabel {
                     slide: table.slides()[i].slide.clone(),
-                    label: prepared.labels.classes[classes[i]].clone(),
+                    label: prepared.labels.classes[class_of(i)].clone(),
                     known: trained_names.join(", "),
                 });
             }
@@ -249,7 +285,11 @@ pub(crate) fn targets_with(
         Outcomes::Survival(pairs) => {
             let bins = match saved {
                 Some(bins) => bins,
-                None => fit_bins(pairs, &split.train, table, settings.survival.bins)?,
+                None => fit_bins(
+                    pairs,
+                    &patients.among(&split.train),
+                    settings.survival.bins,
+                )?,
             };
             let targets = pairs
                 .iter()

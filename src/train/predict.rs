@@ -1,5 +1,5 @@
 //! Running a model over a dataset: bag outputs averaged per slide (each bag weighted by its
-//! tiles), the mean bag loss, and the task's metrics.
+//! tiles) and per patient, the mean bag loss, and the task's metrics (per patient).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use super::metrics::{
 };
 use super::settings::{Task, TrainSettings};
 use super::survival::risk_from_hazards;
-use crate::data::{BagBatcher, BagLoader, CohortDataset, Target};
+use crate::data::{BagBatcher, BagLoader, CohortDataset, Patients, Target, Unit};
 use crate::error::Error;
 use crate::model::MedCrossViT;
 
@@ -31,19 +31,50 @@ pub struct SlidePrediction {
     pub probs: Vec<f64>,
     /// Bags averaged.
     pub bags: usize,
+    /// Tiles covered by those bags.
+    pub tiles: usize,
     /// Survival risk `−Σ S_k` from the mean hazards (survival task).
     pub risk: Option<f64>,
+}
+
+/// One patient's prediction, from its slides' (see [`patient_predictions`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatientPrediction {
+    /// The patient's index in [`Patients`].
+    pub patient: usize,
+    /// Logits `[classes]`.
+    pub logits: Vec<f64>,
+    /// Probabilities `[classes]` (for survival the hazards).
+    pub probs: Vec<f64>,
+    /// Slides predicted.
+    pub slides: usize,
+    /// Bags averaged, over all its slides.
+    pub bags: usize,
+    /// Survival risk `−Σ S_k` from the hazards (survival task).
+    pub risk: Option<f64>,
+}
+
+/// The class with the highest probability.
+fn argmax(probs: &[f64]) -> usize {
+    probs
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(c, _)| c)
+        .unwrap_or(0)
 }
 
 impl SlidePrediction {
     /// The class with the highest mean probability.
     pub fn predicted_class(&self) -> usize {
-        self.probs
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map(|(c, _)| c)
-            .unwrap_or(0)
+        argmax(&self.probs)
+    }
+}
+
+impl PatientPrediction {
+    /// The class with the highest probability.
+    pub fn predicted_class(&self) -> usize {
+        argmax(&self.probs)
     }
 }
 
@@ -56,13 +87,16 @@ pub type BatchHook<'a> =
 pub struct Predictions {
     /// One per slide, in slide order.
     pub slides: Vec<SlidePrediction>,
+    /// One per patient with a predicted slide, in patient order: what metrics are computed on.
+    pub patients: Vec<PatientPrediction>,
     /// Mean loss over the bags, when every bag has a target.
     pub loss: Option<f64>,
 }
 
 /// Runs `model` (in inference mode, on `device`) over every bag of `dataset`, averaging each
-/// slide's bag logits and probabilities weighted by the bags' tile counts. `hook` sees every batch (e.g. to collect attention;
-/// it then must ask for it through `with_attention`).
+/// slide's bag logits and probabilities weighted by the bags' tile counts, then each
+/// patient's slides by `settings.unit` (see [`patient_predictions`]). `hook` sees every batch
+/// (e.g. to collect attention; it then must ask for it through `with_attention`).
 ///
 /// # Errors
 ///
@@ -75,6 +109,7 @@ pub fn predict(
     with_attention: bool,
     mut hook: Option<&mut BatchHook<'_>>,
 ) -> Result<Predictions, Error> {
+    let patients = dataset.patients().clone();
     let order: Vec<usize> = (0..dataset.bags().len()).collect();
     let loader = BagLoader::new(dataset, order, settings.batch_size, settings.workers, 2);
     let mut sums: BTreeMap<usize, SlideSums> = BTreeMap::new();
@@ -103,15 +138,19 @@ pub fn predict(
         let logits = to_rows(out.logits.clone());
         let probs = to_rows(probs);
         for (i, bag) in batch.bags.iter().enumerate() {
-            sums.entry(bag.slide)
-                .or_default()
-                .add(bag.rows.len() as f64, &logits[i], &probs[i]);
+            // Evaluation bags hold one slide each; a pooled bag counts for each of its slides
+            // by its tiles there.
+            for (slide, rows, _) in bag.by_slide() {
+                sums.entry(slide)
+                    .or_default()
+                    .add(rows.len() as f64, &logits[i], &probs[i]);
+            }
         }
         if let Some(hook) = hook.as_mut() {
             hook(&batch, &out)?;
         }
     }
-    let slides = sums
+    let slides: Vec<SlidePrediction> = sums
         .into_iter()
         .map(|(slide, sums)| {
             let (logits, probs) = sums.means();
@@ -121,13 +160,75 @@ pub fn predict(
                 risk: (settings.task == Task::Survival).then(|| risk_from_hazards(&probs)),
                 probs,
                 bags: sums.bags,
+                tiles: sums.weight as usize,
             }
         })
         .collect();
+    let patients = patient_predictions(&slides, &patients, settings.unit, settings.task);
     Ok(Predictions {
         slides,
+        patients,
         loss: (all_have_loss && loss_bags > 0).then(|| loss_sum / loss_bags as f64),
     })
+}
+
+/// Each patient's prediction from its slides' predictions.
+///
+/// - [`Unit::Patient`]: the slides are one pool, so the logits and probabilities are the
+///   means over all the patient's bags weighted by their tiles, i.e. the slides' weighted by
+///   their tile counts.
+/// - [`Unit::Slide`]: the mean over the slides, each counting once: of the logits, the
+///   probabilities then being their softmax; for survival of the hazards (the logits are
+///   averaged too, for the record).
+///
+/// Survival risk is `−Σ S_k` from the patient's hazards.
+pub fn patient_predictions(
+    slides: &[SlidePrediction],
+    patients: &Patients,
+    unit: Unit,
+    task: Task,
+) -> Vec<PatientPrediction> {
+    let mut by_patient: BTreeMap<usize, Vec<&SlidePrediction>> = BTreeMap::new();
+    for s in slides {
+        by_patient.entry(patients.of_slide(s.slide)).or_default().push(s);
+    }
+    by_patient
+        .into_iter()
+        .map(|(patient, slides)| {
+            let weight = |s: &SlidePrediction| match unit {
+                Unit::Patient => s.tiles as f64,
+                Unit::Slide => 1.0,
+            };
+            let total: f64 = slides.iter().map(|s| weight(s)).sum::<f64>().max(f64::MIN_POSITIVE);
+            let mean = |values: fn(&SlidePrediction) -> &Vec<f64>| {
+                let width = values(slides[0]).len();
+                (0..width)
+                    .map(|c| slides.iter().map(|s| weight(s) * values(s)[c]).sum::<f64>() / total)
+                    .collect::<Vec<f64>>()
+            };
+            let logits = mean(|s| &s.logits);
+            let probs = match (unit, task) {
+                (Unit::Slide, Task::Classification) => softmax_of(&logits),
+                _ => mean(|s| &s.probs),
+            };
+            PatientPrediction {
+                patient,
+                risk: (task == Task::Survival).then(|| risk_from_hazards(&probs)),
+                logits,
+                probs,
+                slides: slides.len(),
+                bags: slides.iter().map(|s| s.bags).sum(),
+            }
+        })
+        .collect()
+}
+
+/// Softmax of logits, computed stably.
+fn softmax_of(logits: &[f64]) -> Vec<f64> {
+    let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let exp: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
+    let sum: f64 = exp.iter().sum();
+    exp.iter().map(|e| e / sum).collect()
 }
 
 /// One slide's bag outputs, summed with weights.
@@ -173,7 +274,8 @@ pub(crate) fn to_rows(t: Tensor<2>) -> Vec<Vec<f64>> {
         .collect()
 }
 
-/// The task's metrics over the slides of `predictions` that have a target.
+/// The task's metrics over the patients of `predictions` that have a target (`targets` is
+/// indexed by patient): one patient counts once, however many slides it has.
 pub fn metrics(
     predictions: &Predictions,
     targets: &[Target],
@@ -184,19 +286,20 @@ pub fn metrics(
         loss: predictions.loss.unwrap_or(f64::NAN),
         ..Default::default()
     };
-    let known: Vec<&SlidePrediction> = predictions
-        .slides
+    let known: Vec<&PatientPrediction> = predictions
+        .patients
         .iter()
-        .filter(|p| targets[p.slide].class.is_some())
+        .filter(|p| targets[p.patient].class.is_some())
         .collect();
     if known.is_empty() {
         return m;
     }
+    let target = |p: &PatientPrediction| targets[p.patient];
     match task {
         Task::Classification => {
             let truth: Vec<usize> = known
                 .iter()
-                .map(|p| targets[p.slide].class.expect("filtered"))
+                .map(|p| target(p).class.expect("filtered"))
                 .collect();
             let pred: Vec<usize> = known.iter().map(|p| p.predicted_class()).collect();
             let probs: Vec<Vec<f64>> = known.iter().map(|p| p.probs.clone()).collect();
@@ -208,11 +311,11 @@ pub fn metrics(
         Task::Survival => {
             let event: Vec<bool> = known
                 .iter()
-                .map(|p| !targets[p.slide].censored.unwrap_or(true))
+                .map(|p| !target(p).censored.unwrap_or(true))
                 .collect();
             let time: Vec<f64> = known
                 .iter()
-                .map(|p| targets[p.slide].time.unwrap_or(0.0) as f64)
+                .map(|p| target(p).time.unwrap_or(0.0) as f64)
                 .collect();
             let risk: Vec<f64> = known.iter().map(|p| p.risk.unwrap_or(0.0)).collect();
             m.c_index = concordance_index(&event, &time, &risk);

@@ -159,6 +159,6 @@ pub(super) fn saved(job: &Fit<'_>) -> Result<(Normalization, Option<TimeBins>), 
         )
         .into());
     }
-    table.check_genes(config.model.rna_num_genes, Some(&normalization.genes))?;
+    normalization.columns_in(table)?;
     Ok((normalization, config.survival_bins))
 }

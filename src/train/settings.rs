@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::DataError;
+use crate::data::{DataError, NormalizeMethod, Unit};
 
 /// What the model predicts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -78,9 +78,21 @@ pub struct TrainSettings {
     pub test_fraction: f64,
     /// A splits CSV (`train`, `val`, `test` columns) instead of fractions.
     pub splits_csv: Option<PathBuf>,
+    /// A folder of published splits, `splits_0.csv` … `splits_{k-1}.csv`: one fold per file.
+    pub splits_dir: Option<PathBuf>,
+    /// What bags are drawn from: each patient's pooled slides, or each slide. Metrics are per
+    /// patient either way. Default patient.
+    pub unit: Unit,
+    /// Expression scaling; `None` (folders written before it could be chosen) follows
+    /// `log2_expression`.
+    pub normalize: Option<NormalizeMethod>,
+    /// Keep only this many genes, those of largest median absolute deviation on each fold's
+    /// training patients.
+    pub top_genes: Option<usize>,
     /// Weight classes by inverse frequency in the loss. Default false.
     pub class_weights: bool,
-    /// Apply `log2(x + 1)` before standardizing expression. Default true.
+    /// Apply `log2(x + 1)` before standardizing expression (with `normalize` unset; kept equal
+    /// to `normalize == log2-zscore` otherwise). Default true.
     pub log2_expression: bool,
     /// Loader threads. Default 2.
     pub workers: usize,
@@ -113,6 +125,10 @@ impl Default for TrainSettings {
             val_fraction: 0.2,
             test_fraction: 0.0,
             splits_csv: None,
+            splits_dir: None,
+            unit: Unit::Patient,
+            normalize: None,
+            top_genes: None,
             class_weights: false,
             log2_expression: true,
             workers: 2,
@@ -174,6 +190,27 @@ impl TrainSettings {
                 ),
             );
         }
+        if self.top_genes == Some(0) {
+            return bad("top_genes", "must be at least 1".into());
+        }
+        if self.splits_csv.is_some() && self.splits_dir.is_some() {
+            return bad(
+                "splits_dir",
+                "give a splits file or a splits folder, not both".into(),
+            );
+        }
+        if let Some(method) = self.normalize
+            && (method == NormalizeMethod::Log2Zscore) != self.log2_expression
+        {
+            return bad(
+                "log2_expression",
+                format!(
+                    "is {}, but normalize is {}",
+                    self.log2_expression,
+                    method.name()
+                ),
+            );
+        }
         if self.task == Task::Survival {
             if self.survival.bins < 2 {
                 return bad(
@@ -189,6 +226,16 @@ impl TrainSettings {
             }
         }
         Ok(())
+    }
+
+    /// The expression scaling: `normalize`, or for settings that predate it log2-zscore or
+    /// zscore after `log2_expression`.
+    pub fn normalize_method(&self) -> NormalizeMethod {
+        self.normalize.unwrap_or(if self.log2_expression {
+            NormalizeMethod::Log2Zscore
+        } else {
+            NormalizeMethod::Zscore
+        })
     }
 
     /// The name of the validation metric that selects the best checkpoint (higher is better).

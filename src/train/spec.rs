@@ -27,8 +27,10 @@ pub enum TokenizerSpec {
     Pathways(PathBuf),
 }
 
-/// Sets `config`'s RNA tokenizer for a cohort with gene columns `genes` (named with
-/// `prefix`); returns the signature genes the cohort lacks (pathways only).
+/// Sets `config`'s RNA tokenizer for a cohort whose gene columns name the gene `symbols` (the
+/// column names without their prefix or suffix, see
+/// [`CohortTable::gene_symbols`](crate::data::CohortTable::gene_symbols)); returns the
+/// signature genes the cohort lacks (pathways only).
 ///
 /// # Errors
 ///
@@ -36,14 +38,13 @@ pub enum TokenizerSpec {
 pub fn apply_tokenizer(
     config: &mut MedCrossViTConfig,
     spec: &TokenizerSpec,
-    genes: &[String],
-    prefix: &str,
+    symbols: &[String],
 ) -> Result<Vec<String>, Error> {
     config.rna_tokenizer = match spec {
         TokenizerSpec::Dense => crate::model::RnaTokenizer::Dense,
         TokenizerSpec::PerGene => crate::model::RnaTokenizer::PerGene,
         TokenizerSpec::Pathways(path) => {
-            let signatures = crate::data::read_signatures(path, genes, prefix)?;
+            let signatures = crate::data::read_signatures(path, symbols, "")?;
             config.rna_tokenizer = crate::model::RnaTokenizer::Pathways {
                 groups: signatures.groups,
             };

@@ -360,13 +360,15 @@ pub fn targets(work: &Path, root: &Path) -> Vec<Target> {
             seeds: vec![seed.into_bytes(), by_patient.into_bytes()],
             context_bytes: context,
             run: Box::new(move |dir: &Path| {
-                let (split, unassigned) =
-                    from_csv(dir.join("splits.csv"), &table).map_err(|e| e.to_string())?;
+                let read = from_csv(dir.join("splits.csv"), &table).map_err(|e| e.to_string())?;
+                let split = &read.split;
                 Ok(format!(
-                    "{}/{}/{} ({unassigned} unassigned)",
+                    "{}/{}/{} ({} unassigned, {} unknown)",
                     split.train.len(),
                     split.val.len(),
-                    split.test.len()
+                    split.test.len(),
+                    read.unassigned,
+                    read.unknown.len()
                 ))
             }),
         });
@@ -400,7 +402,12 @@ pub fn targets(work: &Path, root: &Path) -> Vec<Target> {
         .save(&model_dir)
         .expect("config save");
     let rows: Vec<usize> = (0..table.len()).collect();
-    Normalization::fit(&table, &rows, true)
+    Normalization::fit(
+        &table,
+        &rows,
+        med_crossvit::data::NormalizeMethod::Log2Zscore,
+        None,
+    )
         .expect("a normalization")
         .save(model_dir.join(files::NORMALIZATION))
         .expect("normalization save");

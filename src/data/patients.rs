@@ -1,0 +1,166 @@
+//! [`Patients`]: the cohort's slides grouped by patient, and the checks that a patient's rows
+//! agree; [`Unit`]: whether a patient's slides are pooled or kept apart.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{CohortTable, DataError, parse_finite};
+
+/// What training samples bags from. Either way every metric and prediction is per patient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unit {
+    /// All slides of a patient form one tile pool: training samples bags from the union,
+    /// evaluation covers every tile of every slide and weighs each bag by its tiles (the
+    /// MCAT/SurvPath convention).
+    Patient,
+    /// Slides are separate bag sources; a patient's prediction is the mean of its slides'
+    /// (of the logits; for survival, of the hazards).
+    Slide,
+}
+
+impl Unit {
+    /// The unit's name, as on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Patient => "patient",
+            Self::Slide => "slide",
+        }
+    }
+}
+
+/// The patients of a cohort table, in order of first appearance, each with its slides in CSV
+/// order. Without a patient column each slide is its own patient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Patients {
+    ids: Vec<String>,
+    slides: Vec<Vec<usize>>,
+    of_slide: Vec<usize>,
+}
+
+impl Patients {
+    /// Groups the slides of `table` by patient.
+    pub fn of(table: &CohortTable) -> Self {
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        let mut ids = Vec::new();
+        let mut slides: Vec<Vec<usize>> = Vec::new();
+        let mut of_slide = Vec::with_capacity(table.len());
+        for (i, record) in table.slides().iter().enumerate() {
+            let p = *index.entry(record.patient.as_str()).or_insert_with(|| {
+                ids.push(record.patient.clone());
+                slides.push(Vec::new());
+                ids.len() - 1
+            });
+            slides[p].push(i);
+            of_slide.push(p);
+        }
+        Self {
+            ids,
+            slides,
+            of_slide,
+        }
+    }
+
+    /// Number of patients.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether there is no patient.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Patient `p`'s id.
+    pub fn id(&self, p: usize) -> &str {
+        &self.ids[p]
+    }
+
+    /// Every patient id, in order.
+    pub fn ids(&self) -> &[String] {
+        &self.ids
+    }
+
+    /// Patient `p`'s slides (indices into the table), in CSV order.
+    pub fn slides(&self, p: usize) -> &[usize] {
+        &self.slides[p]
+    }
+
+    /// The patient of slide `s`.
+    pub fn of_slide(&self, s: usize) -> usize {
+        self.of_slide[s]
+    }
+
+    /// The patients (in order) with a slide among `slides`.
+    pub fn among(&self, slides: &[usize]) -> Vec<usize> {
+        let mut seen = vec![false; self.len()];
+        let mut out = Vec::new();
+        for &s in slides {
+            let p = self.of_slide[s];
+            if !seen[p] {
+                seen[p] = true;
+                out.push(p);
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// Checks that every patient's rows agree on the expression and on the cells of
+    /// `columns` (the label, survival time and censorship: what belongs to the patient, not
+    /// to a slide). Cells are compared as numbers when both are numbers (`12` and `12.0`
+    /// agree), else as written. Columns the table lacks are not compared.
+    ///
+    /// # Errors
+    ///
+    /// [`DataError::PatientMismatch`] naming the first patient, in CSV order, and the first
+    /// column (the named columns first, then the genes) that differs.
+    pub fn check_agreement(&self, table: &CohortTable, columns: &[&str]) -> Result<(), DataError> {
+        let records = table.slides();
+        let cells: Vec<(&str, &[String])> = columns
+            .iter()
+            .filter_map(|&c| table.column(c).map(|cells| (c, cells)))
+            .collect();
+        for (p, slides) in self.slides.iter().enumerate() {
+            let Some((&first, rest)) = slides.split_first() else {
+                continue;
+            };
+            for &other in rest {
+                let mismatch = |column: &str, a: String, b: String| DataError::PatientMismatch {
+                    path: table.path().to_path_buf(),
+                    patient: self.ids[p].clone(),
+                    column: column.to_string(),
+                    first_line: records[first].line,
+                    first: a,
+                    second_line: records[other].line,
+                    second: b,
+                };
+                for (column, values) in &cells {
+                    let (a, b) = (values[first].trim(), values[other].trim());
+                    let same = match (parse_finite(a), parse_finite(b)) {
+                        (Ok(x), Ok(y)) => x == y,
+                        _ => a == b,
+                    };
+                    if !same {
+                        return Err(mismatch(column, a.to_string(), b.to_string()));
+                    }
+                }
+                let (a, b) = (table.expression(first), table.expression(other));
+                if let Some(g) = (0..a.len()).find(|&g| a[g] != b[g]) {
+                    return Err(mismatch(
+                        &table.genes()[g],
+                        a[g].to_string(),
+                        b[g].to_string(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// How many patients have more than one slide.
+    pub fn multi_slide(&self) -> usize {
+        self.slides.iter().filter(|s| s.len() > 1).count()
+    }
+}
