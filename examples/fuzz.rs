@@ -27,7 +27,7 @@ use fuzz_support::{Campaign, Outcome};
 #[global_allocator]
 static ALLOC: fuzz_support::alloc::Counting = fuzz_support::alloc::Counting;
 
-const TARGETS: [&str; 11] = [
+const TARGETS: [&str; 12] = [
     "cohort",
     "signatures",
     "splits",
@@ -36,6 +36,7 @@ const TARGETS: [&str; 11] = [
     "normalization",
     "labels",
     "h5",
+    "pt",
     "torch",
     "torch-args",
     "all",

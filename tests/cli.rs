@@ -50,13 +50,17 @@ fn synth_then_check_json_has_exactly_the_summary_keys() {
         keys,
         [
             "feature_dim",
+            "gene_rule",
             "genes",
+            "ignored_columns",
             "labels",
             "patients",
+            "patients_multi_slide",
             "slides",
             "tiles_max",
             "tiles_median",
-            "tiles_min"
+            "tiles_min",
+            "unit"
         ]
     );
     assert_eq!(v["slides"], 9);

@@ -62,7 +62,7 @@ fn describe(target: &Target, input: &[u8], outcome: &Outcome, dump: &str) -> Str
 fn budget(target: &str) -> usize {
     match target {
         "torch" | "torch-args" | "weights" | "config" => 25,
-        "h5" => 60,
+        "h5" | "pt" => 60,
         _ => 40,
     }
 }

@@ -147,15 +147,21 @@ fn the_commands_reproduce_the_originals_logits() {
             features.as_ref(),
             "--out".as_ref(),
             out.as_ref(),
+            "--per-slide".as_ref(),
         ]);
     };
+    // The original predicts slides: compared on the per-slide file. Each patient of the
+    // parity cohort has one slide, so the per-patient file holds the same logits.
     let predictions = dir.path().join("predictions.csv");
     apply("predict", &predictions);
-    assert_parity(&logits_csv(&predictions));
+    assert_parity(&logits_csv(&dir.path().join("predictions_slides.csv")));
+    let by_patient = logits_csv(&predictions);
+    assert_eq!(by_patient.len(), 6);
+    assert!(by_patient.keys().all(|p| p.starts_with("TCGA-XX-")));
     // The parity cohort has labels: evaluate writes metrics beside predictions.
     let eval = dir.path().join("eval");
     apply("evaluate", &eval);
-    assert_parity(&logits_csv(&eval.join("predictions.csv")));
+    assert_parity(&logits_csv(&eval.join("predictions_slides.csv")));
     assert!(eval.join("metrics.json").is_file());
 }
 

@@ -23,7 +23,8 @@ fn predict_takes_rows_without_a_target_and_names_the_slide_of_an_unknown_label()
     let data = cohort(dir.path());
     let base = base_run(dir.path(), &data);
     let csv = dir.path().join("partly.csv");
-    let unlabeled = relabel(&data, &[(1, ""), (4, "")], &csv);
+    // Rows 1 and 5 are patients of one slide each.
+    let unlabeled = relabel(&data, &[(1, ""), (5, "")], &csv);
     let partly = DataSource {
         csv,
         ..data.clone()
@@ -31,7 +32,8 @@ fn predict_takes_rows_without_a_target_and_names_the_slide_of_an_unknown_label()
     let out = dir.path().join("pred.csv");
     let o = apply(Cmd::Predict, &base, &partly, &out);
     assert!(o.status.success(), "{}", stderr(&o));
-    let mut reader = csv::Reader::from_path(&out).unwrap();
+    let slides_out = dir.path().join("pred_slides.csv");
+    let mut reader = csv::Reader::from_path(&slides_out).unwrap();
     let header = reader.headers().unwrap().clone();
     let label = header.iter().position(|h| h == "label").unwrap();
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
@@ -40,6 +42,23 @@ fn predict_takes_rows_without_a_target_and_names_the_slide_of_an_unknown_label()
         let empty = row[label].is_empty();
         assert_eq!(empty, unlabeled.contains(&row[0].to_string()), "{row:?}");
     }
+    // One row per patient: the 16 slides are 13 patients (every fourth has two slides).
+    let patients = csv::Reader::from_path(&out).unwrap().records().count();
+    assert_eq!(patients, 13);
+    // A patient whose second slide has no label takes the first's: missing is not a
+    // disagreement.
+    let csv = dir.path().join("half-labeled.csv");
+    relabel(&data, &[(4, "")], &csv);
+    let o = apply(
+        Cmd::Predict,
+        &base,
+        &DataSource {
+            csv,
+            ..data.clone()
+        },
+        &dir.path().join("pred-half-labeled.csv"),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
 
     // `evaluate` needs every label: the first empty one is named by its line.
     let o = apply(Cmd::Evaluate, &base, &partly, &dir.path().join("eval"));
@@ -81,7 +100,7 @@ fn predict_takes_rows_without_a_target_and_names_the_slide_of_an_unknown_label()
         &out,
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    let mut reader = csv::Reader::from_path(&out).unwrap();
+    let mut reader = csv::Reader::from_path(dir.path().join("pred-survival_slides.csv")).unwrap();
     let header = reader.headers().unwrap().clone();
     let time = header.iter().position(|h| h == "survival_months").unwrap();
     let risk = header.iter().position(|h| h == "risk").unwrap();

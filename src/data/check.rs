@@ -129,7 +129,7 @@ impl std::fmt::Display for CohortSummary {
             .ignored_columns
             .iter()
             .take(5)
-            .map(String::as_str)
+            .map(|c| if c.is_empty() { "(unnamed)" } else { c.as_str() })
             .collect();
         writeln!(
             f,

@@ -110,7 +110,8 @@ impl Patients {
     /// Checks that every patient's rows agree on the expression and on the cells of
     /// `columns` (the label, survival time and censorship: what belongs to the patient, not
     /// to a slide). Cells are compared as numbers when both are numbers (`12` and `12.0`
-    /// agree), else as written. Columns the table lacks are not compared.
+    /// agree), else as written; an empty cell is a value not given, which disagrees with
+    /// nothing. Columns the table lacks are not compared.
     ///
     /// # Errors
     ///
@@ -138,6 +139,9 @@ impl Patients {
                 };
                 for (column, values) in &cells {
                     let (a, b) = (values[first].trim(), values[other].trim());
+                    if a.is_empty() || b.is_empty() {
+                        continue;
+                    }
                     let same = match (parse_finite(a), parse_finite(b)) {
                         (Ok(x), Ok(y)) => x == y,
                         _ => a == b,

@@ -193,7 +193,10 @@ impl TileFile {
     ///
     /// As [`read_rows`](Self::read_rows).
     pub fn read_all(&self) -> Result<Vec<f32>, DataError> {
-        self.read_rows(&(0..self.tiles()).collect::<Vec<_>>())
+        match &self.source {
+            Source::Pt(p) => p.read_all().map_err(|e| pt_error(&self.path, e)),
+            Source::H5(_) => self.read_rows(&(0..self.tiles()).collect::<Vec<_>>()),
+        }
     }
 
     /// The `(x, y)` coordinates of `rows`, or `None` when the file has none.

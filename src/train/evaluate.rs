@@ -156,8 +156,16 @@ pub fn evaluate(
         Task::Survival => vec![s.time_column.as_str(), s.censorship_column.as_str()],
     };
     patients.check_agreement(&table, &outcome_columns)?;
+    // A patient's target is that of its first row that has one (its rows agree).
     let targets: Vec<Target> = (0..patients.len())
-        .map(|p| slide_targets[patients.slides(p)[0]])
+        .map(|p| {
+            let slides = patients.slides(p);
+            slides
+                .iter()
+                .map(|&s| slide_targets[s])
+                .find(|t| t.class.is_some())
+                .unwrap_or(slide_targets[slides[0]])
+        })
         .collect();
     let cohort = Arc::new(Cohort::open(table, &request.tiles)?);
     cohort.check_feature_dim(bundle.model.config().wsi_dim)?;

@@ -525,6 +525,41 @@ pub fn targets(work: &Path, root: &Path) -> Vec<Target> {
         });
     }
 
+    // CLAM `.pt` bag files: every fixture written by `torch.save`, valid or not.
+    {
+        let mut pt = Vec::new();
+        collect_files(&fixtures.join("pt"), "pt", &mut pt);
+        collect_files(&fixtures.join("mcat/pt_files"), "pt", &mut pt);
+        pt.sort();
+        out.push(Target {
+            name: "pt",
+            dir: dir("pt"),
+            file: "tiles.pt",
+            text: false,
+            seeds: pt.iter().map(|p| read(p)).collect(),
+            context_bytes: 0,
+            run: Box::new(|dir: &Path| {
+                let f = TileFile::open(dir.join("tiles.pt"), None).map_err(|e| e.to_string())?;
+                let all = f.read_all().map_err(|e| e.to_string())?;
+                if f.tiles() == 0 {
+                    return Ok("no tile".into());
+                }
+                let last = f.tiles() - 1;
+                let few = [last, 0, last, last / 2];
+                let rows = f
+                    .read_rows(&few[..few.len().min(f.tiles())])
+                    .map_err(|e| e.to_string())?;
+                Ok(format!(
+                    "{} × {} ({} values, {} read by row)",
+                    f.tiles(),
+                    f.dim(),
+                    all.len(),
+                    rows.len()
+                ))
+            }),
+        });
+    }
+
     // PyTorch checkpoints for `import-torch`, and the arguments file beside them.
     let parity = fixtures.join("parity");
     let pt = read(&parity.join("reference.pt"));

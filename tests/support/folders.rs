@@ -116,7 +116,8 @@ pub enum Cmd {
     Resume,
 }
 
-/// Runs `cmd` on the model folder `model`; the output it would write is `out`.
+/// Runs `cmd` on the model folder `model`; the output it would write is `out` (`predict`
+/// also writes its per-slide rows, `X_slides.csv` beside `X.csv`).
 pub fn apply(cmd: Cmd, model: &Path, data: &DataSource, out: &Path) -> Output {
     let (model, csv, features, out) = (
         model.to_str().unwrap(),
@@ -127,7 +128,7 @@ pub fn apply(cmd: Cmd, model: &Path, data: &DataSource, out: &Path) -> Output {
     let common = ["--model", model, "--csv", csv, "--features", features];
     match cmd {
         Cmd::Evaluate => bin(&[&["evaluate"], &common[..], &["--out", out]].concat()),
-        Cmd::Predict => bin(&[&["predict"], &common[..], &["--out", out]].concat()),
+        Cmd::Predict => bin(&[&["predict"], &common[..], &["--out", out, "--per-slide"]].concat()),
         Cmd::Resume => bin(&["train", "--resume", model]),
     }
 }

@@ -1,0 +1,608 @@
+//! Real cohorts as TCGA studies ship them: the MCAT-style fixture (`tests/fixtures/mcat`,
+//! written by its `make_mcat_fixture.py`): `case_id`/`slide_id` with `.svs`, `_rnaseq` genes
+//! beside `_cnv` and `_mut` columns, patients with two slides, CLAM `pt_files/` (and
+//! `h5_files/` for three slides), published splits.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use med_crossvit::data::{
+    CohortColumns, CohortTable, DataError, NormalizeMethod, Normalization, Patients, TileFile,
+    Unit, locate, split_files,
+};
+use med_crossvit::train::metrics::{binary_auc, concordance_index};
+use med_crossvit::train::{SlidePrediction, Task, patient_predictions};
+
+mod common;
+
+fn fixture() -> PathBuf {
+    common::manifest_dir().join("tests/fixtures/mcat")
+}
+
+fn bin(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_med-crossvit"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn table() -> CohortTable {
+    CohortTable::read(fixture().join("cohort.csv"), &CohortColumns::default()).unwrap()
+}
+
+/// Rows of a CSV file, split on commas (the fixture's cells hold no commas).
+fn rows(path: &Path) -> Vec<Vec<String>> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn an_mcat_table_is_read_without_flags() {
+    let t = table();
+    // `slide_id` and `case_id` stand in for the default column names, `*_rnaseq` for `rna_*`.
+    assert_eq!(t.columns().slide, "slide_id");
+    assert_eq!(t.columns().patient, "case_id");
+    assert_eq!(t.columns().gene_suffix.as_deref(), Some("_rnaseq"));
+    assert!(t.gene_note().contains("no `rna_*` column"), "{}", t.gene_note());
+    let genes: Vec<String> = (0..8).map(|g| format!("GENE{g}_rnaseq")).collect();
+    assert_eq!(t.genes(), genes);
+    assert_eq!(t.gene_symbols()[3], "GENE3");
+    assert_eq!(t.len(), 16);
+    let patients = Patients::of(&t);
+    assert_eq!(patients.len(), 12);
+    assert_eq!(patients.multi_slide(), 4);
+    assert_eq!(patients.id(1), "TCGA-MC-0001");
+    assert_eq!(patients.slides(1), [1, 2]);
+
+    // Explicit rules: a suffix, a regex; an automatic choice prefers `rna_*`.
+    let with = |columns: CohortColumns| {
+        CohortTable::read(fixture().join("cohort.csv"), &columns).map(|t| t.genes().to_vec())
+    };
+    let cnv = with(CohortColumns {
+        gene_suffix: Some("_cnv".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(cnv, ["TP53_cnv", "KRAS_cnv", "EGFR_cnv"]);
+    let regex = with(CohortColumns {
+        gene_regex: Some("^GENE[0-2]_".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(regex, ["GENE0_rnaseq", "GENE1_rnaseq", "GENE2_rnaseq"]);
+    let err = with(CohortColumns {
+        gene_regex: Some("GENE(".into()),
+        ..Default::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("`GENE(` is not a regular expression"), "{err}");
+    let err = with(CohortColumns {
+        gene_prefix: Some("rna_".into()),
+        gene_suffix: Some("_rnaseq".into()),
+        ..Default::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("not several"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let both = dir.path().join("both.csv");
+    std::fs::write(&both, "wsi_file_name,rna_a,b_rnaseq\ns,1,2\n").unwrap();
+    let t = CohortTable::read(&both, &CohortColumns::default()).unwrap();
+    assert_eq!(t.genes(), ["rna_a"]);
+    assert_eq!(t.other_columns(), ["wsi_file_name", "b_rnaseq"]);
+    let none = dir.path().join("none.csv");
+    std::fs::write(&none, "wsi_file_name,a\ns,1\n").unwrap();
+    let err = CohortTable::read(&none, &CohortColumns::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("none.csv") && err.contains("`rna_`") && err.contains("`_rnaseq`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_summarizes_an_mcat_cohort_by_patient() {
+    let f = fixture();
+    let csv = f.join("cohort.csv");
+    let args = [
+        "check",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--features",
+        f.to_str().unwrap(),
+    ];
+    let o = bin(&[&args[..], &["--json"]].concat());
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["slides"], 16);
+    assert_eq!(v["patients"], 12);
+    assert_eq!(v["patients_multi_slide"], 4);
+    assert_eq!(v["genes"], 8);
+    assert_eq!(v["feature_dim"], 8);
+    assert_eq!(v["unit"], "patient");
+    assert!(v["gene_rule"].as_str().unwrap().contains("_rnaseq"));
+    // No label column: the survival columns make it a survival cohort, and they are not
+    // reported as ignored.
+    assert_eq!(v["labels"], serde_json::json!({}));
+    let ignored: Vec<&str> = v["ignored_columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ignored,
+        [
+            "",
+            "site",
+            "is_female",
+            "oncotree_code",
+            "age",
+            "train",
+            "TP53_cnv",
+            "KRAS_cnv",
+            "EGFR_cnv",
+            "TP53_mut",
+            "KRAS_mut"
+        ]
+    );
+    // 6 to 16 tiles per slide (the fixture's 6 + (i·5 mod 11)).
+    assert_eq!(v["tiles_min"], 6);
+    assert_eq!(v["tiles_max"], 16);
+
+    let o = bin(&args);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    for expected in [
+        "task          survival",
+        "12 (4 with several slides)",
+        "unit          patient",
+        "genes         8 by `*_rnaseq` (there is no `rna_*` column)",
+        "ignored       11 column(s): (unnamed), site, is_female, oncotree_code, age, …",
+        "ok: the cohort is usable",
+    ] {
+        assert!(stdout.contains(expected), "`{expected}` in:\n{stdout}");
+    }
+    // As a classification cohort it has no label column: a problem, named.
+    let o = bin(&[&args[..], &["--task", "classification"]].concat());
+    let (_, stderr) = text(&o);
+    assert!(!o.status.success());
+    assert!(stderr.contains("no column `label`"), "{stderr}");
+}
+
+#[test]
+fn pt_and_h5_files_of_one_matrix_give_identical_bags() {
+    let f = fixture();
+    let t = table();
+    // Slide 0 has both files: the HDF5 file is found first (it carries coordinates).
+    let s0 = &t.slides()[0];
+    let h5 = locate(&f, None, &s0.slide).unwrap();
+    assert!(h5.ends_with(format!("h5_files/{}.h5", s0.slide.trim_end_matches(".svs"))));
+    let pt = f
+        .join("pt_files")
+        .join(h5.file_name().unwrap())
+        .with_extension("pt");
+    let (h5, pt) = (
+        TileFile::open(&h5, None).unwrap(),
+        TileFile::open(&pt, None).unwrap(),
+    );
+    assert_eq!((pt.tiles(), pt.dim()), (h5.tiles(), h5.dim()));
+    assert_eq!(pt.read_all().unwrap(), h5.read_all().unwrap());
+    let rows = [3, 0, 3, h5.tiles() - 1];
+    assert_eq!(pt.read_rows(&rows).unwrap(), h5.read_rows(&rows).unwrap());
+    assert!(h5.has_coords() && !pt.has_coords());
+    assert_eq!(pt.read_coords(&[0]).unwrap(), None);
+    let err = pt.read_rows(&[pt.tiles()]).unwrap_err().to_string();
+    assert!(err.contains("row 6 asked for"), "{err}");
+    // Slide 1 has only its `.pt` file; slide 2's is float16.
+    assert!(
+        locate(&f, None, &t.slides()[1].slide)
+            .unwrap()
+            .starts_with(f.join("pt_files"))
+    );
+    let half = TileFile::open(locate(&f, None, &t.slides()[2].slide).unwrap(), None).unwrap();
+    assert_eq!(half.dim(), 8);
+    assert!(half.read_all().unwrap().iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn top_genes_are_those_of_largest_median_absolute_deviation() {
+    let t = table();
+    let patients = Patients::of(&t);
+    let one_row = |ps: &[usize]| ps.iter().map(|&p| patients.slides(p)[0]).collect::<Vec<_>>();
+    // The fixture's genes are scale × pattern: GENE3 (3.0), GENE1 (2.0), GENE5 (1.5) lead on
+    // any set of patients. They are kept in CSV order.
+    for ps in [(0..12).collect::<Vec<_>>(), vec![0, 2, 3, 5, 9, 11]] {
+        let n = Normalization::fit(&t, &one_row(&ps), NormalizeMethod::Zscore, Some(3)).unwrap();
+        assert_eq!(n.genes, ["GENE1_rnaseq", "GENE3_rnaseq", "GENE5_rnaseq"]);
+        let columns = n.columns_in(&t).unwrap();
+        assert_eq!(columns, [1, 3, 5]);
+        assert_eq!(n.transform(&t, 0, &columns).unwrap().len(), 3);
+    }
+    // Min-max scaling maps the training range onto [-1, 1]: GENE3 runs from -4.5 (patient 0)
+    // to 4.5 (patient 11).
+    let all = one_row(&(0..12).collect::<Vec<_>>());
+    let n = Normalization::fit(&t, &all, NormalizeMethod::Minmax, None).unwrap();
+    let columns = n.columns_in(&t).unwrap();
+    let last = *patients.slides(11).first().unwrap();
+    assert_eq!(n.transform(&t, 0, &columns).unwrap()[3], -1.0);
+    assert_eq!(n.transform(&t, last, &columns).unwrap()[3], 1.0);
+    // None keeps the values; log2-zscore refuses the negative z-scores, naming the cell.
+    let none = Normalization::fit(&t, &all, NormalizeMethod::None, None).unwrap();
+    assert_eq!(none.transform(&t, 0, &columns).unwrap()[3], -4.5);
+    let err = Normalization::fit(&t, &all, NormalizeMethod::Log2Zscore, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 2") && err.contains("--normalize"), "{err}");
+    let err = Normalization::fit(&t, &all, NormalizeMethod::Zscore, Some(9))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("8 gene columns") && err.contains("got 9"), "{err}");
+    // A later cohort lacking a selected gene is refused, naming it.
+    let dir = tempfile::tempdir().unwrap();
+    let fewer = dir.path().join("fewer.csv");
+    std::fs::write(&fewer, "slide_id,GENE1_rnaseq,GENE5_rnaseq\na.svs,1,2\n").unwrap();
+    let fewer = CohortTable::read(&fewer, &CohortColumns::default()).unwrap();
+    let top = Normalization::fit(&t, &all, NormalizeMethod::Zscore, Some(3)).unwrap();
+    let err = top.columns_in(&fewer).unwrap_err().to_string();
+    assert!(err.contains("1 of the model's 3 genes") && err.contains("`GENE3_rnaseq`"), "{err}");
+}
+
+/// A prediction of slide `slide` over `tiles` tiles.
+fn slide(slide: usize, tiles: usize, logits: [f64; 2], probs: [f64; 2]) -> SlidePrediction {
+    SlidePrediction {
+        slide,
+        logits: logits.to_vec(),
+        probs: probs.to_vec(),
+        bags: 1,
+        tiles,
+        risk: None,
+    }
+}
+
+#[test]
+fn patient_predictions_and_metrics_by_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("c.csv");
+    // Patients A (slides 0, 1), B (2), C (3, 4), D (5).
+    std::fs::write(
+        &csv,
+        "wsi_file_name,patient_id,label,rna_g\na1,A,0,1\na2,A,0,1\nb1,B,1,2\nc1,C,1,3\nc2,C,1,3\nd1,D,0,4\n",
+    )
+    .unwrap();
+    let t = CohortTable::read(&csv, &CohortColumns::default()).unwrap();
+    let patients = Patients::of(&t);
+    let slides = [
+        slide(0, 10, [0.0, 2.0], [0.2, 0.8]),
+        slide(1, 30, [0.0, -2.0], [0.9, 0.1]),
+        slide(2, 20, [0.0, 1.0], [0.3, 0.7]),
+        slide(3, 5, [0.0, 0.0], [0.5, 0.5]),
+        slide(4, 15, [0.0, 4.0], [0.1, 0.9]),
+        slide(5, 8, [0.0, 0.5], [0.4, 0.6]),
+    ];
+    let close = |got: &[f64], want: &[f64]| {
+        assert!(
+            got.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-12),
+            "{got:?} vs {want:?}"
+        );
+    };
+    // Patient unit: tile-weighted. A: logits (10·2 + 30·(−2))/40 = −1, P(1) = (10·0.8 +
+    // 30·0.1)/40 = 0.275; C: logits 15·4/20 = 3, P(1) = (5·0.5 + 15·0.9)/20 = 0.8.
+    let pooled = patient_predictions(&slides, &patients, Unit::Patient, Task::Classification);
+    assert_eq!(pooled.len(), 4);
+    close(&pooled[0].logits, &[0.0, -1.0]);
+    close(&pooled[0].probs, &[0.725, 0.275]);
+    close(&pooled[2].logits, &[0.0, 3.0]);
+    close(&pooled[2].probs, &[0.2, 0.8]);
+    assert_eq!((pooled[0].slides, pooled[1].slides), (2, 1));
+    // Slide unit: the logits' plain mean, then softmax. A: [0, 0] → 0.5; C: [0, 2] →
+    // P(1) = 1 / (1 + e^−2) = 0.880797…
+    let averaged = patient_predictions(&slides, &patients, Unit::Slide, Task::Classification);
+    close(&averaged[0].logits, &[0.0, 0.0]);
+    close(&averaged[0].probs, &[0.5, 0.5]);
+    close(&averaged[2].logits, &[0.0, 2.0]);
+    let p = 1.0 / (1.0 + (-2.0f64).exp());
+    close(&averaged[2].probs, &[1.0 - p, p]);
+    // AUC over patients, class 1 positive (B, C) against A, D:
+    // pooled P(1): A 0.275, B 0.7, C 0.8, D 0.6 → every positive above every negative: 1.
+    // Per slide it would be otherwise: of the 9 pairs of 3 positive and 3 negative slides,
+    // a1 (0.8, patient A) beats b1 and c1, and d1 (0.6) beats c1: 6/9.
+    let score = |ps: &[med_crossvit::train::PatientPrediction]| {
+        let s: Vec<f64> = ps.iter().map(|p| p.probs[1]).collect();
+        binary_auc(&s, &[false, true, true, false]).unwrap()
+    };
+    assert_eq!(score(&pooled), 1.0);
+    let per_slide: Vec<f64> = slides.iter().map(|s| s.probs[1]).collect();
+    assert_eq!(
+        binary_auc(&per_slide, &[false, false, true, true, true, false]).unwrap(),
+        6.0 / 9.0
+    );
+    // Averaged: A 0.5, B 0.731, C 0.881, D 0.622 → also 1 (D below B).
+    assert_eq!(score(&averaged), 1.0);
+
+    // Survival: two bins of hazards. Risk −(S1 + S2), S1 = 1 − h1, S2 = S1 (1 − h2).
+    let hazard = |s: usize, tiles: usize, h: [f64; 2]| SlidePrediction {
+        probs: h.to_vec(),
+        ..slide(s, tiles, [0.0, 0.0], [0.0, 0.0])
+    };
+    let slides = [
+        hazard(0, 10, [0.1, 0.1]),
+        hazard(1, 30, [0.5, 0.5]),
+        hazard(2, 20, [0.2, 0.2]),
+        hazard(3, 5, [0.9, 0.9]),
+        hazard(4, 15, [0.1, 0.1]),
+        hazard(5, 8, [0.3, 0.3]),
+    ];
+    let risk = |h: f64| -((1.0 - h) + (1.0 - h) * (1.0 - h));
+    // Pooled hazards: A (10·0.1 + 30·0.5)/40 = 0.4, B 0.2, C (5·0.9 + 15·0.1)/20 = 0.3, D 0.3.
+    let pooled = patient_predictions(&slides, &patients, Unit::Patient, Task::Survival);
+    for (p, h) in pooled.iter().zip([0.4, 0.2, 0.3, 0.3]) {
+        assert!((p.risk.unwrap() - risk(h)).abs() < 1e-12, "{p:?}");
+    }
+    // Averaged hazards: A 0.3, B 0.2, C 0.5, D 0.3.
+    let averaged = patient_predictions(&slides, &patients, Unit::Slide, Task::Survival);
+    for (p, h) in averaged.iter().zip([0.3, 0.2, 0.5, 0.3]) {
+        assert!((p.risk.unwrap() - risk(h)).abs() < 1e-12, "{p:?}");
+    }
+    // Times A 5 (event), B 20 (event), C 10 (censored), D 30 (event). Comparable pairs: A
+    // with B, C, D; B with D. Pooled risks A > C = D > B: A-B, A-C, A-D concordant, B-D
+    // discordant (B, earlier, has the lower risk) → 3/4. Averaged C > A = D > B: A-C
+    // discordant, A-B concordant, A-D tied (½), B-D discordant → 1.5/4.
+    let event = [true, true, false, true];
+    let time = [5.0, 20.0, 10.0, 30.0];
+    let c = |ps: &[med_crossvit::train::PatientPrediction]| {
+        let r: Vec<f64> = ps.iter().map(|p| p.risk.unwrap()).collect();
+        concordance_index(&event, &time, &r).unwrap()
+    };
+    assert_eq!(c(&pooled), 0.75);
+    assert_eq!(c(&averaged), 0.375);
+}
+
+#[test]
+fn training_on_published_splits_and_evaluating_are_per_patient() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let csv = f.join("cohort.csv");
+    let o = bin(&[
+        "train",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--features",
+        f.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--task",
+        "survival",
+        "--splits-dir",
+        f.join("splits").to_str().unwrap(),
+        "--unit",
+        "patient",
+        "--normalize",
+        "zscore",
+        "--top-genes",
+        "6",
+        "--bins",
+        "2",
+        "--epochs",
+        "2",
+        "--bag-size",
+        "8",
+        "--batch-size",
+        "4",
+        "--lr",
+        "1e-3",
+        "--workers",
+        "1",
+    ]);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("splits_0.csv: 1 id(s) are not in the cohort and are left out: TCGA-MC-9999"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("by `*_rnaseq`"), "{stderr}");
+    let cv: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("cv.json")).unwrap()).unwrap();
+    assert_eq!(cv["folds"].as_array().unwrap().len(), 3, "{stdout}");
+    assert_eq!(split_files(&f.join("splits")).unwrap().len(), 3);
+    for k in 0..3 {
+        let fold = run.join(format!("fold_{k}"));
+        // The split the fold used, by patient: the published one, less the unknown case.
+        let used = rows(&fold.join("splits.csv"));
+        assert_eq!(used[0], ["", "train", "val", "test"]);
+        let side = |c: usize| -> Vec<String> {
+            used[1..]
+                .iter()
+                .map(|r| r[c].clone())
+                .filter(|id| !id.is_empty())
+                .collect()
+        };
+        let published = rows(&f.join(format!("splits/splits_{k}.csv")));
+        let val: Vec<String> = published[1..]
+            .iter()
+            .filter_map(|r| r.get(2).filter(|v| !v.is_empty()).cloned())
+            .collect();
+        assert_eq!(side(2), val);
+        assert_eq!(side(1).len(), 8);
+        assert!(side(3).is_empty() && !side(1).contains(&"TCGA-MC-9999".to_string()));
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(fold.join("config.json")).unwrap())
+                .unwrap();
+        assert_eq!(config["columns"]["gene_suffix"], "_rnaseq");
+        assert_eq!(config["columns"]["patient"], "case_id");
+        assert_eq!(config["training"]["unit"], "patient");
+        assert_eq!(config["model"]["rna_num_genes"], 6);
+        let norm: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(fold.join("normalization.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(norm["method"], "zscore");
+        assert_eq!(norm["genes"].as_array().unwrap().len(), 6);
+    }
+    // The run folder says which patients it held out.
+    assert!(run.join("fold_0/splits.csv").is_file());
+
+    let out = dir.path().join("eval");
+    let o = bin(&[
+        "evaluate",
+        "--model",
+        run.join("fold_1").to_str().unwrap(),
+        "--csv",
+        csv.to_str().unwrap(),
+        "--features",
+        f.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--per-slide",
+    ]);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stdout.contains("12 patient(s), 16 slide(s)"), "{stdout}");
+    let patients = rows(&out.join("predictions.csv"));
+    assert_eq!(
+        patients[0],
+        [
+            "case_id",
+            "slides",
+            "logit_0",
+            "logit_1",
+            "prob_0",
+            "prob_1",
+            "pred",
+            "label",
+            "risk",
+            "survival_months",
+            "censorship"
+        ]
+    );
+    assert_eq!(patients.len(), 13, "one row per patient");
+    let slides: usize = patients[1..].iter().map(|r| r[1].parse::<usize>().unwrap()).sum();
+    assert_eq!(slides, 16);
+    assert_eq!(patients[2][..2], ["TCGA-MC-0001", "2"]);
+    let per_slide = rows(&out.join("predictions_slides.csv"));
+    assert_eq!(per_slide[0][..3], ["slide_id", "case_id", "logit_0"]);
+    assert_eq!(per_slide.len(), 17);
+    // metrics.json's c-index is that of the patient rows: each patient counts once.
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let column = |rows: &[Vec<String>], name: &str| -> Vec<f64> {
+        let c = rows[0].iter().position(|h| h == name).unwrap();
+        rows[1..].iter().map(|r| r[c].parse().unwrap()).collect()
+    };
+    let event: Vec<bool> = column(&patients, "censorship")
+        .iter()
+        .map(|&c| c == 0.0)
+        .collect();
+    let c = concordance_index(
+        &event,
+        &column(&patients, "survival_months"),
+        &column(&patients, "risk"),
+    )
+    .unwrap();
+    let reported = metrics["c_index"].as_f64().unwrap();
+    assert!((reported - c).abs() < 1e-5, "{reported} vs {c}");
+}
+
+#[test]
+fn a_patient_whose_rows_disagree_is_refused_by_name() {
+    let f = fixture();
+    let text = std::fs::read_to_string(f.join("cohort.csv")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let header: Vec<&str> = lines[0].split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Line 4 is patient TCGA-MC-0001's second slide (lines 3 and 4).
+    for (name, value) in [
+        ("survival_months", "12.5"),
+        ("censorship", "1"),
+        ("GENE4_rnaseq", "0.5"),
+    ] {
+        let mut edited: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        let mut cells: Vec<&str> = lines[3].split(',').collect();
+        cells[column(name)] = value;
+        edited[3] = cells.join(",");
+        let csv = dir.path().join(format!("{name}.csv"));
+        std::fs::write(&csv, edited.join("\n") + "\n").unwrap();
+        let o = bin(&[
+            "check",
+            "--csv",
+            csv.to_str().unwrap(),
+            "--features",
+            f.to_str().unwrap(),
+        ]);
+        let (_, stderr) = self::text(&o);
+        assert!(!o.status.success());
+        assert!(
+            stderr.contains("patient `TCGA-MC-0001`")
+                && stderr.contains(&format!("column `{name}`"))
+                && stderr.contains("line 3")
+                && stderr.contains("line 4"),
+            "{name}: {stderr}"
+        );
+    }
+    // Labels are compared as written; a training run refuses the same disagreement.
+    let csv = dir.path().join("labels.csv");
+    std::fs::write(
+        &csv,
+        "wsi_file_name,patient_id,label,rna_a\ns1,P,LUAD,1\ns2,P,LUSC,1\ns3,Q,LUAD,2\n",
+    )
+    .unwrap();
+    let t = CohortTable::read(&csv, &CohortColumns::default()).unwrap();
+    let err = Patients::of(&t).check_agreement(&t, &["label"]).unwrap_err();
+    assert!(
+        matches!(&err, DataError::PatientMismatch { patient, column, .. } if patient == "P" && column == "label"),
+        "{err}"
+    );
+    // Numbers agree by value: 12 and 12.0 are one time.
+    std::fs::write(
+        &csv,
+        "wsi_file_name,patient_id,survival_months,rna_a\ns1,P,12,1\ns2,P,12.0,1\n",
+    )
+    .unwrap();
+    let t = CohortTable::read(&csv, &CohortColumns::default()).unwrap();
+    Patients::of(&t)
+        .check_agreement(&t, &["survival_months"])
+        .unwrap();
+}
+
+#[test]
+fn bad_splits_folders_and_pt_files_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = split_files(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("no splits_K.csv"), "{err}");
+    std::fs::write(dir.path().join("splits_0.csv"), ",train,val\n").unwrap();
+    std::fs::write(dir.path().join("splits_2.csv"), ",train,val\n").unwrap();
+    let err = split_files(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("splits_1.csv is missing"), "{err}");
+    // An id in two columns of one file.
+    let t = table();
+    let both = dir.path().join("both.csv");
+    std::fs::write(&both, ",train,val\n0,TCGA-MC-0001,TCGA-MC-0002\n1,TCGA-MC-0003,TCGA-MC-0001\n")
+        .unwrap();
+    let err = med_crossvit::data::from_csv(&both, &t)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("TCGA-MC-0001") && err.contains("`train` on line 2") && err.contains("`val` on line 3"),
+        "{err}"
+    );
+    // A `.pt` file that is not a torch.save file, named.
+    let bad = dir.path().join("bad.pt");
+    std::fs::write(&bad, b"not a zip").unwrap();
+    let err = TileFile::open(&bad, None).unwrap_err().to_string();
+    assert!(err.contains("bad.pt") && err.contains("not a readable PyTorch"), "{err}");
+}
