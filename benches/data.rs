@@ -80,8 +80,14 @@ fn main() {
             ("evaluation bags", evaluation_bags(&sources, bag_size)),
         ] {
             let dataset = Arc::new(
-                CohortDataset::new(cohort.clone(), patients.clone(), bags, &norm, targets.clone())
-                    .unwrap(),
+                CohortDataset::new(
+                    cohort.clone(),
+                    patients.clone(),
+                    bags,
+                    &norm,
+                    targets.clone(),
+                )
+                .unwrap(),
             );
             for pass in ["pass 1", "pass 2"] {
                 let start = Instant::now();

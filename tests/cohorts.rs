@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use med_crossvit::data::{
-    CohortColumns, CohortTable, DataError, NormalizeMethod, Normalization, Patients, TileFile,
+    CohortColumns, CohortTable, DataError, Normalization, NormalizeMethod, Patients, TileFile,
     Unit, locate, split_files,
 };
 use med_crossvit::train::metrics::{binary_auc, concordance_index};
@@ -53,7 +53,11 @@ fn an_mcat_table_is_read_without_flags() {
     assert_eq!(t.columns().slide, "slide_id");
     assert_eq!(t.columns().patient, "case_id");
     assert_eq!(t.columns().gene_suffix.as_deref(), Some("_rnaseq"));
-    assert!(t.gene_note().contains("no `rna_*` column"), "{}", t.gene_note());
+    assert!(
+        t.gene_note().contains("no `rna_*` column"),
+        "{}",
+        t.gene_note()
+    );
     let genes: Vec<String> = (0..8).map(|g| format!("GENE{g}_rnaseq")).collect();
     assert_eq!(t.genes(), genes);
     assert_eq!(t.gene_symbols()[3], "GENE3");
@@ -222,7 +226,11 @@ fn pt_and_h5_files_of_one_matrix_give_identical_bags() {
 fn top_genes_are_those_of_largest_median_absolute_deviation() {
     let t = table();
     let patients = Patients::of(&t);
-    let one_row = |ps: &[usize]| ps.iter().map(|&p| patients.slides(p)[0]).collect::<Vec<_>>();
+    let one_row = |ps: &[usize]| {
+        ps.iter()
+            .map(|&p| patients.slides(p)[0])
+            .collect::<Vec<_>>()
+    };
     // The fixture's genes are scale × pattern: GENE3 (3.0), GENE1 (2.0), GENE5 (1.5) lead on
     // any set of patients. They are kept in CSV order.
     for ps in [(0..12).collect::<Vec<_>>(), vec![0, 2, 3, 5, 9, 11]] {
@@ -246,11 +254,17 @@ fn top_genes_are_those_of_largest_median_absolute_deviation() {
     let err = Normalization::fit(&t, &all, NormalizeMethod::Log2Zscore, None)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("line 2") && err.contains("--normalize"), "{err}");
+    assert!(
+        err.contains("line 2") && err.contains("--normalize"),
+        "{err}"
+    );
     let err = Normalization::fit(&t, &all, NormalizeMethod::Zscore, Some(9))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("8 gene columns") && err.contains("got 9"), "{err}");
+    assert!(
+        err.contains("8 gene columns") && err.contains("got 9"),
+        "{err}"
+    );
     // A later cohort lacking a selected gene is refused, naming it.
     let dir = tempfile::tempdir().unwrap();
     let fewer = dir.path().join("fewer.csv");
@@ -258,7 +272,10 @@ fn top_genes_are_those_of_largest_median_absolute_deviation() {
     let fewer = CohortTable::read(&fewer, &CohortColumns::default()).unwrap();
     let top = Normalization::fit(&t, &all, NormalizeMethod::Zscore, Some(3)).unwrap();
     let err = top.columns_in(&fewer).unwrap_err().to_string();
-    assert!(err.contains("1 of the model's 3 genes") && err.contains("`GENE3_rnaseq`"), "{err}");
+    assert!(
+        err.contains("1 of the model's 3 genes") && err.contains("`GENE3_rnaseq`"),
+        "{err}"
+    );
 }
 
 /// A prediction of slide `slide` over `tiles` tiles.
@@ -411,7 +428,8 @@ fn training_on_published_splits_and_evaluating_are_per_patient() {
     let (stdout, stderr) = text(&o);
     assert!(o.status.success(), "{stderr}");
     assert!(
-        stderr.contains("splits_0.csv: 1 id(s) are not in the cohort and are left out: TCGA-MC-9999"),
+        stderr
+            .contains("splits_0.csv: 1 id(s) are not in the cohort and are left out: TCGA-MC-9999"),
         "{stderr}"
     );
     assert!(stderr.contains("by `*_rnaseq`"), "{stderr}");
@@ -490,7 +508,10 @@ fn training_on_published_splits_and_evaluating_are_per_patient() {
         ]
     );
     assert_eq!(patients.len(), 13, "one row per patient");
-    let slides: usize = patients[1..].iter().map(|r| r[1].parse::<usize>().unwrap()).sum();
+    let slides: usize = patients[1..]
+        .iter()
+        .map(|r| r[1].parse::<usize>().unwrap())
+        .sum();
     assert_eq!(slides, 16);
     assert_eq!(patients[2][..2], ["TCGA-MC-0001", "2"]);
     let per_slide = rows(&out.join("predictions_slides.csv"));
@@ -562,9 +583,11 @@ fn a_patient_whose_rows_disagree_is_refused_by_name() {
     )
     .unwrap();
     let t = CohortTable::read(&csv, &CohortColumns::default()).unwrap();
-    let err = Patients::of(&t).check_agreement(&t, &["label"]).unwrap_err();
+    let err = Patients::of(&t)
+        .check_agreement(&t, &["label"])
+        .unwrap_err();
     assert!(
-        matches!(&err, DataError::PatientMismatch { patient, column, .. } if patient == "P" && column == "label"),
+        matches!(&err, DataError::PatientMismatch(m) if m.patient == "P" && m.column == "label"),
         "{err}"
     );
     // Numbers agree by value: 12 and 12.0 are one time.
@@ -591,18 +614,97 @@ fn bad_splits_folders_and_pt_files_are_named() {
     // An id in two columns of one file.
     let t = table();
     let both = dir.path().join("both.csv");
-    std::fs::write(&both, ",train,val\n0,TCGA-MC-0001,TCGA-MC-0002\n1,TCGA-MC-0003,TCGA-MC-0001\n")
-        .unwrap();
+    std::fs::write(
+        &both,
+        ",train,val\n0,TCGA-MC-0001,TCGA-MC-0002\n1,TCGA-MC-0003,TCGA-MC-0001\n",
+    )
+    .unwrap();
     let err = med_crossvit::data::from_csv(&both, &t)
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("TCGA-MC-0001") && err.contains("`train` on line 2") && err.contains("`val` on line 3"),
+        err.contains("TCGA-MC-0001")
+            && err.contains("`train` on line 2")
+            && err.contains("`val` on line 3"),
         "{err}"
     );
-    // A `.pt` file that is not a torch.save file, named.
+    // A `.pt` file that is not a torch.save file, or holds no 2-D float tensor, named.
     let bad = dir.path().join("bad.pt");
     std::fs::write(&bad, b"not a zip").unwrap();
     let err = TileFile::open(&bad, None).unwrap_err().to_string();
-    assert!(err.contains("bad.pt") && err.contains("not a readable PyTorch"), "{err}");
+    assert!(
+        err.contains("bad.pt") && err.contains("not a readable PyTorch"),
+        "{err}"
+    );
+    let pt = common::manifest_dir().join("tests/fixtures/pt");
+    for (file, found) in [
+        ("one_d.pt", "a 1-D tensor of shape [7]"),
+        ("int64.pt", "an int64 tensor"),
+        ("dict.pt", "a dict"),
+    ] {
+        let err = TileFile::open(pt.join(file), None).unwrap_err().to_string();
+        assert!(
+            err.contains(file)
+                && err.contains("expected a 2-D [tiles, features] floating-point tensor")
+                && err.contains(found),
+            "{err}"
+        );
+    }
+    let err = TileFile::open(pt.join("legacy.pt"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("legacy.pt") && err.contains("legacy"), "{err}");
+}
+
+#[test]
+fn gene_selections_that_cannot_work_are_refused_before_training() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let csv = f.join("cohort.csv");
+    let train = |extra: &[&str]| {
+        let out = dir.path().join("run");
+        let o = bin(&[
+            &[
+                "train",
+                "--csv",
+                csv.to_str().unwrap(),
+                "--features",
+                f.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--task",
+                "survival",
+                "--bins",
+                "2",
+                "--epochs",
+                "1",
+            ][..],
+            extra,
+        ]
+        .concat());
+        assert!(!o.status.success());
+        assert!(!out.join("config.json").exists());
+        text(&o).1
+    };
+    let err = train(&["--top-genes", "9"]);
+    assert!(
+        err.contains("9 genes asked for") && err.contains("8 gene columns"),
+        "{err}"
+    );
+    let signatures = dir.path().join("signatures.csv");
+    std::fs::write(&signatures, "a,b\nGENE1,GENE3\nGENE5,\n").unwrap();
+    let err = train(&[
+        "--top-genes",
+        "4",
+        "--tokenizer",
+        "pathways",
+        "--signatures",
+        signatures.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("pathways tokenizer") && err.contains("--top-genes"),
+        "{err}"
+    );
+    let err = train(&["--gene-regex", "GENE("]);
+    assert!(err.contains("not a regular expression"), "{err}");
 }

@@ -504,7 +504,11 @@ fn splits_never_leak_a_patient() {
     assert!(err.contains("p0"), "{err}");
     // Ids the cohort lacks are counted, not an error (published splits name patients a
     // cohort may lack); the same unknown id on two sides still is one.
-    let unknown = write(dir.path(), "unknown.csv", "train,val\nnobody,p3\nnobody,\ngone,\n");
+    let unknown = write(
+        dir.path(),
+        "unknown.csv",
+        "train,val\nnobody,p3\nnobody,\ngone,\n",
+    );
     let read = from_csv(&unknown, &t).unwrap();
     assert_eq!(read.unknown, ["nobody", "gone"]);
     assert_eq!(read.split.val.len(), 1);

@@ -183,7 +183,10 @@ fn classification_learns_and_writes_its_files() {
     assert_eq!(evaluation.predictions.slides.len(), slides);
     // Every fourth synthetic patient has two slides: metrics and rows are per patient.
     let patients = evaluation.patients.len();
-    assert!(patients < slides && patients > slides * 3 / 4, "{patients} of {slides}");
+    assert!(
+        patients < slides && patients > slides * 3 / 4,
+        "{patients} of {slides}"
+    );
     assert_eq!(evaluation.predictions.patients.len(), patients);
     let m = evaluation.metrics.clone().unwrap();
     assert!(m.auc.unwrap() > 0.75, "held-out {m:?}");

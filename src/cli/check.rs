@@ -140,7 +140,11 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, med_crossvit::Error> {
     if !args.json {
         println!(
             "task          {}",
-            if survival { "survival" } else { "classification" }
+            if survival {
+                "survival"
+            } else {
+                "classification"
+            }
         );
     }
     if args.json {

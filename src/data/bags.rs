@@ -265,7 +265,11 @@ mod tests {
             seed: 4,
             ..settings
         };
-        assert_ne!(a, training_bags(&sources, &other, 0), "a new seed resamples");
+        assert_ne!(
+            a,
+            training_bags(&sources, &other, 0),
+            "a new seed resamples"
+        );
     }
 
     #[test]

@@ -123,13 +123,23 @@ impl std::fmt::Display for CohortSummary {
         } else {
             "a patient's slides pooled into one bag source"
         };
-        writeln!(f, "unit          {} ({how}; metrics per patient)", self.unit)?;
+        writeln!(
+            f,
+            "unit          {} ({how}; metrics per patient)",
+            self.unit
+        )?;
         writeln!(f, "genes         {} by {}", self.genes, self.gene_rule)?;
         let shown: Vec<&str> = self
             .ignored_columns
             .iter()
             .take(5)
-            .map(|c| if c.is_empty() { "(unnamed)" } else { c.as_str() })
+            .map(|c| {
+                if c.is_empty() {
+                    "(unnamed)"
+                } else {
+                    c.as_str()
+                }
+            })
             .collect();
         writeln!(
             f,

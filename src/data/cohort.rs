@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
-use super::tiles::{TileFile, locate};
 use super::bags::BagSource;
+use super::tiles::{TileFile, locate};
 use super::{CohortTable, DataError, Patients, Unit};
 
 /// Where the tile-feature files are and how to read them.

@@ -45,25 +45,8 @@ pub enum DataError {
     },
     /// Two rows of one patient that disagree on what must be the patient's own: the label,
     /// the survival time or censorship, or the expression.
-    #[error(
-        "{path}: patient `{patient}` has rows that disagree: column `{column}` is `{first}` on line {first_line} but `{second}` on line {second_line}"
-    )]
-    PatientMismatch {
-        /// The file.
-        path: PathBuf,
-        /// The patient.
-        patient: String,
-        /// The first column that differs.
-        column: String,
-        /// The first row's line.
-        first_line: u64,
-        /// Its value there.
-        first: String,
-        /// The disagreeing row's line.
-        second_line: u64,
-        /// Its value there.
-        second: String,
-    },
+    #[error("{0}")]
+    PatientMismatch(Box<PatientMismatch>),
     /// Genes a model was trained on that the cohort lacks.
     #[error(
         "{path}: {} of the model's {expected} genes are not gene columns here, e.g. {}",
@@ -248,6 +231,28 @@ pub enum DataError {
         /// The parse error.
         source: serde_json::Error,
     },
+}
+
+/// Two rows of one patient that disagree (see [`DataError::PatientMismatch`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{path}: patient `{patient}` has rows that disagree: column `{column}` is `{first}` on line {first_line} but `{second}` on line {second_line}"
+)]
+pub struct PatientMismatch {
+    /// The file.
+    pub path: PathBuf,
+    /// The patient.
+    pub patient: String,
+    /// The first column that differs.
+    pub column: String,
+    /// The first row's line.
+    pub first_line: u64,
+    /// Its value there.
+    pub first: String,
+    /// The disagreeing row's line.
+    pub second_line: u64,
+    /// Its value there.
+    pub second: String,
 }
 
 fn list_missing(missing: &[(String, Vec<PathBuf>)]) -> String {

@@ -1,15 +1,21 @@
-//! Cohort data: HDF5 tile bags joined with CSV expression rows.
+//! Cohort data: tile bags (HDF5 or CLAM `.pt` files) joined with CSV expression rows.
 //!
 //! - [`CohortTable`] reads the cohort CSV (one row per slide: slide id, project, label,
-//!   optional patient id, `rna_*` gene columns), checking every cell.
+//!   patient id, gene columns chosen by a [`GeneRule`]: `rna_*`, MCAT's `*_rnaseq`, or any
+//!   prefix, suffix or regex), checking every cell.
 //! - [`TileFile`] reads a slide's tile features (and coordinates) from HDF5, in the layouts of
-//!   the Python original, CLAM, TRIDENT and STAMP, reading only the rows a bag needs.
+//!   the Python original, CLAM, TRIDENT and STAMP, or from a CLAM `.pt` file, reading only
+//!   the rows a bag needs; [`locate`] finds it by the slide id's stem.
 //! - [`Cohort`] joins the two, finding each slide's file and listing every problem.
-//! - [`training_bags`] and [`evaluation_bags`] cut slides into bags; [`CohortDataset`] serves
-//!   them as a Burn `Dataset`, [`BagBatcher`] pads them into batches with a padding mask, and
-//!   [`BagLoader`] reads ahead in parallel workers.
-//! - [`Normalization`] is the original's expression normalization, fitted on training slides.
-//! - [`kfold`], [`by_fractions`] and [`from_csv`] make patient-level splits.
+//! - [`Patients`] groups slides by patient and checks that a patient's rows agree; the
+//!   [`Unit`] says whether a patient's slides are pooled into one bag source.
+//! - [`training_bags`] and [`evaluation_bags`] cut bag sources into bags; [`CohortDataset`]
+//!   serves them as a Burn `Dataset`, [`BagBatcher`] pads them into batches with a padding
+//!   mask, and [`BagLoader`] reads ahead in parallel workers.
+//! - [`Normalization`] scales expression (the original's log2 + z-score, or another
+//!   [`NormalizeMethod`]) and selects the top-K genes, fitted on training patients.
+//! - [`kfold`], [`by_fractions`], [`from_csv`] and [`split_files`] make patient-level splits;
+//!   [`write_split_csv`] records one.
 //! - [`write_synthetic_cohort`] writes a learnable synthetic cohort.
 
 mod bags;
@@ -23,25 +29,22 @@ mod labels;
 mod loader;
 mod normalize;
 mod patients;
+mod pt;
 mod signatures;
 mod split;
 mod synth;
 mod table;
 mod tiles;
-mod pt;
 
-pub use bags::{
-    BagRef, BagSettings, BagSource, evaluation_bags, mix as mix_seed, training_bags,
-};
+pub use bags::{BagRef, BagSettings, BagSource, evaluation_bags, mix as mix_seed, training_bags};
 pub use check::CohortSummary;
 pub use cohort::{Cohort, SlideTiles, TileOptions};
 pub use dataset::{BagBatch, BagBatcher, BagItem, CohortDataset, Target};
-pub use error::DataError;
+pub use error::{DataError, PatientMismatch};
 pub use h5::{COORDS_DATASET, FEATURE_DATASETS};
-pub use tiles::{PT_KEY, SLIDE_EXTENSIONS, TileFile, candidate_paths, locate, slide_stem};
 pub use labels::LabelMap;
 pub use loader::BagLoader;
-pub use normalize::{NormalizeMethod, Normalization};
+pub use normalize::{Normalization, NormalizeMethod};
 pub use patients::{Patients, Unit};
 pub use signatures::{Signatures, read_signatures};
 pub use split::{
@@ -54,3 +57,4 @@ pub(crate) use table::parse_finite;
 pub use table::{
     CohortColumns, CohortTable, DEFAULT_GENE_PREFIX, DEFAULT_GENE_SUFFIX, GeneRule, SlideRecord,
 };
+pub use tiles::{PT_KEY, SLIDE_EXTENSIONS, TileFile, candidate_paths, locate, slide_stem};

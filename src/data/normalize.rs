@@ -138,7 +138,10 @@ impl Normalization {
                 });
             }
             Some(k) => {
-                let mad: Vec<f64> = values.iter().map(|v| median_absolute_deviation(v)).collect();
+                let mad: Vec<f64> = values
+                    .iter()
+                    .map(|v| median_absolute_deviation(v))
+                    .collect();
                 let mut order: Vec<usize> = (0..all).collect();
                 order.sort_by(|&a, &b| mad[b].total_cmp(&mad[a]).then(a.cmp(&b)));
                 let mut keep = order[..k].to_vec();
@@ -146,7 +149,10 @@ impl Normalization {
                 keep
             }
         };
-        let (mut mean, mut std) = (Vec::with_capacity(keep.len()), Vec::with_capacity(keep.len()));
+        let (mut mean, mut std) = (
+            Vec::with_capacity(keep.len()),
+            Vec::with_capacity(keep.len()),
+        );
         for &g in &keep {
             let v = &values[g];
             let (centre, scale) = match method {
@@ -316,14 +322,13 @@ impl Normalization {
                 format!("must be a finite number above 0, got {sd}"),
             );
         }
-        if norm.method.is_some_and(|m| (m == NormalizeMethod::Log2Zscore) != norm.log2) {
+        if norm
+            .method
+            .is_some_and(|m| (m == NormalizeMethod::Log2Zscore) != norm.log2)
+        {
             return bad(
                 "log2".into(),
-                format!(
-                    "{}, but the method is {}",
-                    norm.log2,
-                    norm.method().name()
-                ),
+                format!("{}, but the method is {}", norm.log2, norm.method().name()),
             );
         }
         Ok(norm)

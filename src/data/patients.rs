@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::error::PatientMismatch;
 use super::{CohortTable, DataError, parse_finite};
 
 /// What training samples bags from. Either way every metric and prediction is per patient.
@@ -128,14 +129,16 @@ impl Patients {
                 continue;
             };
             for &other in rest {
-                let mismatch = |column: &str, a: String, b: String| DataError::PatientMismatch {
-                    path: table.path().to_path_buf(),
-                    patient: self.ids[p].clone(),
-                    column: column.to_string(),
-                    first_line: records[first].line,
-                    first: a,
-                    second_line: records[other].line,
-                    second: b,
+                let mismatch = |column: &str, a: String, b: String| {
+                    DataError::PatientMismatch(Box::new(PatientMismatch {
+                        path: table.path().to_path_buf(),
+                        patient: self.ids[p].clone(),
+                        column: column.to_string(),
+                        first_line: records[first].line,
+                        first: a,
+                        second_line: records[other].line,
+                        second: b,
+                    }))
                 };
                 for (column, values) in &cells {
                     let (a, b) = (values[first].trim(), values[other].trim());

@@ -258,7 +258,14 @@ pub fn from_csv(path: impl AsRef<Path>, table: &CohortTable) -> Result<SplitRead
                     // An id the cohort lacks is counted, but still may not sit on two sides.
                     match seen_unknown.get(id) {
                         Some(&(other, first)) if other != side => {
-                            return Err(two_sides(path, id, sides[other], first, sides[side], line));
+                            return Err(two_sides(
+                                path,
+                                id,
+                                sides[other],
+                                first,
+                                sides[side],
+                                line,
+                            ));
                         }
                         Some(_) => {}
                         None => {
@@ -278,7 +285,14 @@ pub fn from_csv(path: impl AsRef<Path>, table: &CohortTable) -> Result<SplitRead
                         } else {
                             format!("slide `{}` (patient `{}`)", record.slide, record.patient)
                         };
-                        return Err(two_sides(path, &what, sides[other], first, sides[side], line));
+                        return Err(two_sides(
+                            path,
+                            &what,
+                            sides[other],
+                            first,
+                            sides[side],
+                            line,
+                        ));
                     }
                     _ => side_of[i] = Some((side, line)),
                 }
@@ -303,7 +317,14 @@ pub fn from_csv(path: impl AsRef<Path>, table: &CohortTable) -> Result<SplitRead
     })
 }
 
-fn two_sides(path: &Path, what: &str, first: &str, first_line: u64, second: &str, line: u64) -> DataError {
+fn two_sides(
+    path: &Path,
+    what: &str,
+    first: &str,
+    first_line: u64,
+    second: &str,
+    line: u64,
+) -> DataError {
     let what = if what.starts_with("slide `") {
         what.to_string()
     } else {
@@ -369,12 +390,20 @@ pub fn split_files(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
 pub fn write_split_csv(path: &Path, split: &Split, patients: &Patients) -> Result<(), DataError> {
     let sides: Vec<Vec<&str>> = [&split.train, &split.val, &split.test]
         .iter()
-        .map(|slides| patients.among(slides).into_iter().map(|p| patients.id(p)).collect())
+        .map(|slides| {
+            patients
+                .among(slides)
+                .into_iter()
+                .map(|p| patients.id(p))
+                .collect()
+        })
         .collect();
     let rows = sides.iter().map(Vec::len).max().unwrap_or(0);
     let mut writer = csv::Writer::from_writer(Vec::new());
     let io = |e: csv::Error| DataError::io(path, std::io::Error::other(e));
-    writer.write_record(["", "train", "val", "test"]).map_err(io)?;
+    writer
+        .write_record(["", "train", "val", "test"])
+        .map_err(io)?;
     for r in 0..rows {
         let index = r.to_string();
         let mut record = vec![index.as_str()];

@@ -1,4 +1,5 @@
-//! [`CohortTable`]: the cohort CSV, one row per slide, with its expression values.
+//! [`CohortTable`]: the cohort CSV, one row per slide, with its expression values; the
+//! [`GeneRule`] that tells gene columns by name.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -113,17 +114,19 @@ impl CohortColumns {
                 message: "give one of a gene prefix, suffix or regex, not several".into(),
             });
         }
-        Ok(match (&self.gene_prefix, &self.gene_suffix, &self.gene_regex) {
-            (Some(p), _, _) => Some(GeneRule::Prefix(p.clone())),
-            (_, Some(s), _) => Some(GeneRule::Suffix(s.clone())),
-            (_, _, Some(r)) => Some(GeneRule::Regex(regex::Regex::new(r).map_err(|e| {
-                DataError::Setting {
-                    setting: "gene_regex",
-                    message: format!("`{r}` is not a regular expression: {e}"),
-                }
-            })?)),
-            _ => None,
-        })
+        Ok(
+            match (&self.gene_prefix, &self.gene_suffix, &self.gene_regex) {
+                (Some(p), _, _) => Some(GeneRule::Prefix(p.clone())),
+                (_, Some(s), _) => Some(GeneRule::Suffix(s.clone())),
+                (_, _, Some(r)) => Some(GeneRule::Regex(regex::Regex::new(r).map_err(|e| {
+                    DataError::Setting {
+                        setting: "gene_regex",
+                        message: format!("`{r}` is not a regular expression: {e}"),
+                    }
+                })?)),
+                _ => None,
+            },
+        )
     }
 
     /// These columns with the gene rule set to `rule` (what an automatic choice took).
@@ -202,6 +205,13 @@ pub(crate) fn parse_finite(cell: &str) -> Result<f64, &'static str> {
 impl CohortTable {
     /// Reads and validates a cohort CSV.
     ///
+    /// Gene columns are those of `columns`' gene rule; without one, the `rna_*` columns, or
+    /// when there are none the `*_rnaseq` columns (the MCAT, PORPOISE and SurvPath tables),
+    /// [`gene_note`](Self::gene_note) saying which was taken. The slide and patient columns
+    /// default to `wsi_file_name` and `patient_id`; when the CSV lacks a default name but has
+    /// `slide_id` or `case_id` (those tables' names), that column is taken. The slide,
+    /// project, label and patient columns are never genes.
+    ///
     /// # Errors
     ///
     /// [`DataError`] naming the file and, where it applies, the line and column: an unreadable
@@ -253,7 +263,9 @@ impl CohortTable {
             None => {
                 let prefix = GeneRule::Prefix(DEFAULT_GENE_PREFIX.into());
                 let suffix = GeneRule::Suffix(DEFAULT_GENE_SUFFIX.into());
-                if header.iter().any(|h| prefix.matches(h)) || !header.iter().any(|h| suffix.matches(h)) {
+                if header.iter().any(|h| prefix.matches(h))
+                    || !header.iter().any(|h| suffix.matches(h))
+                {
                     (prefix, true)
                 } else {
                     (suffix, true)

@@ -23,7 +23,8 @@ pub mod survival;
 pub use bundle::{DataSource, ModelBundle, RunConfig, files};
 pub use checkpoint::{EpochRow, LoopState, PAUSE_MARKER_VAR, PAUSE_VAR};
 pub use evaluate::{
-    EvaluateRequest, Evaluation, evaluate, write_metrics, write_predictions, write_slide_predictions,
+    EvaluateRequest, Evaluation, evaluate, write_metrics, write_predictions,
+    write_slide_predictions,
 };
 pub use fit::{Fit, FitReport, fit};
 pub use lock::{LOCK_FILE, RunLock};
@@ -205,6 +206,17 @@ pub fn train(
     run(request, None, device, events, None, None)
 }
 
+/// The pathways tokenizer indexes the cohort's gene columns; a top-K selection differs from
+/// fold to fold.
+fn pathways_with_top_genes() -> DataError {
+    DataError::Setting {
+        setting: "top_genes",
+        message: "the pathways tokenizer groups the cohort's genes by name; it cannot take a \
+                  gene selection that differs from fold to fold (drop --top-genes)"
+            .into(),
+    }
+}
+
 /// Trains `request`. A resumed run comes with its folder's `lock` and `model` configuration,
 /// and `only` a fold when one fold is resumed; a new run takes its lock once the data has
 /// been read, so that bad data leaves no folder behind.
@@ -250,6 +262,10 @@ fn run(
         }
         .into());
     }
+    if settings.top_genes.is_some() && matches!(request.tokenizer, Some(TokenizerSpec::Pathways(_)))
+    {
+        return Err(pathways_with_top_genes().into());
+    }
     let model = match model {
         Some(m) => m,
         None => {
@@ -277,15 +293,12 @@ fn run(
         }
     };
     if settings.top_genes.is_some()
-        && matches!(model.rna_tokenizer, crate::model::RnaTokenizer::Pathways { .. })
+        && matches!(
+            model.rna_tokenizer,
+            crate::model::RnaTokenizer::Pathways { .. }
+        )
     {
-        return Err(DataError::Setting {
-            setting: "top_genes",
-            message: "the pathways tokenizer groups the cohort's genes by name; it cannot take \
-                      a gene selection that differs from fold to fold (drop --top-genes)"
-                .into(),
-        }
-        .into());
+        return Err(pathways_with_top_genes().into());
     }
     cohort.check_feature_dim(model.wsi_dim)?;
     if model.rna_num_genes != genes {

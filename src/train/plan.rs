@@ -117,7 +117,11 @@ pub fn prepare(
                 pairs.push((t, c == 1.0));
             }
             let per_patient: Vec<(f64, bool)> = first.iter().map(|&i| pairs[i]).collect();
-            let bins = fit_bins(&per_patient, &(0..patients.len()).collect::<Vec<_>>(), s.bins)?;
+            let bins = fit_bins(
+                &per_patient,
+                &(0..patients.len()).collect::<Vec<_>>(),
+                s.bins,
+            )?;
             let strata = pairs.iter().map(|&(t, _)| bins.bin(t)).collect();
             let labels = LabelMap {
                 classes: (0..s.bins).map(|k| format!("bin_{k}")).collect(),
@@ -195,7 +199,10 @@ pub fn splits(
                 ))
                 .into());
             }
-            files.iter().map(|f| read(f)).collect::<Result<Vec<_>, _>>()?
+            files
+                .iter()
+                .map(|f| read(f))
+                .collect::<Result<Vec<_>, _>>()?
         }
         (None, Some(k), _) => kfold(table, &prepared.strata, k, settings.seed)?,
         (None, None, Some(path)) => vec![read(path)?],
@@ -285,11 +292,7 @@ pub(crate) fn targets_with(
         Outcomes::Survival(pairs) => {
             let bins = match saved {
                 Some(bins) => bins,
-                None => fit_bins(
-                    pairs,
-                    &patients.among(&split.train),
-                    settings.survival.bins,
-                )?,
+                None => fit_bins(pairs, &patients.among(&split.train), settings.survival.bins)?,
             };
             let targets = pairs
                 .iter()

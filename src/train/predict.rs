@@ -190,7 +190,10 @@ pub fn patient_predictions(
 ) -> Vec<PatientPrediction> {
     let mut by_patient: BTreeMap<usize, Vec<&SlidePrediction>> = BTreeMap::new();
     for s in slides {
-        by_patient.entry(patients.of_slide(s.slide)).or_default().push(s);
+        by_patient
+            .entry(patients.of_slide(s.slide))
+            .or_default()
+            .push(s);
     }
     by_patient
         .into_iter()
@@ -199,7 +202,11 @@ pub fn patient_predictions(
                 Unit::Patient => s.tiles as f64,
                 Unit::Slide => 1.0,
             };
-            let total: f64 = slides.iter().map(|s| weight(s)).sum::<f64>().max(f64::MIN_POSITIVE);
+            let total: f64 = slides
+                .iter()
+                .map(|s| weight(s))
+                .sum::<f64>()
+                .max(f64::MIN_POSITIVE);
             let mean = |values: fn(&SlidePrediction) -> &Vec<f64>| {
                 let width = values(slides[0]).len();
                 (0..width)

@@ -408,9 +408,9 @@ pub fn targets(work: &Path, root: &Path) -> Vec<Target> {
         med_crossvit::data::NormalizeMethod::Log2Zscore,
         None,
     )
-        .expect("a normalization")
-        .save(model_dir.join(files::NORMALIZATION))
-        .expect("normalization save");
+    .expect("a normalization")
+    .save(model_dir.join(files::NORMALIZATION))
+    .expect("normalization save");
     LabelMap::fit(["LUAD", "LUSC"])
         .save(model_dir.join(files::LABELS))
         .expect("labels save");
