@@ -436,6 +436,10 @@ fn training_on_published_splits_and_evaluating_are_per_patient() {
     let cv: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("cv.json")).unwrap()).unwrap();
     assert_eq!(cv["folds"].as_array().unwrap().len(), 3, "{stdout}");
+    // Each fold's validation patients include an event: every fold has a c-index.
+    for fold in cv["folds"].as_array().unwrap() {
+        assert!(fold["metrics"]["c_index"].is_f64(), "{fold}");
+    }
     assert_eq!(split_files(&f.join("splits")).unwrap().len(), 3);
     for k in 0..3 {
         let fold = run.join(format!("fold_{k}"));
