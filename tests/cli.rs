@@ -1,22 +1,8 @@
 //! The `med-crossvit` binary, run as a user would.
 
-use std::process::{Command, Output};
-
 mod common;
 
-fn bin(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_med-crossvit"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
+use common::{bin, text};
 
 #[test]
 fn synth_then_check_json_has_exactly_the_summary_keys() {

@@ -4,7 +4,6 @@
 //! `h5_files/` for three slides), published splits.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use med_crossvit::data::{
     CohortColumns, CohortTable, DataError, Normalization, NormalizeMethod, Patients, TileFile,
@@ -15,22 +14,10 @@ use med_crossvit::train::{SlidePrediction, Task, patient_predictions};
 
 mod common;
 
+use common::{bin, text};
+
 fn fixture() -> PathBuf {
     common::manifest_dir().join("tests/fixtures/mcat")
-}
-
-fn bin(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_med-crossvit"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
 }
 
 fn table() -> CohortTable {

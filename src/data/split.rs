@@ -29,17 +29,10 @@ struct Grouped {
 }
 
 fn group_patients(table: &CohortTable, labels: &[usize]) -> Grouped {
-    let mut index: HashMap<&str, usize> = HashMap::new();
-    let mut ids = Vec::new();
-    let mut slides: Vec<Vec<usize>> = Vec::new();
-    for (i, record) in table.slides().iter().enumerate() {
-        let p = *index.entry(record.patient.as_str()).or_insert_with(|| {
-            ids.push(record.patient.clone());
-            slides.push(Vec::new());
-            ids.len() - 1
-        });
-        slides[p].push(i);
-    }
+    let patients = Patients::of(table);
+    let slides: Vec<Vec<usize>> = (0..patients.len())
+        .map(|p| patients.slides(p).to_vec())
+        .collect();
     let label = slides
         .iter()
         .map(|s| {
@@ -55,7 +48,11 @@ fn group_patients(table: &CohortTable, labels: &[usize]) -> Grouped {
                 .unwrap_or(0)
         })
         .collect();
-    Grouped { ids, slides, label }
+    Grouped {
+        ids: patients.ids().to_vec(),
+        slides,
+        label,
+    }
 }
 
 /// Patients of each class, shuffled from `seed`, classes in index order.

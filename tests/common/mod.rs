@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use med_crossvit::MedCrossViTConfig;
 use med_crossvit::data::{CohortColumns, SynthOptions, write_synthetic_cohort};
@@ -78,4 +79,20 @@ pub fn tiny_model(num_classes: usize, genes: usize) -> MedCrossViTConfig {
         cross_attn_dim_head: 4,
         ..MedCrossViTConfig::new(num_classes, 8, 6)
     }
+}
+
+/// Runs the `med-crossvit` binary with `args`, as a user would.
+pub fn bin(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_med-crossvit"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+/// The standard output and error of a run, as text.
+pub fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }

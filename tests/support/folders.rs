@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use burn::tensor::Device;
 use med_crossvit::train::{self, DataSource, ModelSpec, TrainSettings};
@@ -66,12 +66,7 @@ pub fn base_run(dir: &Path, data: &DataSource) -> PathBuf {
     out
 }
 
-pub fn bin(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_med-crossvit"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
+pub use super::common::bin;
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
