@@ -527,6 +527,30 @@ fn training_on_published_splits_and_evaluating_are_per_patient() {
     .unwrap();
     let reported = metrics["c_index"].as_f64().unwrap();
     assert!((reported - c).abs() < 1e-5, "{reported} vs {c}");
+
+    // A hand-edited gene count that contradicts the model is named.
+    let config_path = run.join("fold_1/config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["training"]["top_genes"] = serde_json::json!(5);
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let o = bin(&[
+        "evaluate",
+        "--model",
+        run.join("fold_1").to_str().unwrap(),
+        "--csv",
+        csv.to_str().unwrap(),
+        "--features",
+        f.to_str().unwrap(),
+        "--out",
+        dir.path().join("eval2").to_str().unwrap(),
+    ]);
+    let (_, stderr) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("field `training.top_genes`") && stderr.contains("rna_num_genes = 6"),
+        "{stderr}"
+    );
 }
 
 #[test]

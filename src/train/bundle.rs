@@ -155,6 +155,17 @@ impl RunConfig {
                 ),
             );
         }
+        if let Some(k) = self.training.top_genes
+            && k != model.rna_num_genes
+        {
+            return bad(
+                "training.top_genes",
+                format!(
+                    "{k} genes, but the model takes model.rna_num_genes = {}",
+                    model.rna_num_genes
+                ),
+            );
+        }
         for (field, name) in [
             ("columns.slide", &self.columns.slide),
             ("columns.label", &self.columns.label),
