@@ -375,43 +375,55 @@ fn patient_predictions_and_metrics_by_hand() {
     assert_eq!(c(&averaged), 0.375);
 }
 
-#[test]
-fn training_on_published_splits_and_evaluating_are_per_patient() {
+/// `train --task survival --bins 2` on the fixture into `out`, with `extra` arguments.
+fn train_survival(out: &Path, extra: &[&str]) -> std::process::Output {
     let f = fixture();
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("run");
     let csv = f.join("cohort.csv");
-    let o = bin(&[
+    let base = [
         "train",
         "--csv",
         csv.to_str().unwrap(),
         "--features",
         f.to_str().unwrap(),
         "--out",
-        run.to_str().unwrap(),
+        out.to_str().unwrap(),
         "--task",
         "survival",
-        "--splits-dir",
-        f.join("splits").to_str().unwrap(),
-        "--unit",
-        "patient",
-        "--normalize",
-        "zscore",
-        "--top-genes",
-        "6",
         "--bins",
         "2",
-        "--epochs",
-        "2",
-        "--bag-size",
-        "8",
-        "--batch-size",
-        "4",
-        "--lr",
-        "1e-3",
-        "--workers",
-        "1",
-    ]);
+    ];
+    bin(&[&base[..], extra].concat())
+}
+
+#[test]
+fn training_on_published_splits_and_evaluating_are_per_patient() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let csv = f.join("cohort.csv");
+    let o = train_survival(
+        &run,
+        &[
+            "--splits-dir",
+            f.join("splits").to_str().unwrap(),
+            "--unit",
+            "patient",
+            "--normalize",
+            "zscore",
+            "--top-genes",
+            "6",
+            "--epochs",
+            "2",
+            "--bag-size",
+            "8",
+            "--batch-size",
+            "4",
+            "--lr",
+            "1e-3",
+            "--workers",
+            "1",
+        ],
+    );
     let (stdout, stderr) = text(&o);
     assert!(o.status.success(), "{stderr}");
     assert!(
@@ -673,30 +685,10 @@ fn bad_splits_folders_and_pt_files_are_named() {
 
 #[test]
 fn gene_selections_that_cannot_work_are_refused_before_training() {
-    let f = fixture();
     let dir = tempfile::tempdir().unwrap();
-    let csv = f.join("cohort.csv");
     let train = |extra: &[&str]| {
         let out = dir.path().join("run");
-        let o = bin(&[
-            &[
-                "train",
-                "--csv",
-                csv.to_str().unwrap(),
-                "--features",
-                f.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-                "--task",
-                "survival",
-                "--bins",
-                "2",
-                "--epochs",
-                "1",
-            ][..],
-            extra,
-        ]
-        .concat());
+        let o = train_survival(&out, &[&["--epochs", "1"][..], extra].concat());
         assert!(!o.status.success());
         assert!(!out.join("config.json").exists());
         text(&o).1
