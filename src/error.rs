@@ -188,6 +188,15 @@ pub enum Error {
     /// A PyTorch checkpoint that cannot be imported.
     #[error(transparent)]
     Import(#[from] crate::interop::ImportError),
+    /// A GDC download that cannot be turned into a cohort (boxed, as `Data`).
+    #[error(transparent)]
+    Gdc(Box<crate::cohort::gdc::GdcError>),
+}
+
+impl From<crate::cohort::gdc::GdcError> for Error {
+    fn from(e: crate::cohort::gdc::GdcError) -> Self {
+        Self::Gdc(Box::new(e))
+    }
 }
 
 impl From<crate::data::DataError> for Error {

@@ -40,6 +40,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod cohort;
 pub mod data;
 pub mod error;
 pub mod inference;

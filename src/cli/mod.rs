@@ -2,6 +2,7 @@
 
 mod bench;
 mod check;
+mod cohort;
 mod device;
 mod predict;
 mod progress;
@@ -24,6 +25,8 @@ pub struct Cli {
 enum Command {
     /// Validate a cohort (CSV + tile-feature files) and print a summary.
     Check(check::CheckArgs),
+    /// Build a cohort CSV from a data portal's download (`cohort gdc`).
+    Cohort(cohort::CohortArgs),
     /// Write a synthetic cohort in the original's layout.
     Synth(synth::SynthArgs),
     /// Train a model (classification or survival; one split or cross-validation).
@@ -42,6 +45,7 @@ enum Command {
 pub fn run(cli: Cli) -> Result<ExitCode, med_crossvit::Error> {
     match cli.command {
         Command::Check(args) => check::run(args),
+        Command::Cohort(args) => cohort::run(args),
         Command::Synth(args) => synth::run(args),
         Command::Train(args) => train::run(*args),
         Command::Evaluate(args) => train::evaluate(args),
