@@ -27,7 +27,7 @@ use fuzz_support::{Campaign, Outcome};
 #[global_allocator]
 static ALLOC: fuzz_support::alloc::Counting = fuzz_support::alloc::Counting;
 
-const TARGETS: [&str; 12] = [
+const TARGETS: [&str; 15] = [
     "cohort",
     "signatures",
     "splits",
@@ -37,6 +37,9 @@ const TARGETS: [&str; 12] = [
     "labels",
     "h5",
     "pt",
+    "gdc-sheet",
+    "gdc-clinical",
+    "gdc-star",
     "torch",
     "torch-args",
     "all",

@@ -15,6 +15,7 @@ use std::sync::Mutex;
 
 use burn::tensor::Device;
 use med_crossvit::MedCrossViTConfig;
+use med_crossvit::cohort::gdc::{self, GdcOptions};
 use med_crossvit::data::{
     CohortColumns, CohortTable, LabelMap, Normalization, SynthOptions, TileFile, from_csv,
     read_signatures, write_synthetic_cohort, write_tile_file,
@@ -560,6 +561,74 @@ pub fn targets(work: &Path, root: &Path) -> Vec<Target> {
         });
     }
 
+    // A GDC download for `cohort gdc`: its sample sheet, clinical export and one STAR file,
+    // each mutated in a copy of the fixture download (whose other files stay intact).
+    {
+        let gdc = fixtures.join("gdc");
+        let download = gdc.join("download");
+        let sheet_text = std::fs::read_to_string(download.join("gdc_sample_sheet.2026-11-01.tsv"))
+            .expect("the fixture sample sheet");
+        // The first tumour expression file of the sheet, renamed `star/star.tsv` for the STAR
+        // target.
+        let first = sheet_text
+            .lines()
+            .skip(1)
+            .find(|l| l.contains("Gene Expression Quantification") && l.ends_with("Primary Tumor"))
+            .expect("a tumour expression row");
+        let cells: Vec<&str> = first.split('\t').collect();
+        let star = read(&download.join("expression").join(cells[0]).join(cells[1]));
+        let star_sheet = format!(
+            "{}\nstar\tstar.tsv\t{}\n",
+            sheet_text.lines().next().expect("a header"),
+            cells[2..].join("\t")
+        );
+        for (name, file, seed) in [
+            ("gdc-sheet", "sheet.tsv", sheet_text.clone().into_bytes()),
+            (
+                "gdc-clinical",
+                "clinical.tsv",
+                read(&download.join("clinical.tsv")),
+            ),
+            ("gdc-star", "expression/star/star.tsv", star.clone()),
+        ] {
+            let d = dir(name);
+            copy_tree(&download.join("expression"), &d.join("expression"));
+            std::fs::create_dir_all(d.join("expression/star")).expect("a work folder");
+            std::fs::write(d.join("expression/star/star.tsv"), &star).expect("a work file");
+            let sheet = if name == "gdc-star" {
+                star_sheet.clone()
+            } else {
+                sheet_text.clone()
+            };
+            std::fs::write(d.join("sheet.tsv"), sheet).expect("a work file");
+            std::fs::copy(download.join("clinical.tsv"), d.join("clinical.tsv"))
+                .expect("a work file");
+            let features = gdc.join("features");
+            out.push(Target {
+                name,
+                dir: d,
+                file,
+                text: true,
+                seeds: vec![seed],
+                context_bytes: 0,
+                run: Box::new(move |dir: &Path| {
+                    let options = GdcOptions::new(
+                        dir.join("sheet.tsv"),
+                        dir.join("expression"),
+                        dir.join("clinical.tsv"),
+                        &features,
+                    );
+                    let cohort = gdc::build(&options).map_err(|e| e.to_string())?;
+                    Ok(format!(
+                        "{} slide(s) × {} column(s)",
+                        cohort.rows.len(),
+                        cohort.header.len()
+                    ))
+                }),
+            });
+        }
+    }
+
     // PyTorch checkpoints for `import-torch`, and the arguments file beside them.
     let parity = fixtures.join("parity");
     let pt = read(&parity.join("reference.pt"));
@@ -606,6 +675,20 @@ pub fn targets(work: &Path, root: &Path) -> Vec<Target> {
         });
     }
     out
+}
+
+/// Copies the folder `from` to `to`, recursively.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("a work folder");
+    for entry in std::fs::read_dir(from).expect("a fixture folder").flatten() {
+        let path = entry.path();
+        let target = to.join(entry.file_name());
+        if path.is_dir() {
+            copy_tree(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).expect("a work file");
+        }
+    }
 }
 
 fn collect_files(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
