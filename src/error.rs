@@ -79,6 +79,12 @@ pub enum InputError {
     /// A bag with no tile at all.
     #[error("tiles: a bag needs at least one tile, got 0")]
     EmptyBag,
+    /// A sample marked as having neither modality.
+    #[error("sample {sample} of the batch has neither tiles nor expression")]
+    NoModality {
+        /// Its index in the batch.
+        sample: usize,
+    },
 }
 
 /// Saving or loading a model folder failed.

@@ -176,6 +176,7 @@ impl CrossTransformer {
         wsi: Tensor<3>,
         rna: Tensor<3>,
         wsi_padding: Option<&KeyPadding>,
+        rna_padding: Option<&KeyPadding>,
         weights: Option<&mut CrossWeights>,
     ) -> (Tensor<3>, Tensor<3>) {
         let [batch, wsi_len, wsi_dim] = wsi.dims();
@@ -190,7 +191,7 @@ impl CrossTransformer {
             let (out, w_wsi) =
                 layer
                     .wsi_attend_rna
-                    .forward(wsi_cls.clone(), rna_genes.clone(), None, want);
+                    .forward(wsi_cls.clone(), rna_genes.clone(), rna_padding, want);
             wsi_cls = out + wsi_cls;
             let (out, w_rna) =
                 layer

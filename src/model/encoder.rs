@@ -59,21 +59,25 @@ impl BiModalEncoderConfig {
 impl BiModalEncoder {
     /// # Shapes
     /// - wsi: `[batch, 1 + tiles, wsi_dim]`; wsi_padding over `1 + tiles`
-    /// - rna: `[batch, 1 + genes, rna_dim]`
+    /// - rna: `[batch, 1 + genes, rna_dim]`; rna_padding over `1 + genes` (the keys the WSI
+    ///   CLS token may attend to in cross-attention: all of a sample's genes are masked when
+    ///   its expression is missing)
     /// - outputs: the same shapes
     pub fn forward(
         &self,
         mut wsi: Tensor<3>,
         mut rna: Tensor<3>,
         wsi_padding: Option<&KeyPadding>,
+        rna_padding: Option<&KeyPadding>,
         mut weights: Option<&mut CrossWeights>,
     ) -> (Tensor<3>, Tensor<3>) {
         for block in &self.blocks {
             wsi = block.wsi_enc.forward(wsi, wsi_padding);
             rna = block.rna_enc.forward(rna, None);
-            (wsi, rna) = block
-                .cross
-                .forward(wsi, rna, wsi_padding, weights.as_deref_mut());
+            (wsi, rna) =
+                block
+                    .cross
+                    .forward(wsi, rna, wsi_padding, rna_padding, weights.as_deref_mut());
         }
         (wsi, rna)
     }

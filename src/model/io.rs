@@ -27,6 +27,10 @@ pub struct ModelInput {
     pub padding_mask: Option<Tensor<2, Bool>>,
     /// Whether to return the cross-attention weights.
     pub return_attention: bool,
+    /// Which samples have their tiles `[batch]` (`true` = present); `None`: all do.
+    pub wsi_present: Option<Tensor<1, Bool>>,
+    /// Which samples have their expression `[batch]` (`true` = present); `None`: all do.
+    pub rna_present: Option<Tensor<1, Bool>>,
 }
 
 impl ModelInput {
@@ -37,7 +41,21 @@ impl ModelInput {
             expression,
             padding_mask: None,
             return_attention: false,
+            wsi_present: None,
+            rna_present: None,
         }
+    }
+
+    /// Marks which samples have each modality (`[batch]` each, `true` = present; every
+    /// sample needs at least one). A missing modality contributes nothing: whatever its input
+    /// holds is replaced by zeros, the other modality's CLS token attends only to itself in
+    /// cross-attention, and its head is left out of the summed logits (its own logits and
+    /// embedding in the output are zeros). A complete sample's output is what it would be
+    /// without the marks.
+    pub fn with_modalities(mut self, wsi: Tensor<1, Bool>, rna: Tensor<1, Bool>) -> Self {
+        self.wsi_present = Some(wsi);
+        self.rna_present = Some(rna);
+        self
     }
 
     /// Marks padded tiles (`[batch, tiles]`, `true` = padded): they are neither attended to
@@ -57,7 +75,8 @@ impl ModelInput {
 /// What the model computes for a batch.
 #[derive(Debug, Clone)]
 pub struct MedCrossViTOutput {
-    /// Fused logits `[batch, num_classes]`: `wsi_logits + rna_logits`.
+    /// Fused logits `[batch, num_classes]`: `wsi_logits + rna_logits` (a missing modality's
+    /// logits are zeros, see [`ModelInput::with_modalities`]).
     pub logits: Tensor<2>,
     /// The WSI head's logits `[batch, num_classes]`.
     pub wsi_logits: Tensor<2>,
@@ -103,7 +122,7 @@ impl FusionAttention {
 }
 
 /// `[b, layers, heads, 1 + n]` → `[b, n]`: mean over layers and heads, self left out, rows
-/// renormalized to sum to 1.
+/// renormalized to sum to 1 (rows of a sample without the other modality stay 0).
 fn over_others(weights: Tensor<4>) -> Tensor<2> {
     let [batch, layers, heads, keys] = weights.dims();
     let others = weights
@@ -111,6 +130,7 @@ fn over_others(weights: Tensor<4>) -> Tensor<2> {
         .reshape([batch, layers * heads, keys - 1])
         .mean_dim(1)
         .reshape([batch, keys - 1]); // [b, n]
-    let total = others.clone().sum_dim(1); // [b, 1]
+    // A sample without the other modality has no weight on it: its scores stay 0.
+    let total = others.clone().sum_dim(1).clamp_min(f32::MIN_POSITIVE); // [b, 1]
     others / total
 }

@@ -51,6 +51,41 @@ pub use wsi::{TileEmbedder, TileEmbedderConfig};
 use burn::module::Module;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 
+/// What a forward pass masks (see [`MedCrossViT::forward`]).
+pub(crate) struct Masks {
+    /// Over `[CLS, tiles]`: padded tiles, and every tile of a sample without tiles.
+    wsi: Option<KeyPadding>,
+    /// Over `[CLS, RNA tokens]`: every token of a sample without expression (cross-attention
+    /// keys of the WSI CLS token).
+    rna: Option<KeyPadding>,
+    /// `[batch, 1]`, true = the sample has no tiles.
+    wsi_missing: Option<Tensor<2, Bool>>,
+    /// `[batch, 1]`, true = the sample has no expression.
+    rna_missing: Option<Tensor<2, Bool>>,
+}
+
+impl Masks {
+    /// The inputs with a missing modality's values replaced by zeros, so that nothing a
+    /// caller padded it with (NaN included) can reach the output.
+    fn zero_missing(&self, tiles: Tensor<3>, expression: Tensor<2>) -> (Tensor<3>, Tensor<2>) {
+        let tiles = match &self.wsi_missing {
+            Some(m) => {
+                let [b, n, d] = tiles.dims();
+                tiles.mask_fill(m.clone().reshape([b, 1, 1]).expand([b, n, d]), 0.0)
+            }
+            None => tiles,
+        };
+        let expression = match &self.rna_missing {
+            Some(m) => {
+                let [b, g] = expression.dims();
+                expression.mask_fill(m.clone().expand([b, g]), 0.0)
+            }
+            None => expression,
+        };
+        (tiles, expression)
+    }
+}
+
 use crate::error::{ConfigError, InputError};
 
 /// The Med-CrossViT model.
@@ -169,14 +204,19 @@ impl MedCrossViT {
     /// bag longer than the positional embedding.
     pub fn forward(&self, input: ModelInput) -> Result<MedCrossViTOutput, InputError> {
         self.check(&input)?;
-        let padding = self.padding(input.padding_mask);
-        let wsi = self.wsi_embedder.forward(input.tiles);
-        let rna = self.rna_embedder.forward(input.expression);
+        let masks = self.masks(&input);
+        let (tiles, expression) = masks.zero_missing(input.tiles, input.expression);
+        let wsi = self.wsi_embedder.forward(tiles);
+        let rna = self.rna_embedder.forward(expression);
         let mut weights = input.return_attention.then(CrossWeights::default);
-        let (wsi, rna) = self
-            .encoder
-            .forward(wsi, rna, padding.as_ref(), weights.as_mut());
-        let mut out = self.heads(wsi, rna, padding.as_ref());
+        let (wsi, rna) = self.encoder.forward(
+            wsi,
+            rna,
+            masks.wsi.as_ref(),
+            masks.rna.as_ref(),
+            weights.as_mut(),
+        );
+        let mut out = self.heads(wsi, rna, &masks);
         out.attention = weights.map(|w| FusionAttention {
             rna_cls_over_tiles: Tensor::stack(w.rna_cls, 1),
             wsi_cls_over_genes: Tensor::stack(w.wsi_cls, 1),
@@ -184,31 +224,78 @@ impl MedCrossViT {
         Ok(out)
     }
 
-    /// The key padding of `[CLS, tiles…]` for a tile mask `[batch, tiles]`. The CLS token is
-    /// never padding: one mask serves the WSI self-attention, the RNA CLS token's
-    /// cross-attention and the pooling.
-    fn padding(&self, mask: Option<Tensor<2, Bool>>) -> Option<KeyPadding> {
-        mask.map(|mask| {
-            let [batch, _] = mask.dims();
+    /// The masks of a batch: padded tiles, and the tokens of missing modalities. A mask is
+    /// built only when something is masked, so a batch without padding or missing modality
+    /// runs exactly as it would without the marks.
+    fn masks(&self, input: &ModelInput) -> Masks {
+        let [batch, tiles, _] = input.tiles.dims();
+        let device = input.tiles.device();
+        // `[batch, 1]`, true = missing; None when no sample misses the modality.
+        let missing = |present: &Option<Tensor<1, Bool>>| {
+            present.as_ref().and_then(|p| {
+                let values: Vec<bool> = p
+                    .clone()
+                    .into_data()
+                    .try_to_vec::<bool>()
+                    .expect("a boolean tensor");
+                values
+                    .iter()
+                    .any(|present| !present)
+                    .then(|| p.clone().bool_not().reshape([batch, 1]))
+            })
+        };
+        let wsi_missing = missing(&input.wsi_present);
+        let rna_missing = missing(&input.rna_present);
+        let tile_mask = match (input.padding_mask.clone(), &wsi_missing) {
+            (None, None) => None,
+            (Some(mask), None) => Some(mask),
+            (mask, Some(gone)) => {
+                let gone = gone.clone().expand([batch, tiles]);
+                Some(match mask {
+                    Some(mask) => mask.bool_or(gone),
+                    None => gone,
+                })
+            }
+        };
+        let rna_tokens = self.config.rna_tokenizer.tokens(self.config.rna_num_genes);
+        let with_cls = |mask: Tensor<2, Bool>| {
             let cls = Tensor::<2, Bool>::from_data(
                 TensorData::new(vec![false; batch], [batch, 1]),
-                &mask.device(),
+                &device,
             );
             KeyPadding::new(Tensor::cat(vec![cls, mask], 1))
-        })
+        };
+        Masks {
+            wsi: tile_mask.map(with_cls),
+            rna: rna_missing
+                .clone()
+                .map(|gone| with_cls(gone.expand([batch, rna_tokens]))),
+            wsi_missing,
+            rna_missing,
+        }
     }
 
-    /// Pools both token sequences and applies the heads (no attention weights).
-    fn heads(
-        &self,
-        wsi: Tensor<3>,
-        rna: Tensor<3>,
-        padding: Option<&KeyPadding>,
-    ) -> MedCrossViTOutput {
-        let wsi_embedding = self.pool(wsi, padding);
+    fn heads(&self, wsi: Tensor<3>, rna: Tensor<3>, masks: &Masks) -> MedCrossViTOutput {
+        let wsi_embedding = self.pool(wsi, masks.wsi.as_ref());
         let rna_embedding = self.pool(rna, None);
         let wsi_logits = self.wsi_head.forward(wsi_embedding.clone());
         let rna_logits = self.rna_head.forward(rna_embedding.clone());
+        // A missing modality's head is left out of the sum (zeros, also in the gradient).
+        let zero = |x: Tensor<2>, missing: &Option<Tensor<2, Bool>>| match missing {
+            Some(m) => {
+                let [b, c] = x.dims();
+                x.mask_fill(m.clone().expand([b, c]), 0.0)
+            }
+            None => x,
+        };
+        let (wsi_logits, wsi_embedding) = (
+            zero(wsi_logits, &masks.wsi_missing),
+            zero(wsi_embedding, &masks.wsi_missing),
+        );
+        let (rna_logits, rna_embedding) = (
+            zero(rna_logits, &masks.rna_missing),
+            zero(rna_embedding, &masks.rna_missing),
+        );
         MedCrossViTOutput {
             logits: wsi_logits.clone() + rna_logits.clone(),
             wsi_logits,
@@ -219,7 +306,6 @@ impl MedCrossViT {
         }
     }
 
-    /// `[b, 1 + n, d]` → `[b, d]`, by the configured [`Pool`]; padded tokens left out.
     fn pool(&self, tokens: Tensor<3>, padding: Option<&KeyPadding>) -> Tensor<2> {
         let [batch, len, dim] = tokens.dims();
         match (self.config.pool, padding) {
@@ -271,8 +357,30 @@ impl MedCrossViT {
             ));
             problems.push(dim("padding mask", 1, "tiles per bag", tiles, m_tiles));
         }
+        for (tensor, present) in [
+            ("wsi_present", &input.wsi_present),
+            ("rna_present", &input.rna_present),
+        ] {
+            if let Some(p) = present {
+                let [p_batch] = p.dims();
+                problems.push(dim(tensor, 0, "batch size of the tiles", batch, p_batch));
+            }
+        }
         if let Some(problem) = problems.into_iter().flatten().next() {
             return Err(problem);
+        }
+        let present = |p: &Option<Tensor<1, Bool>>| {
+            p.as_ref().map(|p| {
+                p.clone()
+                    .into_data()
+                    .try_to_vec::<bool>()
+                    .expect("a boolean tensor")
+            })
+        };
+        if let (Some(wsi), Some(rna)) = (present(&input.wsi_present), present(&input.rna_present))
+            && let Some(sample) = (0..batch).find(|&i| !wsi[i] && !rna[i])
+        {
+            return Err(InputError::NoModality { sample });
         }
         if tiles == 0 {
             return Err(InputError::EmptyBag);

@@ -23,8 +23,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 
-use super::attention::KeyPadding;
-use super::{MedCrossViT, ModelInput};
+use super::{Masks, MedCrossViT, ModelInput};
 use crate::error::InputError;
 
 /// One piece of the forward pass, recomputed as a unit in the backward pass.
@@ -110,18 +109,24 @@ impl MedCrossViT {
         self.check(&input)?;
         self.initialize_weights();
         let device = input.tiles.device();
-        let padding = self.padding(input.padding_mask.clone());
+        let masks = self.masks(&input);
+        let (tiles, expression) = masks.zero_missing(input.tiles.clone(), input.expression.clone());
+        let input = ModelInput {
+            tiles,
+            expression,
+            ..input
+        };
+        let padding = &masks;
         let segments = self.segments();
 
         // Pass 1: no graph, keep each segment's inputs.
         let mut saved = Vec::with_capacity(segments.len());
-        let head = self.clone().no_grad().run_segments(
-            &segments,
-            &input,
-            padding.as_ref(),
-            seed,
-            |inputs| saved.push(inputs.clone()),
-        );
+        let head =
+            self.clone()
+                .no_grad()
+                .run_segments(&segments, &input, padding, seed, |inputs| {
+                    saved.push(inputs.clone())
+                });
         saved.push(head);
 
         // Pass 2: last segment first, each with its own graph.
@@ -136,12 +141,12 @@ impl MedCrossViT {
                 .map(Tensor::require_grad);
             reseed(&device, seed, i);
             let objective = if segment == Segment::Head {
-                let logits = model.logits(leaves.clone(), padding.as_ref());
+                let logits = model.logits(leaves.clone(), padding);
                 let value = (loss.take().expect("one head segment"))(logits);
                 loss_value = Some(value.clone().detach());
                 value
             } else {
-                let out = model.run(segment, &input, padding.as_ref(), leaves.clone());
+                let out = model.run(segment, &input, padding, leaves.clone());
                 let mut terms = Vec::with_capacity(2);
                 for (out, g) in [(out.wsi, &mut grad.wsi), (out.rna, &mut grad.rna)] {
                     if let Some(out) = out {
@@ -186,9 +191,15 @@ impl MedCrossViT {
     pub fn forward_reseeded(&self, input: ModelInput, seed: u64) -> Result<Tensor<2>, InputError> {
         self.check(&input)?;
         self.initialize_weights();
-        let padding = self.padding(input.padding_mask.clone());
-        let head = self.run_segments(&self.segments(), &input, padding.as_ref(), seed, |_| {});
-        Ok(self.logits(head, padding.as_ref()))
+        let masks = self.masks(&input);
+        let (tiles, expression) = masks.zero_missing(input.tiles, input.expression);
+        let input = ModelInput {
+            tiles,
+            expression,
+            ..input
+        };
+        let head = self.run_segments(&self.segments(), &input, &masks, seed, |_| {});
+        Ok(self.logits(head, &masks))
     }
 
     /// Runs every segment before the heads in order, reseeding the generator before each and
@@ -197,7 +208,7 @@ impl MedCrossViT {
         &self,
         segments: &[Segment],
         input: &ModelInput,
-        padding: Option<&KeyPadding>,
+        padding: &Masks,
         seed: u64,
         mut keep: impl FnMut(&Streams),
     ) -> Streams {
@@ -218,7 +229,7 @@ impl MedCrossViT {
     }
 
     /// The heads' logits for the final token sequences.
-    fn logits(&self, tokens: Streams, padding: Option<&KeyPadding>) -> Tensor<2> {
+    fn logits(&self, tokens: Streams, padding: &Masks) -> Tensor<2> {
         let (Some(wsi), Some(rna)) = (tokens.wsi, tokens.rna) else {
             unreachable!("the heads read both token sequences")
         };
@@ -254,13 +265,8 @@ impl MedCrossViT {
     }
 
     /// Runs one segment (not the heads) on its inputs; returns the sequences it writes.
-    fn run(
-        &self,
-        segment: Segment,
-        input: &ModelInput,
-        padding: Option<&KeyPadding>,
-        inputs: Streams,
-    ) -> Streams {
+    fn run(&self, segment: Segment, input: &ModelInput, masks: &Masks, inputs: Streams) -> Streams {
+        let padding = masks.wsi.as_ref();
         let encoder_layer = |enc: &super::Transformer, layer: usize, x: Tensor<3>, pad| {
             let x = enc.layers[layer].forward(x, pad);
             if layer + 1 == enc.layers.len() {
@@ -290,9 +296,13 @@ impl MedCrossViT {
                 let (Some(wsi), Some(rna)) = (inputs.wsi, inputs.rna) else {
                     unreachable!("the cross-transformer reads both token sequences")
                 };
-                let (wsi, rna) = self.encoder.blocks[block]
-                    .cross
-                    .forward(wsi, rna, padding, None);
+                let (wsi, rna) = self.encoder.blocks[block].cross.forward(
+                    wsi,
+                    rna,
+                    padding,
+                    masks.rna.as_ref(),
+                    None,
+                );
                 Streams {
                     wsi: Some(wsi),
                     rna: Some(rna),

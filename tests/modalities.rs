@@ -1,0 +1,279 @@
+//! Samples without one modality (`ModelInput::with_modalities`): what is missing contributes
+//! nothing, and complete samples are computed as before.
+
+use burn::module::Module;
+use burn::tensor::{Bool, Device, Tensor, TensorData};
+use med_crossvit::{InputError, MedCrossViT, MedCrossViTConfig, ModelInput};
+
+fn tiny() -> MedCrossViTConfig {
+    MedCrossViTConfig {
+        num_classes: 3,
+        depth: 2,
+        wsi_num_tiles: 12,
+        wsi_enc_depth: 1,
+        wsi_enc_heads: 2,
+        wsi_enc_mlp_dim: 16,
+        wsi_enc_dim_head: 4,
+        rna_num_genes: 6,
+        rna_enc_depth: 1,
+        rna_enc_heads: 2,
+        rna_enc_mlp_dim: 16,
+        rna_enc_dim_head: 4,
+        cross_attn_depth: 2,
+        cross_attn_heads: 3,
+        cross_attn_dim_head: 4,
+        ..MedCrossViTConfig::new(3, 8, 8)
+    }
+}
+
+/// Deterministic values in [-1, 1).
+fn values(n: usize, salt: u64) -> Vec<f32> {
+    (0..n as u64)
+        .map(|i| {
+            let x = (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt.wrapping_mul(0xD1B5)) >> 40;
+            (x % 2000) as f32 / 1000.0 - 1.0
+        })
+        .collect()
+}
+
+fn batch(device: &Device, salt: u64) -> (Tensor<3>, Tensor<2>) {
+    (
+        Tensor::from_data(
+            TensorData::new(values(4 * 10 * 8, salt), [4, 10, 8]),
+            device,
+        ),
+        Tensor::from_data(TensorData::new(values(4 * 6, salt + 1), [4, 6]), device),
+    )
+}
+
+fn flags(values: &[bool], device: &Device) -> Tensor<1, Bool> {
+    Tensor::from_data(TensorData::new(values.to_vec(), [values.len()]), device)
+}
+
+fn rows(t: Tensor<2>) -> Vec<Vec<f32>> {
+    let [_, c] = t.dims();
+    t.into_data()
+        .try_to_vec::<f32>()
+        .unwrap()
+        .chunks(c)
+        .map(<[f32]>::to_vec)
+        .collect()
+}
+
+fn model(seed: u64, device: &Device) -> MedCrossViT {
+    device.seed(seed);
+    let m = tiny().init(device).unwrap();
+    m.initialize_weights();
+    m
+}
+
+#[test]
+fn complete_samples_are_computed_as_without_the_marks() {
+    let device = Device::flex();
+    let m = model(1, &device);
+    let (tiles, expression) = batch(&device, 3);
+    let plain = m
+        .forward(ModelInput::new(tiles.clone(), expression.clone()))
+        .unwrap();
+    let all = flags(&[true; 4], &device);
+    let marked = m
+        .forward(ModelInput::new(tiles, expression).with_modalities(all.clone(), all))
+        .unwrap();
+    assert_eq!(rows(plain.logits), rows(marked.logits), "bit for bit");
+}
+
+#[test]
+fn a_missing_modality_contributes_nothing() {
+    let device = Device::flex();
+    let m = model(2, &device);
+    let (tiles, expression) = batch(&device, 5);
+    // Sample 1 has no expression, sample 2 no tiles; 0 and 3 are complete.
+    let wsi = flags(&[true, true, false, true], &device);
+    let rna = flags(&[true, false, true, true], &device);
+    let out = m
+        .forward(
+            ModelInput::new(tiles.clone(), expression.clone())
+                .with_modalities(wsi.clone(), rna.clone()),
+        )
+        .unwrap();
+    let logits = rows(out.logits.clone());
+    // Attention: the sample without tiles has no tile scores, the one without expression
+    // no gene scores; the others' sum to 1.
+    let with_attention = m
+        .forward(
+            ModelInput::new(tiles.clone(), expression.clone())
+                .with_modalities(wsi.clone(), rna.clone())
+                .with_attention(),
+        )
+        .unwrap();
+    let attention = with_attention.attention.unwrap();
+    let (tile_scores, gene_scores) = (rows(attention.tile_scores()), rows(attention.gene_scores()));
+    for s in 0..4 {
+        let (t, g): (f32, f32) = (tile_scores[s].iter().sum(), gene_scores[s].iter().sum());
+        assert!(
+            (t - if s == 2 { 0.0 } else { 1.0 }).abs() < 1e-5,
+            "{tile_scores:?}"
+        );
+        assert!(
+            (g - if s == 1 { 0.0 } else { 1.0 }).abs() < 1e-5,
+            "{gene_scores:?}"
+        );
+    }
+    // The missing head is left out of the sum.
+    assert_eq!(logits[1], rows(out.wsi_logits.clone())[1]);
+    assert_eq!(logits[2], rows(out.rna_logits.clone())[2]);
+    assert!(rows(out.rna_logits)[1].iter().all(|&v| v == 0.0));
+
+    // Whatever fills the missing modality (NaN here) changes nothing.
+    let (other_tiles, other_expression) = batch(&device, 99);
+    let nan = Tensor::<3>::full([4, 10, 8], f32::NAN, &device);
+    let garbled_tiles = Tensor::cat(
+        vec![
+            other_tiles.clone().narrow(0, 0, 2),
+            nan.narrow(0, 2, 1),
+            other_tiles.narrow(0, 3, 1),
+        ],
+        0,
+    );
+    let garbled_expression = Tensor::cat(
+        vec![
+            other_expression.clone().narrow(0, 0, 1),
+            Tensor::<2>::full([1, 6], f32::NAN, &device),
+            other_expression.narrow(0, 2, 2),
+        ],
+        0,
+    );
+    // Only the missing parts differ: keep the present parts of the first batch.
+    let keep_tiles = Tensor::cat(
+        vec![
+            tiles.clone().narrow(0, 0, 2),
+            garbled_tiles.narrow(0, 2, 1),
+            tiles.narrow(0, 3, 1),
+        ],
+        0,
+    );
+    let keep_expression = Tensor::cat(
+        vec![
+            expression.clone().narrow(0, 0, 1),
+            garbled_expression.narrow(0, 1, 1),
+            expression.narrow(0, 2, 2),
+        ],
+        0,
+    );
+    let again = m
+        .forward(ModelInput::new(keep_tiles, keep_expression).with_modalities(wsi, rna))
+        .unwrap();
+    let again = rows(again.logits);
+    assert!(again.iter().flatten().all(|v| v.is_finite()), "{again:?}");
+    for s in 0..4 {
+        for (a, b) in again[s].iter().zip(&logits[s]) {
+            assert!((a - b).abs() < 1e-5, "sample {s}: {again:?} vs {logits:?}");
+        }
+    }
+}
+
+#[test]
+fn a_missing_modalitys_weights_do_not_reach_the_output() {
+    let device = Device::flex();
+    let a = model(3, &device);
+    let b = model(4, &device);
+    let (tiles, expression) = batch(&device, 7);
+    let run = |m: &MedCrossViT, wsi: [bool; 4], rna: [bool; 4]| {
+        rows(
+            m.forward(
+                ModelInput::new(tiles.clone(), expression.clone())
+                    .with_modalities(flags(&wsi, &device), flags(&rna, &device)),
+            )
+            .unwrap()
+            .logits,
+        )
+    };
+    // The RNA branch of `b` (embedder, encoders, head) in `a`: samples without expression
+    // are computed from the tiles alone, by `a`'s WSI branch and cross-attention.
+    let mut rna_swapped = a.clone();
+    rna_swapped.rna_embedder = b.rna_embedder.clone();
+    rna_swapped.rna_head = b.rna_head.clone();
+    for (block, other) in rna_swapped.encoder.blocks.iter_mut().zip(&b.encoder.blocks) {
+        block.rna_enc = other.rna_enc.clone();
+    }
+    let none = [false; 4];
+    let all = [true; 4];
+    let close = |x: &[Vec<f32>], y: &[Vec<f32>]| {
+        x.iter()
+            .flatten()
+            .zip(y.iter().flatten())
+            .all(|(p, q)| (p - q).abs() < 1e-5)
+    };
+    assert!(close(&run(&a, all, none), &run(&rna_swapped, all, none)));
+    assert!(!close(&run(&a, all, all), &run(&rna_swapped, all, all)));
+    // Symmetrically, the WSI branch.
+    let mut wsi_swapped = a.clone();
+    wsi_swapped.wsi_embedder = b.wsi_embedder.clone();
+    wsi_swapped.wsi_head = b.wsi_head.clone();
+    for (block, other) in wsi_swapped.encoder.blocks.iter_mut().zip(&b.encoder.blocks) {
+        block.wsi_enc = other.wsi_enc.clone();
+    }
+    assert!(close(&run(&a, none, all), &run(&wsi_swapped, none, all)));
+    assert!(!close(&run(&a, all, all), &run(&wsi_swapped, all, all)));
+}
+
+#[test]
+fn the_recomputed_pass_honours_the_marks() {
+    let device = Device::flex().autodiff();
+    device.seed(5);
+    // Without dropout, the reseeded pass (training mode) and the ordinary one agree.
+    let config = MedCrossViTConfig {
+        dropout: 0.0,
+        emb_dropout: 0.0,
+        ..tiny()
+    };
+    let m = config.init(&device).unwrap();
+    m.initialize_weights();
+    let (tiles, expression) = batch(&device, 11);
+    let input = ModelInput::new(tiles, expression).with_modalities(
+        flags(&[true, false, true, true], &device),
+        flags(&[true, true, true, false], &device),
+    );
+    let ordinary = rows(m.forward(input.clone()).unwrap().logits);
+    let reseeded = rows(m.forward_reseeded(input, 9).unwrap());
+    for (a, b) in ordinary.iter().flatten().zip(reseeded.iter().flatten()) {
+        assert!((a - b).abs() < 1e-5, "{ordinary:?} vs {reseeded:?}");
+    }
+}
+
+#[test]
+fn marks_of_the_wrong_size_or_a_sample_with_nothing_are_errors() {
+    let device = Device::flex();
+    let m = model(6, &device);
+    let (tiles, expression) = batch(&device, 13);
+    let err = m
+        .forward(
+            ModelInput::new(tiles.clone(), expression.clone())
+                .with_modalities(flags(&[true; 3], &device), flags(&[true; 4], &device)),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            InputError::Dimension {
+                tensor: "wsi_present",
+                expected: 4,
+                got: 3,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = m
+        .forward(ModelInput::new(tiles, expression).with_modalities(
+            flags(&[true, true, false, true], &device),
+            flags(&[true, true, false, true], &device),
+        ))
+        .unwrap_err();
+    assert!(matches!(err, InputError::NoModality { sample: 2 }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "sample 2 of the batch has neither tiles nor expression"
+    );
+    let _ = m.num_params();
+}
