@@ -274,6 +274,8 @@ fn slide(slide: usize, tiles: usize, logits: [f64; 2], probs: [f64; 2]) -> Slide
         bags: 1,
         tiles,
         risk: None,
+        wsi: true,
+        rna: true,
     }
 }
 
@@ -499,6 +501,7 @@ fn training_on_published_splits_and_evaluating_are_per_patient() {
         [
             "case_id",
             "slides",
+            "modalities",
             "logit_0",
             "logit_1",
             "prob_0",
@@ -516,9 +519,12 @@ fn training_on_published_splits_and_evaluating_are_per_patient() {
         .map(|r| r[1].parse::<usize>().unwrap())
         .sum();
     assert_eq!(slides, 16);
-    assert_eq!(patients[2][..2], ["TCGA-MC-0001", "2"]);
+    assert_eq!(patients[2][..3], ["TCGA-MC-0001", "2", "both"]);
     let per_slide = rows(&out.join("predictions_slides.csv"));
-    assert_eq!(per_slide[0][..3], ["slide_id", "case_id", "logit_0"]);
+    assert_eq!(
+        per_slide[0][..4],
+        ["slide_id", "case_id", "modalities", "logit_0"]
+    );
     assert_eq!(per_slide.len(), 17);
     // metrics.json's c-index is that of the patient rows: each patient counts once.
     let metrics: serde_json::Value =

@@ -175,8 +175,13 @@ fn csv_reading_and_each_bad_cell() {
         ),
         (
             "empty.csv",
-            "wsi_file_name,label,rna_a\ns1,0,\n",
+            "wsi_file_name,label,rna_a,rna_b\ns1,0,,1\n",
             "line 2 (slide `s1`), column `rna_a`: empty cell",
+        ),
+        (
+            "norna.csv",
+            "wsi_file_name,label,rna_a,rna_b\ns1,0,,\ns2,0,1,2\ns3,1,,\n",
+            "2 row(s) have no expression (every gene cell empty); pass --missing-modality allow",
         ),
         (
             "dup.csv",

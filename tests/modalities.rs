@@ -277,3 +277,139 @@ fn marks_of_the_wrong_size_or_a_sample_with_nothing_are_errors() {
     );
     let _ = m.num_params();
 }
+
+mod common;
+
+/// Runs `train` on `csv` into `out` with the arguments of the missing-modality runs.
+fn train_allowing(cohort: &std::path::Path, out: &std::path::Path, extra: &[&str]) {
+    let csv = cohort.join("cohort.csv");
+    let features = cohort.join("features");
+    let base = [
+        "train",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--features",
+        features.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--missing-modality",
+        "allow",
+        "--test-fraction",
+        "0.25",
+        "--bag-size",
+        "8",
+        "--batch-size",
+        "4",
+        "--lr",
+        "3e-3",
+        "--seed",
+        "1",
+        "--patience",
+        "0",
+        "--workers",
+        "1",
+    ];
+    let o = common::bin(&[&base[..], extra].concat());
+    let (_, stderr) = common::text(&o);
+    assert!(o.status.success(), "{stderr}");
+}
+
+fn test_metrics(run: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("test_metrics.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn a_cohort_with_missing_modalities_trains_and_reports_metrics_by_modality() {
+    let dir = tempfile::tempdir().unwrap();
+    let cohort = dir.path().join("cohort");
+    let c = cohort.to_str().unwrap();
+    let o = common::bin(&[
+        "synth",
+        "--out",
+        c,
+        "--slides",
+        "240",
+        "--tiles",
+        "24",
+        "--dim",
+        "8",
+        "--genes",
+        "32",
+        "--seed",
+        "11",
+        "--missing",
+        "0.2",
+    ]);
+    assert!(o.status.success(), "{}", common::text(&o).1);
+    // Without --missing-modality allow, every row without expression is named at once.
+    let csv = cohort.join("cohort.csv");
+    let features = cohort.join("features");
+    let o = common::bin(&[
+        "check",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--features",
+        features.to_str().unwrap(),
+    ]);
+    let (_, stderr) = common::text(&o);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("row(s) have no expression") && stderr.contains("--missing-modality allow"),
+        "{stderr}"
+    );
+    let o = common::bin(&[
+        "check",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--features",
+        features.to_str().unwrap(),
+        "--missing-modality",
+        "allow",
+        "--json",
+    ]);
+    let (stdout, stderr) = common::text(&o);
+    assert!(o.status.success(), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let count = |k: &str| summary["modalities"][k].as_u64().unwrap();
+    assert_eq!(count("both") + count("wsi_only") + count("rna_only"), 240);
+    assert!(
+        count("wsi_only") > 20 && count("rna_only") > 20,
+        "{summary}"
+    );
+
+    // Fusion with modality dropout: every group of held-out patients is predicted.
+    let fused = dir.path().join("fused");
+    train_allowing(
+        &cohort,
+        &fused,
+        &["--modality-dropout", "0.3", "--epochs", "8"],
+    );
+    let m = test_metrics(&fused);
+    let groups = m["by_modality"].as_object().unwrap();
+    assert_eq!(
+        groups.keys().collect::<Vec<_>>(),
+        ["both", "rna_only", "wsi_only"]
+    );
+    assert!(m["auc"].as_f64().unwrap() > 0.7, "{m}");
+    for (group, g) in groups {
+        assert!(g["auc"].as_f64().unwrap() > 0.5, "{group}: {m}");
+    }
+    let predictions = std::fs::read_to_string(fused.join("metrics.json")).unwrap();
+    assert!(predictions.contains("by_modality"));
+
+    // Unimodal baselines on the same split: each sees its modality alone.
+    for (modality, group) in [("wsi", "wsi_only"), ("rna", "rna_only")] {
+        let run = dir.path().join(modality);
+        train_allowing(&cohort, &run, &["--modalities", modality, "--epochs", "2"]);
+        let m = test_metrics(&run);
+        assert_eq!(
+            m["by_modality"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .collect::<Vec<_>>(),
+            [group],
+            "{m}"
+        );
+    }
+}

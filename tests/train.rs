@@ -196,10 +196,10 @@ fn classification_learns_and_writes_its_files() {
     let mut lines = text.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "patient_id,slides,logit_0,logit_1,prob_0,prob_1,pred,label"
+        "patient_id,slides,modalities,logit_0,logit_1,prob_0,prob_1,pred,label"
     );
     let first: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let p: f64 = first[4].parse::<f64>().unwrap() + first[5].parse::<f64>().unwrap();
+    let p: f64 = first[5].parse::<f64>().unwrap() + first[6].parse::<f64>().unwrap();
     assert!((p - 1.0).abs() < 1e-4, "probabilities sum to 1: {first:?}");
     assert_eq!(text.lines().count(), patients + 1);
 }

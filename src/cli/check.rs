@@ -34,6 +34,9 @@ pub struct CheckArgs {
     /// Censorship column (1 = censored).
     #[arg(long, default_value = "censorship")]
     censorship_column: String,
+    /// Rows without expression or tile file: an error, or allowed (counted by modality).
+    #[arg(long, value_enum, default_value = "error")]
+    missing_modality: super::train::MissingArg,
     /// The bag unit training will use (see `train --unit`).
     #[arg(long, value_enum, default_value = "patient")]
     unit: super::train::UnitArg,
@@ -86,7 +89,8 @@ impl ColumnArgs {
 }
 
 pub fn run(args: CheckArgs) -> Result<ExitCode, med_crossvit::Error> {
-    let table = CohortTable::read(&args.csv, &args.columns.columns())?;
+    let allow = matches!(args.missing_modality, super::train::MissingArg::Allow);
+    let table = CohortTable::read_with(&args.csv, &args.columns.columns(), allow)?;
     let mut problems = Vec::new();
     let survival_columns = [args.time_column.as_str(), args.censorship_column.as_str()];
     let survival = match args.task {
@@ -121,6 +125,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, med_crossvit::Error> {
     }
     let options = TileOptions {
         features_key: args.features_key.clone(),
+        allow_missing: allow,
         ..TileOptions::new(&args.features)
     };
     let (cohort, scan_problems) = Cohort::scan(table, &options);
@@ -137,6 +142,9 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, med_crossvit::Error> {
     }
     .name()
     .to_string();
+    if allow {
+        summary.count_modalities(&cohort);
+    }
     if !args.json {
         println!(
             "task          {}",

@@ -42,6 +42,10 @@ pub struct SynthArgs {
     /// Store features chunked and gzip-compressed.
     #[arg(long)]
     compress: bool,
+    /// Fraction of patients without expression, and another without tile files (train
+    /// with --missing-modality allow).
+    #[arg(long, default_value_t = 0.0)]
+    missing: f64,
 }
 
 pub fn run(args: SynthArgs) -> Result<ExitCode, med_crossvit::Error> {
@@ -54,6 +58,7 @@ pub fn run(args: SynthArgs) -> Result<ExitCode, med_crossvit::Error> {
         seed: args.seed,
         survival: args.survival || matches!(args.task, TaskArg::Survival),
         compress: args.compress,
+        missing: args.missing,
     };
     let cohort = write_synthetic_cohort(&args.out, &options)?;
     println!(

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use burn::tensor::Device;
 use clap::{Args, ValueEnum};
-use med_crossvit::data::{NormalizeMethod, TileOptions, Unit};
+use med_crossvit::data::{MissingModality, Modalities, NormalizeMethod, TileOptions, Unit};
 use med_crossvit::train::{
     self, DataSource, EvaluateRequest, ModelBundle, ModelSpec, Task, TokenizerSpec, TrainRequest,
     TrainSettings, TrainSummary,
@@ -31,6 +31,36 @@ pub enum UnitArg {
     Patient,
     /// Each slide is a bag source; predictions are averaged per patient.
     Slide,
+}
+
+/// Missing modalities, on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum MissingArg {
+    /// An error listing every incomplete row.
+    Error,
+    /// Allowed.
+    Allow,
+}
+
+impl MissingArg {
+    /// The library's value.
+    pub fn value(self) -> MissingModality {
+        match self {
+            Self::Error => MissingModality::Error,
+            Self::Allow => MissingModality::Allow,
+        }
+    }
+}
+
+/// The modalities used, on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ModalitiesArg {
+    /// Tiles and expression.
+    Both,
+    /// Tiles alone.
+    Wsi,
+    /// Expression alone.
+    Rna,
 }
 
 /// The expression scaling, on the command line.
@@ -145,6 +175,17 @@ pub struct TrainArgs {
     /// patients (MCAT keeps 2000).
     #[arg(long, value_name = "K")]
     top_genes: Option<usize>,
+    /// Rows without expression (every gene cell empty) or without a tile file: an error
+    /// listing them all, or allowed (a patient is predicted from what it has).
+    #[arg(long, value_enum, default_value = "error")]
+    missing_modality: MissingArg,
+    /// Probability that a complete training sample loses one modality for a step (each
+    /// with half of it, never both).
+    #[arg(long, default_value_t = 0.0)]
+    modality_dropout: f64,
+    /// The modalities used: both, or one alone (a unimodal baseline on the same splits).
+    #[arg(long, value_enum, default_value = "both")]
+    modalities: ModalitiesArg,
     /// Random seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -227,6 +268,13 @@ fn settings(a: &TrainArgs) -> TrainSettings {
         },
         normalize,
         top_genes: a.top_genes,
+        missing_modality: a.missing_modality.value(),
+        modality_dropout: a.modality_dropout,
+        modalities: match a.modalities {
+            ModalitiesArg::Both => Modalities::Both,
+            ModalitiesArg::Wsi => Modalities::Wsi,
+            ModalitiesArg::Rna => Modalities::Rna,
+        },
         class_weights: a.class_weights,
         log2_expression: match normalize {
             Some(n) => n == NormalizeMethod::Log2Zscore,

@@ -59,10 +59,23 @@ pub struct BagRef {
     pub patient: usize,
     /// `(slide, row)` of each tile.
     pub tiles: Vec<(usize, usize)>,
+    /// Whether the bag has tiles. A source without tiles (no tile file: a missing modality)
+    /// gets one bag whose single `(slide, 0)` entry only names its slide: nothing is read,
+    /// and the model sees the tiles as missing.
+    pub wsi: bool,
 }
 
 impl BagRef {
-    /// Number of tiles.
+    /// The bag of a source without tiles: one placeholder entry naming `slide`.
+    pub fn without_tiles(patient: usize, slide: usize) -> Self {
+        Self {
+            patient,
+            tiles: vec![(slide, 0)],
+            wsi: false,
+        }
+    }
+
+    /// Number of tiles (1 for a bag without tiles: its placeholder).
     pub fn len(&self) -> usize {
         self.tiles.len()
     }
@@ -111,6 +124,10 @@ pub fn training_bags(sources: &[BagSource], settings: &BagSettings, epoch: u64) 
             continue;
         };
         let total: usize = source.slides.iter().map(|&(_, n)| n).sum();
+        if total == 0 {
+            bags.push(BagRef::without_tiles(source.patient, first));
+            continue;
+        }
         let mut rng = ChaCha8Rng::seed_from_u64(mix(settings.seed, epoch, first as u64));
         let m = total.min(settings.max_patches_total);
         let tiles: Vec<(usize, usize)> = sample(&mut rng, total, m)
@@ -121,6 +138,7 @@ pub fn training_bags(sources: &[BagSource], settings: &BagSettings, epoch: u64) 
             bags.push(BagRef {
                 patient: source.patient,
                 tiles,
+                wsi: true,
             });
             continue;
         }
@@ -128,6 +146,7 @@ pub fn training_bags(sources: &[BagSource], settings: &BagSettings, epoch: u64) 
             bags.push(BagRef {
                 patient: source.patient,
                 tiles: chunk.to_vec(),
+                wsi: true,
             });
         }
     }
@@ -148,10 +167,17 @@ fn locate_tile(slides: &[(usize, usize)], mut flat: usize) -> (usize, usize) {
 /// Evaluation bags: every tile of every slide of each source, slide by slide in file order,
 /// consecutive bags of `bag_size`, each slide's last one possibly shorter (it is padded and
 /// masked in the batch, not dropped). A bag never spans two slides, so predictions can be
-/// reported per slide as well as per patient.
+/// reported per slide as well as per patient. A source whose slides have no tiles gets one
+/// bag without tiles ([`BagRef::without_tiles`]).
 pub fn evaluation_bags(sources: &[BagSource], bag_size: usize) -> Vec<BagRef> {
     let mut bags = Vec::new();
     for source in sources {
+        if source.slides.iter().all(|&(_, n)| n == 0) {
+            if let Some(&(slide, _)) = source.slides.first() {
+                bags.push(BagRef::without_tiles(source.patient, slide));
+            }
+            continue;
+        }
         for &(slide, tiles) in &source.slides {
             let mut start = 0;
             while start < tiles {
@@ -159,6 +185,7 @@ pub fn evaluation_bags(sources: &[BagSource], bag_size: usize) -> Vec<BagRef> {
                 bags.push(BagRef {
                     patient: source.patient,
                     tiles: (start..end).map(|row| (slide, row)).collect(),
+                    wsi: true,
                 });
                 start = end;
             }
@@ -308,6 +335,7 @@ mod tests {
         let bag = BagRef {
             patient: 0,
             tiles: vec![(3, 5), (1, 0), (3, 2), (1, 9)],
+            wsi: true,
         };
         assert_eq!(
             bag.by_slide(),

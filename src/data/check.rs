@@ -36,6 +36,10 @@ pub struct CohortSummary {
     pub tiles_max: usize,
     /// Slides per label, over the usable slides (empty without a label column).
     pub labels: BTreeMap<String, usize>,
+    /// With missing modalities allowed: slide rows by what they have (`both`, `wsi_only`,
+    /// `rna_only`); see [`count_modalities`](Self::count_modalities).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modalities: Option<BTreeMap<String, usize>>,
 }
 
 impl CohortSummary {
@@ -97,7 +101,27 @@ impl CohortSummary {
             tiles_median: median(&tiles),
             tiles_max: tiles.last().copied().unwrap_or(0),
             labels,
+            modalities: None,
         }
+    }
+
+    /// Counts the slide rows of `cohort` (read with missing modalities allowed) by the
+    /// modalities they have, into [`modalities`](Self::modalities).
+    pub fn count_modalities(&mut self, cohort: &Cohort) {
+        let mut counts: BTreeMap<String, usize> = ["both", "wsi_only", "rna_only"]
+            .iter()
+            .map(|k| (k.to_string(), 0))
+            .collect();
+        for i in cohort.members() {
+            let key = match (cohort.has_wsi(i), cohort.table().has_rna(i)) {
+                (true, true) => "both",
+                (true, false) => "wsi_only",
+                (false, true) => "rna_only",
+                (false, false) => continue,
+            };
+            *counts.get_mut(key).expect("every group has an entry") += 1;
+        }
+        self.modalities = Some(counts);
     }
 }
 
@@ -159,6 +183,13 @@ impl std::fmt::Display for CohortSummary {
             "tiles/slide   min {}, median {}, max {}",
             self.tiles_min, self.tiles_median, self.tiles_max
         )?;
+        if let Some(m) = &self.modalities {
+            writeln!(
+                f,
+                "modalities    {} with both, {} slides only, {} RNA only",
+                m["both"], m["wsi_only"], m["rna_only"]
+            )?;
+        }
         let labels: Vec<String> = self
             .labels
             .iter()

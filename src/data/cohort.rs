@@ -21,6 +21,9 @@ pub struct TileOptions {
     /// Leave out slides whose file is missing (they are counted in
     /// [`Cohort::skipped`]) instead of failing.
     pub skip_missing: bool,
+    /// Keep slides whose file is missing as slides without tiles (a missing modality:
+    /// [`Cohort::has_wsi`] is false), instead of failing.
+    pub allow_missing: bool,
 }
 
 impl TileOptions {
@@ -30,6 +33,7 @@ impl TileOptions {
             features_dir: features_dir.into(),
             features_key: None,
             skip_missing: false,
+            allow_missing: false,
         }
     }
 }
@@ -60,6 +64,8 @@ pub struct Cohort {
     table: CohortTable,
     options: TileOptions,
     files: Vec<Option<SlideTiles>>,
+    /// Slides whose file is absent, kept without tiles (with missing files allowed).
+    absent: Vec<bool>,
     skipped: Vec<String>,
     feature_dim: usize,
     /// Recently used open files, most recent last.
@@ -103,7 +109,7 @@ impl Cohort {
                     .map(|tried| (s.slide.clone(), tried.clone()))
             })
             .collect();
-        if !missing.is_empty() {
+        if !missing.is_empty() && !options.allow_missing {
             if options.skip_missing {
                 skipped = missing.into_iter().map(|(slide, _)| slide).collect();
             } else {
@@ -167,9 +173,16 @@ impl Cohort {
                 *slot = None;
             }
         }
+        let mut absent = vec![false; files.len()];
+        if options.allow_missing {
+            for (i, l) in located.iter().enumerate() {
+                absent[i] = l.is_err();
+            }
+        }
         let cohort = Self {
             table,
             options: options.clone(),
+            absent,
             files,
             skipped,
             feature_dim,
@@ -198,6 +211,20 @@ impl Cohort {
         self.files[index].as_ref()
     }
 
+    /// Whether slide `index` has a usable tile file (with missing files allowed, a slide
+    /// without one takes part without tiles).
+    pub fn has_wsi(&self, index: usize) -> bool {
+        self.files[index].is_some()
+    }
+
+    /// Indices of the slides that take part: those with a usable file, and with missing files
+    /// allowed those whose file is absent (never one whose file is present but unusable).
+    pub fn members(&self) -> Vec<usize> {
+        (0..self.files.len())
+            .filter(|&i| self.files[i].is_some() || self.absent[i])
+            .collect()
+    }
+
     /// Indices of the slides that have a usable file.
     pub fn usable(&self) -> Vec<usize> {
         (0..self.files.len())
@@ -213,9 +240,12 @@ impl Cohort {
             .collect()
     }
 
-    /// The bag sources of the usable slides among `slides`: one per patient, pooling its
-    /// slides, with [`Unit::Patient`]; one per slide with [`Unit::Slide`]. In patient order,
-    /// each patient's slides in CSV order.
+    /// The bag sources of the member slides among `slides` (see [`members`](Self::members)):
+    /// one per patient, pooling its slides, with [`Unit::Patient`]; one per slide with
+    /// [`Unit::Slide`]. In patient order, each patient's slides in CSV order. A slide without
+    /// a tile file counts 0 tiles (its bags have no tiles: see [`training_bags`]).
+    ///
+    /// [`training_bags`]: super::training_bags
     pub fn bag_sources(&self, slides: &[usize], patients: &Patients, unit: Unit) -> Vec<BagSource> {
         let mut chosen = vec![false; self.files.len()];
         for &s in slides {
@@ -223,19 +253,23 @@ impl Cohort {
         }
         let mut sources = Vec::new();
         for p in 0..patients.len() {
-            let usable: Vec<(usize, usize)> = patients
+            let members: Vec<(usize, usize)> = patients
                 .slides(p)
                 .iter()
                 .filter(|&&s| chosen[s])
-                .filter_map(|&s| self.files[s].as_ref().map(|f| (s, f.tiles)))
+                .filter_map(|&s| match &self.files[s] {
+                    Some(f) => Some((s, f.tiles)),
+                    None if self.absent[s] => Some((s, 0)),
+                    None => None,
+                })
                 .collect();
             match unit {
-                Unit::Patient if !usable.is_empty() => sources.push(BagSource {
+                Unit::Patient if !members.is_empty() => sources.push(BagSource {
                     patient: p,
-                    slides: usable,
+                    slides: members,
                 }),
                 Unit::Patient => {}
-                Unit::Slide => sources.extend(usable.into_iter().map(|slide| BagSource {
+                Unit::Slide => sources.extend(members.into_iter().map(|slide| BagSource {
                     patient: p,
                     slides: vec![slide],
                 })),

@@ -8,7 +8,7 @@ use burn::data::dataset::Dataset;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
 use super::bags::BagRef;
-use super::{Cohort, DataError, Normalization, Patients};
+use super::{Cohort, DataError, Modalities, Normalization, Patients};
 use crate::model::ModelInput;
 
 /// What a patient is to be predicted as: a class (or survival time bin), and for survival
@@ -37,6 +37,11 @@ pub struct BagItem {
     pub expression: Vec<f32>,
     /// The patient's target.
     pub target: Target,
+    /// Whether the bag has tiles (else `features` is one row of zeros: the model sees the
+    /// tiles as missing).
+    pub wsi: bool,
+    /// Whether the patient has expression (else `expression` is zeros, seen as missing).
+    pub rna: bool,
 }
 
 /// The bags of a cohort (one epoch's, or the evaluation bags). `get` reads only the bag's tile
@@ -47,7 +52,10 @@ pub struct CohortDataset {
     patients: Arc<Patients>,
     bags: Vec<BagRef>,
     expression: Arc<Vec<Vec<f32>>>,
+    /// Per patient: whether its expression is used.
+    rna: Arc<Vec<bool>>,
     targets: Arc<Vec<Target>>,
+    modalities: Modalities,
 }
 
 impl CohortDataset {
@@ -66,16 +74,22 @@ impl CohortDataset {
         targets: Vec<Target>,
     ) -> Result<Self, DataError> {
         let columns = normalization.columns_in(cohort.table())?;
+        let table = cohort.table();
         let mut used = vec![false; patients.len()];
         for bag in &bags {
             used[bag.patient] = true;
         }
+        let rna: Vec<bool> = (0..patients.len())
+            .map(|p| patients.has_rna(table, p))
+            .collect();
         let expression = (0..used.len())
             .map(|p| {
-                if used[p] {
-                    normalization.transform(cohort.table(), patients.slides(p)[0], &columns)
-                } else {
+                if !used[p] {
                     Ok(Vec::new())
+                } else if rna[p] {
+                    normalization.transform(table, patients.rna_row(table, p), &columns)
+                } else {
+                    Ok(vec![0.0; columns.len()])
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -84,8 +98,17 @@ impl CohortDataset {
             patients,
             bags,
             expression: Arc::new(expression),
+            rna: Arc::new(rna),
             targets: Arc::new(targets),
+            modalities: Modalities::Both,
         })
+    }
+
+    /// The same dataset using only `modalities` (a unimodal baseline: the other is served
+    /// as missing for every bag).
+    pub fn with_modalities(mut self, modalities: Modalities) -> Self {
+        self.modalities = modalities;
+        self
     }
 
     /// The same cohort, normalization and targets with other bags (of the same patients), e.g.
@@ -118,8 +141,12 @@ impl Dataset<BagItem, DataError> for CohortDataset {
     fn get(&self, index: usize) -> Result<BagItem, DataError> {
         let bag = self.bags[index].clone();
         let dim = self.cohort.feature_dim();
+        let wsi = bag.wsi && self.modalities != Modalities::Rna;
+        let rna = self.rna[bag.patient] && self.modalities != Modalities::Wsi;
         let groups = bag.by_slide();
-        let features = if let [(slide, rows, _)] = &groups[..] {
+        let features = if !wsi {
+            vec![0.0; bag.len() * dim]
+        } else if let [(slide, rows, _)] = &groups[..] {
             self.cohort.open_file(*slide)?.read_rows(rows)?
         } else {
             let mut features = vec![0.0; bag.len() * dim];
@@ -132,11 +159,18 @@ impl Dataset<BagItem, DataError> for CohortDataset {
             }
             features
         };
+        let expression = if rna {
+            self.expression[bag.patient].clone()
+        } else {
+            vec![0.0; self.expression[bag.patient].len()]
+        };
         Ok(BagItem {
             features,
             dim,
-            expression: self.expression[bag.patient].clone(),
+            expression,
             target: self.targets[bag.patient],
+            wsi,
+            rna,
             bag,
         })
     }
@@ -161,16 +195,28 @@ pub struct BagBatch {
     pub bags: Vec<BagRef>,
     /// Their targets, in batch order.
     pub targets: Vec<Target>,
+    /// Per bag: whether it has tiles.
+    pub wsi: Vec<bool>,
+    /// Per bag: whether it has expression.
+    pub rna: Vec<bool>,
 }
 
 impl BagBatch {
     /// The model input of this batch.
     pub fn input(&self) -> ModelInput {
         let input = ModelInput::new(self.tiles.clone(), self.expression.clone());
-        match &self.padding {
+        let input = match &self.padding {
             Some(mask) => input.mask_pad(mask.clone()),
             None => input,
+        };
+        if self.wsi.iter().chain(&self.rna).all(|&p| p) {
+            return input;
         }
+        let device = self.tiles.device();
+        let flags = |v: &[bool]| {
+            Tensor::<1, Bool>::from_data(TensorData::new(v.to_vec(), [v.len()]), &device)
+        };
+        input.with_modalities(flags(&self.wsi), flags(&self.rna))
     }
 }
 
@@ -211,6 +257,8 @@ impl Batcher<BagItem, BagBatch> for BagBatcher {
             expression: Tensor::from_data(TensorData::new(expression, [batch, genes]), device),
             classes: classes.map(|c| Tensor::from_data(TensorData::new(c, [batch]), device)),
             targets: items.iter().map(|i| i.target).collect(),
+            wsi: items.iter().map(|i| i.wsi).collect(),
+            rna: items.iter().map(|i| i.rna).collect(),
             bags: items.into_iter().map(|i| i.bag).collect(),
         }
     }

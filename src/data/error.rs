@@ -47,6 +47,18 @@ pub enum DataError {
     /// the survival time or censorship, or the expression.
     #[error("{0}")]
     PatientMismatch(Box<PatientMismatch>),
+    /// Rows without expression (every gene cell empty), not allowed: all listed.
+    #[error(
+        "{path}: {} row(s) have no expression (every gene cell empty); pass --missing-modality allow to train and predict on them from their slides alone:\n{}",
+        rows.len(),
+        rows.iter().map(|r| format!("  {r}")).collect::<Vec<_>>().join("\n")
+    )]
+    MissingRna {
+        /// The file.
+        path: PathBuf,
+        /// `line N (slide `x`)` of each.
+        rows: Vec<String>,
+    },
     /// Genes a model was trained on that the cohort lacks.
     #[error(
         "{path}: {} of the model's {expected} genes are not gene columns here, e.g. {}",

@@ -45,7 +45,7 @@ pub use h5::{COORDS_DATASET, FEATURE_DATASETS};
 pub use labels::LabelMap;
 pub use loader::BagLoader;
 pub use normalize::{Normalization, NormalizeMethod};
-pub use patients::{Patients, Unit};
+pub use patients::{MissingModality, Modalities, Patients, Unit};
 pub use signatures::{Signatures, read_signatures};
 pub use split::{
     Split, SplitRead, by_fractions, check_patients, from_csv, kfold, split_files, write_split_csv,

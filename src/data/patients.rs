@@ -8,6 +8,31 @@ use serde::{Deserialize, Serialize};
 use super::error::PatientMismatch;
 use super::{CohortTable, DataError, parse_finite};
 
+/// Whether rows may lack a modality (expression, or the slide's tile file).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MissingModality {
+    /// A row without expression or tile file is an error (all listed at once).
+    #[default]
+    Error,
+    /// Such rows are kept: a patient is predicted from what it has.
+    Allow,
+}
+
+/// Which modalities a model uses: both, or one alone (a unimodal baseline on the same
+/// splits; the other is treated as missing everywhere).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Modalities {
+    /// Tiles and expression.
+    #[default]
+    Both,
+    /// Tiles alone.
+    Wsi,
+    /// Expression alone.
+    Rna,
+}
+
 /// What training samples bags from. Either way every metric and prediction is per patient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -153,6 +178,10 @@ impl Patients {
                         return Err(mismatch(column, a.to_string(), b.to_string()));
                     }
                 }
+                // Rows without expression (a missing modality) agree with any.
+                if !(table.has_rna(first) && table.has_rna(other)) {
+                    continue;
+                }
                 let (a, b) = (table.expression(first), table.expression(other));
                 if let Some(g) = (0..a.len()).find(|&g| a[g] != b[g]) {
                     return Err(mismatch(
@@ -164,6 +193,21 @@ impl Patients {
             }
         }
         Ok(())
+    }
+
+    /// Whether patient `p` has expression (a row of it does).
+    pub fn has_rna(&self, table: &CohortTable, p: usize) -> bool {
+        self.slides[p].iter().any(|&s| table.has_rna(s))
+    }
+
+    /// Patient `p`'s expression row: its first row that has expression, else its first.
+    pub fn rna_row(&self, table: &CohortTable, p: usize) -> usize {
+        let slides = &self.slides[p];
+        slides
+            .iter()
+            .copied()
+            .find(|&s| table.has_rna(s))
+            .unwrap_or(slides[0])
     }
 
     /// How many patients have more than one slide.

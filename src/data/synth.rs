@@ -33,6 +33,9 @@ pub struct SynthOptions {
     pub survival: bool,
     /// Store features chunked and gzip-compressed instead of contiguous.
     pub compress: bool,
+    /// Fraction of patients without expression (their gene cells empty), and another such
+    /// fraction without tile files: a cohort with missing modalities. Default 0.
+    pub missing: f64,
 }
 
 impl Default for SynthOptions {
@@ -46,6 +49,7 @@ impl Default for SynthOptions {
             seed: 0,
             survival: false,
             compress: false,
+            missing: 0.0,
         }
     }
 }
@@ -98,6 +102,15 @@ pub fn write_synthetic_cohort(
             });
         }
     }
+    if !(0.0..=0.5).contains(&options.missing) {
+        return Err(DataError::Setting {
+            setting: "missing",
+            message: format!(
+                "must lie in [0, 0.5] (a fraction without expression and another without tiles), got {}",
+                options.missing
+            ),
+        });
+    }
     if options.classes < 2 {
         return Err(DataError::Setting {
             setting: "classes",
@@ -105,6 +118,7 @@ pub fn write_synthetic_cohort(
         });
     }
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+    let mut gaps = ChaCha8Rng::seed_from_u64(options.seed ^ 0x6d69_7373_696e_6700);
     let features_dir = out.join("features");
     let project_dir = features_dir.join(SYNTH_PROJECT);
     std::fs::create_dir_all(&project_dir).map_err(|e| DataError::io(&project_dir, e))?;
@@ -150,16 +164,30 @@ pub fn write_synthetic_cohort(
                 format!(",{}", log_count.exp().round())
             })
             .collect();
+        // Missing modalities come from their own generator, so that the cohort is otherwise
+        // the one written without them.
+        let u: f64 = if options.missing > 0.0 {
+            gaps.random()
+        } else {
+            1.0
+        };
+        let (no_rna, no_tiles) = (
+            u < options.missing,
+            u >= options.missing && u < 2.0 * options.missing,
+        );
+        let expression = if no_rna {
+            ",".repeat(options.genes)
+        } else {
+            expression
+        };
         for k in 0..per_patient.min(options.slides - slide) {
             let name = format!("SYN-{patient:04}-{:02}Z-00-DX{}", k + 1, k + 1);
             let n = rng.random_range(options.tiles.div_ceil(2)..=options.tiles);
-            write_slide(
-                &project_dir.join(format!("{name}.h5")),
-                n,
-                &prototypes[label],
-                options,
-                &mut rng,
-            )?;
+            let path = project_dir.join(format!("{name}.h5"));
+            write_slide(&path, n, &prototypes[label], options, &mut rng)?;
+            if no_tiles {
+                std::fs::remove_file(&path).map_err(|e| DataError::io(&path, e))?;
+            }
             csv.push_str(&format!("{name},{SYNTH_PROJECT},{label},SYN-{patient:04}"));
             if options.survival {
                 csv.push_str(&format!(",{time:.2},{}", u8::from(censored)));

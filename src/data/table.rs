@@ -172,6 +172,8 @@ pub struct CohortTable {
     expression: Vec<f32>,
     /// How the gene columns were chosen, for reports.
     gene_note: String,
+    /// Per row: whether it has expression (see [`CohortTable::read_with`]).
+    rna_present: Vec<bool>,
     rule: GeneRule,
     /// Every non-gene column, by name, as written.
     other: HashMap<String, Vec<String>>,
@@ -219,6 +221,23 @@ impl CohortTable {
     /// patient id, an expression cell that is empty, not a number, NaN or infinite, or a slide
     /// id on two rows.
     pub fn read(path: impl AsRef<Path>, columns: &CohortColumns) -> Result<Self, DataError> {
+        Self::read_with(path, columns, false)
+    }
+
+    /// [`read`](Self::read), and with `missing_rna` a row whose gene cells are all empty is
+    /// a slide without expression ([`has_rna`](Self::has_rna) is false; its values read as
+    /// 0). Without it such rows are one error that lists them all. A row with only some gene
+    /// cells empty is an error either way.
+    ///
+    /// # Errors
+    ///
+    /// As [`read`](Self::read); [`DataError::MissingRna`] listing the rows without expression
+    /// when they are not allowed.
+    pub fn read_with(
+        path: impl AsRef<Path>,
+        columns: &CohortColumns,
+        missing_rna: bool,
+    ) -> Result<Self, DataError> {
         let path = path.as_ref();
         let mut reader = csv::ReaderBuilder::new()
             .trim(csv::Trim::Headers)
@@ -309,6 +328,8 @@ impl CohortTable {
             .map(|&i| (header[i].clone(), Vec::new()))
             .collect();
         let mut seen: HashMap<String, u64> = HashMap::new();
+        let mut rna_present: Vec<bool> = Vec::new();
+        let mut no_rna: Vec<String> = Vec::new();
         for record in reader.records() {
             let record = record.map_err(|e| csv_error(path, e))?;
             let line = record.position().map(|p| p.line()).unwrap_or(0);
@@ -344,7 +365,17 @@ impl CohortTable {
             let label = label_col
                 .map(|i| cell(i).to_string())
                 .filter(|l| !l.is_empty());
-            for &i in &gene_cols {
+            // A row whose gene cells are all empty has no expression: allowed as a missing
+            // modality, else listed with the others in one error.
+            let has_rna = !gene_cols.iter().all(|&i| cell(i).is_empty());
+            rna_present.push(has_rna);
+            if !has_rna {
+                if !missing_rna {
+                    no_rna.push(format!("line {line} (slide `{slide}`)"));
+                }
+                expression.extend(std::iter::repeat_n(0.0, gene_cols.len()));
+            }
+            for &i in gene_cols.iter().filter(|_| has_rna) {
                 let value = parse_finite(cell(i)).map_err(|reason| DataError::BadValue {
                     path: path.to_path_buf(),
                     line,
@@ -369,9 +400,16 @@ impl CohortTable {
                 line,
             });
         }
+        if !no_rna.is_empty() {
+            return Err(DataError::MissingRna {
+                path: path.to_path_buf(),
+                rows: no_rna,
+            });
+        }
         Ok(Self {
             path: path.to_path_buf(),
             columns: columns.clone(),
+            rna_present,
             genes: gene_cols.iter().map(|&i| header[i].clone()).collect(),
             gene_note,
             rule,
@@ -446,6 +484,12 @@ impl CohortTable {
     pub fn expression(&self, index: usize) -> &[f32] {
         let g = self.genes.len();
         &self.expression[index * g..(index + 1) * g]
+    }
+
+    /// Whether slide `index`'s row has expression (always, unless read with missing
+    /// expression allowed).
+    pub fn has_rna(&self, index: usize) -> bool {
+        self.rna_present[index]
     }
 
     /// The whole expression matrix, row-major `[slides, genes]`.

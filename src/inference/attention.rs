@@ -93,6 +93,11 @@ impl AttentionCollector {
         let tiles = to_rows(attention.tile_scores());
         let genes = to_rows(attention.gene_scores());
         for (b, bag) in batch.bags.iter().enumerate() {
+            // What a sample does not have gets no scores: a bag without tiles, or without
+            // expression, is skipped (its slide has attention only from its other bags).
+            if !(batch.wsi[b] && batch.rna[b]) {
+                continue;
+            }
             // Evaluation bags hold one slide each; a pooled bag's tiles go to their slides.
             let n = bag.len() as f64;
             for (index, rows, positions) in bag.by_slide() {
@@ -163,9 +168,12 @@ mod tests {
                 .map(|(slide, rows)| BagRef {
                     patient: *slide,
                     tiles: rows.iter().map(|&r| (*slide, r)).collect(),
+                    wsi: true,
                 })
                 .collect(),
             targets: vec![Target::default(); b],
+            wsi: vec![true; b],
+            rna: vec![true; b],
         };
         let output = MedCrossViTOutput {
             logits: zeros2(2),

@@ -10,8 +10,8 @@ use super::metrics::Metrics;
 use super::predict::{BatchHook, Predictions, metrics, predict};
 use super::settings::Task;
 use crate::data::{
-    Cohort, CohortDataset, CohortTable, DataError, Patients, Target, TileOptions, evaluation_bags,
-    parse_finite,
+    Cohort, CohortDataset, CohortTable, DataError, MissingModality, Modalities, Patients, Target,
+    TileOptions, evaluation_bags, parse_finite,
 };
 use crate::error::Error;
 
@@ -146,7 +146,8 @@ pub fn evaluate(
     with_attention: bool,
     hook: Option<&mut BatchHook<'_>>,
 ) -> Result<Evaluation, Error> {
-    let table = CohortTable::read(&request.csv, &bundle.config.columns)?;
+    let allow = bundle.config.training.missing_modality == MissingModality::Allow;
+    let table = CohortTable::read_with(&request.csv, &bundle.config.columns, allow)?;
     bundle.normalization.columns_in(&table)?;
     let slide_targets = read_targets(bundle, &table, request.require_targets)?;
     let patients = Arc::new(Patients::of(&table));
@@ -167,18 +168,35 @@ pub fn evaluate(
                 .unwrap_or(slide_targets[slides[0]])
         })
         .collect();
-    let cohort = Arc::new(Cohort::open(table, &request.tiles)?);
+    let tiles = TileOptions {
+        allow_missing: request.tiles.allow_missing || allow,
+        ..request.tiles.clone()
+    };
+    let cohort = Arc::new(Cohort::open(table, &tiles)?);
     cohort.check_feature_dim(bundle.model.config().wsi_dim)?;
+    super::plan::check_some_modality(&cohort, &patients)?;
     let settings = &bundle.config.training;
-    let sources = cohort.bag_sources(&cohort.usable(), &patients, settings.unit);
+    let table = cohort.table();
+    let sources: Vec<_> = cohort
+        .bag_sources(&cohort.members(), &patients, settings.unit)
+        .into_iter()
+        .filter(|s| match settings.modalities {
+            Modalities::Both => true,
+            Modalities::Wsi => s.slides.iter().any(|&(_, n)| n > 0),
+            Modalities::Rna => patients.has_rna(table, s.patient),
+        })
+        .collect();
     let bags = evaluation_bags(&sources, settings.bag_size);
-    let dataset = Arc::new(CohortDataset::new(
-        cohort.clone(),
-        patients.clone(),
-        bags,
-        &bundle.normalization,
-        targets.clone(),
-    )?);
+    let dataset = Arc::new(
+        CohortDataset::new(
+            cohort.clone(),
+            patients.clone(),
+            bags,
+            &bundle.normalization,
+            targets.clone(),
+        )?
+        .with_modalities(settings.modalities),
+    );
     let predictions = predict(
         &bundle.model,
         dataset,
@@ -270,7 +288,8 @@ fn write_csv(path: &Path, rows: impl IntoIterator<Item = Vec<String>>) -> Result
 
 /// Writes `predictions.csv`: one row per patient, the patient id under the CSV's patient
 /// column name (the slide column's when the CSV has no patient column, each slide then being
-/// its own patient), `slides` (how many were predicted), then `logit_*`, `prob_*`, `pred` (a
+/// its own patient), `slides` (how many were predicted), `modalities` (what the prediction
+/// saw: `both`, `wsi_only`, `rna_only`), then `logit_*`, `prob_*`, `pred` (a
 /// class name), `label` when known; for survival also `risk`, the time and the censorship
 /// under their CSV column names.
 ///
@@ -289,12 +308,17 @@ pub fn write_predictions(
     } else {
         &table.columns().slide
     };
-    let mut header = vec![id_column.clone(), "slides".to_string()];
+    let mut header = vec![
+        id_column.clone(),
+        "slides".to_string(),
+        "modalities".to_string(),
+    ];
     header.extend(output_header(bundle, known));
     let rows = evaluation.predictions.patients.iter().map(|p| {
         let mut row = vec![
             evaluation.patients.id(p.patient).to_string(),
             p.slides.to_string(),
+            p.modalities().to_string(),
         ];
         row.extend(output_cells(
             bundle,
@@ -311,7 +335,7 @@ pub fn write_predictions(
 }
 
 /// Writes `predictions_slides.csv`: one row per slide, the slide id and (when the CSV has one)
-/// the patient id under their CSV column names, then the columns of
+/// the patient id under their CSV column names, `modalities`, then the columns of
 /// [`write_predictions`] (the label and survival columns being the patient's).
 ///
 /// # Errors
@@ -329,6 +353,7 @@ pub fn write_slide_predictions(
     if with_patient {
         header.push(table.columns().patient.clone());
     }
+    header.push("modalities".into());
     header.extend(output_header(bundle, known));
     let rows = evaluation.predictions.slides.iter().map(|p| {
         let record = &table.slides()[p.slide];
@@ -336,6 +361,7 @@ pub fn write_slide_predictions(
         if with_patient {
             row.push(record.patient.clone());
         }
+        row.push(super::predict::modality_group(p.wsi, p.rna).to_string());
         let patient = evaluation.patients.of_slide(p.slide);
         row.extend(output_cells(
             bundle,

@@ -23,8 +23,8 @@ use super::schedule::learning_rate;
 use super::settings::{Task, TrainSettings};
 use super::{Event, plot};
 use crate::data::{
-    BagBatcher, BagLoader, BagSettings, CohortColumns, CohortDataset, DataError, Normalization,
-    Split, evaluation_bags, training_bags, write_split_csv,
+    BagBatcher, BagLoader, BagSettings, CohortColumns, CohortDataset, DataError, Modalities,
+    Normalization, Split, evaluation_bags, training_bags, write_split_csv,
 };
 use crate::error::{Error, RunError};
 use crate::model::{MedCrossViT, MedCrossViTConfig};
@@ -109,11 +109,14 @@ pub fn fit(
         None => {
             let (targets, bins) = plan::targets(prepared, job.split, settings)?;
             // One row per training patient: a patient's rows agree on the expression.
+            // Patients without expression (a missing modality) take no part in the fit.
+            let table = cohort.table();
             let rows: Vec<usize> = prepared
                 .patients
                 .among(&job.split.train)
                 .into_iter()
-                .map(|p| prepared.patients.slides(p)[0])
+                .filter(|&p| prepared.patients.has_rna(table, p))
+                .map(|p| prepared.patients.rna_row(table, p))
                 .collect();
             let normalization = Normalization::fit(
                 cohort.table(),
@@ -164,8 +167,17 @@ pub fn fit(
         seed: settings.seed,
     };
     let patients = &prepared.patients;
-    let sources = |slides: &[usize]| cohort.bag_sources(slides, patients, settings.unit);
+    let sources = |slides: &[usize]| usable_sources(prepared, slides, settings);
     let train_sources = sources(&job.split.train);
+    for (side, slides) in [
+        ("training", &job.split.train),
+        ("validation", &job.split.val),
+        ("test", &job.split.test),
+    ] {
+        if let Some(line) = availability(prepared, slides, side) {
+            events(Event::Message(format!("{}: {line}", job.label)));
+        }
+    }
     let first_bags = training_bags(&train_sources, &bag_settings, 0);
     let bags_per_epoch = first_bags.len();
     let train_base = CohortDataset::new(
@@ -174,14 +186,18 @@ pub fn fit(
         first_bags,
         &normalization,
         targets.clone(),
-    )?;
-    let val_dataset = Arc::new(CohortDataset::new(
-        cohort.clone(),
-        patients.clone(),
-        evaluation_bags(&sources(&job.split.val), settings.bag_size),
-        &normalization,
-        targets.clone(),
-    )?);
+    )?
+    .with_modalities(settings.modalities);
+    let val_dataset = Arc::new(
+        CohortDataset::new(
+            cohort.clone(),
+            patients.clone(),
+            evaluation_bags(&sources(&job.split.val), settings.bag_size),
+            &normalization,
+            targets.clone(),
+        )?
+        .with_modalities(settings.modalities),
+    );
     let batches = bags_per_epoch.div_ceil(settings.batch_size);
     let steps_per_epoch = batches.div_ceil(settings.grad_accumulation);
     let total_steps = steps_per_epoch * settings.epochs;
@@ -227,7 +243,11 @@ pub fn fit(
         let mut seen = 0usize;
         let start = Instant::now();
         for (b, items) in loader.enumerate() {
-            let batch = BagBatcher.batch(items?, &autodiff);
+            let mut items = items?;
+            if settings.modality_dropout > 0.0 {
+                drop_modalities(&mut items, settings, epoch, b);
+            }
+            let batch = BagBatcher.batch(items, &autodiff);
             let n = batch.bags.len();
             let scale = settings.grad_accumulation as f32;
             let batch_loss_of = |logits| {
@@ -342,13 +362,16 @@ pub fn fit(
         if !job.split.test.is_empty() {
             let mut best = job.model.init(device)?;
             best.load_weights(out.join(crate::model::WEIGHTS_FILE))?;
-            let test_dataset = Arc::new(CohortDataset::new(
-                cohort.clone(),
-                patients.clone(),
-                evaluation_bags(&sources(&job.split.test), settings.bag_size),
-                &normalization,
-                targets.clone(),
-            )?);
+            let test_dataset = Arc::new(
+                CohortDataset::new(
+                    cohort.clone(),
+                    patients.clone(),
+                    evaluation_bags(&sources(&job.split.test), settings.bag_size),
+                    &normalization,
+                    targets.clone(),
+                )?
+                .with_modalities(settings.modalities),
+            );
             let predictions = predict(&best, test_dataset, settings, device, false, None)?;
             let m = metrics(&predictions, &targets, settings.task, prepared.labels.len());
             write_json(&out.join(files::TEST_METRICS_JSON), &m)?;
@@ -363,6 +386,82 @@ pub fn fit(
         history: state.history,
         finished: state.finished,
     })
+}
+
+/// The bag sources of `slides` that have what `settings.modalities` uses: a unimodal
+/// baseline leaves out the patients that lack its modality.
+pub(crate) fn usable_sources(
+    prepared: &Prepared,
+    slides: &[usize],
+    settings: &TrainSettings,
+) -> Vec<crate::data::BagSource> {
+    let table = prepared.cohort.table();
+    prepared
+        .cohort
+        .bag_sources(slides, &prepared.patients, settings.unit)
+        .into_iter()
+        .filter(|s| match settings.modalities {
+            Modalities::Both => true,
+            Modalities::Wsi => s.slides.iter().any(|&(_, n)| n > 0),
+            Modalities::Rna => prepared.patients.has_rna(table, s.patient),
+        })
+        .collect()
+}
+
+/// Patients of `slides` by the modalities they have (`None` when all have both).
+fn availability(prepared: &Prepared, slides: &[usize], side: &str) -> Option<String> {
+    let table = prepared.cohort.table();
+    let mut counts = [0usize; 3];
+    for p in prepared.patients.among(slides) {
+        let wsi = prepared
+            .patients
+            .slides(p)
+            .iter()
+            .any(|&s| prepared.cohort.has_wsi(s));
+        let rna = prepared.patients.has_rna(table, p);
+        counts[match (wsi, rna) {
+            (true, true) => 0,
+            (true, false) => 1,
+            _ => 2,
+        }] += 1;
+    }
+    (counts[1] + counts[2] > 0).then(|| {
+        format!(
+            "{side} patients: {} with both modalities, {} slides only, {} RNA only",
+            counts[0], counts[1], counts[2]
+        )
+    })
+}
+
+/// Modality dropout: each complete item of the batch loses its tiles with probability P/2,
+/// else its expression with probability P/2 (never both), reproducibly from the seed, epoch
+/// and batch.
+fn drop_modalities(
+    items: &mut [crate::data::BagItem],
+    settings: &TrainSettings,
+    epoch: usize,
+    batch: usize,
+) {
+    use rand::Rng;
+    let p = settings.modality_dropout;
+    let mut rng = ChaCha8Rng::seed_from_u64(crate::data::mix_seed(
+        settings.seed,
+        epoch as u64,
+        0x6d6f_6400 + batch as u64,
+    ));
+    for item in items.iter_mut() {
+        let u: f64 = rng.random();
+        if !(item.wsi && item.rna) {
+            continue;
+        }
+        if u < p / 2.0 {
+            item.wsi = false;
+            item.features.fill(0.0);
+        } else if u < p {
+            item.rna = false;
+            item.expression.fill(0.0);
+        }
+    }
 }
 
 /// The monitored metric (higher is better); the negative loss when it is undefined.

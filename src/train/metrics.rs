@@ -129,9 +129,13 @@ pub struct Metrics {
     /// Classification: confusion matrix `[true][predicted]`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub confusion_matrix: Option<Vec<Vec<usize>>>,
-    /// Survival: Harrell's concordance index over slides.
+    /// Survival: Harrell's concordance index over patients.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub c_index: Option<f64>,
+    /// The same metrics for the patients of each modality group present (`both`,
+    /// `wsi_only`, `rna_only`), when some patients lack a modality.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub by_modality: Option<std::collections::BTreeMap<String, Metrics>>,
 }
 
 impl Metrics {

@@ -7,8 +7,8 @@ use super::bundle::DataSource;
 use super::settings::{Task, TrainSettings};
 use super::survival::TimeBins;
 use crate::data::{
-    Cohort, CohortColumns, CohortTable, DataError, LabelMap, Patients, Split, Target, TileOptions,
-    by_fractions, check_patients, from_csv, kfold, split_files,
+    Cohort, CohortColumns, CohortTable, DataError, LabelMap, MissingModality, Patients, Split,
+    Target, TileOptions, by_fractions, check_patients, from_csv, kfold, split_files,
 };
 use crate::error::Error;
 
@@ -50,11 +50,13 @@ pub fn prepare(
     columns: &CohortColumns,
     settings: &TrainSettings,
 ) -> Result<Prepared, Error> {
-    let table = CohortTable::read(&source.csv, columns)?;
+    let allow = settings.missing_modality == MissingModality::Allow;
+    let table = CohortTable::read_with(&source.csv, columns, allow)?;
     let options = TileOptions {
         features_dir: source.features_dir.clone(),
         features_key: source.features_key.clone(),
         skip_missing: source.skip_missing,
+        allow_missing: allow,
     };
     let cohort = Arc::new(Cohort::open(table, &options)?);
     let table = cohort.table();
@@ -65,6 +67,7 @@ pub fn prepare(
         Task::Survival => vec![s.time_column.as_str(), s.censorship_column.as_str()],
     };
     patients.check_agreement(table, &outcome_columns)?;
+    check_some_modality(&cohort, &patients)?;
     // Outcomes are the patient's: those of its first row (its rows agree).
     let first: Vec<usize> = (0..patients.len()).map(|p| patients.slides(p)[0]).collect();
     let (labels, outcomes, strata) = match settings.task {
@@ -135,6 +138,36 @@ pub fn prepare(
         labels,
         outcomes,
         strata,
+    })
+}
+
+/// Checks that every patient has tiles or expression (with missing modalities allowed, one
+/// may lack either, not both).
+///
+/// # Errors
+///
+/// [`DataError::Setting`] naming the patients with neither.
+pub(crate) fn check_some_modality(cohort: &Cohort, patients: &Patients) -> Result<(), DataError> {
+    let table = cohort.table();
+    let members: HashSet<usize> = cohort.members().into_iter().collect();
+    let neither: Vec<String> = (0..patients.len())
+        .filter(|&p| patients.slides(p).iter().any(|s| members.contains(s)))
+        .filter(|&p| {
+            !patients.has_rna(table, p) && !patients.slides(p).iter().any(|&s| cohort.has_wsi(s))
+        })
+        .map(|p| format!("`{}`", patients.id(p)))
+        .collect();
+    if neither.is_empty() {
+        return Ok(());
+    }
+    Err(DataError::Setting {
+        setting: "missing modality",
+        message: format!(
+            "{}: {} patient(s) have neither a tile file nor expression: {}",
+            table.path().display(),
+            neither.len(),
+            neither.join(", ")
+        ),
     })
 }
 
@@ -214,7 +247,7 @@ pub fn splits(
             settings.seed,
         )?],
     };
-    let usable: HashSet<usize> = prepared.cohort.usable().into_iter().collect();
+    let usable: HashSet<usize> = prepared.cohort.members().into_iter().collect();
     for split in &mut splits {
         for side in [&mut split.train, &mut split.val, &mut split.test] {
             side.retain(|i| usable.contains(i));

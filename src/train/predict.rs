@@ -35,6 +35,10 @@ pub struct SlidePrediction {
     pub tiles: usize,
     /// Survival risk `−Σ S_k` from the mean hazards (survival task).
     pub risk: Option<f64>,
+    /// Whether the prediction saw tiles (false: the slide's tile file is missing).
+    pub wsi: bool,
+    /// Whether it saw expression.
+    pub rna: bool,
 }
 
 /// One patient's prediction, from its slides' (see [`patient_predictions`]).
@@ -52,6 +56,26 @@ pub struct PatientPrediction {
     pub bags: usize,
     /// Survival risk `−Σ S_k` from the hazards (survival task).
     pub risk: Option<f64>,
+    /// Whether the prediction saw tiles.
+    pub wsi: bool,
+    /// Whether it saw expression.
+    pub rna: bool,
+}
+
+impl PatientPrediction {
+    /// Which modalities the prediction saw: `both`, `wsi_only` or `rna_only`.
+    pub fn modalities(&self) -> &'static str {
+        modality_group(self.wsi, self.rna)
+    }
+}
+
+/// `both`, `wsi_only` or `rna_only`.
+pub(crate) fn modality_group(wsi: bool, rna: bool) -> &'static str {
+    match (wsi, rna) {
+        (true, true) => "both",
+        (true, false) => "wsi_only",
+        _ => "rna_only",
+    }
 }
 
 /// The class with the highest probability.
@@ -141,9 +165,10 @@ pub fn predict(
             // Evaluation bags hold one slide each; a pooled bag counts for each of its slides
             // by its tiles there.
             for (slide, rows, _) in bag.by_slide() {
-                sums.entry(slide)
-                    .or_default()
-                    .add(rows.len() as f64, &logits[i], &probs[i]);
+                let sums = sums.entry(slide).or_default();
+                sums.add(rows.len() as f64, &logits[i], &probs[i]);
+                sums.wsi |= batch.wsi[i];
+                sums.rna |= batch.rna[i];
             }
         }
         if let Some(hook) = hook.as_mut() {
@@ -161,6 +186,8 @@ pub fn predict(
                 probs,
                 bags: sums.bags,
                 tiles: sums.weight as usize,
+                wsi: sums.wsi,
+                rna: sums.rna,
             }
         })
         .collect();
@@ -225,6 +252,8 @@ pub fn patient_predictions(
                 probs,
                 slides: slides.len(),
                 bags: slides.iter().map(|s| s.bags).sum(),
+                wsi: slides.iter().any(|s| s.wsi),
+                rna: slides.iter().any(|s| s.rna),
             }
         })
         .collect()
@@ -245,6 +274,8 @@ struct SlideSums {
     probs: Vec<f64>,
     weight: f64,
     bags: usize,
+    wsi: bool,
+    rna: bool,
 }
 
 impl SlideSums {
@@ -282,20 +313,52 @@ pub(crate) fn to_rows(t: Tensor<2>) -> Vec<Vec<f64>> {
 }
 
 /// The task's metrics over the patients of `predictions` that have a target (`targets` is
-/// indexed by patient): one patient counts once, however many slides it has.
+/// indexed by patient): one patient counts once, however many slides it has. When some
+/// patients lack a modality, `by_modality` holds the same metrics for each group present
+/// (`both`, `wsi_only`, `rna_only`).
 pub fn metrics(
     predictions: &Predictions,
     targets: &[Target],
     task: Task,
     classes: usize,
 ) -> Metrics {
+    let all: Vec<&PatientPrediction> = predictions.patients.iter().collect();
+    let mut m = metrics_of(&all, predictions.loss, targets, task, classes);
+    if all.iter().any(|p| !(p.wsi && p.rna)) {
+        let mut groups: BTreeMap<String, Metrics> = BTreeMap::new();
+        for group in ["both", "wsi_only", "rna_only"] {
+            let members: Vec<&PatientPrediction> = all
+                .iter()
+                .copied()
+                .filter(|p| p.modalities() == group)
+                .collect();
+            if !members.is_empty() {
+                groups.insert(
+                    group.to_string(),
+                    metrics_of(&members, None, targets, task, classes),
+                );
+            }
+        }
+        m.by_modality = Some(groups);
+    }
+    m
+}
+
+/// The metrics of `patients`; the loss is the batches' (NaN for a group).
+fn metrics_of(
+    patients: &[&PatientPrediction],
+    loss: Option<f64>,
+    targets: &[Target],
+    task: Task,
+    classes: usize,
+) -> Metrics {
     let mut m = Metrics {
-        loss: predictions.loss.unwrap_or(f64::NAN),
+        loss: loss.unwrap_or(f64::NAN),
         ..Default::default()
     };
-    let known: Vec<&PatientPrediction> = predictions
-        .patients
+    let known: Vec<&PatientPrediction> = patients
         .iter()
+        .copied()
         .filter(|p| targets[p.patient].class.is_some())
         .collect();
     if known.is_empty() {

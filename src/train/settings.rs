@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{DataError, NormalizeMethod, Unit};
+use crate::data::{DataError, MissingModality, Modalities, NormalizeMethod, Unit};
 
 /// What the model predicts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -89,6 +89,14 @@ pub struct TrainSettings {
     /// Keep only this many genes, those of largest median absolute deviation on each fold's
     /// training patients.
     pub top_genes: Option<usize>,
+    /// Whether rows may lack expression or a tile file. Default error.
+    pub missing_modality: MissingModality,
+    /// Probability that a complete training sample loses one modality for a step (each
+    /// modality with half of it, never both), so the model learns to predict from either.
+    /// Default 0.
+    pub modality_dropout: f64,
+    /// The modalities used: both, or one alone (a unimodal baseline). Default both.
+    pub modalities: Modalities,
     /// Weight classes by inverse frequency in the loss. Default false.
     pub class_weights: bool,
     /// Apply `log2(x + 1)` before standardizing expression (with `normalize` unset; kept equal
@@ -129,6 +137,9 @@ impl Default for TrainSettings {
             unit: Unit::Patient,
             normalize: None,
             top_genes: None,
+            missing_modality: MissingModality::Error,
+            modality_dropout: 0.0,
+            modalities: Modalities::Both,
             class_weights: false,
             log2_expression: true,
             workers: 2,
@@ -188,6 +199,12 @@ impl TrainSettings {
                     "with val_fraction {} leaves no training patient (the two must sum to less than 1)",
                     self.val_fraction
                 ),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.modality_dropout) {
+            return bad(
+                "modality_dropout",
+                format!("must lie in [0, 1], got {}", self.modality_dropout),
             );
         }
         if self.top_genes == Some(0) {
