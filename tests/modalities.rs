@@ -377,6 +377,47 @@ fn a_cohort_with_missing_modalities_trains_and_reports_metrics_by_modality() {
         "{summary}"
     );
 
+    // A patient with neither modality (its tile file gone and its expression blanked) is an
+    // error naming it.
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let header: Vec<&str> = lines[0].split(',').collect();
+    let first_gene = header.iter().position(|h| h.starts_with("rna_")).unwrap();
+    let gone = (1..lines.len())
+        .find(|&i| {
+            let slide = lines[i].split(',').next().unwrap();
+            !features
+                .join("TCGA-SYN")
+                .join(format!("{slide}.h5"))
+                .exists()
+        })
+        .unwrap();
+    let mut cells: Vec<String> = lines[gone].split(',').map(String::from).collect();
+    let patient = cells[3].clone();
+    for cell in &mut cells[first_gene..] {
+        cell.clear();
+    }
+    lines[gone] = cells.join(",");
+    let neither = dir.path().join("neither.csv");
+    std::fs::write(&neither, lines.join("\n") + "\n").unwrap();
+    let o = common::bin(&[
+        "train",
+        "--csv",
+        neither.to_str().unwrap(),
+        "--features",
+        features.to_str().unwrap(),
+        "--out",
+        dir.path().join("never").to_str().unwrap(),
+        "--missing-modality",
+        "allow",
+    ]);
+    let (_, stderr) = common::text(&o);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("neither a tile file nor expression") && stderr.contains(&patient),
+        "{stderr}"
+    );
+
     // Fusion with modality dropout: every group of held-out patients is predicted.
     let fused = dir.path().join("fused");
     train_allowing(
