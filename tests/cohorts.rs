@@ -478,6 +478,32 @@ fn training_on_published_splits_and_evaluating_are_per_patient() {
     }
     // The run folder says which patients it held out.
     assert!(run.join("fold_0/splits.csv").is_file());
+    // Every fold's validation patients pooled: the 12 patients once each, with survival
+    // curves S_k = Π (1 − h_j) at the bins' ends, and `pooled` is their c-index.
+    let pooled = rows(&run.join("cv_predictions.csv"));
+    let header = &pooled[0];
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    assert_eq!(pooled.len(), 13);
+    for row in &pooled[1..] {
+        let h: Vec<f64> = (0..2)
+            .map(|c| row[col(&format!("prob_{c}"))].parse().unwrap())
+            .collect();
+        let s1: f64 = row[col("S_1")].parse().unwrap();
+        let s2: f64 = row[col("S_2")].parse().unwrap();
+        assert!((s1 - (1.0 - h[0])).abs() < 1e-6 && (s2 - s1 * (1.0 - h[1])).abs() < 1e-6);
+    }
+    let value = |name: &str| -> Vec<f64> {
+        pooled[1..]
+            .iter()
+            .map(|r| r[col(name)].parse().unwrap())
+            .collect()
+    };
+    let event: Vec<bool> = value("censorship").iter().map(|&c| c == 0.0).collect();
+    let c = concordance_index(&event, &value("survival_months"), &value("risk")).unwrap();
+    assert!(
+        (cv["pooled"]["c_index"].as_f64().unwrap() - c).abs() < 1e-5,
+        "{cv}"
+    );
 
     let out = dir.path().join("eval");
     let o = bin(&[

@@ -370,6 +370,37 @@ fn cross_validation_folds_keep_patients_apart() {
         (cv["mean"]["auc"].as_f64().unwrap() - mean).abs() < 1e-12,
         "{cv}"
     );
+    // The pooled out-of-fold predictions: every patient once, in the fold that validated it,
+    // and `pooled` is the AUC of those rows.
+    let mut reader = csv::Reader::from_path(out.join("cv_predictions.csv")).unwrap();
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(header[..4], ["patient_id", "fold", "slides", "modalities"]);
+    let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let ids: std::collections::HashSet<&str> = rows.iter().map(|r| &r[0]).collect();
+    assert_eq!(ids.len(), rows.len(), "each patient once");
+    assert_eq!(rows.len(), prepared.patients.len());
+    let splits = train::splits(&prepared, &r.settings, Some(3), &mut |_| {}).unwrap();
+    for row in &rows {
+        let fold: usize = row[1].parse().unwrap();
+        assert!(
+            splits[fold]
+                .val
+                .iter()
+                .any(|&i| table.slides()[i].patient == row[0]),
+            "{row:?}"
+        );
+    }
+    let scores: Vec<f64> = rows
+        .iter()
+        .map(|r| r[column("prob_1")].parse().unwrap())
+        .collect();
+    let positive: Vec<bool> = rows.iter().map(|r| &r[column("label")] == "1").collect();
+    let pooled = med_crossvit::train::metrics::binary_auc(&scores, &positive).unwrap();
+    assert!(
+        (cv["pooled"]["auc"].as_f64().unwrap() - pooled).abs() < 1e-6,
+        "{cv}"
+    );
 }
 
 #[test]

@@ -28,6 +28,8 @@ pub mod files {
     pub const TEST_METRICS_JSON: &str = "test_metrics.json";
     /// Cross-validation summary.
     pub const CV_JSON: &str = "cv.json";
+    /// Cross-validation: every fold's validation predictions, one row per patient.
+    pub const CV_PREDICTIONS_CSV: &str = "cv_predictions.csv";
     /// The split the run used (patient ids per side), in the splits-file format.
     pub const SPLITS_CSV: &str = "splits.csv";
     /// Predictions, one row per patient.

@@ -18,7 +18,7 @@ use super::checkpoint::{self, EpochRow, LoopState};
 use super::loss::{batch_loss, inverse_frequency};
 use super::metrics::Metrics;
 use super::plan::{self, Prepared};
-use super::predict::{metrics, predict};
+use super::predict::{Predictions, metrics, predict};
 use super::schedule::learning_rate;
 use super::settings::{Task, TrainSettings};
 use super::{Event, plot};
@@ -69,6 +69,9 @@ pub struct FitReport {
     pub history: Vec<EpochRow>,
     /// Whether the run has finished (false when stopped by `stop_after`).
     pub finished: bool,
+    /// The best checkpoint's validation predictions and the targets (by patient) they are
+    /// scored against, once the run has finished: the fold's out-of-fold predictions.
+    pub out_of_fold: Option<(Predictions, Vec<crate::data::Target>)>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -357,11 +360,14 @@ pub fn fit(
     })?;
     let val = state.history[best_epoch - 1].val.clone();
     let mut test = None;
+    let mut out_of_fold = None;
     if state.finished {
         write_json(&out.join(files::METRICS_JSON), &val)?;
+        let mut best = job.model.init(device)?;
+        best.load_weights(out.join(crate::model::WEIGHTS_FILE))?;
+        let predictions = predict(&best, val_dataset.clone(), settings, device, false, None)?;
+        out_of_fold = Some((predictions, targets.clone()));
         if !job.split.test.is_empty() {
-            let mut best = job.model.init(device)?;
-            best.load_weights(out.join(crate::model::WEIGHTS_FILE))?;
             let test_dataset = Arc::new(
                 CohortDataset::new(
                     cohort.clone(),
@@ -385,6 +391,7 @@ pub fn fit(
         test,
         history: state.history,
         finished: state.finished,
+        out_of_fold,
     })
 }
 

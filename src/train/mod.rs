@@ -13,6 +13,7 @@ mod loss;
 pub mod metrics;
 mod plan;
 pub(crate) mod plot;
+mod pooled;
 mod predict;
 mod resume;
 mod schedule;
@@ -31,6 +32,7 @@ pub use lock::{LOCK_FILE, RunLock};
 pub use loss::{batch_loss, inverse_frequency};
 pub use metrics::Metrics;
 pub use plan::{Outcomes, Prepared, prepare, splits, targets};
+pub use pooled::OutOfFold;
 pub(crate) use predict::to_rows;
 pub use predict::{
     BatchHook, PatientPrediction, Predictions, SlidePrediction, metrics as task_metrics,
@@ -144,6 +146,10 @@ pub struct TrainSummary {
     pub mean: BTreeMap<String, f64>,
     /// Population standard deviation of each scalar metric over the folds.
     pub std: BTreeMap<String, f64>,
+    /// Cross-validation: the metrics of every fold's validation predictions pooled (each
+    /// patient once), the rows of `cv_predictions.csv`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pooled: Option<Metrics>,
     /// Whether every fold finished (false after `stop_after`).
     #[serde(skip)]
     pub finished: bool,
@@ -171,6 +177,7 @@ impl TrainSummary {
             folds,
             mean,
             std,
+            pooled: None,
             finished,
         }
     }
@@ -344,6 +351,7 @@ fn run(
         .save(&request.out)?;
     }
     let mut results = Vec::new();
+    let mut out_of_fold = OutOfFold::default();
     let mut finished = true;
     for (k, split) in splits.iter().enumerate() {
         if only.is_some_and(|o| o != k) {
@@ -373,6 +381,9 @@ fn run(
             events,
         )?;
         finished &= report.finished;
+        if let Some((predictions, targets)) = &report.out_of_fold {
+            out_of_fold.add(k, predictions, targets);
+        }
         results.push(FoldResult {
             fold: k,
             out: report.out,
@@ -384,8 +395,16 @@ fn run(
             break;
         }
     }
-    let summary = TrainSummary::of(results, finished);
+    let mut summary = TrainSummary::of(results, finished);
     if folds.is_some() && finished && only.is_none() {
+        if !out_of_fold.is_empty() {
+            out_of_fold.write_csv(
+                &request.out.join(files::CV_PREDICTIONS_CSV),
+                &prepared,
+                settings,
+            )?;
+            summary.pooled = Some(out_of_fold.metrics(settings.task, prepared.labels.len()));
+        }
         fit::write_json(&request.out.join(files::CV_JSON), &summary)?;
     }
     Ok(summary)
