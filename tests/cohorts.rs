@@ -504,6 +504,12 @@ fn training_on_published_splits_and_evaluating_are_per_patient() {
         (cv["pooled"]["c_index"].as_f64().unwrap() - c).abs() < 1e-5,
         "{cv}"
     );
+    // Its bootstrap interval holds it; the log-rank p of the median split is a probability.
+    let ci = &cv["pooled"]["c_index_ci"];
+    let (low, high) = (ci[0].as_f64().unwrap(), ci[1].as_f64().unwrap());
+    assert!(low <= c + 1e-5 && c - 1e-5 <= high, "{cv}");
+    let p = cv["pooled"]["logrank_p"].as_f64().unwrap();
+    assert!(p > 0.0 && p <= 1.0, "{cv}");
 
     let out = dir.path().join("eval");
     let o = bin(&[

@@ -167,6 +167,8 @@ fn classification_learns_and_writes_its_files() {
         "balanced_accuracy",
         "auc",
         "confusion_matrix",
+        "auc_ci",
+        "balanced_accuracy_ci",
     ] {
         assert!(
             metrics.get(key).is_some(),

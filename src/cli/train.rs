@@ -186,6 +186,12 @@ pub struct TrainArgs {
     /// The modalities used: both, or one alone (a unimodal baseline on the same splits).
     #[arg(long, value_enum, default_value = "both")]
     modalities: ModalitiesArg,
+    /// Bootstrap resamples for the intervals of the final metrics (0: none).
+    #[arg(long, default_value_t = 1000)]
+    bootstrap: usize,
+    /// Risk groups of the log-rank test: 2 (median split) or 3 (tertiles).
+    #[arg(long, default_value_t = 2)]
+    risk_groups: usize,
     /// Random seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -269,6 +275,8 @@ fn settings(a: &TrainArgs) -> TrainSettings {
         normalize,
         top_genes: a.top_genes,
         missing_modality: a.missing_modality.value(),
+        bootstrap: a.bootstrap,
+        risk_groups: a.risk_groups,
         modality_dropout: a.modality_dropout,
         modalities: match a.modalities {
             ModalitiesArg::Both => Modalities::Both,

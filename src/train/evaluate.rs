@@ -206,8 +206,11 @@ pub fn evaluate(
         hook,
     )?;
     let known = targets.iter().any(|t| t.class.is_some());
-    let metrics =
-        known.then(|| metrics(&predictions, &targets, bundle.task(), bundle.labels.len()));
+    let classes = bundle.labels.len();
+    let metrics = known.then(|| {
+        let m = metrics(&predictions, &targets, bundle.task(), classes);
+        super::predict::with_intervals(m, &predictions.patients, &targets, settings, classes)
+    });
     Ok(Evaluation {
         cohort,
         patients,

@@ -18,7 +18,7 @@ use super::checkpoint::{self, EpochRow, LoopState};
 use super::loss::{batch_loss, inverse_frequency};
 use super::metrics::Metrics;
 use super::plan::{self, Prepared};
-use super::predict::{Predictions, metrics, predict};
+use super::predict::{Predictions, metrics, predict, with_intervals};
 use super::schedule::learning_rate;
 use super::settings::{Task, TrainSettings};
 use super::{Event, plot};
@@ -358,14 +358,16 @@ pub fn fit(
         path: out.clone(),
         message: "no epoch has completed".into(),
     })?;
-    let val = state.history[best_epoch - 1].val.clone();
+    let mut val = state.history[best_epoch - 1].val.clone();
     let mut test = None;
     let mut out_of_fold = None;
     if state.finished {
-        write_json(&out.join(files::METRICS_JSON), &val)?;
         let mut best = job.model.init(device)?;
         best.load_weights(out.join(crate::model::WEIGHTS_FILE))?;
         let predictions = predict(&best, val_dataset.clone(), settings, device, false, None)?;
+        let classes = prepared.labels.len();
+        val = with_intervals(val, &predictions.patients, &targets, settings, classes);
+        write_json(&out.join(files::METRICS_JSON), &val)?;
         out_of_fold = Some((predictions, targets.clone()));
         if !job.split.test.is_empty() {
             let test_dataset = Arc::new(
@@ -380,6 +382,7 @@ pub fn fit(
             );
             let predictions = predict(&best, test_dataset, settings, device, false, None)?;
             let m = metrics(&predictions, &targets, settings.task, prepared.labels.len());
+            let m = with_intervals(m, &predictions.patients, &targets, settings, classes);
             write_json(&out.join(files::TEST_METRICS_JSON), &m)?;
             test = Some(m);
         }

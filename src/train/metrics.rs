@@ -111,6 +111,187 @@ pub fn concordance_index(event: &[bool], time: &[f64], risk: &[f64]) -> Option<f
     (denominator > 0.0).then(|| numerator / denominator)
 }
 
+/// The log-rank test of equal survival across `groups` groups (`group[i]` in `0..groups`):
+/// the chi-squared statistic `zᵀ V⁻¹ z` over the first `groups − 1` groups' observed minus
+/// expected events, with the hypergeometric variance (ties: all events at a time count at
+/// once, and patients censored at that time are still at risk), and its p-value with
+/// `groups − 1` degrees of freedom; as lifelines' `logrank_test` (two groups) and
+/// `multivariate_logrank_test`. `None` for fewer than two non-empty groups, no event, more
+/// than 3 groups, or a singular variance.
+pub fn logrank(time: &[f64], event: &[bool], group: &[usize], groups: usize) -> Option<(f64, f64)> {
+    if !(2..=3).contains(&groups) {
+        return None;
+    }
+    let present = (0..groups).filter(|g| group.contains(g)).count();
+    if present < 2 || !event.iter().any(|&e| e) {
+        return None;
+    }
+    let k = groups - 1;
+    let mut z = vec![0.0; k];
+    let mut v = vec![vec![0.0; k]; k];
+    let mut times: Vec<f64> = time
+        .iter()
+        .zip(event)
+        .filter(|(_, e)| **e)
+        .map(|(t, _)| *t)
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times.dedup();
+    for &t in &times {
+        let mut at_risk = vec![0.0f64; groups];
+        let mut deaths = vec![0.0f64; groups];
+        for i in 0..time.len() {
+            if time[i] >= t {
+                at_risk[group[i]] += 1.0;
+                if time[i] == t && event[i] {
+                    deaths[group[i]] += 1.0;
+                }
+            }
+        }
+        let n: f64 = at_risk.iter().sum();
+        let d: f64 = deaths.iter().sum();
+        let spread = if n > 1.0 {
+            d * (n - d) / (n - 1.0)
+        } else {
+            0.0
+        };
+        for j in 0..k {
+            z[j] += deaths[j] - d * at_risk[j] / n;
+            for l in 0..k {
+                let delta = if j == l { 1.0 } else { 0.0 };
+                v[j][l] += spread * (at_risk[j] / n) * (delta - at_risk[l] / n);
+            }
+        }
+    }
+    let statistic = match k {
+        1 => (v[0][0] > 0.0).then(|| z[0] * z[0] / v[0][0])?,
+        _ => {
+            let det = v[0][0] * v[1][1] - v[0][1] * v[1][0];
+            if det.abs() < 1e-300 {
+                return None;
+            }
+            let inv = [
+                [v[1][1] / det, -v[0][1] / det],
+                [-v[1][0] / det, v[0][0] / det],
+            ];
+            z[0] * (inv[0][0] * z[0] + inv[0][1] * z[1])
+                + z[1] * (inv[1][0] * z[0] + inv[1][1] * z[1])
+        }
+    };
+    Some((statistic, chi2_sf(statistic, k)))
+}
+
+/// The survival function of the chi-squared distribution with 1 or 2 degrees of freedom:
+/// `erfc(√(x/2))` and `exp(−x/2)`.
+pub fn chi2_sf(x: f64, df: usize) -> f64 {
+    if x <= 0.0 {
+        return 1.0;
+    }
+    match df {
+        1 => upper_gamma_half(x / 2.0),
+        2 => (-x / 2.0).exp(),
+        _ => f64::NAN,
+    }
+}
+
+/// `Q(1/2, x) = erfc(√x)`, the regularized upper incomplete gamma function at a = 1/2: by
+/// its series below `x = 1.5`, by its continued fraction (modified Lentz) above; accurate to
+/// about 1e-15.
+fn upper_gamma_half(x: f64) -> f64 {
+    const A: f64 = 0.5;
+    let ln_gamma_a = 0.5 * std::f64::consts::PI.ln(); // ln Γ(1/2) = ln √π
+    let prefix = (-x + A * x.ln() - ln_gamma_a).exp();
+    if x < A + 1.0 {
+        // P(a, x) = prefix · Σ xⁿ / (a (a+1) … (a+n)).
+        let (mut term, mut sum, mut ap) = (1.0 / A, 1.0 / A, A);
+        for _ in 0..500 {
+            ap += 1.0;
+            term *= x / ap;
+            sum += term;
+            if term.abs() < sum.abs() * 1e-17 {
+                break;
+            }
+        }
+        return (1.0 - prefix * sum).max(0.0);
+    }
+    let tiny = 1e-300;
+    let mut b = x + 1.0 - A;
+    let mut c = 1.0 / tiny;
+    let mut d = 1.0 / b;
+    let mut h = d;
+    for i in 1..500 {
+        let an = -(i as f64) * (i as f64 - A);
+        b += 2.0;
+        d = an * d + b;
+        if d.abs() < tiny {
+            d = tiny;
+        }
+        c = b + an / c;
+        if c.abs() < tiny {
+            c = tiny;
+        }
+        d = 1.0 / d;
+        let step = d * c;
+        h *= step;
+        if (step - 1.0).abs() < 1e-16 {
+            break;
+        }
+    }
+    prefix * h
+}
+
+/// Risk groups: with 2, patients whose risk is above the median are group 1, the rest 0;
+/// with 3, cut at the 1/3 and 2/3 quantiles (linear interpolation, as numpy's default), a
+/// risk equal to a cut going to the lower group.
+pub fn risk_groups(risk: &[f64], groups: usize) -> Vec<usize> {
+    let mut sorted = risk.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let cuts: Vec<f64> = (1..groups)
+        .map(|g| quantile(&sorted, g as f64 / groups as f64))
+        .collect();
+    risk.iter()
+        .map(|r| cuts.iter().filter(|&&c| *r > c).count())
+        .collect()
+}
+
+/// The `q` quantile of sorted values, linearly interpolated (numpy's default).
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let pos = q * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+/// A percentile bootstrap interval: `reps` resamples of `n` items with replacement, drawn
+/// from `seed` (reproducible), `statistic` of each (resamples where it is undefined are
+/// skipped), and the 2.5th and 97.5th percentiles of the values. `None` without a value.
+pub fn bootstrap_ci(
+    n: usize,
+    reps: usize,
+    seed: u64,
+    statistic: impl Fn(&[usize]) -> Option<f64>,
+) -> Option<[f64; 2]> {
+    use rand::{Rng, SeedableRng};
+    if n == 0 || reps == 0 {
+        return None;
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut values: Vec<f64> = (0..reps)
+        .filter_map(|_| {
+            let sample: Vec<usize> = (0..n).map(|_| rng.random_range(0..n)).collect();
+            statistic(&sample).filter(|v| v.is_finite())
+        })
+        .collect();
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    Some([quantile(&values, 0.025), quantile(&values, 0.975)])
+}
+
 /// The metrics of one evaluation, as written to `metrics.json` and `metrics.csv`. Metrics that
 /// do not apply to the task (or cannot be computed, e.g. AUC with one class) are absent.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -132,6 +313,18 @@ pub struct Metrics {
     /// Survival: Harrell's concordance index over patients.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub c_index: Option<f64>,
+    /// Survival: a 95 % percentile bootstrap interval of the c-index (final metrics only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub c_index_ci: Option<[f64; 2]>,
+    /// Survival: the log-rank p-value between risk groups (final metrics only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub logrank_p: Option<f64>,
+    /// Classification: a 95 % percentile bootstrap interval of the AUC (final metrics only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub auc_ci: Option<[f64; 2]>,
+    /// Classification: the same for the balanced accuracy.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub balanced_accuracy_ci: Option<[f64; 2]>,
     /// The same metrics for the patients of each modality group present (`both`,
     /// `wsi_only`, `rna_only`), when some patients lack a modality.
     #[serde(skip_serializing_if = "Option::is_none", default)]

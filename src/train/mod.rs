@@ -36,7 +36,7 @@ pub use pooled::OutOfFold;
 pub(crate) use predict::to_rows;
 pub use predict::{
     BatchHook, PatientPrediction, Predictions, SlidePrediction, metrics as task_metrics,
-    patient_predictions, predict,
+    patient_predictions, predict, with_intervals,
 };
 pub use resume::resume;
 pub use schedule::learning_rate;
@@ -403,7 +403,7 @@ fn run(
                 &prepared,
                 settings,
             )?;
-            summary.pooled = Some(out_of_fold.metrics(settings.task, prepared.labels.len()));
+            summary.pooled = Some(out_of_fold.metrics(settings, prepared.labels.len()));
         }
         fit::write_json(&request.out.join(files::CV_JSON), &summary)?;
     }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::predict::{PatientPrediction, Predictions, metrics};
+use super::predict::{PatientPrediction, Predictions, metrics, with_intervals};
 use super::settings::{Task, TrainSettings};
 use super::{Metrics, plan::Prepared};
 use crate::data::{DataError, Target};
@@ -36,14 +36,16 @@ impl OutOfFold {
         self.rows.is_empty()
     }
 
-    /// The metrics of the pooled rows (no loss: the folds' models differ).
-    pub fn metrics(&self, task: Task, classes: usize) -> Metrics {
+    /// The metrics of the pooled rows, with their intervals (no loss: the folds' models
+    /// differ).
+    pub fn metrics(&self, settings: &TrainSettings, classes: usize) -> Metrics {
         let pooled = Predictions {
             slides: Vec::new(),
             patients: self.rows.iter().map(|(_, p)| p.clone()).collect(),
             loss: None,
         };
-        metrics(&pooled, &self.targets, task, classes)
+        let m = metrics(&pooled, &self.targets, settings.task, classes);
+        with_intervals(m, &pooled.patients, &self.targets, settings, classes)
     }
 
     /// Writes `cv_predictions.csv`: one row per patient, in fold then patient order: the

@@ -344,6 +344,70 @@ pub fn metrics(
     m
 }
 
+/// `m` with the intervals of the final metrics added, from `patients`' predictions: for
+/// survival the bootstrap interval of the c-index and the log-rank p-value between risk
+/// groups; for classification the bootstrap intervals of the AUC and the balanced accuracy
+/// (`settings.bootstrap` resamples of the patients, seeded from `settings.seed`; see
+/// [`bootstrap_ci`](super::metrics::bootstrap_ci), [`logrank`](super::metrics::logrank)).
+pub fn with_intervals(
+    mut m: Metrics,
+    patients: &[PatientPrediction],
+    targets: &[Target],
+    settings: &TrainSettings,
+    classes: usize,
+) -> Metrics {
+    use super::metrics::{bootstrap_ci, logrank, risk_groups};
+    let known: Vec<&PatientPrediction> = patients
+        .iter()
+        .filter(|p| targets[p.patient].class.is_some())
+        .collect();
+    let n = known.len();
+    let seed = crate::data::mix_seed(settings.seed, 0xb007, n as u64);
+    match settings.task {
+        Task::Survival => {
+            let event: Vec<bool> = known
+                .iter()
+                .map(|p| !targets[p.patient].censored.unwrap_or(true))
+                .collect();
+            let time: Vec<f64> = known
+                .iter()
+                .map(|p| targets[p.patient].time.unwrap_or(0.0) as f64)
+                .collect();
+            let risk: Vec<f64> = known.iter().map(|p| p.risk.unwrap_or(0.0)).collect();
+            if settings.bootstrap > 0 {
+                m.c_index_ci = bootstrap_ci(n, settings.bootstrap, seed, |idx| {
+                    let e: Vec<bool> = idx.iter().map(|&i| event[i]).collect();
+                    let t: Vec<f64> = idx.iter().map(|&i| time[i]).collect();
+                    let r: Vec<f64> = idx.iter().map(|&i| risk[i]).collect();
+                    concordance_index(&e, &t, &r)
+                });
+            }
+            let groups = risk_groups(&risk, settings.risk_groups);
+            m.logrank_p = logrank(&time, &event, &groups, settings.risk_groups).map(|(_, p)| p);
+        }
+        Task::Classification if settings.bootstrap > 0 => {
+            let truth: Vec<usize> = known
+                .iter()
+                .map(|p| targets[p.patient].class.expect("filtered"))
+                .collect();
+            let probs: Vec<Vec<f64>> = known.iter().map(|p| p.probs.clone()).collect();
+            let pred: Vec<usize> = known.iter().map(|p| p.predicted_class()).collect();
+            m.auc_ci = bootstrap_ci(n, settings.bootstrap, seed, |idx| {
+                let t: Vec<usize> = idx.iter().map(|&i| truth[i]).collect();
+                let p: Vec<Vec<f64>> = idx.iter().map(|&i| probs[i].clone()).collect();
+                macro_auc(&t, &p)
+            });
+            m.balanced_accuracy_ci = bootstrap_ci(n, settings.bootstrap, seed, |idx| {
+                let t: Vec<usize> = idx.iter().map(|&i| truth[i]).collect();
+                let p: Vec<usize> = idx.iter().map(|&i| pred[i]).collect();
+                Some(balanced_accuracy(&t, &p, classes))
+            });
+        }
+        Task::Classification => {}
+    }
+    m
+}
+
 /// The metrics of `patients`; the loss is the batches' (NaN for a group).
 fn metrics_of(
     patients: &[&PatientPrediction],

@@ -97,6 +97,11 @@ pub struct TrainSettings {
     pub modality_dropout: f64,
     /// The modalities used: both, or one alone (a unimodal baseline). Default both.
     pub modalities: Modalities,
+    /// Resamples of the bootstrap intervals of the final metrics (0: none). Default 1000.
+    pub bootstrap: usize,
+    /// Risk groups of the log-rank test: 2 (split at the median risk) or 3 (tertiles).
+    /// Default 2.
+    pub risk_groups: usize,
     /// Weight classes by inverse frequency in the loss. Default false.
     pub class_weights: bool,
     /// Apply `log2(x + 1)` before standardizing expression (with `normalize` unset; kept equal
@@ -140,6 +145,8 @@ impl Default for TrainSettings {
             missing_modality: MissingModality::Error,
             modality_dropout: 0.0,
             modalities: Modalities::Both,
+            bootstrap: 1000,
+            risk_groups: 2,
             class_weights: false,
             log2_expression: true,
             workers: 2,
@@ -205,6 +212,12 @@ impl TrainSettings {
             return bad(
                 "modality_dropout",
                 format!("must lie in [0, 1], got {}", self.modality_dropout),
+            );
+        }
+        if !(2..=3).contains(&self.risk_groups) {
+            return bad(
+                "risk_groups",
+                format!("must be 2 or 3, got {}", self.risk_groups),
             );
         }
         if self.top_genes == Some(0) {
