@@ -476,8 +476,13 @@ fn training_on_published_splits_and_evaluating_are_per_patient() {
         assert_eq!(norm["method"], "zscore");
         assert_eq!(norm["genes"].as_array().unwrap().len(), 6);
     }
-    // The run folder says which patients it held out.
+    // The run folder says which patients it held out; Kaplan–Meier plots of each fold's
+    // validation patients and of the pooled predictions.
     assert!(run.join("fold_0/splits.csv").is_file());
+    for km in [run.join("km.png"), run.join("fold_2/km.png")] {
+        let png = std::fs::read(&km).unwrap();
+        assert_eq!(&png[1..4], b"PNG", "{}", km.display());
+    }
     // Every fold's validation patients pooled: the 12 patients once each, with survival
     // curves S_k = Π (1 − h_j) at the bins' ends, and `pooled` is their c-index.
     let pooled = rows(&run.join("cv_predictions.csv"));

@@ -2,7 +2,8 @@
 //! written by `make_stats_reference.py` there), and the bootstrap's reproducibility.
 
 use med_crossvit::train::metrics::{
-    binary_auc, bootstrap_ci, chi2_sf, concordance_index, logrank, quantile, risk_groups,
+    binary_auc, bootstrap_ci, chi2_sf, concordance_index, kaplan_meier, logrank, quantile,
+    risk_groups,
 };
 
 mod common;
@@ -109,4 +110,29 @@ fn bootstrap_intervals_are_reproducible_and_hold_the_estimate() {
         binary_auc(&s, &p)
     };
     assert_eq!(bootstrap_ci(6, 200, 1, auc), Some([1.0, 1.0]));
+}
+
+#[test]
+fn kaplan_meier_matches_lifelines() {
+    let r = reference();
+    let case = &r["cases"]["two_groups"];
+    let time = numbers(&case["time"]);
+    let event: Vec<bool> = numbers(&case["event"]).iter().map(|&e| e == 1.0).collect();
+    let km = kaplan_meier(&time, &event);
+    let want = &r["km"];
+    assert_eq!(km.times, numbers(&want["times"]));
+    for (name, got) in [
+        ("survival", &km.survival),
+        ("lower", &km.lower),
+        ("upper", &km.upper),
+    ] {
+        for (g, w) in got.iter().zip(numbers(&want[name])) {
+            assert!((g - w).abs() < 1e-9, "{name}: {got:?} vs {}", want[name]);
+        }
+    }
+    let at_risk: Vec<usize> = numbers(&want["at_risk"])
+        .iter()
+        .map(|&n| n as usize)
+        .collect();
+    assert_eq!(km.at_risk, at_risk);
 }

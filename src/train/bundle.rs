@@ -40,6 +40,9 @@ pub mod files {
     pub const LOSS_PNG: &str = "loss.png";
     /// Validation metric curves.
     pub const METRIC_PNG: &str = "metric.png";
+    /// Survival: Kaplan–Meier curves of the risk groups (of the validation patients; of the
+    /// pooled out-of-fold predictions in a cross-validation folder).
+    pub const KM_PNG: &str = "km.png";
 }
 
 /// Where the training data came from, so that `--resume` needs nothing but the folder.

@@ -368,6 +368,15 @@ pub fn fit(
         let classes = prepared.labels.len();
         val = with_intervals(val, &predictions.patients, &targets, settings, classes);
         write_json(&out.join(files::METRICS_JSON), &val)?;
+        if settings.task == Task::Survival {
+            km_png(
+                &out.join(files::KM_PNG),
+                &predictions.patients,
+                &targets,
+                settings,
+                "validation",
+            )?;
+        }
         out_of_fold = Some((predictions, targets.clone()));
         if !job.split.test.is_empty() {
             let test_dataset = Arc::new(
@@ -472,6 +481,30 @@ fn drop_modalities(
             item.expression.fill(0.0);
         }
     }
+}
+
+/// Draws the Kaplan–Meier plot of `patients` (those with a target) split by predicted risk.
+pub(crate) fn km_png(
+    path: &Path,
+    patients: &[crate::train::PatientPrediction],
+    targets: &[crate::data::Target],
+    settings: &TrainSettings,
+    what: &str,
+) -> Result<(), Error> {
+    let known: Vec<_> = patients
+        .iter()
+        .filter(|p| targets[p.patient].time.is_some())
+        .collect();
+    let time: Vec<f64> = known
+        .iter()
+        .map(|p| targets[p.patient].time.unwrap_or(0.0) as f64)
+        .collect();
+    let event: Vec<bool> = known
+        .iter()
+        .map(|p| !targets[p.patient].censored.unwrap_or(true))
+        .collect();
+    let risk: Vec<f64> = known.iter().map(|p| p.risk.unwrap_or(0.0)).collect();
+    plot::km_plot(path, &time, &event, &risk, settings.risk_groups, what)
 }
 
 /// The monitored metric (higher is better); the negative loss when it is undefined.

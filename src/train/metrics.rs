@@ -292,6 +292,68 @@ pub fn bootstrap_ci(
     Some([quantile(&values, 0.025), quantile(&values, 0.975)])
 }
 
+/// A Kaplan–Meier curve: the survival probability after each observed time, with a
+/// pointwise 95 % interval and the number at risk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KaplanMeier {
+    /// 0, then every distinct observed time (event or censoring), ascending.
+    pub times: Vec<f64>,
+    /// `S(t)` just after each time (a step function, right-continuous).
+    pub survival: Vec<f64>,
+    /// Lower end of the 95 % interval.
+    pub lower: Vec<f64>,
+    /// Upper end of the 95 % interval.
+    pub upper: Vec<f64>,
+    /// Patients at risk at each time (time ≥ t).
+    pub at_risk: Vec<usize>,
+}
+
+/// The Kaplan–Meier estimate of `time`/`event`, with lifelines' default interval: Greenwood's
+/// variance on `log(−log S)` (the exponential Greenwood interval), `z` = 1.959963984540054;
+/// where `S` is 1 or 0 the interval is the point. As lifelines' `KaplanMeierFitter`.
+pub fn kaplan_meier(time: &[f64], event: &[bool]) -> KaplanMeier {
+    const Z: f64 = 1.959_963_984_540_054;
+    let mut distinct: Vec<f64> = time.to_vec();
+    distinct.sort_by(f64::total_cmp);
+    distinct.dedup();
+    let mut km = KaplanMeier {
+        times: vec![0.0],
+        survival: vec![1.0],
+        lower: vec![1.0],
+        upper: vec![1.0],
+        at_risk: vec![time.len()],
+    };
+    let (mut s, mut greenwood) = (1.0f64, 0.0f64);
+    for &t in distinct.iter().filter(|&&t| t > 0.0) {
+        let n = time.iter().filter(|&&x| x >= t).count();
+        let d = time
+            .iter()
+            .zip(event)
+            .filter(|(x, e)| **x == t && **e)
+            .count();
+        if d > 0 {
+            s *= 1.0 - d as f64 / n as f64;
+            greenwood += if n > d {
+                d as f64 / (n as f64 * (n - d) as f64)
+            } else {
+                f64::INFINITY
+            };
+        }
+        let (lower, upper) = if s > 0.0 && s < 1.0 && greenwood.is_finite() {
+            let spread = Z * greenwood.sqrt() / s.ln().abs();
+            (s.powf(spread.exp()), s.powf((-spread).exp()))
+        } else {
+            (s, s)
+        };
+        km.times.push(t);
+        km.survival.push(s);
+        km.lower.push(lower);
+        km.upper.push(upper);
+        km.at_risk.push(n);
+    }
+    km
+}
+
 /// The metrics of one evaluation, as written to `metrics.json` and `metrics.csv`. Metrics that
 /// do not apply to the task (or cannot be computed, e.g. AUC with one class) are absent.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -404,6 +404,9 @@ fn run(
                 settings,
             )?;
             summary.pooled = Some(out_of_fold.metrics(settings, prepared.labels.len()));
+            if settings.task == Task::Survival {
+                out_of_fold.km_png(&request.out.join(files::KM_PNG), settings)?;
+            }
         }
         fit::write_json(&request.out.join(files::CV_JSON), &summary)?;
     }

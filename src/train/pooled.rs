@@ -31,6 +31,22 @@ impl OutOfFold {
         }
     }
 
+    /// Survival: writes the Kaplan–Meier plot of the pooled rows.
+    ///
+    /// # Errors
+    ///
+    /// [`DataError::Io`] naming the PNG.
+    pub fn km_png(&self, path: &Path, settings: &TrainSettings) -> Result<(), Error> {
+        let patients: Vec<PatientPrediction> = self.rows.iter().map(|(_, p)| p.clone()).collect();
+        super::fit::km_png(
+            path,
+            &patients,
+            &self.targets,
+            settings,
+            "pooled out-of-fold",
+        )
+    }
+
     /// Whether no fold was added.
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
