@@ -8,10 +8,10 @@ use burn::tensor::Device;
 use super::bundle::{ModelBundle, files};
 use super::metrics::Metrics;
 use super::predict::{BatchHook, Predictions, metrics, predict};
-use super::settings::Task;
+use super::settings::{Task, TrainSettings};
 use crate::data::{
-    Cohort, CohortDataset, CohortTable, DataError, MissingModality, Modalities, Patients, Target,
-    TileOptions, evaluation_bags, parse_finite,
+    Cohort, CohortDataset, CohortTable, DataError, LabelMap, MissingModality, Modalities, Patients,
+    Target, TileOptions, evaluation_bags, parse_finite,
 };
 use crate::error::Error;
 
@@ -222,16 +222,20 @@ pub fn evaluate(
 
 /// The output columns shared by both prediction files: `logit_*`, `prob_*`, `pred`, `label`
 /// when known; for survival `risk`, then the time and censorship under their CSV names.
-fn output_header(bundle: &ModelBundle, known: bool) -> Vec<String> {
-    let classes = bundle.labels.len();
+pub(crate) fn output_header(
+    labels: &LabelMap,
+    settings: &TrainSettings,
+    known: bool,
+) -> Vec<String> {
+    let classes = labels.len();
     let mut header: Vec<String> = (0..classes).map(|c| format!("logit_{c}")).collect();
     header.extend((0..classes).map(|c| format!("prob_{c}")));
     header.push("pred".into());
     if known {
         header.push("label".into());
     }
-    if bundle.task() == Task::Survival {
-        let s = &bundle.config.training.survival;
+    if settings.task == Task::Survival {
+        let s = &settings.survival;
         header.push("risk".into());
         if known {
             header.push(s.time_column.clone());
@@ -241,27 +245,29 @@ fn output_header(bundle: &ModelBundle, known: bool) -> Vec<String> {
     header
 }
 
-fn output_cells(
-    bundle: &ModelBundle,
+/// The cells of [`output_header`]'s columns for one prediction.
+pub(crate) fn output_cells(
+    labels: &LabelMap,
+    settings: &TrainSettings,
     known: bool,
     logits: &[f64],
     probs: &[f64],
-    predicted: usize,
     risk: Option<f64>,
     target: Target,
 ) -> Vec<String> {
+    let predicted = super::predict::argmax(probs);
     let mut row: Vec<String> = logits.iter().map(|v| format!("{v:.8}")).collect();
     row.extend(probs.iter().map(|v| format!("{v:.8}")));
-    row.push(bundle.labels.classes[predicted].clone());
+    row.push(labels.classes[predicted].clone());
     if known {
         row.push(
             target
                 .class
-                .map(|c| bundle.labels.classes[c].clone())
+                .map(|c| labels.classes[c].clone())
                 .unwrap_or_default(),
         );
     }
-    if bundle.task() == Task::Survival {
+    if settings.task == Task::Survival {
         row.push(format!("{:.6}", risk.unwrap_or(f64::NAN)));
         if known {
             row.push(target.time.map(|t| t.to_string()).unwrap_or_default());
@@ -276,7 +282,11 @@ fn output_cells(
     row
 }
 
-fn write_csv(path: &Path, rows: impl IntoIterator<Item = Vec<String>>) -> Result<(), Error> {
+/// Writes rows as a CSV file (through a temporary file renamed into place).
+pub(crate) fn write_csv(
+    path: &Path,
+    rows: impl IntoIterator<Item = Vec<String>>,
+) -> Result<(), Error> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     let io = |e: csv::Error| -> Error { DataError::io(path, std::io::Error::other(e)).into() };
     for row in rows {
@@ -316,7 +326,11 @@ pub fn write_predictions(
         "slides".to_string(),
         "modalities".to_string(),
     ];
-    header.extend(output_header(bundle, known));
+    header.extend(output_header(
+        &bundle.labels,
+        &bundle.config.training,
+        known,
+    ));
     let rows = evaluation.predictions.patients.iter().map(|p| {
         let mut row = vec![
             evaluation.patients.id(p.patient).to_string(),
@@ -324,11 +338,11 @@ pub fn write_predictions(
             p.modalities().to_string(),
         ];
         row.extend(output_cells(
-            bundle,
+            &bundle.labels,
+            &bundle.config.training,
             known,
             &p.logits,
             &p.probs,
-            p.predicted_class(),
             p.risk,
             evaluation.targets[p.patient],
         ));
@@ -357,7 +371,11 @@ pub fn write_slide_predictions(
         header.push(table.columns().patient.clone());
     }
     header.push("modalities".into());
-    header.extend(output_header(bundle, known));
+    header.extend(output_header(
+        &bundle.labels,
+        &bundle.config.training,
+        known,
+    ));
     let rows = evaluation.predictions.slides.iter().map(|p| {
         let record = &table.slides()[p.slide];
         let mut row = vec![record.slide.clone()];
@@ -367,11 +385,11 @@ pub fn write_slide_predictions(
         row.push(super::predict::modality_group(p.wsi, p.rna).to_string());
         let patient = evaluation.patients.of_slide(p.slide);
         row.extend(output_cells(
-            bundle,
+            &bundle.labels,
+            &bundle.config.training,
             known,
             &p.logits,
             &p.probs,
-            p.predicted_class(),
             p.risk,
             evaluation.targets[patient],
         ));

@@ -3,10 +3,11 @@
 
 use std::path::Path;
 
+use super::evaluate::{output_cells, output_header, write_csv};
 use super::predict::{PatientPrediction, Predictions, metrics, with_intervals};
 use super::settings::{Task, TrainSettings};
 use super::{Metrics, plan::Prepared};
-use crate::data::{DataError, Target};
+use crate::data::Target;
 use crate::error::Error;
 
 /// Each validation patient of every fold, with its fold: every patient once (folds validate
@@ -81,7 +82,6 @@ impl OutOfFold {
     ) -> Result<(), Error> {
         let table = prepared.cohort.table();
         let labels = &prepared.labels;
-        let classes = labels.len();
         let survival = settings.task == Task::Survival;
         let id_column = if table.has_patient_column() {
             &table.columns().patient
@@ -94,59 +94,35 @@ impl OutOfFold {
             "slides".into(),
             "modalities".into(),
         ];
-        header.extend((0..classes).map(|c| format!("logit_{c}")));
-        header.extend((0..classes).map(|c| format!("prob_{c}")));
-        header.push("pred".into());
-        header.push("label".into());
+        header.extend(output_header(labels, settings, true));
         if survival {
-            let s = &settings.survival;
-            header.push("risk".into());
-            header.push(s.time_column.clone());
-            header.push(s.censorship_column.clone());
-            header.extend((1..=classes).map(|k| format!("S_{k}")));
+            header.extend((1..=labels.len()).map(|k| format!("S_{k}")));
         }
-        let mut writer = csv::Writer::from_writer(Vec::new());
-        let failed =
-            |e: csv::Error| -> Error { DataError::io(path, std::io::Error::other(e)).into() };
-        writer.write_record(&header).map_err(failed)?;
-        for (fold, p) in &self.rows {
-            let target = self.targets[p.patient];
+        let rows = self.rows.iter().map(|(fold, p)| {
             let mut row = vec![
                 prepared.patients.id(p.patient).to_string(),
                 fold.to_string(),
                 p.slides.to_string(),
                 p.modalities().to_string(),
             ];
-            row.extend(p.logits.iter().map(|v| format!("{v:.8}")));
-            row.extend(p.probs.iter().map(|v| format!("{v:.8}")));
-            row.push(labels.classes[p.predicted_class()].clone());
-            row.push(
-                target
-                    .class
-                    .map(|c| labels.classes[c].clone())
-                    .unwrap_or_default(),
-            );
+            row.extend(output_cells(
+                labels,
+                settings,
+                true,
+                &p.logits,
+                &p.probs,
+                p.risk,
+                self.targets[p.patient],
+            ));
             if survival {
-                row.push(format!("{:.6}", p.risk.unwrap_or(f64::NAN)));
-                row.push(target.time.map(|t| t.to_string()).unwrap_or_default());
-                row.push(
-                    target
-                        .censored
-                        .map(|c| u8::from(c).to_string())
-                        .unwrap_or_default(),
-                );
                 let mut s = 1.0;
                 for h in &p.probs {
                     s *= 1.0 - h;
                     row.push(format!("{s:.8}"));
                 }
             }
-            writer.write_record(&row).map_err(failed)?;
-        }
-        let bytes = writer
-            .into_inner()
-            .map_err(|e| DataError::io(path, e.into_error()))?;
-        let text = String::from_utf8(bytes).expect("cells are UTF-8 text");
-        crate::model::write_text_atomic(path, &text).map_err(Error::from)
+            row
+        });
+        write_csv(path, std::iter::once(header).chain(rows))
     }
 }

@@ -79,7 +79,7 @@ pub(crate) fn modality_group(wsi: bool, rna: bool) -> &'static str {
 }
 
 /// The class with the highest probability.
-fn argmax(probs: &[f64]) -> usize {
+pub(crate) fn argmax(probs: &[f64]) -> usize {
     probs
         .iter()
         .enumerate()
