@@ -136,3 +136,13 @@ fn kaplan_meier_matches_lifelines() {
         .collect();
     assert_eq!(km.at_risk, at_risk);
 }
+
+#[test]
+fn roc_points_by_hand() {
+    // Scores 0.8 (+), 0.4 (+), 0.4 (−), 0.1 (−): the tie at 0.4 moves both rates at once.
+    let points = med_crossvit::train::metrics::roc_points(
+        &[0.8, 0.4, 0.4, 0.1],
+        &[true, true, false, false],
+    );
+    assert_eq!(points, [(0.0, 0.0), (0.0, 0.5), (0.5, 1.0), (1.0, 1.0)]);
+}

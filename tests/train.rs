@@ -175,8 +175,10 @@ fn classification_learns_and_writes_its_files() {
             "metrics.json has {key}: {metrics}"
         );
     }
-    let png = std::fs::read(out.join("loss.png")).unwrap();
-    assert_eq!(&png[1..4], b"PNG");
+    for picture in ["loss.png", "roc.png", "confusion.png"] {
+        let png = std::fs::read(out.join(picture)).unwrap();
+        assert_eq!(&png[1..4], b"PNG", "{picture}");
+    }
 
     // Evaluate the run on the held-out patients: the planted signal is found in slides the
     // model never saw (0.86 with this seed; chance is 0.5 ± 0.07).
@@ -399,6 +401,7 @@ fn cross_validation_folds_keep_patients_apart() {
         .collect();
     let positive: Vec<bool> = rows.iter().map(|r| &r[column("label")] == "1").collect();
     let pooled = med_crossvit::train::metrics::binary_auc(&scores, &positive).unwrap();
+    assert!(out.join("roc.png").is_file() && out.join("confusion.png").is_file());
     assert!(
         (cv["pooled"]["auc"].as_f64().unwrap() - pooled).abs() < 1e-6,
         "{cv}"

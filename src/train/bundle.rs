@@ -43,6 +43,11 @@ pub mod files {
     /// Survival: Kaplan–Meier curves of the risk groups (of the validation patients; of the
     /// pooled out-of-fold predictions in a cross-validation folder).
     pub const KM_PNG: &str = "km.png";
+    /// Classification: one-vs-rest ROC curves of the validation patients (pooled in a
+    /// cross-validation folder).
+    pub const ROC_PNG: &str = "roc.png";
+    /// Classification: the confusion matrix, likewise.
+    pub const CONFUSION_PNG: &str = "confusion.png";
 }
 
 /// Where the training data came from, so that `--resume` needs nothing but the folder.

@@ -368,14 +368,22 @@ pub fn fit(
         let classes = prepared.labels.len();
         val = with_intervals(val, &predictions.patients, &targets, settings, classes);
         write_json(&out.join(files::METRICS_JSON), &val)?;
-        if settings.task == Task::Survival {
-            km_png(
+        match settings.task {
+            Task::Survival => km_png(
                 &out.join(files::KM_PNG),
                 &predictions.patients,
                 &targets,
                 settings,
                 "validation",
-            )?;
+            )?,
+            Task::Classification => classification_png(
+                &out,
+                &predictions.patients,
+                &targets,
+                &prepared.labels.classes,
+                &val,
+                "validation",
+            )?,
         }
         out_of_fold = Some((predictions, targets.clone()));
         if !job.split.test.is_empty() {
@@ -481,6 +489,35 @@ fn drop_modalities(
             item.expression.fill(0.0);
         }
     }
+}
+
+/// Draws `roc.png` and `confusion.png` of `patients` (those with a class) into `dir`.
+pub(crate) fn classification_png(
+    dir: &Path,
+    patients: &[crate::train::PatientPrediction],
+    targets: &[crate::data::Target],
+    classes: &[String],
+    metrics: &Metrics,
+    what: &str,
+) -> Result<(), Error> {
+    let known: Vec<_> = patients
+        .iter()
+        .filter(|p| targets[p.patient].class.is_some())
+        .collect();
+    let truth: Vec<usize> = known
+        .iter()
+        .map(|p| targets[p.patient].class.expect("filtered"))
+        .collect();
+    let probs: Vec<Vec<f64>> = known.iter().map(|p| p.probs.clone()).collect();
+    plot::classification_plots(
+        dir,
+        &truth,
+        &probs,
+        classes,
+        metrics.auc,
+        metrics.auc_ci,
+        what,
+    )
 }
 
 /// Draws the Kaplan–Meier plot of `patients` (those with a target) split by predicted risk.

@@ -354,6 +354,31 @@ pub fn kaplan_meier(time: &[f64], event: &[bool]) -> KaplanMeier {
     km
 }
 
+/// The ROC curve of `scores` for `positive`: `(false positive rate, true positive rate)`
+/// points from (0, 0) to (1, 1), one per distinct score (ties move both rates at once).
+pub fn roc_points(scores: &[f64], positive: &[bool]) -> Vec<(f64, f64)> {
+    let pos = positive.iter().filter(|&&p| p).count() as f64;
+    let neg = positive.len() as f64 - pos;
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let mut points = vec![(0.0, 0.0)];
+    let (mut tp, mut fp) = (0.0, 0.0);
+    let mut i = 0;
+    while i < order.len() {
+        let s = scores[order[i]];
+        while i < order.len() && scores[order[i]] == s {
+            if positive[order[i]] {
+                tp += 1.0;
+            } else {
+                fp += 1.0;
+            }
+            i += 1;
+        }
+        points.push((fp / neg.max(1.0), tp / pos.max(1.0)));
+    }
+    points
+}
+
 /// The metrics of one evaluation, as written to `metrics.json` and `metrics.csv`. Metrics that
 /// do not apply to the task (or cannot be computed, e.g. AUC with one class) are absent.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -403,10 +403,16 @@ fn run(
                 &prepared,
                 settings,
             )?;
-            summary.pooled = Some(out_of_fold.metrics(settings, prepared.labels.len()));
-            if settings.task == Task::Survival {
-                out_of_fold.km_png(&request.out.join(files::KM_PNG), settings)?;
+            let pooled = out_of_fold.metrics(settings, prepared.labels.len());
+            match settings.task {
+                Task::Survival => out_of_fold.km_png(&request.out.join(files::KM_PNG), settings)?,
+                Task::Classification => out_of_fold.classification_png(
+                    &request.out,
+                    &prepared.labels.classes,
+                    &pooled,
+                )?,
             }
+            summary.pooled = Some(pooled);
         }
         fit::write_json(&request.out.join(files::CV_JSON), &summary)?;
     }

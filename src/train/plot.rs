@@ -298,3 +298,160 @@ fn draw_km(
     root.present().map_err(|e| fail(&e))?;
     Ok(())
 }
+
+/// Writes `roc.png` (one-vs-rest ROC curves, each class's AUC, the macro AUC and its
+/// interval in the title) and `confusion.png` (counts, true class by row) into `dir`.
+///
+/// # Errors
+///
+/// [`DataError::Io`] naming the PNG that could not be drawn or written.
+pub fn classification_plots(
+    dir: &Path,
+    truth: &[usize],
+    probs: &[Vec<f64>],
+    classes: &[String],
+    auc: Option<f64>,
+    auc_ci: Option<[f64; 2]>,
+    what: &str,
+) -> Result<(), Error> {
+    use super::metrics::{binary_auc, confusion_matrix, roc_points};
+    register_font();
+    let roc = dir.join(files::ROC_PNG);
+    let tmp = roc.with_extension("tmp.png");
+    let fail = |path: &Path, e: &dyn std::fmt::Display| -> Error {
+        DataError::io(path, std::io::Error::other(e.to_string())).into()
+    };
+    {
+        let root = BitMapBackend::new(&tmp, (640, 600)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| fail(&tmp, &e))?;
+        let title = match (auc, auc_ci) {
+            (Some(a), Some([lo, hi])) => format!("ROC, {what}: AUC {a:.3} [{lo:.3}, {hi:.3}]"),
+            (Some(a), None) => format!("ROC, {what}: AUC {a:.3}"),
+            _ => format!("ROC, {what}"),
+        };
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0.0..1.0, 0.0..1.0)
+            .map_err(|e| fail(&tmp, &e))?;
+        chart
+            .configure_mesh()
+            .x_desc("false positive rate")
+            .y_desc("true positive rate")
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(|e| fail(&tmp, &e))?;
+        chart
+            .draw_series(LineSeries::new(
+                vec![(0.0, 0.0), (1.0, 1.0)],
+                BLACK.mix(0.3),
+            ))
+            .map_err(|e| fail(&tmp, &e))?;
+        let palette = [BLUE, RED, GREEN, MAGENTA, CYAN];
+        // Two classes: one curve (the second class's); more: one per class.
+        let shown: Vec<usize> = if classes.len() == 2 {
+            vec![1]
+        } else {
+            (0..classes.len()).collect()
+        };
+        for (k, &c) in shown.iter().enumerate() {
+            let scores: Vec<f64> = probs.iter().map(|p| p[c]).collect();
+            let positive: Vec<bool> = truth.iter().map(|&t| t == c).collect();
+            let Some(a) = binary_auc(&scores, &positive) else {
+                continue;
+            };
+            let color = palette[k % palette.len()];
+            chart
+                .draw_series(LineSeries::new(
+                    roc_points(&scores, &positive),
+                    color.stroke_width(2),
+                ))
+                .map_err(|e| fail(&tmp, &e))?
+                .label(format!("{} vs rest: {a:.3}", classes[c]))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(|e| fail(&tmp, &e))?;
+        root.present().map_err(|e| fail(&tmp, &e))?;
+    }
+    std::fs::rename(&tmp, &roc).map_err(|e| Error::from(DataError::io(&roc, e)))?;
+
+    let confusion = dir.join(files::CONFUSION_PNG);
+    let tmp = confusion.with_extension("tmp.png");
+    {
+        let pred: Vec<usize> = probs.iter().map(|p| super::predict::argmax(p)).collect();
+        let cm = confusion_matrix(truth, &pred, classes.len());
+        let most = cm.iter().flatten().copied().max().unwrap_or(0).max(1) as f64;
+        let n = classes.len() as i32;
+        let root = BitMapBackend::new(&tmp, (560, 520)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| fail(&tmp, &e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(format!("Confusion, {what}"), ("sans-serif", 20))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(90)
+            .build_cartesian_2d((0..n - 1).into_segmented(), (0..n - 1).into_segmented())
+            .map_err(|e| fail(&tmp, &e))?;
+        // Rows from the top: true class 0 first.
+        let name = |v: &SegmentValue<i32>, flip: bool| match v {
+            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+                let i = if flip { n - 1 - *i } else { *i };
+                classes.get(i as usize).cloned().unwrap_or_default()
+            }
+            SegmentValue::Last => String::new(),
+        };
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc("predicted")
+            .y_desc("true")
+            .x_labels(classes.len())
+            .y_labels(classes.len())
+            .x_label_formatter(&|v| name(v, false))
+            .y_label_formatter(&|v| name(v, true))
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(|e| fail(&tmp, &e))?;
+        for (t, row) in cm.iter().enumerate() {
+            for (p, &count) in row.iter().enumerate() {
+                let (x, y) = (p as i32, n - 1 - t as i32);
+                let shade = count as f64 / most;
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [
+                            (SegmentValue::Exact(x), SegmentValue::Exact(y)),
+                            (SegmentValue::Exact(x + 1), SegmentValue::Exact(y + 1)),
+                        ],
+                        BLUE.mix(0.1 + 0.8 * shade).filled(),
+                    )))
+                    .map_err(|e| fail(&tmp, &e))?;
+                let style = ("sans-serif", 24)
+                    .into_font()
+                    .color(if shade > 0.5 { &WHITE } else { &BLACK })
+                    .pos(plotters::style::text_anchor::Pos::new(
+                        plotters::style::text_anchor::HPos::Center,
+                        plotters::style::text_anchor::VPos::Center,
+                    ));
+                chart
+                    .draw_series(std::iter::once(Text::new(
+                        count.to_string(),
+                        (SegmentValue::CenterOf(x), SegmentValue::CenterOf(y)),
+                        style,
+                    )))
+                    .map_err(|e| fail(&tmp, &e))?;
+            }
+        }
+        root.present().map_err(|e| fail(&tmp, &e))?;
+    }
+    std::fs::rename(&tmp, &confusion).map_err(|e| DataError::io(&confusion, e).into())
+}

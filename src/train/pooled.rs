@@ -36,7 +36,7 @@ impl OutOfFold {
     ///
     /// # Errors
     ///
-    /// [`DataError::Io`] naming the PNG.
+    /// [`DataError::Io`](crate::data::DataError::Io) naming the PNG.
     pub fn km_png(&self, path: &Path, settings: &TrainSettings) -> Result<(), Error> {
         let patients: Vec<PatientPrediction> = self.rows.iter().map(|(_, p)| p.clone()).collect();
         super::fit::km_png(
@@ -44,6 +44,28 @@ impl OutOfFold {
             &patients,
             &self.targets,
             settings,
+            "pooled out-of-fold",
+        )
+    }
+
+    /// Classification: writes `roc.png` and `confusion.png` of the pooled rows into `dir`.
+    ///
+    /// # Errors
+    ///
+    /// [`DataError::Io`](crate::data::DataError::Io) naming the PNG.
+    pub fn classification_png(
+        &self,
+        dir: &Path,
+        classes: &[String],
+        pooled: &Metrics,
+    ) -> Result<(), Error> {
+        let patients: Vec<PatientPrediction> = self.rows.iter().map(|(_, p)| p.clone()).collect();
+        super::fit::classification_png(
+            dir,
+            &patients,
+            &self.targets,
+            classes,
+            pooled,
             "pooled out-of-fold",
         )
     }
@@ -73,7 +95,7 @@ impl OutOfFold {
     ///
     /// # Errors
     ///
-    /// [`DataError::Io`] naming the file.
+    /// [`DataError::Io`](crate::data::DataError::Io) naming the file.
     pub fn write_csv(
         &self,
         path: &Path,
