@@ -766,12 +766,11 @@ fn read_survival(path: &Path) -> Result<BTreeMap<String, Option<Survival>>, GdcE
 /// `bcr_patient_barcode`, `patient`, `case`; TCGA barcodes longer than a case's are cut to
 /// its 12 characters.
 fn read_labels(path: &Path, column: &str) -> Result<HashMap<String, String>, GdcError> {
-    let first = std::fs::read_to_string(path)
-        .map_err(io(path))?
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_string();
+    // The header line alone tells the separator.
+    let mut first = String::new();
+    std::io::BufReader::new(std::fs::File::open(path).map_err(io(path))?)
+        .read_line(&mut first)
+        .map_err(io(path))?;
     let table = Table::read(path, if first.contains('\t') { b'\t' } else { b',' })?;
     let (case_col, _) = table.column(&[
         "case_submitter_id",

@@ -455,6 +455,16 @@ impl CohortTable {
         &self.other_names
     }
 
+    /// The column that names patients in outputs: the patient column, or the slide column
+    /// when the CSV has none (each slide then being its own patient).
+    pub fn patient_id_column(&self) -> &str {
+        if self.has_patient_column {
+            &self.columns.patient
+        } else {
+            &self.columns.slide
+        }
+    }
+
     /// Whether the CSV has a patient column (without one each slide is its own patient).
     pub fn has_patient_column(&self) -> bool {
         self.has_patient_column

@@ -51,6 +51,12 @@ pub use wsi::{TileEmbedder, TileEmbedderConfig};
 use burn::module::Module;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 
+/// The modality marks of a batch, read to the host: `None` where the input has none.
+pub(crate) struct Presence {
+    wsi: Option<Vec<bool>>,
+    rna: Option<Vec<bool>>,
+}
+
 /// What a forward pass masks (see [`MedCrossViT::forward`]).
 pub(crate) struct Masks {
     /// Over `[CLS, tiles]`: padded tiles, and every tile of a sample without tiles.
@@ -203,8 +209,8 @@ impl MedCrossViT {
     /// [`InputError`] naming the tensor and dimension whose size is wrong, an empty bag, or a
     /// bag longer than the positional embedding.
     pub fn forward(&self, input: ModelInput) -> Result<MedCrossViTOutput, InputError> {
-        self.check(&input)?;
-        let masks = self.masks(&input);
+        let presence = self.check(&input)?;
+        let masks = self.masks(&input, &presence);
         let (tiles, expression) = masks.zero_missing(input.tiles, input.expression);
         let wsi = self.wsi_embedder.forward(tiles);
         let rna = self.rna_embedder.forward(expression);
@@ -227,25 +233,20 @@ impl MedCrossViT {
     /// The masks of a batch: padded tiles, and the tokens of missing modalities. A mask is
     /// built only when something is masked, so a batch without padding or missing modality
     /// runs exactly as it would without the marks.
-    fn masks(&self, input: &ModelInput) -> Masks {
+    fn masks(&self, input: &ModelInput, presence: &Presence) -> Masks {
         let [batch, tiles, _] = input.tiles.dims();
         let device = input.tiles.device();
         // `[batch, 1]`, true = missing; None when no sample misses the modality.
-        let missing = |present: &Option<Tensor<1, Bool>>| {
-            present.as_ref().and_then(|p| {
-                let values: Vec<bool> = p
-                    .clone()
-                    .into_data()
-                    .try_to_vec::<bool>()
-                    .expect("a boolean tensor");
+        let missing = |marks: &Option<Tensor<1, Bool>>, values: &Option<Vec<bool>>| {
+            marks.as_ref().zip(values.as_ref()).and_then(|(p, values)| {
                 values
                     .iter()
                     .any(|present| !present)
                     .then(|| p.clone().bool_not().reshape([batch, 1]))
             })
         };
-        let wsi_missing = missing(&input.wsi_present);
-        let rna_missing = missing(&input.rna_present);
+        let wsi_missing = missing(&input.wsi_present, &presence.wsi);
+        let rna_missing = missing(&input.rna_present, &presence.rna);
         let tile_mask = match (input.padding_mask.clone(), &wsi_missing) {
             (None, None) => None,
             (Some(mask), None) => Some(mask),
@@ -322,7 +323,8 @@ impl MedCrossViT {
         }
     }
 
-    fn check(&self, input: &ModelInput) -> Result<(), InputError> {
+    /// Checks the input's shapes and marks; returns the marks as read (once) to the host.
+    fn check(&self, input: &ModelInput) -> Result<Presence, InputError> {
         let c = &self.config;
         let [batch, tiles, width] = input.tiles.dims();
         let [e_batch, genes] = input.expression.dims();
@@ -369,7 +371,7 @@ impl MedCrossViT {
         if let Some(problem) = problems.into_iter().flatten().next() {
             return Err(problem);
         }
-        let present = |p: &Option<Tensor<1, Bool>>| {
+        let read = |p: &Option<Tensor<1, Bool>>| {
             p.as_ref().map(|p| {
                 p.clone()
                     .into_data()
@@ -377,7 +379,11 @@ impl MedCrossViT {
                     .expect("a boolean tensor")
             })
         };
-        if let (Some(wsi), Some(rna)) = (present(&input.wsi_present), present(&input.rna_present))
+        let presence = Presence {
+            wsi: read(&input.wsi_present),
+            rna: read(&input.rna_present),
+        };
+        if let (Some(wsi), Some(rna)) = (&presence.wsi, &presence.rna)
             && let Some(sample) = (0..batch).find(|&i| !wsi[i] && !rna[i])
         {
             return Err(InputError::NoModality { sample });
@@ -391,6 +397,6 @@ impl MedCrossViT {
                 max: c.wsi_num_tiles,
             });
         }
-        Ok(())
+        Ok(presence)
     }
 }

@@ -106,10 +106,10 @@ impl MedCrossViT {
         L: FnOnce(Tensor<2>) -> Tensor<1>,
         U: FnMut(MedCrossViT, GradientsParams) -> MedCrossViT,
     {
-        self.check(&input)?;
+        let presence = self.check(&input)?;
         self.initialize_weights();
         let device = input.tiles.device();
-        let masks = self.masks(&input);
+        let masks = self.masks(&input, &presence);
         let (tiles, expression) = masks.zero_missing(input.tiles.clone(), input.expression.clone());
         let input = ModelInput {
             tiles,
@@ -189,9 +189,9 @@ impl MedCrossViT {
     ///
     /// [`InputError`] for a batch of the wrong shape, as [`forward`](Self::forward).
     pub fn forward_reseeded(&self, input: ModelInput, seed: u64) -> Result<Tensor<2>, InputError> {
-        self.check(&input)?;
+        let presence = self.check(&input)?;
         self.initialize_weights();
-        let masks = self.masks(&input);
+        let masks = self.masks(&input, &presence);
         let (tiles, expression) = masks.zero_missing(input.tiles, input.expression);
         let input = ModelInput {
             tiles,

@@ -10,8 +10,8 @@ use super::metrics::Metrics;
 use super::predict::{BatchHook, Predictions, metrics, predict};
 use super::settings::{Task, TrainSettings};
 use crate::data::{
-    Cohort, CohortDataset, CohortTable, DataError, LabelMap, MissingModality, Modalities, Patients,
-    Target, TileOptions, evaluation_bags, parse_finite,
+    Cohort, CohortDataset, CohortTable, DataError, LabelMap, MissingModality, Patients, Target,
+    TileOptions, evaluation_bags, parse_finite,
 };
 use crate::error::Error;
 
@@ -176,16 +176,7 @@ pub fn evaluate(
     cohort.check_feature_dim(bundle.model.config().wsi_dim)?;
     super::plan::check_some_modality(&cohort, &patients)?;
     let settings = &bundle.config.training;
-    let table = cohort.table();
-    let sources: Vec<_> = cohort
-        .bag_sources(&cohort.members(), &patients, settings.unit)
-        .into_iter()
-        .filter(|s| match settings.modalities {
-            Modalities::Both => true,
-            Modalities::Wsi => s.slides.iter().any(|&(_, n)| n > 0),
-            Modalities::Rna => patients.has_rna(table, s.patient),
-        })
-        .collect();
+    let sources = super::fit::usable_sources(&cohort, &patients, &cohort.members(), settings);
     let bags = evaluation_bags(&sources, settings.bag_size);
     let dataset = Arc::new(
         CohortDataset::new(
@@ -316,13 +307,9 @@ pub fn write_predictions(
 ) -> Result<(), Error> {
     let table = evaluation.cohort.table();
     let known = evaluation.targets.iter().any(|t| t.class.is_some());
-    let id_column = if table.has_patient_column() {
-        &table.columns().patient
-    } else {
-        &table.columns().slide
-    };
+    let id_column = table.patient_id_column();
     let mut header = vec![
-        id_column.clone(),
+        id_column.to_string(),
         "slides".to_string(),
         "modalities".to_string(),
     ];

@@ -170,7 +170,7 @@ pub fn fit(
         seed: settings.seed,
     };
     let patients = &prepared.patients;
-    let sources = |slides: &[usize]| usable_sources(prepared, slides, settings);
+    let sources = |slides: &[usize]| usable_sources(&cohort, patients, slides, settings);
     let train_sources = sources(&job.split.train);
     for (side, slides) in [
         ("training", &job.split.train),
@@ -418,19 +418,19 @@ pub fn fit(
 /// The bag sources of `slides` that have what `settings.modalities` uses: a unimodal
 /// baseline leaves out the patients that lack its modality.
 pub(crate) fn usable_sources(
-    prepared: &Prepared,
+    cohort: &crate::data::Cohort,
+    patients: &crate::data::Patients,
     slides: &[usize],
     settings: &TrainSettings,
 ) -> Vec<crate::data::BagSource> {
-    let table = prepared.cohort.table();
-    prepared
-        .cohort
-        .bag_sources(slides, &prepared.patients, settings.unit)
+    let table = cohort.table();
+    cohort
+        .bag_sources(slides, patients, settings.unit)
         .into_iter()
         .filter(|s| match settings.modalities {
             Modalities::Both => true,
             Modalities::Wsi => s.slides.iter().any(|&(_, n)| n > 0),
-            Modalities::Rna => prepared.patients.has_rna(table, s.patient),
+            Modalities::Rna => patients.has_rna(table, s.patient),
         })
         .collect()
 }

@@ -105,13 +105,9 @@ impl OutOfFold {
         let table = prepared.cohort.table();
         let labels = &prepared.labels;
         let survival = settings.task == Task::Survival;
-        let id_column = if table.has_patient_column() {
-            &table.columns().patient
-        } else {
-            &table.columns().slide
-        };
+        let id_column = table.patient_id_column();
         let mut header = vec![
-            id_column.clone(),
+            id_column.to_string(),
             "fold".into(),
             "slides".into(),
             "modalities".into(),
