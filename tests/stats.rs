@@ -146,3 +146,109 @@ fn roc_points_by_hand() {
     );
     assert_eq!(points, [(0.0, 0.0), (0.0, 0.5), (0.5, 1.0), (1.0, 1.0)]);
 }
+
+fn ipcw_reference() -> serde_json::Value {
+    let path = common::manifest_dir().join("tests/fixtures/stats/ipcw_reference.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn close(got: f64, want: f64, what: &str) {
+    assert!(
+        (got - want).abs() < 1e-9,
+        "{what}: {got} vs scikit-survival's {want}"
+    );
+}
+
+#[test]
+fn weighted_survival_metrics_match_scikit_survival() {
+    use med_crossvit::train::metrics::{
+        Censoring, concordance_index_ipcw, evaluation_times, ipcw_time_metrics,
+    };
+    let r = ipcw_reference();
+    let cases = r["cases"].as_object().unwrap();
+    assert_eq!(cases.len(), 4);
+    for (name, c) in cases {
+        let flags = |v: &serde_json::Value| -> Vec<bool> {
+            numbers(v).iter().map(|&e| e == 1.0).collect()
+        };
+        let censoring = Censoring::fit(&numbers(&c["train_time"]), &flags(&c["train_event"]));
+        let (time, event) = (numbers(&c["time"]), flags(&c["event"]));
+        let times = evaluation_times(&time, &event);
+        assert_eq!(times, numbers(&c["times"]), "{name}: evaluation times");
+        let risk = numbers(&c["risk"]);
+        close(
+            concordance_index_ipcw(&censoring, &event, &time, &risk).unwrap(),
+            c["c_index_ipcw"].as_f64().unwrap(),
+            &format!("{name}: c_index_ipcw"),
+        );
+        let survival: Vec<Vec<f64>> = numbers(&c["rate"])
+            .iter()
+            .map(|rate| times.iter().map(|t| (-rate * t).exp()).collect())
+            .collect();
+        let m = ipcw_time_metrics(&censoring, &event, &time, &times, &survival);
+        for (k, want) in numbers(&c["td_auc"]).into_iter().enumerate() {
+            close(m.auc[k].unwrap(), want, &format!("{name}: td_auc[{k}]"));
+        }
+        close(
+            m.mean_auc.unwrap(),
+            c["td_auc_mean"].as_f64().unwrap(),
+            &format!("{name}: td_auc_mean"),
+        );
+        close(
+            m.ibs.unwrap(),
+            c["ibs"].as_f64().unwrap(),
+            &format!("{name}: ibs"),
+        );
+        // Patients past the censoring estimate's last time are counted.
+        let last = numbers(&c["train_time"]).into_iter().fold(0.0, f64::max);
+        assert_eq!(
+            m.beyond,
+            time.iter().filter(|&&t| t > last).count(),
+            "{name}"
+        );
+        assert_eq!(m.beyond > 0, name == "beyond" || name == "zero", "{name}");
+    }
+}
+
+#[test]
+fn censoring_distribution_by_hand() {
+    use med_crossvit::train::metrics::Censoring;
+    // Times 1 (event), 2 (censored), 2 (event), 3 (censored), 4 (event). At 2 the event
+    // leaves first: 1 − 1/(4 − 1) = 2/3; at 3: 1 − 1/(2 − 0) → 1/3; after 4 it stays.
+    let g = Censoring::fit(
+        &[1.0, 2.0, 2.0, 3.0, 4.0],
+        &[true, false, true, false, true],
+    );
+    for (t, want) in [
+        (0.5, 1.0),
+        (1.0, 1.0),
+        (2.0, 2.0 / 3.0),
+        (2.5, 2.0 / 3.0),
+        (3.0, 1.0 / 3.0),
+        (9.0, 1.0 / 3.0),
+    ] {
+        assert!((g.at(t) - want).abs() < 1e-12, "G({t})");
+    }
+    // Every time an event: no censoring.
+    let g = Censoring::fit(&[1.0, 2.0], &[true, true]);
+    assert_eq!((g.at(0.0), g.at(5.0)), (1.0, 1.0));
+}
+
+#[test]
+fn model_survival_is_constant_within_a_bin() {
+    use med_crossvit::train::survival_at;
+    let bins = med_crossvit::train::survival::TimeBins {
+        edges: vec![0.0, 10.0, 20.0, 30.0],
+    };
+    let hazards = [0.1, 0.5, 0.2];
+    for (t, want) in [
+        (0.0, 0.9),
+        (9.9, 0.9),
+        (10.0, 0.45),
+        (19.0, 0.45),
+        (25.0, 0.36),
+        (99.0, 0.36),
+    ] {
+        assert!((survival_at(&hazards, &bins, t) - want).abs() < 1e-12, "S({t})");
+    }
+}

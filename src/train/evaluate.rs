@@ -200,7 +200,25 @@ pub fn evaluate(
     let classes = bundle.labels.len();
     let metrics = known.then(|| {
         let m = metrics(&predictions, &targets, bundle.task(), classes);
-        super::predict::with_intervals(m, &predictions.patients, &targets, settings, classes)
+        // A model applied to a cohort of its own: censoring estimated on the patients
+        // evaluated.
+        let weighted = bundle.config.survival_bins.as_ref().map(|b| {
+            super::predict::SurvivalEval::new(
+                b,
+                predictions.patients.len(),
+                &targets,
+                predictions.patients.iter().map(|p| p.patient),
+                "evaluated",
+            )
+        });
+        super::predict::with_intervals(
+            m,
+            &predictions.patients,
+            &targets,
+            settings,
+            classes,
+            weighted.as_ref(),
+        )
     });
     Ok(Evaluation {
         cohort,

@@ -18,7 +18,7 @@ use super::checkpoint::{self, EpochRow, LoopState};
 use super::loss::{batch_loss, inverse_frequency};
 use super::metrics::Metrics;
 use super::plan::{self, Prepared};
-use super::predict::{Predictions, metrics, predict, with_intervals};
+use super::predict::{Predictions, SurvivalEval, metrics, predict, with_intervals};
 use super::schedule::learning_rate;
 use super::settings::{Task, TrainSettings};
 use super::{Event, plot};
@@ -71,7 +71,7 @@ pub struct FitReport {
     pub finished: bool,
     /// The best checkpoint's validation predictions and the targets (by patient) they are
     /// scored against, once the run has finished: the fold's out-of-fold predictions.
-    pub out_of_fold: Option<(Predictions, Vec<crate::data::Target>)>,
+    pub out_of_fold: Option<(Predictions, Vec<crate::data::Target>, Option<super::survival::TimeBins>)>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -103,11 +103,11 @@ pub fn fit(
     } else {
         None
     };
-    let (targets, normalization) = match &checkpoint_folder {
+    let (targets, normalization, bins) = match &checkpoint_folder {
         Some(_) => {
             let (normalization, bins) = super::resume::saved(&job)?;
-            let (targets, _) = plan::targets_with(prepared, job.split, settings, bins)?;
-            (targets, normalization)
+            let (targets, _) = plan::targets_with(prepared, job.split, settings, bins.clone())?;
+            (targets, normalization, bins)
         }
         None => {
             let (targets, bins) = plan::targets(prepared, job.split, settings)?;
@@ -134,14 +134,14 @@ pub fn fit(
                 training: settings.clone(),
                 columns: job.columns.clone(),
                 data: Some(job.data.clone()),
-                survival_bins: bins,
+                survival_bins: bins.clone(),
                 folds: None,
             }
             .save(&out)?;
             normalization.save(out.join(files::NORMALIZATION))?;
             prepared.labels.save(out.join(files::LABELS))?;
             checkpoint::pause_point("files", 0);
-            (targets, normalization)
+            (targets, normalization, bins)
         }
     };
 
@@ -366,7 +366,21 @@ pub fn fit(
         best.load_weights(out.join(crate::model::WEIGHTS_FILE))?;
         let predictions = predict(&best, val_dataset.clone(), settings, device, false, None)?;
         let classes = prepared.labels.len();
-        val = with_intervals(val, &predictions.patients, &targets, settings, classes);
+        // The weighted survival metrics estimate censoring on the training patients.
+        let training = prepared.patients.among(&job.split.train);
+        let weighted = |n: usize| {
+            bins.as_ref()
+                .map(|b| SurvivalEval::new(b, n, &targets, training.iter().copied(), "training"))
+        };
+        let w = weighted(predictions.patients.len());
+        val = with_intervals(
+            val,
+            &predictions.patients,
+            &targets,
+            settings,
+            classes,
+            w.as_ref(),
+        );
         write_json(&out.join(files::METRICS_JSON), &val)?;
         match settings.task {
             Task::Survival => km_png(
@@ -385,7 +399,7 @@ pub fn fit(
                 "validation",
             )?,
         }
-        out_of_fold = Some((predictions, targets.clone()));
+        out_of_fold = Some((predictions, targets.clone(), bins.clone()));
         if !job.split.test.is_empty() {
             let test_dataset = Arc::new(
                 CohortDataset::new(
@@ -399,7 +413,15 @@ pub fn fit(
             );
             let predictions = predict(&best, test_dataset, settings, device, false, None)?;
             let m = metrics(&predictions, &targets, settings.task, prepared.labels.len());
-            let m = with_intervals(m, &predictions.patients, &targets, settings, classes);
+            let w = weighted(predictions.patients.len());
+            let m = with_intervals(
+                m,
+                &predictions.patients,
+                &targets,
+                settings,
+                classes,
+                w.as_ref(),
+            );
             write_json(&out.join(files::TEST_METRICS_JSON), &m)?;
             test = Some(m);
         }

@@ -354,6 +354,264 @@ pub fn kaplan_meier(time: &[f64], event: &[bool]) -> KaplanMeier {
     km
 }
 
+/// The censoring distribution `Ĝ(t)`: the Kaplan–Meier estimate of staying uncensored, with
+/// the censorings as the events and, at a tied time, events leaving the risk set before the
+/// censorings; as scikit-survival's `CensoringDistributionEstimator` (`Ĝ ≡ 1` when every
+/// time is an event). Beyond its last time `Ĝ` keeps its last value, where scikit-survival
+/// refuses: [`IpcwTimes::beyond`] counts the patients this touches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Censoring {
+    times: Vec<f64>,
+    survival: Vec<f64>,
+}
+
+impl Censoring {
+    /// Estimates `Ĝ` from `time`/`event` (in practice the training patients').
+    pub fn fit(time: &[f64], event: &[bool]) -> Self {
+        let mut times: Vec<f64> = time.to_vec();
+        times.sort_by(f64::total_cmp);
+        times.dedup();
+        let mut survival = Vec::with_capacity(times.len());
+        let mut g = 1.0;
+        for &t in &times {
+            let at_risk = time.iter().filter(|&&x| x >= t).count();
+            let (mut events, mut censored) = (0, 0);
+            for (&x, &e) in time.iter().zip(event) {
+                if x == t {
+                    if e {
+                        events += 1;
+                    } else {
+                        censored += 1;
+                    }
+                }
+            }
+            if censored > 0 {
+                g *= 1.0 - censored as f64 / (at_risk - events) as f64;
+            }
+            survival.push(g);
+        }
+        Self { times, survival }
+    }
+
+    /// `Ĝ(t)`: its value at the last time `≤ t` (1 before the first).
+    pub fn at(&self, t: f64) -> f64 {
+        let k = self.times.partition_point(|&x| x <= t);
+        if k == 0 { 1.0 } else { self.survival[k - 1] }
+    }
+
+    /// The last time the estimate saw (`−∞` for none).
+    pub fn last_time(&self) -> f64 {
+        self.times.last().copied().unwrap_or(f64::NEG_INFINITY)
+    }
+}
+
+/// Uno's concordance index: Harrell's pairs (see [`concordance_index`], same ties and
+/// `1e-8` risk tolerance), each weighted by `Ĝ(tᵢ)⁻²` of its earlier patient's event time; as
+/// scikit-survival's `concordance_index_ipcw` with `tau = None`. An event where `Ĝ = 0` weighs
+/// nothing (scikit-survival refuses it; this equals its result with `tau` at that time).
+/// `None` when no pair carries weight.
+pub fn concordance_index_ipcw(
+    censoring: &Censoring,
+    event: &[bool],
+    time: &[f64],
+    risk: &[f64],
+) -> Option<f64> {
+    const TIED_TOL: f64 = 1e-8;
+    let (mut numerator, mut denominator) = (0.0, 0.0);
+    for i in 0..time.len() {
+        let g = censoring.at(time[i]);
+        if !event[i] || g <= 0.0 {
+            continue;
+        }
+        let w = 1.0 / (g * g);
+        for j in 0..time.len() {
+            let comparable = time[j] > time[i] || (time[j] == time[i] && !event[j]);
+            if i == j || !comparable {
+                continue;
+            }
+            denominator += w;
+            if (risk[j] - risk[i]).abs() <= TIED_TOL {
+                numerator += 0.5 * w;
+            } else if risk[j] < risk[i] {
+                numerator += w;
+            }
+        }
+    }
+    (denominator > 0.0).then(|| numerator / denominator)
+}
+
+/// The times at which the time-dependent metrics are evaluated: the 25th, 50th and 75th
+/// percentiles (numpy's linear interpolation) of the event times, without repeats, kept when
+/// they lie within the follow-up `[min time, max time)` as scikit-survival requires. Empty
+/// without an event.
+pub fn evaluation_times(time: &[f64], event: &[bool]) -> Vec<f64> {
+    let mut events: Vec<f64> = time
+        .iter()
+        .zip(event)
+        .filter(|(_, e)| **e)
+        .map(|(t, _)| *t)
+        .collect();
+    if events.is_empty() {
+        return Vec::new();
+    }
+    events.sort_by(f64::total_cmp);
+    let lo = time.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = time.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut times: Vec<f64> = [0.25, 0.5, 0.75]
+        .iter()
+        .map(|&q| quantile(&events, q))
+        .filter(|&t| t >= lo && t < hi)
+        .collect();
+    times.dedup();
+    times
+}
+
+/// The inverse-probability-of-censoring-weighted metrics of survival predictions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IpcwTimes {
+    /// The evaluation times.
+    pub times: Vec<f64>,
+    /// The cumulative/dynamic AUC at each time (`None` where it has no case or no control).
+    pub auc: Vec<Option<f64>>,
+    /// The AUCs' mean weighted by the drop of the evaluated patients' Kaplan–Meier estimate
+    /// over each time, divided by the total drop.
+    pub mean_auc: Option<f64>,
+    /// The integrated Brier score over the times (`None` for fewer than two times).
+    pub ibs: Option<f64>,
+    /// Evaluated patients followed beyond the censoring estimate's last time.
+    pub beyond: usize,
+}
+
+/// The cumulative/dynamic AUC at each of `times` and the integrated Brier score over them, as
+/// scikit-survival's `cumulative_dynamic_auc` and `integrated_brier_score`. `survival[i][k]`
+/// is patient `i`'s predicted survival probability at `times[k]`; the AUC scores `1 −
+/// survival`. At time `t` the cases are the events at or before `t`, each weighted by
+/// `1/Ĝ(tᵢ)`, the controls the patients still followed after `t`; tied scores (within `1e-8`)
+/// move both rates at once, and the curve, starting at (0, 0), is integrated by trapezoids.
+/// The Brier score at `t` is the mean of `Sᵢ(t)²/Ĝ(tᵢ)` over cases and `(1 − Sᵢ(t))²/Ĝ(t)`
+/// over controls, a zero `Ĝ` making the term 0; it is integrated by trapezoids and divided by
+/// the span of the times. An event where `Ĝ = 0` weighs nothing in the AUC (scikit-survival
+/// refuses it).
+pub fn ipcw_time_metrics(
+    censoring: &Censoring,
+    event: &[bool],
+    time: &[f64],
+    times: &[f64],
+    survival: &[Vec<f64>],
+) -> IpcwTimes {
+    const TIED_TOL: f64 = 1e-8;
+    let n = time.len();
+    let beyond = time
+        .iter()
+        .filter(|&&t| t > censoring.last_time())
+        .count();
+    let inverse = |g: f64| if g > 0.0 { 1.0 / g } else { 0.0 };
+    let weight: Vec<f64> = (0..n)
+        .map(|i| {
+            if event[i] {
+                inverse(censoring.at(time[i]))
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mut auc = Vec::with_capacity(times.len());
+    let mut brier = Vec::with_capacity(times.len());
+    for (k, &t) in times.iter().enumerate() {
+        let score: Vec<f64> = survival.iter().map(|s| 1.0 - s[k]).collect();
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| score[b].total_cmp(&score[a]));
+        let case = |i: usize| time[i] <= t && event[i];
+        let control = |i: usize| time[i] > t;
+        let cases: f64 = (0..n).filter(|&i| case(i)).map(|i| weight[i]).sum();
+        let controls = (0..n).filter(|&i| control(i)).count() as f64;
+        let (mut tp, mut fp) = (0.0, 0.0);
+        let mut points = vec![(0.0, 0.0)];
+        for (m, &i) in order.iter().enumerate() {
+            if case(i) {
+                tp += weight[i];
+            }
+            if control(i) {
+                fp += 1.0;
+            }
+            let tied_next = order
+                .get(m + 1)
+                .is_some_and(|&j| (score[j] - score[i]).abs() <= TIED_TOL);
+            if !tied_next {
+                points.push((fp / controls, tp / cases));
+            }
+        }
+        let area: f64 = points
+            .windows(2)
+            .map(|w| (w[1].0 - w[0].0) * (w[0].1 + w[1].1) / 2.0)
+            .sum();
+        auc.push((cases > 0.0 && controls > 0.0 && area.is_finite()).then_some(area));
+        let g_t = inverse(censoring.at(t));
+        let total: f64 = (0..n)
+            .map(|i| {
+                let s = survival[i][k];
+                if case(i) {
+                    s * s * inverse(censoring.at(time[i]))
+                } else if control(i) {
+                    (1.0 - s) * (1.0 - s) * g_t
+                } else {
+                    0.0
+                }
+            })
+            .sum();
+        brier.push(total / n as f64);
+    }
+    let mean_auc = if auc.len() == 1 {
+        auc[0]
+    } else {
+        let km: Vec<f64> = times.iter().map(|&t| km_at(time, event, t)).collect();
+        let mut previous = 1.0;
+        let mut integral = Some(0.0);
+        for (a, &s) in auc.iter().zip(&km) {
+            integral = integral.zip(*a).map(|(sum, a)| sum + a * (previous - s));
+            previous = s;
+        }
+        let drop = 1.0 - km.last().copied().unwrap_or(1.0);
+        integral
+            .filter(|_| drop > 0.0)
+            .map(|i| i / drop)
+            .filter(|v| v.is_finite())
+    };
+    let ibs = (times.len() >= 2).then(|| {
+        let area: f64 = times
+            .windows(2)
+            .zip(brier.windows(2))
+            .map(|(t, b)| (t[1] - t[0]) * (b[0] + b[1]) / 2.0)
+            .sum();
+        area / (times[times.len() - 1] - times[0])
+    });
+    IpcwTimes {
+        times: times.to_vec(),
+        auc,
+        mean_auc,
+        ibs,
+        beyond,
+    }
+}
+
+/// The Kaplan–Meier estimate at `t` (its value at the last observed time `≤ t`).
+fn km_at(time: &[f64], event: &[bool], t: f64) -> f64 {
+    let mut distinct: Vec<f64> = time.iter().copied().filter(|&x| x <= t).collect();
+    distinct.sort_by(f64::total_cmp);
+    distinct.dedup();
+    let mut s = 1.0;
+    for &u in &distinct {
+        let at_risk = time.iter().filter(|&&x| x >= u).count();
+        let events = time
+            .iter()
+            .zip(event)
+            .filter(|(x, e)| **x == u && **e)
+            .count();
+        s *= 1.0 - events as f64 / at_risk as f64;
+    }
+    s
+}
+
 /// The ROC curve of `scores` for `positive`: `(false positive rate, true positive rate)`
 /// points from (0, 0) to (1, 1), one per distinct score (ties move both rates at once).
 pub fn roc_points(scores: &[f64], positive: &[bool]) -> Vec<(f64, f64)> {
@@ -406,6 +664,33 @@ pub struct Metrics {
     /// Survival: the log-rank p-value between risk groups (final metrics only).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub logrank_p: Option<f64>,
+    /// Survival: Uno's concordance index, inverse-probability-of-censoring weighted (final
+    /// metrics only; see [`concordance_index_ipcw`]).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub c_index_ipcw: Option<f64>,
+    /// Survival: the times of `td_auc` (the 25th, 50th and 75th percentiles of the event
+    /// times; see [`evaluation_times`]).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub td_times: Option<Vec<f64>>,
+    /// Survival: the cumulative/dynamic AUC at each of `td_times` (`null` where undefined; see
+    /// [`ipcw_time_metrics`]).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub td_auc: Option<Vec<Option<f64>>>,
+    /// Survival: the survival-weighted mean of `td_auc`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub td_auc_mean: Option<f64>,
+    /// Survival: the integrated Brier score over `td_times`, from the model's survival function.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ibs: Option<f64>,
+    /// Survival: whose times estimated the censoring distribution of the weighted metrics:
+    /// `training` (the run's training patients), `all` (pooled cross-validation predictions)
+    /// or `evaluated` (the patients evaluated, for a model applied to another cohort).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ipcw_censoring: Option<String>,
+    /// Survival: evaluated patients followed beyond the last time of the censoring estimate,
+    /// where it is carried forward (scikit-survival refuses such patients); absent when none.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ipcw_beyond: Option<usize>,
     /// Classification: a 95 % percentile bootstrap interval of the AUC (final metrics only).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub auc_ci: Option<[f64; 2]>,
@@ -419,8 +704,8 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// The scalar metric `name` (`loss`, `accuracy`, `balanced_accuracy`, `auc`, `c_index`),
-    /// when it was computed.
+    /// The scalar metric `name` (`loss`, `accuracy`, `balanced_accuracy`, `auc`, `c_index`,
+    /// `c_index_ipcw`, `td_auc_mean`, `ibs`), when it was computed.
     pub fn scalar(&self, name: &str) -> Option<f64> {
         match name {
             "loss" => Some(self.loss),
@@ -428,15 +713,29 @@ impl Metrics {
             "balanced_accuracy" => self.balanced_accuracy,
             "auc" => self.auc,
             "c_index" => self.c_index,
+            "c_index_ipcw" => self.c_index_ipcw,
+            "td_auc_mean" => self.td_auc_mean,
+            "ibs" => self.ibs,
             _ => None,
         }
     }
 
-    /// The scalar metrics by name (loss first), for tables and `metrics.csv`.
+    /// The scalar metrics by name (loss first), for tables and `metrics.csv`; the weighted
+    /// survival metrics only when computed.
     pub fn scalars(&self) -> Vec<(&'static str, Option<f64>)> {
         let mut out = vec![("loss", Some(self.loss))];
         if self.c_index.is_some() || self.accuracy.is_none() {
             out.push(("c_index", self.c_index));
+            // The weighted metrics of final evaluations.
+            for (name, v) in [
+                ("c_index_ipcw", self.c_index_ipcw),
+                ("td_auc_mean", self.td_auc_mean),
+                ("ibs", self.ibs),
+            ] {
+                if v.is_some() {
+                    out.push((name, v));
+                }
+            }
         } else {
             out.push(("accuracy", self.accuracy));
             out.push(("balanced_accuracy", self.balanced_accuracy));

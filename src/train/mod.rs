@@ -36,7 +36,7 @@ pub use pooled::OutOfFold;
 pub(crate) use predict::to_rows;
 pub use predict::{
     BatchHook, PatientPrediction, Predictions, SlidePrediction, metrics as task_metrics,
-    patient_predictions, predict, with_intervals,
+    SurvivalEval, patient_predictions, predict, survival_at, with_intervals,
 };
 pub use resume::resume;
 pub use schedule::learning_rate;
@@ -381,8 +381,8 @@ fn run(
             events,
         )?;
         finished &= report.finished;
-        if let Some((predictions, targets)) = &report.out_of_fold {
-            out_of_fold.add(k, predictions, targets);
+        if let Some((predictions, targets, bins)) = &report.out_of_fold {
+            out_of_fold.add(k, predictions, targets, bins.clone());
         }
         results.push(FoldResult {
             fold: k,

@@ -1,10 +1,14 @@
 //! Pooled out-of-fold predictions of a cross-validation run: `cv_predictions.csv` and the
 //! metrics on those rows (`cv.json`'s `pooled`).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::evaluate::{output_cells, output_header, write_csv};
-use super::predict::{PatientPrediction, Predictions, metrics, with_intervals};
+use super::predict::{
+    PatientPrediction, Predictions, SurvivalEval, metrics, outcome_pairs, with_intervals,
+};
+use super::survival::TimeBins;
 use super::settings::{Task, TrainSettings};
 use super::{Metrics, plan::Prepared};
 use crate::data::Target;
@@ -16,13 +20,25 @@ use crate::error::Error;
 pub struct OutOfFold {
     rows: Vec<(usize, PatientPrediction)>,
     targets: Vec<Target>,
+    /// Each fold's survival time bins, by fold.
+    bins: BTreeMap<usize, TimeBins>,
 }
 
 impl OutOfFold {
-    /// Adds fold `fold`'s validation predictions, scored against `targets` (by patient).
-    pub fn add(&mut self, fold: usize, predictions: &Predictions, targets: &[Target]) {
+    /// Adds fold `fold`'s validation predictions, scored against `targets` (by patient), with
+    /// its survival time bins.
+    pub fn add(
+        &mut self,
+        fold: usize,
+        predictions: &Predictions,
+        targets: &[Target],
+        bins: Option<TimeBins>,
+    ) {
         if self.targets.is_empty() {
             self.targets = targets.to_vec();
+        }
+        if let Some(b) = bins {
+            self.bins.insert(fold, b);
         }
         // Survival bins are each fold's own, but times and censorship (what the pooled
         // metrics read) are the patient's; classes are the same in every fold.
@@ -84,7 +100,23 @@ impl OutOfFold {
             loss: None,
         };
         let m = metrics(&pooled, &self.targets, settings.task, classes);
-        with_intervals(m, &pooled.patients, &self.targets, settings, classes)
+        // Every fold's bins known: the weighted survival metrics, censoring estimated on all
+        // the pooled patients.
+        let bins: Option<Vec<&TimeBins>> =
+            self.rows.iter().map(|(f, _)| self.bins.get(f)).collect();
+        let weighted = bins.map(|bins| SurvivalEval {
+            bins,
+            censoring: outcome_pairs(&self.targets, self.rows.iter().map(|(_, p)| p.patient)),
+            source: "all",
+        });
+        with_intervals(
+            m,
+            &pooled.patients,
+            &self.targets,
+            settings,
+            classes,
+            weighted.as_ref(),
+        )
     }
 
     /// Writes `cv_predictions.csv`: one row per patient, in fold then patient order: the

@@ -13,7 +13,7 @@ use super::metrics::{
     Metrics, accuracy, balanced_accuracy, concordance_index, confusion_matrix, macro_auc,
 };
 use super::settings::{Task, TrainSettings};
-use super::survival::risk_from_hazards;
+use super::survival::{TimeBins, risk_from_hazards};
 use crate::data::{BagBatcher, BagLoader, CohortDataset, Patients, Target, Unit};
 use crate::error::Error;
 use crate::model::MedCrossViT;
@@ -355,6 +355,7 @@ pub fn with_intervals(
     targets: &[Target],
     settings: &TrainSettings,
     classes: usize,
+    weighted: Option<&SurvivalEval<'_>>,
 ) -> Metrics {
     use super::metrics::{bootstrap_ci, logrank, risk_groups};
     let known: Vec<&PatientPrediction> = patients
@@ -384,6 +385,15 @@ pub fn with_intervals(
             }
             let groups = risk_groups(&risk, settings.risk_groups);
             m.logrank_p = logrank(&time, &event, &groups, settings.risk_groups).map(|(_, p)| p);
+            if let Some(w) = weighted {
+                let bins: Vec<&TimeBins> = patients
+                    .iter()
+                    .zip(&w.bins)
+                    .filter(|(p, _)| targets[p.patient].class.is_some())
+                    .map(|(_, b)| *b)
+                    .collect();
+                m = with_weighted(m, &known, &bins, &event, &time, &risk, w);
+            }
         }
         Task::Classification if settings.bootstrap > 0 => {
             let truth: Vec<usize> = known
@@ -404,6 +414,93 @@ pub fn with_intervals(
             });
         }
         Task::Classification => {}
+    }
+    m
+}
+
+/// What the inverse-probability-of-censoring-weighted survival metrics need besides the
+/// predictions.
+#[derive(Debug, Clone)]
+pub struct SurvivalEval<'a> {
+    /// The time bins of each prediction (parallel to the patients; folds bin differently).
+    pub bins: Vec<&'a TimeBins>,
+    /// The `(time, event)` pairs the censoring distribution is estimated on.
+    pub censoring: Vec<(f64, bool)>,
+    /// Whose pairs those are: `training`, `all` or `evaluated` (see
+    /// [`Metrics::ipcw_censoring`]).
+    pub source: &'static str,
+}
+
+impl<'a> SurvivalEval<'a> {
+    /// The context of `patients` scored with one model's `bins`, the censoring estimated on
+    /// the known outcomes of `censoring_patients` (patient indices into `targets`).
+    pub fn new(
+        bins: &'a TimeBins,
+        patients: usize,
+        targets: &[Target],
+        censoring_patients: impl IntoIterator<Item = usize>,
+        source: &'static str,
+    ) -> Self {
+        Self {
+            bins: vec![bins; patients],
+            censoring: outcome_pairs(targets, censoring_patients),
+            source,
+        }
+    }
+}
+
+/// The `(time, event)` pairs of the given patients that have an outcome.
+pub(crate) fn outcome_pairs(
+    targets: &[Target],
+    patients: impl IntoIterator<Item = usize>,
+) -> Vec<(f64, bool)> {
+    patients
+        .into_iter()
+        .filter_map(|p| {
+            let t = targets.get(p)?;
+            Some((f64::from(t.time?), !t.censored?))
+        })
+        .collect()
+}
+
+/// The model's survival probability at `t`: `S_b = Π_{k≤b} (1 − h_k)` of the bin `b` holding
+/// `t` (constant within a bin: the probability of outliving the bin).
+pub fn survival_at(hazards: &[f64], bins: &TimeBins, t: f64) -> f64 {
+    let b = bins.bin(t).min(hazards.len().saturating_sub(1));
+    hazards[..=b].iter().map(|h| 1.0 - h).product()
+}
+
+/// `m` with Uno's c-index, the time-dependent AUC and the integrated Brier score of `known`.
+fn with_weighted(
+    mut m: Metrics,
+    known: &[&PatientPrediction],
+    bins: &[&TimeBins],
+    event: &[bool],
+    time: &[f64],
+    risk: &[f64],
+    w: &SurvivalEval<'_>,
+) -> Metrics {
+    use super::metrics::{Censoring, concordance_index_ipcw, evaluation_times, ipcw_time_metrics};
+    let (ct, ce): (Vec<f64>, Vec<bool>) = w.censoring.iter().copied().unzip();
+    if ct.is_empty() || known.is_empty() {
+        return m;
+    }
+    let censoring = Censoring::fit(&ct, &ce);
+    m.ipcw_censoring = Some(w.source.to_string());
+    m.c_index_ipcw = concordance_index_ipcw(&censoring, event, time, risk);
+    let times = evaluation_times(time, event);
+    if !times.is_empty() {
+        let survival: Vec<Vec<f64>> = known
+            .iter()
+            .zip(bins)
+            .map(|(p, b)| times.iter().map(|&t| survival_at(&p.probs, b, t)).collect())
+            .collect();
+        let r = ipcw_time_metrics(&censoring, event, time, &times, &survival);
+        m.td_times = Some(r.times);
+        m.td_auc = Some(r.auc);
+        m.td_auc_mean = r.mean_auc;
+        m.ibs = r.ibs;
+        m.ipcw_beyond = (r.beyond > 0).then_some(r.beyond);
     }
     m
 }
