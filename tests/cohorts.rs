@@ -25,6 +25,14 @@ fn table() -> CohortTable {
 }
 
 /// Rows of a CSV file, split on commas (the fixture's cells hold no commas).
+fn numbers(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
 fn rows(path: &Path) -> Vec<Vec<String>> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -515,6 +523,51 @@ fn training_on_published_splits_and_evaluating_are_per_patient() {
     assert!(low <= c + 1e-5 && c - 1e-5 <= high, "{cv}");
     let p = cv["pooled"]["logrank_p"].as_f64().unwrap();
     assert!(p > 0.0 && p <= 1.0, "{cv}");
+    // The weighted metrics of the pooled rows: censoring estimated on all of them, each
+    // patient's survival at a time read from its own fold's bins (`S_k` of the bin).
+    use med_crossvit::train::metrics::{
+        Censoring, concordance_index_ipcw, evaluation_times, ipcw_time_metrics,
+    };
+    let time = value("survival_months");
+    let g = Censoring::fit(&time, &event);
+    let pooled_metrics = &cv["pooled"];
+    assert_eq!(pooled_metrics["ipcw_censoring"], "all");
+    let uno = concordance_index_ipcw(&g, &event, &time, &value("risk")).unwrap();
+    assert!((pooled_metrics["c_index_ipcw"].as_f64().unwrap() - uno).abs() < 1e-5);
+    let times = evaluation_times(&time, &event);
+    let edges: Vec<Vec<f64>> = (0..3)
+        .map(|k| {
+            let config: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(run.join(format!("fold_{k}/config.json"))).unwrap(),
+            )
+            .unwrap();
+            numbers(&config["survival_bins"]["edges"])
+        })
+        .collect();
+    let survival: Vec<Vec<f64>> = pooled[1..]
+        .iter()
+        .map(|r| {
+            let e = &edges[r[col("fold")].parse::<usize>().unwrap()];
+            times
+                .iter()
+                .map(|&t| {
+                    let bin = e[1..e.len() - 1].iter().filter(|&&x| x <= t).count();
+                    r[col(&format!("S_{}", bin + 1))].parse::<f64>().unwrap()
+                })
+                .collect()
+        })
+        .collect();
+    let m = ipcw_time_metrics(&g, &event, &time, &times, &survival);
+    assert_eq!(numbers(&pooled_metrics["td_times"]), times);
+    if let Some(ibs) = m.ibs {
+        assert!((pooled_metrics["ibs"].as_f64().unwrap() - ibs).abs() < 1e-5);
+    }
+    for (k, a) in m.auc.iter().enumerate() {
+        match a {
+            Some(a) => assert!((pooled_metrics["td_auc"][k].as_f64().unwrap() - a).abs() < 1e-5),
+            None => assert!(pooled_metrics["td_auc"][k].is_null()),
+        }
+    }
 
     let out = dir.path().join("eval");
     let o = bin(&[

@@ -556,7 +556,7 @@ pub(crate) fn km_png(
         .collect();
     let time: Vec<f64> = known
         .iter()
-        .map(|p| targets[p.patient].time.unwrap_or(0.0) as f64)
+        .map(|p| super::predict::time_f64(targets[p.patient].time.unwrap_or(0.0)))
         .collect();
     let event: Vec<bool> = known
         .iter()

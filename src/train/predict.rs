@@ -372,7 +372,7 @@ pub fn with_intervals(
                 .collect();
             let time: Vec<f64> = known
                 .iter()
-                .map(|p| targets[p.patient].time.unwrap_or(0.0) as f64)
+                .map(|p| time_f64(targets[p.patient].time.unwrap_or(0.0)))
                 .collect();
             let risk: Vec<f64> = known.iter().map(|p| p.risk.unwrap_or(0.0)).collect();
             if settings.bootstrap > 0 {
@@ -458,9 +458,16 @@ pub(crate) fn outcome_pairs(
         .into_iter()
         .filter_map(|p| {
             let t = targets.get(p)?;
-            Some((f64::from(t.time?), !t.censored?))
+            Some((time_f64(t.time?), !t.censored?))
         })
         .collect()
+}
+
+/// A time as the cohort CSV wrote it: the shortest decimal that reads back as the stored
+/// `f32`, in `f64` (so `49.79` is 49.79, as other tools reading the CSV see it, not
+/// 49.790000915…).
+pub(crate) fn time_f64(t: f32) -> f64 {
+    t.to_string().parse().unwrap_or(f64::from(t))
 }
 
 /// The model's survival probability at `t`: `S_b = Π_{k≤b} (1 − h_k)` of the bin `b` holding
@@ -546,7 +553,7 @@ fn metrics_of(
                 .collect();
             let time: Vec<f64> = known
                 .iter()
-                .map(|p| target(p).time.unwrap_or(0.0) as f64)
+                .map(|p| time_f64(target(p).time.unwrap_or(0.0)))
                 .collect();
             let risk: Vec<f64> = known.iter().map(|p| p.risk.unwrap_or(0.0)).collect();
             m.c_index = concordance_index(&event, &time, &risk);
