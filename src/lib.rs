@@ -46,6 +46,7 @@ pub mod error;
 pub mod inference;
 pub mod interop;
 pub mod model;
+pub mod report;
 pub mod runtime;
 pub mod train;
 

@@ -6,6 +6,7 @@ mod cohort;
 mod device;
 mod predict;
 mod progress;
+mod report;
 mod synth;
 mod train;
 
@@ -39,6 +40,9 @@ enum Command {
     ImportTorch(predict::ImportArgs),
     /// Time the model on random inputs: forward, training step, GFLOP/s, memory.
     Bench(bench::BenchArgs),
+    /// Write RUN_DIR/report.html: settings, data, metrics, plots and top-attended tiles of a
+    /// run or cross-validation folder, in one self-contained file.
+    Report(report::ReportArgs),
 }
 
 /// Runs the parsed command.
@@ -52,5 +56,6 @@ pub fn run(cli: Cli) -> Result<ExitCode, med_crossvit::Error> {
         Command::Predict(args) => predict::predict(args),
         Command::ImportTorch(args) => predict::import(args),
         Command::Bench(args) => bench::run(args),
+        Command::Report(args) => report::run(args),
     }
 }

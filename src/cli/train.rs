@@ -341,6 +341,16 @@ pub fn run(args: TrainArgs) -> Result<ExitCode, med_crossvit::Error> {
     eprintln!("wall time {:.1} s", start.elapsed().as_secs_f64());
     if !summary.finished {
         eprintln!("stopped before the last epoch; continue with --resume");
+    } else if let Some(dir) = args.resume.as_ref().or(args.out.as_ref()) {
+        // The run's results are all saved by now: a report that cannot be written is a
+        // warning, and `report` can write it again.
+        match med_crossvit::report::write_report(dir) {
+            Ok(path) => println!("report: {}", path.display()),
+            Err(e) => eprintln!(
+                "warning: report.html not written: {e} (retry with `med-crossvit report {}`)",
+                dir.display()
+            ),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
