@@ -28,6 +28,9 @@ pub const REPORT_HTML: &str = "report.html";
 /// Most-attended tiles listed per slide.
 pub const TOP_TILES: usize = 10;
 
+/// Most folds a report lists.
+const MAX_FOLDS: usize = 1000;
+
 /// The folder of attention exports that the report looks for in a run folder and in each
 /// `fold_K` folder (`med-crossvit predict --attention RUN/attention`).
 pub const ATTENTION_DIR: &str = "attention";
@@ -128,17 +131,18 @@ impl Run {
             .get("folds")
             .and_then(Value::as_u64)
             .and_then(|k| usize::try_from(k).ok())
-            .filter(|&k| k > 0)
+            // A hand-edited count beyond any real cross-validation is not trusted.
+            .filter(|&k| (1..=MAX_FOLDS).contains(&k))
             .or_else(|| {
                 cv.as_ref()
                     .and_then(|cv| cv.as_ref().ok())
                     .and_then(|cv| cv.get("folds"))
                     .and_then(Value::as_array)
                     .map(Vec::len)
-                    .filter(|&k| k > 0)
+                    .filter(|&k| (1..=MAX_FOLDS).contains(&k))
             })
             .or_else(|| {
-                let k = (0..)
+                let k = (0..MAX_FOLDS)
                     .take_while(|k| dir.join(format!("fold_{k}")).is_dir())
                     .count();
                 (k > 0).then_some(k)
