@@ -78,7 +78,7 @@ def main(run):
         lr = multivariate_logrank_test(time, group, event)
     theirs["logrank_p"] = float(lr.p_value)
 
-    print(f"{len(rows)} patients, {int(event.sum())} events, times {list(times)}")
+    print(f"{len(rows)} patients, {int(event.sum())} events, times {[float(t) for t in times]}")
     print(f"{'metric':<14} {'med-crossvit':>24} {'reference':>24}  (reference by)")
     by = {
         "c_index": "sksurv concordance_index_censored",

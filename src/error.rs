@@ -162,6 +162,13 @@ pub enum RunError {
         /// The run folder.
         path: PathBuf,
     },
+    /// The processes of a distributed run cannot work together (a transport failure, a
+    /// rank that disagrees, a setting that needs another build).
+    #[error("distributed run: {message}")]
+    Distributed {
+        /// What went wrong, naming the rank where known.
+        message: String,
+    },
     /// A checkpoint that cannot be written or read.
     #[error("checkpoint {path}: {message}")]
     Checkpoint {

@@ -168,9 +168,8 @@ fn weighted_survival_metrics_match_scikit_survival() {
     let cases = r["cases"].as_object().unwrap();
     assert_eq!(cases.len(), 4);
     for (name, c) in cases {
-        let flags = |v: &serde_json::Value| -> Vec<bool> {
-            numbers(v).iter().map(|&e| e == 1.0).collect()
-        };
+        let flags =
+            |v: &serde_json::Value| -> Vec<bool> { numbers(v).iter().map(|&e| e == 1.0).collect() };
         let censoring = Censoring::fit(&numbers(&c["train_time"]), &flags(&c["train_event"]));
         let (time, event) = (numbers(&c["time"]), flags(&c["event"]));
         let times = evaluation_times(&time, &event);
@@ -249,6 +248,9 @@ fn model_survival_is_constant_within_a_bin() {
         (25.0, 0.36),
         (99.0, 0.36),
     ] {
-        assert!((survival_at(&hazards, &bins, t) - want).abs() < 1e-12, "S({t})");
+        assert!(
+            (survival_at(&hazards, &bins, t) - want).abs() < 1e-12,
+            "S({t})"
+        );
     }
 }

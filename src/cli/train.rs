@@ -220,9 +220,18 @@ pub struct TrainArgs {
     /// the memory, one more forward pass per step.
     #[arg(long)]
     gradient_checkpointing: bool,
-    /// Device: flex, ndarray or wgpu (those compiled in).
+    /// Device: flex, ndarray, wgpu or cuda[:I] (those compiled in).
     #[arg(long, default_value = "flex")]
     device: String,
+    /// Devices of this process: each batch is shared out over them and their gradients are
+    /// summed into one step (CUDA: cuda:I … I+N−1, summed by NCCL). docs/distributed.md
+    #[arg(long, default_value_t = 1)]
+    devices: usize,
+    /// Spread training over the processes of an MPI job (`mpirun -n R med-crossvit train …
+    /// --distributed mpi`); each process reads its share of every batch, rank 0 writes the
+    /// run. Needs a build with the `mpi` feature.
+    #[arg(long, value_enum, default_value = "none")]
+    distributed: Distributed,
     /// Name of the features dataset.
     #[arg(long)]
     features_key: Option<String>,
@@ -309,12 +318,73 @@ fn tokenizer(args: &TrainArgs) -> Result<Option<TokenizerSpec>, med_crossvit::Er
     })
 }
 
+/// How training spreads over processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Distributed {
+    /// One process.
+    None,
+    /// The processes of an MPI job.
+    Mpi,
+}
+
 pub fn run(args: TrainArgs) -> Result<ExitCode, med_crossvit::Error> {
-    let device = device::parse(&args.device)?;
+    match args.distributed {
+        Distributed::None => run_in(args, &train::Alone),
+        Distributed::Mpi => run_mpi(args),
+    }
+}
+
+#[cfg(feature = "mpi")]
+fn run_mpi(args: TrainArgs) -> Result<ExitCode, med_crossvit::Error> {
+    use train::ProcessGroup;
+    let group = train::mpi::MpiGroup::init()?;
+    let (rank, size) = (group.rank(), group.size());
+    // A panic on one rank must not leave the others waiting in a collective.
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        previous(info);
+        eprintln!("rank {rank} of {size} panicked: ending the MPI job");
+        use mpi::traits::Communicator;
+        mpi::topology::SimpleCommunicator::world().abort(101);
+    }));
+    match run_in(args, &group) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            // The error names the rank that met it; MPI_Abort ends the others, which may be
+            // waiting for this one in a collective.
+            eprintln!("error: rank {rank} of {size}: {e}");
+            group.abort(1)
+        }
+    }
+}
+
+#[cfg(not(feature = "mpi"))]
+fn run_mpi(_args: TrainArgs) -> Result<ExitCode, med_crossvit::Error> {
+    Err(med_crossvit::RunError::Distributed {
+        message:
+            "this build has no MPI support; rebuild with `--features mpi` (docs/distributed.md)"
+                .into(),
+    }
+    .into())
+}
+
+fn run_in(
+    args: TrainArgs,
+    group: &dyn train::ProcessGroup,
+) -> Result<ExitCode, med_crossvit::Error> {
+    let (devices, nccl) = device::parse_many(&args.device, args.devices)?;
+    let parallel = train::Parallel {
+        devices,
+        group,
+        nccl,
+    };
+    let writer = group.is_writer();
     let mut progress = Progress::new();
     let start = std::time::Instant::now();
     let summary = match &args.resume {
-        Some(dir) => train::resume(dir, args.stop_after_epoch, &device, &mut |e| progress.on(e))?,
+        Some(dir) => train::resume_parallel(dir, args.stop_after_epoch, &parallel, &mut |e| {
+            progress.on(e)
+        })?,
         None => {
             let request = TrainRequest {
                 data: DataSource {
@@ -334,9 +404,12 @@ pub fn run(args: TrainArgs) -> Result<ExitCode, med_crossvit::Error> {
                 out: args.out.clone().expect("clap requires --out"),
                 stop_after: args.stop_after_epoch,
             };
-            train::train(&request, &device, &mut |e| progress.on(e))?
+            train::train_parallel(&request, &parallel, &mut |e| progress.on(e))?
         }
     };
+    if !writer {
+        return Ok(ExitCode::SUCCESS);
+    }
     print_summary(&summary);
     eprintln!("wall time {:.1} s", start.elapsed().as_secs_f64());
     if !summary.finished {

@@ -33,10 +33,24 @@ impl BagLoader {
         workers: usize,
         prefetch: usize,
     ) -> Self {
-        assert!(
-            batch_size > 0 && workers > 0,
-            "batch size and workers are at least 1"
-        );
+        assert!(batch_size > 0, "batch size is at least 1");
+        let batches = order.chunks(batch_size).map(<[usize]>::to_vec).collect();
+        Self::with_batches(dataset, batches, workers, prefetch)
+    }
+
+    /// Starts reading the given batches (indices into `dataset`; a batch may be empty, e.g. a
+    /// process's share of a small global batch), at most `prefetch` batches ahead.
+    ///
+    /// # Panics
+    ///
+    /// When `workers` is 0 (the callers' settings are validated before).
+    pub fn with_batches(
+        dataset: Arc<CohortDataset>,
+        batches: Vec<Vec<usize>>,
+        workers: usize,
+        prefetch: usize,
+    ) -> Self {
+        assert!(workers > 0, "workers are at least 1");
         let (sender, receiver) = sync_channel(prefetch.max(1));
         let worker = std::thread::spawn(move || {
             let pool = match rayon::ThreadPoolBuilder::new().num_threads(workers).build() {
@@ -49,7 +63,7 @@ impl BagLoader {
                     return;
                 }
             };
-            for chunk in order.chunks(batch_size) {
+            for chunk in &batches {
                 let items: Result<Vec<BagItem>, DataError> =
                     pool.install(|| chunk.par_iter().map(|&i| dataset.get(i)).collect());
                 let failed = items.is_err();

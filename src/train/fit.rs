@@ -17,6 +17,7 @@ use super::bundle::{DataSource, RunConfig, files};
 use super::checkpoint::{self, EpochRow, LoopState};
 use super::loss::{batch_loss, inverse_frequency};
 use super::metrics::Metrics;
+use super::parallel::{Parallel, shares};
 use super::plan::{self, Prepared};
 use super::predict::{Predictions, SurvivalEval, metrics, predict, with_intervals};
 use super::schedule::learning_rate;
@@ -71,7 +72,11 @@ pub struct FitReport {
     pub finished: bool,
     /// The best checkpoint's validation predictions and the targets (by patient) they are
     /// scored against, once the run has finished: the fold's out-of-fold predictions.
-    pub out_of_fold: Option<(Predictions, Vec<crate::data::Target>, Option<super::survival::TimeBins>)>,
+    pub out_of_fold: Option<(
+        Predictions,
+        Vec<crate::data::Target>,
+        Option<super::survival::TimeBins>,
+    )>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -94,6 +99,28 @@ pub fn fit(
     device: &Device,
     events: &mut dyn FnMut(Event<'_>),
 ) -> Result<FitReport, Error> {
+    fit_parallel(job, &Parallel::single(device), events)
+}
+
+/// [`fit`] spread over the devices and processes of `parallel` (see
+/// [`parallel`](super::parallel)): each global batch is shared out, the gradients are summed
+/// into one optimizer step, validation is shared out and gathered. Only the writing process
+/// (rank 0) writes the run folder; every process must see the same folder when resuming.
+///
+/// # Errors
+///
+/// As [`fit`]; a failure of the transport between processes.
+pub fn fit_parallel(
+    job: Fit<'_>,
+    parallel: &Parallel<'_>,
+    events: &mut dyn FnMut(Event<'_>),
+) -> Result<FitReport, Error> {
+    let device = parallel.main();
+    let group = parallel.group;
+    let writer = group.is_writer();
+    // Only the writing process reports progress.
+    let mut silent = |_: Event<'_>| {};
+    let events: &mut dyn FnMut(Event<'_>) = if writer { events } else { &mut silent };
     let settings = job.settings;
     let prepared = job.prepared;
     let cohort = prepared.cohort.clone();
@@ -127,26 +154,34 @@ pub fn fit(
                 settings.normalize_method(),
                 settings.top_genes,
             )?;
-            std::fs::create_dir_all(&out).map_err(io(&out))?;
-            write_split_csv(&out.join(files::SPLITS_CSV), job.split, &prepared.patients)?;
-            RunConfig {
-                model: job.model.clone(),
-                training: settings.clone(),
-                columns: job.columns.clone(),
-                data: Some(job.data.clone()),
-                survival_bins: bins.clone(),
-                folds: None,
+            if writer {
+                std::fs::create_dir_all(&out).map_err(io(&out))?;
+                write_split_csv(&out.join(files::SPLITS_CSV), job.split, &prepared.patients)?;
+                RunConfig {
+                    model: job.model.clone(),
+                    training: settings.clone(),
+                    columns: job.columns.clone(),
+                    data: Some(job.data.clone()),
+                    survival_bins: bins.clone(),
+                    folds: None,
+                }
+                .save(&out)?;
+                normalization.save(out.join(files::NORMALIZATION))?;
+                prepared.labels.save(out.join(files::LABELS))?;
+                checkpoint::pause_point("files", 0);
             }
-            .save(&out)?;
-            normalization.save(out.join(files::NORMALIZATION))?;
-            prepared.labels.save(out.join(files::LABELS))?;
-            checkpoint::pause_point("files", 0);
             (targets, normalization, bins)
         }
     };
 
-    let autodiff = device.clone().autodiff();
+    let devices: Vec<Device> = parallel
+        .devices
+        .iter()
+        .map(|d| d.clone().autodiff())
+        .collect();
+    let autodiff = devices[0].clone();
     autodiff.seed(settings.seed);
+    let mut reducer = parallel.reducer();
     let mut model = job.model.init(&autodiff)?;
     if checkpoint_folder.is_none() {
         model.initialize_weights();
@@ -205,15 +240,22 @@ pub fn fit(
     let steps_per_epoch = batches.div_ceil(settings.grad_accumulation);
     let total_steps = steps_per_epoch * settings.epochs;
     let warmup = (settings.warmup_epochs * steps_per_epoch as f64).round() as usize;
-    let class_weights =
-        (settings.class_weights && settings.task == Task::Classification).then(|| {
+    let class_weight_values = (settings.class_weights && settings.task == Task::Classification)
+        .then(|| {
             let classes = train_base
                 .bags()
                 .iter()
                 .filter_map(|b| targets[b.patient].class);
-            let w = inverse_frequency(classes, prepared.labels.len());
-            Tensor::<1>::from_data(TensorData::new(w.clone(), [w.len()]), &autodiff)
+            inverse_frequency(classes, prepared.labels.len())
         });
+    // On each device (none without class weights).
+    let class_weights: Vec<Tensor<1>> = match &class_weight_values {
+        Some(w) => devices
+            .iter()
+            .map(|d| Tensor::<1>::from_data(TensorData::new(w.clone(), [w.len()]), d))
+            .collect(),
+        None => Vec::new(),
+    };
     events(Event::FitStart {
         label: &job.label,
         epochs: settings.epochs,
@@ -239,7 +281,24 @@ pub fn fit(
             1,
         )));
         let dataset = Arc::new(train_base.with_bags(bags));
-        let loader = BagLoader::new(dataset, order, settings.batch_size, settings.workers, 4);
+        // Every process draws the same global batches and reads only its share of each.
+        let global: Vec<Vec<usize>> = order
+            .chunks(settings.batch_size)
+            .map(<[usize]>::to_vec)
+            .collect();
+        let mine: Vec<(usize, Vec<usize>)> = global
+            .iter()
+            .map(|batch| {
+                let r = shares(batch.len(), group.size())[group.rank()].clone();
+                (r.start, batch[r].to_vec())
+            })
+            .collect();
+        let loader = BagLoader::with_batches(
+            dataset.clone(),
+            mine.iter().map(|(_, b)| b.clone()).collect(),
+            settings.workers,
+            4,
+        );
         let mut accumulator = GradientsAccumulator::<MedCrossViT>::new();
         let mut pending = 0;
         let mut loss_sum = 0.0;
@@ -247,25 +306,37 @@ pub fn fit(
         let start = Instant::now();
         for (b, items) in loader.enumerate() {
             let mut items = items?;
+            let (offset, indices) = &mine[b];
             if settings.modality_dropout > 0.0 {
-                drop_modalities(&mut items, settings, epoch, b);
+                drop_modalities(&mut items, settings, epoch, b, *offset);
             }
-            let batch = BagBatcher.batch(items, &autodiff);
-            let n = batch.bags.len();
+            let n = global[b].len();
             let scale = settings.grad_accumulation as f32;
-            let batch_loss_of = |logits| {
-                batch_loss(logits, &batch, settings, class_weights.as_ref())
-                    .expect("training bags all have targets")
-            };
-            let loss_of = |logits| batch_loss_of(logits) / scale;
             let last_of_step = pending + 1 == settings.grad_accumulation || b + 1 == batches;
-            let loss = if !settings.gradient_checkpointing {
-                let loss = batch_loss_of(model.forward(batch.input())?.logits);
-                let grads = (loss.clone() / scale).backward();
-                accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
-                loss
-            } else if settings.grad_accumulation == 1 {
-                // Each layer is updated as soon as its gradients are known.
+            // What the batch's loss is divided by: its bags, or their class weights.
+            let norm = |bags: &[usize]| -> f64 {
+                match &class_weight_values {
+                    Some(w) => bags
+                        .iter()
+                        .filter_map(|&i| targets[dataset.bags()[i].patient].class)
+                        .map(|c| f64::from(w[c]))
+                        .sum(),
+                    None => bags.len() as f64,
+                }
+            };
+            let batch_norm = norm(&global[b]);
+            let loss = if !parallel.is_spread()
+                && settings.gradient_checkpointing
+                && settings.grad_accumulation == 1
+            {
+                // One device, one process: each layer is updated as soon as its gradients
+                // are known.
+                let batch = BagBatcher.batch(items, &autodiff);
+                let loss_of = |logits| {
+                    batch_loss(logits, &batch, settings, class_weights.first())
+                        .expect("training bags all have targets")
+                        / scale
+                };
                 lr = learning_rate(state.step, total_steps, warmup, settings.lr);
                 let step_seed = crate::data::mix_seed(settings.seed, state.step as u64, 3);
                 let step =
@@ -273,47 +344,93 @@ pub fn fit(
                         optimizer.step(lr, m, g)
                     })?;
                 model = step.model;
-                step.loss * scale
+                step.loss.into_scalar::<f32>() as f64 * f64::from(scale)
             } else {
-                let step_seed =
-                    crate::data::mix_seed(settings.seed, (epoch * batches + b) as u64, 4);
-                let step =
-                    model.backward_recomputed(batch.input(), step_seed, loss_of, |m, g| {
-                        accumulator.accumulate(&m, g);
-                        m
-                    })?;
-                model = step.model;
-                step.loss * scale
+                // The shares of this process's devices; each share's loss is its part of the
+                // batch's, so the shares' gradients sum to the batch's.
+                let mut parts = Vec::with_capacity(devices.len());
+                let mut local_loss = 0.0;
+                let mut rest = items;
+                let mut share_start = 0;
+                for (d, range) in shares(indices.len(), devices.len()).into_iter().enumerate() {
+                    let share: Vec<_> = rest.drain(..range.len()).collect();
+                    if share.is_empty() {
+                        continue;
+                    }
+                    let part = norm(&indices[share_start..share_start + range.len()]) / batch_norm;
+                    share_start += range.len();
+                    let device = &devices[d];
+                    let replica = if d == 0 {
+                        model.clone()
+                    } else {
+                        model.clone().fork(device)
+                    };
+                    let batch = BagBatcher.batch(share, device);
+                    let loss_of = |logits| {
+                        batch_loss(logits, &batch, settings, class_weights.get(d))
+                            .expect("training bags all have targets")
+                            * part as f32
+                            / scale
+                    };
+                    let (grads, loss) = if !settings.gradient_checkpointing {
+                        let loss = loss_of(replica.forward(batch.input())?.logits);
+                        let grads = GradientsParams::from_grads(loss.backward(), &replica);
+                        (grads, loss)
+                    } else {
+                        let step_seed =
+                            crate::data::mix_seed(settings.seed, (epoch * batches + b) as u64, 4);
+                        let mut share_grads = GradientsAccumulator::<MedCrossViT>::new();
+                        let step = replica.backward_recomputed(
+                            batch.input(),
+                            step_seed,
+                            loss_of,
+                            |m, g| {
+                                share_grads.accumulate(&m, g);
+                                m
+                            },
+                        )?;
+                        (share_grads.grads(), step.loss)
+                    };
+                    parts.push(grads);
+                    local_loss += loss.into_scalar::<f32>() as f64 * f64::from(scale);
+                }
+                let grads = if parallel.is_spread() {
+                    reducer.reduce(parts, &model)?
+                } else {
+                    parts.pop().unwrap_or_default()
+                };
+                accumulator.accumulate(&model, grads);
+                let mut loss = [local_loss];
+                group.sum(&mut loss)?;
+                loss[0]
             };
-            loss_sum += loss.into_scalar::<f32>() as f64 * n as f64;
+            loss_sum += loss * n as f64;
             seen += n;
             pending += 1;
             if last_of_step {
-                if !(settings.gradient_checkpointing && settings.grad_accumulation == 1) {
+                if parallel.is_spread()
+                    || !(settings.gradient_checkpointing && settings.grad_accumulation == 1)
+                {
                     lr = learning_rate(state.step, total_steps, warmup, settings.lr);
                     model = optimizer.step(lr, model, accumulator.grads());
                 }
                 state.step += 1;
                 pending = 0;
             }
-            events(Event::Batch {
-                epoch: epoch + 1,
-                batch: b + 1,
-                batches,
-                loss: loss_sum / seen as f64,
-                bags_per_sec: seen as f64 / start.elapsed().as_secs_f64().max(1e-9),
-            });
+            if group.is_writer() {
+                events(Event::Batch {
+                    epoch: epoch + 1,
+                    batch: b + 1,
+                    batches,
+                    loss: loss_sum / seen as f64,
+                    bags_per_sec: seen as f64 / start.elapsed().as_secs_f64().max(1e-9),
+                });
+            }
         }
 
         let inference = model.valid();
-        let predictions = predict(
-            &inference,
-            val_dataset.clone(),
-            settings,
-            device,
-            false,
-            None,
-        )?;
+        let predictions =
+            super::predict::predict_parallel(&inference, val_dataset.clone(), settings, parallel)?;
         let val = metrics(&predictions, &targets, settings.task, prepared.labels.len());
         let row = EpochRow {
             epoch: epoch + 1,
@@ -335,8 +452,10 @@ pub fn fit(
         if improved {
             state.best = Some((epoch + 1, score, loss));
             state.bad_epochs = 0;
-            checkpoint::save_best(&inference, &out.join(crate::model::WEIGHTS_FILE))?;
-            checkpoint::pause_point("best", epoch + 1);
+            if writer {
+                checkpoint::save_best(&inference, &out.join(crate::model::WEIGHTS_FILE))?;
+                checkpoint::pause_point("best", epoch + 1);
+            }
         } else {
             state.bad_epochs += 1;
         }
@@ -344,14 +463,16 @@ pub fn fit(
         state.epochs_done = epoch + 1;
         state.finished = state.epochs_done == settings.epochs
             || (settings.patience > 0 && state.bad_epochs >= settings.patience);
-        write_metrics_csv(&out, &state.history, settings)?;
-        plot::curves(&out, &state.history, settings)?;
-        checkpoint::save(&out, &model, &optimizer, &state)?;
-        events(Event::Epoch {
-            label: &job.label,
-            row: state.history.last().expect("just pushed"),
-            best: improved,
-        });
+        if writer {
+            write_metrics_csv(&out, &state.history, settings)?;
+            plot::curves(&out, &state.history, settings)?;
+            checkpoint::save(&out, &model, &optimizer, &state)?;
+            events(Event::Epoch {
+                label: &job.label,
+                row: state.history.last().expect("just pushed"),
+                best: improved,
+            });
+        }
     }
 
     let (best_epoch, _, _) = state.best.ok_or_else(|| RunError::Checkpoint {
@@ -361,7 +482,8 @@ pub fn fit(
     let mut val = state.history[best_epoch - 1].val.clone();
     let mut test = None;
     let mut out_of_fold = None;
-    if state.finished {
+    // The final evaluation of the best checkpoint and its files: the writing process's.
+    if state.finished && writer {
         let mut best = job.model.init(device)?;
         best.load_weights(out.join(crate::model::WEIGHTS_FILE))?;
         let predictions = predict(&best, val_dataset.clone(), settings, device, false, None)?;
@@ -490,6 +612,7 @@ fn drop_modalities(
     settings: &TrainSettings,
     epoch: usize,
     batch: usize,
+    offset: usize,
 ) {
     use rand::Rng;
     let p = settings.modality_dropout;
@@ -498,6 +621,10 @@ fn drop_modalities(
         epoch as u64,
         0x6d6f_6400 + batch as u64,
     ));
+    // The draws of the batch's bags before this share (another process's).
+    for _ in 0..offset {
+        let _: f64 = rng.random();
+    }
     for item in items.iter_mut() {
         let u: f64 = rng.random();
         if !(item.wsi && item.rna) {

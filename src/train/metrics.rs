@@ -501,10 +501,7 @@ pub fn ipcw_time_metrics(
 ) -> IpcwTimes {
     const TIED_TOL: f64 = 1e-8;
     let n = time.len();
-    let beyond = time
-        .iter()
-        .filter(|&&t| t > censoring.last_time())
-        .count();
+    let beyond = time.iter().filter(|&&t| t > censoring.last_time()).count();
     let inverse = |g: f64| if g > 0.0 { 1.0 / g } else { 0.0 };
     let weight: Vec<f64> = (0..n)
         .map(|i| {

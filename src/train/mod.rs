@@ -11,6 +11,9 @@ mod fit;
 mod lock;
 mod loss;
 pub mod metrics;
+#[cfg(feature = "mpi")]
+pub mod mpi;
+pub mod parallel;
 mod plan;
 pub(crate) mod plot;
 mod pooled;
@@ -27,18 +30,19 @@ pub use evaluate::{
     EvaluateRequest, Evaluation, evaluate, write_metrics, write_predictions,
     write_slide_predictions,
 };
-pub use fit::{Fit, FitReport, fit};
+pub use fit::{Fit, FitReport, fit, fit_parallel};
 pub use lock::{LOCK_FILE, RunLock};
 pub use loss::{batch_loss, inverse_frequency};
 pub use metrics::Metrics;
+pub use parallel::{Alone, Parallel, ProcessGroup};
 pub use plan::{Outcomes, Prepared, prepare, splits, targets};
 pub use pooled::OutOfFold;
 pub(crate) use predict::to_rows;
 pub use predict::{
-    BatchHook, PatientPrediction, Predictions, SlidePrediction, metrics as task_metrics,
-    SurvivalEval, patient_predictions, predict, survival_at, with_intervals,
+    BatchHook, PatientPrediction, Predictions, SlidePrediction, SurvivalEval,
+    metrics as task_metrics, patient_predictions, predict, survival_at, with_intervals,
 };
-pub use resume::resume;
+pub use resume::{resume, resume_parallel};
 pub use schedule::learning_rate;
 pub use settings::{SurvivalSettings, Task, TrainSettings};
 pub use spec::{ModelSpec, PRESETS, TokenizerSpec, apply_tokenizer, check_model, resolve_model};
@@ -199,8 +203,23 @@ pub fn train(
     device: &Device,
     events: &mut dyn FnMut(Event<'_>),
 ) -> Result<TrainSummary, Error> {
+    train_parallel(request, &Parallel::single(device), events)
+}
+
+/// [`train`] spread over the devices and processes of `parallel` (see [`parallel`]): every
+/// process runs this with the same request; the writing process (rank 0) alone takes the
+/// lock and writes the run folder.
+///
+/// # Errors
+///
+/// As [`train`]; a failure of the transport between processes.
+pub fn train_parallel(
+    request: &TrainRequest,
+    parallel: &Parallel<'_>,
+    events: &mut dyn FnMut(Event<'_>),
+) -> Result<TrainSummary, Error> {
     request.settings.validate()?;
-    if is_run(&request.out) {
+    if parallel.group.is_writer() && is_run(&request.out) {
         // A run still in progress says so, rather than suggesting --resume.
         if let Err(locked @ Error::Run(RunError::Locked { .. })) = RunLock::acquire(&request.out) {
             return Err(locked);
@@ -210,7 +229,7 @@ pub fn train(
         }
         .into());
     }
-    run(request, None, device, events, None, None)
+    run(request, None, parallel, events, (false, None), None)
 }
 
 /// The pathways tokenizer indexes the cohort's gene columns; a top-K selection differs from
@@ -224,18 +243,21 @@ fn pathways_with_top_genes() -> DataError {
     }
 }
 
-/// Trains `request`. A resumed run comes with its folder's `lock` and `model` configuration,
-/// and `only` a fold when one fold is resumed; a new run takes its lock once the data has
-/// been read, so that bad data leaves no folder behind.
+/// Trains `request`. A resumed run (`resumed.0`) comes with its folder's lock (the writing
+/// process's) and `model` configuration, and `only` a fold when one fold is resumed; a new
+/// run takes its lock once the data has been read, so that bad data leaves no folder behind.
 fn run(
     request: &TrainRequest,
     model: Option<MedCrossViTConfig>,
-    device: &Device,
+    parallel: &Parallel<'_>,
     events: &mut dyn FnMut(Event<'_>),
-    lock: Option<RunLock>,
+    resumed: (bool, Option<RunLock>),
     only: Option<usize>,
 ) -> Result<TrainSummary, Error> {
-    let resume = lock.is_some();
+    let (resume, lock) = resumed;
+    let writer = parallel.group.is_writer();
+    let mut silent = |_: Event<'_>| {};
+    let events: &mut dyn FnMut(Event<'_>) = if writer { events } else { &mut silent };
     let settings = &request.settings;
     let prepared = prepare(&request.data, &request.columns, settings)?;
     let cohort = &prepared.cohort;
@@ -324,7 +346,8 @@ fn run(
         events(Event::Message(w));
     })?;
     let _lock = match lock {
-        Some(lock) => lock,
+        Some(lock) => Some(lock),
+        None if resume || !writer => None,
         None => {
             std::fs::create_dir_all(&request.out)
                 .map_err(|e| crate::data::DataError::io(&request.out, e))?;
@@ -336,10 +359,10 @@ fn run(
                 }
                 .into());
             }
-            lock
+            Some(lock)
         }
     };
-    if folds.is_some() && !resume {
+    if folds.is_some() && !resume && writer {
         RunConfig {
             model: model.clone(),
             training: settings.clone(),
@@ -364,7 +387,7 @@ fn run(
             ),
             None => (request.out.clone(), "training".to_string()),
         };
-        let report = fit(
+        let report = fit_parallel(
             Fit {
                 prepared: &prepared,
                 split,
@@ -377,7 +400,7 @@ fn run(
                 stop_after: request.stop_after,
                 label,
             },
-            device,
+            parallel,
             events,
         )?;
         finished &= report.finished;
@@ -396,7 +419,7 @@ fn run(
         }
     }
     let mut summary = TrainSummary::of(results, finished);
-    if folds.is_some() && finished && only.is_none() {
+    if folds.is_some() && finished && only.is_none() && writer {
         if !out_of_fold.is_empty() {
             out_of_fold.write_csv(
                 &request.out.join(files::CV_PREDICTIONS_CSV),

@@ -8,8 +8,8 @@ use super::evaluate::{output_cells, output_header, write_csv};
 use super::predict::{
     PatientPrediction, Predictions, SurvivalEval, metrics, outcome_pairs, with_intervals,
 };
-use super::survival::TimeBins;
 use super::settings::{Task, TrainSettings};
+use super::survival::TimeBins;
 use super::{Metrics, plan::Prepared};
 use crate::data::Target;
 use crate::error::Error;

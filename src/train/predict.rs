@@ -2,9 +2,12 @@
 //! tiles) and per patient, the mean bag loss, and the task's metrics (per patient).
 
 use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use burn::data::dataloader::batcher::Batcher;
+use burn::module::Module;
 use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::{Device, Tensor};
 
@@ -131,15 +134,148 @@ pub fn predict(
     settings: &TrainSettings,
     device: &Device,
     with_attention: bool,
-    mut hook: Option<&mut BatchHook<'_>>,
+    hook: Option<&mut BatchHook<'_>>,
 ) -> Result<Predictions, Error> {
     let patients = dataset.patients().clone();
     let order: Vec<usize> = (0..dataset.bags().len()).collect();
+    let partial = predict_bags(
+        model,
+        dataset,
+        order,
+        settings,
+        device,
+        with_attention,
+        hook,
+    )?;
+    Ok(partial.finish(&patients, settings))
+}
+
+/// [`predict`] spread over the devices and processes of `parallel`: each process takes a
+/// contiguous share of the bags and splits it over its devices; the shares' sums are gathered
+/// on every process, so each ends with the same predictions.
+///
+/// # Errors
+///
+/// As [`predict`]; a failure of the transport between processes.
+pub(crate) fn predict_parallel(
+    model: &MedCrossViT,
+    dataset: Arc<CohortDataset>,
+    settings: &TrainSettings,
+    parallel: &super::parallel::Parallel<'_>,
+) -> Result<Predictions, Error> {
+    use super::parallel::shares;
+    if !parallel.is_spread() {
+        return predict(model, dataset, settings, parallel.main(), false, None);
+    }
+    let patients = dataset.patients().clone();
+    let group = parallel.group;
+    let mine = shares(dataset.bags().len(), group.size())[group.rank()].clone();
+    let mut partial = PartialPredictions::new();
+    for (device, range) in parallel
+        .devices
+        .iter()
+        .zip(shares(mine.len(), parallel.devices.len()))
+    {
+        if range.is_empty() {
+            continue;
+        }
+        let order: Vec<usize> = (mine.start + range.start..mine.start + range.end).collect();
+        let replica = model.clone().to_device(device);
+        partial.merge(predict_bags(
+            &replica,
+            dataset.clone(),
+            order,
+            settings,
+            device,
+            false,
+            None,
+        )?);
+    }
+    if group.size() > 1 {
+        let bytes = serde_json::to_vec(&partial).expect("sums serialize");
+        let mut all = PartialPredictions::new();
+        for (rank, part) in group.all_gather(&bytes)?.into_iter().enumerate() {
+            let part: PartialPredictions =
+                serde_json::from_slice(&part).map_err(|e| crate::error::RunError::Distributed {
+                    message: format!("unreadable predictions from rank {rank}: {e}"),
+                })?;
+            all.merge(part);
+        }
+        partial = all;
+    }
+    Ok(partial.finish(&patients, settings))
+}
+
+/// The sums of a prediction pass over some of the bags: what shares of a pass add up.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct PartialPredictions {
+    sums: BTreeMap<usize, SlideSums>,
+    loss_sum: f64,
+    loss_bags: usize,
+    all_have_loss: bool,
+}
+
+impl PartialPredictions {
+    fn new() -> Self {
+        Self {
+            sums: BTreeMap::new(),
+            loss_sum: 0.0,
+            loss_bags: 0,
+            all_have_loss: true,
+        }
+    }
+
+    /// Adds another share's sums.
+    fn merge(&mut self, other: Self) {
+        for (slide, sums) in other.sums {
+            self.sums.entry(slide).or_default().merge(sums);
+        }
+        self.loss_sum += other.loss_sum;
+        self.loss_bags += other.loss_bags;
+        self.all_have_loss &= other.all_have_loss;
+    }
+
+    /// The slides' and patients' predictions.
+    fn finish(self, patients: &Patients, settings: &TrainSettings) -> Predictions {
+        let slides: Vec<SlidePrediction> = self
+            .sums
+            .into_iter()
+            .map(|(slide, sums)| {
+                let (logits, probs) = sums.means();
+                SlidePrediction {
+                    slide,
+                    logits,
+                    risk: (settings.task == Task::Survival).then(|| risk_from_hazards(&probs)),
+                    probs,
+                    bags: sums.bags,
+                    tiles: sums.weight as usize,
+                    wsi: sums.wsi,
+                    rna: sums.rna,
+                }
+            })
+            .collect();
+        let patients = patient_predictions(&slides, patients, settings.unit, settings.task);
+        Predictions {
+            slides,
+            patients,
+            loss: (self.all_have_loss && self.loss_bags > 0)
+                .then(|| self.loss_sum / self.loss_bags as f64),
+        }
+    }
+}
+
+/// The sums of `model` over the bags `order` of `dataset`.
+fn predict_bags(
+    model: &MedCrossViT,
+    dataset: Arc<CohortDataset>,
+    order: Vec<usize>,
+    settings: &TrainSettings,
+    device: &Device,
+    with_attention: bool,
+    mut hook: Option<&mut BatchHook<'_>>,
+) -> Result<PartialPredictions, Error> {
     let loader = BagLoader::new(dataset, order, settings.batch_size, settings.workers, 2);
-    let mut sums: BTreeMap<usize, SlideSums> = BTreeMap::new();
-    let mut loss_sum = 0.0;
-    let mut loss_bags = 0usize;
-    let mut all_have_loss = true;
+    let mut partial = PartialPredictions::new();
     for items in loader {
         let batch = BagBatcher.batch(items?, device);
         let mut input = batch.input();
@@ -150,10 +286,10 @@ pub fn predict(
         let n = batch.bags.len();
         match batch_loss(out.logits.clone(), &batch, settings, None) {
             Some(loss) => {
-                loss_sum += loss.into_scalar::<f32>() as f64 * n as f64;
-                loss_bags += n;
+                partial.loss_sum += loss.into_scalar::<f32>() as f64 * n as f64;
+                partial.loss_bags += n;
             }
-            None => all_have_loss = false,
+            None => partial.all_have_loss = false,
         }
         let probs = match settings.task {
             Task::Classification => softmax(out.logits.clone(), 1),
@@ -165,7 +301,7 @@ pub fn predict(
             // Evaluation bags hold one slide each; a pooled bag counts for each of its slides
             // by its tiles there.
             for (slide, rows, _) in bag.by_slide() {
-                let sums = sums.entry(slide).or_default();
+                let sums = partial.sums.entry(slide).or_default();
                 sums.add(rows.len() as f64, &logits[i], &probs[i]);
                 sums.wsi |= batch.wsi[i];
                 sums.rna |= batch.rna[i];
@@ -175,28 +311,7 @@ pub fn predict(
             hook(&batch, &out)?;
         }
     }
-    let slides: Vec<SlidePrediction> = sums
-        .into_iter()
-        .map(|(slide, sums)| {
-            let (logits, probs) = sums.means();
-            SlidePrediction {
-                slide,
-                logits,
-                risk: (settings.task == Task::Survival).then(|| risk_from_hazards(&probs)),
-                probs,
-                bags: sums.bags,
-                tiles: sums.weight as usize,
-                wsi: sums.wsi,
-                rna: sums.rna,
-            }
-        })
-        .collect();
-    let patients = patient_predictions(&slides, &patients, settings.unit, settings.task);
-    Ok(Predictions {
-        slides,
-        patients,
-        loss: (all_have_loss && loss_bags > 0).then(|| loss_sum / loss_bags as f64),
-    })
+    Ok(partial)
 }
 
 /// Each patient's prediction from its slides' predictions.
@@ -268,7 +383,7 @@ fn softmax_of(logits: &[f64]) -> Vec<f64> {
 }
 
 /// One slide's bag outputs, summed with weights.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct SlideSums {
     logits: Vec<f64>,
     probs: Vec<f64>,
@@ -289,6 +404,21 @@ impl SlideSums {
         }
         self.weight += weight;
         self.bags += 1;
+    }
+
+    /// Adds another share's sums of the same slide.
+    fn merge(&mut self, other: Self) {
+        for (sums, values) in [
+            (&mut self.logits, other.logits),
+            (&mut self.probs, other.probs),
+        ] {
+            sums.resize(values.len().max(sums.len()), 0.0);
+            sums.iter_mut().zip(values).for_each(|(s, v)| *s += v);
+        }
+        self.weight += other.weight;
+        self.bags += other.bags;
+        self.wsi |= other.wsi;
+        self.rna |= other.rna;
     }
 
     /// The weighted means of the logits and of the probabilities.

@@ -8,6 +8,7 @@ use burn::tensor::Device;
 use super::bundle::{RunConfig, check_companions, files};
 use super::fit::Fit;
 use super::lock::RunLock;
+use super::parallel::Parallel;
 use super::survival::TimeBins;
 use super::{Event, ModelSpec, TrainRequest, TrainSummary, is_run, run};
 use crate::data::{DataError, LabelMap, Normalization};
@@ -31,6 +32,21 @@ pub fn resume(
     device: &Device,
     events: &mut dyn FnMut(Event<'_>),
 ) -> Result<TrainSummary, Error> {
+    resume_parallel(out, stop_after, &Parallel::single(device), events)
+}
+
+/// [`resume`] spread over the devices and processes of `parallel`; the writing process takes
+/// the folder's lock.
+///
+/// # Errors
+///
+/// As [`resume`]; a failure of the transport between processes.
+pub fn resume_parallel(
+    out: &Path,
+    stop_after: Option<usize>,
+    parallel: &Parallel<'_>,
+    events: &mut dyn FnMut(Event<'_>),
+) -> Result<TrainSummary, Error> {
     let config = RunConfig::load(out)?;
     let (root, top, only) = match fold_of(out, &config)? {
         Some((parent, top, k)) => (parent, top, Some(k)),
@@ -40,7 +56,11 @@ pub fn resume(
         path: out.to_path_buf(),
         reason: "it records no training data (an imported model?)".into(),
     })?;
-    let lock = RunLock::acquire(&root)?;
+    let lock = if parallel.group.is_writer() {
+        Some(RunLock::acquire(&root)?)
+    } else {
+        None
+    };
     let request = TrainRequest {
         data,
         columns: top.columns.clone(),
@@ -51,7 +71,14 @@ pub fn resume(
         out: root,
         stop_after,
     };
-    run(&request, Some(top.model), device, events, Some(lock), only)
+    run(
+        &request,
+        Some(top.model),
+        parallel,
+        events,
+        (true, lock),
+        only,
+    )
 }
 
 /// When `dir` is fold `k` of a cross-validation run (a `fold_k` folder inside a run whose
