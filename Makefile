@@ -1,7 +1,7 @@
 # The newcomer's commands. Builds go to $(CARGO_TARGET_DIR) when it is set.
 CARGO ?= cargo
 
-.PHONY: demo run test test-gpu doc bench lint fmt fuzz
+.PHONY: demo run test test-gpu test-mpi doc bench lint fmt fuzz
 
 ## The main job: a synthetic cohort, then a model trained on it (small preset, CPU, minutes).
 demo:
@@ -24,6 +24,11 @@ test:
 ## mesa-vulkan-drivers) when there is no GPU.
 test-gpu:
 	$(CARGO) test --locked --features wgpu --test wgpu
+
+## Training across MPI processes (needs OpenMPI or MPICH, and libclang, to build; Debian:
+## libopenmpi-dev openmpi-bin libclang-dev) and over several devices of one process.
+test-mpi:
+	$(CARGO) test --locked --features mpi --test mpi --test parallel
 
 ## The API reference, warning-free, in target/doc/med_crossvit/index.html.
 doc:

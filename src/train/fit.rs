@@ -17,7 +17,7 @@ use super::bundle::{DataSource, RunConfig, files};
 use super::checkpoint::{self, EpochRow, LoopState};
 use super::loss::{batch_loss, inverse_frequency};
 use super::metrics::Metrics;
-use super::parallel::{Parallel, shares};
+use super::parallel::{Parallel, Reducer, shares};
 use super::plan::{self, Prepared};
 use super::predict::{Predictions, SurvivalEval, metrics, predict, with_intervals};
 use super::schedule::learning_rate;
@@ -181,7 +181,7 @@ pub fn fit_parallel(
         .collect();
     let autodiff = devices[0].clone();
     autodiff.seed(settings.seed);
-    let mut reducer = parallel.reducer();
+
     let mut model = job.model.init(&autodiff)?;
     if checkpoint_folder.is_none() {
         model.initialize_weights();
@@ -266,6 +266,13 @@ pub fn fit_parallel(
         val_patients: patients.among(&job.split.val).len(),
     });
 
+    let mut step = ShareStep {
+        settings,
+        devices: &devices,
+        class_weights: &class_weights,
+        reducer: parallel.reducer(),
+        parallel,
+    };
     let mut lr = 0.0;
     while !state.finished && state.epochs_done < settings.epochs {
         if job.stop_after.is_some_and(|n| state.epochs_done >= n) {
@@ -348,61 +355,19 @@ pub fn fit_parallel(
             } else {
                 // The shares of this process's devices; each share's loss is its part of the
                 // batch's, so the shares' gradients sum to the batch's.
-                let mut parts = Vec::with_capacity(devices.len());
-                let mut local_loss = 0.0;
                 let mut rest = items;
                 let mut share_start = 0;
-                for (d, range) in shares(indices.len(), devices.len()).into_iter().enumerate() {
+                let mut device_shares = Vec::with_capacity(devices.len());
+                for range in shares(indices.len(), devices.len()) {
                     let share: Vec<_> = rest.drain(..range.len()).collect();
-                    if share.is_empty() {
-                        continue;
-                    }
                     let part = norm(&indices[share_start..share_start + range.len()]) / batch_norm;
                     share_start += range.len();
-                    let device = &devices[d];
-                    let replica = if d == 0 {
-                        model.clone()
-                    } else {
-                        model.clone().fork(device)
-                    };
-                    let batch = BagBatcher.batch(share, device);
-                    let loss_of = |logits| {
-                        batch_loss(logits, &batch, settings, class_weights.get(d))
-                            .expect("training bags all have targets")
-                            * part as f32
-                            / scale
-                    };
-                    let (grads, loss) = if !settings.gradient_checkpointing {
-                        let loss = loss_of(replica.forward(batch.input())?.logits);
-                        let grads = GradientsParams::from_grads(loss.backward(), &replica);
-                        (grads, loss)
-                    } else {
-                        let step_seed =
-                            crate::data::mix_seed(settings.seed, (epoch * batches + b) as u64, 4);
-                        let mut share_grads = GradientsAccumulator::<MedCrossViT>::new();
-                        let step = replica.backward_recomputed(
-                            batch.input(),
-                            step_seed,
-                            loss_of,
-                            |m, g| {
-                                share_grads.accumulate(&m, g);
-                                m
-                            },
-                        )?;
-                        (share_grads.grads(), step.loss)
-                    };
-                    parts.push(grads);
-                    local_loss += loss.into_scalar::<f32>() as f64 * f64::from(scale);
+                    device_shares.push((share, part));
                 }
-                let grads = if parallel.is_spread() {
-                    reducer.reduce(parts, &model)?
-                } else {
-                    parts.pop().unwrap_or_default()
-                };
+                let seed = crate::data::mix_seed(settings.seed, (epoch * batches + b) as u64, 4);
+                let (grads, loss) = step.gradients(&model, device_shares, scale, seed)?;
                 accumulator.accumulate(&model, grads);
-                let mut loss = [local_loss];
-                group.sum(&mut loss)?;
-                loss[0]
+                loss
             };
             loss_sum += loss * n as f64;
             seen += n;
@@ -557,6 +522,75 @@ pub fn fit_parallel(
         finished: state.finished,
         out_of_fold,
     })
+}
+
+/// One step's gradients when a batch is shared out: over this process's devices, then over
+/// the processes (see [`parallel`](super::parallel)).
+struct ShareStep<'a> {
+    settings: &'a TrainSettings,
+    /// This process's devices, with autodiff; the first holds the model.
+    devices: &'a [Device],
+    /// The class weights on each device (empty without).
+    class_weights: &'a [Tensor<1>],
+    reducer: Box<dyn Reducer + 'a>,
+    parallel: &'a Parallel<'a>,
+}
+
+impl ShareStep<'_> {
+    /// The gradients of a batch, summed over every device of every process, and the batch's
+    /// loss: `shares[d]` are device `d`'s bags with their part of the batch's loss
+    /// normalizer; each share's loss is weighted by its part and divided by `scale` (gradient
+    /// accumulation). `seed` draws the dropout of a recomputed pass.
+    fn gradients(
+        &mut self,
+        model: &MedCrossViT,
+        shares: Vec<(Vec<crate::data::BagItem>, f64)>,
+        scale: f32,
+        seed: u64,
+    ) -> Result<(GradientsParams, f64), Error> {
+        let settings = self.settings;
+        let mut parts = Vec::with_capacity(shares.len());
+        let mut local_loss = 0.0;
+        for (d, (share, part)) in shares.into_iter().enumerate() {
+            if share.is_empty() {
+                continue;
+            }
+            let device = &self.devices[d];
+            let replica = if d == 0 {
+                model.clone()
+            } else {
+                model.clone().fork(device)
+            };
+            let batch = BagBatcher.batch(share, device);
+            let loss_of = |logits| {
+                batch_loss(logits, &batch, settings, self.class_weights.get(d))
+                    .expect("training bags all have targets")
+                    * part as f32
+                    / scale
+            };
+            let (grads, loss) = if !settings.gradient_checkpointing {
+                let loss = loss_of(replica.forward(batch.input())?.logits);
+                (GradientsParams::from_grads(loss.backward(), &replica), loss)
+            } else {
+                let mut share_grads = GradientsAccumulator::<MedCrossViT>::new();
+                let step = replica.backward_recomputed(batch.input(), seed, loss_of, |m, g| {
+                    share_grads.accumulate(&m, g);
+                    m
+                })?;
+                (share_grads.grads(), step.loss)
+            };
+            parts.push(grads);
+            local_loss += loss.into_scalar::<f32>() as f64 * f64::from(scale);
+        }
+        let grads = if self.parallel.is_spread() {
+            self.reducer.reduce(parts, model)?
+        } else {
+            parts.pop().unwrap_or_default()
+        };
+        let mut loss = [local_loss];
+        self.parallel.group.sum(&mut loss)?;
+        Ok((grads, loss[0]))
+    }
 }
 
 /// The bag sources of `slides` that have what `settings.modalities` uses: a unimodal
