@@ -172,7 +172,11 @@ fn two_ranks_train_as_one_process() {
     assert!(dir.path().join("two/report.html").is_file());
 
     // 2 ranks × 2 devices each.
-    let four = s.args("four", &s.features, &["--distributed", "mpi", "--devices", "2"]);
+    let four = s.args(
+        "four",
+        &s.features,
+        &["--distributed", "mpi", "--devices", "2"],
+    );
     let o = launch(&mpirun, &[four.clone(), four]);
     assert!(o.status.success(), "{}", text(&o).1);
     assert_same_run(&dir.path().join("one"), &dir.path().join("four"));
