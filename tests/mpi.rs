@@ -240,3 +240,20 @@ fn a_failing_rank_ends_the_job_with_its_message() {
     // Nothing was trained: no checkpoint, no results.
     assert!(!dir.path().join("job/cv.json").exists());
 }
+
+#[test]
+fn ranks_that_start_from_other_weights_are_refused() {
+    let Some(mpirun) = mpirun() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let s = Setup::new(dir.path());
+    // Another seed on rank 1: other initial weights (as another build or device would give).
+    let a = s.args("job", &s.features, &["--distributed", "mpi", "--seed", "1"]);
+    let b = s.args("job", &s.features, &["--distributed", "mpi", "--seed", "2"]);
+    let o = launch(&mpirun, &[a, b]);
+    let (stdout, stderr) = text(&o);
+    assert!(!o.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("rank 1 starts from other weights than rank 0"),
+        "{stderr}"
+    );
+}

@@ -199,6 +199,7 @@ pub fn fit_parallel(
         )));
     }
 
+    super::parallel::check_same_weights(&model, group)?;
     let bag_settings = BagSettings {
         bag_size: settings.bag_size,
         max_patches_total: settings.max_patches_total,

@@ -304,6 +304,52 @@ pub fn unflatten(
     visitor.out
 }
 
+/// Checks that every process starts from the same weights (a different build, backend or
+/// checkpoint on one node would make the ranks step apart unnoticed): the sum and the sum of
+/// squares of every parameter value are compared with rank 0's.
+///
+/// # Errors
+///
+/// [`RunError::Distributed`](crate::error::RunError::Distributed) naming the first rank
+/// that differs; a failure of the transport.
+pub fn check_same_weights(model: &MedCrossViT, group: &dyn ProcessGroup) -> Result<(), Error> {
+    struct Fingerprint(f64, f64);
+    impl ModuleVisitor for Fingerprint {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let values: Vec<f32> = param
+                .val()
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec()
+                .expect("f32 data");
+            for v in values {
+                self.0 += f64::from(v);
+                self.1 += f64::from(v) * f64::from(v);
+            }
+        }
+    }
+    if group.size() < 2 {
+        return Ok(());
+    }
+    let mut mine = Fingerprint(0.0, 0.0);
+    model.visit(&mut mine);
+    let bytes: Vec<u8> = [mine.0, mine.1]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let all = group.all_gather(&bytes)?;
+    if let Some(rank) = all.iter().position(|b| *b != all[0]) {
+        return Err(crate::error::RunError::Distributed {
+            message: format!(
+                "rank {rank} starts from other weights than rank 0: every rank must run the \
+                 same build on the same kind of device with the same settings"
+            ),
+        }
+        .into());
+    }
+    Ok(())
+}
+
 #[cfg(feature = "cuda")]
 mod nccl {
     //! Several CUDA devices of one process: the gradients are summed by NCCL on the devices.
