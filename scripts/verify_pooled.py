@@ -19,6 +19,7 @@ import sys
 import numpy as np
 import pandas as pd
 from lifelines.statistics import logrank_test, multivariate_logrank_test
+from lifelines.utils import concordance_index as lifelines_cindex
 from sksurv.metrics import (
     concordance_index_censored,
     concordance_index_ipcw,
@@ -57,6 +58,7 @@ def main(run):
     y = Surv.from_arrays(event=event, time=time)
     theirs = {}
     theirs["c_index"] = concordance_index_censored(event, time, risk)[0]
+    theirs["c_index (lifelines)"] = lifelines_cindex(time, -risk, event)
     try:
         theirs["c_index_ipcw"] = concordance_index_ipcw(y, y, risk)[0]
     except ValueError as err:
@@ -79,9 +81,10 @@ def main(run):
     theirs["logrank_p"] = float(lr.p_value)
 
     print(f"{len(rows)} patients, {int(event.sum())} events, times {[float(t) for t in times]}")
-    print(f"{'metric':<14} {'med-crossvit':>24} {'reference':>24}  (reference by)")
+    print(f"{'metric':<20} {'med-crossvit':>24} {'reference':>24} {'|diff|':>8}  (reference by)")
     by = {
         "c_index": "sksurv concordance_index_censored",
+        "c_index (lifelines)": "lifelines concordance_index of -risk",
         "c_index_ipcw": "sksurv concordance_index_ipcw",
         "td_auc": "sksurv cumulative_dynamic_auc",
         "td_auc_mean": "sksurv cumulative_dynamic_auc",
@@ -89,12 +92,17 @@ def main(run):
         "logrank_p": f"lifelines {'logrank_test' if groups == 2 else 'multivariate_logrank_test'}",
     }
     for name, ref in theirs.items():
-        mine = ours.get(name)
+        mine = ours.get(name.split(" ")[0])
         fmt = lambda v: (
             ", ".join(f"{x:.6f}" for x in v) if isinstance(v, list) and all(isinstance(x, float) for x in v)
             else f"{v:.6g}" if isinstance(v, float) else str(v)
         )
-        print(f"{name:<14} {fmt(mine):>24} {fmt(ref):>24}  ({by[name]})")
+        try:
+            diff = float(np.max(np.abs(np.array(mine, float) - np.array(ref, float))))
+            diff = f"{diff:.1e}"
+        except (TypeError, ValueError):
+            diff = "-"
+        print(f"{name:<20} {fmt(mine):>24} {fmt(ref):>24} {diff:>8}  ({by[name]})")
 
 
 if __name__ == "__main__":
