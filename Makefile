@@ -1,7 +1,7 @@
 # The newcomer's commands. Builds go to $(CARGO_TARGET_DIR) when it is set.
 CARGO ?= cargo
 
-.PHONY: demo run test test-gpu test-mpi doc bench lint fmt fuzz
+.PHONY: demo run test test-gpu test-mpi doc bench lint fmt fuzz bench-compare
 
 ## The main job: a synthetic cohort, then a model trained on it (small preset, CPU, minutes).
 demo:
@@ -38,6 +38,15 @@ doc:
 bench:
 	$(CARGO) bench --bench model
 	BENCH_SLIDES=10 $(CARGO) bench --bench data
+
+## Ours against a PyTorch twin of the model (benches/torch/), alternating, ROUNDS rounds, in
+## one run: forward pass, training step and checkpointed step, their ratios, the CPU model and
+## the backend's matmul rate (docs/performance.md). Needs PyTorch in PYTHON:
+## python3 -m venv .venv-torch && .venv-torch/bin/pip install torch h5py
+ROUNDS ?= 2
+PYTHON ?= .venv-torch/bin/python
+bench-compare:
+	ROUNDS=$(ROUNDS) PYTHON=$(PYTHON) CARGO="$(CARGO)" sh benches/torch/compare.sh
 
 ## Fuzz every parser of user files (release build), FUZZ_SECONDS per target; findings in
 ## target/fuzz/crashes. Targets: FUZZ_TARGETS="cohort h5 ..." (default all). docs/fuzzing.md
