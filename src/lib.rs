@@ -45,6 +45,7 @@ pub mod data;
 pub mod error;
 pub mod inference;
 pub mod interop;
+mod kernels;
 pub mod model;
 pub mod report;
 pub mod runtime;

@@ -1,7 +1,7 @@
 //! [`Attention`]: pre-norm multi-head attention with an optional context, as in CrossViT.
 
-use super::activation::softmax_last;
-use super::dropout::dropout;
+use crate::kernels::activation::softmax_last;
+use crate::kernels::dropout::dropout;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};

@@ -1,7 +1,7 @@
 //! [`FeedForward`]: the pre-norm MLP of each transformer layer.
 
-use super::activation::gelu;
-use super::dropout::dropout;
+use crate::kernels::activation::gelu;
+use crate::kernels::dropout::dropout;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};

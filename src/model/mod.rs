@@ -11,11 +11,9 @@
 //! <https://arxiv.org/abs/2103.14899>), with two modalities in the place of two patch sizes.
 //! `docs/architecture.md` sets each part beside the Python original.
 
-mod activation;
 mod attention;
 mod config;
 mod cross;
-mod dropout;
 mod encoder;
 mod feedforward;
 mod head;

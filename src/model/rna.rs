@@ -1,7 +1,7 @@
 //! [`RnaEmbedder`]: turns an expression vector into RNA tokens, by one of three gene
 //! tokenizers ([`RnaTokenizer`]).
 
-use super::dropout::{dropout, keep_mask};
+use crate::kernels::dropout::{dropout, keep_mask};
 use burn::config::Config;
 use burn::module::{Flag, Module, Param};
 use burn::nn::{

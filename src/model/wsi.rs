@@ -1,6 +1,6 @@
 //! [`TileEmbedder`]: turns a bag of tile features into WSI tokens.
 
-use super::dropout::dropout;
+use crate::kernels::dropout::dropout;
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Initializer};

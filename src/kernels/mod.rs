@@ -1,0 +1,12 @@
+//! The engine under the model: hand-written CPU kernels for the passes where Burn's CPU
+//! backend is slow (element by element, one thread), each falling back to Burn's own
+//! operation on other devices and data types.
+//!
+//! `model/` reads as the architecture and calls these as it would call Burn's functions:
+//!
+//! - [`activation`]: the exact GELU (value and slope in one parallel SIMD pass, so the
+//!   backward pass is one product) and the softmax over the last dimension;
+//! - [`dropout`]: dropout masks expanded from one seed per call in parallel blocks.
+
+pub(crate) mod activation;
+pub(crate) mod dropout;
