@@ -14,7 +14,7 @@ use med_crossvit::train::{SlidePrediction, Task, patient_predictions};
 
 mod common;
 
-use common::{bin, text};
+use common::{bin, numbers, text};
 
 fn fixture() -> PathBuf {
     common::manifest_dir().join("tests/fixtures/mcat")
@@ -25,14 +25,6 @@ fn table() -> CohortTable {
 }
 
 /// Rows of a CSV file, split on commas (the fixture's cells hold no commas).
-fn numbers(v: &serde_json::Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
-
 fn rows(path: &Path) -> Vec<Vec<String>> {
     std::fs::read_to_string(path)
         .unwrap()

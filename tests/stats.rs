@@ -7,18 +7,11 @@ use med_crossvit::train::metrics::{
 };
 
 mod common;
+use common::numbers;
 
 fn reference() -> serde_json::Value {
     let path = common::manifest_dir().join("tests/fixtures/stats/reference.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn numbers(v: &serde_json::Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
 }
 
 #[test]
