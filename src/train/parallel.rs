@@ -216,47 +216,22 @@ pub struct Layout {
 
 /// The gradients of every float parameter of `model`, in its visiting order (the same on every
 /// process), as one `f64` buffer: each parameter's values, then one presence entry per
-/// parameter (1 when this process has its gradient, else 0 and zeros for the values).
+/// parameter (1 when this process has its gradient, else 0 and zeros for the values). The
+/// host copy of [`flat_tensor`].
 pub fn flatten(grads: &GradientsParams, model: &MedCrossViT) -> (Vec<f64>, Layout) {
-    struct Flatten<'g> {
-        grads: &'g GradientsParams,
-        values: Vec<f64>,
-        present: Vec<f64>,
-        sizes: Vec<usize>,
-    }
-    impl ModuleVisitor for Flatten<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let n = param.lazy_shape().num_elements();
-            self.sizes.push(n);
-            match self.grads.get::<D>(param.id) {
-                Some(g) => {
-                    let data = g.into_data().convert::<f32>();
-                    let values: Vec<f32> = data.try_into_vec().expect("f32 data");
-                    self.values.extend(values.iter().map(|&v| f64::from(v)));
-                    self.present.push(1.0);
-                }
-                None => {
-                    self.values.extend(std::iter::repeat_n(0.0, n));
-                    self.present.push(0.0);
-                }
-            }
-        }
-    }
-    let mut visitor = Flatten {
-        grads,
-        values: Vec::new(),
-        present: Vec::new(),
-        sizes: Vec::new(),
-    };
-    model.visit(&mut visitor);
-    let mut values = visitor.values;
-    values.extend(visitor.present);
-    (
-        values,
-        Layout {
-            sizes: visitor.sizes,
-        },
-    )
+    let device = model
+        .devices()
+        .into_iter()
+        .next()
+        .expect("a model lives on a device")
+        .without_autodiff();
+    let (flat, layout) = flat_tensor(grads, model, &device);
+    let values: Vec<f32> = flat
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec()
+        .expect("f32 data");
+    (values.into_iter().map(f64::from).collect(), layout)
 }
 
 /// The gradients of a buffer written by [`flatten`] (and summed), on `device`: a parameter
@@ -267,41 +242,10 @@ pub fn unflatten(
     model: &MedCrossViT,
     device: &Device,
 ) -> GradientsParams {
-    struct Unflatten<'f> {
-        flat: &'f [f64],
-        present: &'f [f64],
-        offset: usize,
-        index: usize,
-        device: Device,
-        out: GradientsParams,
-    }
-    impl ModuleVisitor for Unflatten<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let shape = param.lazy_shape();
-            let n = shape.num_elements();
-            if self.present[self.index] > 0.0 {
-                let values: Vec<f32> = self.flat[self.offset..self.offset + n]
-                    .iter()
-                    .map(|&v| v as f32)
-                    .collect();
-                let t = Tensor::<1>::from_data(TensorData::new(values, [n]), &self.device);
-                self.out.register::<D>(param.id, t.reshape(shape));
-            }
-            self.offset += n;
-            self.index += 1;
-        }
-    }
-    let total: usize = layout.sizes.iter().sum();
-    let mut visitor = Unflatten {
-        flat: &flat[..total],
-        present: &flat[total..],
-        offset: 0,
-        index: 0,
-        device: device.clone(),
-        out: GradientsParams::new(),
-    };
-    model.visit(&mut visitor);
-    visitor.out
+    let values: Vec<f32> = flat.iter().map(|&v| v as f32).collect();
+    let n = values.len();
+    let flat = Tensor::<1>::from_data(TensorData::new(values, [n]), device);
+    from_flat_tensor(flat, layout, model, device)
 }
 
 /// Checks that every process starts from the same weights (a different build, backend or
@@ -358,7 +302,7 @@ mod nccl {
     use burn::tensor::distributed::{ReduceOperation, all_reduce};
     use burn::tensor::{Device, Tensor};
 
-    use super::{Layout, Reducer, flatten_on_device, unflatten_from_device};
+    use super::{Layout, Reducer, flat_tensor, from_flat_tensor};
     use crate::error::Error;
     use crate::model::MedCrossViT;
 
@@ -384,7 +328,7 @@ mod nccl {
             let mut parts = parts.into_iter();
             for device in &self.devices {
                 let grads = parts.next().unwrap_or_default();
-                flats.push(flatten_on_device(&grads, model, device));
+                flats.push(flat_tensor(&grads, model, device));
             }
             let reduced: Vec<_> = flats
                 .into_iter()
@@ -403,19 +347,14 @@ mod nccl {
                 }
             }
             let (flat, layout) = first.expect("at least one device");
-            Ok(unflatten_from_device(
-                flat,
-                &layout,
-                model,
-                &self.devices[0],
-            ))
+            Ok(from_flat_tensor(flat, &layout, model, &self.devices[0]))
         }
     }
 }
 
-/// [`flatten`] kept on `device` as one tensor (for collectives that run on the devices).
-#[cfg(feature = "cuda")]
-fn flatten_on_device(
+/// The layout of [`flatten`] as one tensor on `device` (the form collectives that run on the
+/// devices take).
+fn flat_tensor(
     grads: &GradientsParams,
     model: &MedCrossViT,
     device: &Device,
@@ -464,11 +403,9 @@ fn flatten_on_device(
     )
 }
 
-/// The gradients of a tensor written by [`flatten_on_device`] (and summed), cut into the
-/// parameters on the device and moved to `device`; only the presence flags are read to the
-/// host.
-#[cfg(feature = "cuda")]
-fn unflatten_from_device(
+/// The gradients of a tensor written by [`flat_tensor`] (and summed), cut into the parameters
+/// on its device and moved to `device`; only the presence flags are read to the host.
+fn from_flat_tensor(
     flat: Tensor<1>,
     layout: &Layout,
     model: &MedCrossViT,
