@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{bin, text};
+use common::{TinyRun, bin, text};
 
 fn mpirun() -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|paths| {
@@ -57,61 +57,11 @@ fn launch(mpirun: &Path, ranks: &[Vec<String>]) -> Output {
     child.wait_with_output().unwrap()
 }
 
-struct Setup {
-    dir: PathBuf,
-    csv: PathBuf,
-    features: PathBuf,
-    model: PathBuf,
-}
-
-impl Setup {
-    fn new(dir: &Path) -> Self {
-        let data = common::synth(&dir.join("cohort"), 24, 8, 5, 3, false);
-        let model = dir.join("tiny.json");
-        let mut config = common::tiny_model(2, 5);
-        config.dropout = 0.0;
-        config.emb_dropout = 0.0;
-        std::fs::write(&model, serde_json::to_string(&config).unwrap()).unwrap();
-        Self {
-            dir: dir.to_path_buf(),
-            csv: data.csv,
-            features: data.features_dir,
-            model,
-        }
-    }
-
-    fn args(&self, out: &str, features: &Path, extra: &[&str]) -> Vec<String> {
-        let mut args: Vec<String> = [
-            "train",
-            "--csv",
-            self.csv.to_str().unwrap(),
-            "--features",
-            features.to_str().unwrap(),
-            "--config",
-            self.model.to_str().unwrap(),
-            "--out",
-            self.dir.join(out).to_str().unwrap(),
-            "--epochs",
-            "3",
-            "--batch-size",
-            "5",
-            "--bag-size",
-            "4",
-            "--lr",
-            "1e-3",
-            "--workers",
-            "1",
-            "--bootstrap",
-            "20",
-            "--folds",
-            "2",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args
-    }
+/// The `train` arguments of these tests: [`common::TinyRun`] as a 2-fold cross-validation.
+fn cv_args(run: &TinyRun, out: &str, features: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args = run.args(out, features, &["--folds", "2"]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
 }
 
 fn numbers(path: &Path) -> Vec<f64> {
@@ -157,12 +107,12 @@ fn assert_same_run(a: &Path, b: &Path) {
 fn two_ranks_train_as_one_process() {
     let Some(mpirun) = mpirun() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let s = Setup::new(dir.path());
-    let one: Vec<String> = s.args("one", &s.features, &[]);
+    let s = TinyRun::new(dir.path());
+    let one: Vec<String> = cv_args(&s, "one", &s.features, &[]);
     let o = bin(&one.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(o.status.success(), "{}", text(&o).1);
 
-    let two = s.args("two", &s.features, &["--distributed", "mpi"]);
+    let two = cv_args(&s, "two", &s.features, &["--distributed", "mpi"]);
     let o = launch(&mpirun, &[two.clone(), two]);
     let (stdout, stderr) = text(&o);
     assert!(o.status.success(), "{stdout}\n{stderr}");
@@ -172,7 +122,8 @@ fn two_ranks_train_as_one_process() {
     assert!(dir.path().join("two/report.html").is_file());
 
     // 2 ranks × 2 devices each.
-    let four = s.args(
+    let four = cv_args(
+        &s,
         "four",
         &s.features,
         &["--distributed", "mpi", "--devices", "2"],
@@ -182,7 +133,8 @@ fn two_ranks_train_as_one_process() {
     assert_same_run(&dir.path().join("one"), &dir.path().join("four"));
 
     // Interrupted after one epoch, resumed by another MPI job.
-    let cut = s.args(
+    let cut = cv_args(
+        &s,
         "cut",
         &s.features,
         &["--distributed", "mpi", "--stop-after-epoch", "1"],
@@ -209,7 +161,7 @@ fn two_ranks_train_as_one_process() {
 fn a_failing_rank_ends_the_job_with_its_message() {
     let Some(mpirun) = mpirun() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let s = Setup::new(dir.path());
+    let s = TinyRun::new(dir.path());
     // Rank 1 sees a copy of the features with one file missing (a node without it).
     let bad = dir.path().join("bad");
     let project = std::fs::read_dir(&s.features)
@@ -228,8 +180,8 @@ fn a_failing_rank_ends_the_job_with_its_message() {
         std::fs::copy(f, bad.join(&project).join(f.file_name().unwrap())).unwrap();
     }
     let missing = files[0].file_stem().unwrap().to_string_lossy().into_owned();
-    let good = s.args("job", &s.features, &["--distributed", "mpi"]);
-    let broken = s.args("job", &bad, &["--distributed", "mpi"]);
+    let good = cv_args(&s, "job", &s.features, &["--distributed", "mpi"]);
+    let broken = cv_args(&s, "job", &bad, &["--distributed", "mpi"]);
     let o = launch(&mpirun, &[good, broken]);
     let (stdout, stderr) = text(&o);
     assert!(!o.status.success(), "{stdout}\n{stderr}");
@@ -245,10 +197,20 @@ fn a_failing_rank_ends_the_job_with_its_message() {
 fn ranks_that_start_from_other_weights_are_refused() {
     let Some(mpirun) = mpirun() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let s = Setup::new(dir.path());
+    let s = TinyRun::new(dir.path());
     // Another seed on rank 1: other initial weights (as another build or device would give).
-    let a = s.args("job", &s.features, &["--distributed", "mpi", "--seed", "1"]);
-    let b = s.args("job", &s.features, &["--distributed", "mpi", "--seed", "2"]);
+    let a = cv_args(
+        &s,
+        "job",
+        &s.features,
+        &["--distributed", "mpi", "--seed", "1"],
+    );
+    let b = cv_args(
+        &s,
+        "job",
+        &s.features,
+        &["--distributed", "mpi", "--seed", "2"],
+    );
     let o = launch(&mpirun, &[a, b]);
     let (stdout, stderr) = text(&o);
     assert!(!o.status.success(), "{stdout}\n{stderr}");

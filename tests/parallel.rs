@@ -72,43 +72,6 @@ fn a_batch_shared_over_two_devices_has_the_batchs_gradient() {
     assert_eq!(Alone.size(), 1);
 }
 
-fn train_args(dir: &std::path::Path, out: &str, extra: &[&str]) -> Vec<String> {
-    let data = common::synth(&dir.join("cohort"), 24, 8, 5, 3, false);
-    let model = dir.join("tiny.json");
-    let mut config = common::tiny_model(2, 5);
-    config.dropout = 0.0;
-    config.emb_dropout = 0.0;
-    std::fs::write(&model, serde_json::to_string(&config).unwrap()).unwrap();
-    let mut args: Vec<String> = [
-        "train",
-        "--csv",
-        data.csv.to_str().unwrap(),
-        "--features",
-        data.features_dir.to_str().unwrap(),
-        "--config",
-        model.to_str().unwrap(),
-        "--out",
-        dir.join(out).to_str().unwrap(),
-        "--epochs",
-        "3",
-        "--batch-size",
-        "5",
-        "--bag-size",
-        "4",
-        "--lr",
-        "1e-3",
-        "--workers",
-        "1",
-        "--bootstrap",
-        "20",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
-}
-
 fn history(run: &std::path::Path) -> Vec<Vec<f64>> {
     std::fs::read_to_string(run.join("metrics.csv"))
         .unwrap()
@@ -146,6 +109,7 @@ fn close_runs(a: &std::path::Path, b: &std::path::Path) {
 #[test]
 fn two_devices_train_as_one() {
     let dir = tempfile::tempdir().unwrap();
+    let tiny = common::TinyRun::new(dir.path());
     for (out, extra) in [
         ("one", vec![]),
         ("two", vec!["--devices", "2"]),
@@ -160,7 +124,7 @@ fn two_devices_train_as_one() {
             vec!["--devices", "2", "--grad-accumulation", "2"],
         ),
     ] {
-        let args = train_args(dir.path(), out, &extra);
+        let args = tiny.args(out, &tiny.features, &extra);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let o = bin(&args);
         let (_, stderr) = text(&o);
@@ -171,7 +135,7 @@ fn two_devices_train_as_one() {
     close_runs(&run("one"), &run("two-recomputed"));
     close_runs(&run("one-accumulated"), &run("two-accumulated"));
     // No device: refused by name.
-    let args = train_args(dir.path(), "none", &["--devices", "0"]);
+    let args = tiny.args("none", &tiny.features, &["--devices", "0"]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let o = bin(&args);
     let (_, stderr) = text(&o);

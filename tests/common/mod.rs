@@ -105,3 +105,67 @@ pub fn numbers(v: &serde_json::Value) -> Vec<f64> {
         .map(|x| x.as_f64().unwrap())
         .collect()
 }
+
+/// A short training run to compare ways of running it: a synthetic cohort of 24 slides, the
+/// tiny model without dropout (so that runs spread differently compute the same) written to
+/// `tiny.json`, and the `train` arguments of 3 epochs of batches of 5.
+pub struct TinyRun {
+    /// The folder everything is in.
+    pub dir: PathBuf,
+    /// The cohort CSV.
+    pub csv: PathBuf,
+    /// The cohort's tile-feature folder.
+    pub features: PathBuf,
+    /// The model configuration.
+    pub model: PathBuf,
+}
+
+impl TinyRun {
+    /// Writes the cohort and the model configuration into `dir`.
+    pub fn new(dir: &Path) -> Self {
+        let data = synth(&dir.join("cohort"), 24, 8, 5, 3, false);
+        let model = dir.join("tiny.json");
+        let mut config = tiny_model(2, 5);
+        config.dropout = 0.0;
+        config.emb_dropout = 0.0;
+        std::fs::write(&model, serde_json::to_string(&config).unwrap()).unwrap();
+        Self {
+            dir: dir.to_path_buf(),
+            csv: data.csv,
+            features: data.features_dir,
+            model,
+        }
+    }
+
+    /// `train` into `dir/out`, reading the tiles from `features`, then `extra`.
+    pub fn args(&self, out: &str, features: &Path, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "train",
+            "--csv",
+            self.csv.to_str().unwrap(),
+            "--features",
+            features.to_str().unwrap(),
+            "--config",
+            self.model.to_str().unwrap(),
+            "--out",
+            self.dir.join(out).to_str().unwrap(),
+            "--epochs",
+            "3",
+            "--batch-size",
+            "5",
+            "--bag-size",
+            "4",
+            "--lr",
+            "1e-3",
+            "--workers",
+            "1",
+            "--bootstrap",
+            "20",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    }
+}
