@@ -548,7 +548,8 @@ pub fn ipcw_time_metrics(
             .map(|i| {
                 let s = survival[i][k];
                 if case(i) {
-                    s * s * inverse(censoring.at(time[i]))
+                    // A case is an event: its weight is 1/Ĝ(tᵢ).
+                    s * s * weight[i]
                 } else if control(i) {
                     (1.0 - s) * (1.0 - s) * g_t
                 } else {
