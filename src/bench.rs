@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use serde::Serialize;
@@ -40,6 +40,11 @@ pub struct BenchReport {
     /// Fastest training step.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub train_step_min_ms: Option<f64>,
+    /// The median training step cut into its parts (without checkpointing, where the parts
+    /// interleave). On the CPU backends operations run when called, so the parts are exact;
+    /// GPU backends queue work, so there a part may be billed for work queued before it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_phases: Option<TrainPhases>,
     /// Floating-point operations of one forward pass, from the configuration.
     pub flops: f64,
     /// Achieved GFLOP/s of the median forward pass.
@@ -48,6 +53,17 @@ pub struct BenchReport {
     pub params: usize,
     /// Peak resident memory of the process so far, in MB (Linux; 0 elsewhere).
     pub peak_rss_mb: f64,
+}
+
+/// Median milliseconds of each part of a training step.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrainPhases {
+    /// The forward pass with its graph, and the loss.
+    pub forward_ms: f64,
+    /// The backward pass, up to the gradients of the parameters.
+    pub backward_ms: f64,
+    /// The AdamW update of every parameter.
+    pub update_ms: f64,
 }
 
 /// Floating-point operations (a multiply-add counts 2) of one forward pass over `batch`
@@ -167,10 +183,12 @@ pub fn run(options: &BenchOptions, device: &Device) -> Result<BenchReport, Error
     drop(model);
 
     let mut train = (None, None);
+    let mut train_phases = None;
     if options.train {
         let autodiff = device.clone().autodiff();
         let mut model = c.init(&autodiff)?;
-        let mut optimizer = AdamWConfig::new().init();
+        // Burn's default weight decay (1e-4), as before the fused update.
+        let mut optimizer = crate::kernels::adamw::adamw(1e-4);
         let labels: Vec<i64> = (0..batch as i64)
             .map(|i| i % c.num_classes as i64)
             .collect();
@@ -180,6 +198,7 @@ pub fn run(options: &BenchOptions, device: &Device) -> Result<BenchReport, Error
             Tensor::<2>::random([batch, c.rna_num_genes], Distribution::Default, &autodiff),
         );
         let mut times = Vec::with_capacity(iters);
+        let mut phases: [Vec<f64>; 3] = Default::default();
         for i in 0..=iters {
             let start = Instant::now();
             let loss = |logits| {
@@ -196,8 +215,17 @@ pub fn run(options: &BenchOptions, device: &Device) -> Result<BenchReport, Error
                     .model;
             } else {
                 let loss = loss(model.forward(x.clone())?.logits);
+                let forward_done = Instant::now();
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
+                let backward_done = Instant::now();
                 model = optimizer.step(1e-4, model, grads);
+                let _ = model.valid().rna_head.linear.weight.val().into_data();
+                if i > 0 {
+                    let ms = |from: Instant, to: Instant| (to - from).as_secs_f64() * 1e3;
+                    phases[0].push(ms(start, forward_done));
+                    phases[1].push(ms(forward_done, backward_done));
+                    phases[2].push(ms(backward_done, Instant::now()));
+                }
             }
             // Wait for the update to finish before stopping the clock.
             let _ = model.valid().rna_head.linear.weight.val().into_data();
@@ -206,6 +234,15 @@ pub fn run(options: &BenchOptions, device: &Device) -> Result<BenchReport, Error
             }
         }
         let (m, min) = median_min(times);
+        let [f, b, u] = phases.map(|p| (!p.is_empty()).then(|| median_min(p).0));
+        train_phases = f
+            .zip(b)
+            .zip(u)
+            .map(|((forward_ms, backward_ms), update_ms)| TrainPhases {
+                forward_ms,
+                backward_ms,
+                update_ms,
+            });
         train = (Some(m), Some(min));
     }
     let flops = forward_flops(c, batch, tiles);
@@ -214,6 +251,7 @@ pub fn run(options: &BenchOptions, device: &Device) -> Result<BenchReport, Error
         forward_min_ms,
         train_step_ms: train.0,
         train_step_min_ms: train.1,
+        train_phases,
         flops,
         gflops: flops / forward_ms / 1e6,
         params,

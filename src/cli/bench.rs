@@ -111,6 +111,12 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, med_crossvit::Error> {
     if let (Some(m), Some(min)) = (report.train_step_ms, report.train_step_min_ms) {
         println!("training step   median {m:.1} ms, min {min:.1} ms");
     }
+    if let Some(p) = &report.train_phases {
+        println!(
+            "  of which       forward {:.1} ms, backward {:.1} ms, AdamW update {:.1} ms (medians)",
+            p.forward_ms, p.backward_ms, p.update_ms
+        );
+    }
     println!(
         "forward FLOPs   {:.1} GFLOP, {:.1} GFLOP/s",
         report.flops / 1e9,

@@ -6,7 +6,9 @@
 //!
 //! - [`activation`]: the exact GELU (value and slope in one parallel SIMD pass, so the
 //!   backward pass is one product) and the softmax over the last dimension;
-//! - [`dropout`]: dropout masks expanded from one seed per call in parallel blocks.
+//! - [`dropout`]: dropout masks expanded from one seed per call in parallel blocks;
+//! - [`adamw`]: the AdamW update as one parallel pass per parameter, with Burn's state.
 
 pub(crate) mod activation;
+pub(crate) mod adamw;
 pub(crate) mod dropout;

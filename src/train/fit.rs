@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams};
+use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -186,9 +186,7 @@ pub fn fit_parallel(
     if checkpoint_folder.is_none() {
         model.initialize_weights();
     }
-    let mut optimizer = AdamWConfig::new()
-        .with_weight_decay(settings.weight_decay as f32)
-        .init();
+    let mut optimizer = crate::kernels::adamw::adamw(settings.weight_decay as f32);
     let mut state = LoopState::default();
     if let Some(folder) = &checkpoint_folder {
         (optimizer, state) = checkpoint::load(folder, &mut model, optimizer)?;
