@@ -122,14 +122,26 @@ def run_mode(mode: str, c: TwinConfig, a) -> dict:
         optimizer = make_optimizer(model, a.adamw)
         fn_model = torch.compile(model) if a.compile else model
 
+        phases = ([], [], [])  # forward, backward, update: ms per call, as ours reports them
+
         def step():
+            t0 = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
             loss = F.cross_entropy(fn_model(tiles, expression), labels)
+            t1 = time.perf_counter()
             loss.backward()
+            t2 = time.perf_counter()
             optimizer.step()
+            t3 = time.perf_counter()
+            for part, (u, v) in zip(phases, ((t0, t1), (t1, t2), (t2, t3))):
+                part.append((v - u) * 1e3)
 
     median, fastest, first = timed(step, a.iters, warmups)
     out = {"ms": median, "min_ms": fastest}
+    if mode == "train" and not a.compile:
+        # Medians of the timed calls (the warm-up calls come first and are dropped).
+        out["phases"] = {name: sorted(p[warmups:])[len(p[warmups:]) // 2]
+                         for name, p in zip(("forward_ms", "backward_ms", "update_ms"), phases)}
     if a.compile:
         out["compile_s"] = first
     return out
@@ -197,6 +209,8 @@ def main() -> int:
         k = keys[mode]
         report[k + "_ms"] = r["ms"]
         report[k + "_min_ms"] = r["min_ms"]
+        if "phases" in r:
+            report["train_phases"] = r["phases"]
         if "compile_s" in r:
             report[k + "_compile_s"] = r["compile_s"]
         if mode == "forward":

@@ -127,6 +127,11 @@ def table(rnd: int, rounds: int, r: dict, a) -> str:
         fwd.append(f"PyTorch {rate:.0f} GFLOP/s" + (f" ({100 * rate / mm_ours:.0f} % of our matmul)" if mm_ours else ""))
     lines.append(f"  2048² matmul: ours (flex) {mm_ours:.0f} GFLOP/s, PyTorch {mm_torch:.0f} GFLOP/s; "
                  + ", ".join(fwd))
+    po, pe = ours.get("train_phases"), eager.get("train_phases")
+    if po and pe:
+        parts = [f"{name} {fmt_s(po[k])} / {fmt_s(pe[k])}" for name, k in
+                 (("forward", "forward_ms"), ("backward", "backward_ms"), ("AdamW update", "update_ms"))]
+        lines.append("  training step, ours / PyTorch eager: " + ", ".join(parts))
     if comp is not None:
         took = [f"{name} {comp[k + '_compile_s']:.0f} s" for name, k in ROWS
                 if comp.get(k + "_compile_s") is not None]
