@@ -22,6 +22,12 @@ use rayon::prelude::*;
 
 use super::dropout::on_host;
 
+/// Whether `device` is the flex backend (plain or with autodiff), where the fused operations
+/// of [`fused`](super::fused) run.
+fn on_flex(device: &burn::tensor::Device) -> bool {
+    device.clone().inner() == burn::tensor::Device::flex()
+}
+
 /// Elements per parallel block.
 const BLOCK: usize = 1 << 14;
 
@@ -30,6 +36,10 @@ pub(crate) fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     let device = x.device();
     if !on_host(&device) || x.dtype() != DType::F32 {
         return burn_gelu(x);
+    }
+    if on_flex(&device) {
+        // One operation with its own backward pass (kernels/fused.rs).
+        return super::fused::gelu(x);
     }
     if !device.is_autodiff() || !x.is_tracked() {
         // No gradient wanted (inference, or the graph-free pass of a recomputed step).
@@ -61,6 +71,10 @@ pub(crate) fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 /// Softmax over the last dimension.
 pub(crate) fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     let device = x.device();
+    if on_flex(&device) && x.dtype() == DType::F32 {
+        // In a graph too, with its own backward pass (kernels/fused.rs).
+        return super::fused::softmax_last(x);
+    }
     if !on_host(&device) || x.dtype() != DType::F32 || (device.is_autodiff() && x.is_tracked()) {
         return burn_softmax(x, D - 1);
     }
@@ -79,7 +93,7 @@ pub(crate) fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_data(data, &device)
 }
 
-mod kernels {
+pub(super) mod kernels {
     //! The element-wise kernels, compiled once per instruction set and picked at run time.
 
     /// What to compute.
@@ -90,6 +104,13 @@ mod kernels {
         Slope(&'a mut [f32]),
         /// Softmax of each row of this length.
         Softmax(usize),
+        /// `x ← GELU(x)`, and `GELU′(x)` into the slice.
+        ValueAndSlope(&'a mut [f32]),
+        /// The softmax's backward pass over rows of this length: with `y` the softmax's
+        /// output and `x` the gradient of its output, `x ← y ⊙ (x − Σ x ⊙ y)` per row.
+        SoftmaxBackward { y: &'a [f32], row: usize },
+        /// `x ← x ⊙ s`.
+        Mul(&'a [f32]),
     }
 
     /// `x ← GELU(x)`.
@@ -105,6 +126,21 @@ mod kernels {
     /// The softmax of each row of `row` elements of `xs`.
     pub fn softmax_rows(xs: &mut [f32], row: usize) {
         dispatch(xs, Op::Softmax(row));
+    }
+
+    /// `x ← GELU(x)` in `xs` and `GELU′(x)` in `slope`.
+    pub fn value_and_slope(xs: &mut [f32], slope: &mut [f32]) {
+        dispatch(xs, Op::ValueAndSlope(slope));
+    }
+
+    /// The softmax's backward pass: `grad ← y ⊙ (grad − Σ grad ⊙ y)` per row of `row`.
+    pub fn softmax_backward_rows(grad: &mut [f32], y: &[f32], row: usize) {
+        dispatch(grad, Op::SoftmaxBackward { y, row });
+    }
+
+    /// `x ← x ⊙ s`.
+    pub fn mul(xs: &mut [f32], s: &[f32]) {
+        dispatch(xs, Op::Mul(s));
     }
 
     fn dispatch(xs: &mut [f32], op: Op<'_>) {
@@ -152,6 +188,38 @@ mod kernels {
             Op::Softmax(row) => {
                 for r in xs.chunks_exact_mut(row) {
                     softmax(r);
+                }
+            }
+            Op::ValueAndSlope(slope) => {
+                for (x, s) in xs.iter_mut().zip(slope.iter_mut()) {
+                    let (g, d) = gelu_and_slope(*x);
+                    *x = g;
+                    *s = d;
+                }
+            }
+            Op::SoftmaxBackward { y, row } => {
+                for (g, y) in xs.chunks_exact_mut(row).zip(y.chunks_exact(row)) {
+                    let mut lanes = [0.0f32; LANES];
+                    let (mut gc, mut yc) = (g.chunks_exact(LANES), y.chunks_exact(LANES));
+                    for (g, y) in (&mut gc).zip(&mut yc) {
+                        for ((l, g), y) in lanes.iter_mut().zip(g).zip(y) {
+                            *l = g.mul_add(*y, *l);
+                        }
+                    }
+                    let tail = gc
+                        .remainder()
+                        .iter()
+                        .zip(yc.remainder())
+                        .fold(0.0f32, |acc, (g, y)| g.mul_add(*y, acc));
+                    let dot = tail + lanes.iter().sum::<f32>();
+                    for (g, y) in g.iter_mut().zip(y) {
+                        *g = *y * (*g - dot);
+                    }
+                }
+            }
+            Op::Mul(s) => {
+                for (x, s) in xs.iter_mut().zip(s) {
+                    *x *= *s;
                 }
             }
         }

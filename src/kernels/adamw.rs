@@ -181,7 +181,7 @@ mod tests {
     }
 
     fn values(model: &Linear) -> Vec<f32> {
-        let mut out = model.weight.val().into_data().to_vec::<f32>().unwrap();
+        let mut out = model.weight.val().into_data().try_to_vec::<f32>().unwrap();
         out.extend(
             model
                 .bias
@@ -189,7 +189,7 @@ mod tests {
                 .unwrap()
                 .val()
                 .into_data()
-                .to_vec::<f32>()
+                .try_to_vec::<f32>()
                 .unwrap(),
         );
         out

@@ -26,6 +26,11 @@ pub(crate) fn dropout<const D: usize>(dropout: &Dropout, x: Tensor<D>) -> Tensor
         return dropout.forward(x);
     }
     let keep = 1.0 - dropout.prob;
+    if device.clone().inner() == Device::flex() && x.dtype() == burn::tensor::DType::F32 {
+        // One pass forward and one back, with the mask kept as bits (kernels/fused.rs); the
+        // same masks as below.
+        return super::fused::dropout(x, draw_seed(&device), keep);
+    }
     let shape = x.shape();
     let mask = bernoulli_mask(
         x.shape().num_elements(),
@@ -74,21 +79,72 @@ fn draw_seed(device: &Device) -> u64 {
 
 /// `len` values, each `value` with probability `keep` and 0 otherwise, from `seed`.
 fn bernoulli_mask(len: usize, keep: f64, value: f32, seed: u64) -> Vec<f32> {
-    // P(draw < threshold) = threshold / 2^32 = keep (to 2^-32).
-    let threshold = (keep * 4_294_967_296.0).round().min(u32::MAX as f64) as u64;
-    let mut mask = vec![0.0f32; len];
-    mask.par_chunks_mut(BLOCK)
-        .enumerate()
-        .for_each(|(block, out)| {
-            let mut state = seed ^ (block as u64).wrapping_mul(0xA24B_AED4_963E_E407);
-            for pair in out.chunks_mut(2) {
-                let r = splitmix(&mut state);
-                for (slot, draw) in pair.iter_mut().zip([r & 0xFFFF_FFFF, r >> 32]) {
-                    *slot = if draw < threshold { value } else { 0.0 };
+    let mut mask = vec![1.0f32; len];
+    apply_mask(&mut mask, keep, value, seed);
+    mask
+}
+
+/// Multiplies each element of `xs` by `value` with probability `keep` and by 0 otherwise,
+/// drawing as [`bernoulli_mask`] does: element `i` of `xs` and of a mask from the same `seed`
+/// get the same draw.
+pub(crate) fn apply_mask(xs: &mut [f32], keep: f64, value: f32, seed: u64) {
+    let _ = apply_block_masks(xs, keep, value, seed, false);
+}
+
+/// [`apply_mask`], also returning the mask as bits (bit `i % 64` of word `i / 64` set where
+/// element `i` was kept) for [`apply_bits`] to apply again.
+pub(crate) fn apply_mask_keeping_bits(
+    xs: &mut [f32],
+    keep: f64,
+    value: f32,
+    seed: u64,
+) -> Vec<u64> {
+    apply_block_masks(xs, keep, value, seed, true)
+}
+
+/// Multiplies element `i` of `xs` by `value` where bit `i` of `bits` is set, by 0 elsewhere.
+pub(crate) fn apply_bits(xs: &mut [f32], bits: &[u64], value: f32) {
+    xs.par_chunks_mut(BLOCK)
+        .zip(bits.par_chunks(BLOCK / 64))
+        .for_each(|(out, words)| {
+            for (chunk, word) in out.chunks_mut(64).zip(words) {
+                for (i, slot) in chunk.iter_mut().enumerate() {
+                    *slot *= if word >> i & 1 == 1 { value } else { 0.0 };
                 }
             }
         });
-    mask
+}
+
+/// The draws of [`apply_mask`], block by block, with the bits of the mask when asked.
+fn apply_block_masks(xs: &mut [f32], keep: f64, value: f32, seed: u64, bits: bool) -> Vec<u64> {
+    // P(draw < threshold) = threshold / 2^32 = keep (to 2^-32).
+    let threshold = (keep * 4_294_967_296.0).round().min(u32::MAX as f64) as u64;
+    let draw = |block: usize, out: &mut [f32], mut words: Option<&mut [u64]>| {
+        let mut state = seed ^ (block as u64).wrapping_mul(0xA24B_AED4_963E_E407);
+        for (p, pair) in out.chunks_mut(2).enumerate() {
+            let r = splitmix(&mut state);
+            for (k, (slot, draw)) in pair.iter_mut().zip([r & 0xFFFF_FFFF, r >> 32]).enumerate() {
+                let kept = draw < threshold;
+                *slot *= if kept { value } else { 0.0 };
+                if kept && let Some(words) = words.as_deref_mut() {
+                    let i = 2 * p + k;
+                    words[i / 64] |= 1 << (i % 64);
+                }
+            }
+        }
+    };
+    if !bits {
+        xs.par_chunks_mut(BLOCK)
+            .enumerate()
+            .for_each(|(block, out)| draw(block, out, None));
+        return Vec::new();
+    }
+    let mut words = vec![0u64; xs.len().div_ceil(64)];
+    xs.par_chunks_mut(BLOCK)
+        .zip(words.par_chunks_mut(BLOCK / 64))
+        .enumerate()
+        .for_each(|(block, (out, words))| draw(block, out, Some(words)));
+    words
 }
 
 /// SplitMix64 (Steele, Lea & Flood, 2014): advances `state` by the golden-ratio increment and
@@ -118,6 +174,32 @@ mod tests {
         assert_ne!(mask[..BLOCK], mask[BLOCK..2 * BLOCK]);
         assert_eq!(mask, bernoulli_mask(1_000_000, 0.9, 1.0 / 0.9, 7));
         assert_ne!(mask, bernoulli_mask(1_000_000, 0.9, 1.0 / 0.9, 8));
+    }
+
+    /// The fused dropout (in a graph, its backward pass included) applies exactly the mask
+    /// the same seed draws as a tensor: forward `x ⊙ m`, gradient `w ⊙ m`.
+    #[test]
+    fn fused_dropout_applies_the_drawn_mask_both_ways() {
+        let device = Device::flex().autodiff();
+        device.seed(5);
+        let x =
+            Tensor::<2>::random([70, 999], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let w = Tensor::<2>::random([70, 999], Distribution::Normal(0.0, 1.0), &device);
+        let mask = Tensor::<2>::from_data(
+            TensorData::new(bernoulli_mask(70 * 999, 0.8, 1.25, 42), [70, 999]),
+            &device,
+        );
+        let y = super::super::fused::dropout(x.clone(), 42, 0.8);
+        let expected = (x.clone() * mask.clone()).into_data();
+        assert_eq!(y.clone().into_data(), expected);
+        let grads = (y * w.clone()).sum().backward();
+        assert_eq!(
+            x.grad(&grads).unwrap().into_data(),
+            (w * mask).inner().into_data()
+        );
+        // Outside a graph, the same values.
+        let plain = super::super::fused::dropout(x.clone().inner(), 42, 0.8);
+        assert_eq!(plain.into_data(), expected);
     }
 
     #[test]

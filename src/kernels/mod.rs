@@ -12,3 +12,4 @@
 pub(crate) mod activation;
 pub(crate) mod adamw;
 pub(crate) mod dropout;
+pub(crate) mod fused;

@@ -1,0 +1,362 @@
+//! GELU and the softmax as single operations with backward passes of their own on the CPU
+//! backend.
+//!
+//! Burn differentiates a softmax written with tensor operations as its parts (maximum,
+//! subtraction, exponential, sum, division: about ten element-wise passes forward and back,
+//! each on one thread), and a GELU built outside the graph needs extra products to carry its
+//! slope. Through Burn's `#[backend_extension]` this module adds two operations to the flex
+//! backend and to its autodiff wrapper:
+//!
+//! - **GELU**: forward, one parallel pass writes GELU(x) and keeps GELU′(x) for the backward
+//!   pass, which is one parallel product `grad ⊙ GELU′(x)`;
+//! - **softmax over the last dimension**: forward, the row kernel of
+//!   [`activation`](super::activation) in place; backward, one parallel pass per row
+//!   `grad ← y ⊙ (grad − Σ grad ⊙ y)` from the kept output `y`;
+//! - **dropout**: forward, the mask of [`dropout`](super::dropout) applied in the pass that
+//!   draws it and kept as one bit per element (a 32nd of an f32 mask); backward, one
+//!   parallel pass applying those bits.
+//!
+//! Buffers that nothing else holds are updated in place. Only f32 tensors on flex devices
+//! come here; the callers in [`activation`](super::activation) and
+//! [`dropout`](super::dropout) route the rest to Burn.
+
+use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Dispatch, Flex, backend_extension};
+use burn::tensor::{Tensor, TensorData};
+use rayon::prelude::*;
+
+use super::activation::kernels;
+use super::dropout::{apply_bits, apply_mask, apply_mask_keeping_bits};
+
+/// Elements per parallel block.
+const BLOCK: usize = 1 << 14;
+
+/// The fused operations, implemented for flex and for autodiff over flex.
+#[backend_extension(Flex, Autodiff)]
+pub trait FusedOps: Backend {
+    /// GELU(x), the exact (erf) form.
+    fn fused_gelu(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// The softmax over the last dimension.
+    fn fused_softmax(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Dropout: each element kept with probability `keep` and scaled by `1 / keep`, or
+    /// zeroed, by the mask [`apply_mask`] draws from `seed`.
+    fn fused_dropout(x: FloatTensor<Self>, seed: u64, keep: f64) -> FloatTensor<Self>;
+}
+
+/// Dropout of an f32 tensor on a flex device with the mask drawn from `seed`.
+pub(crate) fn dropout<const D: usize>(x: Tensor<D>, seed: u64, keep: f64) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_dropout(
+        x.into_dispatch(),
+        seed,
+        keep,
+    ))
+}
+
+/// GELU(x) of an f32 tensor on a flex device (plain or autodiff).
+pub(crate) fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_gelu(x.into_dispatch()))
+}
+
+/// The softmax over the last dimension of an f32 tensor on a flex device.
+pub(crate) fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_softmax(x.into_dispatch()))
+}
+
+impl FusedOps for Flex {
+    fn fused_gelu(x: FlexTensor) -> FlexTensor {
+        let mut x = owned(x);
+        let n = len(&x);
+        x.storage_mut::<f32>()[..n]
+            .par_chunks_mut(BLOCK)
+            .for_each(kernels::gelu);
+        x
+    }
+
+    fn fused_softmax(x: FlexTensor) -> FlexTensor {
+        softmax(x)
+    }
+
+    fn fused_dropout(x: FlexTensor, seed: u64, keep: f64) -> FlexTensor {
+        masked(x, seed, keep)
+    }
+}
+
+impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
+    fn fused_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        match GeluBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                // Overwritten in place unless the graph holds x (then copied on write).
+                let mut y = owned(x.into_primitive());
+                let n = len(&y);
+                let mut slope = vec![0.0f32; n];
+                y.storage_mut::<f32>()[..n]
+                    .par_chunks_mut(BLOCK)
+                    .zip(slope.par_chunks_mut(BLOCK))
+                    .for_each(|(y, s)| kernels::value_and_slope(y, s));
+                let shape = y.layout().shape().clone();
+                prep.finish(FlexTensor::from_data(TensorData::new(slope, shape)), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::fused_gelu(x.into_primitive())),
+        }
+    }
+
+    fn fused_softmax(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        match SoftmaxBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let y = softmax(x.into_primitive());
+                prep.finish(y.clone(), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(softmax(x.into_primitive())),
+        }
+    }
+
+    fn fused_dropout(x: FloatTensor<Self>, seed: u64, keep: f64) -> FloatTensor<Self> {
+        match DropoutBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let mut x = owned(x.into_primitive());
+                let n = len(&x);
+                let bits = apply_mask_keeping_bits(
+                    &mut x.storage_mut::<f32>()[..n],
+                    keep,
+                    scale(keep),
+                    seed,
+                );
+                prep.finish((bits, keep), x)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(masked(x.into_primitive(), seed, keep)),
+        }
+    }
+}
+
+/// The backward pass of dropout: the same mask, kept as one bit per element; its state is
+/// the bits and the keep probability.
+#[derive(Debug)]
+struct DropoutBackward;
+
+impl Backward<Flex, 1> for DropoutBackward {
+    type State = (Vec<u64>, f64);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [parent] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        if let Some(parent) = parent {
+            let (bits, keep) = ops.state;
+            let mut grad = owned(grad);
+            let n = len(&grad);
+            apply_bits(&mut grad.storage_mut::<f32>()[..n], &bits, scale(keep));
+            grads.register::<Flex>(parent.id, grad);
+        }
+    }
+}
+
+/// The factor of a kept element.
+fn scale(keep: f64) -> f32 {
+    (1.0 / keep) as f32
+}
+
+/// `x ⊙ m` with the dropout mask `m` of `seed` (`1 / keep` where kept), in place when
+/// nothing else holds `x`.
+fn masked(x: FlexTensor, seed: u64, keep: f64) -> FlexTensor {
+    let mut x = owned(x);
+    let n = len(&x);
+    apply_mask(&mut x.storage_mut::<f32>()[..n], keep, scale(keep), seed);
+    x
+}
+
+/// The backward pass of GELU; its state is GELU′(x).
+#[derive(Debug)]
+struct GeluBackward;
+
+impl Backward<Flex, 1> for GeluBackward {
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [parent] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        if let Some(parent) = parent {
+            let slope = ops.state;
+            let mut grad = owned(grad);
+            let n = len(&grad);
+            grad.storage_mut::<f32>()[..n]
+                .par_chunks_mut(BLOCK)
+                .zip(slope.storage::<f32>()[..n].par_chunks(BLOCK))
+                .for_each(|(g, s)| kernels::mul(g, s));
+            grads.register::<Flex>(parent.id, grad);
+        }
+    }
+}
+
+/// The backward pass of the softmax; its state is the softmax's output.
+#[derive(Debug)]
+struct SoftmaxBackward;
+
+impl Backward<Flex, 1> for SoftmaxBackward {
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [parent] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        if let Some(parent) = parent {
+            let y = ops.state;
+            let row = row_len(&y);
+            let mut grad = owned(grad);
+            let n = len(&grad);
+            if row > 0 {
+                let rows = rows_per_block(row) * row;
+                grad.storage_mut::<f32>()[..n]
+                    .par_chunks_mut(rows)
+                    .zip(y.storage::<f32>()[..n].par_chunks(rows))
+                    .for_each(|(g, y)| kernels::softmax_backward_rows(g, y, row));
+            }
+            grads.register::<Flex>(parent.id, grad);
+        }
+    }
+}
+
+/// The softmax over the last dimension, in place when nothing else holds `x`.
+fn softmax(x: FlexTensor) -> FlexTensor {
+    let mut x = owned(x);
+    let row = row_len(&x);
+    let n = len(&x);
+    if row > 0 {
+        let rows = rows_per_block(row) * row;
+        x.storage_mut::<f32>()[..n]
+            .par_chunks_mut(rows)
+            .for_each(|block| kernels::softmax_rows(block, row));
+    }
+    x
+}
+
+/// `x` contiguous from the start of its buffer (moved when it already is, copied otherwise);
+/// its buffer is copied on write when something else holds it.
+fn owned(x: FlexTensor) -> FlexTensor {
+    let n = len(&x);
+    match x.layout().contiguous_offsets() {
+        Some((0, end)) if end == n => x,
+        _ => x.to_contiguous(),
+    }
+}
+
+/// Elements of `x`.
+fn len(x: &FlexTensor) -> usize {
+    x.layout().shape().num_elements()
+}
+
+/// Length of the last dimension (1 for a scalar).
+fn row_len(x: &FlexTensor) -> usize {
+    let shape = x.layout().shape();
+    let dims = shape.num_dims();
+    if dims == 0 { 1 } else { shape[dims - 1] }
+}
+
+/// Rows handed to one parallel task.
+fn rows_per_block(row: usize) -> usize {
+    (BLOCK / row).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::activation;
+    use burn::tensor::{Device, Distribution};
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().try_to_vec::<f32>().unwrap()
+    }
+
+    fn close(a: &[f32], b: &[f32], tol: f32) {
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= tol * (1.0 + y.abs()),
+                "element {i}: {x} vs {y}"
+            );
+        }
+    }
+
+    /// Values and gradients of both operations equal Burn's own within float error, for a
+    /// weighted sum of the outputs (so every element's gradient differs), on a shape whose
+    /// rows (37) do not fill the lanes of the row kernel and span several blocks.
+    #[test]
+    fn equal_burns_values_and_gradients() {
+        let device = Device::flex().autodiff();
+        device.seed(3);
+        let x = Tensor::<3>::random([5, 300, 37], Distribution::Normal(0.0, 2.0), &device);
+        let w = Tensor::<3>::random([5, 300, 37], Distribution::Normal(0.0, 1.0), &device);
+        type Op = fn(Tensor<3>) -> Tensor<3>;
+        let cases: [(&str, Op, Op); 2] = [
+            ("gelu", gelu, activation::gelu),
+            ("softmax", softmax_last, |x| activation::softmax(x, 2)),
+        ];
+        for (name, ours, burns) in cases {
+            let run = |op: Op| {
+                let x = x.clone().detach().require_grad();
+                let y = op(x.clone());
+                let grads = (y.clone() * w.clone()).sum().backward();
+                (values(y), x.grad(&grads).map(values).unwrap())
+            };
+            let (y, g) = run(ours);
+            let (y_ref, g_ref) = run(burns);
+            close(&y, &y_ref, 2e-6);
+            close(&g, &g_ref, 2e-5);
+            assert!(
+                g.iter().any(|v| v.abs() > 1e-3),
+                "{name}: the gradient is not trivial"
+            );
+        }
+    }
+
+    /// Outside a graph, and on a transposed (non-contiguous) input.
+    #[test]
+    fn plain_and_strided_inputs() {
+        let device = Device::flex();
+        let x = Tensor::<2>::random([33, 20], Distribution::Normal(0.0, 1.5), &device);
+        let t = x.clone().transpose();
+        close(
+            &values(gelu(t.clone())),
+            &values(activation::gelu(t.clone())),
+            2e-6,
+        );
+        close(
+            &values(softmax_last(t.clone())),
+            &values(activation::softmax(t, 1)),
+            2e-6,
+        );
+        // x itself is untouched by the in-place paths (it was shared).
+        let before = values(x.clone());
+        let _ = gelu(x.clone());
+        assert_eq!(values(x), before);
+    }
+
+    /// The softmax's backward pass by hand: y = softmax([0, ln 2, ln 3]) = [1, 2, 3] / 6 and
+    /// output gradient [1, 0, 0] give dx = y ⊙ (e₁ − y₁) = [5/36, −2/36, −3/36].
+    #[test]
+    fn softmax_gradient_by_hand() {
+        let device = Device::flex().autodiff();
+        let x = Tensor::<1>::from_floats([0.0, 2f32.ln(), 3f32.ln()], &device).require_grad();
+        let y = softmax_last(x.clone());
+        close(&values(y.clone()), &[1.0 / 6.0, 2.0 / 6.0, 3.0 / 6.0], 1e-6);
+        let picked = y * Tensor::<1>::from_floats([1.0, 0.0, 0.0], &device);
+        let grads = picked.sum().backward();
+        let g = values(x.grad(&grads).unwrap());
+        close(&g, &[5.0 / 36.0, -2.0 / 36.0, -3.0 / 36.0], 1e-6);
+    }
+}
