@@ -28,7 +28,8 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, backend_extension};
-use burn::tensor::{Tensor, TensorData};
+use burn::nn::LayerNorm;
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::activation::kernels;
@@ -47,6 +48,36 @@ pub trait FusedOps: Backend {
     /// Dropout: each element kept with probability `keep` and scaled by `1 / keep`, or
     /// zeroed, by the mask [`apply_mask`] draws from `seed`.
     fn fused_dropout(x: FloatTensor<Self>, seed: u64, keep: f64) -> FloatTensor<Self>;
+    /// LayerNorm over the last dimension: `(x − μ) / √(σ² + ε) · γ + β` per row.
+    fn fused_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self>;
+}
+
+/// The ε of every LayerNorm of the model: all are built by `LayerNormConfig::new`, whose
+/// default it is (Burn keeps a module's ε private).
+pub(crate) const LAYER_NORM_EPSILON: f64 = 1e-5;
+
+/// `norm.forward(x)`, as one operation with its own backward pass for f32 tensors on flex
+/// devices (a LayerNorm with a bias, built with the default ε, as all of the model's are).
+pub(crate) fn layer_norm<const D: usize>(norm: &LayerNorm, x: Tensor<D>) -> Tensor<D> {
+    let on_flex = x.device().inner() == Device::flex();
+    match &norm.beta {
+        Some(beta)
+            if on_flex && x.dtype() == DType::F32 && norm.gamma.val().dtype() == DType::F32 =>
+        {
+            Tensor::from_dispatch(<Dispatch as FusedOps>::fused_layer_norm(
+                x.into_dispatch(),
+                norm.gamma.val().into_dispatch(),
+                beta.val().into_dispatch(),
+                LAYER_NORM_EPSILON,
+            ))
+        }
+        _ => norm.forward(x),
+    }
 }
 
 /// Dropout of an f32 tensor on a flex device with the mask drawn from `seed`.
@@ -84,6 +115,15 @@ impl FusedOps for Flex {
 
     fn fused_dropout(x: FlexTensor, seed: u64, keep: f64) -> FlexTensor {
         masked(x, seed, keep)
+    }
+
+    fn fused_layer_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+    ) -> FlexTensor {
+        normalized(x, &gamma, &beta, epsilon).0
     }
 }
 
@@ -142,6 +182,156 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
                 prep.finish((bits, keep), x)
             }
             OpsKind::UnTracked(prep) => prep.finish(masked(x.into_primitive(), seed, keep)),
+        }
+    }
+
+    fn fused_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        match LayerNormBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let input = owned(x.primitive().clone());
+                let gamma = owned(gamma.into_primitive());
+                let (y, stats) = normalized(input.clone(), &gamma, beta.primitive(), epsilon);
+                prep.finish((input, gamma, stats), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(
+                normalized(
+                    x.into_primitive(),
+                    gamma.primitive(),
+                    beta.primitive(),
+                    epsilon,
+                )
+                .0,
+            ),
+        }
+    }
+}
+
+/// Each row's mean and `1 / √(σ² + ε)`.
+#[derive(Debug, Clone)]
+struct RowStats {
+    mean: Vec<f32>,
+    rstd: Vec<f32>,
+}
+
+/// The LayerNorm of `x` over its last dimension, and the statistics of its rows; in place
+/// when nothing else holds `x`.
+fn normalized(
+    x: FlexTensor,
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+    epsilon: f64,
+) -> (FlexTensor, RowStats) {
+    let mut x = owned(x);
+    let d = row_len(&x);
+    let n = len(&x);
+    let rows = if d == 0 { 0 } else { n / d };
+    let mut stats = RowStats {
+        mean: vec![0.0; rows],
+        rstd: vec![0.0; rows],
+    };
+    if rows == 0 {
+        return (x, stats);
+    }
+    let gamma = owned(gamma.clone());
+    let beta = owned(beta.clone());
+    let (gamma, beta) = (&gamma.storage::<f32>()[..d], &beta.storage::<f32>()[..d]);
+    let eps = epsilon as f32;
+    let per = rows_per_block(d);
+    x.storage_mut::<f32>()[..n]
+        .par_chunks_mut(per * d)
+        .zip(stats.mean.par_chunks_mut(per))
+        .zip(stats.rstd.par_chunks_mut(per))
+        .for_each(|((block, mean), rstd)| {
+            for ((row, m), r) in block.chunks_exact_mut(d).zip(mean).zip(rstd) {
+                let mu = row.iter().sum::<f32>() / d as f32;
+                let var = row.iter().map(|v| (v - mu) * (v - mu)).sum::<f32>() / d as f32;
+                let inv = 1.0 / (var + eps).sqrt();
+                for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
+                    *v = (*v - mu) * inv * g + b;
+                }
+                (*m, *r) = (mu, inv);
+            }
+        });
+    (x, stats)
+}
+
+/// The backward pass of LayerNorm; its state is the input, γ and the rows' statistics.
+#[derive(Debug)]
+struct LayerNormBackward;
+
+impl Backward<Flex, 3> for LayerNormBackward {
+    type State = (FlexTensor, FlexTensor, RowStats);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let (x, gamma, stats) = ops.state;
+        let d = row_len(&x);
+        let n = len(&x);
+        let mut grad = owned(grad);
+        let (d_gamma, d_beta) = if d == 0 {
+            (Vec::new(), Vec::new())
+        } else {
+            let per = rows_per_block(d);
+            let gamma = &gamma.storage::<f32>()[..d];
+            grad.storage_mut::<f32>()[..n]
+                .par_chunks_mut(per * d)
+                .zip(x.storage::<f32>()[..n].par_chunks(per * d))
+                .zip(stats.mean.par_chunks(per))
+                .zip(stats.rstd.par_chunks(per))
+                .map(|(((dy, x), mean), rstd)| {
+                    let (mut dg, mut db) = (vec![0.0f32; d], vec![0.0f32; d]);
+                    for (((dy, x), mu), inv) in dy
+                        .chunks_exact_mut(d)
+                        .zip(x.chunks_exact(d))
+                        .zip(mean)
+                        .zip(rstd)
+                    {
+                        // ĝ = dy ⊙ γ; dx = (ĝ − mean ĝ − x̂ · mean(ĝ ⊙ x̂)) / σ.
+                        let (mut a, mut b) = (0.0f32, 0.0f32);
+                        for i in 0..d {
+                            let xhat = (x[i] - mu) * inv;
+                            db[i] += dy[i];
+                            dg[i] += dy[i] * xhat;
+                            let g = dy[i] * gamma[i];
+                            a += g;
+                            b += g * xhat;
+                        }
+                        let (a, b) = (a / d as f32, b / d as f32);
+                        for i in 0..d {
+                            let xhat = (x[i] - mu) * inv;
+                            dy[i] = inv * (dy[i] * gamma[i] - a - xhat * b);
+                        }
+                    }
+                    (dg, db)
+                })
+                .reduce(
+                    || (vec![0.0f32; d], vec![0.0f32; d]),
+                    |(mut g1, mut b1), (g2, b2)| {
+                        g1.iter_mut().zip(&g2).for_each(|(a, b)| *a += b);
+                        b1.iter_mut().zip(&b2).for_each(|(a, b)| *a += b);
+                        (g1, b1)
+                    },
+                )
+        };
+        let vector = |v: Vec<f32>| FlexTensor::from_data(TensorData::new(v, [d]));
+        if let Some(node) = node_gamma {
+            grads.register::<Flex>(node.id, vector(d_gamma));
+        }
+        if let Some(node) = node_beta {
+            grads.register::<Flex>(node.id, vector(d_beta));
+        }
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, grad);
         }
     }
 }
@@ -275,6 +465,7 @@ fn rows_per_block(row: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::module::Module;
     use burn::tensor::activation;
     use burn::tensor::{Device, Distribution};
 
@@ -322,6 +513,57 @@ mod tests {
                 "{name}: the gradient is not trivial"
             );
         }
+    }
+
+    /// LayerNorm: values and the gradients of the input, γ and β equal Burn's module's
+    /// (with γ and β away from their initial 1 and 0), also outside a graph.
+    #[test]
+    fn layer_norm_equals_burns_module() {
+        use burn::module::Param;
+        use burn::nn::LayerNormConfig;
+        let device = Device::flex().autodiff();
+        device.seed(9);
+        let mut norm = LayerNormConfig::new(37).init(&device);
+        norm.gamma = Param::from_tensor(Tensor::random(
+            [37],
+            Distribution::Normal(1.0, 0.5),
+            &device,
+        ));
+        norm.beta = Some(Param::from_tensor(Tensor::random(
+            [37],
+            Distribution::Normal(0.0, 0.5),
+            &device,
+        )));
+        let x = Tensor::<3>::random([5, 300, 37], Distribution::Normal(0.5, 2.0), &device);
+        let w = Tensor::<3>::random([5, 300, 37], Distribution::Normal(0.0, 1.0), &device);
+        let run = |ours: bool| {
+            let x = x.clone().detach().require_grad();
+            let y = if ours {
+                layer_norm(&norm, x.clone())
+            } else {
+                norm.forward(x.clone())
+            };
+            let grads = (y.clone() * w.clone()).sum().backward();
+            let beta = norm.beta.as_ref().unwrap();
+            (
+                values(y),
+                values(x.grad(&grads).unwrap()),
+                values(norm.gamma.grad(&grads).unwrap()),
+                values(beta.grad(&grads).unwrap()),
+            )
+        };
+        let (ours, burns) = (run(true), run(false));
+        close(&ours.0, &burns.0, 2e-5);
+        close(&ours.1, &burns.1, 2e-4);
+        close(&ours.2, &burns.2, 2e-4);
+        close(&ours.3, &burns.3, 2e-4);
+        let plain = norm.valid();
+        let xp = x.inner();
+        close(
+            &values(layer_norm(&plain, xp.clone())),
+            &values(plain.forward(xp)),
+            2e-5,
+        );
     }
 
     /// Outside a graph, and on a transposed (non-contiguous) input.

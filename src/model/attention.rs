@@ -2,6 +2,7 @@
 
 use crate::kernels::activation::softmax_last;
 use crate::kernels::dropout::dropout;
+use crate::kernels::fused::layer_norm;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
@@ -173,7 +174,7 @@ impl Attention {
     /// - weights: `[batch, heads, queries, keys]`, each row summing to 1
     pub fn forward(&self, input: AttentionInput<'_>) -> (Tensor<3>, Option<Tensor<4>>) {
         let [batch, queries, _] = input.x.dims();
-        let x = self.norm.forward(input.x);
+        let x = layer_norm(&self.norm, input.x);
         let context = match (input.context, input.kv_include_self) {
             (None, _) => x.clone(),
             (Some(context), true) => Tensor::cat(vec![x.clone(), context], 1),

@@ -2,6 +2,7 @@
 
 use crate::kernels::activation::gelu;
 use crate::kernels::dropout::dropout;
+use crate::kernels::fused::layer_norm;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
@@ -52,7 +53,7 @@ impl FeedForward {
     /// - x: `[batch, tokens, dim]`
     /// - output: `[batch, tokens, dim]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let x = self.norm.forward(x);
+        let x = layer_norm(&self.norm, x);
         let x = dropout(&self.dropout, gelu(self.fc1.forward(x)));
         dropout(&self.dropout, self.fc2.forward(x))
     }

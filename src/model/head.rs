@@ -1,5 +1,6 @@
 //! [`ClassifierHead`]: LayerNorm and Linear on a pooled token.
 
+use crate::kernels::fused::layer_norm;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
@@ -40,6 +41,6 @@ impl ClassifierHead {
     /// - x: `[batch, dim]`
     /// - output: `[batch, num_classes]`
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        self.linear.forward(self.norm.forward(x))
+        self.linear.forward(layer_norm(&self.norm, x))
     }
 }

@@ -25,6 +25,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::{Masks, MedCrossViT, ModelInput};
 use crate::error::InputError;
+use crate::kernels::fused::layer_norm;
 
 /// One piece of the forward pass, recomputed as a unit in the backward pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,7 +271,7 @@ impl MedCrossViT {
         let encoder_layer = |enc: &super::Transformer, layer: usize, x: Tensor<3>, pad| {
             let x = enc.layers[layer].forward(x, pad);
             if layer + 1 == enc.layers.len() {
-                enc.norm.forward(x)
+                layer_norm(&enc.norm, x)
             } else {
                 x
             }

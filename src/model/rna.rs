@@ -2,6 +2,7 @@
 //! tokenizers ([`RnaTokenizer`]).
 
 use crate::kernels::dropout::{dropout, keep_mask};
+use crate::kernels::fused::layer_norm;
 use burn::config::Config;
 use burn::module::{Flag, Module, Param};
 use burn::nn::{
@@ -162,10 +163,7 @@ impl RnaEmbedder {
         let tokens = if let Some(project) = &self.project {
             let x = self.normalize(expression);
             let x = project.forward(x).reshape([batch, genes, dim]); // [b, g, d]
-            self.token_norm
-                .as_ref()
-                .expect("dense has a token norm")
-                .forward(x)
+            layer_norm(self.token_norm.as_ref().expect("dense has a token norm"), x)
         } else if let (Some(w), Some(b)) = (&self.gene_weight, &self.gene_bias) {
             let x = self.normalize(expression).reshape([batch, genes, 1]); // [b, g, 1]
             x * w.val().unsqueeze_dim::<3>(0) + b.val().unsqueeze_dim::<3>(0) // [b, g, d]
@@ -193,7 +191,7 @@ impl RnaEmbedder {
 
     fn normalize(&self, expression: Tensor<2>) -> Tensor<2> {
         match &self.input_norm {
-            Some(norm) => norm.forward(expression),
+            Some(norm) => layer_norm(norm, expression),
             None => expression,
         }
     }

@@ -7,6 +7,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::attention::{Attention, AttentionConfig, AttentionInput, KeyPadding};
 use super::feedforward::{FeedForward, FeedForwardConfig};
+use crate::kernels::fused::layer_norm;
 
 /// Configuration of a [`Transformer`] encoder.
 #[derive(Config, Debug)]
@@ -95,6 +96,6 @@ impl Transformer {
         for layer in &self.layers {
             x = layer.forward(x, padding);
         }
-        self.norm.forward(x)
+        layer_norm(&self.norm, x)
     }
 }
