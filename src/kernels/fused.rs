@@ -26,6 +26,7 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
+use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::nn::LayerNorm;
@@ -123,7 +124,8 @@ impl FusedOps for Flex {
         beta: FlexTensor,
         epsilon: f64,
     ) -> FlexTensor {
-        normalized(x, &gamma, &beta, epsilon).0
+        // Outside a graph no statistics are needed: the backend's own fused pass.
+        <Flex as ModuleOps<Flex>>::layer_norm(x, gamma, Some(beta), epsilon)
     }
 }
 
@@ -202,15 +204,12 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
                 let (y, stats) = normalized(input.clone(), &gamma, beta.primitive(), epsilon);
                 prep.finish((input, gamma, stats), y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(
-                normalized(
-                    x.into_primitive(),
-                    gamma.primitive(),
-                    beta.primitive(),
-                    epsilon,
-                )
-                .0,
-            ),
+            OpsKind::UnTracked(prep) => prep.finish(Flex::fused_layer_norm(
+                x.into_primitive(),
+                gamma.into_primitive(),
+                beta.into_primitive(),
+                epsilon,
+            )),
         }
     }
 }
@@ -252,8 +251,8 @@ fn normalized(
         .zip(stats.rstd.par_chunks_mut(per))
         .for_each(|((block, mean), rstd)| {
             for ((row, m), r) in block.chunks_exact_mut(d).zip(mean).zip(rstd) {
-                let mu = row.iter().sum::<f32>() / d as f32;
-                let var = row.iter().map(|v| (v - mu) * (v - mu)).sum::<f32>() / d as f32;
+                let mu = lane_sum(row, |v| v) / d as f32;
+                let var = lane_sum(row, |v| (v - mu) * (v - mu)) / d as f32;
                 let inv = 1.0 / (var + eps).sqrt();
                 for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
                     *v = (*v - mu) * inv * g + b;
@@ -262,6 +261,39 @@ fn normalized(
             }
         });
     (x, stats)
+}
+
+/// Lanes of the row reductions: independent partial sums the compiler keeps in vector
+/// registers.
+const LANES: usize = 16;
+
+/// `Σ f(v)` over `row`, in [`LANES`] partial sums.
+#[inline]
+fn lane_sum(row: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (l, v) in lanes.iter_mut().zip(c) {
+            *l += f(*v);
+        }
+    }
+    let tail: f32 = chunks.remainder().iter().map(|v| f(*v)).sum();
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// `Σᵢ a[i] · b[i] · w(i)`, in [`LANES`] partial sums.
+#[inline]
+fn lane_dot(a: &[f32], b: &[f32], w: impl Fn(usize) -> f32) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let full = a.len() / LANES * LANES;
+    for base in (0..full).step_by(LANES) {
+        for (l, lane) in lanes.iter_mut().enumerate() {
+            let i = base + l;
+            *lane += a[i] * b[i] * w(i);
+        }
+    }
+    let tail: f32 = (full..a.len()).map(|i| a[i] * b[i] * w(i)).sum();
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// The backward pass of LayerNorm; its state is the input, γ and the rows' statistics.
@@ -297,16 +329,13 @@ impl Backward<Flex, 3> for LayerNormBackward {
                         .zip(rstd)
                     {
                         // ĝ = dy ⊙ γ; dx = (ĝ − mean ĝ − x̂ · mean(ĝ ⊙ x̂)) / σ.
-                        let (mut a, mut b) = (0.0f32, 0.0f32);
                         for i in 0..d {
                             let xhat = (x[i] - mu) * inv;
                             db[i] += dy[i];
                             dg[i] += dy[i] * xhat;
-                            let g = dy[i] * gamma[i];
-                            a += g;
-                            b += g * xhat;
                         }
-                        let (a, b) = (a / d as f32, b / d as f32);
+                        let a = lane_dot(dy, gamma, |_| 1.0) / d as f32;
+                        let b = lane_dot(dy, gamma, |i| (x[i] - mu) * inv) / d as f32;
                         for i in 0..d {
                             let xhat = (x[i] - mu) * inv;
                             dy[i] = inv * (dy[i] * gamma[i] - a - xhat * b);

@@ -7,7 +7,10 @@
 //! - [`activation`]: the exact GELU (value and slope in one parallel SIMD pass, so the
 //!   backward pass is one product) and the softmax over the last dimension;
 //! - [`dropout`]: dropout masks expanded from one seed per call in parallel blocks;
-//! - [`adamw`]: the AdamW update as one parallel pass per parameter, with Burn's state.
+//! - [`adamw`]: the AdamW update as one parallel pass per parameter, with Burn's state;
+//! - [`fused`]: GELU, the softmax, dropout and LayerNorm as single operations of the flex
+//!   backend with backward passes of their own (Burn's `#[backend_extension]`), so a
+//!   training step runs each as one parallel pass forward and one back.
 
 pub(crate) mod activation;
 pub(crate) mod adamw;
