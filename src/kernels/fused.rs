@@ -232,7 +232,7 @@ fn normalized(
     let mut x = owned(x);
     let d = row_len(&x);
     let n = len(&x);
-    let rows = if d == 0 { 0 } else { n / d };
+    let rows = n.checked_div(d).unwrap_or(0);
     let mut stats = RowStats {
         mean: vec![0.0; rows],
         rstd: vec![0.0; rows],
