@@ -217,7 +217,7 @@ pub struct Layout {
 /// The gradients of every float parameter of `model`, in its visiting order (the same on every
 /// process), as one `f64` buffer: each parameter's values, then one presence entry per
 /// parameter (1 when this process has its gradient, else 0 and zeros for the values). The
-/// host copy of [`flat_tensor`].
+/// host copy of `flat_tensor`.
 pub fn flatten(grads: &GradientsParams, model: &MedCrossViT) -> (Vec<f64>, Layout) {
     let device = model
         .devices()
