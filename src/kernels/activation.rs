@@ -8,25 +8,20 @@
 //! below 1.2e-7) with a polynomial `exp`. Results agree with the backend's GELU to about 1e-7
 //! relative.
 //!
-//! With autodiff, the output is built as `x ⊙ s + c` from two host-computed constants, the
-//! slope `s = GELU′(x)` and `c = GELU(x) − x ⊙ s`: the value is GELU(x) and the gradient is
-//! `s`, so the backward pass is one product instead of another scalar `erf` pass.
+//! On flex devices both run as operations of [`fused`](super::fused), which keep GELU′(x)
+//! (or the softmax's output) for a one-pass backward. On ndarray, with autodiff, the GELU
+//! output is built as `x ⊙ s + c` from two host-computed constants, the slope
+//! `s = GELU′(x)` and `c = GELU(x) − x ⊙ s`: the value is GELU(x) and the gradient is `s`.
 //!
-//! The softmax over the last dimension (the attention weights) is computed the same way
-//! outside a graph, one row at a time with the same `exp`; in a graph it stays Burn's, whose
-//! backward pass Burn provides. Other devices use Burn's GELU and softmax.
+//! The softmax over the last dimension (the attention weights) is computed one row at a time
+//! with the same `exp`; on ndarray, in a graph, it stays Burn's, whose backward pass Burn
+//! provides. Other devices use Burn's GELU and softmax.
 
 use burn::tensor::activation::{gelu as burn_gelu, softmax as burn_softmax};
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::dropout::on_host;
-
-/// Whether `device` is the flex backend (plain or with autodiff), where the fused operations
-/// of [`fused`](super::fused) run.
-fn on_flex(device: &burn::tensor::Device) -> bool {
-    device.clone().inner() == burn::tensor::Device::flex()
-}
+use super::dropout::{on_flex, on_host};
 
 /// Elements per parallel block.
 const BLOCK: usize = 1 << 14;

@@ -26,7 +26,7 @@ pub(crate) fn dropout<const D: usize>(dropout: &Dropout, x: Tensor<D>) -> Tensor
         return dropout.forward(x);
     }
     let keep = 1.0 - dropout.prob;
-    if device.clone().inner() == Device::flex() && x.dtype() == burn::tensor::DType::F32 {
+    if on_flex(&device) && x.dtype() == burn::tensor::DType::F32 {
         // One pass forward and one back, with the mask kept as bits (kernels/fused.rs); the
         // same masks as below.
         return super::fused::dropout(x, draw_seed(&device), keep);
@@ -51,15 +51,20 @@ pub(crate) fn keep_mask<const D: usize>(like: &Tensor<D>, keep: f64) -> Tensor<D
     Tensor::<D>::from_data(TensorData::new(mask, like.shape()), &device)
 }
 
+/// Whether `device` is the flex backend (plain or with autodiff), where the operations of
+/// [`fused`](super::fused) run.
+pub(crate) fn on_flex(device: &Device) -> bool {
+    device.clone().inner() == Device::flex()
+}
+
 /// Whether tensors on `device` live in host memory (the flex and ndarray backends).
 pub(crate) fn on_host(device: &Device) -> bool {
-    let inner = device.clone().inner();
-    if inner == Device::flex() {
+    if on_flex(device) {
         return true;
     }
     #[cfg(feature = "ndarray")]
     #[allow(deprecated)]
-    if inner == Device::ndarray() {
+    if device.clone().inner() == Device::ndarray() {
         return true;
     }
     false

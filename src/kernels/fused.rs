@@ -24,17 +24,17 @@ use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::nn::LayerNorm;
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::activation::kernels;
-use super::dropout::{apply_bits, apply_mask, apply_mask_keeping_bits};
+use super::dropout::{apply_bits, apply_mask, apply_mask_keeping_bits, on_flex};
 
 /// Elements per parallel block.
 const BLOCK: usize = 1 << 14;
@@ -65,10 +65,11 @@ pub(crate) const LAYER_NORM_EPSILON: f64 = 1e-5;
 /// `norm.forward(x)`, as one operation with its own backward pass for f32 tensors on flex
 /// devices (a LayerNorm with a bias, built with the default ε, as all of the model's are).
 pub(crate) fn layer_norm<const D: usize>(norm: &LayerNorm, x: Tensor<D>) -> Tensor<D> {
-    let on_flex = x.device().inner() == Device::flex();
     match &norm.beta {
         Some(beta)
-            if on_flex && x.dtype() == DType::F32 && norm.gamma.val().dtype() == DType::F32 =>
+            if on_flex(&x.device())
+                && x.dtype() == DType::F32
+                && norm.gamma.val().dtype() == DType::F32 =>
         {
             Tensor::from_dispatch(<Dispatch as FusedOps>::fused_layer_norm(
                 x.into_dispatch(),
@@ -102,12 +103,7 @@ pub(crate) fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 
 impl FusedOps for Flex {
     fn fused_gelu(x: FlexTensor) -> FlexTensor {
-        let mut x = owned(x);
-        let n = len(&x);
-        x.storage_mut::<f32>()[..n]
-            .par_chunks_mut(BLOCK)
-            .for_each(kernels::gelu);
-        x
+        in_place(x, |v| v.par_chunks_mut(BLOCK).for_each(kernels::gelu))
     }
 
     fn fused_softmax(x: FlexTensor) -> FlexTensor {
@@ -138,13 +134,13 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         {
             OpsKind::Tracked(prep) => {
                 // Overwritten in place unless the graph holds x (then copied on write).
-                let mut y = owned(x.into_primitive());
-                let n = len(&y);
-                let mut slope = vec![0.0f32; n];
-                y.storage_mut::<f32>()[..n]
-                    .par_chunks_mut(BLOCK)
-                    .zip(slope.par_chunks_mut(BLOCK))
-                    .for_each(|(y, s)| kernels::value_and_slope(y, s));
+                let mut slope = Vec::new();
+                let y = in_place(x.into_primitive(), |y| {
+                    slope = vec![0.0f32; y.len()];
+                    y.par_chunks_mut(BLOCK)
+                        .zip(slope.par_chunks_mut(BLOCK))
+                        .for_each(|(y, s)| kernels::value_and_slope(y, s));
+                });
                 let shape = y.layout().shape().clone();
                 prep.finish(FlexTensor::from_data(TensorData::new(slope, shape)), y)
             }
@@ -173,15 +169,11 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let mut x = owned(x.into_primitive());
-                let n = len(&x);
-                let bits = apply_mask_keeping_bits(
-                    &mut x.storage_mut::<f32>()[..n],
-                    keep,
-                    scale(keep),
-                    seed,
-                );
-                prep.finish((bits, keep), x)
+                let mut bits = Vec::new();
+                let y = in_place(x.into_primitive(), |v| {
+                    bits = apply_mask_keeping_bits(v, keep, scale(keep), seed);
+                });
+                prep.finish((bits, keep), y)
             }
             OpsKind::UnTracked(prep) => prep.finish(masked(x.into_primitive(), seed, keep)),
         }
@@ -374,15 +366,10 @@ impl Backward<Flex, 1> for DropoutBackward {
     type State = (Vec<u64>, f64);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [parent] = ops.parents;
-        let grad = grads.consume::<Flex>(&ops.node);
-        if let Some(parent) = parent {
-            let (bits, keep) = ops.state;
-            let mut grad = owned(grad);
-            let n = len(&grad);
-            apply_bits(&mut grad.storage_mut::<f32>()[..n], &bits, scale(keep));
-            grads.register::<Flex>(parent.id, grad);
-        }
+        let (bits, keep) = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
+            in_place(grad, |g| apply_bits(g, &bits, scale(keep)))
+        });
     }
 }
 
@@ -394,10 +381,7 @@ fn scale(keep: f64) -> f32 {
 /// `x ⊙ m` with the dropout mask `m` of `seed` (`1 / keep` where kept), in place when
 /// nothing else holds `x`.
 fn masked(x: FlexTensor, seed: u64, keep: f64) -> FlexTensor {
-    let mut x = owned(x);
-    let n = len(&x);
-    apply_mask(&mut x.storage_mut::<f32>()[..n], keep, scale(keep), seed);
-    x
+    in_place(x, |v| apply_mask(v, keep, scale(keep), seed))
 }
 
 /// The backward pass of GELU; its state is GELU′(x).
@@ -408,18 +392,15 @@ impl Backward<Flex, 1> for GeluBackward {
     type State = FlexTensor;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [parent] = ops.parents;
-        let grad = grads.consume::<Flex>(&ops.node);
-        if let Some(parent) = parent {
-            let slope = ops.state;
-            let mut grad = owned(grad);
-            let n = len(&grad);
-            grad.storage_mut::<f32>()[..n]
-                .par_chunks_mut(BLOCK)
-                .zip(slope.storage::<f32>()[..n].par_chunks(BLOCK))
-                .for_each(|(g, s)| kernels::mul(g, s));
-            grads.register::<Flex>(parent.id, grad);
-        }
+        let slope = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
+            in_place(grad, |g| {
+                let n = g.len();
+                g.par_chunks_mut(BLOCK)
+                    .zip(slope.storage::<f32>()[..n].par_chunks(BLOCK))
+                    .for_each(|(g, s)| kernels::mul(g, s))
+            })
+        });
     }
 }
 
@@ -431,36 +412,39 @@ impl Backward<Flex, 1> for SoftmaxBackward {
     type State = FlexTensor;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [parent] = ops.parents;
-        let grad = grads.consume::<Flex>(&ops.node);
-        if let Some(parent) = parent {
-            let y = ops.state;
-            let row = row_len(&y);
-            let mut grad = owned(grad);
-            let n = len(&grad);
-            if row > 0 {
-                let rows = rows_per_block(row) * row;
-                grad.storage_mut::<f32>()[..n]
-                    .par_chunks_mut(rows)
-                    .zip(y.storage::<f32>()[..n].par_chunks(rows))
-                    .for_each(|(g, y)| kernels::softmax_backward_rows(g, y, row));
-            }
-            grads.register::<Flex>(parent.id, grad);
-        }
+        let y = ops.state;
+        let row = row_len(&y);
+        unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
+            in_place(grad, |g| {
+                if row > 0 {
+                    let (n, rows) = (g.len(), rows_per_block(row) * row);
+                    g.par_chunks_mut(rows)
+                        .zip(y.storage::<f32>()[..n].par_chunks(rows))
+                        .for_each(|(g, y)| kernels::softmax_backward_rows(g, y, row));
+                }
+            })
+        });
     }
 }
 
 /// The softmax over the last dimension, in place when nothing else holds `x`.
 fn softmax(x: FlexTensor) -> FlexTensor {
-    let mut x = owned(x);
     let row = row_len(&x);
+    in_place(x, |v| {
+        if row > 0 {
+            let rows = rows_per_block(row) * row;
+            v.par_chunks_mut(rows)
+                .for_each(|block| kernels::softmax_rows(block, row));
+        }
+    })
+}
+
+/// `f` applied to the values of `x` (contiguous f32), in place when nothing else holds them
+/// and on a copy otherwise.
+fn in_place(x: FlexTensor, f: impl FnOnce(&mut [f32])) -> FlexTensor {
+    let mut x = owned(x);
     let n = len(&x);
-    if row > 0 {
-        let rows = rows_per_block(row) * row;
-        x.storage_mut::<f32>()[..n]
-            .par_chunks_mut(rows)
-            .for_each(|block| kernels::softmax_rows(block, row));
-    }
+    f(&mut x.storage_mut::<f32>()[..n]);
     x
 }
 
