@@ -450,7 +450,7 @@ fn in_place(x: FlexTensor, f: impl FnOnce(&mut [f32])) -> FlexTensor {
 
 /// `x` contiguous from the start of its buffer (moved when it already is, copied otherwise);
 /// its buffer is copied on write when something else holds it.
-fn owned(x: FlexTensor) -> FlexTensor {
+pub(super) fn owned(x: FlexTensor) -> FlexTensor {
     let n = len(&x);
     match x.layout().contiguous_offsets() {
         Some((0, end)) if end == n => x,
@@ -459,7 +459,7 @@ fn owned(x: FlexTensor) -> FlexTensor {
 }
 
 /// Elements of `x`.
-fn len(x: &FlexTensor) -> usize {
+pub(super) fn len(x: &FlexTensor) -> usize {
     x.layout().shape().num_elements()
 }
 

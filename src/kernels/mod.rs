@@ -16,3 +16,4 @@ pub(crate) mod activation;
 pub(crate) mod adamw;
 pub(crate) mod dropout;
 pub(crate) mod fused;
+pub(crate) mod linear;

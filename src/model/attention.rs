@@ -3,6 +3,7 @@
 use crate::kernels::activation::softmax_last;
 use crate::kernels::dropout::dropout;
 use crate::kernels::fused::layer_norm;
+use crate::kernels::linear::linear;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
@@ -183,8 +184,8 @@ impl Attention {
         let keys = context.dims()[1];
         let inner = self.heads * self.dim_head;
 
-        let q = self.split_heads(self.to_q.forward(x), batch, queries); // [b, h, q, d]
-        let kv = self.to_kv.forward(context); // [b, k, 2 · inner]
+        let q = self.split_heads(linear(&self.to_q, x), batch, queries); // [b, h, q, d]
+        let kv = linear(&self.to_kv, context); // [b, k, 2 · inner]
         let k = self.split_heads(kv.clone().narrow(2, 0, inner), batch, keys); // [b, h, k, d]
         let v = self.split_heads(kv.narrow(2, inner, inner), batch, keys); // [b, h, k, d]
 
@@ -205,7 +206,7 @@ impl Attention {
             self.attend_in_blocks(q, k_t, v, bias, input.return_weights)
         };
         let out = out.swap_dims(1, 2).reshape([batch, queries, inner]); // [b, q, h · d]
-        let out = dropout(&self.out_dropout, self.to_out.forward(out));
+        let out = dropout(&self.out_dropout, linear(&self.to_out, out));
         (out, returned)
     }
 

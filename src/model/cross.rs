@@ -1,6 +1,7 @@
 //! [`ProjectInOut`] and [`CrossTransformer`]: each modality's CLS token attends to the other
 //! modality's tokens.
 
+use crate::kernels::linear::linear;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
@@ -66,7 +67,7 @@ impl ProjectInOut {
         return_weights: bool,
     ) -> (Tensor<3>, Option<Tensor<3>>) {
         let cls = match &self.project_in {
-            Some(linear) => linear.forward(cls),
+            Some(project) => linear(project, cls),
             None => cls,
         };
         let mut input = AttentionInput::cross_attn(cls, context).kv_include_self();
@@ -78,7 +79,7 @@ impl ProjectInOut {
         }
         let (out, weights) = self.attn.forward(input);
         let out = match &self.project_out {
-            Some(linear) => linear.forward(out),
+            Some(project) => linear(project, out),
             None => out,
         };
         let weights = weights.map(|w| {

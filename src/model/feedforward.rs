@@ -3,6 +3,7 @@
 use crate::kernels::activation::gelu;
 use crate::kernels::dropout::dropout;
 use crate::kernels::fused::layer_norm;
+use crate::kernels::linear::linear;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
@@ -54,7 +55,7 @@ impl FeedForward {
     /// - output: `[batch, tokens, dim]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let x = layer_norm(&self.norm, x);
-        let x = dropout(&self.dropout, gelu(self.fc1.forward(x)));
-        dropout(&self.dropout, self.fc2.forward(x))
+        let x = dropout(&self.dropout, gelu(linear(&self.fc1, x)));
+        dropout(&self.dropout, linear(&self.fc2, x))
     }
 }

@@ -1,6 +1,7 @@
 //! [`ClassifierHead`]: LayerNorm and Linear on a pooled token.
 
 use crate::kernels::fused::layer_norm;
+use crate::kernels::linear::linear;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
@@ -41,6 +42,6 @@ impl ClassifierHead {
     /// - x: `[batch, dim]`
     /// - output: `[batch, num_classes]`
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        self.linear.forward(layer_norm(&self.norm, x))
+        linear(&self.linear, layer_norm(&self.norm, x))
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::kernels::dropout::{dropout, keep_mask};
 use crate::kernels::fused::layer_norm;
+use crate::kernels::linear::linear;
 use burn::config::Config;
 use burn::module::{Flag, Module, Param};
 use burn::nn::{
@@ -162,7 +163,7 @@ impl RnaEmbedder {
         let dim = self.cls_token.dims()[2];
         let tokens = if let Some(project) = &self.project {
             let x = self.normalize(expression);
-            let x = project.forward(x).reshape([batch, genes, dim]); // [b, g, d]
+            let x = linear(project, x).reshape([batch, genes, dim]); // [b, g, d]
             layer_norm(self.token_norm.as_ref().expect("dense has a token norm"), x)
         } else if let (Some(w), Some(b)) = (&self.gene_weight, &self.gene_bias) {
             let x = self.normalize(expression).reshape([batch, genes, 1]); // [b, g, 1]
@@ -178,7 +179,7 @@ impl RnaEmbedder {
                     let idx =
                         Tensor::<1, Int>::from_data(TensorData::new(idx, [genes.len()]), &device);
                     let x = expression.clone().select(1, idx); // [b, n_group]
-                    let t = self.alpha_drop(elu(net.linear.forward(x), 1.0)); // [b, d]
+                    let t = self.alpha_drop(elu(linear(&net.linear, x), 1.0)); // [b, d]
                     t.reshape([batch, 1, dim])
                 })
                 .collect();
