@@ -41,6 +41,14 @@ pub(crate) fn dropout<const D: usize>(dropout: &Dropout, x: Tensor<D>) -> Tensor
     x * Tensor::<D>::from_data(TensorData::new(mask, shape), &device)
 }
 
+/// Where `dropout` is active on `device` (a positive probability, training mode, an autodiff
+/// device): its keep probability and a mask seed drawn as [`dropout`] draws it, so an
+/// operation that applies the mask itself sees the masks [`dropout`] would.
+pub(crate) fn active(dropout: &Dropout, device: &Device) -> Option<(f64, u64)> {
+    (dropout.prob > 0.0 && dropout.training.is_enabled() && device.is_autodiff())
+        .then(|| (1.0 - dropout.prob, draw_seed(device)))
+}
+
 /// A 0/1 mask (1 = kept, with probability `keep`) drawn as [`dropout`] draws its masks.
 pub(crate) fn keep_mask<const D: usize>(like: &Tensor<D>, keep: f64) -> Tensor<D> {
     let device = like.device();

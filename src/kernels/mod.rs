@@ -14,6 +14,7 @@
 
 pub(crate) mod activation;
 pub(crate) mod adamw;
+pub(crate) mod attention;
 pub(crate) mod dropout;
 pub(crate) mod fused;
 pub(crate) mod linear;

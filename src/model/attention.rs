@@ -1,14 +1,15 @@
 //! [`Attention`]: pre-norm multi-head attention with an optional context, as in CrossViT.
 
 use crate::kernels::activation::softmax_last;
-use crate::kernels::dropout::dropout;
+use crate::kernels::attention::{WeightDropout, attention};
+use crate::kernels::dropout::{active, dropout, on_flex};
 use crate::kernels::fused::layer_norm;
 use crate::kernels::linear::linear;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::Device;
-use burn::tensor::{Bool, Tensor};
+use burn::tensor::{Bool, DType, Tensor};
 
 /// Most attention scores computed at once (4 Mi elements, 16 MB of `f32`): small enough that
 /// the blocks stay below the allocator's mmap threshold and are reused, large enough for
@@ -184,16 +185,32 @@ impl Attention {
         let keys = context.dims()[1];
         let inner = self.heads * self.dim_head;
 
-        let q = self.split_heads(linear(&self.to_q, x), batch, queries); // [b, h, q, d]
+        let q = linear(&self.to_q, x); // [b, q, h · d]
         let kv = linear(&self.to_kv, context); // [b, k, 2 · inner]
+        let scale = (self.dim_head as f64).powf(-0.5);
+        let device = q.device();
+        let pairs = batch * self.heads;
+        // One operation on flex (kernels/attention.rs); it keeps all weights in a graph, so
+        // long sequences there take the blocked path below.
+        let fused = !input.return_weights
+            && on_flex(&device)
+            && q.dtype() == DType::F32
+            && kv.dtype() == DType::F32
+            && (!device.is_autodiff() || pairs * queries * keys <= self.score_block);
+        if fused {
+            let bias = input.padding.map(|p| p.bias.clone().reshape([batch, keys]));
+            let drop = active(&self.attn_dropout, &device)
+                .map(|(keep, seed)| WeightDropout { keep, seed });
+            let out = attention(q, kv, bias, self.heads, scale, drop);
+            return (dropout(&self.out_dropout, linear(&self.to_out, out)), None);
+        }
+        let q = self.split_heads(q, batch, queries); // [b, h, q, d]
         let k = self.split_heads(kv.clone().narrow(2, 0, inner), batch, keys); // [b, h, k, d]
         let v = self.split_heads(kv.narrow(2, inner, inner), batch, keys); // [b, h, k, d]
 
-        let scale = (self.dim_head as f64).powf(-0.5);
         let q = q.mul_scalar(scale);
         let k_t = k.swap_dims(2, 3); // [b, h, d, k]
         let bias = input.padding.map(|p| p.bias.clone()); // [b, 1, 1, k]
-        let pairs = batch * self.heads;
         let (out, returned) = if pairs * queries * keys <= self.score_block {
             let mut scores = q.matmul(k_t); // [b, h, q, k]
             if let Some(bias) = bias {
@@ -399,5 +416,136 @@ mod tests {
             &TensorData::new(vec![1.0f32; 20], [2, 2, 5, 1]),
             Tolerance::absolute(1e-5),
         );
+    }
+
+    /// The fused core (flex, no weights returned) equals the tensor path (taken when the
+    /// weights are returned) in values and in the gradients of the input, the context and
+    /// every parameter: self-attention over padded bags, and a CLS token attending to itself
+    /// and a padded context; in a graph and outside one. (Dropout draws its seeds from the
+    /// backend's global generator, which tests running beside this one also draw from; the
+    /// core's dropout is tested with explicit seeds in `kernels::attention`.)
+    #[test]
+    fn fused_core_equals_the_tensor_path() {
+        let device = Device::flex().autodiff();
+        device.seed(21);
+        let attn = AttentionConfig::new(12)
+            .with_heads(3)
+            .with_dim_head(5)
+            .init(&device);
+        let x = Tensor::<3>::random([2, 7, 12], Distribution::Normal(0.0, 1.0), &device);
+        let cls = Tensor::<3>::random([2, 1, 12], Distribution::Normal(0.0, 1.0), &device);
+        let context = Tensor::<3>::random([2, 6, 12], Distribution::Normal(0.0, 1.0), &device);
+        let padded = |n: usize, pad: &[usize]| {
+            let mask = (0..2 * n).map(|i| pad.contains(&i)).collect();
+            KeyPadding::new(Tensor::<2, Bool>::from_data(
+                TensorData::new(mask, [2, n]),
+                &device,
+            ))
+        };
+        let w_self = Tensor::<3>::random([2, 7, 12], Distribution::Default, &device);
+        let w_cross = Tensor::<3>::random([2, 1, 12], Distribution::Default, &device);
+        let self_padding = padded(7, &[5, 6, 13]);
+        let cross_padding = padded(7, &[6, 12, 13]);
+        let values = |t: Tensor<3>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+        for (case, cross) in [("self", false), ("cross", true)] {
+            let run = |tensor_path: bool| {
+                let (x, context) = (
+                    (if cross { cls.clone() } else { x.clone() }).require_grad(),
+                    context.clone().require_grad(),
+                );
+                let mut input = if cross {
+                    AttentionInput::cross_attn(x.clone(), context.clone())
+                        .kv_include_self()
+                        .padding(&cross_padding)
+                } else {
+                    AttentionInput::self_attn(x.clone()).padding(&self_padding)
+                };
+                if tensor_path {
+                    input = input.return_weights();
+                }
+                let (out, _) = attn.forward(input);
+                let w = if cross {
+                    w_cross.clone()
+                } else {
+                    w_self.clone()
+                };
+                let grads = (out.clone() * w).sum().backward();
+                let mut g = vec![values(out)];
+                g.push(values(x.grad(&grads).unwrap()));
+                if cross {
+                    g.push(values(context.grad(&grads).unwrap()));
+                }
+                for p in [&attn.to_q.weight, &attn.to_kv.weight, &attn.to_out.weight] {
+                    g.push(
+                        p.grad(&grads)
+                            .unwrap()
+                            .into_data()
+                            .try_to_vec::<f32>()
+                            .unwrap(),
+                    );
+                }
+                g.push(
+                    attn.norm
+                        .gamma
+                        .grad(&grads)
+                        .unwrap()
+                        .into_data()
+                        .try_to_vec::<f32>()
+                        .unwrap(),
+                );
+                g
+            };
+            let (fused, reference) = (run(false), run(true));
+            let names = [
+                "output",
+                "d input",
+                "d context / d W_q",
+                "d W_q / d W_kv",
+                "…",
+                "…",
+                "…",
+            ];
+            for (i, (a, b)) in fused.iter().zip(&reference).enumerate() {
+                assert_eq!(a.len(), b.len());
+                assert!(
+                    a.iter().any(|v| v.abs() > 1e-4),
+                    "{case} {}: trivial",
+                    names[i]
+                );
+                for (j, (u, v)) in a.iter().zip(b).enumerate() {
+                    assert!(
+                        (u - v).abs() <= 1e-5 * (1.0 + v.abs()),
+                        "{case}, value {i} ({}), element {j}: {u} vs {v}",
+                        names[i]
+                    );
+                }
+            }
+        }
+        // Outside a graph.
+        let plain = Device::flex();
+        let attn = attn.valid();
+        let x = Tensor::<3>::from_data(x.into_data(), &plain);
+        let padding = padded(7, &[5, 6, 13]);
+        let padding = KeyPadding::new(
+            padding
+                .bias
+                .clone()
+                .reshape([2, 7])
+                .lower_elem(-1.0)
+                .to_device(&plain),
+        );
+        let fused = attn
+            .forward(AttentionInput::self_attn(x.clone()).padding(&padding))
+            .0;
+        let reference = attn
+            .forward(
+                AttentionInput::self_attn(x)
+                    .padding(&padding)
+                    .return_weights(),
+            )
+            .0;
+        fused
+            .into_data()
+            .assert_approx_eq::<f32>(&reference.into_data(), Tolerance::absolute(1e-5));
     }
 }
