@@ -10,7 +10,11 @@
 //! - [`adamw`]: the AdamW update as one parallel pass per parameter, with Burn's state;
 //! - [`fused`]: GELU, the softmax, dropout and LayerNorm as single operations of the flex
 //!   backend with backward passes of their own (Burn's `#[backend_extension]`), so a
-//!   training step runs each as one parallel pass forward and one back.
+//!   training step runs each as one parallel pass forward and one back;
+//! - [`linear`]: the linear layer as one flex operation (its output written once, the bias
+//!   rows first; the backward pass as products on transposed views);
+//! - [`attention`]: the attention core (scores, softmax, dropout, weighted sum) as one flex
+//!   operation over all (bag, head) pairs, reading and writing the heads in place.
 
 pub(crate) mod activation;
 pub(crate) mod adamw;
