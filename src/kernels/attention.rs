@@ -36,6 +36,7 @@ use rayon::prelude::*;
 use super::activation::kernels;
 use super::dropout::apply_mask_keeping_bits;
 use super::fused::{len, owned};
+use super::product::{View, product};
 
 /// The attention core, implemented for flex and for autodiff over flex.
 #[backend_extension(Flex, Autodiff)]
@@ -187,89 +188,6 @@ struct Kept {
     keep: f64,
 }
 
-/// One matrix operand: offset of its first element and its row and column strides.
-#[derive(Clone, Copy)]
-struct Operand {
-    offset: usize,
-    row_stride: isize,
-    col_stride: isize,
-}
-
-impl Operand {
-    fn rows(offset: usize, row_stride: usize) -> Self {
-        Self {
-            offset,
-            row_stride: row_stride as isize,
-            col_stride: 1,
-        }
-    }
-
-    /// The transposed matrix.
-    fn t(self) -> Self {
-        Self {
-            row_stride: self.col_stride,
-            col_stride: self.row_stride,
-            ..self
-        }
-    }
-}
-
-/// `dst ← beta · a · b` (`a` `[m, k]`, `b` `[k, n]`, `dst` `[m, n]` with row stride
-/// `dst_rows`), on the calling thread.
-///
-/// # Safety
-/// The operands must address `m × k` and `k × n` matrices of live values from `a_base` and
-/// `b_base`, and `dst` must be valid for writes of an `m × n` matrix with row stride
-/// `dst_rows` that no other thread touches meanwhile.
-#[allow(clippy::too_many_arguments)]
-unsafe fn product(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: *mut f32,
-    dst_rows: usize,
-    a_base: *const f32,
-    a: Operand,
-    b_base: *const f32,
-    b: Operand,
-    beta: f32,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        for r in 0..m {
-            // SAFETY: row r of the destination is valid for n writes (caller).
-            unsafe { std::ptr::write_bytes(dst.add(r * dst_rows), 0, n) };
-        }
-        return;
-    }
-    // SAFETY: the caller's contract.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            1,
-            dst_rows as isize,
-            false,
-            a_base.add(a.offset),
-            a.col_stride,
-            a.row_stride,
-            b_base.add(b.offset),
-            b.col_stride,
-            b.row_stride,
-            0.0f32,
-            beta,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
-
 impl Core {
     fn new(q: FlexTensor, kv: FlexTensor, bias: FlexTensor, heads: usize, scale: f32) -> Self {
         let qs = q.layout().shape();
@@ -297,15 +215,27 @@ impl Core {
         self.bags * self.heads
     }
 
-    /// Pair `p`'s queries, keys and values in `q` and `kv`, and its block of the output
-    /// (`[bags, queries, inner]`, the queries' layout).
-    fn operands(&self, p: usize) -> (Operand, Operand, Operand) {
+    /// Pair `p`'s offsets: in the queries' layout `[bags, queries, inner]` (shared by the
+    /// queries, the output and their gradients) and of its keys in `[bags, keys, 2 · inner]`
+    /// (its values follow `inner` later).
+    fn offsets(&self, p: usize) -> (usize, usize) {
         let (b, h) = (p / self.heads, p % self.heads);
         let inner = self.inner();
-        let q = Operand::rows(b * self.queries * inner + h * self.dim_head, inner);
-        let k = Operand::rows(b * self.keys * 2 * inner + h * self.dim_head, 2 * inner);
-        let v = Operand::rows(k.offset + inner, 2 * inner);
-        (q, k, v)
+        (
+            b * self.queries * inner + h * self.dim_head,
+            b * self.keys * 2 * inner + h * self.dim_head,
+        )
+    }
+
+    /// Pair `p`'s queries, keys and values, where they lie in `q` and `kv`.
+    fn operands(&self, p: usize) -> (View, View, View) {
+        let (q, k) = self.offsets(p);
+        let inner = self.inner();
+        (
+            View::rows(&self.q, q, inner),
+            View::rows(&self.kv, k, 2 * inner),
+            View::rows(&self.kv, k + inner, 2 * inner),
+        )
     }
 
     /// Pair `p`'s scores `scale · Q·Kᵀ + bias`, softmaxed by rows, into `s` (`queries ×
@@ -313,10 +243,6 @@ impl Core {
     fn weights_into(&self, p: usize, s: &mut [f32]) {
         let (q, k, _) = self.operands(p);
         let (nq, nk) = (self.queries, self.keys);
-        let (qb, kvb) = (
-            self.q.storage::<f32>().as_ptr(),
-            self.kv.storage::<f32>().as_ptr(),
-        );
         // SAFETY: q and kv are contiguous with the shapes of `new`; `s` holds nq × nk.
         unsafe {
             product(
@@ -325,11 +251,11 @@ impl Core {
                 self.dim_head,
                 s.as_mut_ptr(),
                 nk,
-                qb,
+                false,
                 q,
-                kvb,
                 k.t(),
                 self.scale,
+                false,
             )
         };
         if let Some(bias) = &self.bias {
@@ -344,9 +270,9 @@ impl Core {
 
     /// Pair `p`'s output `P·V` from its weights `w`, into `out` (`[bags, queries, inner]`).
     fn output_into(&self, p: usize, w: &[f32], out: Shared) {
-        let (q, _, v) = self.operands(p);
-        let kvb = self.kv.storage::<f32>().as_ptr();
-        let w_op = Operand::rows(0, self.keys);
+        let (_, _, v) = self.operands(p);
+        let (offset, _) = self.offsets(p);
+        let weights = View::rows_at(w.as_ptr(), self.keys);
         // SAFETY: `w` holds queries × keys; the output block of pair p (its bag's rows, its
         // head's columns) is written by this task alone.
         unsafe {
@@ -354,13 +280,13 @@ impl Core {
                 self.queries,
                 self.dim_head,
                 self.keys,
-                out.get().add(q.offset),
+                out.get().add(offset),
                 self.inner(),
-                w.as_ptr(),
-                w_op,
-                kvb,
+                false,
+                weights,
                 v,
                 1.0,
+                false,
             )
         };
     }
@@ -433,12 +359,17 @@ impl Backward<Flex, 2> for AttentionBackward {
         let factor = (1.0 / kept.keep) as f32;
         if block > 0 {
             kept.weights.par_chunks(block).enumerate().for_each_init(
-                || (vec![0.0f32; block], vec![0.0f32; block]),
+                || {
+                    (
+                        vec![0.0f32; if dropout { block } else { 0 }],
+                        vec![0.0f32; block],
+                    )
+                },
                 |(dropped, ds), (p, w)| {
                     let (q, k, v) = core.operands(p);
-                    let qb = core.q.storage::<f32>().as_ptr();
-                    let kvb = core.kv.storage::<f32>().as_ptr();
-                    let dob = grad.storage::<f32>().as_ptr();
+                    let (q_offset, k_offset) = core.offsets(p);
+                    // dO of pair p: its bag's rows, its head's columns of the gradient.
+                    let d_out = View::rows(&grad, q_offset, inner);
                     let mask = |i: usize| {
                         let bit = p * block + i;
                         kept.bits[bit / 64] >> (bit % 64) & 1 == 1
@@ -452,29 +383,18 @@ impl Backward<Flex, 2> for AttentionBackward {
                     } else {
                         w
                     };
-                    let w_rows = Operand::rows(0, nk);
-                    // dO of pair p: its bag's rows, its head's columns of the gradient.
-                    let d_out = Operand::rows(q.offset, inner);
+                    let used = View::rows_at(used.as_ptr(), nk);
                     // SAFETY (every product below): the operands address live matrices
                     // of the stated sizes in q, kv, the gradient and this task's
                     // scratch; the destinations are pair p's own blocks of dq and dkv
-                    // (its bag's rows, its head's columns), written by this task alone.
+                    // (its bag's rows, its head's columns) and this task's scratch.
                     unsafe {
                         // dV = P̃ᵀ · dO: [keys, queries] · [queries, d].
-                        product(
-                            nk,
-                            d,
-                            nq,
-                            dkv_ptr.get().add(v.offset),
-                            2 * inner,
-                            used.as_ptr(),
-                            w_rows.t(),
-                            dob,
-                            d_out,
-                            1.0,
-                        );
+                        let dv = dkv_ptr.get().add(k_offset + inner);
+                        product(nk, d, nq, dv, 2 * inner, false, used.t(), d_out, 1.0, false);
                         // dP̃ = dO · Vᵀ: [queries, d] · [d, keys].
-                        product(nq, nk, d, ds.as_mut_ptr(), nk, dob, d_out, kvb, v.t(), 1.0);
+                        let dp = ds.as_mut_ptr();
+                        product(nq, nk, d, dp, nk, false, d_out, v.t(), 1.0, false);
                     }
                     if dropout {
                         for (i, g) in ds.iter_mut().enumerate() {
@@ -483,32 +403,25 @@ impl Backward<Flex, 2> for AttentionBackward {
                     }
                     // dS = P ⊙ (dP − Σ dP ⊙ P), row by row.
                     kernels::softmax_backward_rows(ds, w, nk);
+                    let d_scores = View::rows_at(ds.as_ptr(), nk);
+                    // SAFETY: as above.
                     unsafe {
                         // dQ = scale · dS · K: [queries, keys] · [keys, d].
-                        product(
-                            nq,
-                            d,
-                            nk,
-                            dq_ptr.get().add(q.offset),
-                            inner,
-                            ds.as_ptr(),
-                            w_rows,
-                            kvb,
-                            k,
-                            core.scale,
-                        );
+                        let dq = dq_ptr.get().add(q_offset);
+                        product(nq, d, nk, dq, inner, false, d_scores, k, core.scale, false);
                         // dK = scale · dSᵀ · Q: [keys, queries] · [queries, d].
+                        let dk = dkv_ptr.get().add(k_offset);
                         product(
                             nk,
                             d,
                             nq,
-                            dkv_ptr.get().add(k.offset),
+                            dk,
                             2 * inner,
-                            ds.as_ptr(),
-                            w_rows.t(),
-                            qb,
+                            false,
+                            d_scores.t(),
                             q,
                             core.scale,
+                            false,
                         );
                     }
                 },
@@ -527,12 +440,9 @@ impl Backward<Flex, 2> for AttentionBackward {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::values;
     use super::*;
     use burn::tensor::{Device, Distribution};
-
-    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data().try_to_vec::<f32>().unwrap()
-    }
 
     /// The core with tensor operations: heads split, scaled scores, softmax, weighted sum,
     /// heads merged.

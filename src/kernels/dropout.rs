@@ -19,7 +19,7 @@ const BLOCK: usize = 1 << 15;
 /// `1 − prob` and scaled by `1 / (1 − prob)`).
 pub(crate) fn dropout<const D: usize>(dropout: &Dropout, x: Tensor<D>) -> Tensor<D> {
     let device = x.device();
-    if dropout.prob == 0.0 || !dropout.training.is_enabled() || !device.is_autodiff() {
+    if !is_active(dropout, &device) {
         return x;
     }
     if !on_host(&device) {
@@ -45,8 +45,13 @@ pub(crate) fn dropout<const D: usize>(dropout: &Dropout, x: Tensor<D>) -> Tensor
 /// device): its keep probability and a mask seed drawn as [`dropout`] draws it, so an
 /// operation that applies the mask itself sees the masks [`dropout`] would.
 pub(crate) fn active(dropout: &Dropout, device: &Device) -> Option<(f64, u64)> {
-    (dropout.prob > 0.0 && dropout.training.is_enabled() && device.is_autodiff())
-        .then(|| (1.0 - dropout.prob, draw_seed(device)))
+    is_active(dropout, device).then(|| (1.0 - dropout.prob, draw_seed(device)))
+}
+
+/// Whether `dropout` drops anything on `device`: a positive probability, training mode, an
+/// autodiff device (Burn's rule).
+fn is_active(dropout: &Dropout, device: &Device) -> bool {
+    dropout.prob > 0.0 && dropout.training.is_enabled() && device.is_autodiff()
 }
 
 /// A 0/1 mask (1 = kept, with probability `keep`) drawn as [`dropout`] draws its masks.

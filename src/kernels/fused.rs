@@ -477,24 +477,11 @@ fn rows_per_block(row: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{close, values};
     use super::*;
     use burn::module::Module;
     use burn::tensor::activation;
     use burn::tensor::{Device, Distribution};
-
-    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data().try_to_vec::<f32>().unwrap()
-    }
-
-    fn close(a: &[f32], b: &[f32], tol: f32) {
-        assert_eq!(a.len(), b.len());
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!(
-                (x - y).abs() <= tol * (1.0 + y.abs()),
-                "element {i}: {x} vs {y}"
-            );
-        }
-    }
 
     /// Values and gradients of both operations equal Burn's own within float error, for a
     /// weighted sum of the outputs (so every element's gradient differs), on a shape whose

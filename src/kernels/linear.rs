@@ -29,9 +29,7 @@ use rayon::prelude::*;
 
 use super::dropout::on_flex;
 use super::fused::{len, owned};
-
-/// Products of fewer multiply-adds than this run on one thread (as the backend decides).
-const PARALLEL_PRODUCT: usize = 192 * 192 * 192;
+use super::product::{View, product};
 
 /// Rows of the output written per parallel task when filling in the bias, and of the
 /// gradient summed per task for the bias's gradient.
@@ -113,79 +111,6 @@ impl<C: CheckpointStrategy> LinearOps for Autodiff<Flex, C> {
     }
 }
 
-/// A matrix as the product kernel reads it: its first element and its row and column
-/// strides, in elements.
-#[derive(Clone, Copy)]
-struct View {
-    ptr: *const f32,
-    row_stride: isize,
-    col_stride: isize,
-}
-
-impl View {
-    /// The last two dimensions of `t`.
-    fn of(t: &FlexTensor) -> Self {
-        let layout = t.layout();
-        let strides = layout.strides();
-        let d = strides.len();
-        let data = t.storage::<f32>();
-        // The backend keeps views within their buffer: the offset is in bounds.
-        let ptr = data[layout.start_offset()..].as_ptr();
-        Self {
-            ptr,
-            row_stride: strides[d - 2],
-            col_stride: strides[d - 1],
-        }
-    }
-
-    /// The transposed matrix (a view: strides swapped).
-    fn t(self) -> Self {
-        Self {
-            row_stride: self.col_stride,
-            col_stride: self.row_stride,
-            ..self
-        }
-    }
-}
-
-/// `out ← (accumulate ? out : 0) + a · b` for `a` `[m, k]`, `b` `[k, n]` and `out` `[m, n]`
-/// row-major.
-///
-/// # Safety
-/// `a` and `b` must address `m × k` and `k × n` matrices of live f32 values; `out` must be
-/// valid for `m · n` writes, initialized when `accumulate`, and overlap neither.
-unsafe fn product(m: usize, n: usize, k: usize, out: *mut f32, accumulate: bool, a: View, b: View) {
-    let parallelism = if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_PRODUCT {
-        gemm::Parallelism::Rayon(0)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the caller's contract; `gemm` reads `out` only when `accumulate`.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out,
-            1,
-            n as isize,
-            accumulate,
-            a.ptr,
-            a.col_stride,
-            a.row_stride,
-            b.ptr,
-            b.col_stride,
-            b.row_stride,
-            1.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
-}
-
 /// A new row-major `[m, n]` tensor `a · b` for `a` `[m, k]` and `b` `[k, n]`, with `bias`
 /// (`n` values) added to every row when given. The buffer is written once: the bias rows
 /// first (in parallel), onto which the product accumulates.
@@ -214,19 +139,11 @@ fn matrix_product(
         }
         _ => false,
     };
-    if size > 0 {
-        if k > 0 {
-            // SAFETY: the caller's views address `[m, k]` and `[k, n]` matrices of live
-            // values; `out` has room for `m · n` and is initialized when `filled`.
-            unsafe { product(m, n, k, out.as_mut_ptr(), filled, a, b) };
-        } else if !filled {
-            // An empty sum is zero (the kernel would leave the buffer unwritten).
-            // SAFETY: `out` has room for `size` elements.
-            unsafe { std::ptr::write_bytes(out.as_mut_ptr(), 0, size) };
-        }
-    }
-    // SAFETY: every element was written above: by the bias rows, the product
-    // (`accumulate = false` writes all `m · n`) or the zero fill.
+    // SAFETY: the caller's views address `[m, k]` and `[k, n]` matrices of live values;
+    // `out` has room for `m · n` and is initialized when `filled`.
+    unsafe { product(m, n, k, out.as_mut_ptr(), n, filled, a, b, 1.0, true) };
+    // SAFETY: every element was written above: by the bias rows, or by the product
+    // (without `accumulate` it writes all `m · n`, zeros for an empty sum).
     unsafe { out.set_len(size) };
     FlexTensor::from_data(TensorData::new(out, [m, n]))
 }
@@ -236,15 +153,9 @@ fn forward(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) -> FlexTensor
     let shape = x.layout().shape();
     let (rows, d_in) = (shape[0], shape[1]);
     let d_out = weight.layout().shape()[1];
-    let bias = (len(bias) > 0).then(|| owned(bias.clone()).storage::<f32>()[..d_out].to_vec());
-    matrix_product(
-        rows,
-        d_out,
-        d_in,
-        View::of(x),
-        View::of(weight),
-        bias.as_deref(),
-    )
+    let bias = (len(bias) > 0).then(|| owned(bias.clone()));
+    let row = bias.as_ref().map(|b| &b.storage::<f32>()[..d_out]);
+    matrix_product(rows, d_out, d_in, View::of(x), View::of(weight), row)
 }
 
 /// The backward pass of the linear operation; its state is the (contiguous) input and the
@@ -304,24 +215,11 @@ fn column_sums(m: &[f32], width: usize) -> Vec<f32> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{close_named, values};
     use super::*;
     use burn::module::Param;
     use burn::nn::LinearConfig;
     use burn::tensor::{Device, Distribution};
-
-    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data().try_to_vec::<f32>().unwrap()
-    }
-
-    fn close(name: &str, a: &[f32], b: &[f32], tol: f32) {
-        assert_eq!(a.len(), b.len(), "{name}: lengths");
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!(
-                (x - y).abs() <= tol * (1.0 + y.abs()),
-                "{name}, element {i}: {x} vs {y}"
-            );
-        }
-    }
 
     /// Values and the gradients of input, weight and bias equal Burn's `Linear::forward`
     /// within float error, with and without a bias, for a 3-d input (folded into rows), a
@@ -377,12 +275,12 @@ mod tests {
             let (dims_ref, y_ref, dx_ref, dw_ref, db_ref) = run(false);
             let name = format!("[{batch}, {tokens}, {d_in}] → {d_out}");
             assert_eq!(dims, dims_ref, "{name}");
-            close(&format!("{name} y"), &y, &y_ref, 1e-5);
-            close(&format!("{name} dx"), &dx, &dx_ref, 1e-5);
-            close(&format!("{name} dW"), &dw, &dw_ref, 1e-5);
+            close_named(&format!("{name} y"), &y, &y_ref, 1e-5);
+            close_named(&format!("{name} dx"), &dx, &dx_ref, 1e-5);
+            close_named(&format!("{name} dW"), &dw, &dw_ref, 1e-5);
             assert_eq!(db.is_some(), bias, "{name}: bias gradient");
             if let (Some(db), Some(db_ref)) = (db, db_ref) {
-                close(&format!("{name} db"), &db, &db_ref, 1e-5);
+                close_named(&format!("{name} db"), &db, &db_ref, 1e-5);
             }
             assert!(
                 dw.iter().any(|v| v.abs() > 1e-3),

@@ -14,7 +14,8 @@
 //! - [`linear`]: the linear layer as one flex operation (its output written once, the bias
 //!   rows first; the backward pass as products on transposed views);
 //! - [`attention`]: the attention core (scores, softmax, dropout, weighted sum) as one flex
-//!   operation over all (bag, head) pairs, reading and writing the heads in place.
+//!   operation over all (bag, head) pairs, reading and writing the heads in place;
+//! - `product`: the matrix product on strided views under both of the last two.
 
 pub(crate) mod activation;
 pub(crate) mod adamw;
@@ -22,3 +23,6 @@ pub(crate) mod attention;
 pub(crate) mod dropout;
 pub(crate) mod fused;
 pub(crate) mod linear;
+mod product;
+#[cfg(test)]
+pub(crate) mod testing;

@@ -183,47 +183,61 @@ impl Attention {
             (Some(context), false) => context,
         };
         let keys = context.dims()[1];
-        let inner = self.heads * self.dim_head;
-
         let q = linear(&self.to_q, x); // [b, q, h · d]
-        let kv = linear(&self.to_kv, context); // [b, k, 2 · inner]
+        let kv = linear(&self.to_kv, context); // [b, k, 2 · h · d]
         let scale = (self.dim_head as f64).powf(-0.5);
         let device = q.device();
-        let pairs = batch * self.heads;
         // One operation on flex (kernels/attention.rs); it keeps all weights in a graph, so
-        // long sequences there take the blocked path below.
+        // long sequences there take the blocked path of the tensor operations.
         let fused = !input.return_weights
             && on_flex(&device)
             && q.dtype() == DType::F32
             && kv.dtype() == DType::F32
-            && (!device.is_autodiff() || pairs * queries * keys <= self.score_block);
-        if fused {
+            && (!device.is_autodiff() || batch * self.heads * queries * keys <= self.score_block);
+        let (out, returned) = if fused {
             let bias = input.padding.map(|p| p.bias.clone().reshape([batch, keys]));
             let drop = active(&self.attn_dropout, &device)
                 .map(|(keep, seed)| WeightDropout { keep, seed });
-            let out = attention(q, kv, bias, self.heads, scale, drop);
-            return (dropout(&self.out_dropout, linear(&self.to_out, out)), None);
-        }
+            (attention(q, kv, bias, self.heads, scale, drop), None)
+        } else {
+            self.attend_with_tensors(q, kv, scale, input.padding, input.return_weights)
+        };
+        let out = dropout(&self.out_dropout, linear(&self.to_out, out));
+        (out, returned)
+    }
+
+    /// The attention core with tensor operations, for `q` `[b, q, h · d]` and `kv` `[b, k,
+    /// 2 · h · d]`: `[b, q, h · d]`, and the weights when asked.
+    fn attend_with_tensors(
+        &self,
+        q: Tensor<3>,
+        kv: Tensor<3>,
+        scale: f64,
+        padding: Option<&KeyPadding>,
+        return_weights: bool,
+    ) -> (Tensor<3>, Option<Tensor<4>>) {
+        let [batch, queries, inner] = q.dims();
+        let keys = kv.dims()[1];
+        let pairs = batch * self.heads;
         let q = self.split_heads(q, batch, queries); // [b, h, q, d]
         let k = self.split_heads(kv.clone().narrow(2, 0, inner), batch, keys); // [b, h, k, d]
         let v = self.split_heads(kv.narrow(2, inner, inner), batch, keys); // [b, h, k, d]
 
         let q = q.mul_scalar(scale);
         let k_t = k.swap_dims(2, 3); // [b, h, d, k]
-        let bias = input.padding.map(|p| p.bias.clone()); // [b, 1, 1, k]
+        let bias = padding.map(|p| p.bias.clone()); // [b, 1, 1, k]
         let (out, returned) = if pairs * queries * keys <= self.score_block {
             let mut scores = q.matmul(k_t); // [b, h, q, k]
             if let Some(bias) = bias {
                 scores = scores + bias;
             }
             let weights = softmax_last(scores);
-            let returned = input.return_weights.then(|| weights.clone());
+            let returned = return_weights.then(|| weights.clone());
             (dropout(&self.attn_dropout, weights).matmul(v), returned) // [b, h, q, d]
         } else {
-            self.attend_in_blocks(q, k_t, v, bias, input.return_weights)
+            self.attend_in_blocks(q, k_t, v, bias, return_weights)
         };
         let out = out.swap_dims(1, 2).reshape([batch, queries, inner]); // [b, q, h · d]
-        let out = dropout(&self.out_dropout, linear(&self.to_out, out));
         (out, returned)
     }
 
@@ -426,6 +440,7 @@ mod tests {
     /// core's dropout is tested with explicit seeds in `kernels::attention`.)
     #[test]
     fn fused_core_equals_the_tensor_path() {
+        use crate::kernels::testing::{close_named, values};
         let device = Device::flex().autodiff();
         device.seed(21);
         let attn = AttentionConfig::new(12)
@@ -446,7 +461,6 @@ mod tests {
         let w_cross = Tensor::<3>::random([2, 1, 12], Distribution::Default, &device);
         let self_padding = padded(7, &[5, 6, 13]);
         let cross_padding = padded(7, &[6, 12, 13]);
-        let values = |t: Tensor<3>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
         for (case, cross) in [("self", false), ("cross", true)] {
             let run = |tensor_path: bool| {
                 let (x, context) = (
@@ -470,55 +484,26 @@ mod tests {
                     w_self.clone()
                 };
                 let grads = (out.clone() * w).sum().backward();
-                let mut g = vec![values(out)];
-                g.push(values(x.grad(&grads).unwrap()));
+                let mut g = vec![
+                    ("output", values(out)),
+                    ("d input", values(x.grad(&grads).unwrap())),
+                ];
                 if cross {
-                    g.push(values(context.grad(&grads).unwrap()));
+                    g.push(("d context", values(context.grad(&grads).unwrap())));
                 }
-                for p in [&attn.to_q.weight, &attn.to_kv.weight, &attn.to_out.weight] {
-                    g.push(
-                        p.grad(&grads)
-                            .unwrap()
-                            .into_data()
-                            .try_to_vec::<f32>()
-                            .unwrap(),
-                    );
+                for (name, p) in [
+                    ("d W_q", &attn.to_q.weight),
+                    ("d W_kv", &attn.to_kv.weight),
+                    ("d W_out", &attn.to_out.weight),
+                ] {
+                    g.push((name, values(p.grad(&grads).unwrap())));
                 }
-                g.push(
-                    attn.norm
-                        .gamma
-                        .grad(&grads)
-                        .unwrap()
-                        .into_data()
-                        .try_to_vec::<f32>()
-                        .unwrap(),
-                );
+                g.push(("d γ", values(attn.norm.gamma.grad(&grads).unwrap())));
                 g
             };
-            let (fused, reference) = (run(false), run(true));
-            let names = [
-                "output",
-                "d input",
-                "d context / d W_q",
-                "d W_q / d W_kv",
-                "…",
-                "…",
-                "…",
-            ];
-            for (i, (a, b)) in fused.iter().zip(&reference).enumerate() {
-                assert_eq!(a.len(), b.len());
-                assert!(
-                    a.iter().any(|v| v.abs() > 1e-4),
-                    "{case} {}: trivial",
-                    names[i]
-                );
-                for (j, (u, v)) in a.iter().zip(b).enumerate() {
-                    assert!(
-                        (u - v).abs() <= 1e-5 * (1.0 + v.abs()),
-                        "{case}, value {i} ({}), element {j}: {u} vs {v}",
-                        names[i]
-                    );
-                }
+            for ((name, a), (_, b)) in run(false).iter().zip(&run(true)) {
+                assert!(a.iter().any(|v| v.abs() > 1e-4), "{case} {name}: trivial");
+                close_named(&format!("{case} {name}"), a, b, 1e-5);
             }
         }
         // Outside a graph.
