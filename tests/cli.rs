@@ -5,7 +5,7 @@ mod common;
 use common::{bin, text};
 
 #[test]
-fn synth_then_check_json_has_exactly_the_summary_keys() {
+fn synth_then_check_json_has_exactly_the_task_summary_and_problems_keys() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_str().unwrap();
     let o = bin(&[
@@ -42,7 +42,9 @@ fn synth_then_check_json_has_exactly_the_summary_keys() {
             "labels",
             "patients",
             "patients_multi_slide",
+            "problems",
             "slides",
+            "task",
             "tiles_max",
             "tiles_median",
             "tiles_min",
@@ -50,6 +52,8 @@ fn synth_then_check_json_has_exactly_the_summary_keys() {
         ]
     );
     assert_eq!(v["slides"], 9);
+    assert_eq!(v["task"], "classification");
+    assert_eq!(v["problems"], serde_json::json!([]));
     assert_eq!(v["feature_dim"], 6);
     assert_eq!(v["genes"], 4);
     assert_eq!(
@@ -134,4 +138,163 @@ fn synth_task_survival_writes_survival_columns_and_survival_is_its_alias() {
     assert!(!plain.contains("survival_months"), "{plain}");
     let o = bin(&["synth", "--out", "x", "--task", "regression"]);
     assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+}
+
+/// A cohort CSV `text` in `dir` with a copy of a 7 × 4 CLAM tile file for each of `slides`.
+fn small_cohort(dir: &std::path::Path, text: &str, slides: &[&str]) -> (String, String) {
+    let features = dir.join("features");
+    std::fs::create_dir_all(&features).unwrap();
+    let source = common::manifest_dir().join("tests/fixtures/h5/clam/slide-clam.h5");
+    for s in slides {
+        std::fs::copy(&source, features.join(format!("{s}.h5"))).unwrap();
+    }
+    let csv = dir.join("cohort.csv");
+    std::fs::write(&csv, text).unwrap();
+    (
+        csv.to_str().unwrap().to_string(),
+        features.to_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn check_runs_the_validation_train_runs_and_lists_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    // Line 3: a negative time; line 5: censorship 2; line 6: both.
+    let (csv, features) = small_cohort(
+        dir.path(),
+        "wsi_file_name,patient_id,survival_months,censorship,rna_a\n\
+         a,pa,10,0,1\nb,pb,-2,0,2\nc,pc,20,1,3\nd,pd,5,2,4\ne,pe,-1,3,5\nf,pf,7,0,6\n",
+        &["a", "b", "c", "d", "e", "f"],
+    );
+    let args = ["check", "--csv", &csv, "--features", &features];
+    for task in [&[][..], &["--task", "survival"][..]] {
+        let o = bin(&[&args[..], task].concat());
+        let (stdout, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{stdout}{stderr}");
+        assert!(stdout.contains("task          survival"), "{stdout}");
+        assert!(!stdout.contains("ok:"), "{stdout}");
+        assert!(
+            stderr.contains("4 problem(s)") && stderr.contains("bad survival values (4):"),
+            "{stderr}"
+        );
+        for needle in [
+            "line 3 (slide `b`), column `survival_months`: survival times cannot be negative",
+            "line 5 (slide `d`), column `censorship`: censorship must be 1 (censored) or 0",
+            "line 6 (slide `e`), column `survival_months`",
+            "line 6 (slide `e`), column `censorship`",
+        ] {
+            assert!(stderr.contains(needle), "`{needle}` in {stderr}");
+        }
+        // One hint for the group.
+        assert_eq!(stderr.matches("hint:").count(), 1, "{stderr}");
+        assert!(stderr.contains("hint: survival times must be finite and 0 or more"));
+    }
+    let o = bin(&[&args[..], &["--json"]].concat());
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(text(&o).0.trim()).unwrap();
+    assert_eq!(v["task"], "survival");
+    assert_eq!(v["slides"], 6);
+    let problems = v["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 4, "{v}");
+    assert!(problems.iter().all(|p| p["kind"] == "bad_outcome"), "{v}");
+    assert!(
+        problems[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 3 (slide `b`)"),
+        "{v}"
+    );
+
+    // `train` refuses the cohort with the same four problems, not only the first.
+    let out = dir.path().join("run");
+    let o = bin(&[
+        "train",
+        "--csv",
+        &csv,
+        "--features",
+        &features,
+        "--task",
+        "survival",
+        "--out",
+        out.to_str().unwrap(),
+        "--epochs",
+        "1",
+    ]);
+    let (_, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("4 problem(s)"), "{stderr}");
+    assert!(
+        stderr.contains("line 3 (slide `b`)") && stderr.contains("line 6 (slide `e`), column `censorship`"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+
+    // A repeated column name is refused by both, naming its positions.
+    let (csv, features) = small_cohort(
+        dir.path(),
+        "wsi_file_name,label,rna_0,rna_0\na,0,1,2\nb,1,3,4\n",
+        &["a", "b"],
+    );
+    let o = bin(&["check", "--csv", &csv, "--features", &features, "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(text(&o).0.trim()).unwrap();
+    assert_eq!(v["task"], "unknown");
+    assert_eq!(v["problems"][0]["kind"], "duplicate_column");
+    assert!(
+        v["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("column `rna_0` appears 2 times, at positions 3, 4"),
+        "{v}"
+    );
+}
+
+#[test]
+fn check_lists_every_kind_and_counts_what_train_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    // b has no expression; c has no tile file.
+    let (csv, features) = small_cohort(
+        dir.path(),
+        "wsi_file_name,patient_id,label,rna_a\na,pa,0,1\nb,pb,1,\nc,pc,0,3\nd,pd,1,4\ne,pd,1,4\n",
+        &["a", "b", "d", "e"],
+    );
+    let args = ["check", "--csv", &csv, "--features", &features];
+    let o = bin(&args);
+    let (_, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("rows without expression (1):")
+            && stderr.contains("line 3 (slide `b`)")
+            && stderr.contains("missing tile-feature files (1):")
+            && stderr.contains("slide `c`"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("hint:").count(), 2, "{stderr}");
+
+    // With missing modalities allowed, all 5 slides of 4 patients take part, for both.
+    let o = bin(&[&args[..], &["--missing-modality", "allow", "--json"]].concat());
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!((v["slides"].as_u64(), v["patients"].as_u64()), (Some(5), Some(4)), "{v}");
+    assert_eq!(v["patients_multi_slide"], 1);
+    assert_eq!(v["problems"], serde_json::json!([]));
+    // `train` says the same before it stops (here at once, on a gene count it cannot have).
+    let out = dir.path().join("run");
+    let o = bin(&[
+        "train",
+        "--csv",
+        &csv,
+        "--features",
+        &features,
+        "--missing-modality",
+        "allow",
+        "--top-genes",
+        "5",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let (_, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("4 patient(s), 5 slide(s)"), "{stderr}");
 }

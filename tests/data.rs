@@ -629,3 +629,149 @@ fn check_reports_the_ordinary_median_of_tiles_per_slide() {
         "{summary}"
     );
 }
+
+#[test]
+fn csv_messages_name_the_real_file_line_and_cut_long_cells() {
+    let dir = tempfile::tempdir().unwrap();
+    let cols = CohortColumns::default();
+    let read = |name: &str, text: &str| {
+        CohortTable::read(write(dir.path(), name, text), &cols)
+            .unwrap_err()
+            .to_string()
+    };
+    // Windows line ends: the bad cell is on file line 6 (the csv crate alone says 5).
+    let err = read(
+        "crlf.csv",
+        "wsi_file_name,label,rna_a\r\ns1,0,1\r\ns2,0,1\r\ns3,0,1\r\ns4,0,1\r\ns5,0,oops\r\n",
+    );
+    assert!(err.contains("line 6 (slide `s5`)"), "{err}");
+    // A quoted label over lines 2–3 and a blank line 4: `s4` is on line 6.
+    let err = read(
+        "multiline.csv",
+        "wsi_file_name,label,rna_a\ns1,\"a\nb\",1\n\ns3,0,1\ns4,0,x\n",
+    );
+    assert!(err.contains("line 6 (slide `s4`)"), "{err}");
+    // A ragged row names its line too.
+    let err = read("ragged.csv", "wsi_file_name,label,rna_a\r\ns1,0,1\r\ns2,0\r\n");
+    assert!(err.contains("line 3") && err.contains("2 field(s)"), "{err}");
+    // A 10⁶-character cell is cut to 40 characters and its length.
+    let long = "7".repeat(1_000_000);
+    let err = read(
+        "long.csv",
+        &format!("wsi_file_name,label,rna_a\ns1,0,{long}x\n"),
+    );
+    assert!(
+        err.len() < 300 && err.contains(&format!("`{}… (1000001 characters)`", "7".repeat(40))),
+        "{} characters: {}",
+        err.len(),
+        &err[..err.len().min(300)]
+    );
+    let err = read(
+        "longslide.csv",
+        &format!("wsi_file_name,label,rna_a\n{long},0,x\n"),
+    );
+    assert!(err.len() < 300, "{}", &err[..300]);
+}
+
+#[test]
+fn empty_header_only_and_semicolon_files_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (table, _) = patients_table(dir.path());
+    let genes = vec!["rna_a".to_string()];
+    // Every CSV the tool reads: the cohort, a splits file, the signatures.
+    let readers: [(&str, &str, Box<dyn Fn(&Path) -> DataError>); 3] = [
+        (
+            "cohort",
+            "wsi_file_name,label,rna_a",
+            Box::new(|p: &Path| CohortTable::read(p, &CohortColumns::default()).unwrap_err()),
+        ),
+        (
+            "splits",
+            ",train,val",
+            Box::new(|p: &Path| from_csv(p, &table).unwrap_err()),
+        ),
+        (
+            "signatures",
+            "Oncogenes,Kinases",
+            Box::new(|p: &Path| read_signatures(p, &genes, "rna_").unwrap_err()),
+        ),
+    ];
+    for (what, header, read) in &readers {
+        let name = format!("{what}-empty.csv");
+        let err = read(&write(dir.path(), &name, "")).to_string();
+        assert!(err.contains(&name) && err.contains("empty file"), "{err}");
+        let err = read(&write(dir.path(), &name, "\n")).to_string();
+        assert!(err.contains("empty file"), "{err}");
+        let name = format!("{what}-header.csv");
+        let err = read(&write(dir.path(), &name, &format!("{header}\n"))).to_string();
+        assert!(
+            err.contains(&name) && err.contains("has a header (line 1) but no rows"),
+            "{err}"
+        );
+        for (sep, says) in [(";", "`;`"), ("\t", "tabs")] {
+            let name = format!("{what}-sep.csv");
+            let text = format!("{}\nx{sep}y{sep}z\n", header.replace(',', sep));
+            let err = read(&write(dir.path(), &name, &text)).to_string();
+            assert!(
+                err.contains(&name)
+                    && err.contains(&format!("one column containing {says}"))
+                    && err.contains("separated by commas"),
+                "{err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_repeated_column_name_is_an_error_naming_its_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, header, column) in [
+        ("genes.csv", "wsi_file_name,rna_0,label,rna_0", "rna_0"),
+        ("labels.csv", "wsi_file_name,label,rna_0,label", "label"),
+    ] {
+        let path = write(dir.path(), name, &format!("{header}\ns1,1,0,2\ns2,3,1,4\n"));
+        let err = CohortTable::read(&path, &CohortColumns::default()).unwrap_err();
+        assert!(
+            matches!(&err, DataError::DuplicateColumn { column: c, positions, .. }
+                if c == column && positions == &[2, 4]),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains(name)
+                && text.contains(&format!("column `{column}` appears 2 times, at positions 2, 4")),
+            "{text}"
+        );
+    }
+    // A splits file with two `train` columns is as ambiguous.
+    let (table, _) = patients_table(dir.path());
+    let splits = write(dir.path(), "s.csv", "train,val,train\np0,p1,p2\n");
+    let err = from_csv(&splits, &table).unwrap_err().to_string();
+    assert!(err.contains("column `train` appears 2 times, at positions 1, 3"), "{err}");
+}
+
+#[test]
+fn a_patient_twice_on_one_side_of_a_splits_file_is_counted_as_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let (table, _) = patients_table(dir.path());
+    let path = write(
+        dir.path(),
+        "twice.csv",
+        ",train,val\n0,p0,p1\n1,p2,p1\n2,p0,p3\n3,p0,\n4,p4,\n",
+    );
+    let read = from_csv(&path, &table).unwrap();
+    // p0 three times and p1 twice: two ids, each counted once on its side.
+    assert_eq!(read.repeated, ["p1", "p0"]);
+    assert_eq!(patients_of(&table, &read.split.train).len(), 3);
+    assert_eq!(patients_of(&table, &read.split.val).len(), 2);
+    let warnings = read.warnings(&path);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("twice.csv")
+            && warnings[0].contains("2 id(s) are listed more than once in one column")
+            && warnings[0].contains("p1, p0"),
+        "{warnings:?}"
+    );
+    let once = write(dir.path(), "once.csv", ",train,val\n0,p0,p1\n");
+    assert!(from_csv(&once, &table).unwrap().warnings(&once).is_empty());
+}

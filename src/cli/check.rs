@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use med_crossvit::data::{
-    Cohort, CohortColumns, CohortSummary, CohortTable, DataError, Patients, TileOptions, Unit,
-};
+use med_crossvit::data::{Cohort, CohortColumns, CohortSummary, Outcome, ProblemReport, Unit};
+use med_crossvit::train::{self, DataSource, SurvivalSettings, Task, TrainSettings};
+use serde::Serialize;
 
 /// Options of `check`.
 #[derive(Debug, Args)]
@@ -34,9 +34,15 @@ pub struct CheckArgs {
     /// Censorship column (1 = censored).
     #[arg(long, default_value = "censorship")]
     censorship_column: String,
+    /// Survival time bins (as `train --bins`): survival needs enough distinct event times.
+    #[arg(long, default_value_t = 4)]
+    bins: usize,
     /// Rows without expression or tile file: an error, or allowed (counted by modality).
     #[arg(long, value_enum, default_value = "error")]
     missing_modality: super::train::MissingArg,
+    /// Leave out slides whose tile file is missing (as `train --skip-missing`).
+    #[arg(long)]
+    skip_missing: bool,
     /// The bag unit training will use (see `train --unit`).
     #[arg(long, value_enum, default_value = "patient")]
     unit: super::train::UnitArg,
@@ -88,90 +94,87 @@ impl ColumnArgs {
     }
 }
 
+/// `check --json`: the task, the summary (when the CSV could be read) and every problem.
+#[derive(Serialize)]
+struct CheckJson<'a> {
+    task: &'static str,
+    #[serde(flatten)]
+    summary: Option<&'a CohortSummary>,
+    problems: Vec<ProblemReport>,
+}
+
+/// Runs `check`: the validation training runs ([`train::check_cohort`]), a summary of the
+/// cohort, every problem grouped by kind with its hint; exit 1 with any problem.
 pub fn run(args: CheckArgs) -> Result<ExitCode, med_crossvit::Error> {
-    let allow = matches!(args.missing_modality, super::train::MissingArg::Allow);
-    let table = CohortTable::read_with(&args.csv, &args.columns.columns(), allow)?;
-    let mut problems = Vec::new();
-    let survival_columns = [args.time_column.as_str(), args.censorship_column.as_str()];
-    let survival = match args.task {
-        Some(task) => matches!(task, super::train::TaskArg::Survival),
-        None => {
-            !table.has_column(&table.columns().label)
-                && survival_columns.iter().all(|c| table.has_column(c))
-        }
+    let settings = TrainSettings {
+        task: match args.task {
+            Some(super::train::TaskArg::Survival) => Task::Survival,
+            _ => Task::Classification,
+        },
+        survival: SurvivalSettings {
+            time_column: args.time_column.clone(),
+            censorship_column: args.censorship_column.clone(),
+            bins: args.bins,
+            ..SurvivalSettings::default()
+        },
+        missing_modality: args.missing_modality.value(),
+        ..TrainSettings::default()
     };
-    let outcome_columns: Vec<&str> = if survival {
-        for column in survival_columns {
-            if let Err(e) = table.numeric_column(column) {
-                problems.push(e);
-            }
-        }
-        survival_columns.to_vec()
-    } else {
-        if let Err(e) = table.labels() {
-            problems.push(e);
-        }
-        vec![table.columns().label.as_str()]
-    };
-    if let Err(e) = Patients::of(&table).check_agreement(&table, &outcome_columns) {
-        problems.push(e);
-    }
-    let outcome_columns: Vec<String> = outcome_columns.iter().map(|c| c.to_string()).collect();
-    if table.is_empty() {
-        problems.push(DataError::Setting {
-            setting: "csv",
-            message: format!("{} has no slide rows", args.csv.display()),
-        });
-    }
-    let options = TileOptions {
+    let source = DataSource {
+        csv: args.csv.clone(),
+        features_dir: args.features.clone(),
         features_key: args.features_key.clone(),
-        allow_missing: allow,
-        ..TileOptions::new(&args.features)
+        skip_missing: args.skip_missing,
     };
-    let (cohort, scan_problems) = Cohort::scan(table, &options);
-    problems.extend(scan_problems);
-    let outcomes: Vec<&str> = survival_columns
-        .iter()
-        .copied()
-        .chain(outcome_columns.iter().map(String::as_str))
+    let check = train::check_cohort(
+        &source,
+        &args.columns.columns(),
+        &settings,
+        args.task.is_none(),
+    );
+    let summary = check.cohort.as_ref().map(|cohort| summarize(cohort, &check.outcome, &args));
+    let task = check.outcome.task();
+    if args.json {
+        let json = CheckJson {
+            task,
+            summary: summary.as_ref(),
+            problems: check.problems.reports(),
+        };
+        println!("{}", serde_json::to_string(&json).expect("a summary serializes"));
+    } else {
+        println!("task          {task}");
+        if let Some(summary) = &summary {
+            println!("{summary}");
+        }
+        if check.problems.is_empty() {
+            println!("ok: the cohort is usable");
+        }
+    }
+    if check.problems.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.json {
+        eprintln!("{}", check.problems);
+    }
+    Ok(ExitCode::from(1))
+}
+
+/// The summary of `cohort`, read for `outcome`.
+fn summarize(cohort: &Cohort, outcome: &Outcome, args: &CheckArgs) -> CohortSummary {
+    let survival = [args.time_column.as_str(), args.censorship_column.as_str()];
+    let outcomes: Vec<&str> = survival
+        .into_iter()
+        .chain(outcome.columns(cohort.table()))
         .collect();
-    let mut summary = CohortSummary::with_outcomes(&cohort, &outcomes);
+    let mut summary = CohortSummary::with_outcomes(cohort, &outcomes);
     summary.unit = match args.unit {
         super::train::UnitArg::Patient => Unit::Patient,
         super::train::UnitArg::Slide => Unit::Slide,
     }
     .name()
     .to_string();
-    if allow {
-        summary.count_modalities(&cohort);
+    if matches!(args.missing_modality, super::train::MissingArg::Allow) {
+        summary.count_modalities(cohort);
     }
-    if !args.json {
-        println!(
-            "task          {}",
-            if survival {
-                "survival"
-            } else {
-                "classification"
-            }
-        );
-    }
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&summary).expect("a summary serializes")
-        );
-    } else {
-        println!("{summary}");
-    }
-    if problems.is_empty() {
-        if !args.json {
-            println!("ok: the cohort is usable");
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    eprintln!("{} problem(s):", problems.len());
-    for p in &problems {
-        eprintln!("- {p}");
-    }
-    Ok(ExitCode::from(1))
+    summary
 }

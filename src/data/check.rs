@@ -1,6 +1,6 @@
 //! [`CohortSummary`]: what `med-crossvit check` reports about a cohort.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
@@ -9,11 +9,13 @@ use super::{Cohort, Patients, Unit};
 /// A cohort at a glance. Serializes to exactly the keys `med-crossvit check --json` prints.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CohortSummary {
-    /// Slides with a usable tile-feature file.
+    /// Slides that take part: those with a usable tile-feature file, and with missing
+    /// modalities allowed those without one (see [`Cohort::counts`], the count training
+    /// reports too).
     pub slides: usize,
     /// Distinct patients among them.
     pub patients: usize,
-    /// Patients with more than one usable slide.
+    /// Patients with more than one of those slides.
     pub patients_multi_slide: usize,
     /// What metrics and bags are counted by: `patient` (a patient's slides pooled).
     pub unit: String,
@@ -34,7 +36,7 @@ pub struct CohortSummary {
     pub tiles_median: f64,
     /// Most tiles of a slide.
     pub tiles_max: usize,
-    /// Slides per label, over the usable slides (empty without a label column).
+    /// Slides per label, over the slides that take part (empty without a label column).
     pub labels: BTreeMap<String, usize>,
     /// With missing modalities allowed: slide rows by what they have (`both`, `wsi_only`,
     /// `rna_only`); see [`count_modalities`](Self::count_modalities).
@@ -43,21 +45,23 @@ pub struct CohortSummary {
 }
 
 impl CohortSummary {
-    /// Summarizes the usable slides of `cohort`, taking the survival columns to be the
+    /// Summarizes the slides of `cohort` that take part, taking the survival columns to be the
     /// default `survival_months` and `censorship`.
     pub fn of(cohort: &Cohort) -> Self {
         Self::with_outcomes(cohort, &["survival_months", "censorship"])
     }
 
-    /// Summarizes the usable slides of `cohort`, whose outcome columns (beside the label) are
+    /// Summarizes the slides of `cohort` that take part, whose outcome columns (beside the label) are
     /// `outcomes`.
     pub fn with_outcomes(cohort: &Cohort, outcomes: &[&str]) -> Self {
         let usable = cohort.usable();
+        let members = cohort.members();
+        let (slides, patients) = cohort.counts();
         let table = cohort.table();
         let records = table.slides();
         let grouped = Patients::of(table);
         let mut per_patient = vec![0usize; grouped.len()];
-        for &i in &usable {
+        for &i in &members {
             per_patient[grouped.of_slide(i)] += 1;
         }
         let c = table.columns();
@@ -78,19 +82,15 @@ impl CohortSummary {
             .filter_map(|&i| cohort.tiles(i).map(|t| t.tiles))
             .collect();
         tiles.sort_unstable();
-        let patients: HashSet<&str> = usable
-            .iter()
-            .map(|&i| records[i].patient.as_str())
-            .collect();
         let mut labels = BTreeMap::new();
-        for &i in &usable {
+        for &i in &members {
             if let Some(label) = &records[i].label {
                 *labels.entry(label.clone()).or_default() += 1;
             }
         }
         Self {
-            slides: usable.len(),
-            patients: patients.len(),
+            slides,
+            patients,
             patients_multi_slide: per_patient.iter().filter(|&&n| n > 1).count(),
             unit: Unit::Patient.name().to_string(),
             genes: table.genes().len(),

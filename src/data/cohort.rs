@@ -225,6 +225,18 @@ impl Cohort {
             .collect()
     }
 
+    /// How many slides take part ([`members`](Self::members)) and how many distinct patients
+    /// they belong to: the counts `check` and training both report.
+    pub fn counts(&self) -> (usize, usize) {
+        let members = self.members();
+        let records = self.table.slides();
+        let patients: std::collections::HashSet<&str> = members
+            .iter()
+            .map(|&i| records[i].patient.as_str())
+            .collect();
+        (members.len(), patients.len())
+    }
+
     /// Indices of the slides that have a usable file.
     pub fn usable(&self) -> Vec<usize> {
         (0..self.files.len())

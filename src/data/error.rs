@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use super::csvfile::cut;
+
 /// A cohort CSV, a tile-feature file or a split that cannot be used.
 ///
 /// Rows are CSV line numbers as an editor shows them (the header is line 1).
@@ -74,7 +76,11 @@ pub enum DataError {
         missing: Vec<String>,
     },
     /// A cell that is empty, not a number, NaN or infinite where a finite number is needed.
-    #[error("{path}: line {line} (slide `{slide}`), column `{column}`: {reason}: `{value}`")]
+    #[error(
+        "{path}: line {line} (slide `{}`), column `{column}`: {reason}: `{}`",
+        cut(slide),
+        cut(value)
+    )]
     BadValue {
         /// The file.
         path: PathBuf,
@@ -100,7 +106,10 @@ pub enum DataError {
         column: String,
     },
     /// The same slide id on two rows.
-    #[error("{path}: slide `{slide}` appears twice, on lines {first} and {second}")]
+    #[error(
+        "{path}: slide `{}` appears twice, on lines {first} and {second}",
+        cut(slide)
+    )]
     DuplicateSlide {
         /// The file.
         path: PathBuf,
@@ -235,6 +244,50 @@ pub enum DataError {
         /// Why its value cannot work.
         reason: String,
     },
+    /// A CSV file with no text at all.
+    #[error("{path}: empty file (a CSV file needs a header line and rows)")]
+    EmptyFile {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A CSV file with a header line and no row below it.
+    #[error("{path}: the file has a header (line 1) but no rows")]
+    NoRows {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A CSV file whose header is one column holding a `;` or a tab: not comma-separated.
+    #[error(
+        "{path}: the header is one column containing {}: the columns must be separated by commas \
+         (save the file as comma-separated CSV)",
+        if *found == '\t' { "tabs".to_string() } else { format!("`{found}`") }
+    )]
+    Delimiter {
+        /// The file.
+        path: PathBuf,
+        /// The separator found in the header.
+        found: char,
+    },
+    /// A column name on several columns of one file: which one is meant is ambiguous.
+    #[error(
+        "{path}: column `{}` appears {} times, at positions {} (counted from 1); rename or \
+         remove all but one",
+        cut(column),
+        positions.len(),
+        positions.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    DuplicateColumn {
+        /// The file.
+        path: PathBuf,
+        /// The name.
+        column: String,
+        /// The positions of the columns of that name, counted from 1.
+        positions: Vec<usize>,
+    },
+    /// Every problem found in a cohort, grouped by kind, each group with the hint that fixes
+    /// it (see [`CohortProblems`](super::CohortProblems)).
+    #[error("{0}")]
+    Cohort(super::CohortProblems),
     /// A JSON file (normalization, labels) that cannot be read.
     #[error("{path}: {source}")]
     Json {
@@ -248,7 +301,10 @@ pub enum DataError {
 /// Two rows of one patient that disagree (see [`DataError::PatientMismatch`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "{path}: patient `{patient}` has rows that disagree: column `{column}` is `{first}` on line {first_line} but `{second}` on line {second_line}"
+    "{path}: patient `{}` has rows that disagree: column `{column}` is `{}` on line {first_line} but `{}` on line {second_line}",
+    cut(patient),
+    cut(first),
+    cut(second)
 )]
 pub struct PatientMismatch {
     /// The file.

@@ -7,6 +7,9 @@
 //!   the Python original, CLAM, TRIDENT and STAMP, or from a CLAM `.pt` file, reading only
 //!   the rows a bag needs; [`locate`] finds it by the slide id's stem.
 //! - [`Cohort`] joins the two, finding each slide's file and listing every problem.
+//! - [`validate`] is the one validation of a cohort (CSV, outcome, patients, tile files) that
+//!   `check` and training share; it returns every problem as [`CohortProblems`], grouped by
+//!   [`ProblemKind`] with a hint for each kind.
 //! - [`Patients`] groups slides by patient and checks that a patient's rows agree; the
 //!   [`Unit`] says whether a patient's slides are pooled into one bag source.
 //! - [`training_bags`] and [`evaluation_bags`] cut bag sources into bags; [`CohortDataset`]
@@ -21,6 +24,7 @@
 mod bags;
 mod check;
 mod cohort;
+mod csvfile;
 mod dataset;
 mod error;
 mod h5;
@@ -35,6 +39,7 @@ mod split;
 mod synth;
 mod table;
 mod tiles;
+mod validate;
 
 pub use bags::{BagRef, BagSettings, BagSource, evaluation_bags, mix as mix_seed, training_bags};
 pub use check::CohortSummary;
@@ -56,5 +61,10 @@ pub use synth::{
 pub(crate) use table::parse_finite;
 pub use table::{
     CohortColumns, CohortTable, DEFAULT_GENE_PREFIX, DEFAULT_GENE_SUFFIX, GeneRule, SlideRecord,
+};
+pub use csvfile::{SHOWN_CHARS, cut, cut_list};
+pub use validate::{
+    CohortCheck, CohortProblems, Outcome, Problem, ProblemKind, ProblemReport, some_modality,
+    validate,
 };
 pub use tiles::{PT_KEY, SLIDE_EXTENSIONS, TileFile, candidate_paths, locate, slide_stem};

@@ -142,57 +142,71 @@ impl Patients {
     /// # Errors
     ///
     /// [`DataError::PatientMismatch`] naming the first patient, in CSV order, and the first
-    /// column (the named columns first, then the genes) that differs.
+    /// column (the named columns first, then the genes) that differs (see
+    /// [`mismatches`](Self::mismatches) for all of them).
     pub fn check_agreement(&self, table: &CohortTable, columns: &[&str]) -> Result<(), DataError> {
-        let records = table.slides();
+        match self.mismatches(table, columns).into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Every patient whose rows disagree (see [`check_agreement`](Self::check_agreement)), in
+    /// CSV order, each as a [`DataError::PatientMismatch`] naming the first column that
+    /// differs.
+    pub fn mismatches(&self, table: &CohortTable, columns: &[&str]) -> Vec<DataError> {
         let cells: Vec<(&str, &[String])> = columns
             .iter()
             .filter_map(|&c| table.column(c).map(|cells| (c, cells)))
             .collect();
-        for (p, slides) in self.slides.iter().enumerate() {
-            let Some((&first, rest)) = slides.split_first() else {
-                continue;
+        (0..self.len())
+            .filter_map(|p| self.mismatch(table, &cells, p))
+            .collect()
+    }
+
+    /// The first disagreement among patient `p`'s rows.
+    fn mismatch(&self, table: &CohortTable, cells: &[(&str, &[String])], p: usize) -> Option<DataError> {
+        let records = table.slides();
+        let (&first, rest) = self.slides[p].split_first()?;
+        for &other in rest {
+            let mismatch = |column: &str, a: String, b: String| {
+                DataError::PatientMismatch(Box::new(PatientMismatch {
+                    path: table.path().to_path_buf(),
+                    patient: self.ids[p].clone(),
+                    column: column.to_string(),
+                    first_line: records[first].line,
+                    first: a,
+                    second_line: records[other].line,
+                    second: b,
+                }))
             };
-            for &other in rest {
-                let mismatch = |column: &str, a: String, b: String| {
-                    DataError::PatientMismatch(Box::new(PatientMismatch {
-                        path: table.path().to_path_buf(),
-                        patient: self.ids[p].clone(),
-                        column: column.to_string(),
-                        first_line: records[first].line,
-                        first: a,
-                        second_line: records[other].line,
-                        second: b,
-                    }))
-                };
-                for (column, values) in &cells {
-                    let (a, b) = (values[first].trim(), values[other].trim());
-                    if a.is_empty() || b.is_empty() {
-                        continue;
-                    }
-                    let same = match (parse_finite(a), parse_finite(b)) {
-                        (Ok(x), Ok(y)) => x == y,
-                        _ => a == b,
-                    };
-                    if !same {
-                        return Err(mismatch(column, a.to_string(), b.to_string()));
-                    }
-                }
-                // Rows without expression (a missing modality) agree with any.
-                if !(table.has_rna(first) && table.has_rna(other)) {
+            for (column, values) in cells {
+                let (a, b) = (values[first].trim(), values[other].trim());
+                if a.is_empty() || b.is_empty() {
                     continue;
                 }
-                let (a, b) = (table.expression(first), table.expression(other));
-                if let Some(g) = (0..a.len()).find(|&g| a[g] != b[g]) {
-                    return Err(mismatch(
-                        &table.genes()[g],
-                        a[g].to_string(),
-                        b[g].to_string(),
-                    ));
+                let same = match (parse_finite(a), parse_finite(b)) {
+                    (Ok(x), Ok(y)) => x == y,
+                    _ => a == b,
+                };
+                if !same {
+                    return Some(mismatch(column, a.to_string(), b.to_string()));
                 }
             }
+            // Rows without expression (a missing modality) agree with any.
+            if !(table.has_rna(first) && table.has_rna(other)) {
+                continue;
+            }
+            let (a, b) = (table.expression(first), table.expression(other));
+            if let Some(g) = (0..a.len()).find(|&g| a[g] != b[g]) {
+                return Some(mismatch(
+                    &table.genes()[g],
+                    a[g].to_string(),
+                    b[g].to_string(),
+                ));
+            }
         }
-        Ok(())
+        None
     }
 
     /// Whether patient `p` has expression (a row of it does).

@@ -1,7 +1,7 @@
 //! Gene signatures (pathways) from a CSV in the MCAT/SurvPath format: one column per group,
 //! gene names below it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::model::GeneGroup;
 
@@ -22,37 +22,31 @@ pub struct Signatures {
 ///
 /// # Errors
 ///
-/// [`DataError::Csv`]/[`DataError::Io`] for an unreadable file; [`DataError::Setting`] naming
-/// a group none of whose genes the cohort has, or a file without groups.
+/// [`DataError::Csv`]/[`DataError::Io`] for an unreadable file; [`DataError::EmptyFile`],
+/// [`DataError::NoRows`], [`DataError::Delimiter`] or [`DataError::DuplicateColumn`] for a
+/// file without groups, without genes, not comma-separated, or naming a group twice;
+/// [`DataError::Setting`] naming a group none of whose genes the cohort has.
 pub fn read_signatures(
     path: &Path,
     genes: &[String],
     prefix: &str,
 ) -> Result<Signatures, DataError> {
-    let csv_error = |e: csv::Error| DataError::Csv {
-        path: PathBuf::from(path),
-        line: e.position().map(|p| p.line()).unwrap_or(0),
-        message: e.to_string(),
-    };
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_path(path)
-        .map_err(csv_error)?;
-    let names: Vec<String> = reader
-        .headers()
-        .map_err(csv_error)?
-        .iter()
-        .map(str::to_string)
-        .collect();
+    let file = super::csvfile::CsvFile::read(path)?;
+    let mut reader = file.reader(csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All));
+    let names = file.header(&mut reader)?;
     let mut members: Vec<Vec<String>> = vec![Vec::new(); names.len()];
+    let mut any = false;
     for record in reader.records() {
-        let record = record.map_err(csv_error)?;
+        let record = record.map_err(|e| file.error(e))?;
+        any = true;
         for (c, cell) in record.iter().enumerate().take(names.len()) {
             if !cell.is_empty() {
                 members[c].push(cell.to_string());
             }
         }
+    }
+    if !any {
+        return Err(file.no_rows());
     }
     let stripped: Vec<&str> = genes
         .iter()

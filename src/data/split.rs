@@ -1,6 +1,6 @@
 //! Patient-level splits: stratified k folds, train/val/test fractions, or a splits CSV.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use rand::SeedableRng;
@@ -181,6 +181,34 @@ pub struct SplitRead {
     /// Ids in the file that are neither a slide nor a patient of the cohort, each once, in
     /// file order (a published split names patients a cohort may lack).
     pub unknown: Vec<String>,
+    /// Ids listed more than once on one side (harmless, but likely a mistake in the file),
+    /// each once, in file order.
+    pub repeated: Vec<String>,
+}
+
+impl SplitRead {
+    /// What of the file did not fit the cohort, as warnings naming `path`: ids the cohort
+    /// lacks (left out) and ids listed twice on one side (each counted once).
+    pub fn warnings(&self, path: &Path) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for (ids, what) in [
+            (&self.unknown, "are not in the cohort and are left out"),
+            (
+                &self.repeated,
+                "are listed more than once in one column (each is counted once)",
+            ),
+        ] {
+            if !ids.is_empty() {
+                warnings.push(format!(
+                    "{}: {} id(s) {what}: {}",
+                    path.display(),
+                    ids.len(),
+                    super::csvfile::cut_list(ids, 5)
+                ));
+            }
+        }
+        warnings
+    }
 }
 
 /// Reads a splits CSV (the CLAM/MCAT/SurvPath convention, as pandas writes it): a leading
@@ -190,33 +218,17 @@ pub struct SplitRead {
 ///
 /// # Errors
 ///
-/// [`DataError::Csv`]/[`DataError::Io`] for an unreadable file, [`DataError::MissingColumn`]
-/// when none of the three columns exists, [`DataError::Split`] naming the lines and columns
-/// of a slide or patient placed on two sides.
+/// [`DataError::Csv`]/[`DataError::Io`] for an unreadable file; [`DataError::EmptyFile`],
+/// [`DataError::NoRows`], [`DataError::Delimiter`] or [`DataError::DuplicateColumn`] for an
+/// empty file, one with a header and no rows, one not comma-separated, or a column named
+/// twice; [`DataError::MissingColumn`] when none of the three columns exists;
+/// [`DataError::Split`] naming the lines and columns of a slide or patient placed on two
+/// sides. An id listed twice on one side is no error: see [`SplitRead::repeated`].
 pub fn from_csv(path: impl AsRef<Path>, table: &CohortTable) -> Result<SplitRead, DataError> {
     let path = path.as_ref();
-    let csv_error = |line: u64, e: csv::Error| DataError::Csv {
-        path: path.to_path_buf(),
-        line: e.position().map(|p| p.line()).unwrap_or(line),
-        message: e.to_string(),
-    };
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_path(path)
-        .map_err(|e| match e.kind() {
-            csv::ErrorKind::Io(_) => match e.into_kind() {
-                csv::ErrorKind::Io(source) => DataError::io(path, source),
-                _ => unreachable!("matched an I/O error"),
-            },
-            _ => csv_error(0, e),
-        })?;
-    let header: Vec<String> = reader
-        .headers()
-        .map_err(|e| csv_error(1, e))?
-        .iter()
-        .map(str::to_string)
-        .collect();
+    let file = super::csvfile::CsvFile::read(path)?;
+    let mut reader = file.reader(csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All));
+    let header = file.header(&mut reader)?;
     let sides = ["train", "val", "test"];
     let cols: Vec<Option<usize>> = sides
         .iter()
@@ -226,7 +238,7 @@ pub fn from_csv(path: impl AsRef<Path>, table: &CohortTable) -> Result<SplitRead
         return Err(DataError::MissingColumn {
             path: path.to_path_buf(),
             column: "train, val or test".into(),
-            available: header.join(", "),
+            available: super::csvfile::cut_list(&header, 20),
         });
     }
     let mut by_slide: HashMap<&str, usize> = HashMap::new();
@@ -241,13 +253,20 @@ pub fn from_csv(path: impl AsRef<Path>, table: &CohortTable) -> Result<SplitRead
     let mut side_of: Vec<Option<(usize, u64)>> = vec![None; table.len()];
     let mut unknown = Vec::new();
     let mut seen_unknown: HashMap<String, (usize, u64)> = HashMap::new();
+    let mut listed: HashSet<(usize, String)> = HashSet::new();
+    let mut repeated: Vec<String> = Vec::new();
+    let mut any = false;
     for record in reader.records() {
-        let record = record.map_err(|e| csv_error(0, e))?;
-        let line = record.position().map(|p| p.line()).unwrap_or(0);
+        let record = record.map_err(|e| file.error(e))?;
+        any = true;
+        let line = file.line(record.position());
         for (side, col) in cols.iter().enumerate() {
             let Some(id) = col.and_then(|c| record.get(c)).filter(|c| !c.is_empty()) else {
                 continue;
             };
+            if !listed.insert((side, id.to_string())) && !repeated.iter().any(|r| r == id) {
+                repeated.push(id.to_string());
+            }
             let slides: Vec<usize> = match (by_patient.get(id), by_slide.get(id)) {
                 (Some(v), _) => v.clone(),
                 (None, Some(&i)) => vec![i],
@@ -296,6 +315,9 @@ pub fn from_csv(path: impl AsRef<Path>, table: &CohortTable) -> Result<SplitRead
             }
         }
     }
+    if !any {
+        return Err(file.no_rows());
+    }
     let mut split = Split::default();
     let mut unassigned = 0;
     for (i, side) in side_of.iter().enumerate() {
@@ -311,6 +333,7 @@ pub fn from_csv(path: impl AsRef<Path>, table: &CohortTable) -> Result<SplitRead
         split,
         unassigned,
         unknown,
+        repeated,
     })
 }
 
@@ -325,7 +348,7 @@ fn two_sides(
     let what = if what.starts_with("slide `") {
         what.to_string()
     } else {
-        format!("`{what}`")
+        format!("`{}`", super::csvfile::cut(what))
     };
     DataError::Split(format!(
         "{}: {what} is in `{first}` on line {first_line} and in `{second}` on line {line}",

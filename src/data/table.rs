@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::DataError;
+use super::csvfile::cut;
 
 /// Which CSV columns hold what. Defaults follow the original's CSV layout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,15 +183,6 @@ pub struct CohortTable {
     has_patient_column: bool,
 }
 
-fn csv_error(path: &Path, e: csv::Error) -> DataError {
-    let line = e.position().map(|p| p.line()).unwrap_or(0);
-    DataError::Csv {
-        path: path.to_path_buf(),
-        line,
-        message: e.to_string(),
-    }
-}
-
 /// Parses a finite number, or says why the cell is not one.
 pub(crate) fn parse_finite(cell: &str) -> Result<f64, &'static str> {
     let cell = cell.trim();
@@ -204,57 +196,26 @@ pub(crate) fn parse_finite(cell: &str) -> Result<f64, &'static str> {
     Ok(value)
 }
 
-impl CohortTable {
-    /// Reads and validates a cohort CSV.
-    ///
-    /// Gene columns are those of `columns`' gene rule; without one, the `rna_*` columns, or
-    /// when there are none the `*_rnaseq` columns (the MCAT, PORPOISE and SurvPath tables),
-    /// [`gene_note`](Self::gene_note) saying which was taken. The slide and patient columns
-    /// default to `wsi_file_name` and `patient_id`; when the CSV lacks a default name but has
-    /// `slide_id` or `case_id` (those tables' names), that column is taken. The slide,
-    /// project, label and patient columns are never genes.
-    ///
-    /// # Errors
-    ///
-    /// [`DataError`] naming the file and, where it applies, the line and column: an unreadable
-    /// or malformed file, a missing slide column, no gene column, an empty slide id or
-    /// patient id, an expression cell that is empty, not a number, NaN or infinite, or a slide
-    /// id on two rows.
-    pub fn read(path: impl AsRef<Path>, columns: &CohortColumns) -> Result<Self, DataError> {
-        Self::read_with(path, columns, false)
-    }
+/// How many bad cells a scan lists one by one; the rest are counted in one more problem.
+const LISTED_BAD_CELLS: usize = 1000;
 
-    /// [`read`](Self::read), and with `missing_rna` a row whose gene cells are all empty is
-    /// a slide without expression ([`has_rna`](Self::has_rna) is false; its values read as
-    /// 0). Without it such rows are one error that lists them all. A row with only some gene
-    /// cells empty is an error either way.
-    ///
-    /// # Errors
-    ///
-    /// As [`read`](Self::read); [`DataError::MissingRna`] listing the rows without expression
-    /// when they are not allowed.
-    pub fn read_with(
-        path: impl AsRef<Path>,
-        columns: &CohortColumns,
-        missing_rna: bool,
-    ) -> Result<Self, DataError> {
-        let path = path.as_ref();
-        let mut reader = csv::ReaderBuilder::new()
-            .trim(csv::Trim::Headers)
-            .from_path(path)
-            .map_err(|e| match e.kind() {
-                csv::ErrorKind::Io(_) => match e.into_kind() {
-                    csv::ErrorKind::Io(source) => DataError::io(path, source),
-                    _ => unreachable!("matched an I/O error"),
-                },
-                _ => csv_error(path, e),
-            })?;
-        let header: Vec<String> = reader
-            .headers()
-            .map_err(|e| csv_error(path, e))?
-            .iter()
-            .map(str::to_string)
-            .collect();
+/// The columns of a cohort CSV, found from its header.
+struct Layout {
+    columns: CohortColumns,
+    header: Vec<String>,
+    slide: usize,
+    project: Option<usize>,
+    label: Option<usize>,
+    patient: Option<usize>,
+    genes: Vec<usize>,
+    others: Vec<usize>,
+    rule: GeneRule,
+    gene_note: String,
+}
+
+impl Layout {
+    /// Finds the columns of `columns` in `header`.
+    fn of(path: &Path, header: Vec<String>, columns: &CohortColumns) -> Result<Self, DataError> {
         let find = |name: &str| header.iter().position(|h| h == name);
         // The MCAT/PORPOISE/SurvPath tables name the slide and patient columns `slide_id` and
         // `case_id`: taken when the default names are absent.
@@ -268,15 +229,16 @@ impl CohortTable {
                 *name = alternative.to_string();
             }
         }
-        let columns = &columns;
-        let slide_col = find(&columns.slide).ok_or_else(|| DataError::MissingColumn {
+        let slide = find(&columns.slide).ok_or_else(|| DataError::MissingColumn {
             path: path.to_path_buf(),
             column: columns.slide.clone(),
-            available: header.join(", "),
+            available: super::csvfile::cut_list(&header, 20),
         })?;
-        let project_col = find(&columns.project);
-        let label_col = find(&columns.label);
-        let patient_col = find(&columns.patient);
+        let (project, label, patient) = (
+            find(&columns.project),
+            find(&columns.label),
+            find(&columns.patient),
+        );
         let (rule, automatic) = match columns.gene_rule()? {
             Some(rule) => (rule, false),
             None => {
@@ -291,11 +253,11 @@ impl CohortTable {
                 }
             }
         };
-        let roles = [Some(slide_col), project_col, label_col, patient_col];
-        let gene_cols: Vec<usize> = (0..header.len())
+        let roles = [Some(slide), project, label, patient];
+        let genes: Vec<usize> = (0..header.len())
             .filter(|&i| !roles.contains(&Some(i)) && rule.matches(&header[i]))
             .collect();
-        if gene_cols.is_empty() {
+        if genes.is_empty() {
             return Err(DataError::NoGeneColumns {
                 path: path.to_path_buf(),
                 rule: if automatic {
@@ -316,109 +278,249 @@ impl CohortTable {
             (_, true) => format!("{rule} (the default)"),
             (_, false) => format!("{rule}"),
         };
-        let columns = &columns.with_rule(&rule);
-        let other_cols: Vec<usize> = (0..header.len())
-            .filter(|i| !gene_cols.contains(i))
-            .collect();
-
-        let mut slides = Vec::new();
-        let mut expression = Vec::new();
-        let mut other: HashMap<String, Vec<String>> = other_cols
-            .iter()
-            .map(|&i| (header[i].clone(), Vec::new()))
-            .collect();
-        let mut seen: HashMap<String, u64> = HashMap::new();
-        let mut rna_present: Vec<bool> = Vec::new();
-        let mut no_rna: Vec<String> = Vec::new();
-        for record in reader.records() {
-            let record = record.map_err(|e| csv_error(path, e))?;
-            let line = record.position().map(|p| p.line()).unwrap_or(0);
-            let cell = |i: usize| record.get(i).unwrap_or("").trim();
-            let required = |i: usize, column: &str| {
-                let value = cell(i);
-                if value.is_empty() {
-                    Err(DataError::EmptyCell {
-                        path: path.to_path_buf(),
-                        line,
-                        column: column.to_string(),
-                    })
-                } else {
-                    Ok(value.to_string())
-                }
-            };
-            let slide = required(slide_col, &columns.slide)?;
-            if let Some(first) = seen.insert(slide.clone(), line) {
-                return Err(DataError::DuplicateSlide {
-                    path: path.to_path_buf(),
-                    slide,
-                    first,
-                    second: line,
-                });
-            }
-            let patient = match patient_col {
-                Some(i) => required(i, &columns.patient)?,
-                None => slide.clone(),
-            };
-            let project = project_col
-                .map(|i| cell(i).to_string())
-                .filter(|p| !p.is_empty());
-            let label = label_col
-                .map(|i| cell(i).to_string())
-                .filter(|l| !l.is_empty());
-            // A row whose gene cells are all empty has no expression: allowed as a missing
-            // modality, else listed with the others in one error.
-            let has_rna = !gene_cols.iter().all(|&i| cell(i).is_empty());
-            rna_present.push(has_rna);
-            if !has_rna {
-                if !missing_rna {
-                    no_rna.push(format!("line {line} (slide `{slide}`)"));
-                }
-                expression.extend(std::iter::repeat_n(0.0, gene_cols.len()));
-            }
-            for &i in gene_cols.iter().filter(|_| has_rna) {
-                let value = parse_finite(cell(i)).map_err(|reason| DataError::BadValue {
-                    path: path.to_path_buf(),
-                    line,
-                    slide: slide.clone(),
-                    column: header[i].clone(),
-                    value: cell(i).to_string(),
-                    reason,
-                })?;
-                expression.push(value as f32);
-            }
-            for &i in &other_cols {
-                other
-                    .get_mut(&header[i])
-                    .expect("every other column has an entry")
-                    .push(cell(i).to_string());
-            }
-            slides.push(SlideRecord {
-                slide,
-                project,
-                patient,
-                label,
-                line,
-            });
-        }
-        if !no_rna.is_empty() {
-            return Err(DataError::MissingRna {
-                path: path.to_path_buf(),
-                rows: no_rna,
-            });
-        }
+        let others = (0..header.len()).filter(|i| !genes.contains(i)).collect();
         Ok(Self {
-            path: path.to_path_buf(),
-            columns: columns.clone(),
-            rna_present,
-            genes: gene_cols.iter().map(|&i| header[i].clone()).collect(),
-            gene_note,
+            columns: columns.with_rule(&rule),
+            header,
+            slide,
+            project,
+            label,
+            patient,
+            genes,
+            others,
             rule,
+            gene_note,
+        })
+    }
+}
+
+/// A table being read: what the rows read so far hold, and their problems.
+struct Rows<'a> {
+    path: &'a Path,
+    layout: &'a Layout,
+    missing_rna: bool,
+    slides: Vec<SlideRecord>,
+    expression: Vec<f32>,
+    rna_present: Vec<bool>,
+    other: Vec<Vec<String>>,
+    seen: HashMap<String, u64>,
+    no_rna: Vec<String>,
+    problems: Vec<DataError>,
+    bad_cells: usize,
+}
+
+impl Rows<'_> {
+    /// Adds one record on file line `line`, or records its problems. A row without a slide
+    /// or patient id, or repeating a slide id, is left out; a row with a bad expression cell
+    /// is kept (its bad cells read as 0) so that the rest of the cohort can still be checked.
+    fn push(&mut self, record: &csv::StringRecord, line: u64) {
+        let (path, layout) = (self.path, self.layout);
+        let cell = |i: usize| record.get(i).unwrap_or("").trim();
+        let empty = |column: &str| DataError::EmptyCell {
+            path: path.to_path_buf(),
+            line,
+            column: column.to_string(),
+        };
+        let slide = cell(layout.slide).to_string();
+        if slide.is_empty() {
+            self.problems.push(empty(&layout.columns.slide));
+            return;
+        }
+        let patient = match layout.patient {
+            Some(i) if cell(i).is_empty() => {
+                self.problems.push(empty(&layout.columns.patient));
+                return;
+            }
+            Some(i) => cell(i).to_string(),
+            None => slide.clone(),
+        };
+        if let Some(&first) = self.seen.get(&slide) {
+            self.problems.push(DataError::DuplicateSlide {
+                path: path.to_path_buf(),
+                slide,
+                first,
+                second: line,
+            });
+            return;
+        }
+        self.seen.insert(slide.clone(), line);
+        // A row whose gene cells are all empty has no expression: allowed as a missing
+        // modality, else listed with the others in one problem.
+        let has_rna = !layout.genes.iter().all(|&i| cell(i).is_empty());
+        self.rna_present.push(has_rna);
+        if !has_rna && !self.missing_rna {
+            self.no_rna.push(format!("line {line} (slide `{}`)", cut(&slide)));
+        }
+        for &i in &layout.genes {
+            let value = if has_rna {
+                parse_finite(cell(i)).unwrap_or_else(|reason| {
+                    self.bad_cells += 1;
+                    if self.bad_cells <= LISTED_BAD_CELLS {
+                        self.problems.push(DataError::BadValue {
+                            path: path.to_path_buf(),
+                            line,
+                            slide: slide.clone(),
+                            column: layout.header[i].clone(),
+                            value: cell(i).to_string(),
+                            reason,
+                        });
+                    }
+                    0.0
+                })
+            } else {
+                0.0
+            };
+            self.expression.push(value as f32);
+        }
+        for (k, &i) in layout.others.iter().enumerate() {
+            self.other[k].push(cell(i).to_string());
+        }
+        let non_empty = |i: Option<usize>| i.map(|i| cell(i).to_string()).filter(|v| !v.is_empty());
+        self.slides.push(SlideRecord {
+            slide,
+            project: non_empty(layout.project),
+            patient,
+            label: non_empty(layout.label),
+            line,
+        });
+    }
+
+    /// The problems of the whole file: those of its rows, the rows without expression, the
+    /// bad cells beyond those listed.
+    fn finish(&mut self) {
+        if !self.no_rna.is_empty() {
+            self.problems.push(DataError::MissingRna {
+                path: self.path.to_path_buf(),
+                rows: std::mem::take(&mut self.no_rna),
+            });
+        }
+        if self.bad_cells > LISTED_BAD_CELLS {
+            self.problems.push(DataError::Setting {
+                setting: "csv",
+                message: format!(
+                    "{}: {} more expression cell(s) are not finite numbers (the first \
+                     {LISTED_BAD_CELLS} are listed)",
+                    self.path.display(),
+                    self.bad_cells - LISTED_BAD_CELLS
+                ),
+            });
+        }
+    }
+}
+
+impl CohortTable {
+    /// Reads and validates a cohort CSV.
+    ///
+    /// Gene columns are those of `columns`' gene rule; without one, the `rna_*` columns, or
+    /// when there are none the `*_rnaseq` columns (the MCAT, PORPOISE and SurvPath tables),
+    /// [`gene_note`](Self::gene_note) saying which was taken. The slide and patient columns
+    /// default to `wsi_file_name` and `patient_id`; when the CSV lacks a default name but has
+    /// `slide_id` or `case_id` (those tables' names), that column is taken. The slide,
+    /// project, label and patient columns are never genes.
+    ///
+    /// # Errors
+    ///
+    /// [`DataError`] naming the file and, where it applies, the line and column: an unreadable
+    /// or malformed file, an empty file or one without rows, a column name on two columns, a
+    /// missing slide column, no gene column, an empty slide id or patient id, an expression
+    /// cell that is empty, not a number, NaN or infinite, or a slide id on two rows. Several
+    /// row problems come as one [`DataError::Problems`] listing them all.
+    pub fn read(path: impl AsRef<Path>, columns: &CohortColumns) -> Result<Self, DataError> {
+        Self::read_with(path, columns, false)
+    }
+
+    /// [`read`](Self::read), and with `missing_rna` a row whose gene cells are all empty is
+    /// a slide without expression ([`has_rna`](Self::has_rna) is false; its values read as
+    /// 0). Without it such rows are one error that lists them all. A row with only some gene
+    /// cells empty is an error either way.
+    ///
+    /// # Errors
+    ///
+    /// As [`read`](Self::read); [`DataError::MissingRna`] listing the rows without expression
+    /// when they are not allowed.
+    pub fn read_with(
+        path: impl AsRef<Path>,
+        columns: &CohortColumns,
+        missing_rna: bool,
+    ) -> Result<Self, DataError> {
+        let (table, mut problems) = Self::scan(path, columns, missing_rna)?;
+        match problems.len() {
+            0 => Ok(table),
+            1 => Err(problems.remove(0)),
+            _ => Err(DataError::Problems(problems)),
+        }
+    }
+
+    /// Like [`read_with`](Self::read_with), but returns the table with every row problem
+    /// instead of failing on them: rows without a slide or patient id and repeated slide ids
+    /// are left out, bad expression cells read as 0, rows without expression (when not
+    /// allowed) are kept without expression. For reports such as `med-crossvit check`.
+    ///
+    /// # Errors
+    ///
+    /// What leaves no table to check: an unreadable, malformed, empty or row-less file, a
+    /// column name on two columns, no slide column, no gene column, a bad gene rule.
+    pub fn scan(
+        path: impl AsRef<Path>,
+        columns: &CohortColumns,
+        missing_rna: bool,
+    ) -> Result<(Self, Vec<DataError>), DataError> {
+        let path = path.as_ref();
+        let file = super::csvfile::CsvFile::read(path)?;
+        let mut reader = file.reader(csv::ReaderBuilder::new().trim(csv::Trim::Headers));
+        let header = file.header(&mut reader)?;
+        let layout = Layout::of(path, header, columns)?;
+        let mut rows = Rows {
+            path,
+            layout: &layout,
+            missing_rna,
+            slides: Vec::new(),
+            expression: Vec::new(),
+            rna_present: Vec::new(),
+            other: vec![Vec::new(); layout.others.len()],
+            seen: HashMap::new(),
+            no_rna: Vec::new(),
+            problems: Vec::new(),
+            bad_cells: 0,
+        };
+        let mut any = false;
+        for record in reader.records() {
+            let record = record.map_err(|e| file.error(e))?;
+            any = true;
+            rows.push(&record, file.line(record.position()));
+        }
+        if !any {
+            return Err(file.no_rows());
+        }
+        rows.finish();
+        let Rows {
             slides,
             expression,
-            other_names: other_cols.iter().map(|&i| header[i].clone()).collect(),
+            rna_present,
             other,
-            has_patient_column: patient_col.is_some(),
-        })
+            problems,
+            ..
+        } = rows;
+        let header = &layout.header;
+        let table = Self {
+            path: path.to_path_buf(),
+            columns: layout.columns.clone(),
+            rna_present,
+            genes: layout.genes.iter().map(|&i| header[i].clone()).collect(),
+            gene_note: layout.gene_note.clone(),
+            rule: layout.rule.clone(),
+            slides,
+            expression,
+            other_names: layout.others.iter().map(|&i| header[i].clone()).collect(),
+            other: layout
+                .others
+                .iter()
+                .map(|&i| header[i].clone())
+                .zip(other)
+                .collect(),
+            has_patient_column: layout.patient.is_some(),
+        };
+        Ok((table, problems))
     }
 
     /// The CSV file.
@@ -524,7 +626,7 @@ impl CohortTable {
     /// [`DataError::MissingColumn`], or [`DataError::BadValue`] naming the line of the first
     /// cell that is not a finite number.
     pub fn numeric_column(&self, name: &str) -> Result<Vec<f64>, DataError> {
-        let cells = self.column(name).ok_or_else(|| self.missing(name))?;
+        let cells = self.column(name).ok_or_else(|| self.missing_column(name))?;
         cells
             .iter()
             .zip(&self.slides)
@@ -549,7 +651,7 @@ impl CohortTable {
     /// naming the line of the first slide without a label.
     pub fn labels(&self) -> Result<Vec<&str>, DataError> {
         if !self.has_column(&self.columns.label) {
-            return Err(self.missing(&self.columns.label));
+            return Err(self.missing_column(&self.columns.label));
         }
         self.slides
             .iter()
@@ -598,13 +700,14 @@ impl CohortTable {
         Ok(())
     }
 
-    fn missing(&self, column: &str) -> DataError {
-        let mut available: Vec<&str> = self.other.keys().map(String::as_str).collect();
+    /// The error for a column the table lacks, listing (some of) those it has.
+    pub(crate) fn missing_column(&self, column: &str) -> DataError {
+        let mut available: Vec<String> = self.other.keys().cloned().collect();
         available.sort();
         DataError::MissingColumn {
             path: self.path.clone(),
             column: column.to_string(),
-            available: available.join(", "),
+            available: super::csvfile::cut_list(&available, 20),
         }
     }
 }

@@ -35,7 +35,7 @@ pub use lock::{LOCK_FILE, RunLock};
 pub use loss::{batch_loss, inverse_frequency};
 pub use metrics::Metrics;
 pub use parallel::{Alone, Parallel, ProcessGroup};
-pub use plan::{Outcomes, Prepared, prepare, splits, targets};
+pub use plan::{Outcomes, Prepared, check_cohort, prepare, splits, targets};
 pub use pooled::OutOfFold;
 pub(crate) use predict::to_rows;
 pub use predict::{
@@ -265,12 +265,12 @@ fn run(
     // The columns as read: an automatic gene rule or column name is written out, so that the
     // folder reads later cohorts the same way.
     let columns = table.columns().clone();
+    // The count `check` reports too.
+    let (slides, patients) = cohort.counts();
     events(Event::Message(format!(
-        "{} gene column(s) by {}; {} patient(s), {} slide(s), unit {}",
+        "{} gene column(s) by {}; {patients} patient(s), {slides} slide(s), unit {}",
         table.genes().len(),
         table.gene_note(),
-        prepared.patients.len(),
-        table.len(),
         settings.unit.name()
     )));
     if !cohort.skipped().is_empty() {

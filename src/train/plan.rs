@@ -7,8 +7,9 @@ use super::bundle::DataSource;
 use super::settings::{Task, TrainSettings};
 use super::survival::TimeBins;
 use crate::data::{
-    Cohort, CohortColumns, CohortTable, DataError, LabelMap, MissingModality, Patients, Split,
-    Target, TileOptions, by_fractions, check_patients, from_csv, kfold, split_files,
+    Cohort, CohortCheck, CohortColumns, CohortTable, DataError, LabelMap, MissingModality,
+    Outcome, Patients, ProblemKind, Split, Target, TileOptions, by_fractions, check_patients,
+    from_csv, kfold, parse_finite, some_modality, split_files, validate,
 };
 use crate::error::Error;
 
@@ -37,54 +38,94 @@ pub struct Prepared {
     pub strata: Vec<usize>,
 }
 
+/// The one validation of a cohort for training, which `med-crossvit check` runs too:
+/// [`validate`] for the task of `settings` (or, with `detect_task`, the task the table's
+/// columns suggest: see [`Outcome::Detect`]), then, for survival, whether the uncensored
+/// times make `settings.survival.bins` distinct bins. Every problem is in the result.
+pub fn check_cohort(
+    source: &DataSource,
+    columns: &CohortColumns,
+    settings: &TrainSettings,
+    detect_task: bool,
+) -> CohortCheck {
+    let s = &settings.survival;
+    let (time, censorship) = (s.time_column.clone(), s.censorship_column.clone());
+    let outcome = match (detect_task, settings.task) {
+        (true, _) => Outcome::Detect { time, censorship },
+        (false, Task::Survival) => Outcome::Survival { time, censorship },
+        (false, Task::Classification) => Outcome::Classification,
+    };
+    let options = TileOptions {
+        features_dir: source.features_dir.clone(),
+        features_key: source.features_key.clone(),
+        skip_missing: source.skip_missing,
+        allow_missing: settings.missing_modality == MissingModality::Allow,
+    };
+    let mut check = validate(&source.csv, columns, &options, &outcome);
+    if let (Some(cohort), Outcome::Survival { .. }, true) =
+        (&check.cohort, &check.outcome, check.problems.is_empty())
+    {
+        let patients = Patients::of(cohort.table());
+        let pairs = survival_pairs(cohort.table(), settings);
+        let per_patient: Vec<(f64, bool)> = (0..patients.len())
+            .map(|p| pairs[patients.slides(p)[0]])
+            .collect();
+        let all: Vec<usize> = (0..patients.len()).collect();
+        if let Err(e) = fit_bins(&per_patient, &all, s.bins) {
+            check.problems.push_kind(ProblemKind::TooFewOutcomes, e);
+        }
+    }
+    check
+}
+
+/// `(time, censored)` of every slide; the cells were checked by [`check_cohort`].
+fn survival_pairs(table: &CohortTable, settings: &TrainSettings) -> Vec<(f64, bool)> {
+    let s = &settings.survival;
+    let cells = |column: &str| -> Vec<f64> {
+        table
+            .column(column)
+            .map(|cells| {
+                cells
+                    .iter()
+                    .map(|c| parse_finite(c).unwrap_or(f64::NAN))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let times = cells(&s.time_column);
+    let censorship = cells(&s.censorship_column);
+    times
+        .into_iter()
+        .zip(censorship)
+        .map(|(t, c)| (t, c == 1.0))
+        .collect()
+}
+
 /// Reads the cohort and its outcomes.
 ///
 /// # Errors
 ///
-/// The cohort's [`DataError`]s; a missing label column (classification) or time or
-/// censorship column (survival); a negative time, a censorship other than 0 or 1; a patient
-/// whose rows disagree on the outcome or the expression; fewer than two classes; too few
-/// distinct event times for the survival bins.
+/// Every problem [`check_cohort`] finds, at once (grouped in a [`DataError::Cohort`] when
+/// there are several): the cohort's [`DataError`]s; a missing label column (classification)
+/// or time or censorship column (survival); a negative time, a censorship other than 0 or 1;
+/// a patient whose rows disagree on the outcome or the expression; fewer than two classes;
+/// too few distinct event times for the survival bins.
 pub fn prepare(
     source: &DataSource,
     columns: &CohortColumns,
     settings: &TrainSettings,
 ) -> Result<Prepared, Error> {
-    let allow = settings.missing_modality == MissingModality::Allow;
-    let table = CohortTable::read_with(&source.csv, columns, allow)?;
-    let options = TileOptions {
-        features_dir: source.features_dir.clone(),
-        features_key: source.features_key.clone(),
-        skip_missing: source.skip_missing,
-        allow_missing: allow,
-    };
-    let cohort = Arc::new(Cohort::open(table, &options)?);
+    let check = check_cohort(source, columns, settings, false);
+    check.problems.into_result()?;
+    let cohort = Arc::new(check.cohort.expect("a cohort without problems was read"));
     let table = cohort.table();
     let patients = Patients::of(table);
-    let s = &settings.survival;
-    let outcome_columns: Vec<&str> = match settings.task {
-        Task::Classification => vec![table.columns().label.as_str()],
-        Task::Survival => vec![s.time_column.as_str(), s.censorship_column.as_str()],
-    };
-    patients.check_agreement(table, &outcome_columns)?;
-    check_some_modality(&cohort, &patients)?;
     // Outcomes are the patient's: those of its first row (its rows agree).
     let first: Vec<usize> = (0..patients.len()).map(|p| patients.slides(p)[0]).collect();
     let (labels, outcomes, strata) = match settings.task {
         Task::Classification => {
             let names = table.labels()?;
             let labels = LabelMap::fit(names.iter().copied());
-            if labels.len() < 2 {
-                return Err(DataError::Setting {
-                    setting: "label",
-                    message: format!(
-                        "classification needs at least 2 classes; {} has {}",
-                        table.path().display(),
-                        labels.len()
-                    ),
-                }
-                .into());
-            }
             let classes: Vec<usize> = names
                 .iter()
                 .map(|n| labels.index(n).expect("fitted on these labels"))
@@ -93,32 +134,8 @@ pub fn prepare(
             (labels, Outcomes::Classes(per_patient), classes)
         }
         Task::Survival => {
-            let times = table.numeric_column(&s.time_column)?;
-            let censorship = table.numeric_column(&s.censorship_column)?;
-            let records = table.slides();
-            let mut pairs = Vec::with_capacity(times.len());
-            for (i, (&t, &c)) in times.iter().zip(&censorship).enumerate() {
-                let bad = |column: &str, value: f64, reason| DataError::BadValue {
-                    path: table.path().to_path_buf(),
-                    line: records[i].line,
-                    slide: records[i].slide.clone(),
-                    column: column.to_string(),
-                    value: value.to_string(),
-                    reason,
-                };
-                if t < 0.0 {
-                    return Err(bad(&s.time_column, t, "survival times cannot be negative").into());
-                }
-                if c != 0.0 && c != 1.0 {
-                    return Err(bad(
-                        &s.censorship_column,
-                        c,
-                        "censorship must be 1 (censored) or 0 (event)",
-                    )
-                    .into());
-                }
-                pairs.push((t, c == 1.0));
-            }
+            let s = &settings.survival;
+            let pairs = survival_pairs(table, settings);
             let per_patient: Vec<(f64, bool)> = first.iter().map(|&i| pairs[i]).collect();
             let bins = fit_bins(
                 &per_patient,
@@ -142,33 +159,13 @@ pub fn prepare(
 }
 
 /// Checks that every patient has tiles or expression (with missing modalities allowed, one
-/// may lack either, not both).
+/// may lack either, not both): [`some_modality`].
 ///
 /// # Errors
 ///
 /// [`DataError::Setting`] naming the patients with neither.
 pub(crate) fn check_some_modality(cohort: &Cohort, patients: &Patients) -> Result<(), DataError> {
-    let table = cohort.table();
-    let members: HashSet<usize> = cohort.members().into_iter().collect();
-    let neither: Vec<String> = (0..patients.len())
-        .filter(|&p| patients.slides(p).iter().any(|s| members.contains(s)))
-        .filter(|&p| {
-            !patients.has_rna(table, p) && !patients.slides(p).iter().any(|&s| cohort.has_wsi(s))
-        })
-        .map(|p| format!("`{}`", patients.id(p)))
-        .collect();
-    if neither.is_empty() {
-        return Ok(());
-    }
-    Err(DataError::Setting {
-        setting: "missing modality",
-        message: format!(
-            "{}: {} patient(s) have neither a tile file nor expression: {}",
-            table.path().display(),
-            neither.len(),
-            neither.join(", ")
-        ),
-    })
+    some_modality(cohort, patients)
 }
 
 /// Time bins from the uncensored patients among `patients` (indices into `pairs`, one time
@@ -191,7 +188,8 @@ fn fit_bins(pairs: &[(f64, bool)], patients: &[usize], bins: usize) -> Result<Ti
 
 /// The splits to fit: one per file of the splits folder; else one per fold with `folds`;
 /// else one from the splits CSV or fractions. Slides without a usable file are left out of
-/// every side. What a splits file names that the cohort lacks is reported through `warn`.
+/// every side. What a splits file names that the cohort lacks, and ids it lists twice on one
+/// side, are reported through `warn`.
 ///
 /// # Errors
 ///
@@ -207,15 +205,8 @@ pub fn splits(
     let table = prepared.cohort.table();
     let mut read = |path: &std::path::Path| -> Result<Split, Error> {
         let read = from_csv(path, table)?;
-        if !read.unknown.is_empty() {
-            let shown: Vec<&str> = read.unknown.iter().take(5).map(String::as_str).collect();
-            warn(format!(
-                "{}: {} id(s) are not in the cohort and are left out: {}{}",
-                path.display(),
-                read.unknown.len(),
-                shown.join(", "),
-                if read.unknown.len() > 5 { ", …" } else { "" }
-            ));
+        for warning in read.warnings(path) {
+            warn(warning);
         }
         Ok(read.split)
     };
