@@ -224,7 +224,8 @@ fn check_runs_the_validation_train_runs_and_lists_every_problem() {
     assert_eq!(o.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("4 problem(s)"), "{stderr}");
     assert!(
-        stderr.contains("line 3 (slide `b`)") && stderr.contains("line 6 (slide `e`), column `censorship`"),
+        stderr.contains("line 3 (slide `b`)")
+            && stderr.contains("line 6 (slide `e`), column `censorship`"),
         "{stderr}"
     );
     assert!(!out.exists());
@@ -276,7 +277,11 @@ fn check_lists_every_kind_and_counts_what_train_counts() {
     let (stdout, stderr) = text(&o);
     assert!(o.status.success(), "{stderr}");
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    assert_eq!((v["slides"].as_u64(), v["patients"].as_u64()), (Some(5), Some(4)), "{v}");
+    assert_eq!(
+        (v["slides"].as_u64(), v["patients"].as_u64()),
+        (Some(5), Some(4)),
+        "{v}"
+    );
     assert_eq!(v["patients_multi_slide"], 1);
     assert_eq!(v["problems"], serde_json::json!([]));
     // `train` says the same before it stops (here at once, on a gene count it cannot have).

@@ -652,8 +652,14 @@ fn csv_messages_name_the_real_file_line_and_cut_long_cells() {
     );
     assert!(err.contains("line 6 (slide `s4`)"), "{err}");
     // A ragged row names its line too.
-    let err = read("ragged.csv", "wsi_file_name,label,rna_a\r\ns1,0,1\r\ns2,0\r\n");
-    assert!(err.contains("line 3") && err.contains("2 field(s)"), "{err}");
+    let err = read(
+        "ragged.csv",
+        "wsi_file_name,label,rna_a\r\ns1,0,1\r\ns2,0\r\n",
+    );
+    assert!(
+        err.contains("line 3") && err.contains("2 field(s)"),
+        "{err}"
+    );
     // A 10⁶-character cell is cut to 40 characters and its length.
     let long = "7".repeat(1_000_000);
     let err = read(
@@ -739,7 +745,9 @@ fn a_repeated_column_name_is_an_error_naming_its_positions() {
         let text = err.to_string();
         assert!(
             text.contains(name)
-                && text.contains(&format!("column `{column}` appears 2 times, at positions 2, 4")),
+                && text.contains(&format!(
+                    "column `{column}` appears 2 times, at positions 2, 4"
+                )),
             "{text}"
         );
     }
@@ -747,7 +755,10 @@ fn a_repeated_column_name_is_an_error_naming_its_positions() {
     let (table, _) = patients_table(dir.path());
     let splits = write(dir.path(), "s.csv", "train,val,train\np0,p1,p2\n");
     let err = from_csv(&splits, &table).unwrap_err().to_string();
-    assert!(err.contains("column `train` appears 2 times, at positions 1, 3"), "{err}");
+    assert!(
+        err.contains("column `train` appears 2 times, at positions 1, 3"),
+        "{err}"
+    );
 }
 
 #[test]

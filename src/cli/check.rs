@@ -132,7 +132,10 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, med_crossvit::Error> {
         &settings,
         args.task.is_none(),
     );
-    let summary = check.cohort.as_ref().map(|cohort| summarize(cohort, &check.outcome, &args));
+    let summary = check
+        .cohort
+        .as_ref()
+        .map(|cohort| summarize(cohort, &check.outcome, &args));
     let task = check.outcome.task();
     if args.json {
         let json = CheckJson {
@@ -140,7 +143,10 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, med_crossvit::Error> {
             summary: summary.as_ref(),
             problems: check.problems.reports(),
         };
-        println!("{}", serde_json::to_string(&json).expect("a summary serializes"));
+        println!(
+            "{}",
+            serde_json::to_string(&json).expect("a summary serializes")
+        );
     } else {
         println!("task          {task}");
         if let Some(summary) = &summary {

@@ -140,7 +140,9 @@ impl CsvFile {
     pub(crate) fn error(&self, e: csv::Error) -> DataError {
         let line = self.line(e.position()).max(1);
         let message = match e.kind() {
-            csv::ErrorKind::UnequalLengths { expected_len, len, .. } => format!(
+            csv::ErrorKind::UnequalLengths {
+                expected_len, len, ..
+            } => format!(
                 "{len} field(s), but the header has {expected_len} (is a cell with a comma \
                  unquoted?)"
             ),

@@ -44,6 +44,7 @@ mod validate;
 pub use bags::{BagRef, BagSettings, BagSource, evaluation_bags, mix as mix_seed, training_bags};
 pub use check::CohortSummary;
 pub use cohort::{Cohort, SlideTiles, TileOptions};
+pub use csvfile::{SHOWN_CHARS, cut, cut_list};
 pub use dataset::{BagBatch, BagBatcher, BagItem, CohortDataset, Target};
 pub use error::{DataError, PatientMismatch};
 pub use h5::{COORDS_DATASET, FEATURE_DATASETS};
@@ -62,9 +63,8 @@ pub(crate) use table::parse_finite;
 pub use table::{
     CohortColumns, CohortTable, DEFAULT_GENE_PREFIX, DEFAULT_GENE_SUFFIX, GeneRule, SlideRecord,
 };
-pub use csvfile::{SHOWN_CHARS, cut, cut_list};
+pub use tiles::{PT_KEY, SLIDE_EXTENSIONS, TileFile, candidate_paths, locate, slide_stem};
 pub use validate::{
     CohortCheck, CohortProblems, Outcome, Problem, ProblemKind, ProblemReport, some_modality,
     validate,
 };
-pub use tiles::{PT_KEY, SLIDE_EXTENSIONS, TileFile, candidate_paths, locate, slide_stem};

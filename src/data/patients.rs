@@ -165,7 +165,12 @@ impl Patients {
     }
 
     /// The first disagreement among patient `p`'s rows.
-    fn mismatch(&self, table: &CohortTable, cells: &[(&str, &[String])], p: usize) -> Option<DataError> {
+    fn mismatch(
+        &self,
+        table: &CohortTable,
+        cells: &[(&str, &[String])],
+        p: usize,
+    ) -> Option<DataError> {
         let records = table.slides();
         let (&first, rest) = self.slides[p].split_first()?;
         for &other in rest {

@@ -32,7 +32,11 @@ pub fn read_signatures(
     prefix: &str,
 ) -> Result<Signatures, DataError> {
     let file = super::csvfile::CsvFile::read(path)?;
-    let mut reader = file.reader(csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All));
+    let mut reader = file.reader(
+        csv::ReaderBuilder::new()
+            .flexible(true)
+            .trim(csv::Trim::All),
+    );
     let names = file.header(&mut reader)?;
     let mut members: Vec<Vec<String>> = vec![Vec::new(); names.len()];
     let mut any = false;

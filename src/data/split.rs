@@ -227,7 +227,11 @@ impl SplitRead {
 pub fn from_csv(path: impl AsRef<Path>, table: &CohortTable) -> Result<SplitRead, DataError> {
     let path = path.as_ref();
     let file = super::csvfile::CsvFile::read(path)?;
-    let mut reader = file.reader(csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All));
+    let mut reader = file.reader(
+        csv::ReaderBuilder::new()
+            .flexible(true)
+            .trim(csv::Trim::All),
+    );
     let header = file.header(&mut reader)?;
     let sides = ["train", "val", "test"];
     let cols: Vec<Option<usize>> = sides

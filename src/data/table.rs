@@ -349,7 +349,8 @@ impl Rows<'_> {
         let has_rna = !layout.genes.iter().all(|&i| cell(i).is_empty());
         self.rna_present.push(has_rna);
         if !has_rna && !self.missing_rna {
-            self.no_rna.push(format!("line {line} (slide `{}`)", cut(&slide)));
+            self.no_rna
+                .push(format!("line {line} (slide `{}`)", cut(&slide)));
         }
         for &i in &layout.genes {
             let value = if has_rna {

@@ -434,7 +434,8 @@ fn outcome_problems(table: &CohortTable, outcome: &Outcome, problems: &mut Cohor
                     column: label.clone(),
                 });
             }
-            let classes: HashSet<&str> = records.iter().filter_map(|r| r.label.as_deref()).collect();
+            let classes: HashSet<&str> =
+                records.iter().filter_map(|r| r.label.as_deref()).collect();
             if !records.is_empty() && classes.len() < 2 {
                 problems.push_kind(
                     ProblemKind::TooFewOutcomes,

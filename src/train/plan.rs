@@ -7,9 +7,9 @@ use super::bundle::DataSource;
 use super::settings::{Task, TrainSettings};
 use super::survival::TimeBins;
 use crate::data::{
-    Cohort, CohortCheck, CohortColumns, CohortTable, DataError, LabelMap, MissingModality,
-    Outcome, Patients, ProblemKind, Split, Target, TileOptions, by_fractions, check_patients,
-    from_csv, kfold, parse_finite, some_modality, split_files, validate,
+    Cohort, CohortCheck, CohortColumns, CohortTable, DataError, LabelMap, MissingModality, Outcome,
+    Patients, ProblemKind, Split, Target, TileOptions, by_fractions, check_patients, from_csv,
+    kfold, parse_finite, some_modality, split_files, validate,
 };
 use crate::error::Error;
 
