@@ -685,7 +685,8 @@ fn empty_header_only_and_semicolon_files_say_so() {
     let (table, _) = patients_table(dir.path());
     let genes = vec!["rna_a".to_string()];
     // Every CSV the tool reads: the cohort, a splits file, the signatures.
-    let readers: [(&str, &str, Box<dyn Fn(&Path) -> DataError>); 3] = [
+    type Read<'a> = Box<dyn Fn(&Path) -> DataError + 'a>;
+    let readers: [(&str, &str, Read); 3] = [
         (
             "cohort",
             "wsi_file_name,label,rna_a",

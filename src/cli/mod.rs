@@ -24,7 +24,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Validate a cohort (CSV + tile-feature files) and print a summary.
+    /// Validate a cohort (CSV + tile-feature files) with the checks `train` runs: a summary,
+    /// then every problem, grouped by kind with a hint for each; exit 1 if any.
     Check(check::CheckArgs),
     /// Build a cohort CSV from a data portal's download (`cohort gdc`).
     Cohort(cohort::CohortArgs),
