@@ -786,4 +786,28 @@ fn a_patient_twice_on_one_side_of_a_splits_file_is_counted_as_a_warning() {
     );
     let once = write(dir.path(), "once.csv", ",train,val\n0,p0,p1\n");
     assert!(from_csv(&once, &table).unwrap().warnings(&once).is_empty());
+    // Training reads it through its warnings.
+    let data = common::synth(&dir.path().join("synth"), 8, 4, 3, 0, false);
+    let settings = med_crossvit::train::TrainSettings::default();
+    let prepared =
+        med_crossvit::train::prepare(&data, &CohortColumns::default(), &settings).unwrap();
+    let patients = prepared.patients.ids().to_vec();
+    let text = format!(
+        ",train,val\n0,{a},{b}\n1,{c},\n2,{a},\n",
+        a = patients[0],
+        b = patients[1],
+        c = patients[2]
+    );
+    let settings = med_crossvit::train::TrainSettings {
+        splits_csv: Some(write(dir.path(), "train.csv", &text)),
+        ..settings
+    };
+    let mut warnings = Vec::new();
+    med_crossvit::train::splits(&prepared, &settings, None, &mut |w| warnings.push(w)).unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("1 id(s) are listed more than once")
+            && warnings[0].contains(&patients[0]),
+        "{warnings:?}"
+    );
 }
