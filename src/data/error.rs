@@ -77,8 +77,9 @@ pub enum DataError {
     },
     /// A cell that is empty, not a number, NaN or infinite where a finite number is needed.
     #[error(
-        "{path}: line {line} (slide `{}`), column `{column}`: {reason}: `{}`",
+        "{path}: line {line} (slide `{}`), column `{}`: {reason}: `{}`",
         cut(slide),
+        cut(column),
         cut(value)
     )]
     BadValue {

@@ -7,6 +7,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
+use super::csvfile::cut;
 use super::{CohortTable, DataError, Patients, slide_stem};
 
 /// Slide indices (into the cohort table) on each side of a split.
@@ -301,9 +302,13 @@ pub fn from_csv(path: impl AsRef<Path>, table: &CohortTable) -> Result<SplitRead
                     Some((other, first)) if other != side => {
                         let record = &table.slides()[i];
                         let what = if record.patient == record.slide {
-                            format!("slide `{}`", record.slide)
+                            format!("slide `{}`", cut(&record.slide))
                         } else {
-                            format!("slide `{}` (patient `{}`)", record.slide, record.patient)
+                            format!(
+                                "slide `{}` (patient `{}`)",
+                                cut(&record.slide),
+                                cut(&record.patient)
+                            )
                         };
                         return Err(two_sides(
                             path,
@@ -352,7 +357,7 @@ fn two_sides(
     let what = if what.starts_with("slide `") {
         what.to_string()
     } else {
-        format!("`{}`", super::csvfile::cut(what))
+        format!("`{}`", cut(what))
     };
     DataError::Split(format!(
         "{}: {what} is in `{first}` on line {first_line} and in `{second}` on line {line}",
@@ -460,7 +465,8 @@ pub fn check_patients(table: &CohortTable, split: &Split) -> Result<(), DataErro
                 && other != name
             {
                 return Err(DataError::Split(format!(
-                    "patient `{patient}` has slides in both `{other}` and `{name}`"
+                    "patient `{}` has slides in both `{other}` and `{name}`",
+                    cut(patient)
                 )));
             }
         }
