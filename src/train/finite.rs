@@ -104,12 +104,12 @@ pub(super) fn likely_cause(
         .map(|&(_, v, g, p)| {
             let gene = genes.get(g).map_or_else(|| format!("gene {g}"), Clone::clone);
             let patient = dataset.patients().id(p);
-            format!("{gene} = {v} (patient {patient})")
+            format!("{gene} = {} (patient {patient})", number(v))
         })
         .collect();
     let largest = values.first().map_or(0.0, |v| v.0);
     let method = settings.normalize_method().name();
-    let features = format!("largest |tile feature| {feature}");
+    let features = format!("largest |tile feature| {}", number(feature));
     if largest > EXPRESSION_RANGE {
         format!(
             "expression far outside the range the model expects (|x| ≲ {EXPRESSION_RANGE}) \
@@ -134,6 +134,15 @@ pub(super) fn likely_cause(
             },
             settings.lr
         )
+    }
+}
+
+/// `v` for a message: 4 decimals, or 4 significant digits in scientific notation beyond 10⁵.
+fn number(v: f32) -> String {
+    if v.is_finite() && v.abs() < 1e5 {
+        format!("{v:.4}")
+    } else {
+        format!("{v:.3e}")
     }
 }
 
