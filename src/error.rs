@@ -178,24 +178,10 @@ pub enum RunError {
         message: String,
     },
     /// Training met a loss, gradient or prediction that is not a finite number: it stopped
-    /// at once, writing nothing for the epoch.
-    #[error(
-        "{at}: {what} is not a finite number ({value}); training stopped.\n  likely cause: \
-         {cause}\n  {resume}"
-    )]
-    NotFinite {
-        /// Where: the fit, epoch and batch (e.g. `fold 0 (1 of 3), epoch 1, batch 2 of 4`).
-        at: String,
-        /// What was not finite (`the training loss`, `a gradient`, `the validation
-        /// predictions`).
-        what: String,
-        /// The value (or a count of the values) met.
-        value: String,
-        /// The likely cause, from the batch's inputs.
-        cause: String,
-        /// What the run folder holds now and how to go on.
-        resume: String,
-    },
+    /// at once, writing nothing for the epoch (boxed: its text fields would make every
+    /// `Result` of the crate larger).
+    #[error(transparent)]
+    NotFinite(Box<NotFinite>),
     /// Metrics asked of predictions that are not all finite numbers: they would be
     /// meaningless (a c-index of 0, an AUC of 0.5), so none is computed.
     #[error(
@@ -210,6 +196,27 @@ pub enum RunError {
         /// The first such patient's id (or index).
         first: String,
     },
+}
+
+/// Where training met a loss, gradient or prediction that is not a finite number, the likely
+/// cause, and what the run folder holds ([`RunError::NotFinite`]).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{at}: {what} is not a finite number ({value}); training stopped.\n  likely cause: \
+     {cause}\n  {resume}"
+)]
+pub struct NotFinite {
+    /// Where: the fit, epoch and batch (e.g. `fold 0 (1 of 3), epoch 1, batch 2 of 4`).
+    pub at: String,
+    /// What was not finite (`the training loss`, `a gradient of the optimizer step`, `a
+    /// validation prediction`).
+    pub what: String,
+    /// The value (or a count of the values) met.
+    pub value: String,
+    /// The likely cause, from the batch's inputs.
+    pub cause: String,
+    /// What the run folder holds now and how to go on.
+    pub resume: String,
 }
 
 /// Any error of this crate.

@@ -72,8 +72,16 @@ mod tests {
         assert_eq!(
             *seen,
             [
-                Step { what: "work", done: 1, total: 2 },
-                Step { what: "work", done: 2, total: 2 }
+                Step {
+                    what: "work",
+                    done: 1,
+                    total: 2
+                },
+                Step {
+                    what: "work",
+                    done: 2,
+                    total: 2
+                }
             ]
         );
     }

@@ -528,14 +528,15 @@ impl Run {
                             Some(Value::Object(m)) => Column::Values(m.clone()),
                             _ => Column::Missing,
                         };
-                        let spread = |v: Option<&Value>| {
-                            match (v.and_then(|v| v.get("mean")), v.and_then(|v| v.get("std"))) {
-                                (Some(Value::Object(m)), Some(Value::Object(s))) => {
-                                    Column::MeanStd(m.clone(), s.clone())
-                                }
-                                (Some(Value::Object(m)), _) => Column::Values(m.clone()),
-                                _ => Column::Missing,
+                        let spread = |v: Option<&Value>| match (
+                            v.and_then(|v| v.get("mean")),
+                            v.and_then(|v| v.get("std")),
+                        ) {
+                            (Some(Value::Object(m)), Some(Value::Object(s))) => {
+                                Column::MeanStd(m.clone(), s.clone())
                             }
+                            (Some(Value::Object(m)), _) => Column::Values(m.clone()),
+                            _ => Column::Missing,
                         };
                         let mut columns = vec![
                             ("pooled".to_string(), object("pooled")),

@@ -149,26 +149,40 @@ fn progress_numbers_folds_as_their_folders_and_names_the_selection_metric() {
     let (stdout, stderr) = text(&o);
     assert!(o.status.success(), "{stderr}");
     for k in 0..2 {
-        assert!(stderr.contains(&format!("fold {k} ({} of 2): ", k + 1)), "{stderr}");
-        assert!(stderr.contains(&format!("fold {k} ({} of 2) epoch   1/3: ", k + 1)), "{stderr}");
+        assert!(
+            stderr.contains(&format!("fold {k} ({} of 2): ", k + 1)),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("fold {k} ({} of 2) epoch   1/3: ", k + 1)),
+            "{stderr}"
+        );
         assert!(dir.path().join(format!("cv/fold_{k}")).is_dir());
     }
-    assert!(!stderr.contains("fold 1/2") && !stderr.contains("fold 2/2"), "{stderr}");
+    assert!(
+        !stderr.contains("fold 1/2") && !stderr.contains("fold 2/2"),
+        "{stderr}"
+    );
     assert!(stderr.contains("(best val_auc)"), "{stderr}");
     assert!(
         stderr.contains("stops after 2 epochs without a better val_auc; keeps the best epoch on val_auc (--select best)"),
         "{stderr}"
     );
-    assert!(stderr.contains("elapsed ") && stderr.contains(", ETA "), "{stderr}");
+    assert!(
+        stderr.contains("elapsed ") && stderr.contains(", ETA "),
+        "{stderr}"
+    );
     assert!(
         stdout.contains("checkpoint: the best epoch on val_auc (--select best"),
         "{stdout}"
     );
-    assert!(stdout.contains("val_auc over the folds: best epochs "), "{stdout}");
-    let cv: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join("cv/cv.json")).unwrap(),
-    )
-    .unwrap();
+    assert!(
+        stdout.contains("val_auc over the folds: best epochs "),
+        "{stdout}"
+    );
+    let cv: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("cv/cv.json")).unwrap())
+            .unwrap();
     assert_eq!(cv["checkpoint"], "best");
     assert_eq!(cv["folds"][0]["fold"], 0);
     let o = bin(&["train", "--help"]);

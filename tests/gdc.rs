@@ -266,11 +266,13 @@ fn the_command_builds_a_cohort_that_check_accepts_and_training_takes() {
     // Progress, with the time elapsed and left, ends with every file read.
     let last = stderr
         .lines()
-        .filter(|l| l.starts_with("expression files read "))
-        .last()
+        .rfind(|l| l.starts_with("expression files read "))
         .unwrap_or_else(|| panic!("{stderr}"));
     assert!(last.contains(", elapsed "), "{stderr}");
-    let counts = last["expression files read ".len()..].split(',').next().unwrap();
+    let counts = last["expression files read ".len()..]
+        .split(',')
+        .next()
+        .unwrap();
     let (done, total) = counts.split_once('/').unwrap();
     assert_eq!(done, total, "{stderr}");
     for line in [

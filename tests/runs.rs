@@ -36,10 +36,12 @@ fn predict_takes_rows_without_a_target_and_names_the_slide_of_an_unknown_label()
     let err = stderr(&o);
     let last = err
         .lines()
-        .filter(|l| l.starts_with("bags predicted "))
-        .last()
+        .rfind(|l| l.starts_with("bags predicted "))
         .unwrap_or_else(|| panic!("{err}"));
-    assert!(last.contains(", elapsed ") && last.contains(", ETA 0s"), "{err}");
+    assert!(
+        last.contains(", elapsed ") && last.contains(", ETA 0s"),
+        "{err}"
+    );
     let slides_out = dir.path().join("pred_slides.csv");
     let mut reader = csv::Reader::from_path(&slides_out).unwrap();
     let header = reader.headers().unwrap().clone();
@@ -325,7 +327,10 @@ fn a_loss_that_overflows_stops_training_at_once_naming_where_and_why() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("training, epoch 1, batch 1 of "), "{err}");
     assert!(err.contains("is not a finite number"), "{err}");
-    assert!(err.contains("likely cause: expression far outside"), "{err}");
+    assert!(
+        err.contains("likely cause: expression far outside"),
+        "{err}"
+    );
     assert!(err.contains("rna_0 = 3.000e38 (patient SYN-"), "{err}");
     assert!(err.contains("after --normalize none"), "{err}");
     assert!(err.contains("--normalize zscore"), "{err}");
@@ -365,9 +370,15 @@ fn a_non_finite_loss_in_epoch_2_leaves_the_run_resumable_from_epoch_1() {
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("training, epoch 2, batch 1 of "), "{err}");
-    assert!(err.contains(": the training loss is not a finite number (NaN)"), "{err}");
+    assert!(
+        err.contains(": the training loss is not a finite number (NaN)"),
+        "{err}"
+    );
     // The batch's inputs as read are ordinary (the hook spoils them after reading).
-    assert!(err.contains("likely cause: the inputs look ordinary"), "{err}");
+    assert!(
+        err.contains("likely cause: the inputs look ordinary"),
+        "{err}"
+    );
     assert!(err.contains("try a lower --lr"), "{err}");
     assert!(err.contains("keeps the checkpoint of epoch 1"), "{err}");
     let rows = read(&cut, "metrics.csv");
@@ -429,8 +440,8 @@ fn select_last_reports_the_last_epoch_and_both_means() {
         best.push(rows[b].1);
         last.push(rows[2].1);
         // The kept checkpoint's metrics are the last epoch's.
-        let m: Value = serde_json::from_str(&read(&out.join(format!("fold_{k}")), "metrics.json"))
-            .unwrap();
+        let m: Value =
+            serde_json::from_str(&read(&out.join(format!("fold_{k}")), "metrics.json")).unwrap();
         assert!((m["auc"].as_f64().unwrap() - rows[2].1).abs() < 1e-6);
         assert_eq!(summary.folds[k].epoch, 3);
     }
@@ -449,8 +460,73 @@ fn select_last_reports_the_last_epoch_and_both_means() {
     }
     let config: Value = serde_json::from_str(&read(&out, "config.json")).unwrap();
     assert_eq!(config["training"]["select"], "last");
-    let report = std::fs::read_to_string(med_crossvit::report::write_report(&out).unwrap())
-        .unwrap();
+    let report =
+        std::fs::read_to_string(med_crossvit::report::write_report(&out).unwrap()).unwrap();
     assert!(report.contains("the checkpoint of the last epoch (--select last)"));
     assert!(report.contains("last epochs (metrics.csv)"));
+}
+
+/// Validation patients whose expression overflows the model (training patients are
+/// ordinary): their predictions are NaN, which is an error naming them at epoch 1, never a
+/// c-index or AUC of 0 and never a "best" epoch; nothing of the epoch is written.
+#[test]
+fn non_finite_validation_predictions_stop_training_and_are_never_best() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = cohort(dir.path());
+    let text = std::fs::read_to_string(&data.csv).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let patient = header.iter().position(|h| *h == "patient_id").unwrap();
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let mut patients: Vec<&str> = rows.iter().map(|r| r[patient]).collect();
+    patients.dedup();
+    // The first two patients validate, with every gene at 3·10³⁸.
+    let val = &patients[..2];
+    let edits: Vec<(usize, String)> = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| val.contains(&r[patient]))
+        .flat_map(|(i, _)| (0..GENES).map(move |g| (i, format!("rna_{g}"))))
+        .collect();
+    let edits: Vec<(usize, &str, &str)> = edits
+        .iter()
+        .map(|(i, g)| (*i, g.as_str(), "3e38"))
+        .collect();
+    let csv = dir.path().join("huge-val.csv");
+    edit_cells(&data, &edits, &csv);
+    let splits = dir.path().join("splits.csv");
+    let mut lines = vec!["train,val,test".to_string()];
+    for (i, p) in patients[2..].iter().enumerate() {
+        lines.push(format!("{p},{},", val.get(i).copied().unwrap_or("")));
+    }
+    std::fs::write(&splits, lines.join("\n") + "\n").unwrap();
+    let out = dir.path().join("run");
+    let o = train_bin(
+        dir.path(),
+        &DataSource { csv, ..data },
+        &out,
+        2,
+        &["--normalize", "none", "--splits", splits.to_str().unwrap()],
+        &[],
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let expected = format!(
+        "training, epoch 1, validation: a validation prediction is not a finite number (2 of 2 \
+         patients, first {})",
+        val[0]
+    );
+    assert!(err.contains(&expected), "{err}");
+    assert!(
+        err.contains(&format!("rna_0 = 3.000e38 (patient {}", val[0]))
+            || err.contains(&format!("rna_0 = 3.000e38 (patient {}", val[1])),
+        "{err}"
+    );
+    assert!(!err.contains("(best"), "{err}");
+    for nothing in ["metrics.csv", "model.bpk", "checkpoints"] {
+        assert!(!out.join(nothing).exists(), "{nothing}");
+    }
 }

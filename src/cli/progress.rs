@@ -25,9 +25,8 @@ impl Clock {
     fn times(&self, done: usize) -> (Duration, Option<Duration>) {
         let elapsed = self.start.elapsed();
         let total = self.epochs.saturating_sub(self.done_before) * self.batches;
-        let left = (done > 0).then(|| {
-            elapsed.mul_f64(total.saturating_sub(done) as f64 / done as f64)
-        });
+        let left =
+            (done > 0).then(|| elapsed.mul_f64(total.saturating_sub(done) as f64 / done as f64));
         (elapsed, left)
     }
 
@@ -90,7 +89,7 @@ pub fn steps() -> med_crossvit::progress::Observer {
             }
             return;
         }
-        let now = if step.total == 0 { 10 } else { step.done * 10 / step.total };
+        let now = (step.done * 10).checked_div(step.total).unwrap_or(10);
         if now > tenth || (step.done == step.total && tenth < 10) {
             tenth = now.max(tenth + 1);
             eprintln!("{} {}/{}, {times}", step.what, step.done, step.total);

@@ -333,7 +333,32 @@ mod tests {
         };
         let (mut w, mut m, mut v) = ([0.0f32; 2], [0.0f32; 2], [0.0f32; 2]);
         assert!(update(&mut w, &[f32::MAX, -1.0], &mut m, &mut v, true, &c));
-        assert!(!update(&mut w, &[1.0, f32::INFINITY], &mut m, &mut v, true, &c));
+        assert!(!update(
+            &mut w,
+            &[1.0, f32::INFINITY],
+            &mut m,
+            &mut v,
+            true,
+            &c
+        ));
+    }
+
+    /// Parameters Burn's AdamW steps (here f16 ones) are watched by one `sum(g · 0)` each,
+    /// read back by `take`.
+    #[test]
+    fn the_watch_sees_a_non_finite_gradient_of_the_fallback() {
+        let device = Device::flex();
+        let optimizer = FusedAdamW::new(0.0);
+        let half = |v: &[f32]| {
+            Tensor::<1>::from_data(TensorData::new(v.to_vec(), [3]), &device).cast(DType::F16)
+        };
+        let w = half(&[1.0, 2.0, 3.0]);
+        assert_eq!(w.dtype(), DType::F16);
+        let (w, state) = optimizer.step(1e-3, w, half(&[0.1, 0.2, 0.3]), None);
+        assert!(!optimizer.watch.take());
+        let _ = optimizer.step(1e-3, w, half(&[0.1, f32::INFINITY, 0.3]), state);
+        assert!(optimizer.watch.take());
+        assert!(!optimizer.watch.take());
     }
 
     /// One step by hand: from w = 1, g = 2 (first step, m = 0.2, v = 0.004, both corrections

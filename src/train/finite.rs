@@ -8,7 +8,7 @@ use burn::data::dataset::Dataset;
 
 use super::settings::TrainSettings;
 use crate::data::{CohortDataset, CohortTable, Normalization};
-use crate::error::{Error, RunError};
+use crate::error::{Error, NotFinite, RunError};
 
 /// Expression values the model is built for lie within a few units of 0 (z-scores): beyond
 /// this the likely cause of a non-finite loss is the scale of the input.
@@ -55,13 +55,13 @@ impl Place<'_> {
                 self.epochs_done
             )
         };
-        RunError::NotFinite {
+        RunError::NotFinite(Box::new(NotFinite {
             at,
             what: what.to_string(),
             value,
             cause,
             resume,
-        }
+        }))
         .into()
     }
 }
@@ -102,7 +102,9 @@ pub(super) fn likely_cause(
         .iter()
         .take(5)
         .map(|&(_, v, g, p)| {
-            let gene = genes.get(g).map_or_else(|| format!("gene {g}"), Clone::clone);
+            let gene = genes
+                .get(g)
+                .map_or_else(|| format!("gene {g}"), Clone::clone);
             let patient = dataset.patients().id(p);
             format!("{gene} = {} (patient {patient})", number(v))
         })

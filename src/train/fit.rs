@@ -192,8 +192,7 @@ pub fn fit_parallel(
     if checkpoint_folder.is_none() {
         model.initialize_weights();
     }
-    let (mut optimizer, watch) =
-        crate::kernels::adamw::adamw_watched(settings.weight_decay as f32);
+    let (mut optimizer, watch) = crate::kernels::adamw::adamw_watched(settings.weight_decay as f32);
     let mut state = LoopState::default();
     if let Some(folder) = &checkpoint_folder {
         (optimizer, state) = checkpoint::load(folder, &mut model, optimizer)?;
@@ -392,7 +391,15 @@ pub fn fit_parallel(
                 out: &out,
                 epochs_done: state.epochs_done,
             };
-            let cause = || likely_cause(&dataset, &global[b], &normalization, cohort.table(), settings);
+            let cause = || {
+                likely_cause(
+                    &dataset,
+                    &global[b],
+                    &normalization,
+                    cohort.table(),
+                    settings,
+                )
+            };
             if !loss.is_finite() {
                 return Err(place.error("the training loss", loss.to_string(), cause()));
             }
@@ -586,12 +593,20 @@ fn check_validation(
     let patients: std::collections::HashSet<usize> = if bad.is_empty() {
         predictions.patients.iter().map(|p| p.patient).collect()
     } else {
-        bad.iter().map(|&i| predictions.patients[i].patient).collect()
+        bad.iter()
+            .map(|&i| predictions.patients[i].patient)
+            .collect()
     };
     let bags: Vec<usize> = (0..dataset.bags().len())
         .filter(|&i| patients.contains(&dataset.bags()[i].patient))
         .collect();
-    let cause = likely_cause(dataset, &bags, normalization, dataset.cohort().table(), settings);
+    let cause = likely_cause(
+        dataset,
+        &bags,
+        normalization,
+        dataset.cohort().table(),
+        settings,
+    );
     Err(if bad.is_empty() {
         place.error("the validation loss", loss.to_string(), cause)
     } else {
@@ -601,7 +616,7 @@ fn check_validation(
             bad.len(),
             predictions.patients.len()
         );
-        place.error("the validation predictions", value, cause)
+        place.error("a validation prediction", value, cause)
     })
 }
 

@@ -168,7 +168,9 @@ impl OutOfFold {
                 p.slides.to_string(),
                 p.modalities().to_string(),
                 settings.select.name().to_string(),
-                self.epochs.get(fold).map_or(String::new(), usize::to_string),
+                self.epochs
+                    .get(fold)
+                    .map_or(String::new(), usize::to_string),
             ];
             row.extend(output_cells(
                 labels,
