@@ -460,6 +460,29 @@ fn select_last_reports_the_last_epoch_and_both_means() {
     }
     let config: Value = serde_json::from_str(&read(&out, "config.json")).unwrap();
     assert_eq!(config["training"]["select"], "last");
+    // Interrupted after one epoch and resumed (the selection read back from config.json):
+    // the same cv.json.
+    let cut = dir.path().join("cut");
+    let mut interrupted = tiny_request(
+        dir.path(),
+        cohort(&dir.path().join("again")),
+        3,
+        cut.clone(),
+    );
+    interrupted.folds = Some(2);
+    interrupted.settings.select = train::Select::Last;
+    interrupted.stop_after = Some(1);
+    assert!(
+        !train::train(&interrupted, &Device::flex(), &mut |_| {})
+            .unwrap()
+            .finished
+    );
+    assert!(
+        train::resume(&cut, None, &Device::flex(), &mut |_| {})
+            .unwrap()
+            .finished
+    );
+    assert_eq!(cv_summary(&cut), cv);
     let report =
         std::fs::read_to_string(med_crossvit::report::write_report(&out).unwrap()).unwrap();
     assert!(report.contains("the checkpoint of the last epoch (--select last)"));
