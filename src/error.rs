@@ -177,6 +177,46 @@ pub enum RunError {
         /// What went wrong.
         message: String,
     },
+    /// Training met a loss, gradient or prediction that is not a finite number: it stopped
+    /// at once, writing nothing for the epoch (boxed: its text fields would make every
+    /// `Result` of the crate larger).
+    #[error(transparent)]
+    NotFinite(Box<NotFinite>),
+    /// Metrics asked of predictions that are not all finite numbers: they would be
+    /// meaningless (a c-index of 0, an AUC of 0.5), so none is computed.
+    #[error(
+        "metrics over non-finite predictions: {count} of {total} patient(s) have a NaN or \
+         infinite output (first: patient `{first}`); the model has diverged"
+    )]
+    NonFinitePredictions {
+        /// Patients whose outputs are not all finite.
+        count: usize,
+        /// Patients predicted.
+        total: usize,
+        /// The first such patient's id (or index).
+        first: String,
+    },
+}
+
+/// Where training met a loss, gradient or prediction that is not a finite number, the likely
+/// cause, and what the run folder holds ([`RunError::NotFinite`]).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{at}: {what} is not a finite number ({value}); training stopped.\n  likely cause: \
+     {cause}\n  {resume}"
+)]
+pub struct NotFinite {
+    /// Where: the fit, epoch and batch (e.g. `fold 0 (1 of 3), epoch 1, batch 2 of 4`).
+    pub at: String,
+    /// What was not finite (`the training loss`, `a gradient of the optimizer step`, `a
+    /// validation prediction`).
+    pub what: String,
+    /// The value (or a count of the values) met.
+    pub value: String,
+    /// The likely cause, from the batch's inputs.
+    pub cause: String,
+    /// What the run folder holds now and how to go on.
+    pub resume: String,
 }
 
 /// Any error of this crate.

@@ -47,6 +47,7 @@ pub mod inference;
 pub mod interop;
 mod kernels;
 pub mod model;
+pub mod progress;
 pub mod report;
 pub mod runtime;
 pub mod train;

@@ -182,6 +182,27 @@ impl Run {
         }
     }
 
+    /// Which checkpoint the metrics are of: `training.select` of `config.json` (absent in
+    /// runs written before it could be chosen: the best), with the selection metric.
+    fn checkpoint_note(&self) -> String {
+        let training = self.config.get("training");
+        let select = training
+            .and_then(|t| t.get("select"))
+            .and_then(Value::as_str)
+            .unwrap_or("best");
+        let metric = match self.task {
+            TaskKind::Classification => "val_auc",
+            TaskKind::Survival => "val_c_index",
+        };
+        match select {
+            "last" => "the checkpoint of the last epoch (--select last)".to_string(),
+            _ => format!(
+                "the checkpoint of the best epoch on {metric} (--select best: chosen on the \
+                 validation patients reported here)"
+            ),
+        }
+    }
+
     fn cv_value(&self) -> Option<&Value> {
         self.cv.as_ref().and_then(|cv| cv.as_ref().ok())
     }
@@ -433,10 +454,11 @@ impl Run {
 
     fn metrics(&self, page: &mut Page) {
         page.push("<section id=\"metrics\">\n<h2>Metrics</h2>\n");
-        page.push(
-            "<p class=\"note\">Of the best checkpoint, per patient. A value followed by \
-             <code>[low, high]</code> carries its 95 % bootstrap percentile interval.</p>\n",
-        );
+        page.push(&format!(
+            "<p class=\"note\">Of {}, per patient. A value followed by <code>[low, high]</code> \
+             carries its 95 % bootstrap percentile interval.</p>\n",
+            esc(&self.checkpoint_note())
+        ));
         let folds = self.fold_dirs();
         let load = |dir: &Path, name: &str| -> Column {
             match read_json(&dir.join(name)) {
@@ -506,26 +528,38 @@ impl Run {
                             Some(Value::Object(m)) => Column::Values(m.clone()),
                             _ => Column::Missing,
                         };
-                        let columns = vec![
+                        let spread = |v: Option<&Value>| match (
+                            v.and_then(|v| v.get("mean")),
+                            v.and_then(|v| v.get("std")),
+                        ) {
+                            (Some(Value::Object(m)), Some(Value::Object(s))) => {
+                                Column::MeanStd(m.clone(), s.clone())
+                            }
+                            (Some(Value::Object(m)), _) => Column::Values(m.clone()),
+                            _ => Column::Missing,
+                        };
+                        let mut columns = vec![
                             ("pooled".to_string(), object("pooled")),
-                            (
-                                "mean ± std of the folds".to_string(),
-                                match (cv.get("mean"), cv.get("std")) {
-                                    (Some(Value::Object(m)), Some(Value::Object(s))) => {
-                                        Column::MeanStd(m.clone(), s.clone())
-                                    }
-                                    (Some(Value::Object(m)), _) => Column::Values(m.clone()),
-                                    _ => Column::Missing,
-                                },
-                            ),
+                            ("mean ± std of the folds".to_string(), spread(Some(cv))),
                         ];
+                        // cv.json of runs that can choose the checkpoint: both means, from
+                        // each fold's metrics.csv rows.
+                        for (key, title) in [
+                            ("best", "best epochs (metrics.csv)"),
+                            ("last", "last epochs (metrics.csv)"),
+                        ] {
+                            if cv.get(key).is_some() {
+                                columns.push((title.to_string(), spread(cv.get(key))));
+                            }
+                        }
                         metric_tables(page, &columns);
                         let other: Vec<(String, Value)> = cv
                             .as_object()
                             .map(|m| {
                                 m.iter()
                                     .filter(|(k, _)| {
-                                        !["folds", "mean", "std", "pooled"].contains(&k.as_str())
+                                        !["folds", "mean", "std", "pooled", "best", "last"]
+                                            .contains(&k.as_str())
                                     })
                                     .map(|(k, v)| (k.clone(), v.clone()))
                                     .collect()

@@ -303,3 +303,60 @@ fn check_lists_every_kind_and_counts_what_train_counts() {
     assert_eq!(o.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("4 patient(s), 5 slide(s)"), "{stderr}");
 }
+
+/// Progress and the summary number folds from 0 as their folders (`fold 0 (1 of 2)`, never
+/// `fold 1/2` for `fold_0/`), name the selection metric and the checkpoint kept, and give
+/// the time elapsed and left; `--help` names the metric of early stopping and selection.
+#[test]
+fn progress_numbers_folds_as_their_folders_and_names_the_selection_metric() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = common::TinyRun::new(dir.path());
+    let args = run.args("cv", &run.features, &["--folds", "2", "--patience", "2"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = bin(&args);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    for k in 0..2 {
+        assert!(
+            stderr.contains(&format!("fold {k} ({} of 2): ", k + 1)),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("fold {k} ({} of 2) epoch   1/3: ", k + 1)),
+            "{stderr}"
+        );
+        assert!(dir.path().join(format!("cv/fold_{k}")).is_dir());
+    }
+    assert!(
+        !stderr.contains("fold 1/2") && !stderr.contains("fold 2/2"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("(best val_auc)"), "{stderr}");
+    assert!(
+        stderr.contains("stops after 2 epochs without a better val_auc; keeps the best epoch on val_auc (--select best)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("elapsed ") && stderr.contains(", ETA "),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("checkpoint: the best epoch on val_auc (--select best"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("val_auc over the folds: best epochs "),
+        "{stdout}"
+    );
+    let cv: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("cv/cv.json")).unwrap())
+            .unwrap();
+    assert_eq!(cv["checkpoint"], "best");
+    assert_eq!(cv["folds"][0]["fold"], 0);
+    let o = bin(&["train", "--help"]);
+    let (help, _) = text(&o);
+    assert!(help.contains("--select <SELECT>"), "{help}");
+    for name in ["val_auc", "val_c_index"] {
+        assert!(help.matches(name).count() >= 2, "{name}: {help}");
+    }
+}

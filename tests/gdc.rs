@@ -263,6 +263,18 @@ fn the_command_builds_a_cohort_that_check_accepts_and_training_takes() {
     ]);
     let (stdout, stderr) = text(&o);
     assert!(o.status.success(), "{stderr}");
+    // Progress, with the time elapsed and left, ends with every file read.
+    let last = stderr
+        .lines()
+        .rfind(|l| l.starts_with("expression files read "))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(last.contains(", elapsed "), "{stderr}");
+    let counts = last["expression files read ".len()..]
+        .split(',')
+        .next()
+        .unwrap();
+    let (done, total) = counts.split_once('/').unwrap();
+    assert_eq!(done, total, "{stderr}");
     for line in [
         "kept           5 case(s), 6 slide(s), 6 gene(s) (GENCODE v36)",
         "rna only       TCGA-05-4384, TCGA-05-4390",

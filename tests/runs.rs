@@ -32,6 +32,16 @@ fn predict_takes_rows_without_a_target_and_names_the_slide_of_an_unknown_label()
     let out = dir.path().join("pred.csv");
     let o = apply(Cmd::Predict, &base, &partly, &out);
     assert!(o.status.success(), "{}", stderr(&o));
+    // Progress with the time elapsed and left, ending with every bag predicted.
+    let err = stderr(&o);
+    let last = err
+        .lines()
+        .rfind(|l| l.starts_with("bags predicted "))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        last.contains(", elapsed ") && last.contains(", ETA 0s"),
+        "{err}"
+    );
     let slides_out = dir.path().join("pred_slides.csv");
     let mut reader = csv::Reader::from_path(&slides_out).unwrap();
     let header = reader.headers().unwrap().clone();
@@ -238,5 +248,308 @@ fn an_interrupted_cross_validation_resumes_by_fold_or_by_run_like_an_uninterrupt
             cv_summary(&cut),
             "{way}"
         );
+    }
+}
+
+/// `train` of the tiny model on `data` into `out` for `epochs` epochs, by the binary, then
+/// `extra`; `env` set for the process.
+fn train_bin(
+    dir: &Path,
+    data: &DataSource,
+    out: &Path,
+    epochs: usize,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let model = dir.join("tiny.json");
+    std::fs::write(
+        &model,
+        serde_json::to_string(&common::tiny_model(2, GENES)).unwrap(),
+    )
+    .unwrap();
+    let epochs = epochs.to_string();
+    let mut args = vec![
+        "train",
+        "--csv",
+        data.csv.to_str().unwrap(),
+        "--features",
+        data.features_dir.to_str().unwrap(),
+        "--config",
+        model.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--epochs",
+        &epochs,
+        "--batch-size",
+        "4",
+        "--bag-size",
+        "4",
+        "--max-patches-total",
+        "8",
+        "--lr",
+        "1e-3",
+        "--warmup-epochs",
+        "0.5",
+        "--patience",
+        "0",
+        "--workers",
+        "1",
+        "--bootstrap",
+        "20",
+    ];
+    args.extend_from_slice(extra);
+    std::process::Command::new(env!("CARGO_BIN_EXE_med-crossvit"))
+        .args(&args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+/// Expression far beyond what the model takes (3·10³⁸ in every gene, passed as is by
+/// `--normalize none`) makes the loss overflow: training stops in batch 1 of epoch 1 with an error naming the
+/// fit, epoch, batch, the gene and patient of the largest value and the fix; exit 1; the
+/// folder keeps its settings and nothing of the epoch; `--resume` starts it again and stops
+/// the same way.
+#[test]
+fn a_loss_that_overflows_stops_training_at_once_naming_where_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = cohort(dir.path());
+    let csv = dir.path().join("huge.csv");
+    let genes: Vec<String> = (0..GENES).map(|g| format!("rna_{g}")).collect();
+    let edits: Vec<(usize, &str, &str)> = (0..16)
+        .flat_map(|r| genes.iter().map(move |g| (r, g.as_str(), "3e38")))
+        .collect();
+    edit_cells(&data, &edits, &csv);
+    let huge = DataSource { csv, ..data };
+    let out = dir.path().join("run");
+    let o = train_bin(dir.path(), &huge, &out, 2, &["--normalize", "none"], &[]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("training, epoch 1, batch 1 of "), "{err}");
+    assert!(err.contains("is not a finite number"), "{err}");
+    assert!(
+        err.contains("likely cause: expression far outside"),
+        "{err}"
+    );
+    assert!(err.contains("rna_0 = 3.000e38 (patient SYN-"), "{err}");
+    assert!(err.contains("after --normalize none"), "{err}");
+    assert!(err.contains("--normalize zscore"), "{err}");
+    assert!(err.contains("no checkpoint"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.join("config.json").is_file());
+    for nothing in ["metrics.csv", "model.bpk", "metrics.json", "checkpoints"] {
+        assert!(!out.join(nothing).exists(), "{nothing}");
+    }
+    let o = bin(&["train", "--resume", out.to_str().unwrap()]);
+    let again = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{again}");
+    assert!(again.contains("training, epoch 1, batch 1 of "), "{again}");
+    assert!(!out.join("metrics.csv").exists());
+}
+
+/// A batch whose inputs turn NaN in epoch 2 (the test hook) stops training there: exit 1,
+/// the error names epoch 2, batch 1 and the checkpoint of epoch 1 the folder keeps; nothing
+/// of epoch 2 is written. `--resume` without the fault then ends where an uninterrupted
+/// run does.
+#[test]
+fn a_non_finite_loss_in_epoch_2_leaves_the_run_resumable_from_epoch_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = cohort(dir.path());
+    let whole = dir.path().join("whole");
+    let o = train_bin(dir.path(), &data, &whole, 3, &[], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cut = dir.path().join("cut");
+    let o = train_bin(
+        dir.path(),
+        &data,
+        &cut,
+        3,
+        &[],
+        &[(train::POISON_VAR, "2@1")],
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("training, epoch 2, batch 1 of "), "{err}");
+    assert!(
+        err.contains(": the training loss is not a finite number (NaN)"),
+        "{err}"
+    );
+    // The batch's inputs as read are ordinary (the hook spoils them after reading).
+    assert!(
+        err.contains("likely cause: the inputs look ordinary"),
+        "{err}"
+    );
+    assert!(err.contains("try a lower --lr"), "{err}");
+    assert!(err.contains("keeps the checkpoint of epoch 1"), "{err}");
+    let rows = read(&cut, "metrics.csv");
+    assert_eq!(rows.lines().count(), 2, "{rows}");
+    assert!(rows.lines().nth(1).unwrap().starts_with("1,"), "{rows}");
+    assert!(!cut.join("metrics.json").exists());
+    let o = apply(Cmd::Resume, &cut, &data, &cut);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for file in ["metrics.csv", "metrics.json"] {
+        assert_eq!(read(&whole, file), read(&cut, file), "{file}");
+    }
+}
+
+/// `--select last`: each fold keeps and reports its last epoch (model.bpk, metrics.json,
+/// cv.json, cv_predictions.csv say so), and cv.json gives the means of the best and of the
+/// last epochs' validation rows, as metrics.csv has them.
+#[test]
+fn select_last_reports_the_last_epoch_and_both_means() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let data = cohort(dir.path());
+    let out = dir.path().join("cv");
+    let mut request = tiny_request(dir.path(), data, 3, out.clone());
+    request.folds = Some(2);
+    request.settings.select = train::Select::Last;
+    let summary = train::train(&request, &Device::flex(), &mut |_| {}).unwrap();
+    let cv = cv_summary(&out);
+    assert_eq!(cv["checkpoint"], "last");
+    assert_eq!(cv["selection_metric"], "val_auc");
+    // metrics.csv rows by epoch: (val_loss, val_auc).
+    let rows = |k: usize| -> Vec<(f64, f64)> {
+        read(&out.join(format!("fold_{k}")), "metrics.csv")
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let c: Vec<f64> = l.split(',').map(|x| x.parse().unwrap()).collect();
+                (c[3], c[6])
+            })
+            .collect()
+    };
+    let mut best = Vec::new();
+    let mut last = Vec::new();
+    for k in 0..2 {
+        let fold = &cv["folds"][k];
+        assert_eq!(fold["fold"], k);
+        assert_eq!(fold["checkpoint"], "last");
+        assert_eq!(fold["epoch"], 3);
+        assert_eq!(fold["last_epoch"], 3);
+        let rows = rows(k);
+        assert_eq!(rows.len(), 3);
+        // The best epoch: highest AUC, ties to the lower loss, first wins.
+        let mut b = 0;
+        for (i, r) in rows.iter().enumerate() {
+            if r.1 > rows[b].1 || (r.1 == rows[b].1 && r.0 < rows[b].0) {
+                b = i;
+            }
+        }
+        assert_eq!(fold["best_epoch"], b + 1, "fold {k}");
+        best.push(rows[b].1);
+        last.push(rows[2].1);
+        // The kept checkpoint's metrics are the last epoch's.
+        let m: Value =
+            serde_json::from_str(&read(&out.join(format!("fold_{k}")), "metrics.json")).unwrap();
+        assert!((m["auc"].as_f64().unwrap() - rows[2].1).abs() < 1e-6);
+        assert_eq!(summary.folds[k].epoch, 3);
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    assert!((cv["last"]["mean"]["auc"].as_f64().unwrap() - mean(&last)).abs() < 1e-6);
+    assert!((cv["best"]["mean"]["auc"].as_f64().unwrap() - mean(&best)).abs() < 1e-6);
+    assert!((cv["mean"]["auc"].as_f64().unwrap() - mean(&last)).abs() < 1e-6);
+    let mut reader = csv::Reader::from_path(out.join("cv_predictions.csv")).unwrap();
+    let header = reader.headers().unwrap().clone();
+    let at = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (checkpoint, epoch) = (at("checkpoint"), at("epoch"));
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert!(!records.is_empty());
+    for r in &records {
+        assert_eq!((&r[checkpoint], &r[epoch]), ("last", "3"));
+    }
+    let config: Value = serde_json::from_str(&read(&out, "config.json")).unwrap();
+    assert_eq!(config["training"]["select"], "last");
+    // Interrupted after one epoch and resumed (the selection read back from config.json):
+    // the same cv.json.
+    let cut = dir.path().join("cut");
+    let mut interrupted = tiny_request(
+        dir.path(),
+        cohort(&dir.path().join("again")),
+        3,
+        cut.clone(),
+    );
+    interrupted.folds = Some(2);
+    interrupted.settings.select = train::Select::Last;
+    interrupted.stop_after = Some(1);
+    assert!(
+        !train::train(&interrupted, &Device::flex(), &mut |_| {})
+            .unwrap()
+            .finished
+    );
+    assert!(
+        train::resume(&cut, None, &Device::flex(), &mut |_| {})
+            .unwrap()
+            .finished
+    );
+    assert_eq!(cv_summary(&cut), cv);
+    let report =
+        std::fs::read_to_string(med_crossvit::report::write_report(&out).unwrap()).unwrap();
+    assert!(report.contains("the checkpoint of the last epoch (--select last)"));
+    assert!(report.contains("last epochs (metrics.csv)"));
+}
+
+/// Validation patients whose expression overflows the model (training patients are
+/// ordinary): their predictions are NaN, which is an error naming them at epoch 1, never a
+/// c-index or AUC of 0 and never a "best" epoch; nothing of the epoch is written.
+#[test]
+fn non_finite_validation_predictions_stop_training_and_are_never_best() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = cohort(dir.path());
+    let text = std::fs::read_to_string(&data.csv).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let patient = header.iter().position(|h| *h == "patient_id").unwrap();
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let mut patients: Vec<&str> = rows.iter().map(|r| r[patient]).collect();
+    patients.dedup();
+    // The first two patients validate, with every gene at 3·10³⁸.
+    let val = &patients[..2];
+    let edits: Vec<(usize, String)> = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| val.contains(&r[patient]))
+        .flat_map(|(i, _)| (0..GENES).map(move |g| (i, format!("rna_{g}"))))
+        .collect();
+    let edits: Vec<(usize, &str, &str)> = edits
+        .iter()
+        .map(|(i, g)| (*i, g.as_str(), "3e38"))
+        .collect();
+    let csv = dir.path().join("huge-val.csv");
+    edit_cells(&data, &edits, &csv);
+    let splits = dir.path().join("splits.csv");
+    let mut lines = vec!["train,val,test".to_string()];
+    for (i, p) in patients[2..].iter().enumerate() {
+        lines.push(format!("{p},{},", val.get(i).copied().unwrap_or("")));
+    }
+    std::fs::write(&splits, lines.join("\n") + "\n").unwrap();
+    let out = dir.path().join("run");
+    let o = train_bin(
+        dir.path(),
+        &DataSource { csv, ..data },
+        &out,
+        2,
+        &["--normalize", "none", "--splits", splits.to_str().unwrap()],
+        &[],
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let expected = format!(
+        "training, epoch 1, validation: a validation prediction is not a finite number (2 of 2 \
+         patients, first {})",
+        val[0]
+    );
+    assert!(err.contains(&expected), "{err}");
+    assert!(
+        err.contains(&format!("rna_0 = 3.000e38 (patient {}", val[0]))
+            || err.contains(&format!("rna_0 = 3.000e38 (patient {}", val[1])),
+        "{err}"
+    );
+    assert!(!err.contains("(best"), "{err}");
+    for nothing in ["metrics.csv", "model.bpk", "checkpoints"] {
+        assert!(!out.join(nothing).exists(), "{nothing}");
     }
 }

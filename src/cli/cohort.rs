@@ -122,7 +122,8 @@ pub fn run(args: CohortArgs) -> Result<ExitCode, med_crossvit::Error> {
         labels: a.labels.clone().zip(a.label_column.clone()),
         ..GdcOptions::new(&a.sample_sheet, &a.expression, &a.clinical, &a.features)
     };
-    let cohort = gdc::build(&options)?;
+    let cohort =
+        med_crossvit::progress::observe(super::progress::steps(), || gdc::build(&options))?;
     if let Some(parent) = a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| gdc::GdcError::Io {
             path: parent.to_path_buf(),

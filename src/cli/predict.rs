@@ -28,7 +28,9 @@ pub struct PredictArgs {
 pub fn predict(args: PredictArgs) -> Result<ExitCode, med_crossvit::Error> {
     let (device, bundle, request) = args.apply.load(false)?;
     let (evaluation, attention) =
-        predict_cohort(&bundle, &request, &device, args.attention.as_deref())?;
+        med_crossvit::progress::observe(super::progress::steps(), || {
+            predict_cohort(&bundle, &request, &device, args.attention.as_deref())
+        })?;
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| med_crossvit::DataError::Io {
             path: parent.to_path_buf(),

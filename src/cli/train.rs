@@ -7,8 +7,8 @@ use burn::tensor::Device;
 use clap::{Args, ValueEnum};
 use med_crossvit::data::{MissingModality, Modalities, NormalizeMethod, TileOptions, Unit};
 use med_crossvit::train::{
-    self, DataSource, EvaluateRequest, ModelBundle, ModelSpec, Task, TokenizerSpec, TrainRequest,
-    TrainSettings, TrainSummary,
+    self, DataSource, EvaluateRequest, ModelBundle, ModelSpec, Select, Task, TokenizerSpec,
+    TrainRequest, TrainSettings, TrainSummary,
 };
 
 use super::check::ColumnArgs;
@@ -77,6 +77,15 @@ pub enum NormalizeArg {
     None,
 }
 
+/// The checkpoint kept, on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SelectArg {
+    /// The best epoch on the validation metric.
+    Best,
+    /// The last epoch trained.
+    Last,
+}
+
 /// The gene tokenizer, on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TokenizerArg {
@@ -143,7 +152,9 @@ pub struct TrainArgs {
     /// Batches per optimizer step.
     #[arg(long, default_value_t = 1)]
     grad_accumulation: usize,
-    /// Epochs without improvement before stopping (0: never).
+    /// Epochs without a better validation metric before stopping (0: never). The metric is
+    /// val_auc for classification and val_c_index for survival (val_loss where undefined);
+    /// it also chooses the best epoch.
     #[arg(long, default_value_t = 5)]
     patience: usize,
     /// Patient-level stratified cross-validation folds.
@@ -238,6 +249,12 @@ pub struct TrainArgs {
     /// Leave out slides whose tile file is missing (reported) instead of failing.
     #[arg(long)]
     skip_missing: bool,
+    /// Which epoch's weights the run keeps (model.bpk) and reports: best (the epoch of best
+    /// val_auc / val_c_index, chosen on the validation patients it is then reported on:
+    /// optimistic without a test split) or last (the last epoch trained: the published
+    /// convention of cross-validation without a test split). cv.json reports both means.
+    #[arg(long, value_enum, default_value = "best")]
+    select: SelectArg,
     /// Stop after this many epochs, as if interrupted (continue with --resume).
     #[arg(long, hide = true)]
     stop_after_epoch: Option<usize>,
@@ -299,6 +316,10 @@ fn settings(a: &TrainArgs) -> TrainSettings {
         },
         workers: a.workers,
         gradient_checkpointing: a.gradient_checkpointing,
+        select: match a.select {
+            SelectArg::Best => Select::Best,
+            SelectArg::Last => Select::Last,
+        },
     }
 }
 
@@ -430,13 +451,22 @@ fn run_in(
 
 fn print_summary(summary: &TrainSummary) {
     let names: Vec<&String> = summary.mean.keys().collect();
-    let mut header = format!("{:<8} {:>10}", "fold", "best_epoch");
+    let metric = &summary.selection_metric;
+    println!(
+        "checkpoint: {} (--select {}; the best epoch is chosen on {metric})",
+        match summary.checkpoint {
+            Select::Best => format!("the best epoch on {metric}"),
+            Select::Last => "the last epoch".to_string(),
+        },
+        summary.checkpoint.name()
+    );
+    let mut header = format!("{:<8} {:>10} {:>10}", "fold", "epoch", "best_epoch");
     for n in &names {
         header.push_str(&format!(" {n:>18}"));
     }
     println!("{header}");
     for f in &summary.folds {
-        let mut line = format!("{:<8} {:>10}", f.fold, f.best_epoch);
+        let mut line = format!("{:<8} {:>10} {:>10}", f.fold, f.epoch, f.best_epoch);
         for n in &names {
             let v = f.metrics.scalar(n);
             line.push_str(&format!(
@@ -447,7 +477,7 @@ fn print_summary(summary: &TrainSummary) {
         println!("{line}");
     }
     if summary.folds.len() > 1 {
-        let mut line = format!("{:<8} {:>10}", "mean±std", "");
+        let mut line = format!("{:<8} {:>10} {:>10}", "mean±std", "", "");
         for n in &names {
             line.push_str(&format!(
                 " {:>18}",
@@ -455,6 +485,18 @@ fn print_summary(summary: &TrainSummary) {
             ));
         }
         println!("{line}");
+        let name = metric.strip_prefix("val_").unwrap_or(metric);
+        let mean = |s: &train::Spread| {
+            s.mean
+                .get(name)
+                .zip(s.std.get(name))
+                .map_or("-".into(), |(m, d)| format!("{m:.4} ± {d:.4}"))
+        };
+        println!(
+            "{metric} over the folds: best epochs {} (chosen on these patients), last epochs {}",
+            mean(&summary.best),
+            mean(&summary.last)
+        );
     }
     if let Some(f) = summary.folds.first() {
         println!(
@@ -537,7 +579,9 @@ pub struct EvaluateArgs {
 
 pub fn evaluate(args: EvaluateArgs) -> Result<ExitCode, med_crossvit::Error> {
     let (device, bundle, request) = args.apply.load(true)?;
-    let evaluation = train::evaluate(&bundle, &request, &device, false, None)?;
+    let evaluation = med_crossvit::progress::observe(super::progress::steps(), || {
+        train::evaluate(&bundle, &request, &device, false, None)
+    })?;
     std::fs::create_dir_all(&args.out).map_err(|e| med_crossvit::DataError::Io {
         path: args.out.clone(),
         source: e,

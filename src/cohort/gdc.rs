@@ -898,7 +898,8 @@ pub fn build(options: &GdcOptions) -> Result<GdcCohort, GdcError> {
     let mut gene_index: HashMap<String, usize> = HashMap::new();
     let mut first_file: Option<PathBuf> = None;
     let mut by_case: BTreeMap<String, (Vec<f64>, usize)> = BTreeMap::new();
-    for (_, case, path) in &files {
+    for (i, (_, case, path)) in files.iter().enumerate() {
+        crate::progress::report("expression files read", i, files.len());
         let star = read_star(path, options)?;
         match &first_file {
             None => {
@@ -949,6 +950,7 @@ pub fn build(options: &GdcOptions) -> Result<GdcCohort, GdcError> {
         }
         *count += 1;
     }
+    crate::progress::report("expression files read", files.len(), files.len());
     let expression: BTreeMap<String, Vec<f64>> = by_case
         .into_iter()
         .map(|(case, (sums, n))| {

@@ -15,6 +15,8 @@ use burn::optim::{
 };
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::dropout::on_host;
 
@@ -29,7 +31,41 @@ const EPSILON: f32 = 1e-5;
 /// The training loop's optimizer: AdamW with Burn's default β₁ = 0.9, β₂ = 0.999, ε = 1e-5
 /// and the given decoupled weight decay, fused into one pass per parameter on CPU devices.
 pub(crate) fn adamw(weight_decay: f32) -> ModuleOptimizer {
-    ModuleOptimizer::from(FusedAdamW::new(weight_decay))
+    adamw_watched(weight_decay).0
+}
+
+/// [`adamw`] with the watch of its gradients: whether a step met one that is not finite.
+pub(crate) fn adamw_watched(weight_decay: f32) -> (ModuleOptimizer, GradientWatch) {
+    let optimizer = FusedAdamW::new(weight_decay);
+    let watch = optimizer.watch.clone();
+    (ModuleOptimizer::from(optimizer), watch)
+}
+
+/// Whether the gradients of the steps since the last [`take`](Self::take) were all finite.
+/// On CPU devices the fused update checks each gradient element in the pass it makes anyway
+/// (an integer OR per element); elsewhere each parameter's step adds one `sum(g · 0)` (NaN
+/// when an element is not finite) on its device, read back once by `take`.
+#[derive(Clone, Default)]
+pub(crate) struct GradientWatch(Arc<WatchState>);
+
+#[derive(Default)]
+struct WatchState {
+    /// Set by the fused update.
+    bad: AtomicBool,
+    /// `sum(g · 0)` of each parameter stepped by Burn's AdamW.
+    probes: Mutex<Vec<Tensor<1>>>,
+}
+
+impl GradientWatch {
+    /// Whether a gradient since the last call was not finite (NaN or infinite); resets.
+    pub(crate) fn take(&self) -> bool {
+        let mut bad = self.0.bad.swap(false, Ordering::Relaxed);
+        let probes = std::mem::take(&mut *self.0.probes.lock().expect("not poisoned"));
+        if let Some(sum) = probes.into_iter().reduce(|a, b| a + b) {
+            bad |= !sum.into_scalar::<f32>().is_finite();
+        }
+        bad
+    }
 }
 
 /// AdamW (decoupled weight decay, bias-corrected moments) computed in one pass per parameter
@@ -39,6 +75,8 @@ pub(crate) struct FusedAdamW {
     weight_decay: f32,
     /// Burn's AdamW with the same settings, for other devices and data types.
     fallback: AdamW,
+    /// Whether a gradient was not finite.
+    watch: GradientWatch,
 }
 
 impl FusedAdamW {
@@ -52,6 +90,7 @@ impl FusedAdamW {
                 .with_epsilon(EPSILON)
                 .with_weight_decay(weight_decay)
                 .build(),
+            watch: GradientWatch::default(),
         }
     }
 }
@@ -77,6 +116,13 @@ impl Optimizer for FusedAdamW {
                     && s.momentum.moment_2.dtype() == DType::F32
             });
         if !host_f32 {
+            let probe = grad.clone().mul_scalar(0.0).sum();
+            self.watch
+                .0
+                .probes
+                .lock()
+                .expect("not poisoned")
+                .push(probe.cast(DType::F32));
             return self.fallback.step(lr, tensor, grad, state);
         }
         let shape = tensor.shape();
@@ -117,11 +163,16 @@ impl Optimizer for FusedAdamW {
             ) else {
                 unreachable!("f32 tensors read as f32")
             };
-            w.par_chunks_mut(BLOCK)
+            let finite = w
+                .par_chunks_mut(BLOCK)
                 .zip(g.par_chunks(BLOCK))
                 .zip(m.par_chunks_mut(BLOCK))
                 .zip(v.par_chunks_mut(BLOCK))
-                .for_each(|(((w, g), m), v)| update(w, g, m, v, first, &coefficients));
+                .map(|(((w, g), m), v)| update(w, g, m, v, first, &coefficients))
+                .reduce(|| true, |a, b| a && b);
+            if !finite {
+                self.watch.0.bad.store(true, Ordering::Relaxed);
+            }
         }
         let state = AdamWState {
             momentum: AdaptiveMomentumState {
@@ -153,9 +204,21 @@ struct Coefficients {
 /// One block of the update, as Burn's AdamW computes it element by element:
 /// `m ← β₁ m + (1 − β₁) g`, `v ← β₂ v + (1 − β₂) g²` (just the second terms on the first
 /// step), `w ← w · (1 − lr λ) − lr · (m / c₁) / (√(v / c₂) + ε)`.
-fn update(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], first: bool, c: &Coefficients) {
+/// Returns whether every gradient element was finite (its exponent bits not all set: an
+/// integer test inside the loop).
+fn update(
+    w: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    first: bool,
+    c: &Coefficients,
+) -> bool {
+    const EXPONENT: u32 = 0x7f80_0000;
     let (f1, f2) = (1.0 - BETA_1, 1.0 - BETA_2);
+    let mut non_finite = 0u32;
     for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
+        non_finite |= u32::from(g.to_bits() & EXPONENT == EXPONENT);
         if first {
             *m = g * f1;
             *v = (g * g) * f2;
@@ -166,6 +229,7 @@ fn update(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], first: bool, c
         let delta = (*m / c.correction_1) / ((*v / c.correction_2).sqrt() + EPSILON);
         *w = *w * c.keep - delta * c.lr;
     }
+    non_finite == 0
 }
 
 #[cfg(test)]
@@ -242,6 +306,61 @@ mod tests {
         assert_eq!(values(&a2), values(&b2));
     }
 
+    /// A NaN or infinite gradient element anywhere in a parameter (here in its second block)
+    /// is seen by the watch once, and the next finite step clears it.
+    #[test]
+    fn the_watch_sees_a_non_finite_gradient() {
+        let device = Device::flex().autodiff();
+        let (mut optimizer, watch) = adamw_watched(0.0);
+        let model = LinearConfig::new(300, 300).init(&device);
+        let x = Tensor::<2>::random([2, 300], Distribution::Normal(0.0, 1.0), &device);
+        let model = optimizer.step(1e-3, model.clone(), grads_of(&model, &x));
+        assert!(!watch.take());
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut input = x.clone().into_data().try_to_vec::<f32>().unwrap();
+            input[299] = bad;
+            let poisoned = Tensor::<2>::from_data(TensorData::new(input, [2, 300]), &device);
+            let _ = optimizer.step(1e-3, model.clone(), grads_of(&model, &poisoned));
+            assert!(watch.take(), "{bad}");
+            assert!(!watch.take(), "reset");
+        }
+        // Bit tests by hand: the largest finite value passes, infinity does not.
+        let c = Coefficients {
+            keep: 1.0,
+            lr: 0.1,
+            correction_1: 1.0 - BETA_1,
+            correction_2: 1.0 - BETA_2,
+        };
+        let (mut w, mut m, mut v) = ([0.0f32; 2], [0.0f32; 2], [0.0f32; 2]);
+        assert!(update(&mut w, &[f32::MAX, -1.0], &mut m, &mut v, true, &c));
+        assert!(!update(
+            &mut w,
+            &[1.0, f32::INFINITY],
+            &mut m,
+            &mut v,
+            true,
+            &c
+        ));
+    }
+
+    /// Parameters Burn's AdamW steps (here f16 ones) are watched by one `sum(g · 0)` each,
+    /// read back by `take`.
+    #[test]
+    fn the_watch_sees_a_non_finite_gradient_of_the_fallback() {
+        let device = Device::flex();
+        let optimizer = FusedAdamW::new(0.0);
+        let half = |v: &[f32]| {
+            Tensor::<1>::from_data(TensorData::new(v.to_vec(), [3]), &device).cast(DType::F16)
+        };
+        let w = half(&[1.0, 2.0, 3.0]);
+        assert_eq!(w.dtype(), DType::F16);
+        let (w, state) = optimizer.step(1e-3, w, half(&[0.1, 0.2, 0.3]), None);
+        assert!(!optimizer.watch.take());
+        let _ = optimizer.step(1e-3, w, half(&[0.1, f32::INFINITY, 0.3]), state);
+        assert!(optimizer.watch.take());
+        assert!(!optimizer.watch.take());
+    }
+
     /// One step by hand: from w = 1, g = 2 (first step, m = 0.2, v = 0.004, both corrections
     /// undo the factors): w ← 1 · (1 − 0.1 · 0.5) − 0.1 · 2 / (2 + 1e-5).
     #[test]
@@ -254,7 +373,7 @@ mod tests {
             correction_1: 1.0 - BETA_1,
             correction_2: 1.0 - BETA_2,
         };
-        update(&mut w, &[2.0], &mut m, &mut v, true, &c);
+        assert!(update(&mut w, &[2.0], &mut m, &mut v, true, &c));
         let expected = 0.95 - 0.1 * 2.0 / (2.0 + 1e-5);
         assert!((w[0] as f64 - expected).abs() < 1e-6, "{}", w[0]);
         assert!(

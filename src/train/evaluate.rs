@@ -199,7 +199,7 @@ pub fn evaluate(
     let known = targets.iter().any(|t| t.class.is_some());
     let classes = bundle.labels.len();
     let metrics = known.then(|| {
-        let m = metrics(&predictions, &targets, bundle.task(), classes);
+        let m = metrics(&predictions, &targets, bundle.task(), classes)?;
         // A model applied to a cohort of its own: censoring estimated on the patients
         // evaluated.
         let weighted = bundle.config.survival_bins.as_ref().map(|b| {
@@ -211,15 +211,16 @@ pub fn evaluate(
                 "evaluated",
             )
         });
-        super::predict::with_intervals(
+        Ok::<_, Error>(super::predict::with_intervals(
             m,
             &predictions.patients,
             &targets,
             settings,
             classes,
             weighted.as_ref(),
-        )
+        ))
     });
+    let metrics = metrics.transpose()?;
     Ok(Evaluation {
         cohort,
         patients,

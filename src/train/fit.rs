@@ -15,13 +15,16 @@ use rand_chacha::ChaCha8Rng;
 
 use super::bundle::{DataSource, RunConfig, files};
 use super::checkpoint::{self, EpochRow, LoopState};
+use super::finite::{Place, likely_cause, poisoned};
 use super::loss::{batch_loss, inverse_frequency};
 use super::metrics::Metrics;
 use super::parallel::{Parallel, Reducer, shares};
 use super::plan::{self, Prepared};
-use super::predict::{Predictions, SurvivalEval, metrics, predict, with_intervals};
+use super::predict::{
+    Predictions, SurvivalEval, metrics, non_finite_patients, predict, with_intervals,
+};
 use super::schedule::learning_rate;
-use super::settings::{Task, TrainSettings};
+use super::settings::{Select, Task, TrainSettings};
 use super::{Event, plot};
 use crate::data::{
     BagBatcher, BagLoader, BagSettings, CohortColumns, CohortDataset, DataError, Modalities,
@@ -51,7 +54,7 @@ pub struct Fit<'a> {
     pub resume: bool,
     /// Stop after this many completed epochs, as if interrupted (for tests and demos).
     pub stop_after: Option<usize>,
-    /// A label for progress messages (e.g. `fold 2/5`).
+    /// A label for progress messages (e.g. `fold 1 (2 of 5)`).
     pub label: String,
 }
 
@@ -60,17 +63,20 @@ pub struct Fit<'a> {
 pub struct FitReport {
     /// The run folder.
     pub out: PathBuf,
-    /// The best epoch (from 1).
+    /// The best epoch (from 1), chosen on the validation metric.
     pub best_epoch: usize,
-    /// Validation metrics of the best checkpoint.
+    /// The epoch whose weights the run keeps and reports (`settings.select`): the best or
+    /// the last.
+    pub epoch: usize,
+    /// Validation metrics of the kept checkpoint.
     pub val: Metrics,
-    /// Test metrics of the best checkpoint, when the split has a test side.
+    /// Test metrics of the kept checkpoint, when the split has a test side.
     pub test: Option<Metrics>,
     /// One row per epoch.
     pub history: Vec<EpochRow>,
     /// Whether the run has finished (false when stopped by `stop_after`).
     pub finished: bool,
-    /// The best checkpoint's validation predictions and the targets (by patient) they are
+    /// The kept checkpoint's validation predictions and the targets (by patient) they are
     /// scored against, once the run has finished: the fold's out-of-fold predictions.
     pub out_of_fold: Option<(
         Predictions,
@@ -186,7 +192,7 @@ pub fn fit_parallel(
     if checkpoint_folder.is_none() {
         model.initialize_weights();
     }
-    let mut optimizer = crate::kernels::adamw::adamw(settings.weight_decay as f32);
+    let (mut optimizer, watch) = crate::kernels::adamw::adamw_watched(settings.weight_decay as f32);
     let mut state = LoopState::default();
     if let Some(folder) = &checkpoint_folder {
         (optimizer, state) = checkpoint::load(folder, &mut model, optimizer)?;
@@ -263,6 +269,10 @@ pub fn fit_parallel(
         val_slides: job.split.val.len(),
         train_patients: patients.among(&job.split.train).len(),
         val_patients: patients.among(&job.split.val).len(),
+        monitor: settings.monitor_column(),
+        select: settings.select,
+        patience: settings.patience,
+        epochs_done: state.epochs_done,
     });
 
     let mut step = ShareStep {
@@ -312,6 +322,12 @@ pub fn fit_parallel(
         let start = Instant::now();
         for (b, items) in loader.enumerate() {
             let mut items = items?;
+            if poisoned(epoch + 1, b + 1) {
+                for item in &mut items {
+                    item.expression.fill(f32::NAN);
+                    item.features.fill(f32::NAN);
+                }
+            }
             let (offset, indices) = &mine[b];
             if settings.modality_dropout > 0.0 {
                 drop_modalities(&mut items, settings, epoch, b, *offset);
@@ -368,6 +384,25 @@ pub fn fit_parallel(
                 accumulator.accumulate(&model, grads);
                 loss
             };
+            let place = Place {
+                label: &job.label,
+                epoch: epoch + 1,
+                batch: Some((b + 1, batches)),
+                out: &out,
+                epochs_done: state.epochs_done,
+            };
+            let cause = || {
+                likely_cause(
+                    &dataset,
+                    &global[b],
+                    &normalization,
+                    cohort.table(),
+                    settings,
+                )
+            };
+            if !loss.is_finite() {
+                return Err(place.error("the training loss", loss.to_string(), cause()));
+            }
             loss_sum += loss * n as f64;
             seen += n;
             pending += 1;
@@ -377,6 +412,10 @@ pub fn fit_parallel(
                 {
                     lr = learning_rate(state.step, total_steps, warmup, settings.lr);
                     model = optimizer.step(lr, model, accumulator.grads());
+                }
+                if watch.take() {
+                    let what = "a gradient of the optimizer step";
+                    return Err(place.error(what, "NaN or infinite".into(), cause()));
                 }
                 state.step += 1;
                 pending = 0;
@@ -395,7 +434,15 @@ pub fn fit_parallel(
         let inference = model.valid();
         let predictions =
             super::predict::predict_parallel(&inference, val_dataset.clone(), settings, parallel)?;
-        let val = metrics(&predictions, &targets, settings.task, prepared.labels.len());
+        let place = Place {
+            label: &job.label,
+            epoch: epoch + 1,
+            batch: None,
+            out: &out,
+            epochs_done: state.epochs_done,
+        };
+        check_validation(&predictions, &place, &val_dataset, &normalization, settings)?;
+        let val = metrics(&predictions, &targets, settings.task, prepared.labels.len())?;
         let row = EpochRow {
             epoch: epoch + 1,
             lr,
@@ -416,12 +463,13 @@ pub fn fit_parallel(
         if improved {
             state.best = Some((epoch + 1, score, loss));
             state.bad_epochs = 0;
-            if writer {
-                checkpoint::save_best(&inference, &out.join(crate::model::WEIGHTS_FILE))?;
-                checkpoint::pause_point("best", epoch + 1);
-            }
         } else {
             state.bad_epochs += 1;
+        }
+        // model.bpk: the best epoch's weights, or every epoch's with `select last`.
+        if writer && (improved || settings.select == Select::Last) {
+            checkpoint::save_best(&inference, &out.join(crate::model::WEIGHTS_FILE))?;
+            checkpoint::pause_point("best", epoch + 1);
         }
         state.history.push(row);
         state.epochs_done = epoch + 1;
@@ -443,10 +491,14 @@ pub fn fit_parallel(
         path: out.clone(),
         message: "no epoch has completed".into(),
     })?;
-    let mut val = state.history[best_epoch - 1].val.clone();
+    let kept = match settings.select {
+        Select::Best => best_epoch,
+        Select::Last => state.epochs_done,
+    };
+    let mut val = state.history[kept - 1].val.clone();
     let mut test = None;
     let mut out_of_fold = None;
-    // The final evaluation of the best checkpoint and its files: the writing process's.
+    // The final evaluation of the kept checkpoint and its files: the writing process's.
     if state.finished && writer {
         let mut best = job.model.init(device)?;
         best.load_weights(out.join(crate::model::WEIGHTS_FILE))?;
@@ -498,7 +550,7 @@ pub fn fit_parallel(
                 .with_modalities(settings.modalities),
             );
             let predictions = predict(&best, test_dataset, settings, device, false, None)?;
-            let m = metrics(&predictions, &targets, settings.task, prepared.labels.len());
+            let m = metrics(&predictions, &targets, settings.task, prepared.labels.len())?;
             let w = weighted(predictions.patients.len());
             let m = with_intervals(
                 m,
@@ -515,11 +567,56 @@ pub fn fit_parallel(
     Ok(FitReport {
         out,
         best_epoch,
+        epoch: kept,
         val,
         test,
         history: state.history,
         finished: state.finished,
         out_of_fold,
+    })
+}
+
+/// Stops training when the validation `predictions` or their loss are not finite, naming the
+/// patients and the likely cause from their inputs.
+fn check_validation(
+    predictions: &Predictions,
+    place: &Place<'_>,
+    dataset: &CohortDataset,
+    normalization: &Normalization,
+    settings: &TrainSettings,
+) -> Result<(), Error> {
+    let bad = non_finite_patients(&predictions.patients);
+    let loss = predictions.loss.unwrap_or(0.0);
+    if bad.is_empty() && loss.is_finite() {
+        return Ok(());
+    }
+    let patients: std::collections::HashSet<usize> = if bad.is_empty() {
+        predictions.patients.iter().map(|p| p.patient).collect()
+    } else {
+        bad.iter()
+            .map(|&i| predictions.patients[i].patient)
+            .collect()
+    };
+    let bags: Vec<usize> = (0..dataset.bags().len())
+        .filter(|&i| patients.contains(&dataset.bags()[i].patient))
+        .collect();
+    let cause = likely_cause(
+        dataset,
+        &bags,
+        normalization,
+        dataset.cohort().table(),
+        settings,
+    );
+    Err(if bad.is_empty() {
+        place.error("the validation loss", loss.to_string(), cause)
+    } else {
+        let first = dataset.patients().id(predictions.patients[bad[0]].patient);
+        let value = format!(
+            "{} of {} patients, first {first}",
+            bad.len(),
+            predictions.patients.len()
+        );
+        place.error("a validation prediction", value, cause)
     })
 }
 

@@ -7,6 +7,7 @@
 mod bundle;
 mod checkpoint;
 mod evaluate;
+mod finite;
 mod fit;
 mod lock;
 mod loss;
@@ -30,6 +31,7 @@ pub use evaluate::{
     EvaluateRequest, Evaluation, evaluate, write_metrics, write_predictions,
     write_slide_predictions,
 };
+pub use finite::POISON_VAR;
 pub use fit::{Fit, FitReport, fit, fit_parallel};
 pub use lock::{LOCK_FILE, RunLock};
 pub use loss::{batch_loss, inverse_frequency};
@@ -44,7 +46,7 @@ pub use predict::{
 };
 pub use resume::{resume, resume_parallel};
 pub use schedule::learning_rate;
-pub use settings::{SurvivalSettings, Task, TrainSettings};
+pub use settings::{Select, SurvivalSettings, Task, TrainSettings};
 pub use spec::{ModelSpec, PRESETS, TokenizerSpec, apply_tokenizer, check_model, resolve_model};
 
 use std::collections::BTreeMap;
@@ -62,7 +64,7 @@ use crate::model::MedCrossViTConfig;
 pub enum Event<'a> {
     /// A fit begins.
     FitStart {
-        /// Which fit (e.g. `fold 2/5`).
+        /// Which fit (e.g. `fold 1 (2 of 5)`: folds are numbered from 0, as their folders).
         label: &'a str,
         /// Epochs planned.
         epochs: usize,
@@ -76,6 +78,15 @@ pub enum Event<'a> {
         train_patients: usize,
         /// Validation patients.
         val_patients: usize,
+        /// The validation metric that chooses the best epoch and stops early, as
+        /// `metrics.csv` names it (`val_auc`, `val_c_index`).
+        monitor: String,
+        /// Which epoch's weights the run keeps: the best on `monitor`, or the last.
+        select: Select,
+        /// Epochs without a better `monitor` before stopping (0: never).
+        patience: usize,
+        /// Epochs already done (a resumed fit).
+        epochs_done: usize,
     },
     /// A training batch is done.
     Batch {
@@ -96,7 +107,8 @@ pub enum Event<'a> {
         label: &'a str,
         /// Its row of `metrics.csv`.
         row: &'a EpochRow,
-        /// Whether it is the best so far (and was saved as `model.bpk`).
+        /// Whether it is the best so far on the selection metric (saved as `model.bpk` unless
+        /// the run keeps the last epoch).
         best: bool,
     },
     /// Anything else worth a line.
@@ -128,28 +140,77 @@ pub struct TrainRequest {
 /// One fold's (or the single split's) result.
 #[derive(Debug, Clone, Serialize)]
 pub struct FoldResult {
-    /// Fold number (0 for a single split).
+    /// Fold number, from 0 as the `fold_K` folders (0 for a single split).
     pub fold: usize,
     /// The fold's run folder.
     pub out: PathBuf,
-    /// The best epoch.
+    /// Which checkpoint `metrics` (and `model.bpk`) are of: `best` or `last`.
+    pub checkpoint: Select,
+    /// The epoch of that checkpoint.
+    pub epoch: usize,
+    /// The best epoch on the validation metric.
     pub best_epoch: usize,
-    /// Validation metrics of the best checkpoint.
+    /// The last epoch trained.
+    pub last_epoch: usize,
+    /// Validation metrics of the kept checkpoint, with their intervals.
     pub metrics: Metrics,
+    /// Validation metrics of the best epoch (its row of `metrics.csv`).
+    pub best: Metrics,
+    /// Validation metrics of the last epoch (its row of `metrics.csv`).
+    pub last: Metrics,
     /// Test metrics, when there is a test split.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test: Option<Metrics>,
 }
 
+/// The mean and the population standard deviation of each scalar metric over the folds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Spread {
+    /// Mean over the folds.
+    pub mean: BTreeMap<String, f64>,
+    /// Population standard deviation over the folds.
+    pub std: BTreeMap<String, f64>,
+}
+
+impl Spread {
+    fn of<'a>(metrics: impl Iterator<Item = &'a Metrics>) -> Self {
+        let mut values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for m in metrics {
+            for (name, v) in m.scalars() {
+                if let Some(v) = v {
+                    values.entry(name.to_string()).or_default().push(v);
+                }
+            }
+        }
+        let mut spread = Self::default();
+        for (name, v) in values {
+            let m = v.iter().sum::<f64>() / v.len() as f64;
+            let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64;
+            spread.mean.insert(name.clone(), m);
+            spread.std.insert(name, var.sqrt());
+        }
+        spread
+    }
+}
+
 /// What a training run ended with.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainSummary {
+    /// Which checkpoint of each fold the figures are of: `best` (chosen on the validation
+    /// patients they are reported on: optimistic without a test split) or `last`.
+    pub checkpoint: Select,
+    /// The validation metric that chose the best epoch, as `metrics.csv` names it.
+    pub selection_metric: String,
     /// One entry per fold (one for a single split).
     pub folds: Vec<FoldResult>,
-    /// Mean of each scalar metric over the folds.
+    /// Mean of each scalar metric over the folds, of the kept checkpoints.
     pub mean: BTreeMap<String, f64>,
     /// Population standard deviation of each scalar metric over the folds.
     pub std: BTreeMap<String, f64>,
+    /// Mean and standard deviation over the folds of the best epochs' validation rows.
+    pub best: Spread,
+    /// Mean and standard deviation over the folds of the last epochs' validation rows.
+    pub last: Spread,
     /// Cross-validation: the metrics of every fold's validation predictions pooled (each
     /// patient once), the rows of `cv_predictions.csv`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -160,27 +221,16 @@ pub struct TrainSummary {
 }
 
 impl TrainSummary {
-    fn of(folds: Vec<FoldResult>, finished: bool) -> Self {
-        let mut values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-        for f in &folds {
-            for (name, v) in f.metrics.scalars() {
-                if let Some(v) = v {
-                    values.entry(name.to_string()).or_default().push(v);
-                }
-            }
-        }
-        let mut mean = BTreeMap::new();
-        let mut std = BTreeMap::new();
-        for (name, v) in values {
-            let m = v.iter().sum::<f64>() / v.len() as f64;
-            let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64;
-            mean.insert(name.clone(), m);
-            std.insert(name, var.sqrt());
-        }
+    fn of(folds: Vec<FoldResult>, settings: &TrainSettings, finished: bool) -> Self {
+        let kept = Spread::of(folds.iter().map(|f| &f.metrics));
         Self {
+            checkpoint: settings.select,
+            selection_metric: settings.monitor_column(),
+            best: Spread::of(folds.iter().map(|f| &f.best)),
+            last: Spread::of(folds.iter().map(|f| &f.last)),
             folds,
-            mean,
-            std,
+            mean: kept.mean,
+            std: kept.std,
             pooled: None,
             finished,
         }
@@ -383,7 +433,7 @@ fn run(
         let (out, label) = match folds {
             Some(n) => (
                 request.out.join(format!("fold_{k}")),
-                format!("fold {}/{n}", k + 1),
+                format!("fold {k} ({} of {n})", k + 1),
             ),
             None => (request.out.clone(), "training".to_string()),
         };
@@ -405,12 +455,18 @@ fn run(
         )?;
         finished &= report.finished;
         if let Some((predictions, targets, bins)) = &report.out_of_fold {
-            out_of_fold.add(k, predictions, targets, bins.clone());
+            out_of_fold.add(k, report.epoch, predictions, targets, bins.clone());
         }
+        let row = |epoch: usize| report.history[epoch - 1].val.clone();
         results.push(FoldResult {
             fold: k,
-            out: report.out,
+            checkpoint: settings.select,
+            epoch: report.epoch,
             best_epoch: report.best_epoch,
+            last_epoch: report.history.len(),
+            best: row(report.best_epoch),
+            last: row(report.history.len()),
+            out: report.out,
             metrics: report.val,
             test: report.test,
         });
@@ -418,7 +474,7 @@ fn run(
             break;
         }
     }
-    let mut summary = TrainSummary::of(results, finished);
+    let mut summary = TrainSummary::of(results, settings, finished);
     if folds.is_some() && finished && only.is_none() && writer {
         if !out_of_fold.is_empty() {
             out_of_fold.write_csv(
@@ -426,7 +482,7 @@ fn run(
                 &prepared,
                 settings,
             )?;
-            let pooled = out_of_fold.metrics(settings, prepared.labels.len());
+            let pooled = out_of_fold.metrics(settings, prepared.labels.len())?;
             match settings.task {
                 Task::Survival => out_of_fold.km_png(&request.out.join(files::KM_PNG), settings)?,
                 Task::Classification => out_of_fold.classification_png(

@@ -19,17 +19,20 @@ use crate::error::Error;
 #[derive(Debug, Clone, Default)]
 pub struct OutOfFold {
     rows: Vec<(usize, PatientPrediction)>,
+    /// The epoch of each fold's predictions (of its kept checkpoint), by fold.
+    epochs: BTreeMap<usize, usize>,
     targets: Vec<Target>,
     /// Each fold's survival time bins, by fold.
     bins: BTreeMap<usize, TimeBins>,
 }
 
 impl OutOfFold {
-    /// Adds fold `fold`'s validation predictions, scored against `targets` (by patient), with
-    /// its survival time bins.
+    /// Adds fold `fold`'s validation predictions by the weights of `epoch`, scored against
+    /// `targets` (by patient), with its survival time bins.
     pub fn add(
         &mut self,
         fold: usize,
+        epoch: usize,
         predictions: &Predictions,
         targets: &[Target],
         bins: Option<TimeBins>,
@@ -40,6 +43,7 @@ impl OutOfFold {
         if let Some(b) = bins {
             self.bins.insert(fold, b);
         }
+        self.epochs.insert(fold, epoch);
         // Survival bins are each fold's own, but times and censorship (what the pooled
         // metrics read) are the patient's; classes are the same in every fold.
         for p in &predictions.patients {
@@ -93,13 +97,18 @@ impl OutOfFold {
 
     /// The metrics of the pooled rows, with their intervals (no loss: the folds' models
     /// differ).
-    pub fn metrics(&self, settings: &TrainSettings, classes: usize) -> Metrics {
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::NonFinitePredictions`](crate::error::RunError::NonFinitePredictions) when
+    /// a pooled prediction is not finite.
+    pub fn metrics(&self, settings: &TrainSettings, classes: usize) -> Result<Metrics, Error> {
         let pooled = Predictions {
             slides: Vec::new(),
             patients: self.rows.iter().map(|(_, p)| p.clone()).collect(),
             loss: None,
         };
-        let m = metrics(&pooled, &self.targets, settings.task, classes);
+        let m = metrics(&pooled, &self.targets, settings.task, classes)?;
         // Every fold's bins known: the weighted survival metrics, censoring estimated on all
         // the pooled patients.
         let bins: Option<Vec<&TimeBins>> =
@@ -109,19 +118,21 @@ impl OutOfFold {
             censoring: outcome_pairs(&self.targets, self.rows.iter().map(|(_, p)| p.patient)),
             source: "all",
         });
-        with_intervals(
+        Ok(with_intervals(
             m,
             &pooled.patients,
             &self.targets,
             settings,
             classes,
             weighted.as_ref(),
-        )
+        ))
     }
 
     /// Writes `cv_predictions.csv`: one row per patient, in fold then patient order: the
     /// patient id (under the CSV's patient column name, else the slide column's), `fold`,
-    /// `slides`, `modalities`, `logit_*`, `prob_*`, `pred`, `label`; for survival also `risk`,
+    /// `slides`, `modalities`, `checkpoint` (`best` or `last`: which of the fold's epochs
+    /// predicted), `epoch` (that epoch), `logit_*`, `prob_*`, `pred`, `label`; for survival
+    /// also `risk`,
     /// the time and censorship under their CSV names, and `S_1 … S_B`, the model's survival
     /// probability at the end of each time bin (`S_k = Π_{j≤k} (1 − h_j)`).
     ///
@@ -143,6 +154,8 @@ impl OutOfFold {
             "fold".into(),
             "slides".into(),
             "modalities".into(),
+            "checkpoint".into(),
+            "epoch".into(),
         ];
         header.extend(output_header(labels, settings, true));
         if survival {
@@ -154,6 +167,10 @@ impl OutOfFold {
                 fold.to_string(),
                 p.slides.to_string(),
                 p.modalities().to_string(),
+                settings.select.name().to_string(),
+                self.epochs
+                    .get(fold)
+                    .map_or(String::new(), usize::to_string),
             ];
             row.extend(output_cells(
                 labels,

@@ -18,7 +18,7 @@ use super::metrics::{
 use super::settings::{Task, TrainSettings};
 use super::survival::{TimeBins, risk_from_hazards};
 use crate::data::{BagBatcher, BagLoader, CohortDataset, Patients, Target, Unit};
-use crate::error::Error;
+use crate::error::{Error, RunError};
 use crate::model::MedCrossViT;
 
 /// One slide's prediction: the means over its bags, each bag weighted by its number of tiles
@@ -274,8 +274,10 @@ fn predict_bags(
     with_attention: bool,
     mut hook: Option<&mut BatchHook<'_>>,
 ) -> Result<PartialPredictions, Error> {
+    let total = order.len();
     let loader = BagLoader::new(dataset, order, settings.batch_size, settings.workers, 2);
     let mut partial = PartialPredictions::new();
+    let mut done = 0;
     for items in loader {
         let batch = BagBatcher.batch(items?, device);
         let mut input = batch.input();
@@ -284,6 +286,8 @@ fn predict_bags(
         }
         let out = model.forward(input)?;
         let n = batch.bags.len();
+        done += n;
+        crate::progress::report("bags predicted", done, total);
         match batch_loss(out.logits.clone(), &batch, settings, None) {
             Some(loss) => {
                 partial.loss_sum += loss.into_scalar::<f32>() as f64 * n as f64;
@@ -446,12 +450,25 @@ pub(crate) fn to_rows(t: Tensor<2>) -> Vec<Vec<f64>> {
 /// indexed by patient): one patient counts once, however many slides it has. When some
 /// patients lack a modality, `by_modality` holds the same metrics for each group present
 /// (`both`, `wsi_only`, `rna_only`).
+///
+/// # Errors
+///
+/// [`RunError::NonFinitePredictions`] when a patient's logits, probabilities or risk are
+/// not all finite: no metric is computed over them (a NaN risk would give a c-index of 0).
 pub fn metrics(
     predictions: &Predictions,
     targets: &[Target],
     task: Task,
     classes: usize,
-) -> Metrics {
+) -> Result<Metrics, RunError> {
+    let bad = non_finite_patients(&predictions.patients);
+    if let Some(&first) = bad.first() {
+        return Err(RunError::NonFinitePredictions {
+            count: bad.len(),
+            total: predictions.patients.len(),
+            first: format!("#{}", predictions.patients[first].patient),
+        });
+    }
     let all: Vec<&PatientPrediction> = predictions.patients.iter().collect();
     let mut m = metrics_of(&all, predictions.loss, targets, task, classes);
     if all.iter().any(|p| !(p.wsi && p.rna)) {
@@ -471,7 +488,21 @@ pub fn metrics(
         }
         m.by_modality = Some(groups);
     }
-    m
+    Ok(m)
+}
+
+/// The positions in `patients` of those whose logits, probabilities or risk are not all
+/// finite numbers.
+pub fn non_finite_patients(patients: &[PatientPrediction]) -> Vec<usize> {
+    patients
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| {
+            !(p.logits.iter().chain(&p.probs).all(|v| v.is_finite())
+                && p.risk.is_none_or(f64::is_finite))
+        })
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// `m` with the intervals of the final metrics added, from `patients`' predictions: for
@@ -695,6 +726,56 @@ fn metrics_of(
 #[cfg(test)]
 mod tests {
     use super::SlideSums;
+
+    /// A survival prediction of `risk` for patient `patient`.
+    fn survival(patient: usize, risk: f64) -> super::PatientPrediction {
+        super::PatientPrediction {
+            patient,
+            logits: vec![0.0; 2],
+            probs: vec![0.5; 2],
+            slides: 1,
+            bags: 1,
+            risk: Some(risk),
+            wsi: true,
+            rna: true,
+        }
+    }
+
+    /// A NaN risk would be scored as discordant with every patient (a c-index of 0): the
+    /// metrics are an error instead, naming how many patients and the first.
+    #[test]
+    fn metrics_over_non_finite_predictions_are_an_error() {
+        use crate::data::Target;
+        use crate::error::RunError;
+        let target = |time: f32, censored: bool| Target {
+            class: Some(0),
+            time: Some(time),
+            censored: Some(censored),
+        };
+        let targets = [target(1.0, false), target(2.0, false), target(3.0, true)];
+        let predictions = |risks: [f64; 3]| super::Predictions {
+            slides: Vec::new(),
+            patients: (0..3).map(|p| survival(p, risks[p])).collect(),
+            loss: None,
+        };
+        let task = crate::train::Task::Survival;
+        // Finite risks in the order of the times: every comparable pair concordant.
+        let m = super::metrics(&predictions([3.0, 2.0, 1.0]), &targets, task, 2).unwrap();
+        assert_eq!(m.c_index, Some(1.0));
+        for bad in [f64::NAN, f64::INFINITY] {
+            match super::metrics(&predictions([3.0, bad, bad]), &targets, task, 2) {
+                Err(RunError::NonFinitePredictions {
+                    count: 2,
+                    total: 3,
+                    first,
+                }) => assert_eq!(first, "#1"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        let mut nan_probs = predictions([3.0, 2.0, 1.0]);
+        nan_probs.patients[0].probs[1] = f64::NAN;
+        assert!(super::metrics(&nan_probs, &targets, task, 2).is_err());
+    }
 
     #[test]
     fn a_slides_bags_count_by_their_tiles() {

@@ -17,6 +17,29 @@ pub enum Task {
     Survival,
 }
 
+/// Which epoch's weights a run keeps as its model (`model.bpk`) and reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Select {
+    /// The epoch with the best validation metric ([`TrainSettings::monitor`]): optimistic
+    /// when the same validation patients are then reported on (no test split).
+    #[default]
+    Best,
+    /// The last epoch trained (the published convention of cross-validation without a test
+    /// split, e.g. MCAT's tables).
+    Last,
+}
+
+impl Select {
+    /// `best` or `last`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Best => "best",
+            Self::Last => "last",
+        }
+    }
+}
+
 /// Survival columns and loss settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -118,6 +141,9 @@ pub struct TrainSettings {
     ///
     /// [`MedCrossViT::backward_recomputed`]: crate::model::MedCrossViT::backward_recomputed
     pub gradient_checkpointing: bool,
+    /// Which epoch's weights are kept and reported: the best on validation or the last.
+    /// Default best (and for `config.json` files written before it could be chosen).
+    pub select: Select,
 }
 
 impl Default for TrainSettings {
@@ -151,6 +177,7 @@ impl Default for TrainSettings {
             log2_expression: true,
             workers: 2,
             gradient_checkpointing: false,
+            select: Select::Best,
         }
     }
 }
@@ -268,11 +295,38 @@ impl TrainSettings {
         })
     }
 
+    /// The name of the selection metric as `metrics.csv` names it (`val_auc`, `val_c_index`).
+    pub fn monitor_column(&self) -> String {
+        format!("val_{}", self.monitor())
+    }
+
     /// The name of the validation metric that selects the best checkpoint (higher is better).
     pub fn monitor(&self) -> &'static str {
         match self.task {
             Task::Classification => "auc",
             Task::Survival => "c_index",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `config.json` files written before the checkpoint could be chosen read as `best`; the
+    /// choice is saved by name.
+    #[test]
+    fn the_selection_defaults_to_best_and_is_saved_by_name() {
+        let old: TrainSettings = serde_json::from_str(r#"{"epochs": 3}"#).unwrap();
+        assert_eq!(old.select, Select::Best);
+        let last = TrainSettings {
+            select: Select::Last,
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&last).unwrap();
+        assert_eq!(json["select"], "last");
+        let back: TrainSettings = serde_json::from_value(json).unwrap();
+        assert_eq!(back, last);
+        assert_eq!(last.monitor_column(), "val_auc");
     }
 }
