@@ -81,7 +81,19 @@ fn identical_tiles_score_evenly_whatever_the_bags() {
         require_targets: false,
     };
     let out = dir.path().join("attention");
-    let (_, files) = predict_cohort(&bundle, &eval_request, &device, Some(&out)).unwrap();
+    let (with, files) = predict_cohort(&bundle, &eval_request, &device, Some(&out)).unwrap();
+    // Asking for the attention changes no prediction: the same predictions.csv, bit for bit.
+    let (without, _) = predict_cohort(&bundle, &eval_request, &device, None).unwrap();
+    let written = |evaluation: &train::Evaluation, name: &str| {
+        let path = dir.path().join(name);
+        train::write_predictions(&path, &bundle, evaluation).unwrap();
+        std::fs::read_to_string(path).unwrap()
+    };
+    assert_eq!(written(&with, "with.csv"), written(&without, "without.csv"));
+    for (a, b) in with.predictions.slides.iter().zip(&without.predictions.slides) {
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&a.logits), bits(&b.logits), "slide {}", a.slide);
+    }
     for (i, n) in sizes {
         let file = files.iter().find(|f| f.slide == slides[i]).unwrap();
         let scores = read_scores(&file.tiles_csv);

@@ -135,3 +135,25 @@ fn synth_task_survival_writes_survival_columns_and_survival_is_its_alias() {
     let o = bin(&["synth", "--out", "x", "--task", "regression"]);
     assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
 }
+
+#[test]
+fn max_patches_total_is_per_bag_source_in_help_and_readme_alike() {
+    let o = bin(&["train", "--help"]);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    let help = stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    let at = help.find("--max-patches-total").unwrap();
+    let entry = &help[at..at + 260];
+    assert!(
+        entry.contains("per patient (from the union of its slides) with --unit patient, per slide with --unit slide"),
+        "{entry}"
+    );
+    // The README says the same (bags are drawn per patient by default).
+    let readme = std::fs::read_to_string(common::manifest_dir().join("README.md")).unwrap();
+    let readme = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        readme.contains("up to `--max-patches-total` tiles per patient per epoch"),
+        "README"
+    );
+    assert!(readme.contains("(per slide with `--unit slide`)"), "README");
+}
