@@ -25,11 +25,16 @@ pub(crate) fn plot_error(path: &Path, e: &dyn std::fmt::Display) -> Error {
     DataError::io(final_png(path), source).into()
 }
 
-/// The operating-system error whose debug text (`Os { code: N, … }`) is inside `text`.
+/// The operating-system error inside `text`: its debug form (`Os { code: N, … }`) or its
+/// message (`… (os error N)`, as an encoder's wrapped error carries it).
 fn os_error_in(text: &str) -> Option<std::io::Error> {
-    let after = &text[text.find("Os { code: ")? + "Os { code: ".len()..];
-    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
-    Some(std::io::Error::from_raw_os_error(digits.parse().ok()?))
+    let code = |marker: &str| -> Option<i32> {
+        let after = &text[text.find(marker)? + marker.len()..];
+        let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    };
+    let code = code("Os { code: ").or_else(|| code("(os error "))?;
+    Some(std::io::Error::from_raw_os_error(code))
 }
 
 /// `x.png` for the temporary `x.tmp.png` a picture is drawn into; other paths as they are.
@@ -528,6 +533,12 @@ mod tests {
         assert_eq!(
             os_error_in(text).unwrap().to_string(),
             "Permission denied (os error 13)"
+        );
+        let wrapped = "backend error: Drawing backend error: ImageError(IoError(Custom { kind: \
+                       Other, error: \"No space left on device (os error 28)\" }))";
+        assert_eq!(
+            os_error_in(wrapped).unwrap().to_string(),
+            "No space left on device (os error 28)"
         );
         assert!(os_error_in("Font loading error: no font").is_none());
         assert_eq!(
