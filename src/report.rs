@@ -476,10 +476,9 @@ impl Run {
             match read_json(&dir.join(name)) {
                 None => Column::Missing,
                 Some(Ok(Value::Object(map))) => Column::Values(map),
-                Some(Ok(_)) => Column::Broken(format!(
-                    "{} is not a JSON object",
-                    dir.join(name).display()
-                )),
+                Some(Ok(_)) => {
+                    Column::Broken(format!("{} is not a JSON object", dir.join(name).display()))
+                }
                 Some(Err(why)) => Column::Broken(why),
             }
         };

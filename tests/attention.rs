@@ -92,7 +92,12 @@ fn identical_tiles_score_evenly_whatever_the_bags() {
         std::fs::read_to_string(path).unwrap()
     };
     assert_eq!(written(&with, "with.csv"), written(&without, "without.csv"));
-    for (a, b) in with.predictions.slides.iter().zip(&without.predictions.slides) {
+    for (a, b) in with
+        .predictions
+        .slides
+        .iter()
+        .zip(&without.predictions.slides)
+    {
         let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&a.logits), bits(&b.logits), "slide {}", a.slide);
     }

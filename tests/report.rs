@@ -639,8 +639,14 @@ fn report_fails_naming_each_file_of_the_run_it_cannot_read() {
     assert_eq!(o.status.code(), Some(1), "{stdout}{stderr}");
     let metrics = run.join("metrics.json").display().to_string();
     let loss = run.join("loss.png").display().to_string();
-    assert!(stderr.contains(&format!("error: unreadable: {metrics}: EOF")), "{stderr}");
-    assert!(stderr.contains(&format!("{loss}: not a PNG image")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("error: unreadable: {metrics}: EOF")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{loss}: not a PNG image")),
+        "{stderr}"
+    );
     assert!(stderr.contains("2 file(s)"), "{stderr}");
     // The page is written all the same, with the same notes.
     let html = std::fs::read_to_string(run.join("report.html")).unwrap();

@@ -265,7 +265,10 @@ fn no_command_writes_over_a_run_or_into_a_folder_that_is_not_its_own() {
     let refused = |o: &std::process::Output, what: &str| {
         let err = stderr(o);
         assert_eq!(o.status.code(), Some(1), "{err}");
-        assert!(err.contains("refusing to write") && err.contains(what), "{err}");
+        assert!(
+            err.contains("refusing to write") && err.contains(what),
+            "{err}"
+        );
         assert!(err.contains("--force"), "{err}");
         assert!(snapshot(&base) == before, "the run changed: {err}");
     };
@@ -286,7 +289,10 @@ fn no_command_writes_over_a_run_or_into_a_folder_that_is_not_its_own() {
         bin(&args.iter().map(String::as_str).collect::<Vec<_>>())
     };
     refused(&import(&base, false), "it is a run or model folder");
-    refused(&import(&base.join("imported"), false), "lies inside the run");
+    refused(
+        &import(&base.join("imported"), false),
+        "lies inside the run",
+    );
     // evaluate into its own model's folder (it used to overwrite metrics.json), or inside it.
     let model = ["--model", b, "--csv", csv, "--features", features];
     let evaluate = |out: &Path, extra: &[&str]| {
@@ -300,13 +306,20 @@ fn no_command_writes_over_a_run_or_into_a_folder_that_is_not_its_own() {
         let out = ["--out", out.to_str().unwrap()];
         bin(&[&["predict"], &model[..], &out[..], extra].concat())
     };
-    refused(&predict(&base.join("metrics.csv"), &[]), "lies inside the run");
+    refused(
+        &predict(&base.join("metrics.csv"), &[]),
+        "lies inside the run",
+    );
     // A file that is not a predictions CSV: the cohort itself.
     let cohort_copy = dir.path().join("cohort_copy.csv");
     std::fs::copy(&data.csv, &cohort_copy).unwrap();
     let o = predict(&cohort_copy, &[]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("not a predictions CSV"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not a predictions CSV"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(
         std::fs::read(&cohort_copy).unwrap(),
         std::fs::read(&data.csv).unwrap()
@@ -407,7 +420,11 @@ fn a_run_started_with_relative_paths_resumes_from_anywhere_and_follows_a_moved_c
         &["train", "--resume", "../run", "--stop-after-epoch", "2"],
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(read(&run, "metrics.csv").lines().count(), 3, "epochs 1 and 2");
+    assert_eq!(
+        read(&run, "metrics.csv").lines().count(),
+        3,
+        "epochs 1 and 2"
+    );
     // The cohort moved: the error names the recorded place; --csv/--features relocate it,
     // and the run records the new place.
     std::fs::rename(root.join("cohort"), root.join("moved")).unwrap();

@@ -13,8 +13,8 @@ mod loss;
 pub mod metrics;
 #[cfg(feature = "mpi")]
 pub mod mpi;
-pub mod parallel;
 pub mod outputs;
+pub mod parallel;
 mod plan;
 pub(crate) mod plot;
 mod pooled;

@@ -88,7 +88,10 @@ pub fn is_run_folder(dir: &Path) -> bool {
 /// made absolute first, so `..` and relative paths are judged by where they lead.
 pub fn enclosing_run_folder(path: &Path) -> Option<PathBuf> {
     let path = resolved(path);
-    path.ancestors().skip(1).find(|a| is_run_folder(a)).map(Path::to_path_buf)
+    path.ancestors()
+        .skip(1)
+        .find(|a| is_run_folder(a))
+        .map(Path::to_path_buf)
 }
 
 /// `path` made absolute, with the part that exists resolved through links and `..`.
@@ -183,7 +186,9 @@ fn foreign_entries(dir: &Path, kind: OutputKind) -> Result<Vec<String>, Error> {
         let entry = entry.map_err(|e| DataError::io(dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let is_file = entry.file_type().is_ok_and(|t| t.is_file());
-        if !name.starts_with('.') && !(is_file && kind.own(&name)) {
+        let hidden = name.starts_with('.');
+        let own = is_file && kind.own(&name);
+        if !hidden && !own {
             foreign.push(name);
         }
     }
@@ -252,9 +257,16 @@ mod tests {
                 Err(Error::Run(RunError::RunExists { .. }))
             ));
         }
-        for kind in [OutputKind::Model, OutputKind::Evaluation, OutputKind::Attention] {
+        for kind in [
+            OutputKind::Model,
+            OutputKind::Evaluation,
+            OutputKind::Attention,
+        ] {
             let why = refused(check_output(&run, kind, false));
-            assert!(why.contains("is a run or model folder") && why.contains("--force"), "{why}");
+            assert!(
+                why.contains("is a run or model folder") && why.contains("--force"),
+                "{why}"
+            );
             assert!(check_output(&run, kind, true).is_ok());
         }
         // Inside a run (through `..` too): refused but for attention exports.
@@ -278,7 +290,10 @@ mod tests {
         touch(&other.join(".hidden"), "");
         for kind in [OutputKind::Run, OutputKind::Model, OutputKind::Evaluation] {
             let why = refused(check_output(&other, kind, false));
-            assert!(why.contains("1 file(s)") && why.contains("`notes.txt`"), "{why}");
+            assert!(
+                why.contains("1 file(s)") && why.contains("`notes.txt`"),
+                "{why}"
+            );
         }
         let eval = dir.path().join("eval");
         touch(&eval.join("metrics.json"), "{}");
@@ -309,6 +324,13 @@ mod tests {
         assert!(check_output(&theirs, OutputKind::PredictionsFile, true).is_ok());
         let why = refused(check_output(dir.path(), OutputKind::PredictionsFile, true));
         assert!(why.contains("is a folder"), "{why}");
-        assert!(check_output(&dir.path().join("new.csv"), OutputKind::PredictionsFile, false).is_ok());
+        assert!(
+            check_output(
+                &dir.path().join("new.csv"),
+                OutputKind::PredictionsFile,
+                false
+            )
+            .is_ok()
+        );
     }
 }
