@@ -169,6 +169,20 @@ pub enum RunError {
         /// What went wrong, naming the rank where known.
         message: String,
     },
+    /// An output that would overwrite a run or model folder, or files another command or
+    /// person wrote (see [`train::outputs`](crate::train::outputs)).
+    #[error(
+        "{command}: refusing to write {path}: {reason}; choose another output, or pass --force \
+         to write there anyway"
+    )]
+    Overwrite {
+        /// The output given.
+        path: PathBuf,
+        /// The command writing it.
+        command: &'static str,
+        /// What it would overwrite.
+        reason: String,
+    },
     /// A checkpoint that cannot be written or read.
     #[error("checkpoint {path}: {message}")]
     Checkpoint {

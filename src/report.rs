@@ -45,10 +45,32 @@ pub const ATTENTION_DIR: &str = "attention";
 /// file when the report cannot be written. Other files of the folder that are missing or
 /// unreadable are noted in the report, not errors.
 pub fn write_report(run_dir: &Path) -> Result<PathBuf, Error> {
-    let html = render_report(run_dir)?;
+    Ok(write_report_checked(run_dir)?.path)
+}
+
+/// A report written, with the run's files it could not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenReport {
+    /// `run_dir/report.html`.
+    pub path: PathBuf,
+    /// Each file of the run folder that exists but could not be read or understood (a
+    /// truncated `metrics.json`, a PNG that is not one), with the reason, as the page
+    /// notes it. Missing files are not problems; neither is a cohort CSV no longer at its
+    /// recorded place.
+    pub problems: Vec<String>,
+}
+
+/// [`write_report`], also returning the run's files that could not be read
+/// ([`WrittenReport::problems`]): `report` warns about each and exits with an error.
+///
+/// # Errors
+///
+/// As [`write_report`].
+pub fn write_report_checked(run_dir: &Path) -> Result<WrittenReport, Error> {
+    let (html, problems) = render(run_dir)?;
     let path = run_dir.join(REPORT_HTML);
     crate::model::write_text_atomic(&path, &html)?;
-    Ok(path)
+    Ok(WrittenReport { path, problems })
 }
 
 /// The text of the report of `run_dir`, as [`write_report`] writes it.
@@ -58,6 +80,11 @@ pub fn write_report(run_dir: &Path) -> Result<PathBuf, Error> {
 /// [`RunError::NotARun`] naming `run_dir` when it is not a folder with a readable
 /// `config.json` (a JSON object).
 pub fn render_report(run_dir: &Path) -> Result<String, Error> {
+    Ok(render(run_dir)?.0)
+}
+
+/// The report's text and the problems met writing it.
+fn render(run_dir: &Path) -> Result<(String, Vec<String>), Error> {
     let run = Run::open(run_dir)?;
     let mut page = Page::default();
     run.header(&mut page);
@@ -66,7 +93,8 @@ pub fn render_report(run_dir: &Path) -> Result<String, Error> {
     run.metrics(&mut page);
     run.plots(&mut page);
     run.attention(&mut page);
-    Ok(page.finish(&run.title()))
+    let problems = std::mem::take(&mut page.problems);
+    Ok((page.finish(&run.title()), problems))
 }
 
 /// The task of a run, as its `config.json` says (classification when it does not).
@@ -373,7 +401,10 @@ impl Run {
                     "<span class=\"note\">{} not present</span>",
                     files::SPLITS_CSV
                 )),
-                Err(why) => cells.push(format!("<span class=\"note\">{}</span>", esc(&why))),
+                Err(why) => {
+                    cells.push(format!("<span class=\"note\">{}</span>", esc(&why)));
+                    page.problem(why);
+                }
             }
             if cells.len() == 4 {
                 cells.push(match epoch_rows(&fold.dir.join(files::METRICS_CSV)) {
@@ -444,10 +475,13 @@ impl Run {
                     ));
                 }
             }
-            Err(why) => page.push(&format!(
-                "<p class=\"note\"><code>{name}</code>: {}</p>\n",
-                esc(&why)
-            )),
+            Err(why) => {
+                page.push(&format!(
+                    "<p class=\"note\"><code>{name}</code>: {}</p>\n",
+                    esc(&why)
+                ));
+                page.problem(why);
+            }
         }
         page.push("</section>\n");
     }
@@ -464,7 +498,9 @@ impl Run {
             match read_json(&dir.join(name)) {
                 None => Column::Missing,
                 Some(Ok(Value::Object(map))) => Column::Values(map),
-                Some(Ok(_)) => Column::Broken(format!("{name} is not a JSON object")),
+                Some(Ok(_)) => {
+                    Column::Broken(format!("{} is not a JSON object", dir.join(name).display()))
+                }
                 Some(Err(why)) => Column::Broken(why),
             }
         };
@@ -522,6 +558,7 @@ impl Run {
                     )),
                     Some(Err(why)) => {
                         page.push(&format!("<p class=\"note\">{}</p>\n", esc(why)));
+                        page.problem(why.clone());
                     }
                     Some(Ok(cv)) => {
                         let object = |key: &str| match cv.get(key) {
@@ -696,6 +733,7 @@ impl Run {
                 Ok(f) => f,
                 Err(why) => {
                     page.push(&format!("<p class=\"note\">{}</p>\n</div>\n", esc(&why)));
+                    page.problem(why);
                     continue;
                 }
             };
@@ -713,7 +751,10 @@ impl Run {
                 ));
                 match top_tiles(&path, TOP_TILES) {
                     Ok(top) => top.render(page),
-                    Err(why) => page.push(&format!("<p class=\"note\">{}</p>\n", esc(&why))),
+                    Err(why) => {
+                        page.push(&format!("<p class=\"note\">{}</p>\n", esc(&why)));
+                        page.problem(why);
+                    }
                 }
                 page.push("</div>\n");
             }
@@ -874,6 +915,11 @@ fn metric_tables(page: &mut Page, columns: &[(String, Column)]) {
     if !rows.is_empty() {
         let header: Vec<&str> = header.iter().map(String::as_str).collect();
         page.table(&header, &rows);
+    }
+    for (_, column) in columns {
+        if let Column::Broken(why) = column {
+            page.problem(why.clone());
+        }
     }
     for (title, why) in notes {
         page.push(&format!(
@@ -1320,9 +1366,18 @@ pub fn png_size(bytes: &[u8]) -> Option<(u32, u32)> {
 #[derive(Default)]
 struct Page {
     body: String,
+    /// The run's files that could not be read, with the reason.
+    problems: Vec<String>,
 }
 
 impl Page {
+    /// Records a file that could not be read (noted on the page by the caller).
+    fn problem(&mut self, why: String) {
+        if !self.problems.contains(&why) {
+            self.problems.push(why);
+        }
+    }
+
     fn push(&mut self, html: &str) {
         self.body.push_str(html);
     }
@@ -1384,6 +1439,7 @@ impl Page {
                     esc(&name),
                     esc(&e.to_string())
                 );
+                self.problem(format!("{}: {e}", path.display()));
                 return;
             }
         };
@@ -1393,6 +1449,7 @@ impl Page {
                 "<p class=\"note\">{}: not a PNG image.</p>",
                 esc(&path.display().to_string())
             );
+            self.problem(format!("{}: not a PNG image", path.display()));
             return;
         };
         let _ = writeln!(

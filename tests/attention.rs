@@ -39,14 +39,16 @@ fn identical_tiles_score_evenly_whatever_the_bags() {
     let dir = tempfile::tempdir().unwrap();
     let data = common::synth(&dir.path().join("cohort"), 8, 16, 6, 7, false);
     // Without the tile positional embedding, identical tiles are identical tokens: the model
-    // cannot tell them apart, so its attention over them is even.
+    // cannot tell them apart, so its attention over them is even. Cross-attention heads of 6
+    // (a scale 6^-1/2 that rounds, unlike 4^-1/2 = 0.5) show any difference between the
+    // paths with and without the attention weights.
     let model = dir.path().join("model.json");
     std::fs::write(
         &model,
         r#"{"rna_dim": 6, "depth": 1, "wsi_enc_depth": 1, "rna_enc_depth": 1,
             "wsi_enc_heads": 2, "wsi_enc_dim_head": 4, "wsi_enc_mlp_dim": 16,
             "rna_enc_heads": 2, "rna_enc_dim_head": 4, "rna_enc_mlp_dim": 16,
-            "cross_attn_depth": 1, "cross_attn_heads": 2, "cross_attn_dim_head": 4,
+            "cross_attn_depth": 1, "cross_attn_heads": 2, "cross_attn_dim_head": 6,
             "wsi_num_tiles": 5, "wsi_pos_embedding": false}"#,
     )
     .unwrap();
@@ -81,7 +83,24 @@ fn identical_tiles_score_evenly_whatever_the_bags() {
         require_targets: false,
     };
     let out = dir.path().join("attention");
-    let (_, files) = predict_cohort(&bundle, &eval_request, &device, Some(&out)).unwrap();
+    let (with, files) = predict_cohort(&bundle, &eval_request, &device, Some(&out)).unwrap();
+    // Asking for the attention changes no prediction: the same predictions.csv, bit for bit.
+    let (without, _) = predict_cohort(&bundle, &eval_request, &device, None).unwrap();
+    let written = |evaluation: &train::Evaluation, name: &str| {
+        let path = dir.path().join(name);
+        train::write_predictions(&path, &bundle, evaluation).unwrap();
+        std::fs::read_to_string(path).unwrap()
+    };
+    assert_eq!(written(&with, "with.csv"), written(&without, "without.csv"));
+    for (a, b) in with
+        .predictions
+        .slides
+        .iter()
+        .zip(&without.predictions.slides)
+    {
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&a.logits), bits(&b.logits), "slide {}", a.slide);
+    }
     for (i, n) in sizes {
         let file = files.iter().find(|f| f.slide == slides[i]).unwrap();
         let scores = read_scores(&file.tiles_csv);

@@ -360,3 +360,25 @@ fn progress_numbers_folds_as_their_folders_and_names_the_selection_metric() {
         assert!(help.matches(name).count() >= 2, "{name}: {help}");
     }
 }
+
+#[test]
+fn max_patches_total_is_per_bag_source_in_help_and_readme_alike() {
+    let o = bin(&["train", "--help"]);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    let help = stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    let at = help.find("--max-patches-total").unwrap();
+    let entry = &help[at..at + 260];
+    assert!(
+        entry.contains("per patient (from the union of its slides) with --unit patient, per slide with --unit slide"),
+        "{entry}"
+    );
+    // The README says the same (bags are drawn per patient by default).
+    let readme = std::fs::read_to_string(common::manifest_dir().join("README.md")).unwrap();
+    let readme = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        readme.contains("up to `--max-patches-total` tiles per patient per epoch"),
+        "README"
+    );
+    assert!(readme.contains("(per slide with `--unit slide`)"), "README");
+}

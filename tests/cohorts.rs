@@ -491,7 +491,7 @@ fn training_on_published_splits_and_evaluating_are_per_patient() {
     assert_eq!(pooled.len(), 13);
     for row in &pooled[1..] {
         let h: Vec<f64> = (0..2)
-            .map(|c| row[col(&format!("prob_{c}"))].parse().unwrap())
+            .map(|c| row[col(&format!("hazard_{}", c + 1))].parse().unwrap())
             .collect();
         let s1: f64 = row[col("S_1")].parse().unwrap();
         let s2: f64 = row[col("S_2")].parse().unwrap();
@@ -586,15 +586,26 @@ fn training_on_published_splits_and_evaluating_are_per_patient() {
             "modalities",
             "logit_0",
             "logit_1",
-            "prob_0",
-            "prob_1",
+            "hazard_1",
+            "hazard_2",
             "pred",
             "label",
             "risk",
             "survival_months",
-            "censorship"
+            "censorship",
+            "S_1",
+            "S_2"
         ]
     );
+    // The per-bin values are hazards (not a distribution over the bins) and
+    // S_k = Π_{j≤k} (1 − hazard_j), as in cv_predictions.csv; risk = −Σ S_k.
+    for row in &patients[1..] {
+        let cell = |i: usize| row[i].parse::<f64>().unwrap();
+        let h = [cell(5), cell(6)];
+        let (s1, s2) = (cell(12), cell(13));
+        assert!((s1 - (1.0 - h[0])).abs() < 1e-6 && (s2 - s1 * (1.0 - h[1])).abs() < 1e-6);
+        assert!((cell(9) + s1 + s2).abs() < 1e-5, "{row:?}");
+    }
     assert_eq!(patients.len(), 13, "one row per patient");
     let slides: usize = patients[1..]
         .iter()

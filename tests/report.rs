@@ -621,3 +621,40 @@ fn the_report_renders_in_headless_chromium_with_every_image() {
         }
     }
 }
+
+#[test]
+fn report_fails_naming_each_file_of_the_run_it_cannot_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path();
+    std::fs::write(
+        run.join("config.json"),
+        r#"{"model": {"depth": 1}, "training": {"task": "classification"}}"#,
+    )
+    .unwrap();
+    // A metrics.json cut short (a full disk, a killed copy) and a PNG that is not one.
+    std::fs::write(run.join("metrics.json"), r#"{"accuracy": 0.75, "auc""#).unwrap();
+    std::fs::write(run.join("loss.png"), "not a picture").unwrap();
+    let o = bin(&["report", run.to_str().unwrap()]);
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{stdout}{stderr}");
+    let metrics = run.join("metrics.json").display().to_string();
+    let loss = run.join("loss.png").display().to_string();
+    assert!(
+        stderr.contains(&format!("error: unreadable: {metrics}: EOF")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{loss}: not a PNG image")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("2 file(s)"), "{stderr}");
+    // The page is written all the same, with the same notes.
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(html.contains("not a PNG image"), "{html}");
+
+    // Missing files are no error: a run that has not finished.
+    std::fs::remove_file(run.join("metrics.json")).unwrap();
+    std::fs::remove_file(run.join("loss.png")).unwrap();
+    let o = bin(&["report", run.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o).1);
+}

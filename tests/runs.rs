@@ -305,6 +305,15 @@ fn train_bin(
         .unwrap()
 }
 
+/// `med-crossvit ARGS` run in the folder `cwd`.
+fn bin_in(cwd: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_med-crossvit"))
+        .current_dir(cwd)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 /// Expression far beyond what the model takes (3·10³⁸ in every gene, passed as is by
 /// `--normalize none`) makes the loss overflow: training stops in batch 1 of epoch 1 with an error naming the
 /// fit, epoch, batch, the gene and patient of the largest value and the fix; exit 1; the
@@ -552,4 +561,207 @@ fn non_finite_validation_predictions_stop_training_and_are_never_best() {
     for nothing in ["metrics.csv", "model.bpk", "checkpoints"] {
         assert!(!out.join(nothing).exists(), "{nothing}");
     }
+}
+
+#[test]
+fn no_command_writes_over_a_run_or_into_a_folder_that_is_not_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = cohort(dir.path());
+    let base = base_run(dir.path(), &data);
+    let before = snapshot(&base);
+    let parity = common::manifest_dir().join("tests/fixtures/parity");
+    let (csv, features) = (
+        data.csv.to_str().unwrap(),
+        data.features_dir.to_str().unwrap(),
+    );
+    let b = base.to_str().unwrap();
+    let refused = |o: &std::process::Output, what: &str| {
+        let err = stderr(o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("refusing to write") && err.contains(what),
+            "{err}"
+        );
+        assert!(err.contains("--force"), "{err}");
+        assert!(snapshot(&base) == before, "the run changed: {err}");
+    };
+    // import-torch over a trained run (it used to replace model.bpk and config.json).
+    let import = |out: &Path, force: bool| {
+        let mut args = vec![
+            "import-torch".to_string(),
+            "--checkpoint".into(),
+            parity.join("reference.pt").to_str().unwrap().into(),
+            "--args".into(),
+            parity.join("reference_args.json").to_str().unwrap().into(),
+            "--out".into(),
+            out.to_str().unwrap().into(),
+        ];
+        if force {
+            args.push("--force".into());
+        }
+        bin(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    refused(&import(&base, false), "it is a run or model folder");
+    refused(
+        &import(&base.join("imported"), false),
+        "lies inside the run",
+    );
+    // evaluate into its own model's folder (it used to overwrite metrics.json), or inside it.
+    let model = ["--model", b, "--csv", csv, "--features", features];
+    let evaluate = |out: &Path, extra: &[&str]| {
+        let out = ["--out", out.to_str().unwrap()];
+        bin(&[&["evaluate"], &model[..], &out[..], extra].concat())
+    };
+    refused(&evaluate(&base, &[]), "it is a run or model folder");
+    refused(&evaluate(&base.join("eval"), &[]), "lies inside the run");
+    // predict over a run's file (it used to overwrite metrics.csv).
+    let predict = |out: &Path, extra: &[&str]| {
+        let out = ["--out", out.to_str().unwrap()];
+        bin(&[&["predict"], &model[..], &out[..], extra].concat())
+    };
+    refused(
+        &predict(&base.join("metrics.csv"), &[]),
+        "lies inside the run",
+    );
+    // A file that is not a predictions CSV: the cohort itself.
+    let cohort_copy = dir.path().join("cohort_copy.csv");
+    std::fs::copy(&data.csv, &cohort_copy).unwrap();
+    let o = predict(&cohort_copy, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not a predictions CSV"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read(&cohort_copy).unwrap(),
+        std::fs::read(&data.csv).unwrap()
+    );
+    // train into a run says --resume; into someone's folder, refused, its file untouched.
+    let o = bin(&["train", "--csv", csv, "--features", features, "--out", b]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("pass --resume"), "{}", stderr(&o));
+    let notes = dir.path().join("notes");
+    std::fs::create_dir_all(&notes).unwrap();
+    std::fs::write(notes.join("todo.txt"), "mine").unwrap();
+    let n = notes.to_str().unwrap();
+    let o = bin(&["train", "--csv", csv, "--features", features, "--out", n]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("holds 1 file(s) that `train` does not write (such as `todo.txt`)"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_dir(&notes).unwrap().count(), 1);
+    assert!(snapshot(&base) == before);
+
+    // What a command wrote, it may write again; --force writes where it is told.
+    let eval = dir.path().join("eval");
+    for _ in 0..2 {
+        let o = evaluate(&eval, &[]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let pred = dir.path().join("pred.csv");
+    for _ in 0..2 {
+        let o = predict(&pred, &["--per-slide"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let o = evaluate(&notes, &["--force"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(notes.join("metrics.json").is_file() && notes.join("todo.txt").is_file());
+    let copy = dir.path().join("copy");
+    copy_dir(&base, &copy);
+    let o = import(&copy, true);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ne!(
+        std::fs::read(copy.join("model.bpk")).unwrap(),
+        before[Path::new("model.bpk")]
+    );
+}
+
+#[test]
+fn a_run_started_with_relative_paths_resumes_from_anywhere_and_follows_a_moved_cohort() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    cohort(&root);
+    std::fs::write(
+        root.join("tiny.json"),
+        serde_json::to_string(&common::tiny_model(2, GENES)).unwrap(),
+    )
+    .unwrap();
+    // Started in `root` with paths relative to it; stopped after epoch 1 of 3.
+    let o = bin_in(
+        &root,
+        &[
+            "train",
+            "--csv",
+            "cohort/cohort.csv",
+            "--features",
+            "cohort/features",
+            "--config",
+            "tiny.json",
+            "--out",
+            "run",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "4",
+            "--bag-size",
+            "4",
+            "--max-patches-total",
+            "8",
+            "--workers",
+            "1",
+            "--bootstrap",
+            "0",
+            "--stop-after-epoch",
+            "1",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let config = |run: &Path| -> Value { serde_json::from_str(&read(run, "config.json")).unwrap() };
+    let run = root.join("run");
+    assert_eq!(
+        config(&run)["data"]["csv"],
+        root.join("cohort/cohort.csv").to_str().unwrap()
+    );
+    // Resumed from another folder, the run finds its cohort.
+    let elsewhere = root.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let o = bin_in(
+        &elsewhere,
+        &["train", "--resume", "../run", "--stop-after-epoch", "2"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        read(&run, "metrics.csv").lines().count(),
+        3,
+        "epochs 1 and 2"
+    );
+    // The cohort moved: the error names the recorded place; --csv/--features relocate it,
+    // and the run records the new place.
+    std::fs::rename(root.join("cohort"), root.join("moved")).unwrap();
+    let o = bin_in(&elsewhere, &["train", "--resume", "../run"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cohort/cohort.csv"), "{}", stderr(&o));
+    let o = bin_in(
+        &elsewhere,
+        &[
+            "train",
+            "--resume",
+            "../run",
+            "--csv",
+            "../moved/cohort.csv",
+            "--features",
+            "../moved/features",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read(&run, "metrics.csv").lines().count(), 4, "all 3 epochs");
+    let data = &config(&run)["data"];
+    assert_eq!(data["csv"], root.join("moved/cohort.csv").to_str().unwrap());
+    assert_eq!(
+        data["features_dir"],
+        root.join("moved/features").to_str().unwrap()
+    );
 }

@@ -42,7 +42,8 @@ enum Command {
     /// Time the model on random inputs: forward, training step, GFLOP/s, memory.
     Bench(bench::BenchArgs),
     /// Write RUN_DIR/report.html: settings, data, metrics, plots and top-attended tiles of a
-    /// run or cross-validation folder, in one self-contained file.
+    /// run or cross-validation folder, in one self-contained file. Exits with 1, naming
+    /// them, when files of the run exist but cannot be read.
     Report(report::ReportArgs),
 }
 

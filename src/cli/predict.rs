@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 use med_crossvit::inference::predict_cohort;
-use med_crossvit::interop::import_torch;
-use med_crossvit::train;
+use med_crossvit::interop::import_torch_with;
+use med_crossvit::train::{self, OutputKind, check_output};
 
 use super::device;
 use super::train::{ApplyArgs, report_skipped};
@@ -17,15 +17,28 @@ pub struct PredictArgs {
     #[command(flatten)]
     apply: ApplyArgs,
     /// The predictions CSV to write (one row per patient; with --per-slide also `X_slides.csv`
-    /// beside it).
+    /// beside it). Not inside a run or model folder, and not over a file other than a
+    /// predictions CSV.
     #[arg(long)]
     out: PathBuf,
-    /// Also write per-slide attention (tile and gene CSVs, heatmap PNGs) into this folder.
+    /// Also write per-slide attention (tile and gene CSVs, heatmap PNGs) into this folder
+    /// (absent, empty or holding only attention files; it may be a run's `attention/`).
     #[arg(long)]
     attention: Option<PathBuf>,
+    /// Write although the outputs lie inside a run folder or would replace other files.
+    #[arg(long)]
+    force: bool,
 }
 
 pub fn predict(args: PredictArgs) -> Result<ExitCode, med_crossvit::Error> {
+    let slides_out = slides_path(&args.out);
+    check_output(&args.out, OutputKind::PredictionsFile, args.force)?;
+    if args.apply.per_slide {
+        check_output(&slides_out, OutputKind::PredictionsFile, args.force)?;
+    }
+    if let Some(dir) = &args.attention {
+        check_output(dir, OutputKind::Attention, args.force)?;
+    }
     let (device, bundle, request) = args.apply.load(false)?;
     let (evaluation, attention) =
         med_crossvit::progress::observe(super::progress::steps(), || {
@@ -38,7 +51,6 @@ pub fn predict(args: PredictArgs) -> Result<ExitCode, med_crossvit::Error> {
         })?;
     }
     train::write_predictions(&args.out, &bundle, &evaluation)?;
-    let slides_out = slides_path(&args.out);
     if args.apply.per_slide {
         train::write_slide_predictions(&slides_out, &bundle, &evaluation)?;
     }
@@ -88,21 +100,25 @@ pub struct ImportArgs {
     /// JSON object of the keyword arguments that built it (the original's names).
     #[arg(long)]
     args: PathBuf,
-    /// The model folder to write.
+    /// The model folder to write: absent or empty, and not inside a run or model folder.
     #[arg(long)]
     out: PathBuf,
     /// Expression normalization JSON (default: the identity).
     #[arg(long)]
     normalization: Option<PathBuf>,
+    /// Write into --out whatever it holds (replacing a model folder's files).
+    #[arg(long)]
+    force: bool,
 }
 
 pub fn import(args: ImportArgs) -> Result<ExitCode, med_crossvit::Error> {
     let device = device::parse("flex")?;
-    let model = import_torch(
+    let model = import_torch_with(
         &args.checkpoint,
         &args.args,
         args.normalization.as_deref(),
         &args.out,
+        args.force,
         &device,
     )?;
     let c = model.config();

@@ -14,8 +14,21 @@ pub struct ReportArgs {
     run_dir: PathBuf,
 }
 
+/// Writes the report; a file of the run that could not be read is named on stderr, and the
+/// command then exits with 1 (the page is written all the same, with the same notes).
 pub fn run(args: ReportArgs) -> Result<ExitCode, med_crossvit::Error> {
-    let path = med_crossvit::report::write_report(&args.run_dir)?;
-    println!("wrote {}", path.display());
-    Ok(ExitCode::SUCCESS)
+    let written = med_crossvit::report::write_report_checked(&args.run_dir)?;
+    println!("wrote {}", written.path.display());
+    if written.problems.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    for why in &written.problems {
+        eprintln!("error: unreadable: {why}");
+    }
+    eprintln!(
+        "error: {} file(s) of {} could not be read; the report notes them",
+        written.problems.len(),
+        args.run_dir.display()
+    );
+    Ok(ExitCode::FAILURE)
 }

@@ -101,18 +101,25 @@ pub enum TokenizerArg {
 /// Options of `train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// The cohort CSV (not needed with --resume).
+    /// The cohort CSV (with --resume: its new place, when it was moved since the run
+    /// started).
     #[arg(long, required_unless_present = "resume")]
     csv: Option<PathBuf>,
-    /// The features directory (not needed with --resume).
+    /// The features directory (with --resume: its new place, when it was moved).
     #[arg(long, required_unless_present = "resume")]
     features: Option<PathBuf>,
-    /// The run folder to create.
+    /// The run folder to create: absent or empty (an existing run is continued with
+    /// --resume).
     #[arg(long, required_unless_present = "resume")]
     out: Option<PathBuf>,
-    /// Continue the run in this folder from its last complete epoch.
-    #[arg(long, conflicts_with_all = ["csv", "features", "out"])]
+    /// Continue the run in this folder from its last complete epoch (from any working
+    /// directory: the run records its data's absolute paths).
+    #[arg(long, conflicts_with_all = ["out", "force"])]
     resume: Option<PathBuf>,
+    /// Train into --out although it holds other files or lies inside a run folder (never
+    /// over an existing run).
+    #[arg(long)]
+    force: bool,
     /// Model hyperparameters: a named preset (seed, small).
     #[arg(long, default_value = "small", conflicts_with = "config")]
     preset: String,
@@ -137,7 +144,8 @@ pub struct TrainArgs {
     /// Tiles per bag.
     #[arg(long, default_value_t = 50)]
     bag_size: usize,
-    /// Most tiles sampled per slide and epoch.
+    /// Most tiles sampled per bag source and epoch: per patient (from the union of its
+    /// slides) with --unit patient, per slide with --unit slide.
     #[arg(long, default_value_t = 2000)]
     max_patches_total: usize,
     /// Peak learning rate.
@@ -403,9 +411,19 @@ fn run_in(
     let mut progress = Progress::new();
     let start = std::time::Instant::now();
     let summary = match &args.resume {
-        Some(dir) => train::resume_parallel(dir, args.stop_after_epoch, &parallel, &mut |e| {
-            progress.on(e)
-        })?,
+        Some(dir) => {
+            let relocation = train::Relocation {
+                csv: args.csv.clone(),
+                features_dir: args.features.clone(),
+            };
+            train::resume_relocated(
+                dir,
+                &relocation,
+                args.stop_after_epoch,
+                &parallel,
+                &mut |e| progress.on(e),
+            )?
+        }
         None => {
             let request = TrainRequest {
                 data: DataSource {
@@ -424,6 +442,7 @@ fn run_in(
                 folds: args.folds,
                 out: args.out.clone().expect("clap requires --out"),
                 stop_after: args.stop_after_epoch,
+                force: args.force,
             };
             train::train_parallel(&request, &parallel, &mut |e| progress.on(e))?
         }
@@ -438,8 +457,13 @@ fn run_in(
     } else if let Some(dir) = args.resume.as_ref().or(args.out.as_ref()) {
         // The run's results are all saved by now: a report that cannot be written is a
         // warning, and `report` can write it again.
-        match med_crossvit::report::write_report(dir) {
-            Ok(path) => println!("report: {}", path.display()),
+        match med_crossvit::report::write_report_checked(dir) {
+            Ok(written) => {
+                println!("report: {}", written.path.display());
+                for why in &written.problems {
+                    eprintln!("warning: the report could not read {why}");
+                }
+            }
             Err(e) => eprintln!(
                 "warning: report.html not written: {e} (retry with `med-crossvit report {}`)",
                 dir.display()
@@ -572,12 +596,17 @@ pub fn report_skipped(evaluation: &train::Evaluation) {
 pub struct EvaluateArgs {
     #[command(flatten)]
     apply: ApplyArgs,
-    /// Output folder for metrics.json and predictions.csv.
+    /// Output folder for metrics.json and predictions.csv: absent, empty or an earlier
+    /// evaluation's; not a run or model folder, nor inside one.
     #[arg(long)]
     out: PathBuf,
+    /// Write into --out whatever it holds.
+    #[arg(long)]
+    force: bool,
 }
 
 pub fn evaluate(args: EvaluateArgs) -> Result<ExitCode, med_crossvit::Error> {
+    train::check_output(&args.out, train::OutputKind::Evaluation, args.force)?;
     let (device, bundle, request) = args.apply.load(true)?;
     let evaluation = med_crossvit::progress::observe(super::progress::steps(), || {
         train::evaluate(&bundle, &request, &device, false, None)

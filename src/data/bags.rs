@@ -12,7 +12,8 @@ use super::DataError;
 pub struct BagSettings {
     /// Tiles per bag. Default 50 (the original's `wsi_num_tiles`).
     pub bag_size: usize,
-    /// Most tiles sampled from one slide per training epoch. Default 2000.
+    /// Most tiles sampled from one bag source (a patient's pooled slides, or one slide) per
+    /// training epoch. Default 2000.
     pub max_patches_total: usize,
     /// Seed of the per-epoch sampling.
     pub seed: u64,

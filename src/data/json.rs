@@ -15,7 +15,12 @@ pub(crate) fn save_json<T: Serialize>(value: &T, path: &Path) -> Result<(), Data
     let text = serde_json::to_string_pretty(value).expect("plain data always serializes");
     let mut tmp = path.to_path_buf();
     tmp.as_mut_os_string().push(".tmp");
-    std::fs::write(&tmp, text + "\n").map_err(|e| DataError::io(&tmp, e))?;
+    // A failure (a full disk) names the file the user asked for, and leaves no partial
+    // temporary file behind.
+    std::fs::write(&tmp, text + "\n").map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        DataError::io(path, e)
+    })?;
     std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
 }
 
@@ -26,4 +31,33 @@ pub(crate) fn load_json<T: DeserializeOwned>(path: &Path) -> Result<T, DataError
         path: path.to_path_buf(),
         source,
     })
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_names_the_file_asked_for_and_leaves_no_temporary_file() {
+        if !Path::new("/dev/full").exists() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.json");
+        let tmp = dir.path().join("metrics.json.tmp");
+        std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+        let err = save_json(&[1.0, 2.0], &path).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!("{}: No space left on device (os error 28)", path.display())
+        );
+        assert!(!tmp.exists() && tmp.symlink_metadata().is_err() && !path.exists());
+        // CSV and text files (predictions, the report) likewise.
+        std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+        let err = crate::model::write_text_atomic(&path, "x").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("{}: No space left on device (os error 28)", path.display())
+        );
+    }
 }

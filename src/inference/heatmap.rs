@@ -5,7 +5,6 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::data::DataError;
 use crate::error::Error;
 
 /// Width and height of a heatmap PNG, in pixels.
@@ -90,7 +89,8 @@ pub fn tile_colours(scores: &[f64]) -> Vec<RGBColor> {
 ///
 /// # Errors
 ///
-/// [`DataError::Io`] naming the PNG that could not be drawn or written.
+/// [`DataError::Io`](crate::data::DataError::Io) naming the PNG that could not be drawn or
+/// written.
 pub fn draw_heatmap(
     path: &Path,
     title: &str,
@@ -99,8 +99,7 @@ pub fn draw_heatmap(
 ) -> Result<(), Error> {
     crate::train::plot::register_font();
     let root = BitMapBackend::new(path, HEATMAP_SIZE).into_drawing_area();
-    render(&root, title, coords, scores)
-        .map_err(|e| DataError::io(path, std::io::Error::other(e)).into())
+    render(&root, title, coords, scores).map_err(|e| crate::train::plot::plot_error(path, &e))
 }
 
 /// Draws the heatmap onto `root` (of [`HEATMAP_SIZE`]); the error is the backend's, in words.

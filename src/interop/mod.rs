@@ -3,5 +3,6 @@
 mod torch;
 
 pub use torch::{
-    Checkpoint, ImportError, OriginalArgs, import_model, import_torch, load_checkpoint,
+    Checkpoint, ImportError, OriginalArgs, import_model, import_torch, import_torch_with,
+    load_checkpoint,
 };

@@ -598,9 +598,14 @@ pub fn import_model(
 /// Expression normalization is the identity unless `normalization` names a JSON file (as
 /// [`Normalization::save`] writes).
 ///
+/// `out` must be absent or an empty folder, and lie in no run or model folder (the rule of
+/// [`train::outputs`](crate::train::outputs)): an existing model is never replaced.
+///
 /// # Errors
 ///
-/// [`ImportError`] for the checkpoint or arguments; the errors of writing the folder.
+/// [`RunError::Overwrite`](crate::RunError::Overwrite) for an `out` that holds files or lies
+/// in a run folder, before anything is read; [`ImportError`] for the checkpoint or arguments; the errors of writing
+/// the folder.
 pub fn import_torch(
     checkpoint: &Path,
     args: &Path,
@@ -608,6 +613,24 @@ pub fn import_torch(
     out: &Path,
     device: &Device,
 ) -> Result<MedCrossViT, Error> {
+    import_torch_with(checkpoint, args, normalization, out, false, device)
+}
+
+/// [`import_torch`], writing into `out` whatever it holds when `force` is set
+/// (`import-torch --force`).
+///
+/// # Errors
+///
+/// As [`import_torch`].
+pub fn import_torch_with(
+    checkpoint: &Path,
+    args: &Path,
+    normalization: Option<&Path>,
+    out: &Path,
+    force: bool,
+    device: &Device,
+) -> Result<MedCrossViT, Error> {
+    crate::train::check_output(out, crate::train::OutputKind::Model, force)?;
     let text = std::fs::read_to_string(args).map_err(|e| ImportError::Args {
         path: args.to_path_buf(),
         message: e.to_string(),

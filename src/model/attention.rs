@@ -188,9 +188,10 @@ impl Attention {
         let scale = (self.dim_head as f64).powf(-0.5);
         let device = q.device();
         // One operation on flex (kernels/attention.rs); it keeps all weights in a graph, so
-        // long sequences there take the blocked path of the tensor operations.
-        let fused = !input.return_weights
-            && on_flex(&device)
+        // long sequences there take the blocked path of the tensor operations. Returning the
+        // weights does not change the path: the output is the same bit for bit with or
+        // without them (`predict --attention` predicts as `predict` does).
+        let fused = on_flex(&device)
             && q.dtype() == DType::F32
             && kv.dtype() == DType::F32
             && (!device.is_autodiff() || batch * self.heads * queries * keys <= self.score_block);
@@ -198,7 +199,10 @@ impl Attention {
             let bias = input.padding.map(|p| p.bias.clone().reshape([batch, keys]));
             let drop = active(&self.attn_dropout, &device)
                 .map(|(keep, seed)| WeightDropout { keep, seed });
-            (attention(q, kv, bias, self.heads, scale, drop), None)
+            let returned = input
+                .return_weights
+                .then(|| self.weights_with_tensors(q.clone(), kv.clone(), scale, input.padding));
+            (attention(q, kv, bias, self.heads, scale, drop), returned)
         } else {
             self.attend_with_tensors(q, kv, scale, input.padding, input.return_weights)
         };
@@ -239,6 +243,29 @@ impl Attention {
         };
         let out = out.swap_dims(1, 2).reshape([batch, queries, inner]); // [b, q, h · d]
         (out, returned)
+    }
+
+    /// The attention weights alone (after the softmax, before dropout), `[b, h, q, k]`, for
+    /// `q` `[b, q, h · d]` and `kv` `[b, k, 2 · h · d]`: what the fused path returns beside
+    /// its output.
+    fn weights_with_tensors(
+        &self,
+        q: Tensor<3>,
+        kv: Tensor<3>,
+        scale: f64,
+        padding: Option<&KeyPadding>,
+    ) -> Tensor<4> {
+        let [batch, queries, inner] = q.dims();
+        let keys = kv.dims()[1];
+        let q = self.split_heads(q, batch, queries).mul_scalar(scale); // [b, h, q, d]
+        let k_t = self
+            .split_heads(kv.narrow(2, 0, inner), batch, keys)
+            .swap_dims(2, 3); // [b, h, d, k]
+        let mut scores = q.matmul(k_t); // [b, h, q, k]
+        if let Some(p) = padding {
+            scores = scores + p.bias.clone();
+        }
+        softmax_last(scores)
     }
 
     /// Long sequences (thousands of gene tokens): the scores are computed for blocks of

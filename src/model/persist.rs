@@ -196,11 +196,16 @@ fn check_weights_fit(config: &MedCrossViTConfig, weights: &Path) -> Result<(), P
 }
 
 /// Writes `text` to `path` through a temporary file renamed into place.
+/// A failure (a full disk) names `path`, the file asked for, and leaves no partial temporary
+/// file behind.
 pub(crate) fn write_text_atomic(path: &Path, text: &str) -> Result<(), PersistError> {
     write_atomic(path, |tmp| {
-        std::fs::write(tmp, text).map_err(|source| PersistError::Io {
-            path: tmp.to_path_buf(),
-            source,
+        std::fs::write(tmp, text).map_err(|source| {
+            let _ = std::fs::remove_file(tmp);
+            PersistError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
         })
     })
 }

@@ -64,6 +64,37 @@ pub struct DataSource {
     pub skip_missing: bool,
 }
 
+impl DataSource {
+    /// Makes the cohort CSV and the features directory absolute (against the working
+    /// directory), as a run folder records them: `train --resume` then works from any folder.
+    pub fn absolutize(&mut self) {
+        absolutize(&mut self.csv);
+        absolutize(&mut self.features_dir);
+    }
+}
+
+// Here rather than in settings.rs: the paths a run folder records are this module's concern.
+impl TrainSettings {
+    /// Makes the splits file and folder absolute (against the working directory), as a run
+    /// folder records them.
+    pub fn absolutize_paths(&mut self) {
+        for path in [&mut self.splits_csv, &mut self.splits_dir]
+            .into_iter()
+            .flatten()
+        {
+            absolutize(path);
+        }
+    }
+}
+
+/// `path` made absolute against the working directory: resolved (`..` and links) when it
+/// exists, else lexically; left as it is when neither works.
+fn absolutize(path: &mut PathBuf) {
+    if let Ok(absolute) = path.canonicalize().or_else(|_| std::path::absolute(&*path)) {
+        *path = absolute;
+    }
+}
+
 /// A run folder's `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -230,16 +230,25 @@ pub fn evaluate(
     })
 }
 
-/// The output columns shared by both prediction files: `logit_*`, `prob_*`, `pred`, `label`
-/// when known; for survival `risk`, then the time and censorship under their CSV names.
+/// The output columns shared by every predictions file (`predictions.csv`,
+/// `predictions_slides.csv`, `cv_predictions.csv`): `logit_*`, `prob_*` (class
+/// probabilities, summing to 1), `pred`, `label` when known. For survival the per-bin values
+/// are hazards and named so, `hazard_1 … hazard_B` (each the probability of the event in
+/// that bin given survival to it; they do not sum to 1), followed by `pred`, `label`, `risk`,
+/// the time and censorship under their CSV names when known, and `S_1 … S_B`, the survival
+/// probability at the end of each bin (`S_k = Π_{j≤k} (1 − hazard_j)`).
 pub(crate) fn output_header(
     labels: &LabelMap,
     settings: &TrainSettings,
     known: bool,
 ) -> Vec<String> {
     let classes = labels.len();
+    let survival = settings.task == Task::Survival;
     let mut header: Vec<String> = (0..classes).map(|c| format!("logit_{c}")).collect();
-    header.extend((0..classes).map(|c| format!("prob_{c}")));
+    header.extend((0..classes).map(|c| match survival {
+        true => format!("hazard_{}", c + 1),
+        false => format!("prob_{c}"),
+    }));
     header.push("pred".into());
     if known {
         header.push("label".into());
@@ -251,6 +260,7 @@ pub(crate) fn output_header(
             header.push(s.time_column.clone());
             header.push(s.censorship_column.clone());
         }
+        header.extend((1..=classes).map(|k| format!("S_{k}")));
     }
     header
 }
@@ -288,6 +298,11 @@ pub(crate) fn output_cells(
                     .unwrap_or_default(),
             );
         }
+        let mut s = 1.0;
+        for h in probs {
+            s *= 1.0 - h;
+            row.push(format!("{s:.8}"));
+        }
     }
     row
 }
@@ -313,8 +328,9 @@ pub(crate) fn write_csv(
 /// column name (the slide column's when the CSV has no patient column, each slide then being
 /// its own patient), `slides` (how many were predicted), `modalities` (what the prediction
 /// saw: `both`, `wsi_only`, `rna_only`), then `logit_*`, `prob_*`, `pred` (a
-/// class name), `label` when known; for survival also `risk`, the time and the censorship
-/// under their CSV column names.
+/// class name), `label` when known; for survival `hazard_*` in place of `prob_*`, and also
+/// `risk`, the time and the censorship under their CSV column names and `S_1 … S_B` (see
+/// [`output_header`]).
 ///
 /// # Errors
 ///

@@ -14,6 +14,7 @@ mod loss;
 pub mod metrics;
 #[cfg(feature = "mpi")]
 pub mod mpi;
+pub mod outputs;
 pub mod parallel;
 mod plan;
 pub(crate) mod plot;
@@ -36,6 +37,7 @@ pub use fit::{Fit, FitReport, fit, fit_parallel};
 pub use lock::{LOCK_FILE, RunLock};
 pub use loss::{batch_loss, inverse_frequency};
 pub use metrics::Metrics;
+pub use outputs::{OutputKind, check_output, enclosing_run_folder, is_run_folder};
 pub use parallel::{Alone, Parallel, ProcessGroup};
 pub use plan::{Outcomes, Prepared, check_cohort, prepare, splits, targets};
 pub use pooled::OutOfFold;
@@ -44,7 +46,7 @@ pub use predict::{
     BatchHook, PatientPrediction, Predictions, SlidePrediction, SurvivalEval,
     metrics as task_metrics, patient_predictions, predict, survival_at, with_intervals,
 };
-pub use resume::{resume, resume_parallel};
+pub use resume::{Relocation, resume, resume_parallel, resume_relocated};
 pub use schedule::learning_rate;
 pub use settings::{Select, SurvivalSettings, Task, TrainSettings};
 pub use spec::{ModelSpec, PRESETS, TokenizerSpec, apply_tokenizer, check_model, resolve_model};
@@ -135,6 +137,9 @@ pub struct TrainRequest {
     pub out: PathBuf,
     /// Stop after this many epochs as if interrupted (tests and demos).
     pub stop_after: Option<usize>,
+    /// Write into `out` although it is not empty or lies inside another run (never over an
+    /// existing run: see [`outputs`]).
+    pub force: bool,
 }
 
 /// One fold's (or the single split's) result.
@@ -246,7 +251,9 @@ fn is_run(dir: &Path) -> bool {
 /// # Errors
 ///
 /// [`RunError::RunExists`] when `out` already holds a run (nothing is overwritten);
-/// [`RunError::Locked`] when another process is training into `out`; the data,
+/// [`RunError::Overwrite`] when `out` is a folder holding other files or lies inside a run
+/// folder, unless `request.force` ([`outputs`]); [`RunError::Locked`] when another process
+/// is training into `out`; the data,
 /// configuration, checkpoint and I/O errors of the run.
 pub fn train(
     request: &TrainRequest,
@@ -269,17 +276,22 @@ pub fn train_parallel(
     events: &mut dyn FnMut(Event<'_>),
 ) -> Result<TrainSummary, Error> {
     request.settings.validate()?;
-    if parallel.group.is_writer() && is_run(&request.out) {
+    if parallel.group.is_writer() {
         // A run still in progress says so, rather than suggesting --resume.
-        if let Err(locked @ Error::Run(RunError::Locked { .. })) = RunLock::acquire(&request.out) {
+        if is_run(&request.out)
+            && let Err(locked @ Error::Run(RunError::Locked { .. })) =
+                RunLock::acquire(&request.out)
+        {
             return Err(locked);
         }
-        return Err(RunError::RunExists {
-            path: request.out.clone(),
-        }
-        .into());
+        check_output(&request.out, OutputKind::Run, request.force)?;
     }
-    run(request, None, parallel, events, (false, None), None)
+    // The run folder records where its data is: absolute paths, so that `--resume` works
+    // from any folder.
+    let mut request = request.clone();
+    request.data.absolutize();
+    request.settings.absolutize_paths();
+    run(&request, None, parallel, events, (false, None), None)
 }
 
 /// The pathways tokenizer indexes the cohort's gene columns; a top-K selection differs from

@@ -12,6 +12,39 @@ use super::settings::{Task, TrainSettings};
 use crate::data::DataError;
 use crate::error::Error;
 
+/// A picture that could not be drawn or written, as an error naming the PNG (its final
+/// name, not the temporary one it is drawn into) with the operating system's reason: "No
+/// space left on device", "Permission denied". The plotting library's own text nests that
+/// reason in the debug output of its types (`Drawing backend error:
+/// ImageError(IoError(Os { code: 28, … }))`); the code is read back from it.
+pub(crate) fn plot_error(path: &Path, e: &dyn std::fmt::Display) -> Error {
+    let text = e.to_string();
+    let source = os_error_in(&text).unwrap_or_else(|| {
+        std::io::Error::other(format!("the picture could not be drawn ({text})"))
+    });
+    DataError::io(final_png(path), source).into()
+}
+
+/// The operating-system error inside `text`: its debug form (`Os { code: N, … }`) or its
+/// message (`… (os error N)`, as an encoder's wrapped error carries it).
+fn os_error_in(text: &str) -> Option<std::io::Error> {
+    let code = |marker: &str| -> Option<i32> {
+        let after = &text[text.find(marker)? + marker.len()..];
+        let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    };
+    let code = code("Os { code: ").or_else(|| code("(os error "))?;
+    Some(std::io::Error::from_raw_os_error(code))
+}
+
+/// `x.png` for the temporary `x.tmp.png` a picture is drawn into; other paths as they are.
+fn final_png(path: &Path) -> std::path::PathBuf {
+    match path.to_str().and_then(|p| p.strip_suffix(".tmp.png")) {
+        Some(stem) => format!("{stem}.png").into(),
+        None => path.to_path_buf(),
+    }
+}
+
 /// Registers the embedded DejaVu Sans as the "sans-serif" family, once.
 pub(crate) fn register_font() {
     static ONCE: Once = Once::new();
@@ -94,9 +127,7 @@ fn draw_chart(
     series: &[(&str, Vec<(f64, f64)>)],
 ) -> Result<(), Error> {
     register_font();
-    let fail = |e: &dyn std::fmt::Display| -> Error {
-        DataError::io(path, std::io::Error::other(e.to_string())).into()
-    };
+    let fail = |e: &dyn std::fmt::Display| plot_error(path, e);
     let points = series
         .iter()
         .flat_map(|(_, p)| p.iter())
@@ -184,9 +215,7 @@ fn draw_km(
 ) -> Result<(), Error> {
     use super::metrics::{kaplan_meier, logrank, risk_groups};
     register_font();
-    let fail = |e: &dyn std::fmt::Display| -> Error {
-        DataError::io(path, std::io::Error::other(e.to_string())).into()
-    };
+    let fail = |e: &dyn std::fmt::Display| plot_error(path, e);
     let group = risk_groups(risk, groups);
     let names: &[&str] = if groups == 3 {
         &["low risk", "intermediate risk", "high risk"]
@@ -318,9 +347,7 @@ pub fn classification_plots(
     register_font();
     let roc = dir.join(files::ROC_PNG);
     let tmp = roc.with_extension("tmp.png");
-    let fail = |path: &Path, e: &dyn std::fmt::Display| -> Error {
-        DataError::io(path, std::io::Error::other(e.to_string())).into()
-    };
+    let fail = |path: &Path, e: &dyn std::fmt::Display| plot_error(path, e);
     {
         let root = BitMapBackend::new(&tmp, (640, 600)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| fail(&tmp, &e))?;
@@ -454,4 +481,69 @@ pub fn classification_plots(
         root.present().map_err(|e| fail(&tmp, &e))?;
     }
     std::fs::rename(&tmp, &confusion).map_err(|e| DataError::io(&confusion, e).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plot(path: &Path) -> Result<(), Error> {
+        let time = [1.0, 2.0, 3.0, 4.0];
+        let event = [true, false, true, true];
+        let risk = [0.1, 0.4, 0.2, 0.3];
+        km_plot(path, &time, &event, &risk, 2, "test")
+    }
+
+    #[test]
+    fn a_picture_that_cannot_be_written_names_the_png_and_the_reason_in_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no such folder").join("km.png");
+        let err = plot(&missing).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{}: No such file or directory (os error 2)",
+                missing.display()
+            )
+        );
+        // A full disk: the temporary picture is written to /dev/full.
+        #[cfg(unix)]
+        if Path::new("/dev/full").exists() {
+            let full = dir.path().join("full");
+            std::fs::create_dir(&full).unwrap();
+            std::os::unix::fs::symlink("/dev/full", full.join("km.tmp.png")).unwrap();
+            let err = plot(&full.join("km.png")).unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!(
+                    "{}: No space left on device (os error 28)",
+                    full.join("km.png").display()
+                )
+            );
+        }
+        let written = dir.path().join("km.png");
+        plot(&written).unwrap();
+        assert!(written.is_file());
+    }
+
+    #[test]
+    fn the_os_error_is_read_back_from_the_plotting_librarys_text() {
+        let text = "Drawing backend error: ImageError(IoError(Os { code: 13, kind: \
+                    PermissionDenied, message: \"Permission denied\" }))";
+        assert_eq!(
+            os_error_in(text).unwrap().to_string(),
+            "Permission denied (os error 13)"
+        );
+        let wrapped = "backend error: Drawing backend error: ImageError(IoError(Custom { kind: \
+                       Other, error: \"No space left on device (os error 28)\" }))";
+        assert_eq!(
+            os_error_in(wrapped).unwrap().to_string(),
+            "No space left on device (os error 28)"
+        );
+        assert!(os_error_in("Font loading error: no font").is_none());
+        assert_eq!(
+            final_png(Path::new("/r/loss.tmp.png")),
+            Path::new("/r/loss.png")
+        );
+    }
 }

@@ -8,7 +8,7 @@ use super::evaluate::{output_cells, output_header, write_csv};
 use super::predict::{
     PatientPrediction, Predictions, SurvivalEval, metrics, outcome_pairs, with_intervals,
 };
-use super::settings::{Task, TrainSettings};
+use super::settings::TrainSettings;
 use super::survival::TimeBins;
 use super::{Metrics, plan::Prepared};
 use crate::data::Target;
@@ -131,10 +131,10 @@ impl OutOfFold {
     /// Writes `cv_predictions.csv`: one row per patient, in fold then patient order: the
     /// patient id (under the CSV's patient column name, else the slide column's), `fold`,
     /// `slides`, `modalities`, `checkpoint` (`best` or `last`: which of the fold's epochs
-    /// predicted), `epoch` (that epoch), `logit_*`, `prob_*`, `pred`, `label`; for survival
-    /// also `risk`,
-    /// the time and censorship under their CSV names, and `S_1 … S_B`, the model's survival
-    /// probability at the end of each time bin (`S_k = Π_{j≤k} (1 − h_j)`).
+    /// predicted), `epoch` (that epoch), then the columns of `predictions.csv`: `logit_*`,
+    /// `prob_*`, `pred`, `label`; for survival `hazard_1 … hazard_B` in place of `prob_*`,
+    /// `risk`, the time and censorship under their CSV names, and `S_1 … S_B`, the model's
+    /// survival probability at the end of each time bin (`S_k = Π_{j≤k} (1 − hazard_j)`).
     ///
     /// # Errors
     ///
@@ -147,7 +147,6 @@ impl OutOfFold {
     ) -> Result<(), Error> {
         let table = prepared.cohort.table();
         let labels = &prepared.labels;
-        let survival = settings.task == Task::Survival;
         let id_column = table.patient_id_column();
         let mut header = vec![
             id_column.to_string(),
@@ -158,9 +157,6 @@ impl OutOfFold {
             "epoch".into(),
         ];
         header.extend(output_header(labels, settings, true));
-        if survival {
-            header.extend((1..=labels.len()).map(|k| format!("S_{k}")));
-        }
         let rows = self.rows.iter().map(|(fold, p)| {
             let mut row = vec![
                 prepared.patients.id(p.patient).to_string(),
@@ -181,13 +177,6 @@ impl OutOfFold {
                 p.risk,
                 self.targets[p.patient],
             ));
-            if survival {
-                let mut s = 1.0;
-                for h in &p.probs {
-                    s *= 1.0 - h;
-                    row.push(format!("{s:.8}"));
-                }
-            }
             row
         });
         write_csv(path, std::iter::once(header).chain(rows))

@@ -47,12 +47,40 @@ pub fn resume_parallel(
     parallel: &Parallel<'_>,
     events: &mut dyn FnMut(Event<'_>),
 ) -> Result<TrainSummary, Error> {
+    resume_relocated(out, &Relocation::default(), stop_after, parallel, events)
+}
+
+/// New places of a resumed run's data (`train --resume RUN --csv … --features …`), for a
+/// cohort that was moved since the run started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Relocation {
+    /// The cohort CSV's new path.
+    pub csv: Option<PathBuf>,
+    /// The features directory's new path.
+    pub features_dir: Option<PathBuf>,
+}
+
+/// [`resume_parallel`] with the cohort read from where `relocation` says (the rest of its
+/// data source as recorded). The new places, made absolute, are written into the run's
+/// `config.json` files (the run's and each started fold's) so that later resumes and
+/// reports find them.
+///
+/// # Errors
+///
+/// As [`resume_parallel`]; [`DataError::Io`] naming a `config.json` that cannot be written.
+pub fn resume_relocated(
+    out: &Path,
+    relocation: &Relocation,
+    stop_after: Option<usize>,
+    parallel: &Parallel<'_>,
+    events: &mut dyn FnMut(Event<'_>),
+) -> Result<TrainSummary, Error> {
     let config = RunConfig::load(out)?;
     let (root, top, only) = match fold_of(out, &config)? {
         Some((parent, top, k)) => (parent, top, Some(k)),
         None => (out.to_path_buf(), config, None),
     };
-    let data = top.data.clone().ok_or_else(|| RunError::NotARun {
+    let mut data = top.data.clone().ok_or_else(|| RunError::NotARun {
         path: out.to_path_buf(),
         reason: "it records no training data (an imported model?)".into(),
     })?;
@@ -61,6 +89,18 @@ pub fn resume_parallel(
     } else {
         None
     };
+    if relocation != &Relocation::default() {
+        if let Some(csv) = &relocation.csv {
+            data.csv = csv.clone();
+        }
+        if let Some(features) = &relocation.features_dir {
+            data.features_dir = features.clone();
+        }
+        data.absolutize();
+        if parallel.group.is_writer() {
+            record_data(&root, &data)?;
+        }
+    }
     let request = TrainRequest {
         data,
         columns: top.columns.clone(),
@@ -70,6 +110,7 @@ pub fn resume_parallel(
         folds: top.folds,
         out: root,
         stop_after,
+        force: false,
     };
     run(
         &request,
@@ -79,6 +120,25 @@ pub fn resume_parallel(
         (true, lock),
         only,
     )
+}
+
+/// Writes `data` into the `config.json` of the run `root` and of each of its folds that
+/// has one.
+fn record_data(root: &Path, data: &super::DataSource) -> Result<(), Error> {
+    let mut dirs = vec![root.to_path_buf()];
+    if let Some(n) = RunConfig::load(root)?.folds {
+        dirs.extend(
+            (0..n)
+                .map(|k| root.join(format!("fold_{k}")))
+                .filter(|d| is_run(d)),
+        );
+    }
+    for dir in dirs {
+        let mut config = RunConfig::load(&dir)?;
+        config.data = Some(data.clone());
+        config.save(&dir)?;
+    }
+    Ok(())
 }
 
 /// When `dir` is fold `k` of a cross-validation run (a `fold_k` folder inside a run whose

@@ -79,7 +79,8 @@ pub struct TrainSettings {
     pub batch_size: usize,
     /// Tiles per bag. Default 50.
     pub bag_size: usize,
-    /// Most tiles sampled from one slide per epoch. Default 2000.
+    /// Most tiles sampled per bag source and epoch: from a patient's pooled slides (unit
+    /// patient) or from one slide (unit slide). Default 2000.
     pub max_patches_total: usize,
     /// Peak learning rate (AdamW). Default 1e-4.
     pub lr: f64,

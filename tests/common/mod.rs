@@ -56,6 +56,7 @@ pub fn request(data: DataSource, settings: TrainSettings, out: PathBuf) -> Train
         folds: None,
         out,
         stop_after: None,
+        force: false,
     }
 }
 

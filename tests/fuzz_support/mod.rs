@@ -662,6 +662,8 @@ pub fn targets(work: &Path, root: &Path) -> Vec<Target> {
             seeds: vec![seed],
             context_bytes: other.len() as u64,
             run: Box::new(move |dir: &Path| {
+                // A model folder is never overwritten: each input imports into a fresh one.
+                let _ = std::fs::remove_dir_all(dir.join("out"));
                 let model = import_torch(
                     &dir.join("reference.pt"),
                     &dir.join("args.json"),
