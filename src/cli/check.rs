@@ -40,6 +40,9 @@ pub struct CheckArgs {
     /// The bag unit training will use (see `train --unit`).
     #[arg(long, value_enum, default_value = "patient")]
     unit: super::train::UnitArg,
+    /// Expression scaling whose value range is reported (as `train --normalize`).
+    #[arg(long, value_enum, default_value = "log2-zscore")]
+    normalize: super::train::NormalizeArg,
     #[command(flatten)]
     columns: ColumnArgs,
 }
@@ -122,6 +125,18 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, med_crossvit::Error> {
             setting: "csv",
             message: format!("{} has no slide rows", args.csv.display()),
         });
+    }
+    match med_crossvit::data::cohort_scale(&table, args.normalize.method(), None) {
+        Ok(Some(scale)) => {
+            if !args.json {
+                println!("{scale}");
+            }
+            if let Some(warning) = scale.warning() {
+                eprintln!("warning: {warning}");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => problems.push(e),
     }
     let options = TileOptions {
         features_key: args.features_key.clone(),

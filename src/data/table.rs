@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::DataError;
+use super::{DataError, Modalities};
 
 /// Which CSV columns hold what. Defaults follow the original's CSV layout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -238,6 +238,29 @@ impl CohortTable {
         columns: &CohortColumns,
         missing_rna: bool,
     ) -> Result<Self, DataError> {
+        Self::read_for(path, columns, missing_rna, Modalities::Both)
+    }
+
+    /// [`read_with`](Self::read_with) for a run that uses `modalities`:
+    /// - [`Modalities::Rna`] (no tiles are read): the slide column may be absent and a slide
+    ///   cell empty when the row has a patient id; such a row's slide id is its patient id
+    ///   (`{patient}@{line}` for a patient's later rows without one).
+    /// - [`Modalities::Wsi`] (no expression is read): gene columns are not looked for; the
+    ///   table has no gene and no row has expression.
+    ///
+    /// # Errors
+    ///
+    /// As [`read_with`](Self::read_with); for RNA alone a table with neither a slide nor a
+    /// patient column is [`DataError::MissingColumn`] naming the slide column, a row with
+    /// neither id [`DataError::EmptyCell`].
+    pub fn read_for(
+        path: impl AsRef<Path>,
+        columns: &CohortColumns,
+        missing_rna: bool,
+        modalities: Modalities,
+    ) -> Result<Self, DataError> {
+        let rna_only = modalities == Modalities::Rna;
+        let wsi_only = modalities == Modalities::Wsi;
         let path = path.as_ref();
         let mut reader = csv::ReaderBuilder::new()
             .trim(csv::Trim::Headers)
@@ -269,14 +292,18 @@ impl CohortTable {
             }
         }
         let columns = &columns;
-        let slide_col = find(&columns.slide).ok_or_else(|| DataError::MissingColumn {
-            path: path.to_path_buf(),
-            column: columns.slide.clone(),
-            available: header.join(", "),
-        })?;
         let project_col = find(&columns.project);
         let label_col = find(&columns.label);
         let patient_col = find(&columns.patient);
+        // RNA alone reads no tiles: a patient id is enough to name a row.
+        let slide_col = find(&columns.slide);
+        if slide_col.is_none() && !(rna_only && patient_col.is_some()) {
+            return Err(DataError::MissingColumn {
+                path: path.to_path_buf(),
+                column: columns.slide.clone(),
+                available: header.join(", "),
+            });
+        }
         let (rule, automatic) = match columns.gene_rule()? {
             Some(rule) => (rule, false),
             None => {
@@ -291,11 +318,11 @@ impl CohortTable {
                 }
             }
         };
-        let roles = [Some(slide_col), project_col, label_col, patient_col];
+        let roles = [slide_col, project_col, label_col, patient_col];
         let gene_cols: Vec<usize> = (0..header.len())
-            .filter(|&i| !roles.contains(&Some(i)) && rule.matches(&header[i]))
+            .filter(|&i| !wsi_only && !roles.contains(&Some(i)) && rule.matches(&header[i]))
             .collect();
-        if gene_cols.is_empty() {
+        if gene_cols.is_empty() && !wsi_only {
             return Err(DataError::NoGeneColumns {
                 path: path.to_path_buf(),
                 rule: if automatic {
@@ -310,6 +337,7 @@ impl CohortTable {
             });
         }
         let gene_note = match (&rule, automatic) {
+            _ if wsi_only => "none (tiles alone: expression is not read)".to_string(),
             (GeneRule::Suffix(_), true) => {
                 format!("{rule} (there is no `{DEFAULT_GENE_PREFIX}*` column)")
             }
@@ -346,7 +374,23 @@ impl CohortTable {
                     Ok(value.to_string())
                 }
             };
-            let slide = required(slide_col, &columns.slide)?;
+            let given = slide_col.map_or("", |i| cell(i));
+            let (slide, patient) = if given.is_empty() && rna_only && patient_col.is_some() {
+                let patient = required(patient_col.expect("checked"), &columns.patient)?;
+                let slide = if seen.contains_key(&patient) {
+                    format!("{patient}@{line}")
+                } else {
+                    patient.clone()
+                };
+                (slide, patient)
+            } else {
+                let slide = required(slide_col.expect("checked above"), &columns.slide)?;
+                let patient = match patient_col {
+                    Some(i) => required(i, &columns.patient)?,
+                    None => slide.clone(),
+                };
+                (slide, patient)
+            };
             if let Some(first) = seen.insert(slide.clone(), line) {
                 return Err(DataError::DuplicateSlide {
                     path: path.to_path_buf(),
@@ -355,10 +399,6 @@ impl CohortTable {
                     second: line,
                 });
             }
-            let patient = match patient_col {
-                Some(i) => required(i, &columns.patient)?,
-                None => slide.clone(),
-            };
             let project = project_col
                 .map(|i| cell(i).to_string())
                 .filter(|p| !p.is_empty());
@@ -370,7 +410,7 @@ impl CohortTable {
             let has_rna = !gene_cols.iter().all(|&i| cell(i).is_empty());
             rna_present.push(has_rna);
             if !has_rna {
-                if !missing_rna {
+                if !missing_rna && !wsi_only {
                     no_rna.push(format!("line {line} (slide `{slide}`)"));
                 }
                 expression.extend(std::iter::repeat_n(0.0, gene_cols.len()));

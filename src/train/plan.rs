@@ -7,8 +7,9 @@ use super::bundle::DataSource;
 use super::settings::{Task, TrainSettings};
 use super::survival::TimeBins;
 use crate::data::{
-    Cohort, CohortColumns, CohortTable, DataError, LabelMap, MissingModality, Patients, Split,
-    Target, TileOptions, by_fractions, check_patients, from_csv, kfold, split_files,
+    Cohort, CohortColumns, CohortTable, DataError, LabelMap, MissingModality, Modalities,
+    Normalization, Patients, ScaleReport, Split, Target, TileOptions, by_fractions,
+    check_patients, from_csv, kfold, scale_report, split_files,
 };
 use crate::error::Error;
 
@@ -51,14 +52,24 @@ pub fn prepare(
     settings: &TrainSettings,
 ) -> Result<Prepared, Error> {
     let allow = settings.missing_modality == MissingModality::Allow;
-    let table = CohortTable::read_with(&source.csv, columns, allow)?;
-    let options = TileOptions {
-        features_dir: source.features_dir.clone(),
-        features_key: source.features_key.clone(),
-        skip_missing: source.skip_missing,
-        allow_missing: allow,
+    if settings.modalities != Modalities::Rna && source.features_dir.as_os_str().is_empty() {
+        return Err(no_features().into());
+    }
+    let table = CohortTable::read_for(&source.csv, columns, allow, settings.modalities)?;
+    let cohort = if settings.modalities == Modalities::Rna {
+        // Expression alone reads no tile file; the width its bags serve is the model's, set
+        // once the model is known (see `with_feature_dim`).
+        Cohort::without_tiles(table, 0)
+    } else {
+        let options = TileOptions {
+            features_dir: source.features_dir.clone(),
+            features_key: source.features_key.clone(),
+            skip_missing: source.skip_missing,
+            allow_missing: allow,
+        };
+        Cohort::open(table, &options)?
     };
-    let cohort = Arc::new(Cohort::open(table, &options)?);
+    let cohort = Arc::new(cohort);
     let table = cohort.table();
     let patients = Patients::of(table);
     let s = &settings.survival;
@@ -67,7 +78,7 @@ pub fn prepare(
         Task::Survival => vec![s.time_column.as_str(), s.censorship_column.as_str()],
     };
     patients.check_agreement(table, &outcome_columns)?;
-    check_some_modality(&cohort, &patients)?;
+    check_some_modality(&cohort, &patients, settings.modalities)?;
     // Outcomes are the patient's: those of its first row (its rows agree).
     let first: Vec<usize> = (0..patients.len()).map(|p| patients.slides(p)[0]).collect();
     let (labels, outcomes, strata) = match settings.task {
@@ -141,13 +152,120 @@ pub fn prepare(
     })
 }
 
+/// The error of a run that uses tiles but was given no features folder.
+pub(crate) fn no_features() -> DataError {
+    DataError::Setting {
+        setting: "features",
+        message: "no features folder given: --features DIR is needed unless the model uses \
+                  expression alone (--modalities rna)"
+            .into(),
+    }
+}
+
+impl Prepared {
+    /// The same cohort, for a run on expression alone, with bags serving tiles of width
+    /// `wsi_dim` (the model's; see [`Cohort::without_tiles`]). Other runs are unchanged.
+    pub fn with_feature_dim(mut self, wsi_dim: usize) -> Self {
+        if self.cohort.usable().is_empty() && self.cohort.feature_dim() != wsi_dim {
+            let table = self.cohort.table().clone();
+            self.cohort = Arc::new(Cohort::without_tiles(table, wsi_dim));
+        }
+        self
+    }
+}
+
+/// The expression normalization of one fit: `settings`' method fitted on the training
+/// patients of `split` that have expression, clipped at `settings.clip`; with tiles alone
+/// ([`Modalities::Wsi`]) the identity of the model's one placeholder gene (nothing is read).
+/// Also the [`ScaleReport`] of every patient of the split with expression (`None` with tiles
+/// alone).
+///
+/// # Errors
+///
+/// The errors of [`Normalization::fit`] and [`scale_report`].
+pub fn fit_normalization(
+    prepared: &Prepared,
+    split: &Split,
+    settings: &TrainSettings,
+) -> Result<(Normalization, Option<ScaleReport>), DataError> {
+    if settings.modalities == Modalities::Wsi {
+        return Ok((Normalization::identity_for(PLACEHOLDER_GENES), None));
+    }
+    let table = prepared.cohort.table();
+    let patients = &prepared.patients;
+    let rows = |slides: &[usize]| -> Vec<usize> {
+        patients
+            .among(slides)
+            .into_iter()
+            .filter(|&p| patients.has_rna(table, p))
+            .map(|p| patients.rna_row(table, p))
+            .collect()
+    };
+    // One row per training patient: a patient's rows agree on the expression. Patients
+    // without expression (a missing modality) take no part in the fit.
+    let normalization = Normalization::fit(
+        table,
+        &rows(&split.train),
+        settings.normalize_method(),
+        settings.top_genes,
+    )?
+    .with_clip(settings.clip.map(|c| c as f32));
+    let all: Vec<usize> = split
+        .train
+        .iter()
+        .chain(&split.val)
+        .chain(&split.test)
+        .copied()
+        .collect();
+    let report = scale_report(table, &rows(&all), &normalization)?;
+    Ok((normalization, Some(report)))
+}
+
+/// The estimated memory and time of training `model` on `split` (see
+/// [`training_cost`](crate::model::cost::training_cost)): its first epoch's training bags and its
+/// validation bags, at `settings`' batch and bag sizes.
+pub fn cost_of(
+    prepared: &Prepared,
+    split: &Split,
+    model: &crate::model::MedCrossViTConfig,
+    settings: &TrainSettings,
+) -> crate::model::cost::TrainingCost {
+    let sources =
+        |slides: &[usize]| super::fit::usable_sources(&prepared.cohort, &prepared.patients, slides, settings);
+    let bag_settings = crate::data::BagSettings {
+        bag_size: settings.bag_size,
+        max_patches_total: settings.max_patches_total,
+        seed: settings.seed,
+    };
+    let inputs = crate::model::cost::CostInputs {
+        batch: settings.batch_size,
+        bag_size: settings.bag_size,
+        train_bags: crate::data::training_bags(&sources(&split.train), &bag_settings, 0).len(),
+        val_bags: crate::data::evaluation_bags(&sources(&split.val), settings.bag_size).len(),
+        gradient_checkpointing: settings.gradient_checkpointing,
+    };
+    crate::model::cost::training_cost(model, &inputs)
+}
+
+/// The number of genes of the model's RNA input in a run on tiles alone: one, always zero and
+/// marked missing.
+pub const PLACEHOLDER_GENES: usize = 1;
+
 /// Checks that every patient has tiles or expression (with missing modalities allowed, one
-/// may lack either, not both).
+/// may lack either, not both). A run on one modality alone leaves out the patients that lack
+/// it (see `usable_sources`), so it is not checked.
 ///
 /// # Errors
 ///
 /// [`DataError::Setting`] naming the patients with neither.
-pub(crate) fn check_some_modality(cohort: &Cohort, patients: &Patients) -> Result<(), DataError> {
+pub(crate) fn check_some_modality(
+    cohort: &Cohort,
+    patients: &Patients,
+    modalities: Modalities,
+) -> Result<(), DataError> {
+    if modalities != Modalities::Both {
+        return Ok(());
+    }
     let table = cohort.table();
     let members: HashSet<usize> = cohort.members().into_iter().collect();
     let neither: Vec<String> = (0..patients.len())
