@@ -531,6 +531,46 @@ fn an_rna_only_cohort_without_slides_or_features_trains_evaluates_and_predicts()
     let predicted = std::fs::read_to_string(&predictions).unwrap();
     assert_eq!(predicted.lines().count(), 25);
 
+    // Each fit reports the expression range after its normalization, and warns, naming the
+    // largest genes, when values lie beyond ±10: rna_a reaches 10 + 40 + 23 = 73 as is.
+    assert!(stderr.contains("training: expression after `log2-zscore`"), "{stderr}");
+    assert!(!stderr.contains("lies far outside"), "{stderr}");
+    let (ok, stderr) = train_small(
+        &csv,
+        &dir.path().join("raw"),
+        &["--modalities", "rna", "--normalize", "none"],
+    );
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("warning: training: expression after `none` normalization lies far")
+            && stderr.contains("3 of 4 gene(s) exceed ±10, the largest rna_a 73, rna_c 20, rna_b 11, rna_d 6"),
+        "{stderr}"
+    );
+    let clipped = dir.path().join("clipped");
+    let (ok, stderr) = train_small(
+        &csv,
+        &clipped,
+        &["--modalities", "rna", "--normalize", "none", "--clip", "5"],
+    );
+    assert!(ok && !stderr.contains("lies far outside"), "{stderr}");
+    let saved: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(clipped.join("normalization.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(saved["clip"], 5.0);
+
+    // Interrupted and resumed from its folder alone (its `features_dir` is empty).
+    let resumed = dir.path().join("resumed");
+    let (ok, stderr) = train_small(
+        &csv,
+        &resumed,
+        &["--modalities", "rna", "--stop-after-epoch", "1"],
+    );
+    assert!(ok, "{stderr}");
+    let o = common::bin(&["train", "--resume", resumed.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", common::text(&o).1);
+    assert!(resumed.join("metrics.json").exists());
+
     // A slide column with empty cells: those rows are named by their patient.
     let with_slides = dir.path().join("slides.csv");
     rna_only_cohort(&with_slides, true);

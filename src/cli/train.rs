@@ -180,8 +180,9 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value = "patient")]
     unit: UnitArg,
     /// Expression scaling, fitted on the training patients: log2-zscore (counts, TPM, FPKM),
-    /// zscore (log-scale values), minmax (to [-1, 1], as SurvPath), none (already z-scored,
-    /// as MCAT's tables).
+    /// zscore (log-scale values, such as MCAT's tables, which are not all z-scores), minmax
+    /// (to [-1, 1], as SurvPath), none (values already z-scored). The range after it is
+    /// printed, with a warning naming the genes beyond ±10.
     #[arg(long, value_enum, conflicts_with = "no_log")]
     normalize: Option<NormalizeArg>,
     /// Keep the K genes of largest median absolute deviation on each fold's training

@@ -21,7 +21,8 @@ pub enum NormalizeMethod {
     /// Min-max scaling of the training range to `[-1, 1]` (SurvPath's); later values may fall
     /// outside it.
     Minmax,
-    /// The values as they are (tables already z-scored, as MCAT's are).
+    /// The values as they are (tables already z-scored; MCAT's `*_rnaseq` columns are not
+    /// all: some reach thousands, see the README).
     None,
 }
 
