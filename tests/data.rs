@@ -651,24 +651,36 @@ fn scale_report_names_the_genes_far_outside_and_clip_bounds_them() {
             && warning.contains("--normalize zscore"),
         "{warning}"
     );
-    assert!(r.to_string().contains("min 0, max 5000 over 4 patient(s) × 3 gene(s)"));
+    assert!(
+        r.to_string()
+            .contains("min 0, max 5000 over 4 patient(s) × 3 gene(s)")
+    );
 
     // A z-score of one outlier among n rows is sqrt(n − 1) = sqrt(3); of 1 … 4, ±1.5 /
     // sqrt(1.25), the first row's (-) kept of the two tied extremes.
     let z = Normalization::fit(&t, &rows, NormalizeMethod::Zscore, None).unwrap();
     let r = scale_report(&t, &rows, &z).unwrap();
     assert!((r.max - 3f32.sqrt()).abs() < 1e-5, "{r:?}");
-    assert!((r.worst[2].value + 1.5 / 1.25f32.sqrt()).abs() < 1e-5, "{r:?}");
+    assert!(
+        (r.worst[2].value + 1.5 / 1.25f32.sqrt()).abs() < 1e-5,
+        "{r:?}"
+    );
     assert_eq!((r.genes_beyond, r.warning()), (0, None));
 
     // Clipped at 10: the model sees ±10 at most, and nothing is left to warn about.
     let clipped = none.clone().with_clip(Some(10.0));
     let all = clipped.columns_in(&t).unwrap();
-    assert_eq!(clipped.transform(&t, 3, &all).unwrap(), vec![10.0, 4.0, 10.0]);
+    assert_eq!(
+        clipped.transform(&t, 3, &all).unwrap(),
+        vec![10.0, 4.0, 10.0]
+    );
     let r = scale_report(&t, &rows, &clipped).unwrap();
     assert_eq!((r.max, r.clipped, r.genes_beyond), (5000.0, 2, 0));
     assert_eq!(r.warning(), None);
-    assert!(r.to_string().ends_with("clipped to ±10 (2 value(s))"), "{r}");
+    assert!(
+        r.to_string().ends_with("clipped to ±10 (2 value(s))"),
+        "{r}"
+    );
     // Above the limit, clipping still leaves the value far out.
     let loose = scale_report(&t, &rows, &none.clone().with_clip(Some(100.0))).unwrap();
     assert_eq!(loose.genes_beyond, 2);
@@ -688,7 +700,9 @@ fn scale_report_names_the_genes_far_outside_and_clip_bounds_them() {
     assert!(err.contains("clip") && err.contains("above 0"), "{err}");
 
     // The whole-cohort report of `check`: one row per patient, fitted on them all.
-    let r = cohort_scale(&t, NormalizeMethod::None, None).unwrap().unwrap();
+    let r = cohort_scale(&t, NormalizeMethod::None, None)
+        .unwrap()
+        .unwrap();
     assert_eq!((r.rows, r.max, r.genes_beyond), (4, 5000.0, 2));
 }
 
@@ -710,7 +724,10 @@ fn unimodal_reads_need_no_slide_column_or_no_gene_column() {
         .iter()
         .map(|s| (s.slide.as_str(), s.patient.as_str(), s.line))
         .collect();
-    assert_eq!(slides, [("P1", "P1", 2), ("P2", "P2", 3), ("P1@4", "P1", 4)]);
+    assert_eq!(
+        slides,
+        [("P1", "P1", 2), ("P2", "P2", 3), ("P1@4", "P1", 4)]
+    );
     // Empty slide ids likewise; a row without either id is still an error naming its line.
     let path = write(
         dir.path(),
@@ -724,7 +741,10 @@ fn unimodal_reads_need_no_slide_column_or_no_gene_column() {
     let err = CohortTable::read_for(&path, &columns, false, Modalities::Rna)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("line 2") && err.contains("wsi_file_name"), "{err}");
+    assert!(
+        err.contains("line 2") && err.contains("wsi_file_name"),
+        "{err}"
+    );
     let path = write(dir.path(), "ids.csv", "label,rna_a\n1,2\n");
     assert!(CohortTable::read_for(&path, &columns, false, Modalities::Rna).is_err());
 
@@ -734,7 +754,15 @@ fn unimodal_reads_need_no_slide_column_or_no_gene_column() {
     assert!(err.contains("rna_"), "{err}");
     let t = CohortTable::read_for(&path, &columns, false, Modalities::Wsi).unwrap();
     assert_eq!((t.len(), t.genes().len(), t.has_rna(0)), (2, 0, false));
-    let path = write(dir.path(), "wsi_genes.csv", "wsi_file_name,label,rna_a\ns1,0,\n");
+    let path = write(
+        dir.path(),
+        "wsi_genes.csv",
+        "wsi_file_name,label,rna_a\ns1,0,\n",
+    );
     let t = CohortTable::read_for(&path, &columns, false, Modalities::Wsi).unwrap();
-    assert_eq!(t.genes().len(), 0, "an empty gene cell is no missing expression here");
+    assert_eq!(
+        t.genes().len(),
+        0,
+        "an empty gene cell is no missing expression here"
+    );
 }

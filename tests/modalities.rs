@@ -498,24 +498,41 @@ fn an_rna_only_cohort_without_slides_or_features_trains_evaluates_and_predicts()
     rna_only_cohort(&csv, false);
     // Tiles are needed unless the run is on expression alone.
     let (ok, stderr) = train_small(&csv, &dir.path().join("never"), &[]);
-    assert!(!ok && stderr.contains("--features") && stderr.contains("--modalities rna"), "{stderr}");
+    assert!(
+        !ok && stderr.contains("--features") && stderr.contains("--modalities rna"),
+        "{stderr}"
+    );
 
     let run = dir.path().join("run");
     let (ok, stderr) = train_small(&csv, &run, &["--modalities", "rna"]);
     assert!(ok, "{stderr}");
-    assert!(stderr.contains("estimate:") && stderr.contains("GB at peak"), "{stderr}");
+    assert!(
+        stderr.contains("estimate:") && stderr.contains("GB at peak"),
+        "{stderr}"
+    );
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
-    assert_eq!(config["model"]["wsi_dim"], 1, "the unused WSI branch is 1 wide");
+    assert_eq!(
+        config["model"]["wsi_dim"], 1,
+        "the unused WSI branch is 1 wide"
+    );
     let metrics: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap();
-    assert!(metrics["auc"].as_f64().is_some_and(f64::is_finite), "{metrics}");
+    assert!(
+        metrics["auc"].as_f64().is_some_and(f64::is_finite),
+        "{metrics}"
+    );
 
     // Evaluation and prediction need no features folder either: every patient is predicted.
     let eval = dir.path().join("eval");
     let model = run.to_str().unwrap();
     let o = common::bin(&[
-        "evaluate", "--model", model, "--csv", csv.to_str().unwrap(), "--out",
+        "evaluate",
+        "--model",
+        model,
+        "--csv",
+        csv.to_str().unwrap(),
+        "--out",
         eval.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", common::text(&o).1);
@@ -524,7 +541,12 @@ fn an_rna_only_cohort_without_slides_or_features_trains_evaluates_and_predicts()
     assert!(rows.lines().nth(1).unwrap().starts_with("P00,"), "{rows}");
     let predictions = dir.path().join("p.csv");
     let o = common::bin(&[
-        "predict", "--model", model, "--csv", csv.to_str().unwrap(), "--out",
+        "predict",
+        "--model",
+        model,
+        "--csv",
+        csv.to_str().unwrap(),
+        "--out",
         predictions.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", common::text(&o).1);
@@ -533,7 +555,10 @@ fn an_rna_only_cohort_without_slides_or_features_trains_evaluates_and_predicts()
 
     // Each fit reports the expression range after its normalization, and warns, naming the
     // largest genes, when values lie beyond ±10: rna_a reaches 10 + 40 + 23 = 73 as is.
-    assert!(stderr.contains("training: expression after `log2-zscore`"), "{stderr}");
+    assert!(
+        stderr.contains("training: expression after `log2-zscore`"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("lies far outside"), "{stderr}");
     let (ok, stderr) = train_small(
         &csv,
@@ -543,7 +568,9 @@ fn an_rna_only_cohort_without_slides_or_features_trains_evaluates_and_predicts()
     assert!(ok, "{stderr}");
     assert!(
         stderr.contains("warning: training: expression after `none` normalization lies far")
-            && stderr.contains("3 of 4 gene(s) exceed ±10, the largest rna_a 73, rna_c 20, rna_b 11, rna_d 6"),
+            && stderr.contains(
+                "3 of 4 gene(s) exceed ±10, the largest rna_a 73, rna_c 20, rna_b 11, rna_d 6"
+            ),
         "{stderr}"
     );
     let clipped = dir.path().join("clipped");
@@ -553,10 +580,9 @@ fn an_rna_only_cohort_without_slides_or_features_trains_evaluates_and_predicts()
         &["--modalities", "rna", "--normalize", "none", "--clip", "5"],
     );
     assert!(ok && !stderr.contains("lies far outside"), "{stderr}");
-    let saved: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(clipped.join("normalization.json")).unwrap(),
-    )
-    .unwrap();
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(clipped.join("normalization.json")).unwrap())
+            .unwrap();
     assert_eq!(saved["clip"], 5.0);
 
     // Interrupted and resumed from its folder alone (its `features_dir` is empty).
@@ -574,7 +600,11 @@ fn an_rna_only_cohort_without_slides_or_features_trains_evaluates_and_predicts()
     // A slide column with empty cells: those rows are named by their patient.
     let with_slides = dir.path().join("slides.csv");
     rna_only_cohort(&with_slides, true);
-    let (ok, stderr) = train_small(&with_slides, &dir.path().join("slides"), &["--modalities", "rna"]);
+    let (ok, stderr) = train_small(
+        &with_slides,
+        &dir.path().join("slides"),
+        &["--modalities", "rna"],
+    );
     assert!(ok, "{stderr}");
 }
 
@@ -585,7 +615,9 @@ fn a_wsi_only_cohort_without_gene_columns_trains_and_evaluates() {
     // The cohort without its gene columns.
     let text = std::fs::read_to_string(&data.csv).unwrap();
     let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
-    let keep: Vec<usize> = (0..header.len()).filter(|&i| !header[i].starts_with("rna_")).collect();
+    let keep: Vec<usize> = (0..header.len())
+        .filter(|&i| !header[i].starts_with("rna_"))
+        .collect();
     let stripped: String = text
         .lines()
         .map(|l| {
@@ -601,10 +633,20 @@ fn a_wsi_only_cohort_without_gene_columns_trains_and_evaluates() {
     assert!(ok, "{stderr}");
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
-    assert_eq!(config["model"]["rna_num_genes"], 1, "one placeholder gene, always missing");
+    assert_eq!(
+        config["model"]["rna_num_genes"], 1,
+        "one placeholder gene, always missing"
+    );
     let o = common::bin(&[
-        "evaluate", "--model", run.to_str().unwrap(), "--csv", csv.to_str().unwrap(),
-        "--features", features, "--out", dir.path().join("eval").to_str().unwrap(),
+        "evaluate",
+        "--model",
+        run.to_str().unwrap(),
+        "--csv",
+        csv.to_str().unwrap(),
+        "--features",
+        features,
+        "--out",
+        dir.path().join("eval").to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", common::text(&o).1);
     // With both modalities the gene columns are still required.

@@ -49,9 +49,7 @@ pub use labels::LabelMap;
 pub use loader::BagLoader;
 pub use normalize::{Normalization, NormalizeMethod};
 pub use patients::{MissingModality, Modalities, Patients, Unit};
-pub use scale::{
-    GeneExtreme, SCALE_LIMIT, ScaleReport, WORST_SHOWN, cohort_scale, scale_report,
-};
+pub use scale::{GeneExtreme, SCALE_LIMIT, ScaleReport, WORST_SHOWN, cohort_scale, scale_report};
 pub use signatures::{Signatures, read_signatures};
 pub use split::{
     Split, SplitRead, by_fractions, check_patients, from_csv, kfold, split_files, write_split_csv,

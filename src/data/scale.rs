@@ -62,7 +62,11 @@ pub fn scale_report(
     let mut extreme = vec![0.0f32; columns.len()];
     let mut clipped = 0;
     for &row in rows {
-        for (g, x) in unclipped.transform(table, row, &columns)?.into_iter().enumerate() {
+        for (g, x) in unclipped
+            .transform(table, row, &columns)?
+            .into_iter()
+            .enumerate()
+        {
             min = min.min(x);
             max = max.max(x);
             if x.abs() > extreme[g].abs() {
@@ -72,7 +76,12 @@ pub fn scale_report(
         }
     }
     let mut order: Vec<usize> = (0..columns.len()).collect();
-    order.sort_by(|&a, &b| extreme[b].abs().total_cmp(&extreme[a].abs()).then(a.cmp(&b)));
+    order.sort_by(|&a, &b| {
+        extreme[b]
+            .abs()
+            .total_cmp(&extreme[a].abs())
+            .then(a.cmp(&b))
+    });
     let worst = order
         .iter()
         .take(WORST_SHOWN)

@@ -93,7 +93,11 @@ pub fn parameter_count(c: &MedCrossViTConfig) -> u64 {
     let (w, r) = (n(c.wsi_dim), n(c.rna_dim));
     // Each cross layer: WSI CLS → RNA tokens at rna_dim, RNA CLS → tiles at wsi_dim, with
     // projections in and out when the widths differ.
-    let projections = if w != r { 2 * (linear(w, r, true) + linear(r, w, true)) } else { 0 };
+    let projections = if w != r {
+        2 * (linear(w, r, true) + linear(r, w, true))
+    } else {
+        0
+    };
     let cross = n(c.cross_attn_depth)
         * (attention(r, c.cross_attn_heads, c.cross_attn_dim_head)
             + attention(w, c.cross_attn_heads, c.cross_attn_dim_head)
@@ -128,7 +132,8 @@ pub fn parameter_count(c: &MedCrossViTConfig) -> u64 {
         0
     };
     let wsi_embedder = w + positions;
-    let heads = norm(w) + linear(w, n(c.num_classes), true) + norm(r) + linear(r, n(c.num_classes), true);
+    let heads =
+        norm(w) + linear(w, n(c.num_classes), true) + norm(r) + linear(r, n(c.num_classes), true);
     wsi_embedder + rna_embedder + n(c.depth) * block + heads
 }
 
@@ -147,15 +152,31 @@ pub fn training_cost(c: &MedCrossViTConfig, inputs: &CostInputs) -> TrainingCost
     let parameters = parameter_count(c);
     let rna_tokens = c.rna_tokenizer.tokens(c.rna_num_genes);
     let (tw, tr) = (inputs.bag_size as u64 + 1, rna_tokens as u64 + 1);
-    let wsi = layer_values(tw, c.wsi_dim, c.wsi_enc_heads, c.wsi_enc_dim_head, c.wsi_enc_mlp_dim);
-    let rna = layer_values(tr, c.rna_dim, c.rna_enc_heads, c.rna_enc_dim_head, c.rna_enc_mlp_dim);
+    let wsi = layer_values(
+        tw,
+        c.wsi_dim,
+        c.wsi_enc_heads,
+        c.wsi_enc_dim_head,
+        c.wsi_enc_mlp_dim,
+    );
+    let rna = layer_values(
+        tr,
+        c.rna_dim,
+        c.rna_enc_heads,
+        c.rna_enc_dim_head,
+        c.rna_enc_mlp_dim,
+    );
     let wsi_layers = (c.depth * c.wsi_enc_depth) as u64;
     let rna_layers = (c.depth * c.rna_enc_depth) as u64;
     let batch = inputs.batch as u64;
     let (per_sample, gene_attention) = if inputs.gradient_checkpointing {
         let inputs_kept = wsi_layers * tw * c.wsi_dim as u64 + rna_layers * tr * c.rna_dim as u64;
         let one_layer = (wsi.0 + wsi.1).max(rna.0 + rna.1);
-        let attention = if rna.0 + rna.1 >= wsi.0 + wsi.1 { rna.1 } else { 0 };
+        let attention = if rna.0 + rna.1 >= wsi.0 + wsi.1 {
+            rna.1
+        } else {
+            0
+        };
         (inputs_kept + one_layer, attention)
     } else {
         (
@@ -166,7 +187,11 @@ pub fn training_cost(c: &MedCrossViTConfig, inputs: &CostInputs) -> TrainingCost
     let weight_bytes = 16 * parameters;
     let activation_bytes = 4 * batch * per_sample;
     let forward = crate::bench::forward_flops(c, 1, inputs.bag_size);
-    let passes = if inputs.gradient_checkpointing { 4.0 } else { 3.0 };
+    let passes = if inputs.gradient_checkpointing {
+        4.0
+    } else {
+        3.0
+    };
     TrainingCost {
         tokenizer: c.rna_tokenizer.name(),
         rna_tokens,

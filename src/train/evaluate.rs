@@ -10,8 +10,8 @@ use super::metrics::Metrics;
 use super::predict::{BatchHook, Predictions, metrics, predict};
 use super::settings::{Task, TrainSettings};
 use crate::data::{
-    Cohort, CohortDataset, CohortTable, DataError, LabelMap, MissingModality, Modalities,
-    Patients, Target, TileOptions, evaluation_bags, parse_finite,
+    Cohort, CohortDataset, CohortTable, DataError, LabelMap, MissingModality, Modalities, Patients,
+    Target, TileOptions, evaluation_bags, parse_finite,
 };
 use crate::error::Error;
 

@@ -24,8 +24,8 @@ use super::schedule::learning_rate;
 use super::settings::{Task, TrainSettings};
 use super::{Event, plot};
 use crate::data::{
-    BagBatcher, BagLoader, BagSettings, CohortColumns, CohortDataset, DataError, Modalities,
-    Split, evaluation_bags, training_bags, write_split_csv,
+    BagBatcher, BagLoader, BagSettings, CohortColumns, CohortDataset, DataError, Modalities, Split,
+    evaluation_bags, training_bags, write_split_csv,
 };
 use crate::error::{Error, RunError};
 use crate::model::{MedCrossViT, MedCrossViTConfig};

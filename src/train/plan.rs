@@ -8,8 +8,8 @@ use super::settings::{Task, TrainSettings};
 use super::survival::TimeBins;
 use crate::data::{
     Cohort, CohortColumns, CohortTable, DataError, LabelMap, MissingModality, Modalities,
-    Normalization, Patients, ScaleReport, Split, Target, TileOptions, by_fractions,
-    check_patients, from_csv, kfold, scale_report, split_files,
+    Normalization, Patients, ScaleReport, Split, Target, TileOptions, by_fractions, check_patients,
+    from_csv, kfold, scale_report, split_files,
 };
 use crate::error::Error;
 
@@ -230,8 +230,9 @@ pub fn cost_of(
     model: &crate::model::MedCrossViTConfig,
     settings: &TrainSettings,
 ) -> crate::model::cost::TrainingCost {
-    let sources =
-        |slides: &[usize]| super::fit::usable_sources(&prepared.cohort, &prepared.patients, slides, settings);
+    let sources = |slides: &[usize]| {
+        super::fit::usable_sources(&prepared.cohort, &prepared.patients, slides, settings)
+    };
     let bag_settings = crate::data::BagSettings {
         bag_size: settings.bag_size,
         max_patches_total: settings.max_patches_total,
