@@ -375,8 +375,10 @@ impl CohortTable {
                 }
             };
             let given = slide_col.map_or("", |i| cell(i));
-            let (slide, patient) = if given.is_empty() && rna_only && patient_col.is_some() {
-                let patient = required(patient_col.expect("checked"), &columns.patient)?;
+            // Expression alone: a row without a slide id is named by its patient.
+            let by_patient = patient_col.filter(|_| given.is_empty() && rna_only);
+            let (slide, patient) = if let Some(i) = by_patient {
+                let patient = required(i, &columns.patient)?;
                 let slide = if seen.contains_key(&patient) {
                     format!("{patient}@{line}")
                 } else {
