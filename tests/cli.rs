@@ -382,3 +382,55 @@ fn max_patches_total_is_per_bag_source_in_help_and_readme_alike() {
     );
     assert!(readme.contains("(per slide with `--unit slide`)"), "README");
 }
+
+#[test]
+fn check_reports_the_expression_range_after_the_chosen_normalization() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("c.csv");
+    std::fs::write(
+        &csv,
+        "wsi_file_name,patient_id,label,rna_a,rna_b\ns1,P1,0,1,0\ns2,P2,1,2,0\ns3,P3,0,3,600\n",
+    )
+    .unwrap();
+    let features = dir.path().join("features");
+    std::fs::create_dir(&features).unwrap();
+    let check = |normalize: &[&str]| {
+        let o = common::bin(
+            &[
+                &[
+                    "check",
+                    "--csv",
+                    csv.to_str().unwrap(),
+                    "--features",
+                    features.to_str().unwrap(),
+                    "--missing-modality",
+                    "allow",
+                ][..],
+                normalize,
+            ]
+            .concat(),
+        );
+        common::text(&o)
+    };
+    let (stdout, stderr) = check(&["--normalize", "none"]);
+    assert!(
+        stdout.contains(
+            "expression after `none`: min 0, max 600 over 3 patient(s) × 2 gene(s); \
+             largest |x|: rna_b 600, rna_a 3"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("warning: expression after `none` normalization")
+            && stderr.contains("1 of 2 gene(s) exceed ±10, the largest rna_b 600, rna_a 3"),
+        "{stderr}"
+    );
+    // The default is train's: log2(x + 1) then a z-score, where one outlier among 3 patients
+    // is sqrt(2).
+    let (stdout, stderr) = check(&[]);
+    assert!(
+        stdout.contains("expression after `log2-zscore`: min -1.29, max 1.41"),
+        "{stdout}"
+    );
+    assert!(!stderr.contains("warning: expression"), "{stderr}");
+}

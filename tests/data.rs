@@ -811,3 +811,140 @@ fn a_patient_twice_on_one_side_of_a_splits_file_is_counted_as_a_warning() {
         "{warnings:?}"
     );
 }
+
+#[test]
+fn scale_report_names_the_genes_far_outside_and_clip_bounds_them() {
+    let dir = tempfile::tempdir().unwrap();
+    // rna_a: one outlier of 30 among four rows; rna_b: 1 … 4; rna_c: one outlier of 5000.
+    let csv = "wsi_file_name,label,rna_a,rna_b,rna_c\n\
+               s1,0,0,1,0\ns2,0,0,2,0\ns3,1,0,3,0\ns4,1,30,4,5000\n";
+    let t = CohortTable::read(write(dir.path(), "c.csv", csv), &CohortColumns::default()).unwrap();
+    let rows = [0, 1, 2, 3];
+    let none = Normalization::fit(&t, &rows, NormalizeMethod::None, None).unwrap();
+    let r = scale_report(&t, &rows, &none).unwrap();
+    assert_eq!((r.rows, r.genes, r.min, r.max), (4, 3, 0.0, 5000.0));
+    let worst: Vec<(&str, f32)> = r.worst.iter().map(|w| (w.gene.as_str(), w.value)).collect();
+    assert_eq!(worst, [("rna_c", 5000.0), ("rna_a", 30.0), ("rna_b", 4.0)]);
+    assert_eq!(r.genes_beyond, 2, "30 and 5000 exceed ±10, 4 does not");
+    let warning = r.warning().unwrap();
+    assert!(
+        warning.contains("2 of 3 gene(s) exceed ±10")
+            && warning.contains("rna_c 5000, rna_a 30, rna_b 4")
+            && warning.contains("--normalize zscore"),
+        "{warning}"
+    );
+    assert!(
+        r.to_string()
+            .contains("min 0, max 5000 over 4 patient(s) × 3 gene(s)")
+    );
+
+    // A z-score of one outlier among n rows is sqrt(n − 1) = sqrt(3); of 1 … 4, ±1.5 /
+    // sqrt(1.25), the first row's (-) kept of the two tied extremes.
+    let z = Normalization::fit(&t, &rows, NormalizeMethod::Zscore, None).unwrap();
+    let r = scale_report(&t, &rows, &z).unwrap();
+    assert!((r.max - 3f32.sqrt()).abs() < 1e-5, "{r:?}");
+    assert!(
+        (r.worst[2].value + 1.5 / 1.25f32.sqrt()).abs() < 1e-5,
+        "{r:?}"
+    );
+    assert_eq!((r.genes_beyond, r.warning()), (0, None));
+
+    // Clipped at 10: the model sees ±10 at most, and nothing is left to warn about.
+    let clipped = none.clone().with_clip(Some(10.0));
+    let all = clipped.columns_in(&t).unwrap();
+    assert_eq!(
+        clipped.transform(&t, 3, &all).unwrap(),
+        vec![10.0, 4.0, 10.0]
+    );
+    let r = scale_report(&t, &rows, &clipped).unwrap();
+    assert_eq!((r.max, r.clipped, r.genes_beyond), (5000.0, 2, 0));
+    assert_eq!(r.warning(), None);
+    assert!(
+        r.to_string().ends_with("clipped to ±10 (2 value(s))"),
+        "{r}"
+    );
+    // Above the limit, clipping still leaves the value far out.
+    let loose = scale_report(&t, &rows, &none.clone().with_clip(Some(100.0))).unwrap();
+    assert_eq!(loose.genes_beyond, 2);
+
+    // Saved with the normalization; older files without the field read as no clipping.
+    let path = dir.path().join("normalization.json");
+    clipped.save(&path).unwrap();
+    assert_eq!(Normalization::load(&path).unwrap().clip, Some(10.0));
+    none.save(&path).unwrap();
+    assert!(!std::fs::read_to_string(&path).unwrap().contains("clip"));
+    assert_eq!(Normalization::load(&path).unwrap().clip, None);
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    json["clip"] = serde_json::json!(-1.0);
+    std::fs::write(&path, json.to_string()).unwrap();
+    let err = Normalization::load(&path).unwrap_err().to_string();
+    assert!(err.contains("clip") && err.contains("above 0"), "{err}");
+
+    // The whole-cohort report of `check`: one row per patient, fitted on them all.
+    let r = cohort_scale(&t, NormalizeMethod::None, None)
+        .unwrap()
+        .unwrap();
+    assert_eq!((r.rows, r.max, r.genes_beyond), (4, 5000.0, 2));
+}
+
+#[test]
+fn unimodal_reads_need_no_slide_column_or_no_gene_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let columns = CohortColumns::default();
+    // No slide column: a row is named by its patient, a patient's later rows by their line.
+    let path = write(
+        dir.path(),
+        "rna.csv",
+        "patient_id,label,rna_a\nP1,0,1\nP2,1,2\nP1,0,1\n",
+    );
+    let err = CohortTable::read(&path, &columns).unwrap_err().to_string();
+    assert!(err.contains("wsi_file_name"), "{err}");
+    let t = CohortTable::read_for(&path, &columns, false, Modalities::Rna).unwrap();
+    let slides: Vec<(&str, &str, u64)> = t
+        .slides()
+        .iter()
+        .map(|s| (s.slide.as_str(), s.patient.as_str(), s.line))
+        .collect();
+    assert_eq!(
+        slides,
+        [("P1", "P1", 2), ("P2", "P2", 3), ("P1@4", "P1", 4)]
+    );
+    // Empty slide ids likewise; a row without either id is still an error naming its line.
+    let path = write(
+        dir.path(),
+        "empty.csv",
+        "wsi_file_name,patient_id,label,rna_a\ns1,P1,0,1\n,P2,1,2\n",
+    );
+    let t = CohortTable::read_for(&path, &columns, false, Modalities::Rna).unwrap();
+    assert_eq!(t.slides()[1].slide, "P2");
+    assert!(CohortTable::read(&path, &columns).is_err());
+    let path = write(dir.path(), "none.csv", "wsi_file_name,label,rna_a\n,1,2\n");
+    let err = CohortTable::read_for(&path, &columns, false, Modalities::Rna)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("line 2") && err.contains("wsi_file_name"),
+        "{err}"
+    );
+    let path = write(dir.path(), "ids.csv", "label,rna_a\n1,2\n");
+    assert!(CohortTable::read_for(&path, &columns, false, Modalities::Rna).is_err());
+
+    // Tiles alone: no gene column needed, and gene columns present are not read.
+    let path = write(dir.path(), "wsi.csv", "wsi_file_name,label\ns1,0\ns2,1\n");
+    let err = CohortTable::read(&path, &columns).unwrap_err().to_string();
+    assert!(err.contains("rna_"), "{err}");
+    let t = CohortTable::read_for(&path, &columns, false, Modalities::Wsi).unwrap();
+    assert_eq!((t.len(), t.genes().len(), t.has_rna(0)), (2, 0, false));
+    let path = write(
+        dir.path(),
+        "wsi_genes.csv",
+        "wsi_file_name,label,rna_a\ns1,0,\n",
+    );
+    let t = CohortTable::read_for(&path, &columns, false, Modalities::Wsi).unwrap();
+    assert_eq!(
+        t.genes().len(),
+        0,
+        "an empty gene cell is no missing expression here"
+    );
+}

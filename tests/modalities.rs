@@ -436,3 +436,220 @@ fn a_cohort_with_missing_modalities_trains_and_reports_metrics_by_modality() {
         );
     }
 }
+
+/// An expression-only cohort of 24 patients, one row each: `patient_id`, `label` (1 when the
+/// first gene is high) and 4 genes; with `slides`, a `wsi_file_name` column whose every other
+/// cell is empty.
+fn rna_only_cohort(path: &std::path::Path, slides: bool) {
+    let mut text = String::from(if slides {
+        "wsi_file_name,patient_id,label,rna_a,rna_b,rna_c,rna_d\n"
+    } else {
+        "patient_id,label,rna_a,rna_b,rna_c,rna_d\n"
+    });
+    for p in 0..24 {
+        let label = p % 2;
+        let slide = if slides && p % 3 != 0 {
+            format!("S{p:02},")
+        } else if slides {
+            ",".into()
+        } else {
+            String::new()
+        };
+        text.push_str(&format!(
+            "{slide}P{p:02},{label},{},{},{},{}\n",
+            10 + 40 * label + p,
+            5 + p % 7,
+            20 - p % 5,
+            3 + p % 4
+        ));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// `train` of the small preset for 2 epochs, with `extra`.
+fn train_small(csv: &std::path::Path, out: &std::path::Path, extra: &[&str]) -> (bool, String) {
+    let base = [
+        "train",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--bag-size",
+        "4",
+        "--patience",
+        "0",
+        "--bootstrap",
+        "0",
+        "--workers",
+        "1",
+    ];
+    let o = common::bin(&[&base[..], extra].concat());
+    (o.status.success(), common::text(&o).1)
+}
+
+#[test]
+fn an_rna_only_cohort_without_slides_or_features_trains_evaluates_and_predicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("rna.csv");
+    rna_only_cohort(&csv, false);
+    // Tiles are needed unless the run is on expression alone.
+    let (ok, stderr) = train_small(&csv, &dir.path().join("never"), &[]);
+    assert!(
+        !ok && stderr.contains("--features") && stderr.contains("--modalities rna"),
+        "{stderr}"
+    );
+
+    let run = dir.path().join("run");
+    let (ok, stderr) = train_small(&csv, &run, &["--modalities", "rna"]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("estimate:") && stderr.contains("GB at peak"),
+        "{stderr}"
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        config["model"]["wsi_dim"], 1,
+        "the unused WSI branch is 1 wide"
+    );
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap();
+    assert!(
+        metrics["auc"].as_f64().is_some_and(f64::is_finite),
+        "{metrics}"
+    );
+
+    // Evaluation and prediction need no features folder either: every patient is predicted.
+    let eval = dir.path().join("eval");
+    let model = run.to_str().unwrap();
+    let o = common::bin(&[
+        "evaluate",
+        "--model",
+        model,
+        "--csv",
+        csv.to_str().unwrap(),
+        "--out",
+        eval.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", common::text(&o).1);
+    let rows = std::fs::read_to_string(eval.join("predictions.csv")).unwrap();
+    assert_eq!(rows.lines().count(), 25, "{rows}");
+    assert!(rows.lines().nth(1).unwrap().starts_with("P00,"), "{rows}");
+    let predictions = dir.path().join("p.csv");
+    let o = common::bin(&[
+        "predict",
+        "--model",
+        model,
+        "--csv",
+        csv.to_str().unwrap(),
+        "--out",
+        predictions.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", common::text(&o).1);
+    let predicted = std::fs::read_to_string(&predictions).unwrap();
+    assert_eq!(predicted.lines().count(), 25);
+
+    // Each fit reports the expression range after its normalization, and warns, naming the
+    // largest genes, when values lie beyond ±10: rna_a reaches 10 + 40 + 23 = 73 as is.
+    assert!(
+        stderr.contains("training: expression after `log2-zscore`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("lies far outside"), "{stderr}");
+    let (ok, stderr) = train_small(
+        &csv,
+        &dir.path().join("raw"),
+        &["--modalities", "rna", "--normalize", "none"],
+    );
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("warning: training: expression after `none` normalization lies far")
+            && stderr.contains(
+                "3 of 4 gene(s) exceed ±10, the largest rna_a 73, rna_c 20, rna_b 11, rna_d 6"
+            ),
+        "{stderr}"
+    );
+    let clipped = dir.path().join("clipped");
+    let (ok, stderr) = train_small(
+        &csv,
+        &clipped,
+        &["--modalities", "rna", "--normalize", "none", "--clip", "5"],
+    );
+    assert!(ok && !stderr.contains("lies far outside"), "{stderr}");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(clipped.join("normalization.json")).unwrap())
+            .unwrap();
+    assert_eq!(saved["clip"], 5.0);
+
+    // Interrupted and resumed from its folder alone (its `features_dir` is empty).
+    let resumed = dir.path().join("resumed");
+    let (ok, stderr) = train_small(
+        &csv,
+        &resumed,
+        &["--modalities", "rna", "--stop-after-epoch", "1"],
+    );
+    assert!(ok, "{stderr}");
+    let o = common::bin(&["train", "--resume", resumed.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", common::text(&o).1);
+    assert!(resumed.join("metrics.json").exists());
+
+    // A slide column with empty cells: those rows are named by their patient.
+    let with_slides = dir.path().join("slides.csv");
+    rna_only_cohort(&with_slides, true);
+    let (ok, stderr) = train_small(
+        &with_slides,
+        &dir.path().join("slides"),
+        &["--modalities", "rna"],
+    );
+    assert!(ok, "{stderr}");
+}
+
+#[test]
+fn a_wsi_only_cohort_without_gene_columns_trains_and_evaluates() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::synth(&dir.path().join("cohort"), 16, 8, 4, 3, false);
+    // The cohort without its gene columns.
+    let text = std::fs::read_to_string(&data.csv).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let keep: Vec<usize> = (0..header.len())
+        .filter(|&i| !header[i].starts_with("rna_"))
+        .collect();
+    let stripped: String = text
+        .lines()
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            keep.iter().map(|&i| cells[i]).collect::<Vec<_>>().join(",") + "\n"
+        })
+        .collect();
+    let csv = dir.path().join("tiles_only.csv");
+    std::fs::write(&csv, stripped).unwrap();
+    let features = data.features_dir.to_str().unwrap();
+    let run = dir.path().join("run");
+    let (ok, stderr) = train_small(&csv, &run, &["--modalities", "wsi", "--features", features]);
+    assert!(ok, "{stderr}");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        config["model"]["rna_num_genes"], 1,
+        "one placeholder gene, always missing"
+    );
+    let o = common::bin(&[
+        "evaluate",
+        "--model",
+        run.to_str().unwrap(),
+        "--csv",
+        csv.to_str().unwrap(),
+        "--features",
+        features,
+        "--out",
+        dir.path().join("eval").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", common::text(&o).1);
+    // With both modalities the gene columns are still required.
+    let (ok, stderr) = train_small(&csv, &dir.path().join("never"), &["--features", features]);
+    assert!(!ok && stderr.contains("rna_"), "{stderr}");
+}

@@ -595,3 +595,97 @@ fn each_wrong_input_shape_says_what_was_expected() {
         [1, 3]
     );
 }
+
+/// The tiny configuration of the cost test: one block, tiles of width 8, gene tokens of
+/// width 6, 2 heads of 4 and MLPs of 16 everywhere, 5 genes.
+fn cost_config(tokenizer: med_crossvit::model::RnaTokenizer) -> MedCrossViTConfig {
+    MedCrossViTConfig {
+        depth: 1,
+        wsi_num_tiles: 6,
+        wsi_enc_depth: 1,
+        wsi_enc_heads: 2,
+        wsi_enc_mlp_dim: 16,
+        wsi_enc_dim_head: 4,
+        rna_num_genes: 5,
+        rna_enc_depth: 1,
+        rna_enc_heads: 2,
+        rna_enc_mlp_dim: 16,
+        rna_enc_dim_head: 4,
+        cross_attn_depth: 1,
+        cross_attn_heads: 2,
+        cross_attn_dim_head: 4,
+        rna_tokenizer: tokenizer,
+        ..MedCrossViTConfig::new(2, 8, 6)
+    }
+}
+
+#[test]
+fn training_cost_matches_hand_computed_sizes_and_warns_for_thousands_of_gene_tokens() {
+    use med_crossvit::model::RnaTokenizer;
+    use med_crossvit::model::cost::{CostInputs, parameter_count, training_cost};
+    let c = cost_config(RnaTokenizer::Dense);
+    // WSI layer (d 8, inner 8, MLP 16): norm 16 + q 64 + kv 128 + out 72, then norm 16 +
+    // 144 + 136 = 576, with the final norm 592. RNA layer (d 6): 12 + 48 + 96 + 54 + 12 +
+    // 112 + 102 = 436, 448. Cross layer: attention at 6 (210) and at 8 (280), projections
+    // 2 · (54 + 56). Dense tokenizer 10 + 180 + 12, CLS 6, positions 36; tiles: CLS 8,
+    // positions 56; heads 16 + 18 and 12 + 14.
+    let hand = 592 + 448 + (210 + 280 + 220) + (202 + 6 + 36) + (8 + 56) + (34 + 26);
+    assert_eq!(hand, 2118);
+    assert_eq!(parameter_count(&c), hand);
+    let model = c.init(&Device::flex()).unwrap();
+    assert_eq!(model.num_params() as u64, hand);
+    let per_gene = cost_config(RnaTokenizer::PerGene);
+    assert_eq!(
+        parameter_count(&per_gene),
+        per_gene.init(&Device::flex()).unwrap().num_params() as u64
+    );
+
+    let inputs = CostInputs {
+        batch: 2,
+        bag_size: 4,
+        train_bags: 10,
+        val_bags: 3,
+        gradient_checkpointing: false,
+    };
+    let cost = training_cost(&c, &inputs);
+    // Per sample: the WSI layer over 5 tokens keeps 5 · (4·8 + 4·8 + 2·16) = 480 values and
+    // 2 · 5² attention weights; the RNA layer over 6 tokens 6 · (24 + 32 + 32) = 528 and
+    // 2 · 6² = 72. Batch 2, 4 bytes each.
+    assert_eq!(cost.activation_bytes, 4 * 2 * (480 + 50 + 528 + 72));
+    assert_eq!(cost.gene_attention_bytes, 4 * 2 * 72);
+    assert_eq!(cost.weight_bytes, 16 * 2118);
+    assert_eq!(cost.peak_bytes, 16 * 2118 + 9040);
+    // Three forward passes per training bag, one per validation bag.
+    let forward = med_crossvit::bench::forward_flops(&c, 1, 4);
+    assert_eq!(cost.flops_per_epoch, forward * 33.0);
+    assert!((cost.seconds_per_epoch(1.0) - forward * 33.0 / 1e9).abs() < 1e-12);
+    assert_eq!(cost.warning(Some(1), 1e-9), None, "5 genes never warn");
+
+    // per_gene over 3,000 genes at the small preset's widths, batch 16: the gene-token
+    // attention alone is 4 heads · 3001² weights in each of 2 layers per sample.
+    let big = MedCrossViTConfig {
+        rna_num_genes: 3000,
+        rna_tokenizer: RnaTokenizer::PerGene,
+        ..MedCrossViTConfig::small(2, 1024, 64)
+    };
+    let inputs = CostInputs {
+        batch: 16,
+        bag_size: 50,
+        train_bags: 300,
+        val_bags: 60,
+        gradient_checkpointing: false,
+    };
+    let cost = training_cost(&big, &inputs);
+    assert_eq!(cost.gene_attention_bytes, 4 * 16 * 2 * 4 * 3001 * 3001);
+    let warning = cost.warning(Some(2_000_000_000), 1e6).unwrap();
+    assert!(
+        warning.contains("per_gene tokenizer attends over 3000 gene tokens")
+            && warning.contains("more than the 2.00 GB")
+            && warning.contains("--tokenizer pathways")
+            && warning.contains("--top-genes"),
+        "{warning}"
+    );
+    assert!(cost.warning(None, 1.0).unwrap().contains("min per epoch"));
+    assert_eq!(cost.warning(Some(u64::MAX), 1e6), None, "fits and is fast");
+    assert!(cost.describe(80.0).contains("RNA tokens"));
+}

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use med_crossvit::data::{Cohort, CohortColumns, CohortSummary, Outcome, ProblemReport, Unit};
+use med_crossvit::data::{
+    Cohort, CohortColumns, CohortSummary, CohortTable, Outcome, ProblemReport, Unit,
+};
 use med_crossvit::train::{self, DataSource, SurvivalSettings, Task, TrainSettings};
 use serde::Serialize;
 
@@ -46,6 +48,9 @@ pub struct CheckArgs {
     /// The bag unit training will use (see `train --unit`).
     #[arg(long, value_enum, default_value = "patient")]
     unit: super::train::UnitArg,
+    /// Expression scaling whose value range is reported (as `train --normalize`).
+    #[arg(long, value_enum, default_value = "log2-zscore")]
+    normalize: super::train::NormalizeArg,
     #[command(flatten)]
     columns: ColumnArgs,
 }
@@ -137,6 +142,9 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, med_crossvit::Error> {
         .as_ref()
         .map(|cohort| summarize(cohort, &check.outcome, &args));
     let task = check.outcome.task();
+    if let Some(cohort) = &check.cohort {
+        report_scale(cohort.table(), &args);
+    }
     if args.json {
         let json = CheckJson {
             task,
@@ -183,4 +191,22 @@ fn summarize(cohort: &Cohort, outcome: &Outcome, args: &CheckArgs) -> CohortSumm
         summary.count_modalities(cohort);
     }
     summary
+}
+
+/// Prints the expression range after `--normalize` (fitted on every patient with
+/// expression) and warns, naming the genes, when values lie far outside what the model
+/// expects. A method that cannot scale the values is a warning: the cohort itself is usable.
+fn report_scale(table: &CohortTable, args: &CheckArgs) {
+    match med_crossvit::data::cohort_scale(table, args.normalize.method(), None) {
+        Ok(Some(scale)) => {
+            if !args.json {
+                println!("{scale}");
+            }
+            if let Some(warning) = scale.warning() {
+                eprintln!("warning: {warning}");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => eprintln!("warning: expression not scaled: {e}"),
+    }
 }

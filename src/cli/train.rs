@@ -86,6 +86,18 @@ pub enum SelectArg {
     Last,
 }
 
+impl NormalizeArg {
+    /// The library's value.
+    pub fn method(self) -> NormalizeMethod {
+        match self {
+            Self::Log2Zscore => NormalizeMethod::Log2Zscore,
+            Self::Zscore => NormalizeMethod::Zscore,
+            Self::Minmax => NormalizeMethod::Minmax,
+            Self::None => NormalizeMethod::None,
+        }
+    }
+}
+
 /// The gene tokenizer, on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TokenizerArg {
@@ -105,8 +117,9 @@ pub struct TrainArgs {
     /// started).
     #[arg(long, required_unless_present = "resume")]
     csv: Option<PathBuf>,
-    /// The features directory (with --resume: its new place, when it was moved).
-    #[arg(long, required_unless_present = "resume")]
+    /// The features directory (with --resume: its new place, when it was moved; not needed
+    /// with --modalities rna, which reads no tile file).
+    #[arg(long)]
     features: Option<PathBuf>,
     /// The run folder to create: absent or empty (an existing run is continued with
     /// --resume).
@@ -186,14 +199,19 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value = "patient")]
     unit: UnitArg,
     /// Expression scaling, fitted on the training patients: log2-zscore (counts, TPM, FPKM),
-    /// zscore (log-scale values), minmax (to [-1, 1], as SurvPath), none (already z-scored,
-    /// as MCAT's tables).
+    /// zscore (log-scale values, such as MCAT's tables, which are not all z-scores), minmax
+    /// (to [-1, 1], as SurvPath), none (values already z-scored). The range after it is
+    /// printed, with a warning naming the genes beyond ±10.
     #[arg(long, value_enum, conflicts_with = "no_log")]
     normalize: Option<NormalizeArg>,
     /// Keep the K genes of largest median absolute deviation on each fold's training
     /// patients (MCAT keeps 2000).
     #[arg(long, value_name = "K")]
     top_genes: Option<usize>,
+    /// Clip normalized expression to [-C, C] (saved with the normalization: evaluate and
+    /// predict clip the same). Default: no clipping.
+    #[arg(long, value_name = "C")]
+    clip: Option<f64>,
     /// Rows without expression (every gene cell empty) or without a tile file: an error
     /// listing them all, or allowed (a patient is predicted from what it has).
     #[arg(long, value_enum, default_value = "error")]
@@ -202,7 +220,10 @@ pub struct TrainArgs {
     /// with half of it, never both).
     #[arg(long, default_value_t = 0.0)]
     modality_dropout: f64,
-    /// The modalities used: both, or one alone (a unimodal baseline on the same splits).
+    /// The modalities used: both, or one alone (a unimodal baseline on the same splits). rna
+    /// reads no tile file (no --features needed; rows may lack a slide id when they have a
+    /// patient id) and gives the unused WSI branch width 1 unless --config sets wsi_dim; wsi
+    /// reads no gene column.
     #[arg(long, value_enum, default_value = "both")]
     modalities: ModalitiesArg,
     /// Bootstrap resamples for the intervals of the final metrics (0: none).
@@ -271,12 +292,7 @@ pub struct TrainArgs {
 }
 
 fn settings(a: &TrainArgs) -> TrainSettings {
-    let normalize = a.normalize.map(|n| match n {
-        NormalizeArg::Log2Zscore => NormalizeMethod::Log2Zscore,
-        NormalizeArg::Zscore => NormalizeMethod::Zscore,
-        NormalizeArg::Minmax => NormalizeMethod::Minmax,
-        NormalizeArg::None => NormalizeMethod::None,
-    });
+    let normalize = a.normalize.map(NormalizeArg::method);
     TrainSettings {
         task: match a.task {
             TaskArg::Classification => Task::Classification,
@@ -308,6 +324,7 @@ fn settings(a: &TrainArgs) -> TrainSettings {
         },
         normalize,
         top_genes: a.top_genes,
+        clip: a.clip,
         missing_modality: a.missing_modality.value(),
         bootstrap: a.bootstrap,
         risk_groups: a.risk_groups,
@@ -428,7 +445,8 @@ fn run_in(
             let request = TrainRequest {
                 data: DataSource {
                     csv: args.csv.clone().expect("clap requires --csv"),
-                    features_dir: args.features.clone().expect("clap requires --features"),
+                    // None: a run on expression alone (the library says so otherwise).
+                    features_dir: args.features.clone().unwrap_or_default(),
                     features_key: args.features_key.clone(),
                     skip_missing: args.skip_missing,
                 },
@@ -543,9 +561,9 @@ pub struct ApplyArgs {
     /// The cohort CSV.
     #[arg(long)]
     pub csv: PathBuf,
-    /// The features directory.
+    /// The features directory (not needed for a model trained with --modalities rna).
     #[arg(long)]
-    pub features: PathBuf,
+    pub features: Option<PathBuf>,
     /// Name of the features dataset.
     #[arg(long)]
     pub features_key: Option<String>,
@@ -573,7 +591,7 @@ impl ApplyArgs {
             tiles: TileOptions {
                 features_key: self.features_key.clone(),
                 skip_missing: self.skip_missing,
-                ..TileOptions::new(&self.features)
+                ..TileOptions::new(self.features.clone().unwrap_or_default())
             },
             require_targets,
         };

@@ -191,6 +191,26 @@ impl Cohort {
         (cohort, problems)
     }
 
+    /// A cohort whose slides are all without tiles, for a run on expression alone
+    /// ([`Modalities::Rna`](super::Modalities::Rna)): no file is looked for, every slide takes
+    /// part ([`members`](Self::members)) with [`has_wsi`](Self::has_wsi) false, and its bags
+    /// serve one row of zeros of width `feature_dim` (the model's `wsi_dim`).
+    pub fn without_tiles(table: CohortTable, feature_dim: usize) -> Self {
+        let slides = table.len();
+        Self {
+            table,
+            options: TileOptions {
+                allow_missing: true,
+                ..TileOptions::new(PathBuf::new())
+            },
+            files: vec![None; slides],
+            absent: vec![true; slides],
+            skipped: Vec::new(),
+            feature_dim,
+            open: Mutex::new(Vec::new()),
+        }
+    }
+
     /// The CSV table.
     pub fn table(&self) -> &CohortTable {
         &self.table

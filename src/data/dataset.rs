@@ -73,7 +73,6 @@ impl CohortDataset {
         normalization: &Normalization,
         targets: Vec<Target>,
     ) -> Result<Self, DataError> {
-        let columns = normalization.columns_in(cohort.table())?;
         let table = cohort.table();
         let mut used = vec![false; patients.len()];
         for bag in &bags {
@@ -82,6 +81,14 @@ impl CohortDataset {
         let rna: Vec<bool> = (0..patients.len())
             .map(|p| patients.has_rna(table, p))
             .collect();
+        // Without expression anywhere (tiles alone) the table's genes are not looked up: every
+        // patient is served zeros of the model's width.
+        let columns = if (0..used.len()).any(|p| used[p] && rna[p]) {
+            normalization.columns_in(table)?
+        } else {
+            Vec::new()
+        };
+        let width = normalization.mean.len();
         let expression = (0..used.len())
             .map(|p| {
                 if !used[p] {
@@ -89,7 +96,7 @@ impl CohortDataset {
                 } else if rna[p] {
                     normalization.transform(table, patients.rna_row(table, p), &columns)
                 } else {
-                    Ok(vec![0.0; columns.len()])
+                    Ok(vec![0.0; width])
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;

@@ -16,7 +16,9 @@
 //!   serves them as a Burn `Dataset`, [`BagBatcher`] pads them into batches with a padding
 //!   mask, and [`BagLoader`] reads ahead in parallel workers.
 //! - [`Normalization`] scales expression (the original's log2 + z-score, or another
-//!   [`NormalizeMethod`]) and selects the top-K genes, fitted on training patients.
+//!   [`NormalizeMethod`]) and selects the top-K genes, fitted on training patients;
+//!   [`scale_report`] measures the result and names the genes far outside what the model
+//!   expects.
 //! - [`kfold`], [`by_fractions`], [`from_csv`] and [`split_files`] make patient-level splits;
 //!   [`write_split_csv`] records one.
 //! - [`write_synthetic_cohort`] writes a learnable synthetic cohort.
@@ -34,6 +36,7 @@ mod loader;
 mod normalize;
 mod patients;
 mod pt;
+mod scale;
 mod signatures;
 mod split;
 mod synth;
@@ -52,6 +55,7 @@ pub use labels::LabelMap;
 pub use loader::BagLoader;
 pub use normalize::{Normalization, NormalizeMethod};
 pub use patients::{MissingModality, Modalities, Patients, Unit};
+pub use scale::{GeneExtreme, SCALE_LIMIT, ScaleReport, WORST_SHOWN, cohort_scale, scale_report};
 pub use signatures::{Signatures, read_signatures};
 pub use split::{
     Split, SplitRead, by_fractions, check_patients, from_csv, kfold, split_files, write_split_csv,

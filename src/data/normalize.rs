@@ -21,7 +21,8 @@ pub enum NormalizeMethod {
     /// Min-max scaling of the training range to `[-1, 1]` (SurvPath's); later values may fall
     /// outside it.
     Minmax,
-    /// The values as they are (tables already z-scored, as MCAT's are).
+    /// The values as they are (tables already z-scored; MCAT's `*_rnaseq` columns are not
+    /// all: some reach thousands, see the README).
     None,
 }
 
@@ -63,6 +64,10 @@ pub struct Normalization {
     pub mean: Vec<f32>,
     /// Per-gene scale (after the log, when on); never 0.
     pub std: Vec<f32>,
+    /// Normalized values are clipped to `[-clip, clip]` (`--clip`); absent (files written
+    /// before the option, or no clipping): not clipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip: Option<f32>,
 }
 
 impl Normalization {
@@ -74,6 +79,7 @@ impl Normalization {
             genes: genes.to_vec(),
             mean: vec![0.0; genes.len()],
             std: vec![1.0; genes.len()],
+            clip: None,
         }
     }
 
@@ -86,6 +92,7 @@ impl Normalization {
             genes: Vec::new(),
             mean: vec![0.0; genes],
             std: vec![1.0; genes],
+            clip: None,
         }
     }
 
@@ -178,7 +185,13 @@ impl Normalization {
             genes: keep.iter().map(|&g| table.genes()[g].clone()).collect(),
             mean,
             std,
+            clip: None,
         })
+    }
+
+    /// This normalization with its values clipped to `[-clip, clip]` (`None`: not clipped).
+    pub fn with_clip(self, clip: Option<f32>) -> Self {
+        Self { clip, ..self }
     }
 
     /// The method, also for folders that predate its field.
@@ -226,7 +239,8 @@ impl Normalization {
     }
 
     /// Row `row` of `table`, normalized: the values of `columns` (from
-    /// [`columns_in`](Self::columns_in)).
+    /// [`columns_in`](Self::columns_in)), clipped to `[-clip, clip]` when
+    /// [`clip`](Self::clip) is set.
     ///
     /// # Errors
     ///
@@ -259,7 +273,11 @@ impl Normalization {
                 } else {
                     x
                 };
-                Ok((x - self.mean[g]) / self.std[g])
+                let z = (x - self.mean[g]) / self.std[g];
+                Ok(match self.clip {
+                    Some(c) => z.clamp(-c, c),
+                    None => z,
+                })
             })
             .collect()
     }
@@ -320,6 +338,14 @@ impl Normalization {
             return bad(
                 format!("std[{g}]"),
                 format!("must be a finite number above 0, got {sd}"),
+            );
+        }
+        if let Some(c) = norm.clip
+            && !(c.is_finite() && c > 0.0)
+        {
+            return bad(
+                "clip".into(),
+                format!("must be a finite number above 0, got {c}"),
             );
         }
         if norm

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::DataError;
 use super::csvfile::cut;
+use super::{DataError, Modalities};
 
 /// Which CSV columns hold what. Defaults follow the original's CSV layout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,7 +203,8 @@ const LISTED_BAD_CELLS: usize = 1000;
 struct Layout {
     columns: CohortColumns,
     header: Vec<String>,
-    slide: usize,
+    /// Absent only for expression alone, where rows may be named by their patient.
+    slide: Option<usize>,
     project: Option<usize>,
     label: Option<usize>,
     patient: Option<usize>,
@@ -211,11 +212,20 @@ struct Layout {
     others: Vec<usize>,
     rule: GeneRule,
     gene_note: String,
+    modalities: Modalities,
 }
 
 impl Layout {
-    /// Finds the columns of `columns` in `header`.
-    fn of(path: &Path, header: Vec<String>, columns: &CohortColumns) -> Result<Self, DataError> {
+    /// Finds the columns of `columns` in `header` for a run that uses `modalities`: tiles
+    /// alone look for no gene column; expression alone needs no slide column when there is a
+    /// patient column.
+    fn of(
+        path: &Path,
+        header: Vec<String>,
+        columns: &CohortColumns,
+        modalities: Modalities,
+    ) -> Result<Self, DataError> {
+        let (rna_only, wsi_only) = (modalities == Modalities::Rna, modalities == Modalities::Wsi);
         let find = |name: &str| header.iter().position(|h| h == name);
         // The MCAT/PORPOISE/SurvPath tables name the slide and patient columns `slide_id` and
         // `case_id`: taken when the default names are absent.
@@ -229,16 +239,20 @@ impl Layout {
                 *name = alternative.to_string();
             }
         }
-        let slide = find(&columns.slide).ok_or_else(|| DataError::MissingColumn {
-            path: path.to_path_buf(),
-            column: columns.slide.clone(),
-            available: super::csvfile::cut_list(&header, 20),
-        })?;
         let (project, label, patient) = (
             find(&columns.project),
             find(&columns.label),
             find(&columns.patient),
         );
+        // Expression alone reads no tiles: a patient id is enough to name a row.
+        let slide = find(&columns.slide);
+        if slide.is_none() && !(rna_only && patient.is_some()) {
+            return Err(DataError::MissingColumn {
+                path: path.to_path_buf(),
+                column: columns.slide.clone(),
+                available: super::csvfile::cut_list(&header, 20),
+            });
+        }
         let (rule, automatic) = match columns.gene_rule()? {
             Some(rule) => (rule, false),
             None => {
@@ -253,11 +267,11 @@ impl Layout {
                 }
             }
         };
-        let roles = [Some(slide), project, label, patient];
+        let roles = [slide, project, label, patient];
         let genes: Vec<usize> = (0..header.len())
-            .filter(|&i| !roles.contains(&Some(i)) && rule.matches(&header[i]))
+            .filter(|&i| !wsi_only && !roles.contains(&Some(i)) && rule.matches(&header[i]))
             .collect();
-        if genes.is_empty() {
+        if genes.is_empty() && !wsi_only {
             return Err(DataError::NoGeneColumns {
                 path: path.to_path_buf(),
                 rule: if automatic {
@@ -272,6 +286,7 @@ impl Layout {
             });
         }
         let gene_note = match (&rule, automatic) {
+            _ if wsi_only => "none (tiles alone: expression is not read)".to_string(),
             (GeneRule::Suffix(_), true) => {
                 format!("{rule} (there is no `{DEFAULT_GENE_PREFIX}*` column)")
             }
@@ -290,6 +305,7 @@ impl Layout {
             others,
             rule,
             gene_note,
+            modalities,
         })
     }
 }
@@ -321,18 +337,28 @@ impl Rows<'_> {
             line,
             column: column.to_string(),
         };
-        let slide = cell(layout.slide).to_string();
-        if slide.is_empty() {
-            self.problems.push(empty(&layout.columns.slide));
-            return;
-        }
+        let given = layout.slide.map_or("", |i| cell(i)).to_string();
         let patient = match layout.patient {
             Some(i) if cell(i).is_empty() => {
                 self.problems.push(empty(&layout.columns.patient));
                 return;
             }
             Some(i) => cell(i).to_string(),
-            None => slide.clone(),
+            None => given.clone(),
+        };
+        let slide = if !given.is_empty() {
+            given
+        } else if layout.modalities == Modalities::Rna && layout.patient.is_some() {
+            // Expression alone: a row without a slide id is named by its patient (the
+            // patient's later rows by `{patient}@{line}`).
+            if self.seen.contains_key(&patient) {
+                format!("{patient}@{line}")
+            } else {
+                patient.clone()
+            }
+        } else {
+            self.problems.push(empty(&layout.columns.slide));
+            return;
         };
         if let Some(&first) = self.seen.get(&slide) {
             self.problems.push(DataError::DuplicateSlide {
@@ -348,7 +374,7 @@ impl Rows<'_> {
         // modality, else listed with the others in one problem.
         let has_rna = !layout.genes.iter().all(|&i| cell(i).is_empty());
         self.rna_present.push(has_rna);
-        if !has_rna && !self.missing_rna {
+        if !has_rna && !self.missing_rna && layout.modalities != Modalities::Wsi {
             self.no_rna
                 .push(format!("line {line} (slide `{}`)", cut(&slide)));
         }
@@ -444,7 +470,28 @@ impl CohortTable {
         columns: &CohortColumns,
         missing_rna: bool,
     ) -> Result<Self, DataError> {
-        let (table, mut problems) = Self::scan(path, columns, missing_rna)?;
+        Self::read_for(path, columns, missing_rna, Modalities::Both)
+    }
+
+    /// [`read_with`](Self::read_with) for a run that uses `modalities`:
+    /// - [`Modalities::Rna`] (no tiles are read): the slide column may be absent and a slide
+    ///   cell empty when the row has a patient id; such a row's slide id is its patient id
+    ///   (`{patient}@{line}` for a patient's later rows without one).
+    /// - [`Modalities::Wsi`] (no expression is read): gene columns are not looked for; the
+    ///   table has no gene and no row has expression.
+    ///
+    /// # Errors
+    ///
+    /// As [`read_with`](Self::read_with); for RNA alone a table with neither a slide nor a
+    /// patient column is [`DataError::MissingColumn`] naming the slide column, a row with
+    /// neither id [`DataError::EmptyCell`].
+    pub fn read_for(
+        path: impl AsRef<Path>,
+        columns: &CohortColumns,
+        missing_rna: bool,
+        modalities: Modalities,
+    ) -> Result<Self, DataError> {
+        let (table, mut problems) = Self::scan_for(path, columns, missing_rna, modalities)?;
         match problems.len() {
             0 => Ok(table),
             1 => Err(problems.remove(0)),
@@ -466,11 +513,25 @@ impl CohortTable {
         columns: &CohortColumns,
         missing_rna: bool,
     ) -> Result<(Self, Vec<DataError>), DataError> {
+        Self::scan_for(path, columns, missing_rna, Modalities::Both)
+    }
+
+    /// [`scan`](Self::scan) for a run that uses `modalities` (as [`read_for`](Self::read_for)).
+    ///
+    /// # Errors
+    ///
+    /// As [`scan`](Self::scan).
+    pub fn scan_for(
+        path: impl AsRef<Path>,
+        columns: &CohortColumns,
+        missing_rna: bool,
+        modalities: Modalities,
+    ) -> Result<(Self, Vec<DataError>), DataError> {
         let path = path.as_ref();
         let file = super::csvfile::CsvFile::read(path)?;
         let mut reader = file.reader(csv::ReaderBuilder::new().trim(csv::Trim::Headers));
         let header = file.header(&mut reader)?;
-        let layout = Layout::of(path, header, columns)?;
+        let layout = Layout::of(path, header, columns, modalities)?;
         let mut rows = Rows {
             path,
             layout: &layout,

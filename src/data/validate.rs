@@ -7,7 +7,9 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{Cohort, CohortColumns, CohortTable, DataError, Patients, TileOptions, parse_finite};
+use super::{
+    Cohort, CohortColumns, CohortTable, DataError, Modalities, Patients, TileOptions, parse_finite,
+};
 
 /// What the cohort's outcome is read as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -343,8 +345,9 @@ pub struct CohortCheck {
     pub problems: CohortProblems,
 }
 
-/// Validates a cohort for `outcome`: reads the CSV (`tiles.allow_missing` also allowing rows
-/// without expression), checks the outcome cells, the agreement of each patient's rows, the
+/// Validates a cohort for `outcome` and a run on `modalities`: reads the CSV
+/// (`tiles.allow_missing` also allowing rows without expression; see
+/// [`CohortTable::scan_for`] for one modality alone), checks the outcome cells, the agreement of each patient's rows, the
 /// tile-feature files and that every patient has tiles or expression, and returns every
 /// problem found rather than the first. Training refuses a cohort with any of them; `check`
 /// lists them.
@@ -353,9 +356,11 @@ pub fn validate(
     columns: &CohortColumns,
     tiles: &TileOptions,
     outcome: &Outcome,
+    modalities: Modalities,
 ) -> CohortCheck {
     let mut problems = CohortProblems::default();
-    let (table, row_problems) = match CohortTable::scan(csv, columns, tiles.allow_missing) {
+    let scan = CohortTable::scan_for(csv, columns, tiles.allow_missing, modalities);
+    let (table, row_problems) = match scan {
         Ok(read) => read,
         Err(e) => {
             problems.push(e);
@@ -373,9 +378,19 @@ pub fn validate(
     for e in patients.mismatches(&table, &outcome.columns(&table)) {
         problems.push(e);
     }
-    let (cohort, scan) = Cohort::scan(table, tiles);
-    scan.into_iter().for_each(|e| problems.push(e));
-    if let Err(e) = some_modality(&cohort, &patients) {
+    // Expression alone reads no tile file: the width of its (empty) bags is the model's,
+    // set when the model is known.
+    let cohort = if modalities == Modalities::Rna {
+        Cohort::without_tiles(table, 0)
+    } else {
+        let (cohort, scan) = Cohort::scan(table, tiles);
+        scan.into_iter().for_each(|e| problems.push(e));
+        cohort
+    };
+    // A run on one modality leaves out the patients that lack it.
+    if modalities == Modalities::Both
+        && let Err(e) = some_modality(&cohort, &patients)
+    {
         problems.push_kind(ProblemKind::NoModality, e);
     }
     CohortCheck {

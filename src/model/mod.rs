@@ -13,6 +13,7 @@
 
 mod attention;
 mod config;
+pub mod cost;
 mod cross;
 mod encoder;
 mod feedforward;

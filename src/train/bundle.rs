@@ -88,8 +88,12 @@ impl TrainSettings {
 }
 
 /// `path` made absolute against the working directory: resolved (`..` and links) when it
-/// exists, else lexically; left as it is when neither works.
+/// exists, else lexically; left as it is when neither works. An empty path (no features
+/// folder, for expression alone) stays empty.
 fn absolutize(path: &mut PathBuf) {
+    if path.as_os_str().is_empty() {
+        return;
+    }
     if let Ok(absolute) = path.canonicalize().or_else(|_| std::path::absolute(&*path)) {
         *path = absolute;
     }

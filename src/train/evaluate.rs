@@ -10,8 +10,8 @@ use super::metrics::Metrics;
 use super::predict::{BatchHook, Predictions, metrics, predict};
 use super::settings::{Task, TrainSettings};
 use crate::data::{
-    Cohort, CohortDataset, CohortTable, DataError, LabelMap, MissingModality, Patients, Target,
-    TileOptions, evaluation_bags, parse_finite,
+    Cohort, CohortDataset, CohortTable, DataError, LabelMap, MissingModality, Modalities, Patients,
+    Target, TileOptions, evaluation_bags, parse_finite,
 };
 use crate::error::Error;
 
@@ -147,8 +147,11 @@ pub fn evaluate(
     hook: Option<&mut BatchHook<'_>>,
 ) -> Result<Evaluation, Error> {
     let allow = bundle.config.training.missing_modality == MissingModality::Allow;
-    let table = CohortTable::read_with(&request.csv, &bundle.config.columns, allow)?;
-    bundle.normalization.columns_in(&table)?;
+    let modalities = bundle.config.training.modalities;
+    let table = CohortTable::read_for(&request.csv, &bundle.config.columns, allow, modalities)?;
+    if modalities != Modalities::Wsi {
+        bundle.normalization.columns_in(&table)?;
+    }
     let slide_targets = read_targets(bundle, &table, request.require_targets)?;
     let patients = Arc::new(Patients::of(&table));
     let s = &bundle.config.training.survival;
@@ -172,9 +175,17 @@ pub fn evaluate(
         allow_missing: request.tiles.allow_missing || allow,
         ..request.tiles.clone()
     };
-    let cohort = Arc::new(Cohort::open(table, &tiles)?);
-    cohort.check_feature_dim(bundle.model.config().wsi_dim)?;
-    super::plan::check_some_modality(&cohort, &patients)?;
+    let wsi_dim = bundle.model.config().wsi_dim;
+    let cohort = if modalities == Modalities::Rna {
+        Cohort::without_tiles(table, wsi_dim)
+    } else if tiles.features_dir.as_os_str().is_empty() {
+        return Err(super::plan::no_features().into());
+    } else {
+        Cohort::open(table, &tiles)?
+    };
+    let cohort = Arc::new(cohort);
+    cohort.check_feature_dim(wsi_dim)?;
+    super::plan::check_some_modality(&cohort, &patients, modalities)?;
     let settings = &bundle.config.training;
     let sources = super::fit::usable_sources(&cohort, &patients, &cohort.members(), settings);
     let bags = evaluation_bags(&sources, settings.bag_size);

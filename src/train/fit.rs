@@ -144,22 +144,13 @@ pub fn fit_parallel(
         }
         None => {
             let (targets, bins) = plan::targets(prepared, job.split, settings)?;
-            // One row per training patient: a patient's rows agree on the expression.
-            // Patients without expression (a missing modality) take no part in the fit.
-            let table = cohort.table();
-            let rows: Vec<usize> = prepared
-                .patients
-                .among(&job.split.train)
-                .into_iter()
-                .filter(|&p| prepared.patients.has_rna(table, p))
-                .map(|p| prepared.patients.rna_row(table, p))
-                .collect();
-            let normalization = Normalization::fit(
-                cohort.table(),
-                &rows,
-                settings.normalize_method(),
-                settings.top_genes,
-            )?;
+            let (normalization, scale) = plan::fit_normalization(prepared, job.split, settings)?;
+            if let Some(scale) = scale {
+                events(Event::Message(format!("{}: {scale}", job.label)));
+                if let Some(warning) = scale.warning() {
+                    events(Event::Message(format!("warning: {}: {warning}", job.label)));
+                }
+            }
             if writer {
                 std::fs::create_dir_all(&out).map_err(io(&out))?;
                 write_split_csv(&out.join(files::SPLITS_CSV), job.split, &prepared.patients)?;

@@ -639,7 +639,9 @@ pub fn roc_points(scores: &[f64], positive: &[bool]) -> Vec<(f64, f64)> {
 /// do not apply to the task (or cannot be computed, e.g. AUC with one class) are absent.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
-    /// Mean loss over the bags.
+    /// Mean loss over the bags (NaN for a modality group of `by_modality`, written `null`
+    /// and read back as NaN).
+    #[serde(deserialize_with = "nan_if_null")]
     pub loss: f64,
     /// Classification: accuracy over slides.
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -699,6 +701,11 @@ pub struct Metrics {
     /// `wsi_only`, `rna_only`), when some patients lack a modality.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub by_modality: Option<std::collections::BTreeMap<String, Metrics>>,
+}
+
+/// A number, or `null` (how JSON writes NaN) read as NaN.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 impl Metrics {

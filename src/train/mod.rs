@@ -39,7 +39,10 @@ pub use loss::{batch_loss, inverse_frequency};
 pub use metrics::Metrics;
 pub use outputs::{OutputKind, check_output, enclosing_run_folder, is_run_folder};
 pub use parallel::{Alone, Parallel, ProcessGroup};
-pub use plan::{Outcomes, Prepared, check_cohort, prepare, splits, targets};
+pub use plan::{
+    Outcomes, PLACEHOLDER_GENES, Prepared, check_cohort, fit_normalization, prepare, splits,
+    targets,
+};
 pub use pooled::OutOfFold;
 pub(crate) use predict::to_rows;
 pub use predict::{
@@ -49,7 +52,10 @@ pub use predict::{
 pub use resume::{Relocation, resume, resume_parallel, resume_relocated};
 pub use schedule::learning_rate;
 pub use settings::{Select, SurvivalSettings, Task, TrainSettings};
-pub use spec::{ModelSpec, PRESETS, TokenizerSpec, apply_tokenizer, check_model, resolve_model};
+pub use spec::{
+    ModelSpec, PRESETS, RNA_ONLY_WSI_DIM, TokenizerSpec, apply_tokenizer, check_model,
+    resolve_model,
+};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -294,6 +300,22 @@ pub fn train_parallel(
     run(&request, None, parallel, events, (false, None), None)
 }
 
+/// Reports `cost` (for the CPU: [`CPU_GFLOPS_PER_THREAD`](crate::model::cost::CPU_GFLOPS_PER_THREAD)
+/// per available thread), and warns when attention over the genes will not fit in memory or
+/// will be slow.
+fn estimate_cost(cost: &crate::model::cost::TrainingCost, events: &mut dyn FnMut(Event<'_>)) {
+    use crate::model::cost::{CPU_GFLOPS_PER_THREAD, total_memory};
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let gflops = CPU_GFLOPS_PER_THREAD * threads as f64;
+    events(Event::Message(format!(
+        "{} on {threads} CPU thread(s)",
+        cost.describe(gflops)
+    )));
+    if let Some(warning) = cost.warning(total_memory(), gflops) {
+        events(Event::Message(format!("warning: {warning}")));
+    }
+}
+
 /// The pathways tokenizer indexes the cohort's gene columns; a top-K selection differs from
 /// fold to fold.
 fn pathways_with_top_genes() -> DataError {
@@ -341,8 +363,20 @@ fn run(
             cohort.skipped().len()
         )));
     }
-    let genes = settings.top_genes.unwrap_or(table.genes().len());
-    if genes > table.genes().len() {
+    let wsi_only = settings.modalities == crate::data::Modalities::Wsi;
+    let genes = match settings.top_genes {
+        // Tiles alone: the RNA branch takes one placeholder gene, always missing.
+        None if wsi_only => plan::PLACEHOLDER_GENES,
+        top => top.unwrap_or(table.genes().len()),
+    };
+    if settings.top_genes.is_some() && wsi_only {
+        return Err(DataError::Setting {
+            setting: "top_genes",
+            message: "--modalities wsi reads no expression: drop --top-genes".into(),
+        }
+        .into());
+    }
+    if genes > table.genes().len() && !wsi_only {
         return Err(DataError::Setting {
             setting: "top_genes",
             message: format!(
@@ -360,6 +394,7 @@ fn run(
     let model = match model {
         Some(m) => m,
         None => {
+            // Expression alone: no tile width from the data (0); see `resolve_model`.
             let mut model = resolve_model(
                 &request.model,
                 cohort.feature_dim(),
@@ -367,7 +402,7 @@ fn run(
                 prepared.labels.len(),
                 settings.bag_size,
             )?;
-            if let Some(spec) = &request.tokenizer {
+            if let Some(spec) = request.tokenizer.as_ref().filter(|_| !wsi_only) {
                 let unknown = apply_tokenizer(&mut model, spec, &table.gene_symbols())?;
                 if !unknown.is_empty() {
                     let shown: Vec<&str> = unknown.iter().take(10).map(String::as_str).collect();
@@ -391,6 +426,9 @@ fn run(
     {
         return Err(pathways_with_top_genes().into());
     }
+    let prepared = prepared.with_feature_dim(model.wsi_dim);
+    let cohort = &prepared.cohort;
+    let table = cohort.table();
     cohort.check_feature_dim(model.wsi_dim)?;
     if model.rna_num_genes != genes {
         return Err(DataError::GeneCount {
@@ -407,6 +445,9 @@ fn run(
     let splits = splits(&prepared, settings, folds, &mut |w| {
         events(Event::Message(w));
     })?;
+    if let Some(split) = splits.first() {
+        estimate_cost(&plan::cost_of(&prepared, split, &model, settings), events);
+    }
     let _lock = match lock {
         Some(lock) => Some(lock),
         None if resume || !writer => None,

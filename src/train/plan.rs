@@ -7,9 +7,10 @@ use super::bundle::DataSource;
 use super::settings::{Task, TrainSettings};
 use super::survival::TimeBins;
 use crate::data::{
-    Cohort, CohortCheck, CohortColumns, CohortTable, DataError, LabelMap, MissingModality, Outcome,
-    Patients, ProblemKind, Split, Target, TileOptions, by_fractions, check_patients, from_csv,
-    kfold, parse_finite, some_modality, split_files, validate,
+    Cohort, CohortCheck, CohortColumns, CohortTable, DataError, LabelMap, MissingModality,
+    Modalities, Normalization, Outcome, Patients, ProblemKind, ScaleReport, Split, Target,
+    TileOptions, by_fractions, check_patients, from_csv, kfold, parse_finite, scale_report,
+    some_modality, split_files, validate,
 };
 use crate::error::Error;
 
@@ -61,7 +62,16 @@ pub fn check_cohort(
         skip_missing: source.skip_missing,
         allow_missing: settings.missing_modality == MissingModality::Allow,
     };
-    let mut check = validate(&source.csv, columns, &options, &outcome);
+    let mut check = validate(
+        &source.csv,
+        columns,
+        &options,
+        &outcome,
+        settings.modalities,
+    );
+    if settings.modalities != Modalities::Rna && source.features_dir.as_os_str().is_empty() {
+        check.problems.push(no_features());
+    }
     if let (Some(cohort), Outcome::Survival { .. }, true) =
         (&check.cohort, &check.outcome, check.problems.is_empty())
     {
@@ -158,13 +168,121 @@ pub fn prepare(
     })
 }
 
+/// The error of a run that uses tiles but was given no features folder.
+pub(crate) fn no_features() -> DataError {
+    DataError::Setting {
+        setting: "features",
+        message: "no features folder given: --features DIR is needed unless the model uses \
+                  expression alone (--modalities rna)"
+            .into(),
+    }
+}
+
+impl Prepared {
+    /// The same cohort, for a run on expression alone, with bags serving tiles of width
+    /// `wsi_dim` (the model's; see [`Cohort::without_tiles`]). Other runs are unchanged.
+    pub fn with_feature_dim(mut self, wsi_dim: usize) -> Self {
+        if self.cohort.usable().is_empty() && self.cohort.feature_dim() != wsi_dim {
+            let table = self.cohort.table().clone();
+            self.cohort = Arc::new(Cohort::without_tiles(table, wsi_dim));
+        }
+        self
+    }
+}
+
+/// The expression normalization of one fit: `settings`' method fitted on the training
+/// patients of `split` that have expression, clipped at `settings.clip`; with tiles alone
+/// ([`Modalities::Wsi`]) the identity of the model's one placeholder gene (nothing is read).
+/// Also the [`ScaleReport`] of every patient of the split with expression (`None` with tiles
+/// alone).
+///
+/// # Errors
+///
+/// The errors of [`Normalization::fit`] and [`scale_report`].
+pub fn fit_normalization(
+    prepared: &Prepared,
+    split: &Split,
+    settings: &TrainSettings,
+) -> Result<(Normalization, Option<ScaleReport>), DataError> {
+    if settings.modalities == Modalities::Wsi {
+        return Ok((Normalization::identity_for(PLACEHOLDER_GENES), None));
+    }
+    let table = prepared.cohort.table();
+    let patients = &prepared.patients;
+    let rows = |slides: &[usize]| -> Vec<usize> {
+        patients
+            .among(slides)
+            .into_iter()
+            .filter(|&p| patients.has_rna(table, p))
+            .map(|p| patients.rna_row(table, p))
+            .collect()
+    };
+    // One row per training patient: a patient's rows agree on the expression. Patients
+    // without expression (a missing modality) take no part in the fit.
+    let normalization = Normalization::fit(
+        table,
+        &rows(&split.train),
+        settings.normalize_method(),
+        settings.top_genes,
+    )?
+    .with_clip(settings.clip.map(|c| c as f32));
+    let all: Vec<usize> = split
+        .train
+        .iter()
+        .chain(&split.val)
+        .chain(&split.test)
+        .copied()
+        .collect();
+    let report = scale_report(table, &rows(&all), &normalization)?;
+    Ok((normalization, Some(report)))
+}
+
+/// The estimated memory and time of training `model` on `split` (see
+/// [`training_cost`](crate::model::cost::training_cost)): its first epoch's training bags and its
+/// validation bags, at `settings`' batch and bag sizes.
+pub fn cost_of(
+    prepared: &Prepared,
+    split: &Split,
+    model: &crate::model::MedCrossViTConfig,
+    settings: &TrainSettings,
+) -> crate::model::cost::TrainingCost {
+    let sources = |slides: &[usize]| {
+        super::fit::usable_sources(&prepared.cohort, &prepared.patients, slides, settings)
+    };
+    let bag_settings = crate::data::BagSettings {
+        bag_size: settings.bag_size,
+        max_patches_total: settings.max_patches_total,
+        seed: settings.seed,
+    };
+    let inputs = crate::model::cost::CostInputs {
+        batch: settings.batch_size,
+        bag_size: settings.bag_size,
+        train_bags: crate::data::training_bags(&sources(&split.train), &bag_settings, 0).len(),
+        val_bags: crate::data::evaluation_bags(&sources(&split.val), settings.bag_size).len(),
+        gradient_checkpointing: settings.gradient_checkpointing,
+    };
+    crate::model::cost::training_cost(model, &inputs)
+}
+
+/// The number of genes of the model's RNA input in a run on tiles alone: one, always zero and
+/// marked missing.
+pub const PLACEHOLDER_GENES: usize = 1;
+
 /// Checks that every patient has tiles or expression (with missing modalities allowed, one
-/// may lack either, not both): [`some_modality`].
+/// may lack either, not both): [`some_modality`]. A run on one modality alone leaves out the
+/// patients that lack it (see `usable_sources`), so it is not checked.
 ///
 /// # Errors
 ///
 /// [`DataError::Setting`] naming the patients with neither.
-pub(crate) fn check_some_modality(cohort: &Cohort, patients: &Patients) -> Result<(), DataError> {
+pub(crate) fn check_some_modality(
+    cohort: &Cohort,
+    patients: &Patients,
+    modalities: Modalities,
+) -> Result<(), DataError> {
+    if modalities != Modalities::Both {
+        return Ok(());
+    }
     some_modality(cohort, patients)
 }
 

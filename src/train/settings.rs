@@ -113,6 +113,9 @@ pub struct TrainSettings {
     /// Keep only this many genes, those of largest median absolute deviation on each fold's
     /// training patients.
     pub top_genes: Option<usize>,
+    /// Clip normalized expression to `[-clip, clip]` (saved in `normalization.json`, so
+    /// evaluation and prediction clip the same). Default none.
+    pub clip: Option<f64>,
     /// Whether rows may lack expression or a tile file. Default error.
     pub missing_modality: MissingModality,
     /// Probability that a complete training sample loses one modality for a step (each
@@ -169,6 +172,7 @@ impl Default for TrainSettings {
             unit: Unit::Patient,
             normalize: None,
             top_genes: None,
+            clip: None,
             missing_modality: MissingModality::Error,
             modality_dropout: 0.0,
             modalities: Modalities::Both,
@@ -247,6 +251,11 @@ impl TrainSettings {
                 "risk_groups",
                 format!("must be 2 or 3, got {}", self.risk_groups),
             );
+        }
+        if let Some(c) = self.clip
+            && !(c.is_finite() && c > 0.0)
+        {
+            return bad("clip", format!("must be a number above 0, got {c}"));
         }
         if self.top_genes == Some(0) {
             return bad("top_genes", "must be at least 1".into());

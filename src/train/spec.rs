@@ -56,11 +56,20 @@ pub fn apply_tokenizer(
     Ok(Vec::new())
 }
 
+/// The WSI branch's width in a run on expression alone without a configured `wsi_dim` (see
+/// [`resolve_model`]): its tiles are always marked missing, so the smallest width does.
+pub const RNA_ONLY_WSI_DIM: usize = 1;
+
 /// The preset names.
 pub const PRESETS: [&str; 2] = ["seed", "small"];
 
 /// The model configuration for data of `wsi_dim`-wide tiles, `genes` genes and `classes`
 /// outputs, with bags of `bag_size` tiles.
+///
+/// `wsi_dim` 0 is data without tiles (a run on expression alone, whose WSI branch only ever
+/// sees tiles marked missing): a config file's `wsi_dim` is then kept, and otherwise the
+/// WSI branch is [`RNA_ONLY_WSI_DIM`] wide (the smallest valid model); a config file without
+/// `rna_dim` then takes its `wsi_dim`, or 64 (the `small` preset's).
 ///
 /// # Errors
 ///
@@ -75,11 +84,16 @@ pub fn resolve_model(
     classes: usize,
     bag_size: usize,
 ) -> Result<MedCrossViTConfig, Error> {
+    let data_wsi_dim = if wsi_dim == 0 {
+        RNA_ONLY_WSI_DIM
+    } else {
+        wsi_dim
+    };
     let config = match spec {
         ModelSpec::Preset(name) => {
             let base = match name.as_str() {
                 "seed" => MedCrossViTConfig::seed(),
-                "small" => MedCrossViTConfig::small(classes, wsi_dim, 64),
+                "small" => MedCrossViTConfig::small(classes, data_wsi_dim, 64),
                 _ => {
                     return Err(RunError::Unknown {
                         what: "preset",
@@ -91,7 +105,7 @@ pub fn resolve_model(
             };
             MedCrossViTConfig {
                 num_classes: classes,
-                wsi_dim,
+                wsi_dim: data_wsi_dim,
                 rna_num_genes: genes,
                 wsi_num_tiles: base.wsi_num_tiles.max(bag_size),
                 ..base
@@ -116,12 +130,15 @@ pub fn resolve_model(
                     field: "config",
                     reason: format!("{} must hold a JSON object", path.display()),
                 })?;
+            let configured_wsi = object.get("wsi_dim").and_then(serde_json::Value::as_u64);
             for (field, data) in [
-                ("wsi_dim", wsi_dim),
+                ("wsi_dim", data_wsi_dim),
                 ("rna_num_genes", genes),
                 ("num_classes", classes),
             ] {
                 match object.get(field).and_then(serde_json::Value::as_u64) {
+                    // Without tiles, the file's tile width stands.
+                    Some(_) if field == "wsi_dim" && wsi_dim == 0 => {}
                     Some(v) if v as usize != data => {
                         return Err(RunError::ConfigMismatch {
                             field,
@@ -137,7 +154,12 @@ pub fn resolve_model(
                 }
             }
             if !object.contains_key("rna_dim") {
-                object.insert("rna_dim".into(), wsi_dim.into());
+                let rna_dim = match (wsi_dim, configured_wsi) {
+                    (0, Some(w)) => w as usize,
+                    (0, None) => 64,
+                    (w, _) => w,
+                };
+                object.insert("rna_dim".into(), rna_dim.into());
             }
             let config: MedCrossViTConfig = serde_json::from_value(value).map_err(json)?;
             config
