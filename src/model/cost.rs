@@ -19,7 +19,7 @@
 //! - **peak memory**: weights + batch × activations per sample.
 //! - **FLOPs per epoch**: a training sample costs 3 forward passes (forward, and a backward
 //!   pass of about twice its cost; 4 with checkpointing), a validation bag one;
-//!   [`forward_flops`](crate::bench::forward_flops) counts a forward pass's matrix products.
+//!   [`forward_flops`](forward_flops) counts a forward pass's matrix products.
 //! - **time**: FLOPs ÷ a throughput; [`CPU_GFLOPS_PER_THREAD`] per CPU thread is what the
 //!   flex backend reaches on these shapes (`docs/performance.md`): a rough figure.
 
@@ -186,7 +186,7 @@ pub fn training_cost(c: &MedCrossViTConfig, inputs: &CostInputs) -> TrainingCost
     };
     let weight_bytes = 16 * parameters;
     let activation_bytes = 4 * batch * per_sample;
-    let forward = crate::bench::forward_flops(c, 1, inputs.bag_size);
+    let forward = forward_flops(c, 1, inputs.bag_size);
     let passes = if inputs.gradient_checkpointing {
         4.0
     } else {
@@ -284,4 +284,70 @@ pub fn total_memory() -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// Floating-point operations (a multiply-add counts 2) of one forward pass over `batch`
+/// bags of `tiles` tiles: every matrix product of the model; normalizations, activations
+/// and softmax are left out (a few percent).
+pub fn forward_flops(c: &MedCrossViTConfig, batch: usize, tiles: usize) -> f64 {
+    let b = batch as f64;
+    let mm = |m: f64, k: f64, n: f64| 2.0 * m * k * n;
+    let attention = |tokens: f64, queries: f64, dim: f64, heads: f64, dim_head: f64| {
+        let inner = heads * dim_head;
+        mm(queries, dim, inner)
+            + mm(tokens, dim, 2.0 * inner)
+            + 2.0 * heads * mm(queries, dim_head, tokens)
+            + mm(queries, inner, dim)
+    };
+    let encoder =
+        |tokens: f64, dim: f64, depth: usize, heads: usize, dim_head: usize, mlp: usize| {
+            depth as f64
+                * (attention(tokens, tokens, dim, heads as f64, dim_head as f64)
+                    + 2.0 * mm(tokens, dim, mlp as f64))
+        };
+    let tokens = c.rna_tokenizer.tokens(c.rna_num_genes) as f64;
+    let (tw, tr) = (tiles as f64 + 1.0, tokens + 1.0);
+    let (dw, dr) = (c.wsi_dim as f64, c.rna_dim as f64);
+    let project = if c.wsi_dim != c.rna_dim {
+        2.0 * mm(1.0, dw, dr)
+    } else {
+        0.0
+    };
+    let cross = c.cross_attn_depth as f64
+        * (attention(
+            tr,
+            1.0,
+            dr,
+            c.cross_attn_heads as f64,
+            c.cross_attn_dim_head as f64,
+        ) + attention(
+            tw,
+            1.0,
+            dw,
+            c.cross_attn_heads as f64,
+            c.cross_attn_dim_head as f64,
+        ) + 2.0 * project);
+    let block = encoder(
+        tw,
+        dw,
+        c.wsi_enc_depth,
+        c.wsi_enc_heads,
+        c.wsi_enc_dim_head,
+        c.wsi_enc_mlp_dim,
+    ) + encoder(
+        tr,
+        dr,
+        c.rna_enc_depth,
+        c.rna_enc_heads,
+        c.rna_enc_dim_head,
+        c.rna_enc_mlp_dim,
+    ) + cross;
+    let g = c.rna_num_genes as f64;
+    let embed = match c.rna_tokenizer {
+        crate::model::RnaTokenizer::Dense => mm(1.0, g, g * dr),
+        // One multiply-add per gene and token width, for both.
+        _ => 2.0 * g * dr,
+    };
+    let heads = mm(1.0, dw, c.num_classes as f64) + mm(1.0, dr, c.num_classes as f64);
+    b * (embed + c.depth as f64 * block + heads)
 }
