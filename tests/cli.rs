@@ -434,3 +434,34 @@ fn check_reports_the_expression_range_after_the_chosen_normalization() {
     );
     assert!(!stderr.contains("warning: expression"), "{stderr}");
 }
+
+/// `check --modalities rna` validates an expression table as `train --modalities rna` reads
+/// it: no features folder, no slide column; without `--modalities rna` the missing features
+/// folder is a problem naming the option.
+#[test]
+fn check_of_expression_alone_needs_no_features_or_slide_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("rna.csv");
+    std::fs::write(
+        &csv,
+        "case_id,survival_months,censorship,a_rnaseq,b_rnaseq\n\
+         p1,10,0,1,2\np2,20,1,2,3\np3,5,0,3,1\np4,7,0,4,4\np5,12,1,0,1\np6,3,0,2,2\n\
+         p7,9,0,1,1\np8,15,0,5,2\n",
+    )
+    .unwrap();
+    let csv = csv.to_str().unwrap();
+    let o = bin(&["check", "--csv", csv, "--modalities", "rna", "--json"]);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stdout}{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["task"], "survival");
+    assert_eq!(
+        (v["slides"].as_u64(), v["patients"].as_u64()),
+        (Some(8), Some(8))
+    );
+    assert_eq!(v["problems"], serde_json::json!([]));
+    let o = bin(&["check", "--csv", csv, "--json"]);
+    let (stdout, _) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("--features"), "{stdout}");
+}

@@ -45,26 +45,16 @@ impl Setup {
             model.to_str().unwrap(),
             "--epochs",
             "3",
-            "--batch-size",
-            "4",
-            "--bag-size",
-            "4",
-            "--max-patches-total",
-            "8",
-            "--lr",
-            "1e-3",
-            "--warmup-epochs",
-            "0.5",
-            "--patience",
-            "0",
-            "--workers",
-            "1",
             "--test-fraction",
             "0.2",
         ];
         Self {
             dir: dir.to_path_buf(),
-            args: args.iter().map(|s| s.to_string()).collect(),
+            args: args
+                .iter()
+                .chain(&common::TINY_STEP_FLAGS)
+                .map(|s| s.to_string())
+                .collect(),
         }
     }
 

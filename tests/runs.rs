@@ -280,23 +280,10 @@ fn train_bin(
         out.to_str().unwrap(),
         "--epochs",
         &epochs,
-        "--batch-size",
-        "4",
-        "--bag-size",
-        "4",
-        "--max-patches-total",
-        "8",
-        "--lr",
-        "1e-3",
-        "--warmup-epochs",
-        "0.5",
-        "--patience",
-        "0",
-        "--workers",
-        "1",
         "--bootstrap",
         "20",
     ];
+    args.extend_from_slice(&common::TINY_STEP_FLAGS);
     args.extend_from_slice(extra);
     std::process::Command::new(env!("CARGO_BIN_EXE_med-crossvit"))
         .args(&args)

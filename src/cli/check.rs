@@ -16,9 +16,10 @@ pub struct CheckArgs {
     /// The cohort CSV (one row per slide).
     #[arg(long)]
     csv: PathBuf,
-    /// The features directory ({dir}/{project}/{slide}.h5 or {dir}/{slide}.h5).
+    /// The features directory ({dir}/{project}/{slide}.h5 or {dir}/{slide}.h5); not needed
+    /// with --modalities rna.
     #[arg(long)]
-    features: PathBuf,
+    features: Option<PathBuf>,
     /// Name of the features dataset (default: the first of features, uni_features, feats,
     /// patch_embeddings).
     #[arg(long)]
@@ -48,6 +49,10 @@ pub struct CheckArgs {
     /// The bag unit training will use (see `train --unit`).
     #[arg(long, value_enum, default_value = "patient")]
     unit: super::train::UnitArg,
+    /// The modalities training will use (as `train --modalities`): rna reads no tile file
+    /// and needs no slide id, wsi reads no gene column.
+    #[arg(long, value_enum, default_value = "both")]
+    modalities: super::train::ModalitiesArg,
     /// Expression scaling whose value range is reported (as `train --normalize`).
     #[arg(long, value_enum, default_value = "log2-zscore")]
     normalize: super::train::NormalizeArg,
@@ -123,11 +128,12 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, med_crossvit::Error> {
             ..SurvivalSettings::default()
         },
         missing_modality: args.missing_modality.value(),
+        modalities: args.modalities.value(),
         ..TrainSettings::default()
     };
     let source = DataSource {
         csv: args.csv.clone(),
-        features_dir: args.features.clone(),
+        features_dir: args.features.clone().unwrap_or_default(),
         features_key: args.features_key.clone(),
         skip_missing: args.skip_missing,
     };

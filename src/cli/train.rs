@@ -63,6 +63,17 @@ pub enum ModalitiesArg {
     Rna,
 }
 
+impl ModalitiesArg {
+    /// The library's value.
+    pub fn value(self) -> Modalities {
+        match self {
+            Self::Both => Modalities::Both,
+            Self::Wsi => Modalities::Wsi,
+            Self::Rna => Modalities::Rna,
+        }
+    }
+}
+
 /// The expression scaling, on the command line.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum NormalizeArg {
@@ -329,11 +340,7 @@ fn settings(a: &TrainArgs) -> TrainSettings {
         bootstrap: a.bootstrap,
         risk_groups: a.risk_groups,
         modality_dropout: a.modality_dropout,
-        modalities: match a.modalities {
-            ModalitiesArg::Both => Modalities::Both,
-            ModalitiesArg::Wsi => Modalities::Wsi,
-            ModalitiesArg::Rna => Modalities::Rna,
-        },
+        modalities: a.modalities.value(),
         class_weights: a.class_weights,
         log2_expression: match normalize {
             Some(n) => n == NormalizeMethod::Log2Zscore,

@@ -7,7 +7,7 @@ use std::path::Path;
 use burn::data::dataset::Dataset;
 
 use super::settings::TrainSettings;
-use crate::data::{CohortDataset, CohortTable, Normalization};
+use crate::data::{CohortDataset, CohortTable, Modalities, Normalization};
 use crate::error::{Error, NotFinite, RunError};
 
 /// Expression values the model is built for lie within a few units of 0 (z-scores): beyond
@@ -111,24 +111,30 @@ pub(super) fn likely_cause(
         .collect();
     let largest = values.first().map_or(0.0, |v| v.0);
     let method = settings.normalize_method().name();
-    let features = format!("largest |tile feature| {}", number(feature));
+    // A run on expression alone has no tile feature to speak of.
+    let features = if settings.modalities == Modalities::Rna {
+        String::new()
+    } else {
+        format!("; largest |tile feature| {}", number(feature))
+    };
     if largest > EXPRESSION_RANGE {
         format!(
             "expression far outside the range the model expects (|x| ≲ {EXPRESSION_RANGE}) \
-             after --normalize {method}: {}; {features}. Scale the expression: --normalize \
-             zscore for log-scale values, log2-zscore for counts, TPM or FPKM",
+             after --normalize {method}: {}{features}. Scale the expression: --normalize \
+             zscore for log-scale values, log2-zscore for counts, TPM or FPKM, and bound the \
+             outliers that remain with --clip 10",
             shown.join(", ")
         )
     } else if feature > FEATURE_RANGE {
         format!(
-            "tile features far outside the usual range: {features}; the largest expression \
+            "tile features far outside the usual range{features}; the largest expression \
              values after --normalize {method}: {}",
             shown.join(", ")
         )
     } else {
         format!(
             "the inputs look ordinary (largest expression values after --normalize {method}: \
-             {}; {features}): the learning rate ({}) may be too high, try a lower --lr",
+             {}{features}): the learning rate ({}) may be too high, try a lower --lr",
             if shown.is_empty() {
                 "none".to_string()
             } else {

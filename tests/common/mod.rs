@@ -107,6 +107,26 @@ pub fn numbers(v: &serde_json::Value) -> Vec<f64> {
         .collect()
 }
 
+/// The batch, bag and optimizer flags of the tiny runs driven through the binary: batches and
+/// bags of 4, at most 8 tiles per patient, a fast learning rate with a short warm-up, no early
+/// stopping, one loader worker.
+pub const TINY_STEP_FLAGS: [&str; 14] = [
+    "--batch-size",
+    "4",
+    "--bag-size",
+    "4",
+    "--max-patches-total",
+    "8",
+    "--lr",
+    "1e-3",
+    "--warmup-epochs",
+    "0.5",
+    "--patience",
+    "0",
+    "--workers",
+    "1",
+];
+
 /// A short training run to compare ways of running it: a synthetic cohort of 24 slides, the
 /// tiny model without dropout (so that runs spread differently compute the same) written to
 /// `tiny.json`, and the `train` arguments of 3 epochs of batches of 5.
