@@ -19,7 +19,7 @@
 //! - **peak memory**: weights + batch × activations per sample.
 //! - **FLOPs per epoch**: a training sample costs 3 forward passes (forward, and a backward
 //!   pass of about twice its cost; 4 with checkpointing), a validation bag one;
-//!   [`forward_flops`](forward_flops) counts a forward pass's matrix products.
+//!   [`forward_flops`] counts a forward pass's matrix products.
 //! - **time**: FLOPs ÷ a throughput; [`CPU_GFLOPS_PER_THREAD`] per CPU thread is what the
 //!   flex backend reaches on these shapes (`docs/performance.md`): a rough figure.
 

@@ -340,8 +340,8 @@ pub(crate) fn write_csv(
 /// its own patient), `slides` (how many were predicted), `modalities` (what the prediction
 /// saw: `both`, `wsi_only`, `rna_only`), then `logit_*`, `prob_*`, `pred` (a
 /// class name), `label` when known; for survival `hazard_*` in place of `prob_*`, and also
-/// `risk`, the time and the censorship under their CSV column names and `S_1 … S_B` (see
-/// [`output_header`]).
+/// `risk`, the time and the censorship under their CSV column names and `S_1 … S_B`, the
+/// survival probability at the end of each time bin.
 ///
 /// # Errors
 ///
