@@ -460,6 +460,12 @@ fn check_of_expression_alone_needs_no_features_or_slide_ids() {
         (Some(8), Some(8))
     );
     assert_eq!(v["problems"], serde_json::json!([]));
+    let o = bin(&["check", "--csv", csv, "--modalities", "rna"]);
+    let (stdout, _) = text(&o);
+    assert!(
+        stdout.contains("tiles         none read") && !stdout.contains("feature width"),
+        "{stdout}"
+    );
     let o = bin(&["check", "--csv", csv, "--json"]);
     let (stdout, _) = text(&o);
     assert_eq!(o.status.code(), Some(1), "{stdout}");

@@ -177,12 +177,17 @@ impl std::fmt::Display for CohortSummary {
                     ""
                 }
         )?;
-        writeln!(f, "feature width {}", self.feature_dim)?;
-        writeln!(
-            f,
-            "tiles/slide   min {}, median {}, max {}",
-            self.tiles_min, self.tiles_median, self.tiles_max
-        )?;
+        if self.feature_dim == 0 && self.tiles_max == 0 {
+            // Expression alone (`--modalities rna`), or no tile file found at all.
+            writeln!(f, "tiles         none read")?;
+        } else {
+            writeln!(f, "feature width {}", self.feature_dim)?;
+            writeln!(
+                f,
+                "tiles/slide   min {}, median {}, max {}",
+                self.tiles_min, self.tiles_median, self.tiles_max
+            )?;
+        }
         if let Some(m) = &self.modalities {
             writeln!(
                 f,
