@@ -501,14 +501,12 @@ fn run_in(
 fn print_summary(summary: &TrainSummary) {
     let names: Vec<&String> = summary.mean.keys().collect();
     let metric = &summary.selection_metric;
-    println!(
-        "checkpoint: {} (--select {}; the best epoch is chosen on {metric})",
-        match summary.checkpoint {
-            Select::Best => format!("the best epoch on {metric}"),
-            Select::Last => "the last epoch".to_string(),
-        },
-        summary.checkpoint.name()
-    );
+    match summary.checkpoint {
+        Select::Best => println!("checkpoint: the best epoch on {metric} (--select best)"),
+        Select::Last => println!(
+            "checkpoint: the last epoch (--select last; best_epoch is the best on {metric})"
+        ),
+    }
     let mut header = format!("{:<8} {:>10} {:>10}", "fold", "epoch", "best_epoch");
     for n in &names {
         header.push_str(&format!(" {n:>18}"));
