@@ -685,7 +685,11 @@ fn training_cost_matches_hand_computed_sizes_and_warns_for_thousands_of_gene_tok
             && warning.contains("--top-genes"),
         "{warning}"
     );
-    assert!(cost.warning(None, 1.0).unwrap().contains("min per epoch"));
+    assert!(
+        cost.warning(None, 1.0)
+            .unwrap()
+            .contains("min or more per epoch")
+    );
     assert_eq!(cost.warning(Some(u64::MAX), 1e6), None, "fits and is fast");
     assert!(cost.describe(80.0).contains("RNA tokens"));
 }

@@ -232,7 +232,7 @@ impl TrainingCost {
             ));
         }
         if slow {
-            why.push(format!("takes about {} per epoch", duration(seconds)));
+            why.push(format!("takes {} or more per epoch", duration(seconds)));
         }
         Some(format!(
             "the {} tokenizer attends over {} gene tokens ({} GB of attention weights per \
@@ -251,7 +251,7 @@ impl TrainingCost {
         format!(
             "estimate: {:.1} M parameters, about {} GB at peak ({} GB weights and optimizer \
              state, {} GB activations, of which {} GB attention over {} RNA tokens), {:.1} \
-             GFLOP and about {} per epoch at {gflops:.0} GFLOP/s",
+             GFLOP and {} or more per epoch (matrix products at {gflops:.0} GFLOP/s)",
             self.parameters as f64 / 1e6,
             gb(self.peak_bytes),
             gb(self.weight_bytes),
