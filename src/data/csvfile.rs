@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 
 use super::DataError;
 
-/// How many characters of a cell a message shows before cutting it (see [`cut`]).
-pub const SHOWN_CHARS: usize = 40;
+/// How many characters of a cell a message shows before cutting it (see [`cut`]): enough for
+/// a whole TCGA slide id (`TCGA-05-4244-01Z-00-DX1.` and a UUID: 60 characters, 64 with
+/// `.svs`), so that real ids are never cut.
+pub const SHOWN_CHARS: usize = 80;
 
 /// `value` as a message shows it: whole when it has at most [`SHOWN_CHARS`] characters, else
 /// its first [`SHOWN_CHARS`] characters, then `… (N characters)`.
@@ -200,7 +202,9 @@ mod tests {
         assert_eq!(cut("short"), "short");
         let long = "x".repeat(1_000_000);
         let shown = cut(&long);
-        assert_eq!(shown, format!("{}… (1000000 characters)", "x".repeat(40)));
-        assert_eq!(cut(&"é".repeat(40)), "é".repeat(40));
+        assert_eq!(shown, format!("{}… (1000000 characters)", "x".repeat(80)));
+        assert_eq!(cut(&"é".repeat(80)), "é".repeat(80));
+        let slide = "TCGA-05-4244-01Z-00-DX1.d4ff32cd-38cf-40ea-8213-45c2b100ac01.svs";
+        assert_eq!(cut(slide), slide);
     }
 }
