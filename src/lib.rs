@@ -51,6 +51,7 @@ pub mod progress;
 pub mod report;
 pub mod runtime;
 pub mod train;
+mod util;
 
 pub use data::DataError;
 pub use error::{ConfigError, Error, InputError, PersistError, Result, RunError};

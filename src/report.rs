@@ -69,7 +69,12 @@ pub struct WrittenReport {
 pub fn write_report_checked(run_dir: &Path) -> Result<WrittenReport, Error> {
     let (html, problems) = render(run_dir)?;
     let path = run_dir.join(REPORT_HTML);
-    crate::model::write_text_atomic(&path, &html)?;
+    crate::util::atomic::write(&path, html.as_bytes()).map_err(|source| {
+        crate::error::PersistError::Io {
+            path: path.clone(),
+            source,
+        }
+    })?;
     Ok(WrittenReport { path, problems })
 }
 

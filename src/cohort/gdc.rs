@@ -185,10 +185,7 @@ impl GdcReport {
     /// [`GdcError::Io`] naming the file.
     pub fn save(&self, path: &Path) -> Result<(), GdcError> {
         let text = serde_json::to_string_pretty(self).expect("a report serializes") + "\n";
-        crate::model::write_text_atomic(path, &text).map_err(|e| GdcError::Io {
-            path: path.to_path_buf(),
-            source: std::io::Error::other(e.to_string()),
-        })
+        write_text(path, &text)
     }
 }
 
@@ -380,11 +377,17 @@ impl GdcCohort {
             source: e.into_error(),
         })?;
         let text = String::from_utf8(bytes).expect("cells read as UTF-8 text");
-        crate::model::write_text_atomic(path, &text).map_err(|e| GdcError::Io {
-            path: path.to_path_buf(),
-            source: std::io::Error::other(e.to_string()),
-        })
+        write_text(path, &text)
     }
+}
+
+/// Writes `text` to `path` atomically; a failure names the file (twice, "path: path:
+/// reason", as it always has).
+fn write_text(path: &Path, text: &str) -> Result<(), GdcError> {
+    crate::util::atomic::write(path, text.as_bytes()).map_err(|e| GdcError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(format!("{}: {e}", path.display())),
+    })
 }
 
 /// A tab-separated table: its header and its rows with their line numbers.

@@ -13,15 +13,9 @@ use super::DataError;
 /// that a later `--resume` would take for complete.
 pub(crate) fn save_json<T: Serialize>(value: &T, path: &Path) -> Result<(), DataError> {
     let text = serde_json::to_string_pretty(value).expect("plain data always serializes");
-    let mut tmp = path.to_path_buf();
-    tmp.as_mut_os_string().push(".tmp");
     // A failure (a full disk) names the file the user asked for, and leaves no partial
     // temporary file behind.
-    std::fs::write(&tmp, text + "\n").map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        DataError::io(path, e)
-    })?;
-    std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
+    crate::util::atomic::write(path, (text + "\n").as_bytes()).map_err(|e| DataError::io(path, e))
 }
 
 /// Reads a JSON file written by [`save_json`].
@@ -54,7 +48,9 @@ mod tests {
         assert!(!tmp.exists() && tmp.symlink_metadata().is_err() && !path.exists());
         // CSV and text files (predictions, the report) likewise.
         std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
-        let err = crate::model::write_text_atomic(&path, "x").unwrap_err();
+        let err = crate::util::atomic::write(&path, b"x")
+            .map_err(|e| DataError::io(&path, e))
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             format!("{}: No space left on device (os error 28)", path.display())

@@ -44,7 +44,8 @@ mod table;
 mod tiles;
 mod validate;
 
-pub use bags::{BagRef, BagSettings, BagSource, evaluation_bags, mix as mix_seed, training_bags};
+pub use crate::util::seed::mix as mix_seed;
+pub use bags::{BagRef, BagSettings, BagSource, evaluation_bags, training_bags};
 pub use check::CohortSummary;
 pub use cohort::{Cohort, SlideTiles, TileOptions};
 pub use csvfile::{SHOWN_CHARS, cut, cut_list};

@@ -166,11 +166,11 @@ fn apply_block_masks(xs: &mut [f32], keep: f64, value: f32, seed: u64, bits: boo
 }
 
 /// SplitMix64 (Steele, Lea & Flood, 2014): advances `state` by the golden-ratio increment and
-/// returns its finalizer, which [`mix_seed`](crate::data::mix_seed) applies.
+/// returns its finalizer, which [`mix`](crate::util::seed::mix) applies.
 #[inline]
 fn splitmix(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    crate::data::mix_seed(*state, 0, 0)
+    crate::util::seed::mix(*state, 0, 0)
 }
 
 #[cfg(test)]

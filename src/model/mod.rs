@@ -41,7 +41,6 @@ pub use feedforward::{FeedForward, FeedForwardConfig};
 pub use head::{ClassifierHead, ClassifierHeadConfig};
 pub use io::{FusionAttention, MedCrossViTOutput, ModelInput};
 pub use persist::{CONFIG_FILE, WEIGHTS_FILE};
-pub(crate) use persist::{write_atomic, write_text_atomic};
 pub use recompute::RecomputedStep;
 pub use rna::{GeneGroup, PathwayNet, RnaEmbedder, RnaEmbedderConfig, RnaTokenizer};
 pub use transformer::{Transformer, TransformerConfig, TransformerLayer};

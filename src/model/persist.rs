@@ -1,13 +1,14 @@
 //! Saving and loading a model folder: `config.json` beside the weights in Burn's own
 //! format (burnpack), so that one folder rebuilds the model.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::{Bytes, Device};
 
 use super::{MedCrossViT, MedCrossViTConfig};
 use crate::error::{Error, PersistError};
+use crate::util::atomic;
 
 /// Name of the configuration file in a model folder.
 pub const CONFIG_FILE: &str = "config.json";
@@ -29,7 +30,7 @@ impl MedCrossViT {
             source,
         })?;
         let config_path = dir.join(CONFIG_FILE);
-        write_atomic(&config_path, |tmp| {
+        write_through_temp(&config_path, |tmp| {
             self.config().save(tmp).map_err(|e| PersistError::Weights {
                 path: config_path.clone(),
                 message: e.to_string(),
@@ -45,7 +46,7 @@ impl MedCrossViT {
     /// [`PersistError`] naming the file.
     pub fn save_weights(&self, path: impl AsRef<Path>) -> Result<(), PersistError> {
         let path = path.as_ref();
-        write_atomic(path, |tmp| {
+        write_through_temp(path, |tmp| {
             let mut store = BurnpackStore::from_file(tmp)
                 .auto_extension(false)
                 .overwrite(true);
@@ -195,31 +196,16 @@ fn check_weights_fit(config: &MedCrossViTConfig, weights: &Path) -> Result<(), P
     Ok(())
 }
 
-/// Writes `text` to `path` through a temporary file renamed into place.
-/// A failure (a full disk) names `path`, the file asked for, and leaves no partial temporary
-/// file behind.
-pub(crate) fn write_text_atomic(path: &Path, text: &str) -> Result<(), PersistError> {
-    write_atomic(path, |tmp| {
-        std::fs::write(tmp, text).map_err(|source| {
-            let _ = std::fs::remove_file(tmp);
-            PersistError::Io {
-                path: path.to_path_buf(),
-                source,
-            }
-        })
-    })
-}
-
-/// Writes through `write` to a temporary file beside `path`, then renames it into place.
-pub(crate) fn write_atomic(
+/// Writes through `write` to a temporary file beside `path` (`path` with `.tmp` appended),
+/// then renames it into place; a failure removes the temporary file.
+fn write_through_temp(
     path: &Path,
     write: impl FnOnce(&Path) -> Result<(), PersistError>,
 ) -> Result<(), PersistError> {
-    let mut tmp: PathBuf = path.to_path_buf();
-    tmp.as_mut_os_string().push(".tmp");
-    write(&tmp)?;
-    std::fs::rename(&tmp, path).map_err(|source| PersistError::Io {
-        path: path.to_path_buf(),
-        source,
+    atomic::with_temp(path, &atomic::temp_path(path), write, |source| {
+        PersistError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     })
 }

@@ -367,5 +367,5 @@ fn take_inputs(segment: Segment, flowing: &mut Streams) -> Streams {
 
 /// Reseeds the device's generator for segment `i` of a step.
 fn reseed(device: &Device, seed: u64, i: usize) {
-    device.seed(crate::data::mix_seed(seed, i as u64, 0x5e6));
+    device.seed(crate::util::seed::mix(seed, i as u64, 0x5e6));
 }

@@ -99,7 +99,9 @@ pub fn save(
         folder: name.clone(),
     })
     .expect("serializes");
-    crate::model::write_text_atomic(&pointer, &text).map_err(|e| err(&pointer, e))?;
+    // The message names the file twice ("path: path: reason"), as it always has.
+    crate::util::atomic::write(&pointer, text.as_bytes())
+        .map_err(|e| err(&pointer, format!("{}: {e}", pointer.display())))?;
     pause_point("pointer", state.epochs_done);
     // Only now are the older checkpoints superseded.
     prune(&folder);
@@ -176,18 +178,28 @@ impl ModuleAdapter for WithoutParamIds {
 ///
 /// [`PersistError`] naming the file.
 pub(crate) fn save_best(model: &MedCrossViT, path: &Path) -> Result<(), PersistError> {
-    crate::model::write_atomic(path, |tmp| {
-        let mut store = BurnpackStore::from_file(tmp)
-            .auto_extension(false)
-            .overwrite(true)
-            .with_to_adapter(WithoutParamIds);
-        model
-            .save_into(&mut store)
-            .map_err(|e| PersistError::Weights {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })
-    })
+    let tmp = crate::util::atomic::temp_path(path);
+    let rename_error = |source| PersistError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    crate::util::atomic::with_temp(
+        path,
+        &tmp,
+        |tmp| {
+            let mut store = BurnpackStore::from_file(tmp)
+                .auto_extension(false)
+                .overwrite(true)
+                .with_to_adapter(WithoutParamIds);
+            model
+                .save_into(&mut store)
+                .map_err(|e| PersistError::Weights {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })
+        },
+        rename_error,
+    )
 }
 
 /// The current checkpoint's folder, if the run has one.

@@ -332,7 +332,12 @@ pub(crate) fn write_csv(
         .into_inner()
         .map_err(|e| DataError::io(path, e.into_error()))?;
     let text = String::from_utf8(bytes).expect("cells are UTF-8 text");
-    crate::model::write_text_atomic(path, &text).map_err(Error::from)
+    crate::util::atomic::write(path, text.as_bytes()).map_err(|source| {
+        Error::from(crate::error::PersistError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    })
 }
 
 /// Writes `predictions.csv`: one row per patient, the patient id under the CSV's patient

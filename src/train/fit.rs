@@ -853,5 +853,10 @@ fn write_metrics_csv(
         text.push('\n');
     }
     let path = out.join(files::METRICS_CSV);
-    crate::model::write_text_atomic(&path, &text).map_err(Error::from)
+    crate::util::atomic::write(&path, text.as_bytes()).map_err(|source| {
+        Error::from(crate::error::PersistError::Io {
+            path: path.clone(),
+            source,
+        })
+    })
 }

@@ -45,6 +45,18 @@ fn final_png(path: &Path) -> std::path::PathBuf {
     }
 }
 
+/// Draws through `draw` into `x.tmp.png` beside `path` (the encoder picks the format by
+/// extension) and renames it onto `path`, so that a killed run never leaves a truncated
+/// picture; a failure removes the temporary picture and names `path`.
+fn draw_then_rename(
+    path: &Path,
+    draw: impl FnOnce(&Path) -> Result<(), Error>,
+) -> Result<(), Error> {
+    crate::util::atomic::with_temp(path, &path.with_extension("tmp.png"), draw, |e| {
+        DataError::io(path, e).into()
+    })
+}
+
 /// Registers the embedded DejaVu Sans as the "sans-serif" family, once.
 pub(crate) fn register_font() {
     static ONCE: Once = Once::new();
@@ -115,9 +127,7 @@ fn line_chart(
     y_label: &str,
     series: &[(&str, Vec<(f64, f64)>)],
 ) -> Result<(), Error> {
-    let tmp = path.with_extension("tmp.png");
-    draw_chart(&tmp, title, y_label, series)?;
-    std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e).into())
+    draw_then_rename(path, |tmp| draw_chart(tmp, title, y_label, series))
 }
 
 fn draw_chart(
@@ -200,9 +210,7 @@ pub fn km_plot(
     groups: usize,
     what: &str,
 ) -> Result<(), Error> {
-    let tmp = path.with_extension("tmp.png");
-    draw_km(&tmp, time, event, risk, groups, what)?;
-    std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e).into())
+    draw_then_rename(path, |tmp| draw_km(tmp, time, event, risk, groups, what))
 }
 
 fn draw_km(
@@ -346,11 +354,10 @@ pub fn classification_plots(
     use super::metrics::{binary_auc, confusion_matrix, roc_points};
     register_font();
     let roc = dir.join(files::ROC_PNG);
-    let tmp = roc.with_extension("tmp.png");
     let fail = |path: &Path, e: &dyn std::fmt::Display| plot_error(path, e);
-    {
-        let root = BitMapBackend::new(&tmp, (640, 600)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| fail(&tmp, &e))?;
+    draw_then_rename(&roc, |tmp| {
+        let root = BitMapBackend::new(tmp, (640, 600)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| fail(tmp, &e))?;
         let title = match (auc, auc_ci) {
             (Some(a), Some([lo, hi])) => format!("ROC, {what}: AUC {a:.3} [{lo:.3}, {hi:.3}]"),
             (Some(a), None) => format!("ROC, {what}: AUC {a:.3}"),
@@ -362,20 +369,20 @@ pub fn classification_plots(
             .x_label_area_size(40)
             .y_label_area_size(55)
             .build_cartesian_2d(0.0..1.0, 0.0..1.0)
-            .map_err(|e| fail(&tmp, &e))?;
+            .map_err(|e| fail(tmp, &e))?;
         chart
             .configure_mesh()
             .x_desc("false positive rate")
             .y_desc("true positive rate")
             .label_style(("sans-serif", 14))
             .draw()
-            .map_err(|e| fail(&tmp, &e))?;
+            .map_err(|e| fail(tmp, &e))?;
         chart
             .draw_series(LineSeries::new(
                 vec![(0.0, 0.0), (1.0, 1.0)],
                 BLACK.mix(0.3),
             ))
-            .map_err(|e| fail(&tmp, &e))?;
+            .map_err(|e| fail(tmp, &e))?;
         let palette = [BLUE, RED, GREEN, MAGENTA, CYAN];
         // Two classes: one curve (the second class's); more: one per class.
         let shown: Vec<usize> = if classes.len() == 2 {
@@ -395,7 +402,7 @@ pub fn classification_plots(
                     roc_points(&scores, &positive),
                     color.stroke_width(2),
                 ))
-                .map_err(|e| fail(&tmp, &e))?
+                .map_err(|e| fail(tmp, &e))?
                 .label(format!("{} vs rest: {a:.3}", classes[c]))
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
@@ -408,27 +415,26 @@ pub fn classification_plots(
             .label_font(("sans-serif", 14))
             .position(SeriesLabelPosition::LowerRight)
             .draw()
-            .map_err(|e| fail(&tmp, &e))?;
-        root.present().map_err(|e| fail(&tmp, &e))?;
-    }
-    std::fs::rename(&tmp, &roc).map_err(|e| Error::from(DataError::io(&roc, e)))?;
+            .map_err(|e| fail(tmp, &e))?;
+        root.present().map_err(|e| fail(tmp, &e))?;
+        Ok(())
+    })?;
 
     let confusion = dir.join(files::CONFUSION_PNG);
-    let tmp = confusion.with_extension("tmp.png");
-    {
+    draw_then_rename(&confusion, |tmp| {
         let pred: Vec<usize> = probs.iter().map(|p| super::predict::argmax(p)).collect();
         let cm = confusion_matrix(truth, &pred, classes.len());
         let most = cm.iter().flatten().copied().max().unwrap_or(0).max(1) as f64;
         let n = classes.len() as i32;
-        let root = BitMapBackend::new(&tmp, (560, 520)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| fail(&tmp, &e))?;
+        let root = BitMapBackend::new(tmp, (560, 520)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| fail(tmp, &e))?;
         let mut chart = ChartBuilder::on(&root)
             .caption(format!("Confusion, {what}"), ("sans-serif", 20))
             .margin(15)
             .x_label_area_size(45)
             .y_label_area_size(90)
             .build_cartesian_2d((0..n - 1).into_segmented(), (0..n - 1).into_segmented())
-            .map_err(|e| fail(&tmp, &e))?;
+            .map_err(|e| fail(tmp, &e))?;
         // Rows from the top: true class 0 first.
         let name = |v: &SegmentValue<i32>, flip: bool| match v {
             SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
@@ -448,7 +454,7 @@ pub fn classification_plots(
             .y_label_formatter(&|v| name(v, true))
             .label_style(("sans-serif", 14))
             .draw()
-            .map_err(|e| fail(&tmp, &e))?;
+            .map_err(|e| fail(tmp, &e))?;
         for (t, row) in cm.iter().enumerate() {
             for (p, &count) in row.iter().enumerate() {
                 let (x, y) = (p as i32, n - 1 - t as i32);
@@ -461,7 +467,7 @@ pub fn classification_plots(
                         ],
                         BLUE.mix(0.1 + 0.8 * shade).filled(),
                     )))
-                    .map_err(|e| fail(&tmp, &e))?;
+                    .map_err(|e| fail(tmp, &e))?;
                 let style = ("sans-serif", 24)
                     .into_font()
                     .color(if shade > 0.5 { &WHITE } else { &BLACK })
@@ -475,12 +481,12 @@ pub fn classification_plots(
                         (SegmentValue::CenterOf(x), SegmentValue::CenterOf(y)),
                         style,
                     )))
-                    .map_err(|e| fail(&tmp, &e))?;
+                    .map_err(|e| fail(tmp, &e))?;
             }
         }
-        root.present().map_err(|e| fail(&tmp, &e))?;
-    }
-    std::fs::rename(&tmp, &confusion).map_err(|e| DataError::io(&confusion, e).into())
+        root.present().map_err(|e| fail(tmp, &e))?;
+        Ok(())
+    })
 }
 
 #[cfg(test)]
