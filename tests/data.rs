@@ -948,3 +948,29 @@ fn unimodal_reads_need_no_slide_column_or_no_gene_column() {
         "an empty gene cell is no missing expression here"
     );
 }
+
+/// A write that fails (here into a folder that does not exist) names the file once, and
+/// leaves no temporary file.
+#[test]
+fn a_failed_split_write_names_the_file_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = write(
+        dir.path(),
+        "cohort.csv",
+        "wsi_file_name,label,rna_a\ns1,0,1\ns2,1,2\n",
+    );
+    let table = CohortTable::read(&csv, &CohortColumns::default()).unwrap();
+    let patients = Patients::of(&table);
+    let split = Split {
+        train: vec![0],
+        val: vec![1],
+        test: vec![],
+    };
+    let target = dir.path().join("missing").join("splits.csv");
+    let err = write_split_csv(&target, &split, &patients)
+        .unwrap_err()
+        .to_string();
+    let name = target.display().to_string();
+    assert_eq!(err.matches(&name).count(), 1, "{err}");
+    assert!(!dir.path().join("missing").exists());
+}

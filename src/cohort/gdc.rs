@@ -381,12 +381,11 @@ impl GdcCohort {
     }
 }
 
-/// Writes `text` to `path` atomically; a failure names the file (twice, "path: path:
-/// reason", as it always has).
+/// Writes `text` to `path` atomically; a failure names the file once.
 fn write_text(path: &Path, text: &str) -> Result<(), GdcError> {
-    crate::util::atomic::write(path, text.as_bytes()).map_err(|e| GdcError::Io {
+    crate::util::atomic::write(path, text.as_bytes()).map_err(|source| GdcError::Io {
         path: path.to_path_buf(),
-        source: std::io::Error::other(format!("{}: {e}", path.display())),
+        source,
     })
 }
 

@@ -443,13 +443,7 @@ pub fn write_split_csv(path: &Path, split: &Split, patients: &Patients) -> Resul
         .into_inner()
         .map_err(|e| DataError::io(path, e.into_error()))?;
     let text = String::from_utf8(bytes).expect("ids read from CSV text are UTF-8");
-    // The message names the file twice ("path: path: reason"), as it always has.
-    crate::util::atomic::write(path, text.as_bytes()).map_err(|e| {
-        DataError::io(
-            path,
-            std::io::Error::other(format!("{}: {e}", path.display())),
-        )
-    })
+    crate::util::atomic::write(path, text.as_bytes()).map_err(|e| DataError::io(path, e))
 }
 
 /// Checks that no patient has slides on two sides of `split`.

@@ -99,9 +99,7 @@ pub fn save(
         folder: name.clone(),
     })
     .expect("serializes");
-    // The message names the file twice ("path: path: reason"), as it always has.
-    crate::util::atomic::write(&pointer, text.as_bytes())
-        .map_err(|e| err(&pointer, format!("{}: {e}", pointer.display())))?;
+    crate::util::atomic::write(&pointer, text.as_bytes()).map_err(|e| err(&pointer, e))?;
     pause_point("pointer", state.epochs_done);
     // Only now are the older checkpoints superseded.
     prune(&folder);
