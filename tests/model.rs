@@ -1,6 +1,8 @@
 //! Model behaviour on tiny configurations: shapes, padding, attention, gradients, dropout,
 //! persistence and errors.
 
+mod common;
+
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Bool, Device, Tensor, TensorData, Tolerance};
 use med_crossvit::{
@@ -596,26 +598,12 @@ fn each_wrong_input_shape_says_what_was_expected() {
     );
 }
 
-/// The tiny configuration of the cost test: one block, tiles of width 8, gene tokens of
-/// width 6, 2 heads of 4 and MLPs of 16 everywhere, 5 genes.
+/// The tiny configuration of the cost test ([`common::tiny_model`]: one block, tiles of
+/// width 8, gene tokens of width 6, 2 heads of 4 and MLPs of 16 everywhere), 5 genes.
 fn cost_config(tokenizer: med_crossvit::model::RnaTokenizer) -> MedCrossViTConfig {
     MedCrossViTConfig {
-        depth: 1,
-        wsi_num_tiles: 6,
-        wsi_enc_depth: 1,
-        wsi_enc_heads: 2,
-        wsi_enc_mlp_dim: 16,
-        wsi_enc_dim_head: 4,
-        rna_num_genes: 5,
-        rna_enc_depth: 1,
-        rna_enc_heads: 2,
-        rna_enc_mlp_dim: 16,
-        rna_enc_dim_head: 4,
-        cross_attn_depth: 1,
-        cross_attn_heads: 2,
-        cross_attn_dim_head: 4,
         rna_tokenizer: tokenizer,
-        ..MedCrossViTConfig::new(2, 8, 6)
+        ..common::tiny_model(2, 5)
     }
 }
 
