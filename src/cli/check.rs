@@ -4,11 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use med_crossvit::data::{
-    Cohort, CohortColumns, CohortSummary, CohortTable, Outcome, ProblemReport, Unit,
-};
+use med_crossvit::data::{Cohort, CohortSummary, CohortTable, Outcome, ProblemReport, Unit};
 use med_crossvit::train::{self, DataSource, SurvivalSettings, Task, TrainSettings};
 use serde::Serialize;
+
+use super::args::ColumnArgs;
 
 /// Options of `check`.
 #[derive(Debug, Args)]
@@ -30,7 +30,7 @@ pub struct CheckArgs {
     /// The task the cohort is for (default: survival when the CSV has the survival columns
     /// and no label column, else classification).
     #[arg(long, value_enum)]
-    task: Option<super::train::TaskArg>,
+    task: Option<super::args::TaskArg>,
     /// Survival time column.
     #[arg(long, default_value = "survival_months")]
     time_column: String,
@@ -42,66 +42,22 @@ pub struct CheckArgs {
     bins: usize,
     /// Rows without expression or tile file: an error, or allowed (counted by modality).
     #[arg(long, value_enum, default_value = "error")]
-    missing_modality: super::train::MissingArg,
+    missing_modality: super::args::MissingArg,
     /// Leave out slides whose tile file is missing (as `train --skip-missing`).
     #[arg(long)]
     skip_missing: bool,
     /// The bag unit training will use (see `train --unit`).
     #[arg(long, value_enum, default_value = "patient")]
-    unit: super::train::UnitArg,
+    unit: super::args::UnitArg,
     /// The modalities training will use (as `train --modalities`): rna reads no tile file
     /// and needs no slide id, wsi reads no gene column.
     #[arg(long, value_enum, default_value = "both")]
-    modalities: super::train::ModalitiesArg,
+    modalities: super::args::ModalitiesArg,
     /// Expression scaling whose value range is reported (as `train --normalize`).
     #[arg(long, value_enum, default_value = "log2-zscore")]
-    normalize: super::train::NormalizeArg,
+    normalize: super::args::NormalizeArg,
     #[command(flatten)]
     columns: ColumnArgs,
-}
-
-/// CSV column names, shared by the commands that read a cohort.
-#[derive(Debug, Args)]
-pub struct ColumnArgs {
-    /// Slide id column (default `wsi_file_name`, or `slide_id` when the CSV has that and not
-    /// the other).
-    #[arg(long, default_value = "wsi_file_name")]
-    slide_column: String,
-    /// Label column.
-    #[arg(long, default_value = "label")]
-    label_column: String,
-    /// Patient id column (default `patient_id`, or `case_id` when the CSV has that and not the
-    /// other; absent: each slide is its own patient).
-    #[arg(long, default_value = "patient_id")]
-    patient_column: String,
-    /// Project column (features sub-folder).
-    #[arg(long, default_value = "project")]
-    project_column: String,
-    /// Gene columns are those whose name starts with this prefix. Without --gene-prefix,
-    /// --gene-suffix or --gene-regex: `rna_*` columns, or if there are none `*_rnaseq` columns.
-    #[arg(long, group = "genes")]
-    gene_prefix: Option<String>,
-    /// Gene columns are those whose name ends with this suffix (e.g. `_rnaseq`).
-    #[arg(long, group = "genes")]
-    gene_suffix: Option<String>,
-    /// Gene columns are those whose name this regular expression matches.
-    #[arg(long, group = "genes")]
-    gene_regex: Option<String>,
-}
-
-impl ColumnArgs {
-    /// The column names as the library takes them.
-    pub fn columns(&self) -> CohortColumns {
-        CohortColumns {
-            slide: self.slide_column.clone(),
-            project: self.project_column.clone(),
-            label: self.label_column.clone(),
-            patient: self.patient_column.clone(),
-            gene_prefix: self.gene_prefix.clone(),
-            gene_suffix: self.gene_suffix.clone(),
-            gene_regex: self.gene_regex.clone(),
-        }
-    }
 }
 
 /// `check --json`: the task, the summary (when the CSV could be read) and every problem.
@@ -118,7 +74,7 @@ struct CheckJson<'a> {
 pub fn run(args: CheckArgs) -> Result<ExitCode, med_crossvit::Error> {
     let settings = TrainSettings {
         task: match args.task {
-            Some(super::train::TaskArg::Survival) => Task::Survival,
+            Some(super::args::TaskArg::Survival) => Task::Survival,
             _ => Task::Classification,
         },
         survival: SurvivalSettings {
@@ -188,12 +144,12 @@ fn summarize(cohort: &Cohort, outcome: &Outcome, args: &CheckArgs) -> CohortSumm
         .collect();
     let mut summary = CohortSummary::with_outcomes(cohort, &outcomes);
     summary.unit = match args.unit {
-        super::train::UnitArg::Patient => Unit::Patient,
-        super::train::UnitArg::Slide => Unit::Slide,
+        super::args::UnitArg::Patient => Unit::Patient,
+        super::args::UnitArg::Slide => Unit::Slide,
     }
     .name()
     .to_string();
-    if matches!(args.missing_modality, super::train::MissingArg::Allow) {
+    if matches!(args.missing_modality, super::args::MissingArg::Allow) {
         summary.count_modalities(cohort);
     }
     summary

@@ -1,5 +1,6 @@
 //! Command-line parsing and the commands.
 
+mod args;
 mod bench;
 mod check;
 mod cohort;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 use med_crossvit::data::{SynthOptions, write_synthetic_cohort};
 
-use super::train::TaskArg;
+use super::args::TaskArg;
 
 /// Options of `synth`.
 #[derive(Debug, Args)]

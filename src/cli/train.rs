@@ -5,109 +5,17 @@ use std::process::ExitCode;
 
 use burn::tensor::Device;
 use clap::{Args, ValueEnum};
-use med_crossvit::data::{MissingModality, Modalities, NormalizeMethod, TileOptions, Unit};
+use med_crossvit::data::{NormalizeMethod, TileOptions, Unit};
 use med_crossvit::train::{
     self, DataSource, EvaluateRequest, ModelBundle, ModelSpec, Select, Task, TokenizerSpec,
     TrainRequest, TrainSettings, TrainSummary,
 };
 
-use super::check::ColumnArgs;
+use super::args::{
+    ColumnArgs, MissingArg, ModalitiesArg, NormalizeArg, SelectArg, TaskArg, UnitArg,
+};
 use super::device;
 use super::progress::Progress;
-
-/// The task, on the command line.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum TaskArg {
-    /// One label per slide.
-    Classification,
-    /// Survival time and censorship per slide.
-    Survival,
-}
-
-/// The bag unit, on the command line.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum UnitArg {
-    /// A patient's slides form one tile pool.
-    Patient,
-    /// Each slide is a bag source; predictions are averaged per patient.
-    Slide,
-}
-
-/// Missing modalities, on the command line.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum MissingArg {
-    /// An error listing every incomplete row.
-    Error,
-    /// Allowed.
-    Allow,
-}
-
-impl MissingArg {
-    /// The library's value.
-    pub fn value(self) -> MissingModality {
-        match self {
-            Self::Error => MissingModality::Error,
-            Self::Allow => MissingModality::Allow,
-        }
-    }
-}
-
-/// The modalities used, on the command line.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ModalitiesArg {
-    /// Tiles and expression.
-    Both,
-    /// Tiles alone.
-    Wsi,
-    /// Expression alone.
-    Rna,
-}
-
-impl ModalitiesArg {
-    /// The library's value.
-    pub fn value(self) -> Modalities {
-        match self {
-            Self::Both => Modalities::Both,
-            Self::Wsi => Modalities::Wsi,
-            Self::Rna => Modalities::Rna,
-        }
-    }
-}
-
-/// The expression scaling, on the command line.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum NormalizeArg {
-    /// log2(x + 1), then a z-score.
-    #[value(name = "log2-zscore")]
-    Log2Zscore,
-    /// A z-score.
-    Zscore,
-    /// The training range to [-1, 1].
-    Minmax,
-    /// No scaling.
-    None,
-}
-
-/// The checkpoint kept, on the command line.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum SelectArg {
-    /// The best epoch on the validation metric.
-    Best,
-    /// The last epoch trained.
-    Last,
-}
-
-impl NormalizeArg {
-    /// The library's value.
-    pub fn method(self) -> NormalizeMethod {
-        match self {
-            Self::Log2Zscore => NormalizeMethod::Log2Zscore,
-            Self::Zscore => NormalizeMethod::Zscore,
-            Self::Minmax => NormalizeMethod::Minmax,
-            Self::None => NormalizeMethod::None,
-        }
-    }
-}
 
 /// The gene tokenizer, on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
