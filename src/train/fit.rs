@@ -138,7 +138,12 @@ pub fn fit_parallel(
     };
     let (targets, normalization, bins) = match &checkpoint_folder {
         Some(_) => {
-            let (normalization, bins) = super::resume::saved(&job)?;
+            let (normalization, bins) = super::saved::saved(&super::saved::SavedJob {
+                out: &job.out,
+                settings: job.settings,
+                model: &job.model,
+                prepared: job.prepared,
+            })?;
             let (targets, _) = plan::targets_with(prepared, job.split, settings, bins.clone())?;
             (targets, normalization, bins)
         }

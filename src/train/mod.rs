@@ -21,6 +21,7 @@ pub(crate) mod plot;
 mod pooled;
 mod predict;
 mod resume;
+mod saved;
 mod schedule;
 mod settings;
 mod spec;
