@@ -64,7 +64,7 @@ pub struct Relocation {
 ///
 /// # Errors
 ///
-/// As [`resume_parallel`]; [`DataError::Io`] naming a `config.json` that cannot be written.
+/// As [`resume_parallel`]; [`DataError::Io`](crate::data::DataError::Io) naming a `config.json` that cannot be written.
 pub fn resume_relocated(
     out: &Path,
     relocation: &Relocation,
