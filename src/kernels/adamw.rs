@@ -36,8 +36,8 @@ pub(crate) fn adamw(weight_decay: f32) -> ModuleOptimizer {
 
 /// [`adamw`] with the watch of its gradients: whether a step met one that is not finite.
 pub(crate) fn adamw_watched(weight_decay: f32) -> (ModuleOptimizer, GradientWatch) {
-    let optimizer = FusedAdamW::new(weight_decay);
-    let watch = optimizer.watch.clone();
+    let optimizer = FusedAdamW::new(weight_decay).watched();
+    let watch = optimizer.watch.clone().expect("a watched optimizer");
     (ModuleOptimizer::from(optimizer), watch)
 }
 
@@ -75,8 +75,8 @@ pub(crate) struct FusedAdamW {
     weight_decay: f32,
     /// Burn's AdamW with the same settings, for other devices and data types.
     fallback: AdamW,
-    /// Whether a gradient was not finite.
-    watch: GradientWatch,
+    /// Whether a gradient was not finite; `None` when nobody reads it (no probe is kept).
+    watch: Option<GradientWatch>,
 }
 
 impl FusedAdamW {
@@ -90,8 +90,14 @@ impl FusedAdamW {
                 .with_epsilon(EPSILON)
                 .with_weight_decay(weight_decay)
                 .build(),
-            watch: GradientWatch::default(),
+            watch: None,
         }
+    }
+
+    /// The same optimizer, keeping the watch of its gradients.
+    pub(crate) fn watched(mut self) -> Self {
+        self.watch = Some(GradientWatch::default());
+        self
     }
 }
 
@@ -116,13 +122,11 @@ impl Optimizer for FusedAdamW {
                     && s.momentum.moment_2.dtype() == DType::F32
             });
         if !host_f32 {
-            let probe = grad.clone().mul_scalar(0.0).sum();
-            self.watch
-                .0
-                .probes
-                .lock()
-                .expect("not poisoned")
-                .push(probe.cast(DType::F32));
+            if let Some(watch) = &self.watch {
+                let probe = grad.clone().mul_scalar(0.0).sum();
+                let mut probes = watch.0.probes.lock().expect("not poisoned");
+                probes.push(probe.cast(DType::F32));
+            }
             return self.fallback.step(lr, tensor, grad, state);
         }
         let shape = tensor.shape();
@@ -170,8 +174,8 @@ impl Optimizer for FusedAdamW {
                 .zip(v.par_chunks_mut(BLOCK))
                 .map(|(((w, g), m), v)| update(w, g, m, v, first, &coefficients))
                 .reduce(|| true, |a, b| a && b);
-            if !finite {
-                self.watch.0.bad.store(true, Ordering::Relaxed);
+            if let (false, Some(watch)) = (finite, &self.watch) {
+                watch.0.bad.store(true, Ordering::Relaxed);
             }
         }
         let state = AdamWState {
@@ -348,17 +352,18 @@ mod tests {
     #[test]
     fn the_watch_sees_a_non_finite_gradient_of_the_fallback() {
         let device = Device::flex();
-        let optimizer = FusedAdamW::new(0.0);
+        let optimizer = FusedAdamW::new(0.0).watched();
+        let watch = optimizer.watch.clone().unwrap();
         let half = |v: &[f32]| {
             Tensor::<1>::from_data(TensorData::new(v.to_vec(), [3]), &device).cast(DType::F16)
         };
         let w = half(&[1.0, 2.0, 3.0]);
         assert_eq!(w.dtype(), DType::F16);
         let (w, state) = optimizer.step(1e-3, w, half(&[0.1, 0.2, 0.3]), None);
-        assert!(!optimizer.watch.take());
+        assert!(!watch.take());
         let _ = optimizer.step(1e-3, w, half(&[0.1, f32::INFINITY, 0.3]), state);
-        assert!(optimizer.watch.take());
-        assert!(!optimizer.watch.take());
+        assert!(watch.take());
+        assert!(!watch.take());
     }
 
     /// One step by hand: from w = 1, g = 2 (first step, m = 0.2, v = 0.004, both corrections
