@@ -3,7 +3,7 @@
 //! Every error names what was wrong: the configuration field, the tensor and the
 //! expected versus received shape, or the file.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A model configuration that cannot build a model.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +114,16 @@ pub enum PersistError {
         /// The first missing, unused or misshapen tensors.
         message: String,
     },
+}
+
+impl PersistError {
+    /// The error of an I/O failure on `path` (for `map_err`).
+    pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
+        move |source| Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
 }
 
 /// A training, evaluation or prediction run that cannot go on.

@@ -69,12 +69,8 @@ pub struct WrittenReport {
 pub fn write_report_checked(run_dir: &Path) -> Result<WrittenReport, Error> {
     let (html, problems) = render(run_dir)?;
     let path = run_dir.join(REPORT_HTML);
-    crate::util::atomic::write(&path, html.as_bytes()).map_err(|source| {
-        crate::error::PersistError::Io {
-            path: path.clone(),
-            source,
-        }
-    })?;
+    crate::util::atomic::write(&path, html.as_bytes())
+        .map_err(crate::error::PersistError::io(&path))?;
     Ok(WrittenReport { path, problems })
 }
 

@@ -3,6 +3,7 @@
 
 use clap::{Args, ValueEnum};
 use med_crossvit::data::{CohortColumns, MissingModality, Modalities, NormalizeMethod};
+use med_crossvit::train::Select;
 
 /// The task, on the command line.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -84,6 +85,16 @@ pub enum SelectArg {
     Best,
     /// The last epoch trained.
     Last,
+}
+
+impl SelectArg {
+    /// The library's value.
+    pub fn value(self) -> Select {
+        match self {
+            Self::Best => Select::Best,
+            Self::Last => Select::Last,
+        }
+    }
 }
 
 impl NormalizeArg {

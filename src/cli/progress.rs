@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use med_crossvit::train::{Event, Select};
+use med_crossvit::train::Event;
 
 /// The fit under way: what the time estimates count.
 struct Clock {
@@ -21,27 +21,35 @@ struct Clock {
 }
 
 impl Clock {
-    /// Elapsed time and the estimated time left, after `done` of this fit's batches.
-    fn times(&self, done: usize) -> (Duration, Option<Duration>) {
-        let elapsed = self.start.elapsed();
-        let total = self.epochs.saturating_sub(self.done_before) * self.batches;
-        let left =
-            (done > 0).then(|| elapsed.mul_f64(total.saturating_sub(done) as f64 / done as f64));
-        (elapsed, left)
+    /// The batches this fit runs.
+    fn total(&self) -> usize {
+        self.epochs.saturating_sub(self.done_before) * self.batches
     }
 
     /// `elapsed 1m02s, ETA 3m10s` after `done` batches.
     fn line(&self, done: usize) -> String {
-        let (elapsed, left) = self.times(done);
-        match left {
-            Some(left) => format!("elapsed {}, ETA {}", clock(elapsed), clock(left)),
-            None => format!("elapsed {}", clock(elapsed)),
-        }
+        times_text(self.start, done, self.total())
     }
 
     /// Batches of this fit done once `batch` of `epoch` (both from 1) is.
     fn done(&self, epoch: usize, batch: usize) -> usize {
         (epoch.saturating_sub(1 + self.done_before)) * self.batches + batch
+    }
+}
+
+/// The time elapsed since `start` and, once something is done, the time left at the same
+/// pace for `done` of `total` units.
+fn estimate(start: Instant, done: usize, total: usize) -> (Duration, Option<Duration>) {
+    let elapsed = start.elapsed();
+    let left = (done > 0).then(|| elapsed.mul_f64(total.saturating_sub(done) as f64 / done as f64));
+    (elapsed, left)
+}
+
+/// `elapsed 1m02s, ETA 3m10s` (without the ETA before anything is done).
+fn times_text(start: Instant, done: usize, total: usize) -> String {
+    match estimate(start, done, total) {
+        (elapsed, Some(left)) => format!("elapsed {}, ETA {}", clock(elapsed), clock(left)),
+        (elapsed, None) => format!("elapsed {}", clock(elapsed)),
     }
 }
 
@@ -64,14 +72,7 @@ pub fn steps() -> med_crossvit::progress::Observer {
     let mut bar: Option<ProgressBar> = None;
     let mut tenth = 0;
     Box::new(move |step| {
-        let elapsed = start.elapsed();
-        let left = (step.done > 0).then(|| {
-            elapsed.mul_f64(step.total.saturating_sub(step.done) as f64 / step.done as f64)
-        });
-        let times = match left {
-            Some(left) => format!("elapsed {}, ETA {}", clock(elapsed), clock(left)),
-            None => format!("elapsed {}", clock(elapsed)),
-        };
+        let times = times_text(start, step.done, step.total);
         if terminal {
             let bar = bar.get_or_insert_with(|| {
                 let bar = ProgressBar::new(step.total as u64);
@@ -135,10 +136,7 @@ impl Progress {
                 } else {
                     "no early stopping".to_string()
                 };
-                let kept = match select {
-                    Select::Best => format!("the best epoch on {monitor}"),
-                    Select::Last => "the last epoch".to_string(),
-                };
+                let kept = select.kept(&monitor);
                 eprintln!(
                     "{label}: {train_patients} training patients ({train_slides} slides) and \
                      {val_patients} validation patients ({val_slides} slides), {epochs} epochs \
@@ -241,7 +239,7 @@ mod tests {
         };
         // Epoch 3, batch 2 done: 2 of 12 batches in ~30 s, so ~150 s left.
         assert_eq!(c.done(3, 2), 2);
-        let (_, left) = c.times(2);
+        let (_, left) = estimate(c.start, 2, c.total());
         let left = left.unwrap().as_secs_f64();
         assert!((149.0..152.0).contains(&left), "{left}");
     }

@@ -256,10 +256,7 @@ fn settings(a: &TrainArgs) -> TrainSettings {
         },
         workers: a.workers,
         gradient_checkpointing: a.gradient_checkpointing,
-        select: match a.select {
-            SelectArg::Best => Select::Best,
-            SelectArg::Last => Select::Last,
-        },
+        select: a.select.value(),
     }
 }
 
@@ -409,11 +406,12 @@ fn run_in(
 fn print_summary(summary: &TrainSummary) {
     let names: Vec<&String> = summary.mean.keys().collect();
     let metric = &summary.selection_metric;
+    let kept = summary.checkpoint.kept(metric);
     match summary.checkpoint {
-        Select::Best => println!("checkpoint: the best epoch on {metric} (--select best)"),
-        Select::Last => println!(
-            "checkpoint: the last epoch (--select last; best_epoch is the best on {metric})"
-        ),
+        Select::Best => println!("checkpoint: {kept} (--select best)"),
+        Select::Last => {
+            println!("checkpoint: {kept} (--select last; best_epoch is the best on {metric})")
+        }
     }
     let mut header = format!("{:<8} {:>10} {:>10}", "fold", "epoch", "best_epoch");
     for n in &names {

@@ -4,6 +4,7 @@
 //! cells), "empty file", "a header but no rows", a hint when the delimiter is not a comma,
 //! duplicated column names, and long cells cut in messages ([`cut`]).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::DataError;
@@ -72,12 +73,16 @@ impl CsvFile {
 
     /// A reader of the file's text (after a byte-order mark) built by `builder`.
     pub(crate) fn reader(&self, builder: &csv::ReaderBuilder) -> csv::Reader<&[u8]> {
-        let start = if self.bytes.starts_with("\u{feff}".as_bytes()) {
+        builder.from_reader(&self.bytes[self.bom_len()..])
+    }
+
+    /// The length of the file's UTF-8 byte-order mark: 3, or 0 without one.
+    fn bom_len(&self) -> usize {
+        if self.bytes.starts_with("\u{feff}".as_bytes()) {
             3
         } else {
             0
-        };
-        builder.from_reader(&self.bytes[start..])
+        }
     }
 
     /// The header of `reader`, checked.
@@ -102,21 +107,17 @@ impl CsvFile {
                 found,
             });
         }
+        // Each name's positions (from 1); the first name, in header order, found twice.
+        let mut positions: HashMap<&str, Vec<usize>> = HashMap::new();
         for (i, name) in header.iter().enumerate() {
-            if header[..i].contains(name) {
-                continue;
-            }
-            let positions: Vec<usize> = (i..header.len())
-                .filter(|&j| header[j] == *name)
-                .map(|j| j + 1)
-                .collect();
-            if positions.len() > 1 {
-                return Err(DataError::DuplicateColumn {
-                    path: self.path.clone(),
-                    column: name.clone(),
-                    positions,
-                });
-            }
+            positions.entry(name).or_default().push(i + 1);
+        }
+        if let Some(name) = header.iter().find(|n| positions[n.as_str()].len() > 1) {
+            return Err(DataError::DuplicateColumn {
+                path: self.path.clone(),
+                column: name.clone(),
+                positions: positions[name.as_str()].clone(),
+            });
         }
         Ok(header)
     }
@@ -126,12 +127,7 @@ impl CsvFile {
     /// lines, so the line is counted here from the byte offset.
     pub(crate) fn line(&self, position: Option<&csv::Position>) -> u64 {
         let Some(position) = position else { return 0 };
-        let bom = if self.bytes.starts_with("\u{feff}".as_bytes()) {
-            3
-        } else {
-            0
-        };
-        let mut start = bom + position.byte() as usize;
+        let mut start = self.bom_len() + position.byte() as usize;
         while start < self.bytes.len() && matches!(self.bytes[start], b'\r' | b'\n') {
             start += 1;
         }

@@ -229,6 +229,21 @@ impl Patients {
             .unwrap_or(slides[0])
     }
 
+    /// One expression row ([`rna_row`](Self::rna_row)) per patient of `patients` that has
+    /// expression, in their order: the rows a normalization is fitted on or measured over (a
+    /// patient's rows agree on the expression; patients without it take no part).
+    pub fn rna_rows(
+        &self,
+        table: &CohortTable,
+        patients: impl IntoIterator<Item = usize>,
+    ) -> Vec<usize> {
+        patients
+            .into_iter()
+            .filter(|&p| self.has_rna(table, p))
+            .map(|p| self.rna_row(table, p))
+            .collect()
+    }
+
     /// How many patients have more than one slide.
     pub fn multi_slide(&self) -> usize {
         self.slides.iter().filter(|s| s.len() > 1).count()

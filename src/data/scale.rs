@@ -182,10 +182,7 @@ pub fn cohort_scale(
     clip: Option<f32>,
 ) -> Result<Option<ScaleReport>, DataError> {
     let patients = super::Patients::of(table);
-    let rows: Vec<usize> = (0..patients.len())
-        .filter(|&p| patients.has_rna(table, p))
-        .map(|p| patients.rna_row(table, p))
-        .collect();
+    let rows = patients.rna_rows(table, 0..patients.len());
     if rows.is_empty() {
         return Ok(None);
     }

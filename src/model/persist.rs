@@ -25,10 +25,7 @@ impl MedCrossViT {
     /// [`PersistError`] naming the file that could not be written.
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<(), PersistError> {
         let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|source| PersistError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(PersistError::io(dir))?;
         let config_path = dir.join(CONFIG_FILE);
         write_through_temp(&config_path, |tmp| {
             self.config().save(tmp).map_err(|e| PersistError::Weights {
@@ -107,10 +104,7 @@ impl MedCrossViT {
         }
         // Read the whole file now: a store opened on the file loads tensors lazily, and a model
         // must not depend on its file after loading (a run overwrites its checkpoints).
-        let bytes = std::fs::read(&path).map_err(|source| PersistError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let bytes = std::fs::read(&path).map_err(PersistError::io(&path))?;
         let mut store = BurnpackStore::from_bytes(Some(Bytes::from_bytes_vec(bytes)));
         let result = self
             .load_from(&mut store)
@@ -202,10 +196,10 @@ fn write_through_temp(
     path: &Path,
     write: impl FnOnce(&Path) -> Result<(), PersistError>,
 ) -> Result<(), PersistError> {
-    atomic::with_temp(path, &atomic::temp_path(path), write, |source| {
-        PersistError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    })
+    atomic::with_temp(
+        path,
+        &atomic::temp_path(path),
+        write,
+        PersistError::io(path),
+    )
 }

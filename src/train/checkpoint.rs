@@ -177,10 +177,6 @@ impl ModuleAdapter for WithoutParamIds {
 /// [`PersistError`] naming the file.
 pub(crate) fn save_best(model: &MedCrossViT, path: &Path) -> Result<(), PersistError> {
     let tmp = crate::util::atomic::temp_path(path);
-    let rename_error = |source| PersistError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
     crate::util::atomic::with_temp(
         path,
         &tmp,
@@ -196,7 +192,7 @@ pub(crate) fn save_best(model: &MedCrossViT, path: &Path) -> Result<(), PersistE
                     message: e.to_string(),
                 })
         },
-        rename_error,
+        PersistError::io(path),
     )
 }
 

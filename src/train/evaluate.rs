@@ -309,11 +309,7 @@ pub(crate) fn output_cells(
                     .unwrap_or_default(),
             );
         }
-        let mut s = 1.0;
-        for h in probs {
-            s *= 1.0 - h;
-            row.push(format!("{s:.8}"));
-        }
+        row.extend(super::survival::survival_curve(probs).map(|s| format!("{s:.8}")));
     }
     row
 }
@@ -332,12 +328,8 @@ pub(crate) fn write_csv(
         .into_inner()
         .map_err(|e| DataError::io(path, e.into_error()))?;
     let text = String::from_utf8(bytes).expect("cells are UTF-8 text");
-    crate::util::atomic::write(path, text.as_bytes()).map_err(|source| {
-        Error::from(crate::error::PersistError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
-    })
+    crate::util::atomic::write(path, text.as_bytes())
+        .map_err(|e| crate::error::PersistError::io(path)(e).into())
 }
 
 /// Writes `predictions.csv`: one row per patient, the patient id under the CSV's patient

@@ -858,10 +858,6 @@ fn write_metrics_csv(
         text.push('\n');
     }
     let path = out.join(files::METRICS_CSV);
-    crate::util::atomic::write(&path, text.as_bytes()).map_err(|source| {
-        Error::from(crate::error::PersistError::Io {
-            path: path.clone(),
-            source,
-        })
-    })
+    crate::util::atomic::write(&path, text.as_bytes())
+        .map_err(|e| crate::error::PersistError::io(&path)(e).into())
 }

@@ -209,16 +209,8 @@ pub fn fit_normalization(
     }
     let table = prepared.cohort.table();
     let patients = &prepared.patients;
-    let rows = |slides: &[usize]| -> Vec<usize> {
-        patients
-            .among(slides)
-            .into_iter()
-            .filter(|&p| patients.has_rna(table, p))
-            .map(|p| patients.rna_row(table, p))
-            .collect()
-    };
-    // One row per training patient: a patient's rows agree on the expression. Patients
-    // without expression (a missing modality) take no part in the fit.
+    let rows = |slides: &[usize]| patients.rna_rows(table, patients.among(slides));
+    // One row per training patient with expression.
     let normalization = Normalization::fit(
         table,
         &rows(&split.train),

@@ -95,7 +95,7 @@ pub fn resume_relocated(
         }
         data.absolutize();
         if parallel.group.is_writer() {
-            record_data(&root, &data)?;
+            record_data(&root, top.folds, &data)?;
         }
     }
     let request = TrainRequest {
@@ -119,11 +119,11 @@ pub fn resume_relocated(
     )
 }
 
-/// Writes `data` into the `config.json` of the run `root` and of each of its folds that
+/// Writes `data` into the `config.json` of the run `root` and of each of its `folds` that
 /// has one.
-fn record_data(root: &Path, data: &super::DataSource) -> Result<(), Error> {
+fn record_data(root: &Path, folds: Option<usize>, data: &super::DataSource) -> Result<(), Error> {
     let mut dirs = vec![root.to_path_buf()];
-    if let Some(n) = RunConfig::load(root)?.folds {
+    if let Some(n) = folds {
         dirs.extend(
             (0..n)
                 .map(|k| root.join(format!("fold_{k}")))

@@ -38,6 +38,14 @@ impl Select {
             Self::Last => "last",
         }
     }
+
+    /// The epoch kept, in words: `the best epoch on {metric}` or `the last epoch`.
+    pub fn kept(self, metric: &str) -> String {
+        match self {
+            Self::Best => format!("the best epoch on {metric}"),
+            Self::Last => "the last epoch".to_string(),
+        }
+    }
 }
 
 /// Survival columns and loss settings.

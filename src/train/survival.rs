@@ -100,15 +100,18 @@ pub fn nll_survival_loss(
     loss.mean()
 }
 
+/// The survival curve of per-bin `hazards`: `S_k = Π_{j≤k} (1 − h_j)`, the probability of
+/// outliving bin `k`, one value per bin.
+pub fn survival_curve(hazards: &[f64]) -> impl Iterator<Item = f64> + '_ {
+    hazards.iter().scan(1.0, |s, h| {
+        *s *= 1.0 - h;
+        Some(*s)
+    })
+}
+
 /// Hazards `σ(logits)` → risk `−Σ_k S_k`, per row.
 pub fn risk_from_hazards(hazards: &[f64]) -> f64 {
-    let mut s = 1.0;
-    let mut total = 0.0;
-    for h in hazards {
-        s *= 1.0 - h;
-        total += s;
-    }
-    -total
+    -survival_curve(hazards).fold(0.0, |total, s| total + s)
 }
 
 #[cfg(test)]
