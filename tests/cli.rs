@@ -471,3 +471,249 @@ fn check_of_expression_alone_needs_no_features_or_slide_ids() {
     assert_eq!(o.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("--features"), "{stdout}");
 }
+
+/// `bench` on a small model: the text report has its lines, the JSON object its fields, and
+/// the rate is the FLOPs over the median forward pass.
+#[test]
+fn bench_reports_times_rate_and_memory_in_text_and_json() {
+    let small = ["bench", "--preset", "small", "--batch", "2", "--genes", "8"];
+    let o = bin(&[&small[..], &["--iters", "1", "--train"]].concat());
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("model: preset small, 8 genes (dense tokenizer), batch 2 "),
+        "{stdout}"
+    );
+    for start in [
+        "parameters",
+        "forward ",
+        "training step",
+        "  of which",
+        "forward FLOPs",
+        "peak RSS",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(start)),
+            "no `{start}` line in\n{stdout}"
+        );
+    }
+    let params_line = lines.iter().find(|l| l.starts_with("parameters")).unwrap();
+    let params: u64 = params_line.split_whitespace().nth(1).unwrap().parse().unwrap();
+
+    let o = bin(&[&small[..], &["--iters", "2", "--json"]].concat());
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert_eq!(stdout.trim().lines().count(), 1, "one JSON object: {stdout}");
+    let json: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let number = |key: &str| {
+        json[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no number `{key}` in {json}"))
+    };
+    assert_eq!(number("params"), params as f64, "the same model both times");
+    let (median, fastest) = (number("forward_ms"), number("forward_min_ms"));
+    assert!(fastest > 0.0 && fastest <= median, "{json}");
+    let rate = number("flops") / (median * 1e-3) / 1e9;
+    assert!(
+        number("flops") > 0.0 && (number("gflops") - rate).abs() <= 1e-6 * rate,
+        "{json}"
+    );
+    assert!(number("peak_rss_mb") > 0.0, "{json}");
+    // Without --train, no training times.
+    assert!(json.get("train_step_ms").is_none(), "{json}");
+
+    let o = bin(&["bench", "--preset", "huge", "--iters", "1"]);
+    let (_, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("unknown preset `huge`") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}
+
+/// The metrics.csv rows of a finished run in `dir`, as numbers.
+fn history(dir: &std::path::Path) -> Vec<Vec<f64>> {
+    std::fs::read_to_string(dir.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(|v| v.parse().unwrap_or(f64::NAN)).collect())
+        .collect()
+}
+
+/// The run's config.json.
+fn config_of(dir: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap()
+}
+
+/// `--class-weights` on a cohort whose classes are unbalanced (a third of the class-1 slides
+/// kept) is recorded and changes training: the same seed without it gives other losses.
+#[test]
+fn class_weights_are_recorded_and_change_the_training_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = common::TinyRun::new(dir.path());
+    let text_csv = std::fs::read_to_string(&tiny.csv).unwrap();
+    let mut lines = text_csv.lines();
+    let header = lines.next().unwrap();
+    let label = header.split(',').position(|c| c == "label").unwrap();
+    let mut ones = 0;
+    let kept: Vec<&str> = lines
+        .filter(|l| {
+            let one = l.split(',').nth(label) == Some("1");
+            ones += usize::from(one);
+            !one || ones % 3 == 1
+        })
+        .collect();
+    let count = |class: &str| {
+        kept.iter()
+            .filter(|l| l.split(',').nth(label) == Some(class))
+            .count()
+    };
+    assert!(count("0") >= 2 * count("1") && count("1") >= 2, "{kept:?}");
+    std::fs::write(&tiny.csv, format!("{header}\n{}\n", kept.join("\n"))).unwrap();
+    let mut runs = Vec::new();
+    for (name, extra) in [("plain", &[][..]), ("weighted", &["--class-weights"][..])] {
+        let o = bin(&tiny
+            .args(name, &tiny.features, extra)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>());
+        let (_, stderr) = text(&o);
+        assert!(o.status.success(), "{name}: {stderr}");
+        let run = dir.path().join(name);
+        assert_eq!(
+            config_of(&run)["training"]["class_weights"],
+            name == "weighted",
+            "{name}"
+        );
+        runs.push(history(&run));
+    }
+    assert_eq!(runs[0].len(), 3);
+    assert_eq!(runs[0].len(), runs[1].len());
+    // Column 2 is train_loss.
+    let differ = runs[0]
+        .iter()
+        .zip(&runs[1])
+        .any(|(a, b)| (a[2] - b[2]).abs() > 1e-6 * a[2].abs().max(1.0));
+    assert!(differ, "class weights changed no loss: {runs:?}");
+}
+
+/// Every column-name flag: a cohort whose columns all have other names trains once the
+/// flags name them, as the same cohort under the default names does, and the names are
+/// recorded; without the flags the missing column is named.
+#[test]
+fn column_name_flags_read_a_cohort_with_other_column_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::synth(&dir.path().join("cohort"), 16, 8, 5, 7, true);
+    let original = std::fs::read_to_string(&data.csv).unwrap();
+    let (header, body) = original.split_once('\n').unwrap();
+    let renamed: Vec<String> = header
+        .split(',')
+        .map(|c| match c {
+            "wsi_file_name" => "slide".to_string(),
+            "project" => "site".to_string(),
+            "label" => "subtype".to_string(),
+            "patient_id" => "case".to_string(),
+            "survival_months" => "os_days".to_string(),
+            "censorship" => "alive".to_string(),
+            gene => gene.replacen("rna_", "g_", 1),
+        })
+        .collect();
+    assert!(renamed.iter().any(|c| c.starts_with("g_")), "{header}");
+    let csv = dir.path().join("renamed.csv");
+    std::fs::write(&csv, format!("{}\n{body}", renamed.join(","))).unwrap();
+    let features = data.features_dir.to_str().unwrap();
+    let train = |csv: &std::path::Path, out: &str, extra: &[&str]| {
+        let out = dir.path().join(out);
+        let base = [
+            "train",
+            "--csv",
+            csv.to_str().unwrap(),
+            "--features",
+            features,
+            "--out",
+            out.to_str().unwrap(),
+            "--task",
+            "survival",
+            "--bins",
+            "2",
+            "--epochs",
+            "1",
+            "--bootstrap",
+            "0",
+        ];
+        let o = bin(&[&base[..], &common::TINY_STEP_FLAGS[..], extra].concat());
+        (o, out)
+    };
+    let flags = [
+        "--slide-column",
+        "slide",
+        "--project-column",
+        "site",
+        "--label-column",
+        "subtype",
+        "--patient-column",
+        "case",
+        "--time-column",
+        "os_days",
+        "--censorship-column",
+        "alive",
+        "--gene-prefix",
+        "g_",
+    ];
+    let (o, named) = train(&csv, "named", &flags);
+    let (_, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    let (o, default) = train(&data.csv, "default", &[]);
+    let (_, default_stderr) = text(&o);
+    assert!(o.status.success(), "{default_stderr}");
+    // The same cohort read the same way: the same patients, splits and first epoch.
+    let summary = |s: &str| {
+        s.lines()
+            .find(|l| l.contains("patient(s)"))
+            .map(String::from)
+            .unwrap_or_else(|| panic!("{s}"))
+    };
+    assert_eq!(
+        summary(&stderr),
+        summary(&default_stderr).replace("by `rna_*` (the default)", "by `g_*`"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(named.join("splits.csv")).unwrap(),
+        std::fs::read_to_string(default.join("splits.csv")).unwrap()
+    );
+    let config = config_of(&named);
+    let columns = &config["columns"];
+    for (key, value) in [
+        ("slide", "slide"),
+        ("project", "site"),
+        ("label", "subtype"),
+        ("patient", "case"),
+        ("gene_prefix", "g_"),
+    ] {
+        assert_eq!(columns[key], value, "{key}: {columns}");
+    }
+    assert_eq!(config["training"]["survival"]["time_column"], "os_days");
+    assert_eq!(config["training"]["survival"]["censorship_column"], "alive");
+    assert_eq!(config["model"]["rna_num_genes"], 5);
+
+    // Without the flags, or with a flag naming a column the CSV lacks: the column is named.
+    let wrong: Vec<&str> = flags
+        .iter()
+        .map(|&f| if f == "os_days" { "nosuch" } else { f })
+        .collect();
+    for (out, extra, needle) in [
+        ("bare", &[][..], "no column `wsi_file_name`"),
+        ("wrong", &wrong[..], "no column `nosuch`"),
+    ] {
+        let (o, _) = train(&csv, out, extra);
+        let (_, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{out}: {stderr}");
+        assert!(
+            stderr.contains(needle) && !stderr.contains("panicked"),
+            "{out}: {stderr}"
+        );
+    }
+}

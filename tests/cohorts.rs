@@ -515,6 +515,9 @@ fn training_on_published_splits_and_evaluating_are_per_patient() {
     assert!(low <= c + 1e-5 && c - 1e-5 <= high, "{cv}");
     let p = cv["pooled"]["logrank_p"].as_f64().unwrap();
     assert!(p > 0.0 && p <= 1.0, "{cv}");
+    // And it is the p-value of the pooled rows' median split, computed here by hand.
+    let by_hand = logrank_p_by_hand(&value("survival_months"), &event, &value("risk"), 2);
+    assert!((p - by_hand).abs() <= 1e-6 * by_hand, "{p} vs {by_hand}: {cv}");
     // The weighted metrics of the pooled rows: censoring estimated on all of them, each
     // patient's survival at a time read from its own fold's bins (`S_k` of the bin).
     use med_crossvit::train::metrics::{
@@ -551,9 +554,9 @@ fn training_on_published_splits_and_evaluating_are_per_patient() {
         .collect();
     let m = ipcw_time_metrics(&g, &event, &time, &times, &survival);
     assert_eq!(numbers(&pooled_metrics["td_times"]), times);
-    if let Some(ibs) = m.ibs {
-        assert!((pooled_metrics["ibs"].as_f64().unwrap() - ibs).abs() < 1e-5);
-    }
+    let ibs = m.ibs.expect("the pooled rows have an integrated Brier score");
+    let reported = pooled_metrics["ibs"].as_f64().unwrap_or_else(|| panic!("ibs: {cv}"));
+    assert!((reported - ibs).abs() < 1e-5, "{reported} vs {ibs}");
     for (k, a) in m.auc.iter().enumerate() {
         match a {
             Some(a) => assert!((pooled_metrics["td_auc"][k].as_f64().unwrap() - a).abs() < 1e-5),
@@ -813,4 +816,210 @@ fn gene_selections_that_cannot_work_are_refused_before_training() {
     );
     let err = train(&["--gene-regex", "GENE("]);
     assert!(err.contains("not a regular expression"), "{err}");
+}
+
+/// Risk groups as `--risk-groups` cuts them, by hand: cut at the `1/groups`, … quantiles of
+/// the risks (numpy's linear interpolation), a risk equal to a cut in the lower group.
+fn risk_groups_by_hand(risk: &[f64], groups: usize) -> Vec<usize> {
+    let mut sorted = risk.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let cuts: Vec<f64> = (1..groups)
+        .map(|g| {
+            let at = g as f64 / groups as f64 * (sorted.len() - 1) as f64;
+            let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
+            sorted[lo] + (sorted[hi] - sorted[lo]) * (at - lo as f64)
+        })
+        .collect();
+    risk.iter()
+        .map(|r| cuts.iter().filter(|&&c| r > &c).count())
+        .collect()
+}
+
+/// erfc(x) for x ≥ 0 by Numerical Recipes' Chebyshev fit (`erfcc`, fractional error below
+/// 1.2e-7 everywhere).
+fn erfc(x: f64) -> f64 {
+    let t = 1.0 / (1.0 + 0.5 * x);
+    let poly = [
+        -1.265_512_23,
+        1.000_023_68,
+        0.374_091_96,
+        0.096_784_18,
+        -0.186_288_06,
+        0.278_868_07,
+        -1.135_203_98,
+        1.488_515_87,
+        -0.822_152_23,
+        0.170_872_77,
+    ];
+    let sum = poly.iter().rev().fold(0.0, |acc, c| c + t * acc);
+    t * (-x * x + sum).exp()
+}
+
+/// The log-rank test's p-value for the risk groups of `risk` (2 or 3), by hand: at each
+/// distinct event time, each group's deaths minus its expected share, with the
+/// hypergeometric (co)variance; the statistic zᵀV⁻¹z over all groups but the last, whose
+/// chi-square tail with 1 degree of freedom is erfc(√(x/2)) and with 2 is exp(−x/2).
+fn logrank_p_by_hand(time: &[f64], event: &[bool], risk: &[f64], groups: usize) -> f64 {
+    let group = risk_groups_by_hand(risk, groups);
+    let k = groups - 1;
+    let mut z = vec![0.0; k];
+    let mut v = vec![vec![0.0; k]; k];
+    let mut times: Vec<f64> = (0..time.len()).filter(|&i| event[i]).map(|i| time[i]).collect();
+    times.sort_by(f64::total_cmp);
+    times.dedup();
+    for t in times {
+        let at_risk: Vec<f64> = (0..groups)
+            .map(|g| (0..time.len()).filter(|&i| group[i] == g && time[i] >= t).count() as f64)
+            .collect();
+        let deaths: Vec<f64> = (0..groups)
+            .map(|g| {
+                (0..time.len())
+                    .filter(|&i| group[i] == g && time[i] == t && event[i])
+                    .count() as f64
+            })
+            .collect();
+        let n: f64 = at_risk.iter().sum();
+        let d: f64 = deaths.iter().sum();
+        let c = if n > 1.0 { d * (n - d) / (n - 1.0) } else { 0.0 };
+        for a in 0..k {
+            z[a] += deaths[a] - d * at_risk[a] / n;
+            for b in 0..k {
+                let same = if a == b { at_risk[a] / n } else { 0.0 };
+                v[a][b] += c * (same - at_risk[a] * at_risk[b] / (n * n));
+            }
+        }
+    }
+    if k == 1 {
+        let x = z[0] * z[0] / v[0][0];
+        erfc((x / 2.0).sqrt())
+    } else {
+        let det = v[0][0] * v[1][1] - v[0][1] * v[1][0];
+        let x = (z[0] * z[0] * v[1][1] - z[0] * z[1] * (v[0][1] + v[1][0]) + z[1] * z[1] * v[0][0])
+            / det;
+        (-x / 2.0).exp()
+    }
+}
+
+#[test]
+fn the_hand_computed_logrank_p_is_the_textbook_value() {
+    // erfc at known points (Abramowitz & Stegun): erfc(0) = 1, erfc(1) = 0.157299207.
+    assert!((erfc(0.0) - 1.0).abs() < 1e-7);
+    assert!((erfc(1.0) - 0.157_299_207).abs() < 1e-7);
+    // Two groups of three, all events, no ties: group 0 (low risk) dies at 4, 5, 6 and
+    // group 1 at 1, 2, 3. Group 0's observed minus expected deaths are 3 − 4.85 = −1.85,
+    // the variance 0.6775, the statistic 5.0517 and p = erfc(√(5.0517/2)) = 0.0246023
+    // (worked out in Python with math.erfc).
+    let time = [4.0, 5.0, 6.0, 1.0, 2.0, 3.0];
+    let event = [true; 6];
+    let risk = [0.0, 0.1, 0.2, 1.0, 1.1, 1.2];
+    let p = logrank_p_by_hand(&time, &event, &risk, 2);
+    assert!((p - 0.024_602_349_95).abs() < 1e-8, "{p}");
+}
+
+/// `--risk-groups 3`: the log-rank p of the pooled rows is that of their tertiles, with two
+/// degrees of freedom, and the run records the setting.
+#[test]
+fn three_risk_groups_test_the_tertiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let o = train_survival(
+        &run,
+        &[
+            "--splits-dir",
+            fixture().join("splits").to_str().unwrap(),
+            "--risk-groups",
+            "3",
+            "--normalize",
+            "zscore",
+            "--epochs",
+            "1",
+            "--bag-size",
+            "8",
+            "--batch-size",
+            "4",
+            "--bootstrap",
+            "0",
+            "--workers",
+            "1",
+        ],
+    );
+    let (_, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("fold_0/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["training"]["risk_groups"], 3, "{config}");
+    let cv: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("cv.json")).unwrap()).unwrap();
+    let p = cv["pooled"]["logrank_p"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("logrank_p: {cv}"));
+    let pooled = rows(&run.join("cv_predictions.csv"));
+    let col = |name: &str| -> Vec<f64> {
+        let c = pooled[0].iter().position(|h| h == name).unwrap();
+        pooled[1..].iter().map(|r| r[c].parse().unwrap()).collect()
+    };
+    let event: Vec<bool> = col("censorship").iter().map(|&c| c == 0.0).collect();
+    let (time, risk) = (col("survival_months"), col("risk"));
+    assert_eq!(risk_groups_by_hand(&risk, 3).iter().max(), Some(&2));
+    let by_hand = logrank_p_by_hand(&time, &event, &risk, 3);
+    assert!((p - by_hand).abs() <= 1e-6 * by_hand, "{p} vs {by_hand}: {cv}");
+    // Not the median split's p (the two tests differ on these rows).
+    let median = logrank_p_by_hand(&time, &event, &risk, 2);
+    assert!((p - median).abs() > 1e-6 * median, "{p} vs {median}");
+}
+
+/// `--splits-dir` that cannot be used: exit 1 naming the folder or file, before any run
+/// file is written, and no panic.
+#[test]
+fn bad_splits_dirs_are_named_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let published = fixture().join("splits");
+    let gap = dir.path().join("gap");
+    std::fs::create_dir(&gap).unwrap();
+    for k in [0, 2] {
+        let name = format!("splits_{k}.csv");
+        std::fs::copy(published.join(&name), gap.join(&name)).unwrap();
+    }
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let twice = dir.path().join("twice");
+    std::fs::create_dir(&twice).unwrap();
+    std::fs::write(
+        twice.join("splits_0.csv"),
+        ",train,val\n0,TCGA-MC-0001,TCGA-MC-0001\n",
+    )
+    .unwrap();
+    let unknown = dir.path().join("unknown");
+    std::fs::create_dir(&unknown).unwrap();
+    std::fs::write(unknown.join("splits_0.csv"), ",train,val\n0,NOBODY-1,NOBODY-2\n").unwrap();
+    let missing = dir.path().join("missing");
+    for (folder, needles) in [
+        (&missing, vec!["missing", "No such file"]),
+        (&empty, vec!["empty", "no splits_K.csv"]),
+        (&gap, vec!["gap", "splits_1.csv is missing"]),
+        (&twice, vec!["twice/splits_0.csv", "TCGA-MC-0001", "`train`", "`val`"]),
+        (&unknown, vec!["unknown/splits_0.csv", "NOBODY-1", "0 training"]),
+    ] {
+        let out = dir.path().join("run");
+        let o = train_survival(
+            &out,
+            &["--splits-dir", folder.to_str().unwrap(), "--epochs", "1"],
+        );
+        let (_, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{}: {stderr}", folder.display());
+        for needle in needles {
+            assert!(stderr.contains(needle), "`{needle}` in {stderr}");
+        }
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!out.join("config.json").exists() && !out.join("cv.json").exists());
+    }
+    // With --folds the folder is refused by the parser (exit 2), naming both flags.
+    let o = train_survival(
+        &dir.path().join("run"),
+        &["--splits-dir", published.to_str().unwrap(), "--folds", "3"],
+    );
+    let (_, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--splits-dir") && stderr.contains("--folds"), "{stderr}");
 }

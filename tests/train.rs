@@ -230,8 +230,8 @@ fn survival_learns_and_reports_a_c_index() {
     .unwrap();
     assert!(summary.folds[0].metrics.c_index.is_some());
     // On the held-out patients, the model's risks order survival times better than chance.
-    let (_, evaluation) = evaluate_on(&out, &held_out, &data, &device);
-    let c = evaluation.metrics.unwrap().c_index.unwrap();
+    let (bundle, evaluation) = evaluate_on(&out, &held_out, &data, &device);
+    let c = evaluation.metrics.clone().unwrap().c_index.unwrap();
     // The generator draws times from the class alone, so the class itself is the best risk
     // there is; its c-index on these slides is the most any model can reach.
     let text = std::fs::read_to_string(&held_out).unwrap();
@@ -263,6 +263,46 @@ fn survival_learns_and_reports_a_c_index() {
     assert!(
         c > 0.55 && c < best + 0.05,
         "held-out c-index {c}; the classes themselves reach {best}"
+    );
+    // The bar not tuned to one seed: chance on these very patients. The model's risks,
+    // shuffled among the patients 1000 times, give the c-indices of a risk that knows
+    // nothing (about 0.5 ± 0.04 here); the model must beat 95% of them (one-sided p < 0.05),
+    // whatever cohort size or generator seed sets the spread.
+    let written = dir.path().join("predictions.csv");
+    train::write_predictions(&written, &bundle, &evaluation).unwrap();
+    let mut reader = csv::Reader::from_path(&written).unwrap();
+    let names: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    let at = |name: &str| names.iter().position(|h| h == name).unwrap();
+    let (risk_at, time_at, censored_at) = (at("risk"), at("survival_months"), at("censorship"));
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(records.len(), evaluation.patients.len());
+    let cell = |r: &csv::StringRecord, i: usize| r[i].parse::<f64>().unwrap();
+    let event: Vec<bool> = records.iter().map(|r| cell(r, censored_at) == 0.0).collect();
+    let time: Vec<f64> = records.iter().map(|r| cell(r, time_at)).collect();
+    let mut risk: Vec<f64> = records.iter().map(|r| cell(r, risk_at)).collect();
+    let again = concordance_index(&event, &time, &risk).unwrap();
+    assert!((again - c).abs() < 1e-4, "{again} vs {c}");
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let mut null: Vec<f64> = (0..1000)
+        .map(|_| {
+            for i in (1..risk.len()).rev() {
+                risk.swap(i, next(i + 1));
+            }
+            concordance_index(&event, &time, &risk).unwrap()
+        })
+        .collect();
+    null.sort_by(f64::total_cmp);
+    let bar = null[949];
+    assert!(
+        (0.5 - null[499]).abs() < 0.03 && c > bar,
+        "held-out c-index {c}; 95% of shuffled risks reach {bar} (median {})",
+        null[499]
     );
     let history = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     assert!(
@@ -357,6 +397,35 @@ fn cross_validation_folds_keep_patients_apart() {
         };
         assert!(patients(&split.train).is_disjoint(&patients(&split.val)));
     }
+    // What each fold wrote: its fold_k/splits.csv names train, val and test patients
+    // (columns 1, 2, 3) that no two sides share; the three validation sides are apart and
+    // together the whole cohort, and each fold trains on all the others' patients.
+    let cohort: std::collections::HashSet<String> =
+        table.slides().iter().map(|s| s.patient.clone()).collect();
+    let written: Vec<[std::collections::HashSet<String>; 3]> = (0..3)
+        .map(|k| fold_split(&out.join(format!("fold_{k}/splits.csv"))))
+        .collect();
+    for (k, [train_side, val, test]) in written.iter().enumerate() {
+        assert!(!train_side.is_empty() && !val.is_empty(), "fold {k}");
+        assert!(train_side.is_disjoint(val), "fold {k}: {train_side:?} / {val:?}");
+        assert!(train_side.is_disjoint(test) && val.is_disjoint(test), "fold {k}");
+        let all: std::collections::HashSet<String> =
+            train_side.iter().chain(val).chain(test).cloned().collect();
+        assert_eq!(all, cohort, "fold {k} covers the cohort");
+        // The written split is the one the fold was trained on.
+        let recomputed = &train::splits(&prepared, &r.settings, Some(3), &mut |_| {}).unwrap()[k];
+        let ids = |s: &[usize]| -> std::collections::HashSet<String> {
+            s.iter().map(|&i| table.slides()[i].patient.clone()).collect()
+        };
+        assert_eq!(ids(&recomputed.val), *val, "fold {k}");
+        assert_eq!(ids(&recomputed.train), *train_side, "fold {k}");
+    }
+    for (a, b) in [(0, 1), (0, 2), (1, 2)] {
+        assert!(written[a][1].is_disjoint(&written[b][1]), "folds {a}, {b}");
+    }
+    let validated: std::collections::HashSet<String> =
+        written.iter().flat_map(|w| w[1].iter().cloned()).collect();
+    assert_eq!(validated, cohort, "every patient validated once");
     // The summary's mean and population standard deviation are those of the AUCs each fold
     // wrote, and cv.json says the same.
     let aucs: Vec<f64> = (0..3)
@@ -387,6 +456,7 @@ fn cross_validation_folds_keep_patients_apart() {
     let splits = train::splits(&prepared, &r.settings, Some(3), &mut |_| {}).unwrap();
     for row in &rows {
         let fold: usize = row[1].parse().unwrap();
+        assert!(written[fold][1].contains(&row[0]), "{row:?}");
         assert!(
             splits[fold]
                 .val
@@ -406,6 +476,24 @@ fn cross_validation_folds_keep_patients_apart() {
         (cv["pooled"]["auc"].as_f64().unwrap() - pooled).abs() < 1e-6,
         "{cv}"
     );
+}
+
+/// The patient ids of a fold's splits.csv: its train, val and test columns.
+fn fold_split(path: &Path) -> [std::collections::HashSet<String>; 3] {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(header, ["", "train", "val", "test"], "{}", path.display());
+    let mut sides: [std::collections::HashSet<String>; 3] = Default::default();
+    for record in reader.records() {
+        let record = record.unwrap();
+        for (side, ids) in sides.iter_mut().enumerate() {
+            let id = &record[side + 1];
+            if !id.is_empty() {
+                assert!(ids.insert(id.to_string()), "{id} twice in {}", path.display());
+            }
+        }
+    }
+    sides
 }
 
 #[test]
