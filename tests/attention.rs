@@ -92,6 +92,11 @@ fn identical_tiles_score_evenly_whatever_the_bags() {
         std::fs::read_to_string(path).unwrap()
     };
     assert_eq!(written(&with, "with.csv"), written(&without, "without.csv"));
+    assert!(!with.predictions.slides.is_empty());
+    assert_eq!(
+        with.predictions.slides.len(),
+        without.predictions.slides.len()
+    );
     for (a, b) in with
         .predictions
         .slides
@@ -99,6 +104,7 @@ fn identical_tiles_score_evenly_whatever_the_bags() {
         .zip(&without.predictions.slides)
     {
         let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert!(!a.logits.is_empty(), "slide {}", a.slide);
         assert_eq!(bits(&a.logits), bits(&b.logits), "slide {}", a.slide);
     }
     for (i, n) in sizes {

@@ -499,12 +499,21 @@ fn bench_reports_times_rate_and_memory_in_text_and_json() {
         );
     }
     let params_line = lines.iter().find(|l| l.starts_with("parameters")).unwrap();
-    let params: u64 = params_line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let params: u64 = params_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
 
     let o = bin(&[&small[..], &["--iters", "2", "--json"]].concat());
     let (stdout, stderr) = text(&o);
     assert!(o.status.success(), "{stderr}");
-    assert_eq!(stdout.trim().lines().count(), 1, "one JSON object: {stdout}");
+    assert_eq!(
+        stdout.trim().lines().count(),
+        1,
+        "one JSON object: {stdout}"
+    );
     let json: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     let number = |key: &str| {
         json[key]
@@ -538,7 +547,11 @@ fn history(dir: &std::path::Path) -> Vec<Vec<f64>> {
         .unwrap()
         .lines()
         .skip(1)
-        .map(|l| l.split(',').map(|v| v.parse().unwrap_or(f64::NAN)).collect())
+        .map(|l| {
+            l.split(',')
+                .map(|v| v.parse().unwrap_or(f64::NAN))
+                .collect()
+        })
         .collect()
 }
 

@@ -517,7 +517,10 @@ fn training_on_published_splits_and_evaluating_are_per_patient() {
     assert!(p > 0.0 && p <= 1.0, "{cv}");
     // And it is the p-value of the pooled rows' median split, computed here by hand.
     let by_hand = logrank_p_by_hand(&value("survival_months"), &event, &value("risk"), 2);
-    assert!((p - by_hand).abs() <= 1e-6 * by_hand, "{p} vs {by_hand}: {cv}");
+    assert!(
+        (p - by_hand).abs() <= 1e-6 * by_hand,
+        "{p} vs {by_hand}: {cv}"
+    );
     // The weighted metrics of the pooled rows: censoring estimated on all of them, each
     // patient's survival at a time read from its own fold's bins (`S_k` of the bin).
     use med_crossvit::train::metrics::{
@@ -554,8 +557,12 @@ fn training_on_published_splits_and_evaluating_are_per_patient() {
         .collect();
     let m = ipcw_time_metrics(&g, &event, &time, &times, &survival);
     assert_eq!(numbers(&pooled_metrics["td_times"]), times);
-    let ibs = m.ibs.expect("the pooled rows have an integrated Brier score");
-    let reported = pooled_metrics["ibs"].as_f64().unwrap_or_else(|| panic!("ibs: {cv}"));
+    let ibs = m
+        .ibs
+        .expect("the pooled rows have an integrated Brier score");
+    let reported = pooled_metrics["ibs"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("ibs: {cv}"));
     assert!((reported - ibs).abs() < 1e-5, "{reported} vs {ibs}");
     for (k, a) in m.auc.iter().enumerate() {
         match a {
@@ -864,12 +871,19 @@ fn logrank_p_by_hand(time: &[f64], event: &[bool], risk: &[f64], groups: usize) 
     let k = groups - 1;
     let mut z = vec![0.0; k];
     let mut v = vec![vec![0.0; k]; k];
-    let mut times: Vec<f64> = (0..time.len()).filter(|&i| event[i]).map(|i| time[i]).collect();
+    let mut times: Vec<f64> = (0..time.len())
+        .filter(|&i| event[i])
+        .map(|i| time[i])
+        .collect();
     times.sort_by(f64::total_cmp);
     times.dedup();
     for t in times {
         let at_risk: Vec<f64> = (0..groups)
-            .map(|g| (0..time.len()).filter(|&i| group[i] == g && time[i] >= t).count() as f64)
+            .map(|g| {
+                (0..time.len())
+                    .filter(|&i| group[i] == g && time[i] >= t)
+                    .count() as f64
+            })
             .collect();
         let deaths: Vec<f64> = (0..groups)
             .map(|g| {
@@ -880,7 +894,11 @@ fn logrank_p_by_hand(time: &[f64], event: &[bool], risk: &[f64], groups: usize) 
             .collect();
         let n: f64 = at_risk.iter().sum();
         let d: f64 = deaths.iter().sum();
-        let c = if n > 1.0 { d * (n - d) / (n - 1.0) } else { 0.0 };
+        let c = if n > 1.0 {
+            d * (n - d) / (n - 1.0)
+        } else {
+            0.0
+        };
         for a in 0..k {
             z[a] += deaths[a] - d * at_risk[a] / n;
             for b in 0..k {
@@ -963,7 +981,10 @@ fn three_risk_groups_test_the_tertiles() {
     let (time, risk) = (col("survival_months"), col("risk"));
     assert_eq!(risk_groups_by_hand(&risk, 3).iter().max(), Some(&2));
     let by_hand = logrank_p_by_hand(&time, &event, &risk, 3);
-    assert!((p - by_hand).abs() <= 1e-6 * by_hand, "{p} vs {by_hand}: {cv}");
+    assert!(
+        (p - by_hand).abs() <= 1e-6 * by_hand,
+        "{p} vs {by_hand}: {cv}"
+    );
     // Not the median split's p (the two tests differ on these rows).
     let median = logrank_p_by_hand(&time, &event, &risk, 2);
     assert!((p - median).abs() > 1e-6 * median, "{p} vs {median}");
@@ -992,14 +1013,24 @@ fn bad_splits_dirs_are_named_on_the_command_line() {
     .unwrap();
     let unknown = dir.path().join("unknown");
     std::fs::create_dir(&unknown).unwrap();
-    std::fs::write(unknown.join("splits_0.csv"), ",train,val\n0,NOBODY-1,NOBODY-2\n").unwrap();
+    std::fs::write(
+        unknown.join("splits_0.csv"),
+        ",train,val\n0,NOBODY-1,NOBODY-2\n",
+    )
+    .unwrap();
     let missing = dir.path().join("missing");
     for (folder, needles) in [
         (&missing, vec!["missing", "No such file"]),
         (&empty, vec!["empty", "no splits_K.csv"]),
         (&gap, vec!["gap", "splits_1.csv is missing"]),
-        (&twice, vec!["twice/splits_0.csv", "TCGA-MC-0001", "`train`", "`val`"]),
-        (&unknown, vec!["unknown/splits_0.csv", "NOBODY-1", "0 training"]),
+        (
+            &twice,
+            vec!["twice/splits_0.csv", "TCGA-MC-0001", "`train`", "`val`"],
+        ),
+        (
+            &unknown,
+            vec!["unknown/splits_0.csv", "NOBODY-1", "0 training"],
+        ),
     ] {
         let out = dir.path().join("run");
         let o = train_survival(
@@ -1021,5 +1052,8 @@ fn bad_splits_dirs_are_named_on_the_command_line() {
     );
     let (_, stderr) = text(&o);
     assert_eq!(o.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("--splits-dir") && stderr.contains("--folds"), "{stderr}");
+    assert!(
+        stderr.contains("--splits-dir") && stderr.contains("--folds"),
+        "{stderr}"
+    );
 }

@@ -572,6 +572,9 @@ fn dataset_and_batcher_pad_and_mask() {
         file.read_rows(&(0..8).collect::<Vec<_>>()).unwrap()
     );
     let short = n0 - last0 * 8;
+    // This cohort's slide 0 has a tile count that 8 does not divide, so both branches below
+    // are taken: a short bag padded and masked here, two full bags unmasked after.
+    assert!(short < 8 && n0 >= 8, "slide 0 has {n0} tiles");
     let batch = BagBatcher.batch(items, &Device::flex());
     assert_eq!(batch.tiles.dims(), [2, 8, 8]);
     assert_eq!(batch.expression.dims(), [2, 5]);
@@ -587,6 +590,16 @@ fn dataset_and_batcher_pad_and_mask() {
         assert!(batch.padding.is_none());
     }
     assert_eq!(batch.classes.unwrap().dims(), [2]);
+    // Two full bags: nothing to mask.
+    let full: Vec<usize> = (0..dataset.len())
+        .filter(|&i| dataset.bags()[i].tiles.len() == 8)
+        .take(2)
+        .collect();
+    assert_eq!(full.len(), 2, "two full bags");
+    let items = full.iter().map(|&i| dataset.get(i).unwrap()).collect();
+    let batch = BagBatcher.batch(items, &Device::flex());
+    assert_eq!(batch.tiles.dims(), [2, 8, 8]);
+    assert!(batch.padding.is_none(), "full bags are not masked");
 
     // The loader reads every bag, in order, across workers.
     let dataset = Arc::new(dataset);

@@ -39,7 +39,9 @@ fn assert_cohort(cohort: &gdc::GdcCohort, expected: &Path) {
     let (header, rows) = read_csv(&expected.join("cohort.csv"));
     assert_eq!(cohort.header, header);
     assert_eq!(cohort.rows.len(), rows.len());
+    assert!(!rows.is_empty(), "the reference has rows");
     for (got, want) in cohort.rows.iter().zip(&rows) {
+        assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
         for (c, (g, w)) in got.iter().zip(want).enumerate() {
             match (g.parse::<f64>(), w.parse::<f64>()) {
                 (Ok(g), Ok(w)) => assert!(
@@ -332,4 +334,104 @@ fn the_command_builds_a_cohort_that_check_accepts_and_training_takes() {
     assert!(o.status.success(), "{stderr}");
     assert!(stderr.contains("6 gene column(s) by `rna_*`"), "{stderr}");
     assert!(run.join("model.bpk").is_file());
+}
+
+/// `cohort gdc` with bad input, on the command line: each case exits with 1 (2 for a value
+/// the parser refuses), names the file or value at fault, writes no cohort and does not
+/// panic.
+#[test]
+fn the_command_names_bad_input_and_writes_nothing() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let download = f.join("download");
+    let sheet = download.join("gdc_sample_sheet.2026-11-01.tsv");
+    let expression = download.join("expression");
+    let clinical = download.join("clinical.tsv");
+    let features = f.join("features");
+    let labels = download.join("labels.csv");
+    let bad_header = f.join("bad/bad_header.tsv");
+    let nowhere = dir.path().join("nowhere");
+    let out = dir.path().join("cohort.csv");
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    // Every required argument, then `changed` put in place of its flag's value (or added).
+    let run = |changed: &[(&str, String)]| {
+        let mut args: Vec<(&str, String)> = vec![
+            ("--sample-sheet", path(&sheet)),
+            ("--expression", path(&expression)),
+            ("--clinical", path(&clinical)),
+            ("--features", path(&features)),
+            ("--out", path(&out)),
+        ];
+        for (flag, value) in changed {
+            match args.iter_mut().find(|(f, _)| f == flag) {
+                Some(arg) => arg.1 = value.clone(),
+                None => args.push((flag, value.clone())),
+            }
+        }
+        let mut line = vec!["cohort".to_string(), "gdc".to_string()];
+        for (flag, value) in args {
+            line.push(flag.to_string());
+            line.push(value);
+        }
+        bin(&line.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    /// The arguments changed, the exit code and what stderr must say.
+    type Case<'a> = (Vec<(&'a str, String)>, i32, Vec<String>);
+    let cases: Vec<Case> = vec![
+        (
+            vec![("--sample-sheet", path(&nowhere.join("sheet.tsv")))],
+            1,
+            vec![path(&nowhere.join("sheet.tsv"))],
+        ),
+        (
+            vec![("--expression", path(&nowhere))],
+            1,
+            vec![path(&nowhere), "are not in".into()],
+        ),
+        (
+            vec![("--clinical", path(&bad_header))],
+            1,
+            vec![path(&bad_header), "line 2".into()],
+        ),
+        (
+            vec![("--features", path(&nowhere))],
+            1,
+            vec![path(&nowhere)],
+        ),
+        (
+            vec![
+                ("--labels", path(&labels)),
+                ("--label-column", "nosuch".into()),
+            ],
+            1,
+            vec![path(&labels), "no column `nosuch`".into()],
+        ),
+        (
+            vec![("--sample-types", "Bogus".into())],
+            1,
+            vec!["unknown sample type `Bogus`".into()],
+        ),
+        (
+            vec![("--value", "bogus".into())],
+            2,
+            vec!["bogus".into(), "--value".into()],
+        ),
+    ];
+    for (changed, code, needles) in cases {
+        let o = run(&changed);
+        let (_, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(code), "{changed:?}: {stderr}");
+        for needle in needles {
+            assert!(
+                stderr.contains(&needle),
+                "{changed:?}: `{needle}` in {stderr}"
+            );
+        }
+        assert!(!stderr.contains("panicked"), "{changed:?}: {stderr}");
+        assert!(!out.exists(), "{changed:?}: a cohort was written");
+    }
+    // The same arguments without a fault do write it.
+    let o = run(&[]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    assert!(out.is_file());
 }

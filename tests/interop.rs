@@ -45,8 +45,11 @@ fn logits_csv(path: &Path) -> HashMap<String, Vec<f64>> {
 fn assert_parity(got: &HashMap<String, Vec<f64>>) {
     let expected = logits_csv(&parity("expected_logits.csv"));
     assert_eq!(got.len(), expected.len());
+    assert!(!expected.is_empty(), "the fixture has slides");
     for (slide, want) in &expected {
         let have = &got[slide];
+        assert!(!want.is_empty(), "{slide}: the fixture has logits");
+        assert_eq!(have.len(), want.len(), "{slide}: {have:?} vs {want:?}");
         for (a, b) in have.iter().zip(want) {
             assert!(
                 (a - b).abs() < 1e-4,
@@ -251,6 +254,7 @@ fn attention_maps_for_a_cohort_with_coordinates() {
     };
     let (evaluation, files) = predict_cohort(&bundle, &eval_request, &device, Some(&att)).unwrap();
     assert_eq!(files.len(), 12);
+    assert_eq!(evaluation.predictions.slides.len(), files.len());
     for (f, p) in files.iter().zip(&evaluation.predictions.slides) {
         let text = std::fs::read_to_string(&f.tiles_csv).unwrap();
         let mut lines = text.lines();

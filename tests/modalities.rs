@@ -147,7 +147,9 @@ fn a_missing_modality_contributes_nothing() {
         .unwrap();
     let again = rows(again.logits);
     assert!(again.iter().flatten().all(|v| v.is_finite()), "{again:?}");
+    assert_eq!((again.len(), logits.len()), (4, 4));
     for s in 0..4 {
+        assert!(!logits[s].is_empty() && again[s].len() == logits[s].len());
         for (a, b) in again[s].iter().zip(&logits[s]) {
             assert!((a - b).abs() < 1e-5, "sample {s}: {again:?} vs {logits:?}");
         }
@@ -181,6 +183,8 @@ fn a_missing_modalitys_weights_do_not_reach_the_output() {
     let none = [false; 4];
     let all = [true; 4];
     let close = |x: &[Vec<f32>], y: &[Vec<f32>]| {
+        let sizes = |r: &[Vec<f32>]| r.iter().map(Vec::len).collect::<Vec<_>>();
+        assert!(!x.is_empty() && sizes(x) == sizes(y), "{x:?} vs {y:?}");
         x.iter()
             .flatten()
             .zip(y.iter().flatten())
@@ -218,6 +222,11 @@ fn the_recomputed_pass_honours_the_marks() {
     );
     let ordinary = rows(m.forward(input.clone()).unwrap().logits);
     let reseeded = rows(m.forward_reseeded(input, 9).unwrap());
+    assert_eq!(ordinary.len(), 4);
+    assert_eq!(
+        ordinary.iter().map(Vec::len).collect::<Vec<_>>(),
+        reseeded.iter().map(Vec::len).collect::<Vec<_>>()
+    );
     for (a, b) in ordinary.iter().flatten().zip(reseeded.iter().flatten()) {
         assert!((a - b).abs() < 1e-5, "{ordinary:?} vs {reseeded:?}");
     }

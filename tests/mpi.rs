@@ -24,7 +24,11 @@ fn mpirun() -> Option<PathBuf> {
             std::env::var_os("MED_CROSSVIT_REQUIRE_MPI").is_none(),
             "MED_CROSSVIT_REQUIRE_MPI is set but mpirun is not installed"
         );
-        eprintln!("skipped: mpirun not installed (CI installs OpenMPI)");
+        common::skipped(
+            "the MPI tests",
+            "mpirun not installed (CI installs OpenMPI)",
+            "install openmpi-bin, or set MED_CROSSVIT_REQUIRE_MPI=1 to make this an error",
+        );
     }
     found
 }
@@ -84,6 +88,7 @@ fn assert_same_run(a: &Path, b: &Path) {
             numbers(&b.join(fold).join("metrics.csv")),
         );
         assert_eq!(x.len(), y.len());
+        assert!(!x.is_empty(), "{fold}: no metrics");
         for (u, v) in x.iter().zip(&y) {
             assert!(
                 (u - v).abs() < 1e-4 || (u.is_nan() && v.is_nan()),

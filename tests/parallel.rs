@@ -88,7 +88,9 @@ fn history(run: &std::path::Path) -> Vec<Vec<f64>> {
 fn close_runs(a: &std::path::Path, b: &std::path::Path) {
     let (ha, hb) = (history(a), history(b));
     assert_eq!(ha.len(), hb.len());
+    assert!(!ha.is_empty(), "{}: no epoch", a.display());
     for (ra, rb) in ha.iter().zip(&hb) {
+        assert_eq!(ra.len(), rb.len(), "{ra:?} vs {rb:?}");
         for (x, y) in ra.iter().zip(rb) {
             assert!(
                 (x - y).abs() < 1e-4 || (x.is_nan() && y.is_nan()),
@@ -100,6 +102,7 @@ fn close_runs(a: &std::path::Path, b: &std::path::Path) {
         serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap()
     };
     let (ma, mb) = (metrics(a), metrics(b));
+    assert_eq!(ma.scalars().len(), mb.scalars().len());
     for ((name, x), (_, y)) in ma.scalars().into_iter().zip(mb.scalars()) {
         let (x, y) = (x.unwrap(), y.unwrap());
         assert!((x - y).abs() < 1e-4, "{name}: {x} vs {y}");

@@ -87,6 +87,12 @@ fn assert_close(a: &HashMap<ParamId, Vec<f32>>, b: &HashMap<ParamId, Vec<f32>>, 
     assert_eq!(a.len(), b.len(), "parameter count");
     for (id, x) in a {
         let y = &b[id];
+        assert!(
+            !x.is_empty() && x.len() == y.len(),
+            "{id}: {} vs {} values",
+            x.len(),
+            y.len()
+        );
         for (u, v) in x.iter().zip(y) {
             assert!((u - v).abs() <= tol * (1.0 + u.abs()), "{id}: {u} vs {v}");
         }

@@ -370,15 +370,17 @@ fn a_single_run_report_has_its_validation_and_test_metrics_and_notes_what_is_mis
     assert!(html.contains(&row), "missing {row}");
     let auc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
-    if let Some(ci) = auc["auc_ci"].as_array() {
-        let cell = format!(
-            "{:.3} <span class=\"ci\">[{:.3}, {:.3}]</span>",
-            auc["auc"].as_f64().unwrap(),
-            ci[0].as_f64().unwrap(),
-            ci[1].as_f64().unwrap()
-        );
-        assert!(html.contains(&cell), "missing {cell}");
-    }
+    let ci = auc["auc_ci"]
+        .as_array()
+        .unwrap_or_else(|| panic!("the run has a bootstrap interval: {auc}"));
+    assert_eq!(ci.len(), 2, "{auc}");
+    let cell = format!(
+        "{:.3} <span class=\"ci\">[{:.3}, {:.3}]</span>",
+        auc["auc"].as_f64().unwrap(),
+        ci[0].as_f64().unwrap(),
+        ci[1].as_f64().unwrap()
+    );
+    assert!(html.contains(&cell), "missing {cell}");
     // loss, metric, roc and confusion.
     assert_eq!(check_images(&html).len(), 4);
 
@@ -525,7 +527,11 @@ fn the_report_renders_in_headless_chromium_with_every_image() {
         if std::env::var_os("MED_CROSSVIT_REQUIRE_BROWSER").is_some() {
             panic!("chromium not installed, and MED_CROSSVIT_REQUIRE_BROWSER is set");
         }
-        println!("skipped: chromium not installed (CI installs it)");
+        common::skipped(
+            "the_report_renders_in_headless_chromium_with_every_image",
+            "chromium not installed (CI installs it)",
+            "install chromium, or set MED_CROSSVIT_REQUIRE_BROWSER=1 to make this an error",
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();

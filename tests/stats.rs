@@ -119,6 +119,8 @@ fn kaplan_meier_matches_lifelines() {
         ("lower", &km.lower),
         ("upper", &km.upper),
     ] {
+        assert_eq!(got.len(), numbers(&want[name]).len(), "{name}");
+        assert!(!got.is_empty(), "{name}");
         for (g, w) in got.iter().zip(numbers(&want[name])) {
             assert!((g - w).abs() < 1e-9, "{name}: {got:?} vs {}", want[name]);
         }

@@ -277,7 +277,10 @@ fn survival_learns_and_reports_a_c_index() {
     let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     assert_eq!(records.len(), evaluation.patients.len());
     let cell = |r: &csv::StringRecord, i: usize| r[i].parse::<f64>().unwrap();
-    let event: Vec<bool> = records.iter().map(|r| cell(r, censored_at) == 0.0).collect();
+    let event: Vec<bool> = records
+        .iter()
+        .map(|r| cell(r, censored_at) == 0.0)
+        .collect();
     let time: Vec<f64> = records.iter().map(|r| cell(r, time_at)).collect();
     let mut risk: Vec<f64> = records.iter().map(|r| cell(r, risk_at)).collect();
     let again = concordance_index(&event, &time, &risk).unwrap();
@@ -407,15 +410,23 @@ fn cross_validation_folds_keep_patients_apart() {
         .collect();
     for (k, [train_side, val, test]) in written.iter().enumerate() {
         assert!(!train_side.is_empty() && !val.is_empty(), "fold {k}");
-        assert!(train_side.is_disjoint(val), "fold {k}: {train_side:?} / {val:?}");
-        assert!(train_side.is_disjoint(test) && val.is_disjoint(test), "fold {k}");
+        assert!(
+            train_side.is_disjoint(val),
+            "fold {k}: {train_side:?} / {val:?}"
+        );
+        assert!(
+            train_side.is_disjoint(test) && val.is_disjoint(test),
+            "fold {k}"
+        );
         let all: std::collections::HashSet<String> =
             train_side.iter().chain(val).chain(test).cloned().collect();
         assert_eq!(all, cohort, "fold {k} covers the cohort");
         // The written split is the one the fold was trained on.
         let recomputed = &train::splits(&prepared, &r.settings, Some(3), &mut |_| {}).unwrap()[k];
         let ids = |s: &[usize]| -> std::collections::HashSet<String> {
-            s.iter().map(|&i| table.slides()[i].patient.clone()).collect()
+            s.iter()
+                .map(|&i| table.slides()[i].patient.clone())
+                .collect()
         };
         assert_eq!(ids(&recomputed.val), *val, "fold {k}");
         assert_eq!(ids(&recomputed.train), *train_side, "fold {k}");
@@ -489,7 +500,11 @@ fn fold_split(path: &Path) -> [std::collections::HashSet<String>; 3] {
         for (side, ids) in sides.iter_mut().enumerate() {
             let id = &record[side + 1];
             if !id.is_empty() {
-                assert!(ids.insert(id.to_string()), "{id} twice in {}", path.display());
+                assert!(
+                    ids.insert(id.to_string()),
+                    "{id} twice in {}",
+                    path.display()
+                );
             }
         }
     }

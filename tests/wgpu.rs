@@ -42,6 +42,8 @@ fn input(device: &Device) -> ModelInput {
 fn close(a: Tensor<2>, b: Tensor<2>) {
     let a: Vec<f32> = a.into_data().try_to_vec().unwrap();
     let b: Vec<f32> = b.into_data().try_to_vec().unwrap();
+    assert!(!b.is_empty(), "nothing to compare");
+    assert_eq!(a.len(), b.len(), "wgpu {a:?} vs flex {b:?}");
     for (x, y) in a.iter().zip(&b) {
         assert!((x - y).abs() < 1e-4, "wgpu {a:?} vs flex {b:?}");
     }

@@ -190,3 +190,13 @@ impl TinyRun {
         args
     }
 }
+
+/// Tells the person running the tests that a test was skipped, why, and how to make the skip
+/// an error. Written straight to the process's standard error: the test harness captures
+/// what `println!` and `eprintln!` print (and shows it only for a failed test), but not
+/// writes to the `std::io::stderr()` handle, so a plain `cargo test` shows this line.
+pub fn skipped(test: &str, why: &str, hint: &str) {
+    use std::io::Write;
+    let line = format!("SKIPPED: {test}: {why} ({hint})\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
