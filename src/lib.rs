@@ -43,18 +43,20 @@ pub mod bench;
 pub mod cohort;
 pub mod data;
 pub mod error;
+pub mod eval;
 pub mod inference;
 pub mod interop;
 mod kernels;
 pub mod model;
 pub mod progress;
 pub mod report;
+pub mod run;
 pub mod runtime;
 pub mod train;
 mod util;
 
 pub use data::DataError;
-pub use error::{ConfigError, Error, InputError, PersistError, Result, RunError};
+pub use error::{ConfigError, Error, InputError, LoadError, PersistError, Result, RunError};
 pub use model::{
     FusionAttention, MedCrossViT, MedCrossViTConfig, MedCrossViTOutput, ModelInput, Pool,
 };

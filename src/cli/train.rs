@@ -6,10 +6,11 @@ use std::process::ExitCode;
 use burn::tensor::Device;
 use clap::{Args, ValueEnum};
 use med_crossvit::data::{NormalizeMethod, TileOptions, Unit};
-use med_crossvit::train::{
-    self, DataSource, EvaluateRequest, ModelBundle, ModelSpec, Select, Task, TokenizerSpec,
-    TrainRequest, TrainSettings, TrainSummary,
+use med_crossvit::eval::EvaluateRequest;
+use med_crossvit::run::{
+    DataSource, ModelBundle, ModelSpec, Select, Task, TokenizerSpec, TrainSettings,
 };
+use med_crossvit::train::{self, TrainRequest, TrainSummary};
 
 use super::args::{
     ColumnArgs, MissingArg, ModalitiesArg, NormalizeArg, SelectArg, TaskArg, UnitArg,
@@ -217,7 +218,7 @@ fn settings(a: &TrainArgs) -> TrainSettings {
             TaskArg::Classification => Task::Classification,
             TaskArg::Survival => Task::Survival,
         },
-        survival: train::SurvivalSettings {
+        survival: med_crossvit::run::SurvivalSettings {
             time_column: a.time_column.clone(),
             censorship_column: a.censorship_column.clone(),
             bins: a.bins,
@@ -511,7 +512,7 @@ impl ApplyArgs {
 }
 
 /// Reports slides left out for missing files.
-pub fn report_skipped(evaluation: &train::Evaluation) {
+pub fn report_skipped(evaluation: &med_crossvit::eval::Evaluation) {
     if !evaluation.cohort.skipped().is_empty() {
         eprintln!(
             "skipped {} slide(s) whose tile file is missing",
@@ -535,22 +536,28 @@ pub struct EvaluateArgs {
 }
 
 pub fn evaluate(args: EvaluateArgs) -> Result<ExitCode, med_crossvit::Error> {
-    train::check_output(&args.out, train::OutputKind::Evaluation, args.force)?;
+    med_crossvit::run::check_output(
+        &args.out,
+        med_crossvit::run::OutputKind::Evaluation,
+        args.force,
+    )?;
     let (device, bundle, request) = args.apply.load(true)?;
     let evaluation = med_crossvit::progress::observe(super::progress::steps(), || {
-        train::evaluate(&bundle, &request, &device, false, None)
+        med_crossvit::eval::evaluate(&bundle, &request, &device, false, None)
     })?;
     std::fs::create_dir_all(&args.out).map_err(|e| med_crossvit::DataError::Io {
         path: args.out.clone(),
         source: e,
     })?;
     let metrics = evaluation.metrics.clone().unwrap_or_default();
-    train::write_metrics(&args.out, &metrics)?;
-    let predictions = args.out.join(train::files::PREDICTIONS_CSV);
-    train::write_predictions(&predictions, &bundle, &evaluation)?;
+    med_crossvit::eval::write_metrics(&args.out, &metrics)?;
+    let predictions = args.out.join(med_crossvit::run::files::PREDICTIONS_CSV);
+    med_crossvit::eval::write_predictions(&predictions, &bundle, &evaluation)?;
     if args.apply.per_slide {
-        train::write_slide_predictions(
-            &args.out.join(train::files::PREDICTIONS_SLIDES_CSV),
+        med_crossvit::eval::write_slide_predictions(
+            &args
+                .out
+                .join(med_crossvit::run::files::PREDICTIONS_SLIDES_CSV),
             &bundle,
             &evaluation,
         )?;
@@ -563,7 +570,9 @@ pub fn evaluate(args: EvaluateArgs) -> Result<ExitCode, med_crossvit::Error> {
         "{} patient(s), {} slide(s); wrote {} and {}",
         evaluation.predictions.patients.len(),
         evaluation.predictions.slides.len(),
-        args.out.join(train::files::METRICS_JSON).display(),
+        args.out
+            .join(med_crossvit::run::files::METRICS_JSON)
+            .display(),
         predictions.display()
     );
     Ok(ExitCode::SUCCESS)

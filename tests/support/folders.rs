@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use burn::tensor::Device;
-use med_crossvit::train::{self, DataSource, ModelSpec, TrainSettings};
+use med_crossvit::run::{DataSource, ModelSpec, TrainSettings};
+use med_crossvit::train;
 use serde_json::{Value, json};
 
 use super::common;

@@ -7,10 +7,11 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use super::settings::{Task, TrainSettings};
-use super::survival::TimeBins;
+use crate::data::TimeBins;
 use crate::data::{CohortColumns, DataError, LabelMap, Normalization};
-use crate::error::{ConfigError, Error, RunError};
+use crate::model::ConfigError;
 use crate::model::{MedCrossViT, MedCrossViTConfig};
+use crate::run::{Error, RunError};
 
 /// File names in a run or model folder.
 pub mod files {
@@ -287,9 +288,9 @@ impl RunConfig {
     ///
     /// # Errors
     ///
-    /// [`DataError::Io`] naming the file.
-    pub fn save(&self, dir: &Path) -> Result<(), DataError> {
-        crate::data::json::save_json(self, &dir.join(files::CONFIG))
+    /// [`RunFileError::Io`](super::RunFileError::Io) naming the file.
+    pub fn save(&self, dir: &Path) -> Result<(), super::RunFileError> {
+        super::save_json(self, &dir.join(files::CONFIG))
     }
 }
 

@@ -3,8 +3,9 @@
 
 use std::path::PathBuf;
 
-use crate::error::{ConfigError, Error, RunError};
+use crate::model::ConfigError;
 use crate::model::MedCrossViTConfig;
+use crate::run::{Error, RunError};
 
 /// Where the model's hyperparameters come from.
 #[derive(Debug, Clone, PartialEq)]
