@@ -57,7 +57,10 @@ fn identical_tiles_score_evenly_whatever_the_bags() {
     let run = dir.path().join("run");
     let settings = TrainSettings {
         epochs: 1,
-        bag_size: 5,
+        bags: med_crossvit::data::BagSettings {
+            bag_size: 5,
+            ..Default::default()
+        },
         batch_size: 3,
         ..Default::default()
     };

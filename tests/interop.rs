@@ -235,7 +235,10 @@ fn attention_maps_for_a_cohort_with_coordinates() {
     let run = dir.path().join("run");
     let settings = med_crossvit::run::TrainSettings {
         epochs: 1,
-        bag_size: 8,
+        bags: med_crossvit::data::BagSettings {
+            bag_size: 8,
+            ..Default::default()
+        },
         batch_size: 4,
         ..Default::default()
     };

@@ -243,7 +243,10 @@ fn training_and_attention_with_pathways() {
     let run = dir.path().join("run");
     let settings = med_crossvit::run::TrainSettings {
         epochs: 2,
-        bag_size: 8,
+        bags: med_crossvit::data::BagSettings {
+            bag_size: 8,
+            ..Default::default()
+        },
         batch_size: 4,
         ..Default::default()
     };

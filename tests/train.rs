@@ -92,7 +92,10 @@ fn settings(task: Task) -> TrainSettings {
         task,
         epochs: 6,
         batch_size: 8,
-        bag_size: 8,
+        bags: med_crossvit::data::BagSettings {
+            bag_size: 8,
+            ..Default::default()
+        },
         lr: 1e-3,
         warmup_epochs: 0.5,
         patience: 0,

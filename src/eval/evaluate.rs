@@ -188,7 +188,7 @@ pub fn evaluate(
     super::check_some_modality(&cohort, &patients, modalities)?;
     let settings = &bundle.config.training;
     let sources = super::usable_sources(&cohort, &patients, &cohort.members(), settings);
-    let bags = evaluation_bags(&sources, settings.bag_size);
+    let bags = evaluation_bags(&sources, settings.bags.bag_size);
     let dataset = Arc::new(
         CohortDataset::new(
             cohort.clone(),

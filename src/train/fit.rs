@@ -20,8 +20,8 @@ use super::parallel::{Parallel, Reducer, shares};
 use super::plan::{self, Prepared};
 use super::schedule::learning_rate;
 use crate::data::{
-    BagBatcher, BagLoader, BagSettings, CohortColumns, CohortDataset, Normalization, Split,
-    evaluation_bags, training_bags, write_split_csv,
+    BagBatcher, BagLoader, CohortColumns, CohortDataset, Normalization, Split, evaluation_bags,
+    training_bags, write_split_csv,
 };
 use crate::eval::EpochRow;
 use crate::eval::Metrics;
@@ -203,11 +203,7 @@ pub fn fit_parallel(
     }
 
     super::parallel::check_same_weights(&model, group)?;
-    let bag_settings = BagSettings {
-        bag_size: settings.bag_size,
-        max_patches_total: settings.max_patches_total,
-        seed: settings.seed,
-    };
+    let bag_settings = settings.bags;
     let patients = &prepared.patients;
     let sources =
         |slides: &[usize]| crate::eval::usable_sources(&cohort, patients, slides, settings);
@@ -221,7 +217,7 @@ pub fn fit_parallel(
             events(Event::Message(format!("{}: {line}", job.label)));
         }
     }
-    let first_bags = training_bags(&train_sources, &bag_settings, 0);
+    let first_bags = training_bags(&train_sources, &bag_settings, settings.seed, 0);
     let bags_per_epoch = first_bags.len();
     let train_base = CohortDataset::new(
         cohort.clone(),
@@ -235,7 +231,7 @@ pub fn fit_parallel(
         CohortDataset::new(
             cohort.clone(),
             patients.clone(),
-            evaluation_bags(&sources(&job.split.val), settings.bag_size),
+            evaluation_bags(&sources(&job.split.val), settings.bags.bag_size),
             &normalization,
             targets.clone(),
         )?
@@ -289,7 +285,7 @@ pub fn fit_parallel(
         }
         let epoch = state.epochs_done;
         autodiff.seed(crate::data::mix_seed(settings.seed, epoch as u64, 2));
-        let bags = training_bags(&train_sources, &bag_settings, epoch as u64);
+        let bags = training_bags(&train_sources, &bag_settings, settings.seed, epoch as u64);
         let mut order: Vec<usize> = (0..bags.len()).collect();
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(crate::data::mix_seed(
             settings.seed,
@@ -543,7 +539,7 @@ pub fn fit_parallel(
                 CohortDataset::new(
                     cohort.clone(),
                     patients.clone(),
-                    evaluation_bags(&sources(&job.split.test), settings.bag_size),
+                    evaluation_bags(&sources(&job.split.test), settings.bags.bag_size),
                     &normalization,
                     targets.clone(),
                 )?

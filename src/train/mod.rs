@@ -377,7 +377,7 @@ fn run(
                 cohort.feature_dim(),
                 genes,
                 prepared.labels.len(),
-                settings.bag_size,
+                settings.bags.bag_size,
             )?;
             if let Some(spec) = request.tokenizer.as_ref().filter(|_| !wsi_only) {
                 let unknown = apply_tokenizer(&mut model, spec, &table.gene_symbols())?;
@@ -391,7 +391,7 @@ fn run(
                     )));
                 }
             }
-            check_model(&model, settings.bag_size)?;
+            check_model(&model, settings.bags.bag_size)?;
             model
         }
     };

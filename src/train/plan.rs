@@ -231,16 +231,17 @@ pub fn cost_of(
     let sources = |slides: &[usize]| {
         crate::eval::usable_sources(&prepared.cohort, &prepared.patients, slides, settings)
     };
-    let bag_settings = crate::data::BagSettings {
-        bag_size: settings.bag_size,
-        max_patches_total: settings.max_patches_total,
-        seed: settings.seed,
-    };
     let inputs = crate::model::cost::CostInputs {
         batch: settings.batch_size,
-        bag_size: settings.bag_size,
-        train_bags: crate::data::training_bags(&sources(&split.train), &bag_settings, 0).len(),
-        val_bags: crate::data::evaluation_bags(&sources(&split.val), settings.bag_size).len(),
+        bag_size: settings.bags.bag_size,
+        train_bags: crate::data::training_bags(
+            &sources(&split.train),
+            &settings.bags,
+            settings.seed,
+            0,
+        )
+        .len(),
+        val_bags: crate::data::evaluation_bags(&sources(&split.val), settings.bags.bag_size).len(),
         gradient_checkpointing: settings.gradient_checkpointing,
     };
     crate::model::cost::training_cost(model, &inputs)

@@ -30,8 +30,10 @@ pub fn tiny_settings(epochs: usize) -> TrainSettings {
     TrainSettings {
         epochs,
         batch_size: 4,
-        bag_size: 4,
-        max_patches_total: 8,
+        bags: med_crossvit::data::BagSettings {
+            bag_size: 4,
+            max_patches_total: 8,
+        },
         lr: 1e-3,
         warmup_epochs: 0.5,
         patience: 0,
