@@ -13,25 +13,28 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use super::bundle::{DataSource, RunConfig, files};
-use super::checkpoint::{self, EpochRow, LoopState};
+use super::Event;
+use super::checkpoint::{self, LoopState};
 use super::finite::{Place, likely_cause, poisoned};
-use super::loss::{batch_loss, inverse_frequency};
-use super::metrics::Metrics;
 use super::parallel::{Parallel, Reducer, shares};
 use super::plan::{self, Prepared};
-use super::predict::{
-    Predictions, SurvivalEval, metrics, non_finite_patients, predict, with_intervals,
-};
 use super::schedule::learning_rate;
-use super::settings::{Select, Task, TrainSettings};
-use super::{Event, plot};
 use crate::data::{
-    BagBatcher, BagLoader, BagSettings, CohortColumns, CohortDataset, DataError, Modalities,
-    Normalization, Split, evaluation_bags, training_bags, write_split_csv,
+    BagBatcher, BagLoader, CohortColumns, CohortDataset, Normalization, Split, evaluation_bags,
+    training_bags, write_split_csv,
 };
-use crate::error::{Error, RunError};
+use crate::eval::EpochRow;
+use crate::eval::Metrics;
+use crate::eval::plot;
+use crate::eval::{
+    Predictions, SurvivalEval, non_finite_patients, predict, task_metrics as metrics,
+    with_intervals,
+};
+use crate::eval::{batch_loss, inverse_frequency};
 use crate::model::{MedCrossViT, MedCrossViTConfig};
+use crate::run::{DataSource, RunConfig, RunFileError, files};
+use crate::run::{Error, RunError};
+use crate::run::{Select, Task, TrainSettings};
 
 /// One split to fit into one run folder.
 #[derive(Debug, Clone)]
@@ -81,12 +84,12 @@ pub struct FitReport {
     pub out_of_fold: Option<(
         Predictions,
         Vec<crate::data::Target>,
-        Option<super::survival::TimeBins>,
+        Option<crate::data::TimeBins>,
     )>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |e| DataError::io(path, e).into()
+    move |e| RunFileError::io(path)(e).into()
 }
 
 /// Fits one split. See the module documentation.
@@ -200,13 +203,10 @@ pub fn fit_parallel(
     }
 
     super::parallel::check_same_weights(&model, group)?;
-    let bag_settings = BagSettings {
-        bag_size: settings.bag_size,
-        max_patches_total: settings.max_patches_total,
-        seed: settings.seed,
-    };
+    let bag_settings = settings.bags;
     let patients = &prepared.patients;
-    let sources = |slides: &[usize]| usable_sources(&cohort, patients, slides, settings);
+    let sources =
+        |slides: &[usize]| crate::eval::usable_sources(&cohort, patients, slides, settings);
     let train_sources = sources(&job.split.train);
     for (side, slides) in [
         ("training", &job.split.train),
@@ -217,7 +217,7 @@ pub fn fit_parallel(
             events(Event::Message(format!("{}: {line}", job.label)));
         }
     }
-    let first_bags = training_bags(&train_sources, &bag_settings, 0);
+    let first_bags = training_bags(&train_sources, &bag_settings, settings.seed, 0);
     let bags_per_epoch = first_bags.len();
     let train_base = CohortDataset::new(
         cohort.clone(),
@@ -231,7 +231,7 @@ pub fn fit_parallel(
         CohortDataset::new(
             cohort.clone(),
             patients.clone(),
-            evaluation_bags(&sources(&job.split.val), settings.bag_size),
+            evaluation_bags(&sources(&job.split.val), settings.bags.bag_size),
             &normalization,
             targets.clone(),
         )?
@@ -285,7 +285,7 @@ pub fn fit_parallel(
         }
         let epoch = state.epochs_done;
         autodiff.seed(crate::data::mix_seed(settings.seed, epoch as u64, 2));
-        let bags = training_bags(&train_sources, &bag_settings, epoch as u64);
+        let bags = training_bags(&train_sources, &bag_settings, settings.seed, epoch as u64);
         let mut order: Vec<usize> = (0..bags.len()).collect();
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(crate::data::mix_seed(
             settings.seed,
@@ -429,7 +429,7 @@ pub fn fit_parallel(
 
         let inference = model.valid();
         let predictions =
-            super::predict::predict_parallel(&inference, val_dataset.clone(), settings, parallel)?;
+            super::validate::predict_parallel(&inference, val_dataset.clone(), settings, parallel)?;
         let place = Place {
             label: &job.label,
             epoch: epoch + 1,
@@ -515,16 +515,16 @@ pub fn fit_parallel(
             classes,
             w.as_ref(),
         );
-        write_json(&out.join(files::METRICS_JSON), &val)?;
+        crate::run::save_json(&val, &out.join(files::METRICS_JSON))?;
         match settings.task {
-            Task::Survival => km_png(
+            Task::Survival => crate::eval::km_png(
                 &out.join(files::KM_PNG),
                 &predictions.patients,
                 &targets,
                 settings,
                 "validation",
             )?,
-            Task::Classification => classification_png(
+            Task::Classification => crate::eval::classification_png(
                 &out,
                 &predictions.patients,
                 &targets,
@@ -539,7 +539,7 @@ pub fn fit_parallel(
                 CohortDataset::new(
                     cohort.clone(),
                     patients.clone(),
-                    evaluation_bags(&sources(&job.split.test), settings.bag_size),
+                    evaluation_bags(&sources(&job.split.test), settings.bags.bag_size),
                     &normalization,
                     targets.clone(),
                 )?
@@ -556,7 +556,7 @@ pub fn fit_parallel(
                 classes,
                 w.as_ref(),
             );
-            write_json(&out.join(files::TEST_METRICS_JSON), &m)?;
+            crate::run::save_json(&m, &out.join(files::TEST_METRICS_JSON))?;
             test = Some(m);
         }
     }
@@ -685,26 +685,6 @@ impl ShareStep<'_> {
     }
 }
 
-/// The bag sources of `slides` that have what `settings.modalities` uses: a unimodal
-/// baseline leaves out the patients that lack its modality.
-pub(crate) fn usable_sources(
-    cohort: &crate::data::Cohort,
-    patients: &crate::data::Patients,
-    slides: &[usize],
-    settings: &TrainSettings,
-) -> Vec<crate::data::BagSource> {
-    let table = cohort.table();
-    cohort
-        .bag_sources(slides, patients, settings.unit)
-        .into_iter()
-        .filter(|s| match settings.modalities {
-            Modalities::Both => true,
-            Modalities::Wsi => s.slides.iter().any(|&(_, n)| n > 0),
-            Modalities::Rna => patients.has_rna(table, s.patient),
-        })
-        .collect()
-}
-
 /// Patients of `slides` by the modalities they have (`None` when all have both).
 fn availability(prepared: &Prepared, slides: &[usize], side: &str) -> Option<String> {
     let table = prepared.cohort.table();
@@ -766,68 +746,11 @@ fn drop_modalities(
     }
 }
 
-/// Draws `roc.png` and `confusion.png` of `patients` (those with a class) into `dir`.
-pub(crate) fn classification_png(
-    dir: &Path,
-    patients: &[crate::train::PatientPrediction],
-    targets: &[crate::data::Target],
-    classes: &[String],
-    metrics: &Metrics,
-    what: &str,
-) -> Result<(), Error> {
-    let known: Vec<_> = patients
-        .iter()
-        .filter(|p| targets[p.patient].class.is_some())
-        .collect();
-    let truth: Vec<usize> = known
-        .iter()
-        .map(|p| targets[p.patient].class.expect("filtered"))
-        .collect();
-    let probs: Vec<Vec<f64>> = known.iter().map(|p| p.probs.clone()).collect();
-    plot::classification_plots(
-        dir,
-        &truth,
-        &probs,
-        classes,
-        metrics.auc,
-        metrics.auc_ci,
-        what,
-    )
-}
-
-/// Draws the Kaplan–Meier plot of `patients` (those with a target) split by predicted risk.
-pub(crate) fn km_png(
-    path: &Path,
-    patients: &[crate::train::PatientPrediction],
-    targets: &[crate::data::Target],
-    settings: &TrainSettings,
-    what: &str,
-) -> Result<(), Error> {
-    let known: Vec<_> = patients
-        .iter()
-        .filter(|p| targets[p.patient].time.is_some())
-        .collect();
-    let time: Vec<f64> = known
-        .iter()
-        .map(|p| super::predict::time_f64(targets[p.patient].time.unwrap_or(0.0)))
-        .collect();
-    let event: Vec<bool> = known
-        .iter()
-        .map(|p| !targets[p.patient].censored.unwrap_or(true))
-        .collect();
-    let risk: Vec<f64> = known.iter().map(|p| p.risk.unwrap_or(0.0)).collect();
-    plot::km_plot(path, &time, &event, &risk, settings.risk_groups, what)
-}
-
 /// The monitored metric (higher is better); the negative loss when it is undefined.
 fn score(m: &Metrics, settings: &TrainSettings) -> f64 {
     m.scalar(settings.monitor())
         .filter(|v| v.is_finite())
         .unwrap_or(-m.loss)
-}
-
-pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), Error> {
-    Ok(crate::data::json::save_json(value, path)?)
 }
 
 fn write_metrics_csv(
@@ -859,5 +782,5 @@ fn write_metrics_csv(
     }
     let path = out.join(files::METRICS_CSV);
     crate::util::atomic::write(&path, text.as_bytes())
-        .map_err(|e| crate::error::PersistError::io(&path)(e).into())
+        .map_err(|e| crate::model::PersistError::io(&path)(e).into())
 }

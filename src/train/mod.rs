@@ -4,59 +4,30 @@
 //! [`train`] is what `med-crossvit train` runs; [`resume`] continues a run folder;
 //! [`evaluate`] applies a run folder to a cohort. Progress is reported through [`Event`]s.
 
-mod bundle;
 mod checkpoint;
-mod evaluate;
 mod finite;
 mod fit;
-mod lock;
-mod loss;
-pub mod metrics;
 #[cfg(feature = "mpi")]
 pub mod mpi;
-pub mod outputs;
 pub mod parallel;
 mod plan;
-pub(crate) mod plot;
 mod pooled;
-mod predict;
 mod resume;
 mod saved;
 mod schedule;
-mod settings;
-mod spec;
-pub mod survival;
+mod validate;
 
-pub use bundle::{DataSource, ModelBundle, RunConfig, files};
-pub use checkpoint::{EpochRow, LoopState, PAUSE_MARKER_VAR, PAUSE_VAR};
-pub use evaluate::{
-    EvaluateRequest, Evaluation, evaluate, write_metrics, write_predictions,
-    write_slide_predictions,
-};
+pub use checkpoint::{LoopState, PAUSE_MARKER_VAR, PAUSE_VAR};
 pub use finite::POISON_VAR;
 pub use fit::{Fit, FitReport, fit, fit_parallel};
-pub use lock::{LOCK_FILE, RunLock};
-pub use loss::{batch_loss, inverse_frequency};
-pub use metrics::Metrics;
-pub use outputs::{OutputKind, check_output, enclosing_run_folder, is_run_folder};
 pub use parallel::{Alone, Parallel, ProcessGroup};
 pub use plan::{
     Outcomes, PLACEHOLDER_GENES, Prepared, check_cohort, fit_normalization, prepare, splits,
     targets,
 };
 pub use pooled::OutOfFold;
-pub(crate) use predict::to_rows;
-pub use predict::{
-    BatchHook, PatientPrediction, Predictions, SlidePrediction, SurvivalEval,
-    metrics as task_metrics, patient_predictions, predict, survival_at, with_intervals,
-};
 pub use resume::{Relocation, resume, resume_parallel, resume_relocated};
 pub use schedule::learning_rate;
-pub use settings::{Select, SurvivalSettings, Task, TrainSettings};
-pub use spec::{
-    ModelSpec, PRESETS, RNA_ONLY_WSI_DIM, TokenizerSpec, apply_tokenizer, check_model,
-    resolve_model,
-};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -65,8 +36,13 @@ use burn::tensor::Device;
 use serde::Serialize;
 
 use crate::data::{CohortColumns, DataError};
-use crate::error::{Error, RunError};
+use crate::eval::{EpochRow, Metrics};
 use crate::model::MedCrossViTConfig;
+use crate::run::{
+    DataSource, Error, ModelSpec, OutputKind, RunConfig, RunError, RunFileError, RunLock, Select,
+    Task, TokenizerSpec, TrainSettings, apply_tokenizer, check_model, check_output, files,
+    resolve_model,
+};
 
 /// Progress of a training run.
 #[derive(Debug)]
@@ -401,7 +377,7 @@ fn run(
                 cohort.feature_dim(),
                 genes,
                 prepared.labels.len(),
-                settings.bag_size,
+                settings.bags.bag_size,
             )?;
             if let Some(spec) = request.tokenizer.as_ref().filter(|_| !wsi_only) {
                 let unknown = apply_tokenizer(&mut model, spec, &table.gene_symbols())?;
@@ -415,7 +391,7 @@ fn run(
                     )));
                 }
             }
-            check_model(&model, settings.bag_size)?;
+            check_model(&model, settings.bags.bag_size)?;
             model
         }
     };
@@ -453,8 +429,7 @@ fn run(
         Some(lock) => Some(lock),
         None if resume || !writer => None,
         None => {
-            std::fs::create_dir_all(&request.out)
-                .map_err(|e| crate::data::DataError::io(&request.out, e))?;
+            std::fs::create_dir_all(&request.out).map_err(RunFileError::io(&request.out))?;
             let lock = RunLock::acquire(&request.out)?;
             // Another process may have started the run since `train` first looked.
             if is_run(&request.out) {
@@ -547,7 +522,7 @@ fn run(
             }
             summary.pooled = Some(pooled);
         }
-        fit::write_json(&request.out.join(files::CV_JSON), &summary)?;
+        crate::run::save_json(&summary, &request.out.join(files::CV_JSON))?;
     }
     Ok(summary)
 }

@@ -5,15 +5,15 @@ use std::sync::Arc;
 
 use burn::tensor::Device;
 
-use super::bundle::{ModelBundle, files};
 use super::metrics::Metrics;
 use super::predict::{BatchHook, Predictions, metrics, predict};
-use super::settings::{Task, TrainSettings};
 use crate::data::{
     Cohort, CohortDataset, CohortTable, DataError, LabelMap, MissingModality, Modalities, Patients,
     Target, TileOptions, evaluation_bags, parse_finite,
 };
-use crate::error::Error;
+use crate::run::Error;
+use crate::run::{ModelBundle, RunFileError, files};
+use crate::run::{Task, TrainSettings};
 
 /// A cohort to run a model folder on.
 #[derive(Debug, Clone)]
@@ -154,41 +154,12 @@ pub fn evaluate(
     }
     let slide_targets = read_targets(bundle, &table, request.require_targets)?;
     let patients = Arc::new(Patients::of(&table));
-    let s = &bundle.config.training.survival;
-    let outcome_columns: Vec<&str> = match bundle.task() {
-        Task::Classification => vec![table.columns().label.as_str()],
-        Task::Survival => vec![s.time_column.as_str(), s.censorship_column.as_str()],
-    };
-    patients.check_agreement(&table, &outcome_columns)?;
-    // A patient's target is that of its first row that has one (its rows agree).
-    let targets: Vec<Target> = (0..patients.len())
-        .map(|p| {
-            let slides = patients.slides(p);
-            slides
-                .iter()
-                .map(|&s| slide_targets[s])
-                .find(|t| t.class.is_some())
-                .unwrap_or(slide_targets[slides[0]])
-        })
-        .collect();
-    let tiles = TileOptions {
-        allow_missing: request.tiles.allow_missing || allow,
-        ..request.tiles.clone()
-    };
-    let wsi_dim = bundle.model.config().wsi_dim;
-    let cohort = if modalities == Modalities::Rna {
-        Cohort::without_tiles(table, wsi_dim)
-    } else if tiles.features_dir.as_os_str().is_empty() {
-        return Err(super::plan::no_features().into());
-    } else {
-        Cohort::open(table, &tiles)?
-    };
-    let cohort = Arc::new(cohort);
-    cohort.check_feature_dim(wsi_dim)?;
-    super::plan::check_some_modality(&cohort, &patients, modalities)?;
+    let targets = patient_targets(bundle, &table, &patients, &slide_targets)?;
+    let cohort = Arc::new(open_cohort(bundle, request, table)?);
+    super::check_some_modality(&cohort, &patients, modalities)?;
     let settings = &bundle.config.training;
-    let sources = super::fit::usable_sources(&cohort, &patients, &cohort.members(), settings);
-    let bags = evaluation_bags(&sources, settings.bag_size);
+    let sources = super::usable_sources(&cohort, &patients, &cohort.members(), settings);
+    let bags = evaluation_bags(&sources, settings.bags.bag_size);
     let dataset = Arc::new(
         CohortDataset::new(
             cohort.clone(),
@@ -208,30 +179,9 @@ pub fn evaluate(
         hook,
     )?;
     let known = targets.iter().any(|t| t.class.is_some());
-    let classes = bundle.labels.len();
-    let metrics = known.then(|| {
-        let m = metrics(&predictions, &targets, bundle.task(), classes)?;
-        // A model applied to a cohort of its own: censoring estimated on the patients
-        // evaluated.
-        let weighted = bundle.config.survival_bins.as_ref().map(|b| {
-            super::predict::SurvivalEval::new(
-                b,
-                predictions.patients.len(),
-                &targets,
-                predictions.patients.iter().map(|p| p.patient),
-                "evaluated",
-            )
-        });
-        Ok::<_, Error>(super::predict::with_intervals(
-            m,
-            &predictions.patients,
-            &targets,
-            settings,
-            classes,
-            weighted.as_ref(),
-        ))
-    });
-    let metrics = metrics.transpose()?;
+    let metrics = known
+        .then(|| evaluation_metrics(bundle, &predictions, &targets))
+        .transpose()?;
     Ok(Evaluation {
         cohort,
         patients,
@@ -239,6 +189,84 @@ pub fn evaluate(
         predictions,
         metrics,
     })
+}
+
+/// Each patient's target: that of its first row that has one (its rows must agree on the
+/// outcome columns).
+fn patient_targets(
+    bundle: &ModelBundle,
+    table: &CohortTable,
+    patients: &Patients,
+    slide_targets: &[Target],
+) -> Result<Vec<Target>, Error> {
+    let s = &bundle.config.training.survival;
+    let outcome_columns: Vec<&str> = match bundle.task() {
+        Task::Classification => vec![table.columns().label.as_str()],
+        Task::Survival => vec![s.time_column.as_str(), s.censorship_column.as_str()],
+    };
+    patients.check_agreement(table, &outcome_columns)?;
+    Ok((0..patients.len())
+        .map(|p| {
+            let slides = patients.slides(p);
+            slides
+                .iter()
+                .map(|&s| slide_targets[s])
+                .find(|t| t.class.is_some())
+                .unwrap_or(slide_targets[slides[0]])
+        })
+        .collect())
+}
+
+/// The cohort's tiles as the model reads them: none for a model of expression alone, else
+/// the features folder's files, of the model's width.
+fn open_cohort(
+    bundle: &ModelBundle,
+    request: &EvaluateRequest,
+    table: CohortTable,
+) -> Result<Cohort, Error> {
+    let allow = bundle.config.training.missing_modality == MissingModality::Allow;
+    let tiles = TileOptions {
+        allow_missing: request.tiles.allow_missing || allow,
+        ..request.tiles.clone()
+    };
+    let wsi_dim = bundle.model.config().wsi_dim;
+    let cohort = if bundle.config.training.modalities == Modalities::Rna {
+        Cohort::without_tiles(table, wsi_dim)
+    } else if tiles.features_dir.as_os_str().is_empty() {
+        return Err(super::no_features().into());
+    } else {
+        Cohort::open(table, &tiles)?
+    };
+    cohort.check_feature_dim(wsi_dim)?;
+    Ok(cohort)
+}
+
+/// The task's metrics of `predictions` with their intervals; for survival, the censoring
+/// is estimated on the patients evaluated (a model applied to a cohort of its own).
+fn evaluation_metrics(
+    bundle: &ModelBundle,
+    predictions: &Predictions,
+    targets: &[Target],
+) -> Result<Metrics, Error> {
+    let classes = bundle.labels.len();
+    let m = metrics(predictions, targets, bundle.task(), classes)?;
+    let weighted = bundle.config.survival_bins.as_ref().map(|b| {
+        super::predict::SurvivalEval::new(
+            b,
+            predictions.patients.len(),
+            targets,
+            predictions.patients.iter().map(|p| p.patient),
+            "evaluated",
+        )
+    });
+    Ok(super::predict::with_intervals(
+        m,
+        &predictions.patients,
+        targets,
+        &bundle.config.training,
+        classes,
+        weighted.as_ref(),
+    ))
 }
 
 /// The output columns shared by every predictions file (`predictions.csv`,
@@ -320,16 +348,16 @@ pub(crate) fn write_csv(
     rows: impl IntoIterator<Item = Vec<String>>,
 ) -> Result<(), Error> {
     let mut writer = csv::Writer::from_writer(Vec::new());
-    let io = |e: csv::Error| -> Error { DataError::io(path, std::io::Error::other(e)).into() };
+    let io = |e: csv::Error| -> Error { RunFileError::io(path)(std::io::Error::other(e)).into() };
     for row in rows {
         writer.write_record(&row).map_err(io)?;
     }
     let bytes = writer
         .into_inner()
-        .map_err(|e| DataError::io(path, e.into_error()))?;
+        .map_err(|e| RunFileError::io(path)(e.into_error()))?;
     let text = String::from_utf8(bytes).expect("cells are UTF-8 text");
     crate::util::atomic::write(path, text.as_bytes())
-        .map_err(|e| crate::error::PersistError::io(path)(e).into())
+        .map_err(|e| crate::model::PersistError::io(path)(e).into())
 }
 
 /// Writes `predictions.csv`: one row per patient, the patient id under the CSV's patient
@@ -342,7 +370,7 @@ pub(crate) fn write_csv(
 ///
 /// # Errors
 ///
-/// [`DataError::Io`] naming the file.
+/// [`RunFileError::Io`] naming the file.
 pub fn write_predictions(
     path: &Path,
     bundle: &ModelBundle,
@@ -387,7 +415,7 @@ pub fn write_predictions(
 ///
 /// # Errors
 ///
-/// [`DataError::Io`] naming the file.
+/// [`RunFileError::Io`] naming the file.
 pub fn write_slide_predictions(
     path: &Path,
     bundle: &ModelBundle,
@@ -432,7 +460,10 @@ pub fn write_slide_predictions(
 ///
 /// # Errors
 ///
-/// [`DataError::Io`] naming the file.
+/// [`RunFileError::Io`] naming the file.
 pub fn write_metrics(dir: &Path, metrics: &Metrics) -> Result<(), Error> {
-    super::fit::write_json(&dir.join(files::METRICS_JSON), metrics)
+    Ok(crate::run::save_json(
+        metrics,
+        &dir.join(files::METRICS_JSON),
+    )?)
 }
