@@ -272,7 +272,7 @@ fn survival_learns_and_reports_a_c_index() {
     // nothing (about 0.5 ± 0.04 here); the model must beat 95% of them (one-sided p < 0.05),
     // whatever cohort size or generator seed sets the spread.
     let written = dir.path().join("predictions.csv");
-    train::write_predictions(&written, &bundle, &evaluation).unwrap();
+    med_crossvit::eval::write_predictions(&written, &bundle, &evaluation).unwrap();
     let mut reader = csv::Reader::from_path(&written).unwrap();
     let names: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
     let at = |name: &str| names.iter().position(|h| h == name).unwrap();
