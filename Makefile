@@ -30,7 +30,8 @@ test-gpu:
 ## Training across MPI processes (needs OpenMPI or MPICH, and libclang, to build; Debian:
 ## libopenmpi-dev openmpi-bin libclang-dev) and over several devices of one process.
 test-mpi:
-	$(CARGO) test --locked --features mpi,cli --test mpi --test parallel
+	$(CARGO) test --locked --features mpi,cli --test mpi
+	$(CARGO) test --locked --features mpi,cli --test it multi_device::
 
 ## The API reference, warning-free, in target/doc/med_crossvit/index.html.
 doc:

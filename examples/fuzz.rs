@@ -12,7 +12,7 @@
 //! past `--timeout`) kills or stalls the worker: the supervisor saves the input it was on and
 //! starts a new worker for the rest of the time.
 
-#[path = "../tests/fuzz_support/mod.rs"]
+#[path = "../tests/it/support/fuzz/mod.rs"]
 mod fuzz_support;
 
 use std::collections::{BTreeMap, HashSet};

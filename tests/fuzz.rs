@@ -3,7 +3,7 @@
 //! give `Ok` or a typed error: no panic, no hang, and no allocation past 64 MiB + 64 × the
 //! bytes read.
 
-#[path = "fuzz_support/mod.rs"]
+#[path = "it/support/fuzz/mod.rs"]
 mod fuzz_support;
 
 use std::path::PathBuf;

@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
-use common::{TinyRun, bin, text};
+#[path = "it/support/mod.rs"]
+mod support;
+use support::{TinyRun, bin, text};
 
 fn mpirun() -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|paths| {
@@ -24,7 +25,7 @@ fn mpirun() -> Option<PathBuf> {
             std::env::var_os("MED_CROSSVIT_REQUIRE_MPI").is_none(),
             "MED_CROSSVIT_REQUIRE_MPI is set but mpirun is not installed"
         );
-        common::skipped(
+        support::skipped(
             "the MPI tests",
             "mpirun not installed (CI installs OpenMPI)",
             "install openmpi-bin, or set MED_CROSSVIT_REQUIRE_MPI=1 to make this an error",
@@ -61,7 +62,7 @@ fn launch(mpirun: &Path, ranks: &[Vec<String>]) -> Output {
     child.wait_with_output().unwrap()
 }
 
-/// The `train` arguments of these tests: [`common::TinyRun`] as a 2-fold cross-validation.
+/// The `train` arguments of these tests: [`support::TinyRun`] as a 2-fold cross-validation.
 fn cv_args(run: &TinyRun, out: &str, features: &Path, extra: &[&str]) -> Vec<String> {
     let mut args = run.args(out, features, &["--folds", "2"]);
     args.extend(extra.iter().map(|s| s.to_string()));

@@ -10,13 +10,14 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bool, Device, DeviceKind, Int, Tensor, TensorData};
 use med_crossvit::{MedCrossViT, MedCrossViTConfig, ModelInput};
 
-mod common;
+#[path = "it/support/mod.rs"]
+mod support;
 
 fn tiny() -> MedCrossViTConfig {
     MedCrossViTConfig {
         dropout: 0.0,
         emb_dropout: 0.0,
-        ..common::tiny_model(3, 5)
+        ..support::tiny_model(3, 5)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Attention export on slides cut into bags of different sizes: tile scores must show the
 //! model's attention, not how the slide was cut.
 
-mod common;
+use crate::support;
 
 use std::path::Path;
 
@@ -38,8 +38,9 @@ fn read_scores(path: &Path) -> Vec<(usize, f64)> {
 
 #[test]
 fn identical_tiles_score_evenly_whatever_the_bags() {
+    let _serial = support::serial();
     let dir = tempfile::tempdir().unwrap();
-    let data = common::synth(&dir.path().join("cohort"), 8, 16, 6, 7, false);
+    let data = support::synth(&dir.path().join("cohort"), 8, 16, 6, 7, false);
     // Without the tile positional embedding, identical tiles are identical tokens: the model
     // cannot tell them apart, so its attention over them is even. Cross-attention heads of 6
     // (a scale 6^-1/2 that rounds, unlike 4^-1/2 = 0.5) show any difference between the
@@ -64,7 +65,7 @@ fn identical_tiles_score_evenly_whatever_the_bags() {
         batch_size: 3,
         ..Default::default()
     };
-    let mut request = common::request(data.clone(), settings, run.clone());
+    let mut request = support::request(data.clone(), settings, run.clone());
     request.model = ModelSpec::File(model);
     let device = Device::flex();
     train::train(&request, &device, &mut |_| {}).unwrap();

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-mod common;
+use crate::support;
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
@@ -11,13 +11,13 @@ use burn::tensor::Device;
 use med_crossvit::data::*;
 
 fn fixture(path: &str) -> PathBuf {
-    common::manifest_dir().join("tests/fixtures/h5").join(path)
+    support::manifest_dir().join("tests/fixtures/h5").join(path)
 }
 
 /// Files copied from the Python original's repository and its parity run
 /// (tests/fixtures/README.md says where each comes from).
 fn original(path: &str) -> PathBuf {
-    common::manifest_dir().join("tests/fixtures").join(path)
+    support::manifest_dir().join("tests/fixtures").join(path)
 }
 
 /// `features[i, j] = i + j / 10` for the standard 7 × 4 fixtures.
@@ -800,7 +800,7 @@ fn a_patient_twice_on_one_side_of_a_splits_file_is_counted_as_a_warning() {
     let once = write(dir.path(), "once.csv", ",train,val\n0,p0,p1\n");
     assert!(from_csv(&once, &table).unwrap().warnings(&once).is_empty());
     // Training reads it through its warnings.
-    let data = common::synth(&dir.path().join("synth"), 8, 4, 3, 0, false);
+    let data = support::synth(&dir.path().join("synth"), 8, 4, 3, 0, false);
     let settings = med_crossvit::run::TrainSettings::default();
     let prepared =
         med_crossvit::train::prepare(&data, &CohortColumns::default(), &settings).unwrap();

@@ -1,8 +1,8 @@
 //! The `med-crossvit` binary, run as a user would.
 
-mod common;
+use crate::support;
 
-use common::{bin, text};
+use crate::support::{bin, text};
 
 #[test]
 fn synth_then_check_json_has_exactly_the_task_summary_and_problems_keys() {
@@ -70,7 +70,7 @@ fn synth_then_check_json_has_exactly_the_task_summary_and_problems_keys() {
 #[test]
 fn check_lists_every_problem_and_fails() {
     let dir = tempfile::tempdir().unwrap();
-    let root = common::manifest_dir().join("tests/fixtures/h5");
+    let root = support::manifest_dir().join("tests/fixtures/h5");
     let features = dir.path().join("features");
     std::fs::create_dir_all(&features).unwrap();
     std::fs::copy(root.join("clam/slide-clam.h5"), features.join("a.h5")).unwrap();
@@ -144,7 +144,7 @@ fn synth_task_survival_writes_survival_columns_and_survival_is_its_alias() {
 fn small_cohort(dir: &std::path::Path, text: &str, slides: &[&str]) -> (String, String) {
     let features = dir.join("features");
     std::fs::create_dir_all(&features).unwrap();
-    let source = common::manifest_dir().join("tests/fixtures/h5/clam/slide-clam.h5");
+    let source = support::manifest_dir().join("tests/fixtures/h5/clam/slide-clam.h5");
     for s in slides {
         std::fs::copy(&source, features.join(format!("{s}.h5"))).unwrap();
     }
@@ -310,7 +310,7 @@ fn check_lists_every_kind_and_counts_what_train_counts() {
 #[test]
 fn progress_numbers_folds_as_their_folders_and_names_the_selection_metric() {
     let dir = tempfile::tempdir().unwrap();
-    let run = common::TinyRun::new(dir.path());
+    let run = support::TinyRun::new(dir.path());
     let args = run.args("cv", &run.features, &["--folds", "2", "--patience", "2"]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let o = bin(&args);
@@ -374,7 +374,7 @@ fn max_patches_total_is_per_bag_source_in_help_and_readme_alike() {
         "{entry}"
     );
     // The README says the same (bags are drawn per patient by default).
-    let readme = std::fs::read_to_string(common::manifest_dir().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(support::manifest_dir().join("README.md")).unwrap();
     let readme = readme.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
         readme.contains("up to `--max-patches-total` tiles per patient per epoch"),
@@ -395,7 +395,7 @@ fn check_reports_the_expression_range_after_the_chosen_normalization() {
     let features = dir.path().join("features");
     std::fs::create_dir(&features).unwrap();
     let check = |normalize: &[&str]| {
-        let o = common::bin(
+        let o = support::bin(
             &[
                 &[
                     "check",
@@ -410,7 +410,7 @@ fn check_reports_the_expression_range_after_the_chosen_normalization() {
             ]
             .concat(),
         );
-        common::text(&o)
+        support::text(&o)
     };
     let (stdout, stderr) = check(&["--normalize", "none"]);
     assert!(
@@ -565,7 +565,7 @@ fn config_of(dir: &std::path::Path) -> serde_json::Value {
 #[test]
 fn class_weights_are_recorded_and_change_the_training_loss() {
     let dir = tempfile::tempdir().unwrap();
-    let tiny = common::TinyRun::new(dir.path());
+    let tiny = support::TinyRun::new(dir.path());
     let text_csv = std::fs::read_to_string(&tiny.csv).unwrap();
     let mut lines = text_csv.lines();
     let header = lines.next().unwrap();
@@ -618,7 +618,7 @@ fn class_weights_are_recorded_and_change_the_training_loss() {
 #[test]
 fn column_name_flags_read_a_cohort_with_other_column_names() {
     let dir = tempfile::tempdir().unwrap();
-    let data = common::synth(&dir.path().join("cohort"), 16, 8, 5, 7, true);
+    let data = support::synth(&dir.path().join("cohort"), 16, 8, 5, 7, true);
     let original = std::fs::read_to_string(&data.csv).unwrap();
     let (header, body) = original.split_once('\n').unwrap();
     let renamed: Vec<String> = header
@@ -656,7 +656,7 @@ fn column_name_flags_read_a_cohort_with_other_column_names() {
             "--bootstrap",
             "0",
         ];
-        let o = bin(&[&base[..], &common::TINY_STEP_FLAGS[..], extra].concat());
+        let o = bin(&[&base[..], &support::TINY_STEP_FLAGS[..], extra].concat());
         (o, out)
     };
     let flags = [

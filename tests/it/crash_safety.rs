@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use med_crossvit::train::{PAUSE_MARKER_VAR, PAUSE_VAR};
 
-mod common;
+use crate::support;
 
 const GENES: usize = 4;
 
@@ -32,9 +32,9 @@ struct Setup {
 
 impl Setup {
     fn new(dir: &Path) -> Self {
-        let data = common::synth(&dir.join("cohort"), 16, 8, GENES, 11, false);
+        let data = support::synth(&dir.join("cohort"), 16, 8, GENES, 11, false);
         let model = dir.join("tiny.json");
-        let config = serde_json::to_string(&common::tiny_model(2, GENES)).unwrap();
+        let config = serde_json::to_string(&support::tiny_model(2, GENES)).unwrap();
         std::fs::write(&model, config).unwrap();
         let args = [
             "--csv",
@@ -52,7 +52,7 @@ impl Setup {
             dir: dir.to_path_buf(),
             args: args
                 .iter()
-                .chain(&common::TINY_STEP_FLAGS)
+                .chain(&support::TINY_STEP_FLAGS)
                 .map(|s| s.to_string())
                 .collect(),
         }

@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 
 use med_crossvit::cohort::gdc::{self, GdcError, GdcOptions, GeneId, GeneTypes, ValueColumn};
 
-mod common;
+use crate::support;
 
-use common::{bin, text};
+use crate::support::{bin, text};
 
 fn fixture() -> PathBuf {
-    common::manifest_dir().join("tests/fixtures/gdc")
+    support::manifest_dir().join("tests/fixtures/gdc")
 }
 
 fn options() -> GdcOptions {

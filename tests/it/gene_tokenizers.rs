@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-mod common;
+use crate::support;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -16,7 +16,7 @@ use med_crossvit::{ConfigError, MedCrossViTConfig, ModelInput};
 fn tiny(tokenizer: RnaTokenizer, genes: usize) -> MedCrossViTConfig {
     MedCrossViTConfig {
         rna_tokenizer: tokenizer,
-        ..common::tiny_model(2, genes)
+        ..support::tiny_model(2, genes)
     }
 }
 
@@ -54,6 +54,7 @@ fn groups() -> RnaTokenizer {
 
 #[test]
 fn parameter_counts_by_hand() {
+    let _serial = support::serial();
     let device = Device::flex();
     let (g, d) = (10, 6);
     let count = |t: RnaTokenizer| {
@@ -81,6 +82,7 @@ fn parameter_counts_by_hand() {
 
 #[test]
 fn per_gene_tokens_are_x_times_e_plus_b() {
+    let _serial = support::serial();
     let device = Device::flex();
     let embedder = RnaEmbedderConfig::new(3, 2)
         .with_tokenizer(RnaTokenizer::PerGene)
@@ -141,6 +143,7 @@ impl ModuleVisitor for Grads<'_> {
 
 #[test]
 fn each_tokenizer_runs_forward_and_backward() {
+    let _serial = support::serial();
     let device = Device::flex().autodiff();
     for (tokenizer, tokens) in [
         (RnaTokenizer::Dense, 10),
@@ -235,8 +238,9 @@ fn signatures_match_genes_and_report_the_unknown() {
 
 #[test]
 fn training_and_attention_with_pathways() {
+    let _serial = support::serial();
     let dir = tempfile::tempdir().unwrap();
-    let data = common::synth(&dir.path().join("cohort"), 16, 16, 8, 2, false);
+    let data = support::synth(&dir.path().join("cohort"), 16, 16, 8, 2, false);
     let signatures = dir.path().join("signatures.csv");
     std::fs::write(&signatures, "first,second\n0,4\n1,5\n2,6\n3,MISSING\n").unwrap();
     let device = Device::flex();
@@ -250,7 +254,7 @@ fn training_and_attention_with_pathways() {
         batch_size: 4,
         ..Default::default()
     };
-    let mut request = common::request(data.clone(), settings, run.clone());
+    let mut request = support::request(data.clone(), settings, run.clone());
     request.tokenizer = Some(TokenizerSpec::Pathways(signatures));
     let mut messages = Vec::new();
     train::train(&request, &device, &mut |e| {

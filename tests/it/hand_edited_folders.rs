@@ -4,9 +4,7 @@
 
 use serde_json::{Value, json};
 
-mod common;
-#[path = "support/folders.rs"]
-mod folders;
+use crate::support::folders;
 
 use folders::{Cmd, apply, as_survival, base_run, cohort, copy_dir, edit_json, snapshot, stderr};
 

@@ -6,19 +6,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
+use crate::support;
 
-use common::{bin, text};
+use crate::support::{bin, text};
 
 const GENES: usize = 4;
 
 /// A cohort of `slides` slides and a tiny model configuration in `dir`.
 fn cohort(dir: &Path, slides: usize, survival: bool) -> (PathBuf, PathBuf, PathBuf) {
-    let data = common::synth(&dir.join("cohort"), slides, 8, GENES, 7, survival);
+    let data = support::synth(&dir.join("cohort"), slides, 8, GENES, 7, survival);
     let model = dir.join("tiny.json");
     std::fs::write(
         &model,
-        serde_json::to_string(&common::tiny_model(2, GENES)).unwrap(),
+        serde_json::to_string(&support::tiny_model(2, GENES)).unwrap(),
     )
     .unwrap();
     (data.csv, data.features_dir, model)
@@ -527,7 +527,7 @@ fn the_report_renders_in_headless_chromium_with_every_image() {
         if std::env::var_os("MED_CROSSVIT_REQUIRE_BROWSER").is_some() {
             panic!("chromium not installed, and MED_CROSSVIT_REQUIRE_BROWSER is set");
         }
-        common::skipped(
+        support::skipped(
             "the_report_renders_in_headless_chromium_with_every_image",
             "chromium not installed (CI installs it)",
             "install chromium, or set MED_CROSSVIT_REQUIRE_BROWSER=1 to make this an error",

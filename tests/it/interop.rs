@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-mod common;
+use crate::support;
 
 use burn::tensor::Device;
 use med_crossvit::MedCrossViT;
@@ -17,7 +17,7 @@ use med_crossvit::run::ModelBundle;
 use med_crossvit::train;
 
 fn parity(file: &str) -> PathBuf {
-    common::manifest_dir()
+    support::manifest_dir()
         .join("tests/fixtures/parity")
         .join(file)
 }
@@ -71,6 +71,7 @@ fn parity_request() -> EvaluateRequest {
 
 #[test]
 fn imported_checkpoint_reproduces_the_originals_logits() {
+    let _serial = support::serial();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("imported");
     let device = Device::flex();
@@ -122,6 +123,7 @@ fn batch(device: &Device) -> med_crossvit::ModelInput {
 
 #[test]
 fn the_commands_reproduce_the_originals_logits() {
+    let _serial = support::serial();
     let dir = tempfile::tempdir().unwrap();
     let bin = env!("CARGO_BIN_EXE_med-crossvit");
     // Runs the tool with `args` (paths as they are), asserting success.
@@ -172,6 +174,7 @@ fn the_commands_reproduce_the_originals_logits() {
 
 #[test]
 fn bad_checkpoints_name_the_first_mismatching_key() {
+    let _serial = support::serial();
     let dir = tempfile::tempdir().unwrap();
     let device = Device::flex();
     let out = dir.path().join("out");
@@ -232,8 +235,9 @@ fn bad_checkpoints_name_the_first_mismatching_key() {
 
 #[test]
 fn attention_maps_for_a_cohort_with_coordinates() {
+    let _serial = support::serial();
     let dir = tempfile::tempdir().unwrap();
-    let data = common::synth(&dir.path().join("cohort"), 12, 30, 6, 5, false);
+    let data = support::synth(&dir.path().join("cohort"), 12, 30, 6, 5, false);
     let device = Device::flex();
     let run = dir.path().join("run");
     let settings = med_crossvit::run::TrainSettings {
@@ -245,7 +249,7 @@ fn attention_maps_for_a_cohort_with_coordinates() {
         batch_size: 4,
         ..Default::default()
     };
-    let request = common::request(data.clone(), settings, run.clone());
+    let request = support::request(data.clone(), settings, run.clone());
     train::train(&request, &device, &mut |_| {}).unwrap();
     let bundle = ModelBundle::load(&run, &device).unwrap();
     let att = dir.path().join("attention");

@@ -85,20 +85,20 @@ fn code_of(text: &str) -> String {
         if t.starts_with("//") {
             continue;
         }
-        if t.starts_with("#[cfg(") && t.contains("test") {
-            if let Some(next) = lines.peek()
-                && next.trim_start().starts_with("mod ")
-                && next.trim_end().ends_with('{')
-            {
-                let mut depth = 0i64;
-                for l in lines.by_ref() {
-                    depth += l.matches('{').count() as i64 - l.matches('}').count() as i64;
-                    if depth <= 0 && l.contains('}') {
-                        break;
-                    }
+        if t.starts_with("#[cfg(")
+            && t.contains("test")
+            && let Some(next) = lines.peek()
+            && next.trim_start().starts_with("mod ")
+            && next.trim_end().ends_with('{')
+        {
+            let mut depth = 0i64;
+            for l in lines.by_ref() {
+                depth += l.matches('{').count() as i64 - l.matches('}').count() as i64;
+                if depth <= 0 && l.contains('}') {
+                    break;
                 }
-                continue;
             }
+            continue;
         }
         out.push_str(line.split(" //").next().unwrap_or(line));
         out.push('\n');
@@ -358,7 +358,7 @@ fn every_top_level_module_has_a_layer() {
     }
     assert!(
         missing.is_empty(),
-        "modules without a layer in tests/layers.rs (add them to LAYERS and to \
+        "modules without a layer in tests/it/layering.rs (add them to LAYERS and to \
          docs/architecture.md): {missing:?}"
     );
 }

@@ -69,6 +69,7 @@ fn model(seed: u64, device: &Device) -> MedCrossViT {
 
 #[test]
 fn complete_samples_are_computed_as_without_the_marks() {
+    let _serial = support::serial();
     let device = Device::flex();
     let m = model(1, &device);
     let (tiles, expression) = batch(&device, 3);
@@ -84,6 +85,7 @@ fn complete_samples_are_computed_as_without_the_marks() {
 
 #[test]
 fn a_missing_modality_contributes_nothing() {
+    let _serial = support::serial();
     let device = Device::flex();
     let m = model(2, &device);
     let (tiles, expression) = batch(&device, 5);
@@ -158,6 +160,7 @@ fn a_missing_modality_contributes_nothing() {
 
 #[test]
 fn a_missing_modalitys_weights_do_not_reach_the_output() {
+    let _serial = support::serial();
     let device = Device::flex();
     let a = model(3, &device);
     let b = model(4, &device);
@@ -205,6 +208,7 @@ fn a_missing_modalitys_weights_do_not_reach_the_output() {
 
 #[test]
 fn the_recomputed_pass_honours_the_marks() {
+    let _serial = support::serial();
     let device = Device::flex().autodiff();
     device.seed(5);
     // Without dropout, the reseeded pass (training mode) and the ordinary one agree.
@@ -234,6 +238,7 @@ fn the_recomputed_pass_honours_the_marks() {
 
 #[test]
 fn marks_of_the_wrong_size_or_a_sample_with_nothing_are_errors() {
+    let _serial = support::serial();
     let device = Device::flex();
     let m = model(6, &device);
     let (tiles, expression) = batch(&device, 13);
@@ -269,7 +274,7 @@ fn marks_of_the_wrong_size_or_a_sample_with_nothing_are_errors() {
     let _ = m.num_params();
 }
 
-mod common;
+use crate::support;
 
 /// Runs `train` on `csv` into `out` with the arguments of the missing-modality runs.
 fn train_allowing(cohort: &std::path::Path, out: &std::path::Path, extra: &[&str]) {
@@ -300,8 +305,8 @@ fn train_allowing(cohort: &std::path::Path, out: &std::path::Path, extra: &[&str
         "--workers",
         "1",
     ];
-    let o = common::bin(&[&base[..], extra].concat());
-    let (_, stderr) = common::text(&o);
+    let o = support::bin(&[&base[..], extra].concat());
+    let (_, stderr) = support::text(&o);
     assert!(o.status.success(), "{stderr}");
 }
 
@@ -314,7 +319,7 @@ fn a_cohort_with_missing_modalities_trains_and_reports_metrics_by_modality() {
     let dir = tempfile::tempdir().unwrap();
     let cohort = dir.path().join("cohort");
     let c = cohort.to_str().unwrap();
-    let o = common::bin(&[
+    let o = support::bin(&[
         "synth",
         "--out",
         c,
@@ -331,24 +336,24 @@ fn a_cohort_with_missing_modalities_trains_and_reports_metrics_by_modality() {
         "--missing",
         "0.2",
     ]);
-    assert!(o.status.success(), "{}", common::text(&o).1);
+    assert!(o.status.success(), "{}", support::text(&o).1);
     // Without --missing-modality allow, every row without expression is named at once.
     let csv = cohort.join("cohort.csv");
     let features = cohort.join("features");
-    let o = common::bin(&[
+    let o = support::bin(&[
         "check",
         "--csv",
         csv.to_str().unwrap(),
         "--features",
         features.to_str().unwrap(),
     ]);
-    let (_, stderr) = common::text(&o);
+    let (_, stderr) = support::text(&o);
     assert!(!o.status.success());
     assert!(
         stderr.contains("row(s) have no expression") && stderr.contains("--missing-modality allow"),
         "{stderr}"
     );
-    let o = common::bin(&[
+    let o = support::bin(&[
         "check",
         "--csv",
         csv.to_str().unwrap(),
@@ -358,7 +363,7 @@ fn a_cohort_with_missing_modalities_trains_and_reports_metrics_by_modality() {
         "allow",
         "--json",
     ]);
-    let (stdout, stderr) = common::text(&o);
+    let (stdout, stderr) = support::text(&o);
     assert!(o.status.success(), "{stderr}");
     let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     let count = |k: &str| summary["modalities"][k].as_u64().unwrap();
@@ -391,7 +396,7 @@ fn a_cohort_with_missing_modalities_trains_and_reports_metrics_by_modality() {
     lines[gone] = cells.join(",");
     let neither = dir.path().join("neither.csv");
     std::fs::write(&neither, lines.join("\n") + "\n").unwrap();
-    let o = common::bin(&[
+    let o = support::bin(&[
         "train",
         "--csv",
         neither.to_str().unwrap(),
@@ -402,7 +407,7 @@ fn a_cohort_with_missing_modalities_trains_and_reports_metrics_by_modality() {
         "--missing-modality",
         "allow",
     ]);
-    let (_, stderr) = common::text(&o);
+    let (_, stderr) = support::text(&o);
     assert!(!o.status.success());
     assert!(
         stderr.contains("neither a tile file nor expression") && stderr.contains(&patient),
@@ -496,12 +501,13 @@ fn train_small(csv: &std::path::Path, out: &std::path::Path, extra: &[&str]) -> 
         "--workers",
         "1",
     ];
-    let o = common::bin(&[&base[..], extra].concat());
-    (o.status.success(), common::text(&o).1)
+    let o = support::bin(&[&base[..], extra].concat());
+    (o.status.success(), support::text(&o).1)
 }
 
 #[test]
 fn an_rna_only_cohort_without_slides_or_features_trains_evaluates_and_predicts() {
+    let _serial = support::serial();
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("rna.csv");
     rna_only_cohort(&csv, false);
@@ -535,7 +541,7 @@ fn an_rna_only_cohort_without_slides_or_features_trains_evaluates_and_predicts()
     // Evaluation and prediction need no features folder either: every patient is predicted.
     let eval = dir.path().join("eval");
     let model = run.to_str().unwrap();
-    let o = common::bin(&[
+    let o = support::bin(&[
         "evaluate",
         "--model",
         model,
@@ -544,12 +550,12 @@ fn an_rna_only_cohort_without_slides_or_features_trains_evaluates_and_predicts()
         "--out",
         eval.to_str().unwrap(),
     ]);
-    assert!(o.status.success(), "{}", common::text(&o).1);
+    assert!(o.status.success(), "{}", support::text(&o).1);
     let rows = std::fs::read_to_string(eval.join("predictions.csv")).unwrap();
     assert_eq!(rows.lines().count(), 25, "{rows}");
     assert!(rows.lines().nth(1).unwrap().starts_with("P00,"), "{rows}");
     let predictions = dir.path().join("p.csv");
-    let o = common::bin(&[
+    let o = support::bin(&[
         "predict",
         "--model",
         model,
@@ -558,7 +564,7 @@ fn an_rna_only_cohort_without_slides_or_features_trains_evaluates_and_predicts()
         "--out",
         predictions.to_str().unwrap(),
     ]);
-    assert!(o.status.success(), "{}", common::text(&o).1);
+    assert!(o.status.success(), "{}", support::text(&o).1);
     let predicted = std::fs::read_to_string(&predictions).unwrap();
     assert_eq!(predicted.lines().count(), 25);
 
@@ -602,8 +608,8 @@ fn an_rna_only_cohort_without_slides_or_features_trains_evaluates_and_predicts()
         &["--modalities", "rna", "--stop-after-epoch", "1"],
     );
     assert!(ok, "{stderr}");
-    let o = common::bin(&["train", "--resume", resumed.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", common::text(&o).1);
+    let o = support::bin(&["train", "--resume", resumed.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", support::text(&o).1);
     assert!(resumed.join("metrics.json").exists());
 
     // A slide column with empty cells: those rows are named by their patient.
@@ -619,8 +625,9 @@ fn an_rna_only_cohort_without_slides_or_features_trains_evaluates_and_predicts()
 
 #[test]
 fn a_wsi_only_cohort_without_gene_columns_trains_and_evaluates() {
+    let _serial = support::serial();
     let dir = tempfile::tempdir().unwrap();
-    let data = common::synth(&dir.path().join("cohort"), 16, 8, 4, 3, false);
+    let data = support::synth(&dir.path().join("cohort"), 16, 8, 4, 3, false);
     // The cohort without its gene columns.
     let text = std::fs::read_to_string(&data.csv).unwrap();
     let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
@@ -646,7 +653,7 @@ fn a_wsi_only_cohort_without_gene_columns_trains_and_evaluates() {
         config["model"]["rna_num_genes"], 1,
         "one placeholder gene, always missing"
     );
-    let o = common::bin(&[
+    let o = support::bin(&[
         "evaluate",
         "--model",
         run.to_str().unwrap(),
@@ -657,7 +664,7 @@ fn a_wsi_only_cohort_without_gene_columns_trains_and_evaluates() {
         "--out",
         dir.path().join("eval").to_str().unwrap(),
     ]);
-    assert!(o.status.success(), "{}", common::text(&o).1);
+    assert!(o.status.success(), "{}", support::text(&o).1);
     // With both modalities the gene columns are still required.
     let (ok, stderr) = train_small(&csv, &dir.path().join("never"), &["--features", features]);
     assert!(!ok && stderr.contains("rna_"), "{stderr}");

@@ -1,7 +1,7 @@
 //! Model behaviour on tiny configurations: shapes, padding, attention, gradients, dropout,
 //! persistence and errors.
 
-mod common;
+use crate::support;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Bool, Device, Tensor, TensorData, Tolerance};
@@ -67,6 +67,7 @@ fn assert_close<const D: usize>(a: Tensor<D>, b: Tensor<D>, tol: f32) {
 
 #[test]
 fn output_shapes_for_both_pools() {
+    let _serial = support::serial();
     let device = Device::flex();
     for pool in [Pool::Mean, Pool::Cls] {
         let config = MedCrossViTConfig { pool, ..tiny(8, 8) };
@@ -109,6 +110,7 @@ fn vec1(t: Tensor<1>) -> Vec<f64> {
 
 #[test]
 fn logits_are_the_two_heads_contributions_summed() {
+    let _serial = support::serial();
     let device = Device::flex();
     let config = tiny(8, 6);
     let mut model = config.init(&device).unwrap();
@@ -199,6 +201,7 @@ fn logits_are_the_two_heads_contributions_summed() {
 
 #[test]
 fn different_modality_widths_use_projections() {
+    let _serial = support::serial();
     let device = Device::flex();
     let config = tiny(10, 6);
     let model = config.init(&device).unwrap();
@@ -221,6 +224,7 @@ fn different_modality_widths_use_projections() {
 
 #[test]
 fn padded_tiles_change_nothing() {
+    let _serial = support::serial();
     let device = Device::flex();
     for pool in [Pool::Mean, Pool::Cls] {
         let config = MedCrossViTConfig { pool, ..tiny(8, 6) };
@@ -265,6 +269,7 @@ fn padded_tiles_change_nothing() {
 
 #[test]
 fn attention_rows_sum_to_one_and_padding_gets_zero() {
+    let _serial = support::serial();
     let device = Device::flex();
     let config = tiny(8, 8);
     let model = config.init(&device).unwrap();
@@ -342,6 +347,7 @@ impl ModuleVisitor for GradCheck<'_> {
 
 #[test]
 fn gradients_reach_every_parameter() {
+    let _serial = support::serial();
     let device = Device::flex().autodiff();
     for (wsi_dim, rna_dim) in [(8, 8), (10, 6)] {
         let config = tiny(wsi_dim, rna_dim);
@@ -369,6 +375,7 @@ fn gradients_reach_every_parameter() {
 
 #[test]
 fn dropout_is_inactive_at_inference() {
+    let _serial = support::serial();
     let config = MedCrossViTConfig {
         dropout: 0.5,
         emb_dropout: 0.5,
@@ -413,6 +420,7 @@ fn dropout_is_inactive_at_inference() {
 
 #[test]
 fn config_json_round_trips_through_a_file() {
+    let _serial = support::serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.json");
     let config = MedCrossViTConfig {
@@ -429,6 +437,7 @@ fn config_json_round_trips_through_a_file() {
 
 #[test]
 fn saved_weights_reload_to_identical_outputs() {
+    let _serial = support::serial();
     let device = Device::flex();
     let config = tiny(10, 6);
     let model = config.init(&device).unwrap();
@@ -468,6 +477,7 @@ fn saved_weights_reload_to_identical_outputs() {
 
 #[test]
 fn each_invalid_config_names_its_field() {
+    let _serial = support::serial();
     let device = Device::flex();
     type Breaker = fn(&mut MedCrossViTConfig);
     let zero_fields: [(&str, Breaker); 8] = [
@@ -525,6 +535,7 @@ fn each_invalid_config_names_its_field() {
 
 #[test]
 fn each_wrong_input_shape_says_what_was_expected() {
+    let _serial = support::serial();
     let device = Device::flex();
     let config = tiny(8, 6);
     let model = config.init(&device).unwrap();
@@ -599,17 +610,18 @@ fn each_wrong_input_shape_says_what_was_expected() {
     );
 }
 
-/// The tiny configuration of the cost test ([`common::tiny_model`]: one block, tiles of
+/// The tiny configuration of the cost test ([`support::tiny_model`]: one block, tiles of
 /// width 8, gene tokens of width 6, 2 heads of 4 and MLPs of 16 everywhere), 5 genes.
 fn cost_config(tokenizer: med_crossvit::model::RnaTokenizer) -> MedCrossViTConfig {
     MedCrossViTConfig {
         rna_tokenizer: tokenizer,
-        ..common::tiny_model(2, 5)
+        ..support::tiny_model(2, 5)
     }
 }
 
 #[test]
 fn training_cost_matches_hand_computed_sizes_and_warns_for_thousands_of_gene_tokens() {
+    let _serial = support::serial();
     use med_crossvit::model::RnaTokenizer;
     use med_crossvit::model::cost::{CostInputs, parameter_count, training_cost};
     let c = cost_config(RnaTokenizer::Dense);

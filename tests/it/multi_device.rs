@@ -10,8 +10,8 @@ use med_crossvit::eval::Metrics;
 use med_crossvit::train::Alone;
 use med_crossvit::train::parallel::{Parallel, ProcessGroup, flatten, shares};
 
-mod common;
-use common::{bin, text};
+use crate::support;
+use crate::support::{bin, text};
 
 /// A loss that is a mean over the batch, as the training losses are: here of the squared
 /// logits.
@@ -23,9 +23,10 @@ fn mean_loss(model: &med_crossvit::MedCrossViT, tiles: Tensor<3>, genes: Tensor<
 
 #[test]
 fn a_batch_shared_over_two_devices_has_the_batchs_gradient() {
+    let _serial = support::serial();
     let device = Device::flex().autodiff();
     device.seed(7);
-    let mut config = common::tiny_model(3, 5);
+    let mut config = support::tiny_model(3, 5);
     config.dropout = 0.0;
     config.emb_dropout = 0.0;
     let model = config.init(&device).unwrap();
@@ -113,7 +114,7 @@ fn close_runs(a: &std::path::Path, b: &std::path::Path) {
 #[test]
 fn two_devices_train_as_one() {
     let dir = tempfile::tempdir().unwrap();
-    let tiny = common::TinyRun::new(dir.path());
+    let tiny = support::TinyRun::new(dir.path());
     for (out, extra) in [
         ("one", vec![]),
         ("two", vec!["--devices", "2"]),

@@ -13,12 +13,12 @@ use med_crossvit::eval::metrics::{binary_auc, concordance_index};
 use med_crossvit::eval::{SlidePrediction, patient_predictions};
 use med_crossvit::run::Task;
 
-mod common;
+use crate::support;
 
-use common::{bin, numbers, text};
+use crate::support::{bin, numbers, text};
 
 fn fixture() -> PathBuf {
-    common::manifest_dir().join("tests/fixtures/mcat")
+    support::manifest_dir().join("tests/fixtures/mcat")
 }
 
 fn table() -> CohortTable {
@@ -773,7 +773,7 @@ fn bad_splits_folders_and_pt_files_are_named() {
         err.contains("bad.pt") && err.contains("not a readable PyTorch"),
         "{err}"
     );
-    let pt = common::manifest_dir().join("tests/fixtures/pt");
+    let pt = support::manifest_dir().join("tests/fixtures/pt");
     for (file, found) in [
         ("one_d.pt", "a 1-D tensor of shape [7]"),
         ("int64.pt", "an int64 tensor"),

@@ -10,7 +10,10 @@ use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bool, Device, Distribution, Int, Tensor, TensorData};
+
 use med_crossvit::{MedCrossViT, MedCrossViTConfig, ModelInput};
+
+use crate::support;
 
 fn config(dropout: f64) -> MedCrossViTConfig {
     let mut c = MedCrossViTConfig::small(3, 12, 8);
@@ -169,6 +172,7 @@ fn check_updates_during_the_backward_pass() {
 
 #[test]
 fn recomputed_backward_pass() {
+    let _serial = support::serial();
     // Without dropout the reference is the model's own forward pass.
     check_gradients(0.0);
     // With dropout, the forward pass drawing the same masks in one graph.

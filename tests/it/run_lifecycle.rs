@@ -9,9 +9,8 @@ use med_crossvit::run::DataSource;
 use med_crossvit::train;
 use serde_json::Value;
 
-mod common;
-#[path = "support/folders.rs"]
-mod folders;
+use crate::support;
+use crate::support::folders;
 
 use folders::{
     Cmd, GENES, apply, as_survival, base_run, bin, cohort, copy_dir, edit_cells, edit_json,
@@ -20,6 +19,7 @@ use folders::{
 
 #[test]
 fn predict_takes_rows_without_a_target_and_names_the_slide_of_an_unknown_label() {
+    let _serial = support::serial();
     let dir = tempfile::tempdir().unwrap();
     let data = cohort(dir.path());
     let base = base_run(dir.path(), &data);
@@ -93,7 +93,7 @@ fn predict_takes_rows_without_a_target_and_names_the_slide_of_an_unknown_label()
     let survival = dir.path().join("survival");
     copy_dir(&base, &survival);
     edit_json(&survival.join("config.json"), as_survival);
-    let timed = common::synth(&dir.path().join("timed"), 16, 8, GENES, 5, true);
+    let timed = support::synth(&dir.path().join("timed"), 16, 8, GENES, 5, true);
     let csv = dir.path().join("untimed.csv");
     let untimed = edit_cells(
         &timed,
@@ -265,7 +265,7 @@ fn train_bin(
     let model = dir.join("tiny.json");
     std::fs::write(
         &model,
-        serde_json::to_string(&common::tiny_model(2, GENES)).unwrap(),
+        serde_json::to_string(&support::tiny_model(2, GENES)).unwrap(),
     )
     .unwrap();
     let epochs = epochs.to_string();
@@ -284,7 +284,7 @@ fn train_bin(
         "--bootstrap",
         "20",
     ];
-    args.extend_from_slice(&common::TINY_STEP_FLAGS);
+    args.extend_from_slice(&support::TINY_STEP_FLAGS);
     args.extend_from_slice(extra);
     std::process::Command::new(env!("CARGO_BIN_EXE_med-crossvit"))
         .args(&args)
@@ -553,11 +553,12 @@ fn non_finite_validation_predictions_stop_training_and_are_never_best() {
 
 #[test]
 fn no_command_writes_over_a_run_or_into_a_folder_that_is_not_its_own() {
+    let _serial = support::serial();
     let dir = tempfile::tempdir().unwrap();
     let data = cohort(dir.path());
     let base = base_run(dir.path(), &data);
     let before = snapshot(&base);
-    let parity = common::manifest_dir().join("tests/fixtures/parity");
+    let parity = support::manifest_dir().join("tests/fixtures/parity");
     let (csv, features) = (
         data.csv.to_str().unwrap(),
         data.features_dir.to_str().unwrap(),
@@ -674,7 +675,7 @@ fn a_run_started_with_relative_paths_resumes_from_anywhere_and_follows_a_moved_c
     cohort(&root);
     std::fs::write(
         root.join("tiny.json"),
-        serde_json::to_string(&common::tiny_model(2, GENES)).unwrap(),
+        serde_json::to_string(&support::tiny_model(2, GENES)).unwrap(),
     )
     .unwrap();
     // Started in `root` with paths relative to it; stopped after epoch 1 of 3.

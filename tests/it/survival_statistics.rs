@@ -6,11 +6,11 @@ use med_crossvit::eval::metrics::{
     risk_groups,
 };
 
-mod common;
-use common::numbers;
+use crate::support;
+use crate::support::numbers;
 
 fn reference() -> serde_json::Value {
-    let path = common::manifest_dir().join("tests/fixtures/stats/reference.json");
+    let path = support::manifest_dir().join("tests/fixtures/stats/reference.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -141,7 +141,7 @@ fn roc_points_by_hand() {
 }
 
 fn ipcw_reference() -> serde_json::Value {
-    let path = common::manifest_dir().join("tests/fixtures/stats/ipcw_reference.json");
+    let path = support::manifest_dir().join("tests/fixtures/stats/ipcw_reference.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 

@@ -11,12 +11,12 @@ use med_crossvit::run::{DataSource, ModelBundle, ModelSpec, Task, TrainSettings}
 use med_crossvit::train::{self, TrainRequest};
 use med_crossvit::{Error, RunError};
 
-mod common;
+use crate::support;
 
-use common::request;
+use crate::support::request;
 
 fn cohort(dir: &Path, survival: bool) -> DataSource {
-    common::synth(dir, 40, 24, 6, 3, survival)
+    support::synth(dir, 40, 24, 6, 3, survival)
 }
 
 /// A known-signal cohort (the synthetic generator's class prototypes in the tiles, class
@@ -107,18 +107,9 @@ fn quiet() -> impl FnMut(train::Event<'_>) {
     |_| {}
 }
 
-/// Burn's flex backend draws initial weights and dropout masks from one process-wide random
-/// generator: trainings in parallel test threads would interleave their draws. Each test
-/// that trains holds this lock.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 #[test]
 fn classification_learns_and_writes_its_files() {
-    let _serial = serial();
+    let _serial = support::serial();
     let dir = tempfile::tempdir().unwrap();
     let (data, held_out) = held_out_cohort(&dir.path().join("cohort"), false, 32);
     let out = dir.path().join("run");
@@ -213,7 +204,7 @@ fn classification_learns_and_writes_its_files() {
 
 #[test]
 fn survival_learns_and_reports_a_c_index() {
-    let _serial = serial();
+    let _serial = support::serial();
     let dir = tempfile::tempdir().unwrap();
     // Survival times carry less of the planted signal than labels do (exponential times,
     // a third censored): a larger cohort than the classification test's, about 140 slides
@@ -332,7 +323,7 @@ fn survival_learns_and_reports_a_c_index() {
 
 #[test]
 fn resuming_after_an_interruption_ends_where_the_whole_run_does() {
-    let _serial = serial();
+    let _serial = support::serial();
     let dir = tempfile::tempdir().unwrap();
     let data = cohort(&dir.path().join("cohort"), false);
     let device = Device::flex();
@@ -379,7 +370,7 @@ fn resuming_after_an_interruption_ends_where_the_whole_run_does() {
 
 #[test]
 fn cross_validation_folds_keep_patients_apart() {
-    let _serial = serial();
+    let _serial = support::serial();
     let dir = tempfile::tempdir().unwrap();
     let data = cohort(&dir.path().join("cohort"), false);
     let out = dir.path().join("cv");
@@ -516,7 +507,7 @@ fn fold_split(path: &Path) -> [std::collections::HashSet<String>; 3] {
 
 #[test]
 fn bad_requests_fail_clearly_and_overwrite_nothing() {
-    let _serial = serial();
+    let _serial = support::serial();
     let dir = tempfile::tempdir().unwrap();
     let data = cohort(&dir.path().join("cohort"), false);
     let device = Device::flex();
@@ -636,7 +627,7 @@ fn the_cli_reports_bad_input_without_a_backtrace() {
 /// does: without dropout the two runs' metrics agree up to float rounding.
 #[test]
 fn recomputing_layers_trains_like_the_ordinary_step() {
-    let _serial = serial();
+    let _serial = support::serial();
     let dir = tempfile::tempdir().unwrap();
     let data = cohort(&dir.path().join("cohort"), false);
     let model = dir.path().join("model.json");

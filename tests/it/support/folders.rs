@@ -1,4 +1,4 @@
-//! Helpers of the run-folder tests (tests/folders.rs, tests/runs.rs): a tiny model trained
+//! Helpers of the run-folder tests (`hand_edited_folders`, `run_lifecycle`): a tiny model trained
 //! once, folder snapshots and copies, JSON and CSV edits, the commands run as a user would.
 #![allow(dead_code)]
 
@@ -11,19 +11,12 @@ use med_crossvit::run::{DataSource, ModelSpec, TrainSettings};
 use med_crossvit::train;
 use serde_json::{Value, json};
 
-use super::common;
-
-/// Trainings in one process share Burn's random generator (see tests/train.rs).
-pub static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-pub fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+pub use super::serial;
 
 pub const GENES: usize = 4;
 
 pub fn cohort(dir: &Path) -> DataSource {
-    common::synth(&dir.join("cohort"), 16, 8, GENES, 5, false)
+    super::synth(&dir.join("cohort"), 16, 8, GENES, 5, false)
 }
 
 pub fn tiny_settings(epochs: usize) -> TrainSettings {
@@ -51,12 +44,12 @@ pub fn tiny_request(
     let model = dir.join("tiny.json");
     std::fs::write(
         &model,
-        serde_json::to_string(&common::tiny_model(2, GENES)).unwrap(),
+        serde_json::to_string(&super::tiny_model(2, GENES)).unwrap(),
     )
     .unwrap();
     train::TrainRequest {
         model: ModelSpec::File(model),
-        ..common::request(data, tiny_settings(epochs), out)
+        ..super::request(data, tiny_settings(epochs), out)
     }
 }
 
@@ -69,7 +62,7 @@ pub fn base_run(dir: &Path, data: &DataSource) -> PathBuf {
     out
 }
 
-pub use super::common::bin;
+pub use super::bin;
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()

@@ -1,8 +1,21 @@
-//! Helpers shared by the integration tests: small synthetic cohorts and training requests.
+//! Helpers shared by the integration tests: small synthetic cohorts and training requests,
+//! the binary run as a user would, the lock around Burn's process-wide random generator, and
+//! the skip notice.
+//!
+//! - [`folders`]: the run-folder tests' tiny trained run, snapshots and edits;
+//! - `fuzz/`: the fuzzing targets, mutations and counting allocator, shared by the seeded
+//!   corpus (`tests/fuzz.rs`) and the harness (`examples/fuzz.rs`), which include it with
+//!   `#[path]` (it is no module here: its allocator is that binary's global one).
+//!
+//! `tests/it/main.rs` declares this module; `tests/wgpu.rs` and `tests/mpi.rs` include it with
+//! `#[path = "it/support/mod.rs"]`.
 #![allow(dead_code)]
 
+#[cfg(feature = "cli")]
+pub mod folders;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use med_crossvit::MedCrossViTConfig;
 use med_crossvit::data::{CohortColumns, SynthOptions, write_synthetic_cohort};
@@ -83,9 +96,11 @@ pub fn tiny_model(num_classes: usize, genes: usize) -> MedCrossViTConfig {
     }
 }
 
-/// Runs the `med-crossvit` binary with `args`, as a user would.
+/// Runs the `med-crossvit` binary with `args`, as a user would (built with the `cli`
+/// feature only).
+#[cfg(feature = "cli")]
 pub fn bin(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_med-crossvit"))
+    std::process::Command::new(env!("CARGO_BIN_EXE_med-crossvit"))
         .args(args)
         .output()
         .expect("the binary runs")
@@ -200,4 +215,38 @@ pub fn skipped(test: &str, why: &str, hint: &str) {
     use std::io::Write;
     let line = format!("SKIPPED: {test}: {why} ({hint})\n");
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+std::thread_local! {
+    /// Whether this thread holds [`SERIAL`] through a [`Serial`].
+    static HELD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// [`serial`]'s hold on the lock; released when dropped (a nested hold releases nothing).
+pub struct Serial(Option<std::sync::MutexGuard<'static, ()>>);
+
+impl Drop for Serial {
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            HELD.with(|held| held.set(false));
+        }
+    }
+}
+
+/// Burn's flex backend draws initial weights, random tensors and dropout masks from one
+/// process-wide generator, and the tests of every module run in parallel threads of one
+/// process: a test that draws from it in process (a model built, a training, a reseeded
+/// pass) holds this lock for its whole length, so that the runs that must repeat exactly
+/// are not interleaved with another test's draws. Tests that only run the binary need not.
+/// A thread that holds it already (a helper called by a test that holds it) gets it again
+/// at once.
+pub fn serial() -> Serial {
+    if HELD.with(std::cell::Cell::get) {
+        return Serial(None);
+    }
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    HELD.with(|held| held.set(true));
+    Serial(Some(guard))
 }

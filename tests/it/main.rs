@@ -1,0 +1,57 @@
+//! The integration tests, in one binary (one link of the library and Burn instead of one per
+//! file). Each module covers one behaviour:
+//!
+//! - `attention_export`: attention maps of slides cut into bags of different sizes;
+//! - `cohort_files`: cohort CSVs, HDF5 and `.pt` tile files, splits, normalization, batching;
+//! - `commands`: the binary as a user runs it (`synth`, `check`, `bench`, `train` flags);
+//! - `crash_safety`: a run killed at every writing stage resumes to the same files;
+//! - `gdc_download`: `cohort gdc` against a fake GDC download and its reference cohorts;
+//! - `gene_tokenizers`: dense, per-gene and pathway tokenizers;
+//! - `hand_edited_folders`: model and run folders edited by hand fail on load, by name;
+//! - `html_report`: `report.html` as text and in headless Chromium;
+//! - `interop`: the Python original's checkpoint imported, predictions and attention maps;
+//! - `layering`: the import check of `docs/architecture.md` (no import up a layer, no circle);
+//! - `missing_modalities`: samples without slides or expression;
+//! - `model_behaviour`: shapes, padding, attention, gradients, dropout, persistence, errors;
+//! - `multi_device`: a batch shared out over several devices of one process;
+//! - `published_cohorts`: TCGA-style cohorts (MCAT fixture), published splits, log-rank;
+//! - `recomputation`: the recomputed backward pass against the ordinary one;
+//! - `run_lifecycle`: resuming folds, `predict` without targets, one process per run folder;
+//! - `survival_statistics`: survival metrics against lifelines, numpy and scikit-survival;
+//! - `training`: end-to-end training and evaluation on synthetic cohorts.
+//!
+//! Modules that run the binary need the `cli` feature (`make test` turns it on). The fuzzing
+//! corpus (`tests/fuzz.rs`, its own counting allocator), the wgpu and the MPI tests are the
+//! other test binaries; [`support`] is shared by all.
+
+mod support;
+
+mod attention_export;
+mod cohort_files;
+#[cfg(feature = "cli")]
+mod commands;
+#[cfg(feature = "cli")]
+mod crash_safety;
+#[cfg(feature = "cli")]
+mod gdc_download;
+mod gene_tokenizers;
+#[cfg(feature = "cli")]
+mod hand_edited_folders;
+#[cfg(feature = "cli")]
+mod html_report;
+#[cfg(feature = "cli")]
+mod interop;
+mod layering;
+#[cfg(feature = "cli")]
+mod missing_modalities;
+mod model_behaviour;
+#[cfg(feature = "cli")]
+mod multi_device;
+#[cfg(feature = "cli")]
+mod published_cohorts;
+mod recomputation;
+#[cfg(feature = "cli")]
+mod run_lifecycle;
+mod survival_statistics;
+#[cfg(feature = "cli")]
+mod training;
