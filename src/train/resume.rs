@@ -8,7 +8,8 @@ use burn::tensor::Device;
 use super::bundle::{RunConfig, files};
 use super::lock::RunLock;
 use super::parallel::Parallel;
-use super::{Event, ModelSpec, TrainRequest, TrainSummary, is_run, run};
+use super::cv::{Resumed, train_splits};
+use super::{Event, ModelSpec, TrainRequest, TrainSummary, is_run};
 use crate::error::{Error, RunError};
 
 /// Continues the run in `out` from its last complete epoch, with the settings it was
@@ -109,14 +110,13 @@ pub fn resume_relocated(
         stop_after,
         force: false,
     };
-    run(
-        &request,
-        Some(top.model),
-        parallel,
-        events,
-        (true, lock),
+    let resumed = Resumed {
+        resume: true,
+        lock,
+        model: Some(top.model),
         only,
-    )
+    };
+    train_splits(&request, resumed, parallel, events)
 }
 
 /// Writes `data` into the `config.json` of the run `root` and of each of its `folds` that
