@@ -1,14 +1,16 @@
 # The newcomer's commands. Builds go to $(CARGO_TARGET_DIR) when it is set.
 CARGO ?= cargo
+# The command-line tool is a cargo feature (off for library users); every target here wants it.
+CLI = --features cli
 
 .PHONY: demo run test test-gpu test-mpi doc bench lint fmt fuzz bench-compare
 
 ## The main job: a synthetic cohort, then a model trained on it (small preset, CPU, minutes).
 demo:
 	rm -rf demo
-	$(CARGO) run --release -- synth --out demo/cohort --slides 120 --seed 1
-	$(CARGO) run --release -- check --csv demo/cohort/cohort.csv --features demo/cohort/features
-	$(CARGO) run --release -- train --csv demo/cohort/cohort.csv --features demo/cohort/features \
+	$(CARGO) run --release $(CLI) -- synth --out demo/cohort --slides 120 --seed 1
+	$(CARGO) run --release $(CLI) -- check --csv demo/cohort/cohort.csv --features demo/cohort/features
+	$(CARGO) run --release $(CLI) -- train --csv demo/cohort/cohort.csv --features demo/cohort/features \
 		--out demo/run --preset small --epochs 12 --bag-size 32 --lr 3e-4 --seed 1
 	@echo "plots: demo/run/loss.png demo/run/metric.png; metrics: demo/run/metrics.json"
 
@@ -18,17 +20,17 @@ run:
 
 ## The test suite (tiny model configurations, debug build).
 test:
-	$(CARGO) test --locked
+	$(CARGO) test --locked $(CLI)
 
 ## The GPU code path (wgpu) against flex; runs on a software Vulkan device (Debian:
 ## mesa-vulkan-drivers) when there is no GPU.
 test-gpu:
-	$(CARGO) test --locked --features wgpu --test wgpu
+	$(CARGO) test --locked --features wgpu,cli --test wgpu
 
 ## Training across MPI processes (needs OpenMPI or MPICH, and libclang, to build; Debian:
 ## libopenmpi-dev openmpi-bin libclang-dev) and over several devices of one process.
 test-mpi:
-	$(CARGO) test --locked --features mpi --test mpi --test parallel
+	$(CARGO) test --locked --features mpi,cli --test mpi --test parallel
 
 ## The API reference, warning-free, in target/doc/med_crossvit/index.html.
 doc:
@@ -57,7 +59,7 @@ fuzz:
 
 lint:
 	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets $(CLI) -- -D warnings
 
 fmt:
 	$(CARGO) fmt

@@ -73,10 +73,9 @@ fn main() {
         let settings = BagSettings {
             bag_size,
             max_patches_total: 2000,
-            seed: 0,
         };
         for (name, bags) in [
-            ("training bags", training_bags(&sources, &settings, 0)),
+            ("training bags", training_bags(&sources, &settings, 0, 0)),
             ("evaluation bags", evaluation_bags(&sources, bag_size)),
         ] {
             let dataset = Arc::new(

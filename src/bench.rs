@@ -8,11 +8,11 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use serde::Serialize;
 
-use crate::error::Error;
 /// The FLOPs of one forward pass (kept here for the benchmark's callers; it lives with the
 /// training cost estimate).
 pub use crate::model::cost::forward_flops;
 use crate::model::{MedCrossViTConfig, ModelInput};
+use crate::run::Error;
 
 /// What to time.
 #[derive(Debug, Clone, PartialEq)]

@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use crate::error::{Error, RunError};
-use crate::train::files;
+use crate::run::files;
+use crate::run::{Error, RunError};
 
 /// The report's file name in the run folder.
 pub const REPORT_HTML: &str = "report.html";
@@ -70,7 +70,7 @@ pub fn write_report_checked(run_dir: &Path) -> Result<WrittenReport, Error> {
     let (html, problems) = render(run_dir)?;
     let path = run_dir.join(REPORT_HTML);
     crate::util::atomic::write(&path, html.as_bytes())
-        .map_err(crate::error::PersistError::io(&path))?;
+        .map_err(crate::model::PersistError::io(&path))?;
     Ok(WrittenReport { path, problems })
 }
 

@@ -7,8 +7,10 @@ use std::path::Path;
 
 use burn::tensor::Device;
 use med_crossvit::data::{SYNTH_PROJECT, TileOptions, write_tile_file};
+use med_crossvit::eval::EvaluateRequest;
 use med_crossvit::inference::{predict_cohort, tile_colours};
-use med_crossvit::train::{self, EvaluateRequest, ModelBundle, ModelSpec, TrainSettings};
+use med_crossvit::run::{ModelBundle, ModelSpec, TrainSettings};
+use med_crossvit::train;
 
 /// Replaces `slide`'s tile file with `n` copies of one feature vector on a grid.
 fn identical_tiles(features_dir: &Path, slide: &str, n: usize) {
@@ -55,7 +57,10 @@ fn identical_tiles_score_evenly_whatever_the_bags() {
     let run = dir.path().join("run");
     let settings = TrainSettings {
         epochs: 1,
-        bag_size: 5,
+        bags: med_crossvit::data::BagSettings {
+            bag_size: 5,
+            ..Default::default()
+        },
         batch_size: 3,
         ..Default::default()
     };
@@ -86,9 +91,9 @@ fn identical_tiles_score_evenly_whatever_the_bags() {
     let (with, files) = predict_cohort(&bundle, &eval_request, &device, Some(&out)).unwrap();
     // Asking for the attention changes no prediction: the same predictions.csv, bit for bit.
     let (without, _) = predict_cohort(&bundle, &eval_request, &device, None).unwrap();
-    let written = |evaluation: &train::Evaluation, name: &str| {
+    let written = |evaluation: &med_crossvit::eval::Evaluation, name: &str| {
         let path = dir.path().join(name);
-        train::write_predictions(&path, &bundle, evaluation).unwrap();
+        med_crossvit::eval::write_predictions(&path, &bundle, evaluation).unwrap();
         std::fs::read_to_string(path).unwrap()
     };
     assert_eq!(written(&with, "with.csv"), written(&without, "without.csv"));

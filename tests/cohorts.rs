@@ -9,8 +9,9 @@ use med_crossvit::data::{
     CohortColumns, CohortTable, DataError, Normalization, NormalizeMethod, Patients, TileFile,
     Unit, locate, split_files,
 };
-use med_crossvit::train::metrics::{binary_auc, concordance_index};
-use med_crossvit::train::{SlidePrediction, Task, patient_predictions};
+use med_crossvit::eval::metrics::{binary_auc, concordance_index};
+use med_crossvit::eval::{SlidePrediction, patient_predictions};
+use med_crossvit::run::Task;
 
 mod common;
 
@@ -326,7 +327,7 @@ fn patient_predictions_and_metrics_by_hand() {
     // pooled P(1): A 0.275, B 0.7, C 0.8, D 0.6 → every positive above every negative: 1.
     // Per slide it would be otherwise: of the 9 pairs of 3 positive and 3 negative slides,
     // a1 (0.8, patient A) beats b1 and c1, and d1 (0.6) beats c1: 6/9.
-    let score = |ps: &[med_crossvit::train::PatientPrediction]| {
+    let score = |ps: &[med_crossvit::eval::PatientPrediction]| {
         let s: Vec<f64> = ps.iter().map(|p| p.probs[1]).collect();
         binary_auc(&s, &[false, true, true, false]).unwrap()
     };
@@ -369,7 +370,7 @@ fn patient_predictions_and_metrics_by_hand() {
     // discordant, A-B concordant, A-D tied (½), B-D discordant → 1.5/4.
     let event = [true, true, false, true];
     let time = [5.0, 20.0, 10.0, 30.0];
-    let c = |ps: &[med_crossvit::train::PatientPrediction]| {
+    let c = |ps: &[med_crossvit::eval::PatientPrediction]| {
         let r: Vec<f64> = ps.iter().map(|p| p.risk.unwrap()).collect();
         concordance_index(&event, &time, &r).unwrap()
     };
@@ -517,7 +518,7 @@ fn training_on_published_splits_and_evaluating_are_per_patient() {
     assert!(p > 0.0 && p <= 1.0, "{cv}");
     // The weighted metrics of the pooled rows: censoring estimated on all of them, each
     // patient's survival at a time read from its own fold's bins (`S_k` of the bin).
-    use med_crossvit::train::metrics::{
+    use med_crossvit::eval::metrics::{
         Censoring, concordance_index_ipcw, evaluation_times, ipcw_time_metrics,
     };
     let time = value("survival_months");

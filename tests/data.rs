@@ -788,7 +788,7 @@ fn a_patient_twice_on_one_side_of_a_splits_file_is_counted_as_a_warning() {
     assert!(from_csv(&once, &table).unwrap().warnings(&once).is_empty());
     // Training reads it through its warnings.
     let data = common::synth(&dir.path().join("synth"), 8, 4, 3, 0, false);
-    let settings = med_crossvit::train::TrainSettings::default();
+    let settings = med_crossvit::run::TrainSettings::default();
     let prepared =
         med_crossvit::train::prepare(&data, &CohortColumns::default(), &settings).unwrap();
     let patients = prepared.patients.ids().to_vec();
@@ -798,7 +798,7 @@ fn a_patient_twice_on_one_side_of_a_splits_file_is_counted_as_a_warning() {
         b = patients[1],
         c = patients[2]
     );
-    let settings = med_crossvit::train::TrainSettings {
+    let settings = med_crossvit::run::TrainSettings {
         splits_csv: Some(write(dir.path(), "train.csv", &text)),
         ..settings
     };

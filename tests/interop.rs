@@ -8,11 +8,13 @@ use std::process::Command;
 mod common;
 
 use burn::tensor::Device;
+use med_crossvit::MedCrossViT;
 use med_crossvit::data::TileOptions;
+use med_crossvit::eval::EvaluateRequest;
 use med_crossvit::inference::{HEATMAP_SIZE, predict_cohort};
 use med_crossvit::interop::{ImportError, import_torch};
-use med_crossvit::train::{self, EvaluateRequest, ModelBundle};
-use med_crossvit::{Error, MedCrossViT};
+use med_crossvit::run::ModelBundle;
+use med_crossvit::train;
 
 fn parity(file: &str) -> PathBuf {
     common::manifest_dir()
@@ -185,9 +187,9 @@ fn bad_checkpoints_name_the_first_mismatching_key() {
 
     let wide = write_args(&|a| a["wsi_dim"] = 64.into());
     match import(&parity("reference.pt"), &wide) {
-        Error::Import(ImportError::Shape {
+        ImportError::Shape {
             key, expected, got, ..
-        }) => {
+        } => {
             assert_eq!(key, "wsi_embedder.cls_token");
             assert_eq!((expected, got), (vec![1, 1, 64], vec![1, 1, 32]));
         }
@@ -195,14 +197,14 @@ fn bad_checkpoints_name_the_first_mismatching_key() {
     }
     let deeper = write_args(&|a| a["depth"] = 3.into());
     match import(&parity("reference.pt"), &deeper) {
-        Error::Import(ImportError::Missing { key, .. }) => {
+        ImportError::Missing { key, .. } => {
             assert!(key.starts_with("bimodal_encoder.layers.2."), "{key}")
         }
         other => panic!("{other}"),
     }
     let shallower = write_args(&|a| a["depth"] = 1.into());
     match import(&parity("reference.pt"), &shallower) {
-        Error::Import(ImportError::Unexpected { key, .. }) => {
+        ImportError::Unexpected { key, .. } => {
             assert!(key.starts_with("bimodal_encoder.layers.1."), "{key}")
         }
         other => panic!("{other}"),
@@ -210,17 +212,14 @@ fn bad_checkpoints_name_the_first_mismatching_key() {
     let typo = write_args(&|a| a["dept"] = 1.into());
     assert!(matches!(
         import(&parity("reference.pt"), &typo),
-        Error::Import(ImportError::Args { .. })
+        ImportError::Args { .. }
     ));
 
     let bytes = std::fs::read(parity("reference.pt")).unwrap();
     let truncated = dir.path().join("truncated.pt");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
     let err = import(&truncated, &parity("reference_args.json"));
-    assert!(
-        matches!(err, Error::Import(ImportError::Unreadable { .. })),
-        "{err}"
-    );
+    assert!(matches!(err, ImportError::Unreadable { .. }), "{err}");
     assert!(err.to_string().contains("truncated.pt"));
     assert!(
         !out.join("model.bpk").exists(),
@@ -234,9 +233,12 @@ fn attention_maps_for_a_cohort_with_coordinates() {
     let data = common::synth(&dir.path().join("cohort"), 12, 30, 6, 5, false);
     let device = Device::flex();
     let run = dir.path().join("run");
-    let settings = train::TrainSettings {
+    let settings = med_crossvit::run::TrainSettings {
         epochs: 1,
-        bag_size: 8,
+        bags: med_crossvit::data::BagSettings {
+            bag_size: 8,
+            ..Default::default()
+        },
         batch_size: 4,
         ..Default::default()
     };

@@ -6,7 +6,8 @@ mod common;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Bool, Device, Tensor, TensorData, Tolerance};
 use med_crossvit::{
-    ConfigError, Error, InputError, MedCrossViT, MedCrossViTConfig, ModelInput, PersistError, Pool,
+    ConfigError, InputError, LoadError, MedCrossViT, MedCrossViTConfig, ModelInput, PersistError,
+    Pool,
 };
 
 fn tiny(wsi_dim: usize, rna_dim: usize) -> MedCrossViTConfig {
@@ -449,7 +450,7 @@ fn saved_weights_reload_to_identical_outputs() {
     assert!(
         matches!(
             err,
-            Error::Persist(PersistError::Mismatch { .. } | PersistError::Weights { .. })
+            LoadError::Persist(PersistError::Mismatch { .. } | PersistError::Weights { .. })
         ),
         "{err}"
     );
@@ -460,7 +461,7 @@ fn saved_weights_reload_to_identical_outputs() {
     config.save(empty.path().join("config.json")).unwrap();
     let err = MedCrossViT::load(empty.path(), &device).unwrap_err();
     assert!(
-        matches!(err, Error::Persist(PersistError::Io { .. })),
+        matches!(err, LoadError::Persist(PersistError::Io { .. })),
         "{err}"
     );
 }

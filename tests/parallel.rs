@@ -6,8 +6,9 @@ use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Distribution, Tensor};
 use med_crossvit::ModelInput;
+use med_crossvit::eval::Metrics;
+use med_crossvit::train::Alone;
 use med_crossvit::train::parallel::{Parallel, ProcessGroup, flatten, shares};
-use med_crossvit::train::{Alone, Metrics};
 
 mod common;
 use common::{bin, text};

@@ -5,7 +5,8 @@ use std::fs::File;
 use std::path::Path;
 
 use burn::tensor::Device;
-use med_crossvit::train::{self, DataSource};
+use med_crossvit::run::DataSource;
+use med_crossvit::train;
 use serde_json::Value;
 
 mod common;
@@ -141,7 +142,7 @@ fn a_second_train_on_a_locked_run_refuses_at_once_and_touches_nothing() {
     let before = snapshot(&base);
     let lock = File::options()
         .write(true)
-        .open(base.join(train::LOCK_FILE))
+        .open(base.join(med_crossvit::run::LOCK_FILE))
         .unwrap();
     lock.try_lock().unwrap();
 
@@ -173,7 +174,7 @@ fn a_second_train_on_a_locked_run_refuses_at_once_and_touches_nothing() {
     // config yet) refuses too.
     let fresh = dir.path().join("fresh");
     std::fs::create_dir_all(&fresh).unwrap();
-    let fresh_lock = File::create(fresh.join(train::LOCK_FILE)).unwrap();
+    let fresh_lock = File::create(fresh.join(med_crossvit::run::LOCK_FILE)).unwrap();
     fresh_lock.try_lock().unwrap();
     let o = train_into(&fresh);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
@@ -399,7 +400,7 @@ fn select_last_reports_the_last_epoch_and_both_means() {
     let out = dir.path().join("cv");
     let mut request = tiny_request(dir.path(), data, 3, out.clone());
     request.folds = Some(2);
-    request.settings.select = train::Select::Last;
+    request.settings.select = med_crossvit::run::Select::Last;
     let summary = train::train(&request, &Device::flex(), &mut |_| {}).unwrap();
     let cv = cv_summary(&out);
     assert_eq!(cv["checkpoint"], "last");
@@ -466,7 +467,7 @@ fn select_last_reports_the_last_epoch_and_both_means() {
         cut.clone(),
     );
     interrupted.folds = Some(2);
-    interrupted.settings.select = train::Select::Last;
+    interrupted.settings.select = med_crossvit::run::Select::Last;
     interrupted.stop_after = Some(1);
     assert!(
         !train::train(&interrupted, &Device::flex(), &mut |_| {})

@@ -1,7 +1,7 @@
 //! Survival statistics against lifelines and numpy (`tests/fixtures/stats/reference.json`,
 //! written by `make_stats_reference.py` there), and the bootstrap's reproducibility.
 
-use med_crossvit::train::metrics::{
+use med_crossvit::eval::metrics::{
     binary_auc, bootstrap_ci, chi2_sf, concordance_index, kaplan_meier, logrank, quantile,
     risk_groups,
 };
@@ -133,10 +133,8 @@ fn kaplan_meier_matches_lifelines() {
 #[test]
 fn roc_points_by_hand() {
     // Scores 0.8 (+), 0.4 (+), 0.4 (−), 0.1 (−): the tie at 0.4 moves both rates at once.
-    let points = med_crossvit::train::metrics::roc_points(
-        &[0.8, 0.4, 0.4, 0.1],
-        &[true, true, false, false],
-    );
+    let points =
+        med_crossvit::eval::metrics::roc_points(&[0.8, 0.4, 0.4, 0.1], &[true, true, false, false]);
     assert_eq!(points, [(0.0, 0.0), (0.0, 0.5), (0.5, 1.0), (1.0, 1.0)]);
 }
 
@@ -154,7 +152,7 @@ fn close(got: f64, want: f64, what: &str) {
 
 #[test]
 fn weighted_survival_metrics_match_scikit_survival() {
-    use med_crossvit::train::metrics::{
+    use med_crossvit::eval::metrics::{
         Censoring, concordance_index_ipcw, evaluation_times, ipcw_time_metrics,
     };
     let r = ipcw_reference();
@@ -204,7 +202,7 @@ fn weighted_survival_metrics_match_scikit_survival() {
 
 #[test]
 fn censoring_distribution_by_hand() {
-    use med_crossvit::train::metrics::Censoring;
+    use med_crossvit::eval::metrics::Censoring;
     // Times 1 (event), 2 (censored), 2 (event), 3 (censored), 4 (event). At 2 the event
     // leaves first: 1 − 1/(4 − 1) = 2/3; at 3: 1 − 1/(2 − 0) → 1/3; after 4 it stays.
     let g = Censoring::fit(
@@ -228,8 +226,8 @@ fn censoring_distribution_by_hand() {
 
 #[test]
 fn model_survival_is_constant_within_a_bin() {
-    use med_crossvit::train::survival_at;
-    let bins = med_crossvit::train::survival::TimeBins {
+    use med_crossvit::eval::survival_at;
+    let bins = med_crossvit::data::TimeBins {
         edges: vec![0.0, 10.0, 20.0, 30.0],
     };
     let hazards = [0.1, 0.5, 0.2];

@@ -7,8 +7,10 @@ mod common;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor, TensorData};
 use med_crossvit::data::{TileOptions, read_signatures};
+use med_crossvit::eval::EvaluateRequest;
 use med_crossvit::model::{GeneGroup, RnaEmbedderConfig, RnaTokenizer};
-use med_crossvit::train::{self, EvaluateRequest, ModelBundle, TokenizerSpec};
+use med_crossvit::run::{ModelBundle, TokenizerSpec};
+use med_crossvit::train;
 use med_crossvit::{ConfigError, MedCrossViTConfig, ModelInput};
 
 fn tiny(tokenizer: RnaTokenizer, genes: usize) -> MedCrossViTConfig {
@@ -239,9 +241,12 @@ fn training_and_attention_with_pathways() {
     std::fs::write(&signatures, "first,second\n0,4\n1,5\n2,6\n3,MISSING\n").unwrap();
     let device = Device::flex();
     let run = dir.path().join("run");
-    let settings = train::TrainSettings {
+    let settings = med_crossvit::run::TrainSettings {
         epochs: 2,
-        bag_size: 8,
+        bags: med_crossvit::data::BagSettings {
+            bag_size: 8,
+            ..Default::default()
+        },
         batch_size: 4,
         ..Default::default()
     };

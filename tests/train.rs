@@ -5,10 +5,10 @@ use std::process::Command;
 
 use burn::tensor::Device;
 use med_crossvit::data::CohortColumns;
-use med_crossvit::train::metrics::concordance_index;
-use med_crossvit::train::{
-    self, DataSource, EvaluateRequest, ModelBundle, ModelSpec, Task, TrainRequest, TrainSettings,
-};
+use med_crossvit::eval::EvaluateRequest;
+use med_crossvit::eval::metrics::concordance_index;
+use med_crossvit::run::{DataSource, ModelBundle, ModelSpec, Task, TrainSettings};
+use med_crossvit::train::{self, TrainRequest};
 use med_crossvit::{Error, RunError};
 
 mod common;
@@ -76,14 +76,14 @@ fn evaluate_on(
     csv: &Path,
     data: &DataSource,
     device: &Device,
-) -> (ModelBundle, train::Evaluation) {
+) -> (ModelBundle, med_crossvit::eval::Evaluation) {
     let bundle = ModelBundle::load(out, device).unwrap();
     let request = EvaluateRequest {
         csv: csv.to_path_buf(),
         tiles: med_crossvit::data::TileOptions::new(&data.features_dir),
         require_targets: true,
     };
-    let evaluation = train::evaluate(&bundle, &request, device, false, None).unwrap();
+    let evaluation = med_crossvit::eval::evaluate(&bundle, &request, device, false, None).unwrap();
     (bundle, evaluation)
 }
 
@@ -92,7 +92,10 @@ fn settings(task: Task) -> TrainSettings {
         task,
         epochs: 6,
         batch_size: 8,
-        bag_size: 8,
+        bags: med_crossvit::data::BagSettings {
+            bag_size: 8,
+            ..Default::default()
+        },
         lr: 1e-3,
         warmup_epochs: 0.5,
         patience: 0,
@@ -195,7 +198,7 @@ fn classification_learns_and_writes_its_files() {
     let m = evaluation.metrics.clone().unwrap();
     assert!(m.auc.unwrap() > 0.75, "held-out {m:?}");
     let csv = dir.path().join("predictions.csv");
-    train::write_predictions(&csv, &bundle, &evaluation).unwrap();
+    med_crossvit::eval::write_predictions(&csv, &bundle, &evaluation).unwrap();
     let text = std::fs::read_to_string(&csv).unwrap();
     let mut lines = text.lines();
     assert_eq!(
@@ -400,7 +403,7 @@ fn cross_validation_folds_keep_patients_apart() {
         .map(|r| r[column("prob_1")].parse().unwrap())
         .collect();
     let positive: Vec<bool> = rows.iter().map(|r| &r[column("label")] == "1").collect();
-    let pooled = med_crossvit::train::metrics::binary_auc(&scores, &positive).unwrap();
+    let pooled = med_crossvit::eval::metrics::binary_auc(&scores, &positive).unwrap();
     assert!(out.join("roc.png").is_file() && out.join("confusion.png").is_file());
     assert!(
         (cv["pooled"]["auc"].as_f64().unwrap() - pooled).abs() < 1e-6,
@@ -551,7 +554,7 @@ fn recomputing_layers_trains_like_the_ordinary_step() {
         s.grad_accumulation = accumulation;
         s.gradient_checkpointing = recompute;
         let mut r = request(data.clone(), s, out.clone());
-        r.model = train::ModelSpec::File(model.clone());
+        r.model = med_crossvit::run::ModelSpec::File(model.clone());
         train::train(&r, &device, &mut quiet()).unwrap();
         let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
         csv.lines()

@@ -21,7 +21,7 @@ if ! "$PYTHON" -c 'import torch' >/dev/null 2>&1; then
     exit 2
 fi
 
-$CARGO build --release --locked
+$CARGO build --release --locked --features cli
 target_dir=$($CARGO metadata --format-version 1 --no-deps --locked |
     "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 exec "$PYTHON" benches/torch/compare.py --bin "$target_dir/release/med-crossvit" "$@"

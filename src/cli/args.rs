@@ -3,7 +3,7 @@
 
 use clap::{Args, ValueEnum};
 use med_crossvit::data::{CohortColumns, MissingModality, Modalities, NormalizeMethod};
-use med_crossvit::train::Select;
+use med_crossvit::run::Select;
 
 /// The task, on the command line.
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -6,7 +6,7 @@ use clap::Args;
 use med_crossvit::RunError;
 use med_crossvit::bench::{self, BenchOptions};
 use med_crossvit::model::{GeneGroup, RnaTokenizer};
-use med_crossvit::train::{ModelSpec, check_model, resolve_model};
+use med_crossvit::run::{ModelSpec, check_model, resolve_model};
 
 use super::device;
 

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 use med_crossvit::data::{Cohort, CohortSummary, CohortTable, Outcome, ProblemReport, Unit};
-use med_crossvit::train::{self, DataSource, SurvivalSettings, Task, TrainSettings};
+use med_crossvit::run::{DataSource, SurvivalSettings, Task, TrainSettings};
+use med_crossvit::train;
 use serde::Serialize;
 
 use super::args::ColumnArgs;

@@ -99,7 +99,7 @@ fn list(text: &str) -> Vec<String> {
         .collect()
 }
 
-pub fn run(args: CohortArgs) -> Result<ExitCode, med_crossvit::Error> {
+pub fn run(args: CohortArgs) -> Result<ExitCode, gdc::GdcError> {
     let Source::Gdc(a) = args.source;
     let options = GdcOptions {
         value: match a.value {

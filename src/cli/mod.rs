@@ -48,17 +48,32 @@ enum Command {
     Report(report::ReportArgs),
 }
 
+/// Why a command failed: an error of training, evaluation or prediction, of a checkpoint
+/// import, or of a GDC download (each names what was wrong).
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// An error of a run (model, data, run folder).
+    #[error(transparent)]
+    Run(#[from] med_crossvit::Error),
+    /// A PyTorch checkpoint that cannot be imported.
+    #[error(transparent)]
+    Import(#[from] med_crossvit::interop::ImportError),
+    /// A GDC download that cannot be turned into a cohort.
+    #[error(transparent)]
+    Gdc(#[from] med_crossvit::cohort::gdc::GdcError),
+}
+
 /// Runs the parsed command.
-pub fn run(cli: Cli) -> Result<ExitCode, med_crossvit::Error> {
-    match cli.command {
-        Command::Check(args) => check::run(args),
-        Command::Cohort(args) => cohort::run(args),
-        Command::Synth(args) => synth::run(args),
-        Command::Train(args) => train::run(*args),
-        Command::Evaluate(args) => train::evaluate(args),
-        Command::Predict(args) => predict::predict(args),
-        Command::ImportTorch(args) => predict::import(args),
-        Command::Bench(args) => bench::run(args),
-        Command::Report(args) => report::run(args),
-    }
+pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    Ok(match cli.command {
+        Command::Check(args) => check::run(args)?,
+        Command::Cohort(args) => cohort::run(args)?,
+        Command::Synth(args) => synth::run(args)?,
+        Command::Train(args) => train::run(*args)?,
+        Command::Evaluate(args) => train::evaluate(args)?,
+        Command::Predict(args) => predict::predict(args)?,
+        Command::ImportTorch(args) => predict::import(args)?,
+        Command::Bench(args) => bench::run(args)?,
+        Command::Report(args) => report::run(args)?,
+    })
 }

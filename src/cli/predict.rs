@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 use med_crossvit::inference::predict_cohort;
 use med_crossvit::interop::import_torch_with;
-use med_crossvit::train::{self, OutputKind, check_output};
+use med_crossvit::run::{OutputKind, check_output};
 
 use super::device;
 use super::train::{ApplyArgs, report_skipped};
@@ -50,9 +50,9 @@ pub fn predict(args: PredictArgs) -> Result<ExitCode, med_crossvit::Error> {
             source: e,
         })?;
     }
-    train::write_predictions(&args.out, &bundle, &evaluation)?;
+    med_crossvit::eval::write_predictions(&args.out, &bundle, &evaluation)?;
     if args.apply.per_slide {
-        train::write_slide_predictions(&slides_out, &bundle, &evaluation)?;
+        med_crossvit::eval::write_slide_predictions(&slides_out, &bundle, &evaluation)?;
     }
     report_skipped(&evaluation);
     println!(
@@ -111,7 +111,7 @@ pub struct ImportArgs {
     force: bool,
 }
 
-pub fn import(args: ImportArgs) -> Result<ExitCode, med_crossvit::Error> {
+pub fn import(args: ImportArgs) -> Result<ExitCode, med_crossvit::interop::ImportError> {
     let device = device::parse("flex")?;
     let model = import_torch_with(
         &args.checkpoint,

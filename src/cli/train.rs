@@ -5,11 +5,12 @@ use std::process::ExitCode;
 
 use burn::tensor::Device;
 use clap::{Args, ValueEnum};
-use med_crossvit::data::{NormalizeMethod, TileOptions, Unit};
-use med_crossvit::train::{
-    self, DataSource, EvaluateRequest, ModelBundle, ModelSpec, Select, Task, TokenizerSpec,
-    TrainRequest, TrainSettings, TrainSummary,
+use med_crossvit::data::{BagSettings, NormalizeMethod, TileOptions, Unit};
+use med_crossvit::eval::EvaluateRequest;
+use med_crossvit::run::{
+    DataSource, ModelBundle, ModelSpec, Select, Task, TokenizerSpec, TrainSettings,
 };
+use med_crossvit::train::{self, TrainRequest, TrainSummary};
 
 use super::args::{
     ColumnArgs, MissingArg, ModalitiesArg, NormalizeArg, SelectArg, TaskArg, UnitArg,
@@ -27,6 +28,11 @@ pub enum TokenizerArg {
     PerGene,
     /// One token per signature group (needs --signatures).
     Pathways,
+}
+
+/// The library's default settings: the defaults of the options below (one source of truth).
+fn defaults() -> TrainSettings {
+    TrainSettings::default()
 }
 
 /// Options of `train`.
@@ -68,43 +74,43 @@ pub struct TrainArgs {
     #[arg(long)]
     signatures: Option<PathBuf>,
     /// Epochs.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = defaults().epochs)]
     epochs: usize,
     /// Bags per batch.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = defaults().batch_size)]
     batch_size: usize,
     /// Tiles per bag.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = defaults().bags.bag_size)]
     bag_size: usize,
     /// Most tiles sampled per bag source and epoch: per patient (from the union of its
     /// slides) with --unit patient, per slide with --unit slide.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = defaults().bags.max_patches_total)]
     max_patches_total: usize,
     /// Peak learning rate.
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = defaults().lr)]
     lr: f64,
     /// AdamW weight decay.
-    #[arg(long, default_value_t = 1e-2)]
+    #[arg(long, default_value_t = defaults().weight_decay)]
     weight_decay: f64,
     /// Warm-up epochs.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = defaults().warmup_epochs)]
     warmup_epochs: f64,
     /// Batches per optimizer step.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = defaults().grad_accumulation)]
     grad_accumulation: usize,
     /// Epochs without a better validation metric before stopping (0: never). The metric is
     /// val_auc for classification and val_c_index for survival (val_loss where undefined);
     /// it also chooses the best epoch.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = defaults().patience)]
     patience: usize,
     /// Patient-level stratified cross-validation folds.
     #[arg(long)]
     folds: Option<usize>,
     /// Fraction of patients for validation.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = defaults().val_fraction)]
     val_fraction: f64,
     /// Fraction of patients held out for testing.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = defaults().test_fraction)]
     test_fraction: f64,
     /// A splits CSV with train, val and test columns (slide or patient ids).
     #[arg(long, conflicts_with = "folds")]
@@ -137,7 +143,7 @@ pub struct TrainArgs {
     missing_modality: MissingArg,
     /// Probability that a complete training sample loses one modality for a step (each
     /// with half of it, never both).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = defaults().modality_dropout)]
     modality_dropout: f64,
     /// The modalities used: both, or one alone (a unimodal baseline on the same splits). rna
     /// reads no tile file (no --features needed; rows may lack a slide id when they have a
@@ -146,13 +152,13 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value = "both")]
     modalities: ModalitiesArg,
     /// Bootstrap resamples for the intervals of the final metrics (0: none).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = defaults().bootstrap)]
     bootstrap: usize,
     /// Risk groups of the log-rank test: 2 (median split) or 3 (tertiles).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = defaults().risk_groups)]
     risk_groups: usize,
     /// Random seed.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = defaults().seed)]
     seed: u64,
     /// Weight classes by inverse frequency.
     #[arg(long)]
@@ -161,19 +167,19 @@ pub struct TrainArgs {
     #[arg(long)]
     no_log: bool,
     /// Survival time column.
-    #[arg(long, default_value = "survival_months")]
+    #[arg(long, default_value_t = defaults().survival.time_column)]
     time_column: String,
     /// Censorship column (1 = censored).
-    #[arg(long, default_value = "censorship")]
+    #[arg(long, default_value_t = defaults().survival.censorship_column)]
     censorship_column: String,
     /// Survival time bins.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = defaults().survival.bins)]
     bins: usize,
     /// Weight of the uncensored term in the survival loss.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = defaults().survival.alpha)]
     alpha: f64,
     /// Loader threads.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = defaults().workers)]
     workers: usize,
     /// Recompute each layer in the backward pass and update its weights at once: about half
     /// the memory, one more forward pass per step.
@@ -217,7 +223,7 @@ fn settings(a: &TrainArgs) -> TrainSettings {
             TaskArg::Classification => Task::Classification,
             TaskArg::Survival => Task::Survival,
         },
-        survival: train::SurvivalSettings {
+        survival: med_crossvit::run::SurvivalSettings {
             time_column: a.time_column.clone(),
             censorship_column: a.censorship_column.clone(),
             bins: a.bins,
@@ -225,8 +231,10 @@ fn settings(a: &TrainArgs) -> TrainSettings {
         },
         epochs: a.epochs,
         batch_size: a.batch_size,
-        bag_size: a.bag_size,
-        max_patches_total: a.max_patches_total,
+        bags: BagSettings {
+            bag_size: a.bag_size,
+            max_patches_total: a.max_patches_total,
+        },
         lr: a.lr,
         weight_decay: a.weight_decay,
         warmup_epochs: a.warmup_epochs,
@@ -511,7 +519,7 @@ impl ApplyArgs {
 }
 
 /// Reports slides left out for missing files.
-pub fn report_skipped(evaluation: &train::Evaluation) {
+pub fn report_skipped(evaluation: &med_crossvit::eval::Evaluation) {
     if !evaluation.cohort.skipped().is_empty() {
         eprintln!(
             "skipped {} slide(s) whose tile file is missing",
@@ -535,22 +543,28 @@ pub struct EvaluateArgs {
 }
 
 pub fn evaluate(args: EvaluateArgs) -> Result<ExitCode, med_crossvit::Error> {
-    train::check_output(&args.out, train::OutputKind::Evaluation, args.force)?;
+    med_crossvit::run::check_output(
+        &args.out,
+        med_crossvit::run::OutputKind::Evaluation,
+        args.force,
+    )?;
     let (device, bundle, request) = args.apply.load(true)?;
     let evaluation = med_crossvit::progress::observe(super::progress::steps(), || {
-        train::evaluate(&bundle, &request, &device, false, None)
+        med_crossvit::eval::evaluate(&bundle, &request, &device, false, None)
     })?;
     std::fs::create_dir_all(&args.out).map_err(|e| med_crossvit::DataError::Io {
         path: args.out.clone(),
         source: e,
     })?;
     let metrics = evaluation.metrics.clone().unwrap_or_default();
-    train::write_metrics(&args.out, &metrics)?;
-    let predictions = args.out.join(train::files::PREDICTIONS_CSV);
-    train::write_predictions(&predictions, &bundle, &evaluation)?;
+    med_crossvit::eval::write_metrics(&args.out, &metrics)?;
+    let predictions = args.out.join(med_crossvit::run::files::PREDICTIONS_CSV);
+    med_crossvit::eval::write_predictions(&predictions, &bundle, &evaluation)?;
     if args.apply.per_slide {
-        train::write_slide_predictions(
-            &args.out.join(train::files::PREDICTIONS_SLIDES_CSV),
+        med_crossvit::eval::write_slide_predictions(
+            &args
+                .out
+                .join(med_crossvit::run::files::PREDICTIONS_SLIDES_CSV),
             &bundle,
             &evaluation,
         )?;
@@ -563,7 +577,9 @@ pub fn evaluate(args: EvaluateArgs) -> Result<ExitCode, med_crossvit::Error> {
         "{} patient(s), {} slide(s); wrote {} and {}",
         evaluation.predictions.patients.len(),
         evaluation.predictions.slides.len(),
-        args.out.join(train::files::METRICS_JSON).display(),
+        args.out
+            .join(med_crossvit::run::files::METRICS_JSON)
+            .display(),
         predictions.display()
     );
     Ok(ExitCode::SUCCESS)

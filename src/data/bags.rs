@@ -8,16 +8,17 @@ use serde::{Deserialize, Serialize};
 use super::DataError;
 use crate::util::seed::mix;
 
-/// How slides are cut into bags.
+/// How slides are cut into bags: the one home of these settings (a run's
+/// [`TrainSettings`](crate::run::TrainSettings) holds them, `config.json` keeps them beside
+/// the other training settings, the CLI takes its defaults from here).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct BagSettings {
     /// Tiles per bag. Default 50 (the original's `wsi_num_tiles`).
     pub bag_size: usize,
     /// Most tiles sampled from one bag source (a patient's pooled slides, or one slide) per
     /// training epoch. Default 2000.
     pub max_patches_total: usize,
-    /// Seed of the per-epoch sampling.
-    pub seed: u64,
 }
 
 impl Default for BagSettings {
@@ -25,7 +26,6 @@ impl Default for BagSettings {
         Self {
             bag_size: 50,
             max_patches_total: 2000,
-            seed: 0,
         }
     }
 }
@@ -119,7 +119,12 @@ pub struct BagSource {
 /// one smaller bag rather than none, so no patient drops out of training. The sample depends
 /// only on the seed, the epoch and the source's first slide, so runs are reproducible (and a
 /// one-slide source samples as that slide alone would).
-pub fn training_bags(sources: &[BagSource], settings: &BagSettings, epoch: u64) -> Vec<BagRef> {
+pub fn training_bags(
+    sources: &[BagSource],
+    settings: &BagSettings,
+    seed: u64,
+    epoch: u64,
+) -> Vec<BagRef> {
     let mut bags = Vec::new();
     for source in sources {
         let Some(&(first, _)) = source.slides.first() else {
@@ -130,7 +135,7 @@ pub fn training_bags(sources: &[BagSource], settings: &BagSettings, epoch: u64) 
             bags.push(BagRef::without_tiles(source.patient, first));
             continue;
         }
-        let mut rng = ChaCha8Rng::seed_from_u64(mix(settings.seed, epoch, first as u64));
+        let mut rng = ChaCha8Rng::seed_from_u64(mix(seed, epoch, first as u64));
         let m = total.min(settings.max_patches_total);
         let tiles: Vec<(usize, usize)> = sample(&mut rng, total, m)
             .into_iter()
@@ -243,10 +248,10 @@ mod tests {
         let settings = BagSettings {
             bag_size: 4,
             max_patches_total: 10,
-            seed: 3,
         };
+        let seed = 3;
         let sources = one_slide_sources(&[(0, 25), (1, 9), (2, 3)]);
-        let a = training_bags(&sources, &settings, 0);
+        let a = training_bags(&sources, &settings, seed, 0);
         // Slide 0: min(25, 10) = 10 tiles → 2 bags; slide 1: 9 → 2 bags; slide 2: 3 < 4 → 1.
         let per_slide: Vec<usize> = (0..3)
             .map(|s| a.iter().filter(|b| b.patient == s).count())
@@ -271,21 +276,17 @@ mod tests {
         assert_eq!(slide0.len(), 8);
         assert_eq!(
             a,
-            training_bags(&sources, &settings, 0),
+            training_bags(&sources, &settings, seed, 0),
             "same seed and epoch, same bags"
         );
         assert_ne!(
             a,
-            training_bags(&sources, &settings, 1),
+            training_bags(&sources, &settings, seed, 1),
             "a new epoch resamples"
         );
-        let other = BagSettings {
-            seed: 4,
-            ..settings
-        };
         assert_ne!(
             a,
-            training_bags(&sources, &other, 0),
+            training_bags(&sources, &settings, 4, 0),
             "a new seed resamples"
         );
     }
@@ -295,14 +296,13 @@ mod tests {
         let settings = BagSettings {
             bag_size: 5,
             max_patches_total: 1000,
-            seed: 1,
         };
         // Slides of 6 and 9 tiles: 15 tiles in all → 3 bags of 5 holding every tile once.
         let pool = [BagSource {
             patient: 0,
             slides: vec![(4, 6), (7, 9)],
         }];
-        let bags = training_bags(&pool, &settings, 0);
+        let bags = training_bags(&pool, &settings, 1, 0);
         assert_eq!(bags.len(), 3);
         let mut tiles: Vec<(usize, usize)> = bags.iter().flat_map(|b| b.tiles.clone()).collect();
         tiles.sort();
@@ -318,7 +318,7 @@ mod tests {
             max_patches_total: 10,
             ..settings
         };
-        assert_eq!(training_bags(&pool, &capped, 0).len(), 2);
+        assert_eq!(training_bags(&pool, &capped, 1, 0).len(), 2);
     }
 
     #[test]

@@ -7,23 +7,22 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::DataError;
+use crate::util::json::LoadError;
 
-/// Writes `value` as pretty JSON to `path`, through a temporary file renamed into place: a
-/// process killed while writing leaves the previous file (or none), never a truncated one
-/// that a later `--resume` would take for complete.
+/// Writes `value` as pretty JSON to `path` atomically ([`crate::util::json::save`]); a
+/// failure (a full disk) names the file asked for and leaves no temporary file behind.
 pub(crate) fn save_json<T: Serialize>(value: &T, path: &Path) -> Result<(), DataError> {
-    let text = serde_json::to_string_pretty(value).expect("plain data always serializes");
-    // A failure (a full disk) names the file the user asked for, and leaves no partial
-    // temporary file behind.
-    crate::util::atomic::write(path, (text + "\n").as_bytes()).map_err(|e| DataError::io(path, e))
+    crate::util::json::save(value, path).map_err(|e| DataError::io(path, e))
 }
 
 /// Reads a JSON file written by [`save_json`].
 pub(crate) fn load_json<T: DeserializeOwned>(path: &Path) -> Result<T, DataError> {
-    let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
-    serde_json::from_str(&text).map_err(|source| DataError::Json {
-        path: path.to_path_buf(),
-        source,
+    crate::util::json::load(path).map_err(|e| match e {
+        LoadError::Io(e) => DataError::io(path, e),
+        LoadError::Json(source) => DataError::Json {
+            path: path.to_path_buf(),
+            source,
+        },
     })
 }
 

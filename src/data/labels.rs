@@ -1,4 +1,5 @@
-//! [`LabelMap`]: class labels as written in the CSV ↔ class indices.
+//! [`LabelMap`]: class labels as written in the CSV ↔ class indices; [`TimeBins`]: the
+//! discrete time bins of survival labels.
 
 use std::path::Path;
 
@@ -91,6 +92,66 @@ impl LabelMap {
     }
 }
 
+/// Time-bin edges: bin `k` holds times in `[edges[k], edges[k + 1])`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeBins {
+    /// `bins + 1` increasing edges.
+    pub edges: Vec<f64>,
+}
+
+/// The `q`-quantile of sorted `values`, interpolating linearly (numpy's default, which pandas'
+/// `qcut` uses).
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let pos = q * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+impl TimeBins {
+    /// Bins at the quantiles of the uncensored times (`bins` of them; quartiles for 4), with
+    /// the outer edges widened to cover every time in `all_times`: the first edge is the
+    /// smallest time, the last is just above the largest.
+    ///
+    /// Returns `None` when there are no uncensored times, or when the quantiles do not give
+    /// `bins` distinct bins (too few distinct event times).
+    pub fn fit(uncensored: &[f64], all_times: &[f64], bins: usize) -> Option<Self> {
+        if uncensored.is_empty() || bins == 0 {
+            return None;
+        }
+        let mut sorted = uncensored.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let mut edges: Vec<f64> = (0..=bins)
+            .map(|k| quantile(&sorted, k as f64 / bins as f64))
+            .collect();
+        let min = all_times.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = all_times.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        edges[0] = edges[0].min(min);
+        edges[bins] = edges[bins].max(max) + 1e-6;
+        edges
+            .windows(2)
+            .all(|w| w[0] < w[1])
+            .then_some(Self { edges })
+    }
+
+    /// Number of bins.
+    pub fn len(&self) -> usize {
+        self.edges.len() - 1
+    }
+
+    /// Whether there is no bin.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bin of `time`; times outside the edges go to the first or last bin.
+    pub fn bin(&self, time: f64) -> usize {
+        let k = self.edges.partition_point(|&e| e <= time);
+        k.saturating_sub(1).min(self.len() - 1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +167,26 @@ mod tests {
         assert!(
             err.contains("s1") && err.contains("BRCA") && err.contains("LUAD, LUSC"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn bins_at_quartiles_with_widened_edges() {
+        // Uncensored 1..=9: quartiles 1, 3, 5, 7, 9; a censored time 12 widens the last edge.
+        let uncensored: Vec<f64> = (1..=9).map(f64::from).collect();
+        let mut all = uncensored.clone();
+        all.extend([12.0, 0.5]);
+        let bins = TimeBins::fit(&uncensored, &all, 4).unwrap();
+        assert_eq!(bins.edges[..4], [0.5, 3.0, 5.0, 7.0]);
+        assert!((bins.edges[4] - 12.0).abs() < 1e-5 && bins.edges[4] > 12.0);
+        assert_eq!(
+            [0.5, 2.9, 3.0, 6.99, 7.0, 12.0].map(|t| bins.bin(t)),
+            [0, 0, 1, 2, 3, 3]
+        );
+        assert_eq!(bins.bin(100.0), 3);
+        assert!(
+            TimeBins::fit(&[1.0, 1.0], &[1.0], 4).is_none(),
+            "too few distinct times"
         );
     }
 }

@@ -52,7 +52,7 @@ pub use csvfile::{SHOWN_CHARS, cut, cut_list};
 pub use dataset::{BagBatch, BagBatcher, BagItem, CohortDataset, Target};
 pub use error::{DataError, PatientMismatch};
 pub use h5::{COORDS_DATASET, FEATURE_DATASETS};
-pub use labels::LabelMap;
+pub use labels::{LabelMap, TimeBins};
 pub use loader::BagLoader;
 pub use normalize::{Normalization, NormalizeMethod};
 pub use patients::{MissingModality, Modalities, Patients, Unit};

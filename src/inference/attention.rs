@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 
 use crate::data::BagBatch;
+use crate::eval::to_rows;
 use crate::model::MedCrossViTOutput;
-use crate::train::to_rows;
 
 /// The attention of one slide: a score per tile (the RNA CLS token's cross-attention) and a
 /// score per gene (the WSI CLS token's cross-attention), both comparable across the slide's

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::error::Error;
+use crate::run::Error;
 
 /// Width and height of a heatmap PNG, in pixels.
 pub const HEATMAP_SIZE: (u32, u32) = (1000, 800);
@@ -97,9 +97,9 @@ pub fn draw_heatmap(
     coords: &[[f64; 2]],
     scores: &[f64],
 ) -> Result<(), Error> {
-    crate::train::plot::register_font();
+    crate::eval::plot::register_font();
     let root = BitMapBackend::new(path, HEATMAP_SIZE).into_drawing_area();
-    render(&root, title, coords, scores).map_err(|e| crate::train::plot::plot_error(path, &e))
+    render(&root, title, coords, scores).map_err(|e| crate::eval::plot::plot_error(path, &e))
 }
 
 /// Draws the heatmap onto `root` (of [`HEATMAP_SIZE`]); the error is the backend's, in words.
@@ -202,7 +202,7 @@ mod tests {
 
     /// How many pixels of the map (left of the colour bar) have `colour`.
     fn map_pixels(scores: &[f64], colour: RGBColor) -> usize {
-        crate::train::plot::register_font();
+        crate::eval::plot::register_font();
         let (w, h) = HEATMAP_SIZE;
         let mut buffer = vec![0u8; (w * h * 3) as usize];
         {

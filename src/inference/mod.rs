@@ -11,9 +11,11 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 
-use crate::data::DataError;
-use crate::error::Error;
-use crate::train::{EvaluateRequest, Evaluation, ModelBundle, evaluate};
+use crate::eval::evaluate;
+use crate::eval::{EvaluateRequest, Evaluation};
+use crate::run::Error;
+use crate::run::ModelBundle;
+use crate::run::RunFileError;
 
 /// What the attention export wrote for one slide.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,7 +40,7 @@ pub struct AttentionFiles {
 ///
 /// # Errors
 ///
-/// The errors of [`evaluate`]; [`DataError::Io`] naming an attention file that could not be
+/// The errors of [`evaluate`]; [`RunFileError::Io`] naming an attention file that could not be
 /// written.
 pub fn predict_cohort(
     bundle: &ModelBundle,
@@ -55,7 +57,7 @@ pub fn predict_cohort(
         Ok(())
     };
     let evaluation = evaluate(bundle, request, device, true, Some(&mut hook))?;
-    std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| RunFileError::io(dir)(e))?;
     let mut written = Vec::new();
     for (index, attention) in collector.into_slides() {
         let slide = evaluation.cohort.table().slides()[index].slide.clone();
@@ -79,7 +81,7 @@ pub fn predict_cohort(
                 None => text.push_str(&format!("{row},{score:.7e}\n")),
             }
         }
-        std::fs::write(&tiles_csv, text).map_err(|e| DataError::io(&tiles_csv, e))?;
+        std::fs::write(&tiles_csv, text).map_err(|e| RunFileError::io(&tiles_csv)(e))?;
 
         let genes_csv = dir.join(format!("{stem}.genes.csv"));
         let mut text = String::from("gene,score\n");
@@ -92,7 +94,7 @@ pub fn predict_cohort(
         for (name, score) in names.iter().zip(attention.gene_scores()) {
             text.push_str(&format!("{name},{score:.7e}\n"));
         }
-        std::fs::write(&genes_csv, text).map_err(|e| DataError::io(&genes_csv, e))?;
+        std::fs::write(&genes_csv, text).map_err(|e| RunFileError::io(&genes_csv)(e))?;
 
         let heatmap = match &coords {
             Some(c) => {

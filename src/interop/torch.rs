@@ -43,9 +43,9 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::Deserialize;
 
 use crate::data::{LabelMap, Normalization};
-use crate::error::Error;
 use crate::model::{MedCrossViT, MedCrossViTConfig, Pool};
-use crate::train::{RunConfig, files};
+use crate::run::Error;
+use crate::run::{RunConfig, files};
 
 /// The keyword arguments that built the original's model, with its names and defaults.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -194,6 +194,16 @@ pub enum ImportError {
         /// Its type.
         dtype: String,
     },
+    /// The model the checkpoint describes could not be built, or the model folder not
+    /// written (boxed, as the crate's other large errors).
+    #[error(transparent)]
+    Model(Box<Error>),
+}
+
+impl<E: Into<Error>> From<E> for ImportError {
+    fn from(e: E) -> Self {
+        Self::Model(Box::new(e.into()))
+    }
 }
 
 /// The original's key of our parameter `ours` (a dotted path with LayerNorm `gamma`/`beta`),
@@ -537,7 +547,7 @@ pub fn import_model(
     checkpoint: &Checkpoint,
     args: &OriginalArgs,
     device: &Device,
-) -> Result<MedCrossViT, Error> {
+) -> Result<MedCrossViT, ImportError> {
     let config = config_for(args, checkpoint)?;
     // Arguments that call for more weights than the checkpoint has values would fail on a
     // missing or misshapen tensor anyway; refusing them first keeps a typo such as
@@ -599,7 +609,7 @@ pub fn import_model(
 /// [`Normalization::save`] writes).
 ///
 /// `out` must be absent or an empty folder, and lie in no run or model folder (the rule of
-/// [`train::outputs`](crate::train::outputs)): an existing model is never replaced.
+/// [`train::outputs`](crate::run)): an existing model is never replaced.
 ///
 /// # Errors
 ///
@@ -612,7 +622,7 @@ pub fn import_torch(
     normalization: Option<&Path>,
     out: &Path,
     device: &Device,
-) -> Result<MedCrossViT, Error> {
+) -> Result<MedCrossViT, ImportError> {
     import_torch_with(checkpoint, args, normalization, out, false, device)
 }
 
@@ -629,8 +639,8 @@ pub fn import_torch_with(
     out: &Path,
     force: bool,
     device: &Device,
-) -> Result<MedCrossViT, Error> {
-    crate::train::check_output(out, crate::train::OutputKind::Model, force)?;
+) -> Result<MedCrossViT, ImportError> {
+    crate::run::check_output(out, crate::run::OutputKind::Model, force)?;
     let text = std::fs::read_to_string(args).map_err(|e| ImportError::Args {
         path: args.to_path_buf(),
         message: e.to_string(),
@@ -646,7 +656,7 @@ pub fn import_torch_with(
         Some(path) => {
             let n = Normalization::load(path)?;
             if n.mean.len() != config.rna_num_genes {
-                return Err(crate::error::RunError::ConfigMismatch {
+                return Err(crate::run::RunError::ConfigMismatch {
                     field: "rna_num_genes",
                     config: config.rna_num_genes,
                     data: n.mean.len(),
@@ -657,7 +667,7 @@ pub fn import_torch_with(
         }
         None => Normalization::identity_for(config.rna_num_genes),
     };
-    std::fs::create_dir_all(out).map_err(|e| crate::data::DataError::io(out, e))?;
+    std::fs::create_dir_all(out).map_err(|e| crate::run::RunFileError::io(out)(e))?;
     RunConfig::for_model(config.clone()).save(out)?;
     model.save_weights(out.join(crate::model::WEIGHTS_FILE))?;
     normalization.save(out.join(files::NORMALIZATION))?;

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::dropout::on_host;
+use super::device::on_host;
 
 /// Elements per parallel block.
 const BLOCK: usize = 1 << 15;

@@ -33,9 +33,9 @@ use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::activation::kernels;
-use super::dropout::apply_mask_keeping_bits;
+use super::elementwise as kernels;
 use super::fused::{len, owned};
+use super::mask::apply_mask_keeping_bits;
 use super::product::{View, product};
 
 /// The attention core, implemented for flex and for autodiff over flex.

@@ -9,10 +9,9 @@
 
 use burn::nn::Dropout;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
-use rayon::prelude::*;
 
-/// Elements per independently seeded block of a mask.
-const BLOCK: usize = 1 << 15;
+use super::device::{on_flex, on_host};
+use super::mask::{bernoulli_mask, splitmix};
 
 /// Applies `dropout` to `x`: active in training mode on an autodiff device, as Burn's
 /// [`Dropout::forward`], with the same distribution (each element kept with probability
@@ -64,25 +63,6 @@ pub(crate) fn keep_mask<const D: usize>(like: &Tensor<D>, keep: f64) -> Tensor<D
     Tensor::<D>::from_data(TensorData::new(mask, like.shape()), &device)
 }
 
-/// Whether `device` is the flex backend (plain or with autodiff), where the operations of
-/// [`fused`](super::fused) run.
-pub(crate) fn on_flex(device: &Device) -> bool {
-    device.clone().inner() == Device::flex()
-}
-
-/// Whether tensors on `device` live in host memory (the flex and ndarray backends).
-pub(crate) fn on_host(device: &Device) -> bool {
-    if on_flex(device) {
-        return true;
-    }
-    #[cfg(feature = "ndarray")]
-    #[allow(deprecated)]
-    if device.clone().inner() == Device::ndarray() {
-        return true;
-    }
-    false
-}
-
 /// One 64-bit seed from the device's generator (two uniform draws of 24 random bits each,
 /// plus their sum's bits for good measure).
 fn draw_seed(device: &Device) -> u64 {
@@ -95,86 +75,9 @@ fn draw_seed(device: &Device) -> u64 {
     splitmix(&mut (a << 32 | b))
 }
 
-/// `len` values, each `value` with probability `keep` and 0 otherwise, from `seed`.
-fn bernoulli_mask(len: usize, keep: f64, value: f32, seed: u64) -> Vec<f32> {
-    let mut mask = vec![1.0f32; len];
-    apply_mask(&mut mask, keep, value, seed);
-    mask
-}
-
-/// Multiplies each element of `xs` by `value` with probability `keep` and by 0 otherwise,
-/// drawing as [`bernoulli_mask`] does: element `i` of `xs` and of a mask from the same `seed`
-/// get the same draw.
-pub(crate) fn apply_mask(xs: &mut [f32], keep: f64, value: f32, seed: u64) {
-    let _ = apply_block_masks(xs, keep, value, seed, false);
-}
-
-/// [`apply_mask`], also returning the mask as bits (bit `i % 64` of word `i / 64` set where
-/// element `i` was kept) for [`apply_bits`] to apply again.
-pub(crate) fn apply_mask_keeping_bits(
-    xs: &mut [f32],
-    keep: f64,
-    value: f32,
-    seed: u64,
-) -> Vec<u64> {
-    apply_block_masks(xs, keep, value, seed, true)
-}
-
-/// Multiplies element `i` of `xs` by `value` where bit `i` of `bits` is set, by 0 elsewhere.
-pub(crate) fn apply_bits(xs: &mut [f32], bits: &[u64], value: f32) {
-    xs.par_chunks_mut(BLOCK)
-        .zip(bits.par_chunks(BLOCK / 64))
-        .for_each(|(out, words)| {
-            for (chunk, word) in out.chunks_mut(64).zip(words) {
-                for (i, slot) in chunk.iter_mut().enumerate() {
-                    *slot *= if word >> i & 1 == 1 { value } else { 0.0 };
-                }
-            }
-        });
-}
-
-/// The draws of [`apply_mask`], block by block, with the bits of the mask when asked.
-fn apply_block_masks(xs: &mut [f32], keep: f64, value: f32, seed: u64, bits: bool) -> Vec<u64> {
-    // P(draw < threshold) = threshold / 2^32 = keep (to 2^-32).
-    let threshold = (keep * 4_294_967_296.0).round().min(u32::MAX as f64) as u64;
-    let draw = |block: usize, out: &mut [f32], mut words: Option<&mut [u64]>| {
-        let mut state = seed ^ (block as u64).wrapping_mul(0xA24B_AED4_963E_E407);
-        for (p, pair) in out.chunks_mut(2).enumerate() {
-            let r = splitmix(&mut state);
-            for (k, (slot, draw)) in pair.iter_mut().zip([r & 0xFFFF_FFFF, r >> 32]).enumerate() {
-                let kept = draw < threshold;
-                *slot *= if kept { value } else { 0.0 };
-                if kept && let Some(words) = words.as_deref_mut() {
-                    let i = 2 * p + k;
-                    words[i / 64] |= 1 << (i % 64);
-                }
-            }
-        }
-    };
-    if !bits {
-        xs.par_chunks_mut(BLOCK)
-            .enumerate()
-            .for_each(|(block, out)| draw(block, out, None));
-        return Vec::new();
-    }
-    let mut words = vec![0u64; xs.len().div_ceil(64)];
-    xs.par_chunks_mut(BLOCK)
-        .zip(words.par_chunks_mut(BLOCK / 64))
-        .enumerate()
-        .for_each(|(block, (out, words))| draw(block, out, Some(words)));
-    words
-}
-
-/// SplitMix64 (Steele, Lea & Flood, 2014): advances `state` by the golden-ratio increment and
-/// returns its finalizer, which [`mix`](crate::util::seed::mix) applies.
-#[inline]
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    crate::util::seed::mix(*state, 0, 0)
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::mask::BLOCK;
     use super::*;
     use burn::nn::DropoutConfig;
 

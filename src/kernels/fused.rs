@@ -12,7 +12,7 @@
 //! - **softmax over the last dimension**: forward, the row kernel of
 //!   [`activation`](super::activation) in place; backward, one parallel pass per row
 //!   `grad ← y ⊙ (grad − Σ grad ⊙ y)` from the kept output `y`;
-//! - **dropout**: forward, the mask of [`dropout`](super::dropout) applied in the pass that
+//! - **dropout**: forward, the mask of [`mask`](super::mask) applied in the pass that
 //!   draws it and kept as one bit per element (a 32nd of an f32 mask); backward, one
 //!   parallel pass applying those bits.
 //!
@@ -33,8 +33,9 @@ use burn::nn::LayerNorm;
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::activation::kernels;
-use super::dropout::{apply_bits, apply_mask, apply_mask_keeping_bits, on_flex};
+use super::device::on_flex;
+use super::elementwise as kernels;
+use super::mask::{apply_bits, apply_mask, apply_mask_keeping_bits};
 
 /// Elements per parallel block.
 const BLOCK: usize = 1 << 14;

@@ -27,7 +27,7 @@ use burn::nn::Linear;
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::dropout::on_flex;
+use super::device::on_flex;
 use super::fused::{len, owned};
 use super::product::{View, product};
 

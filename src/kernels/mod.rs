@@ -20,9 +20,12 @@
 pub(crate) mod activation;
 pub(crate) mod adamw;
 pub(crate) mod attention;
+pub(crate) mod device;
 pub(crate) mod dropout;
+pub(crate) mod elementwise;
 pub(crate) mod fused;
 pub(crate) mod linear;
+pub(crate) mod mask;
 mod product;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -2,7 +2,8 @@
 
 use crate::kernels::activation::softmax_last;
 use crate::kernels::attention::{WeightDropout, attention};
-use crate::kernels::dropout::{active, dropout, on_flex};
+use crate::kernels::device::on_flex;
+use crate::kernels::dropout::{active, dropout};
 use crate::kernels::fused::layer_norm;
 use crate::kernels::linear::linear;
 use burn::config::Config;

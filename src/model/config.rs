@@ -5,7 +5,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::rna::RnaTokenizer;
-use crate::error::ConfigError;
+use crate::model::ConfigError;
 
 /// How a modality's tokens are pooled into the vector its head classifies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

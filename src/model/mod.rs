@@ -16,6 +16,7 @@ mod config;
 pub mod cost;
 mod cross;
 mod encoder;
+mod error;
 mod feedforward;
 mod head;
 mod io;
@@ -37,6 +38,7 @@ pub use cross::{
     ProjectInOutConfig,
 };
 pub use encoder::{BiModalEncoder, BiModalEncoderConfig, FusionBlock};
+pub use error::{ConfigError, InputError, LoadError, PersistError};
 pub use feedforward::{FeedForward, FeedForwardConfig};
 pub use head::{ClassifierHead, ClassifierHeadConfig};
 pub use io::{FusionAttention, MedCrossViTOutput, ModelInput};
@@ -89,8 +91,6 @@ impl Masks {
         (tiles, expression)
     }
 }
-
-use crate::error::{ConfigError, InputError};
 
 /// The Med-CrossViT model.
 ///

@@ -6,8 +6,8 @@ use std::path::Path;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::{Bytes, Device};
 
+use super::error::{LoadError, PersistError};
 use super::{MedCrossViT, MedCrossViTConfig};
-use crate::error::{Error, PersistError};
 use crate::util::atomic;
 
 /// Name of the configuration file in a model folder.
@@ -59,9 +59,9 @@ impl MedCrossViT {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for a missing or invalid `config.json`; [`PersistError`] for an
+    /// [`LoadError::Config`] for a missing or invalid `config.json`; [`PersistError`] for an
     /// unreadable weights file or one whose tensors do not fit the configuration.
-    pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self, Error> {
+    pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self, LoadError> {
         let dir = dir.as_ref();
         let config = MedCrossViTConfig::load(dir.join(CONFIG_FILE))?;
         Self::from_weights_file(&config, dir.join(WEIGHTS_FILE), device)
@@ -74,13 +74,13 @@ impl MedCrossViT {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for an invalid configuration; [`PersistError`] for a configuration
+    /// [`LoadError::Config`] for an invalid configuration; [`PersistError`] for a configuration
     /// too large for the file, an unreadable file, or tensors that do not fit.
     pub fn from_weights_file(
         config: &MedCrossViTConfig,
         weights: impl AsRef<Path>,
         device: &Device,
-    ) -> Result<Self, Error> {
+    ) -> Result<Self, LoadError> {
         let weights = weights.as_ref();
         check_weights_fit(config, weights)?;
         let mut model = config.init(device)?;

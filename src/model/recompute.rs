@@ -24,8 +24,8 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 
 use super::{Masks, MedCrossViT, ModelInput};
-use crate::error::InputError;
 use crate::kernels::fused::layer_norm;
+use crate::model::InputError;
 
 /// One piece of the forward pass, recomputed as a unit in the backward pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

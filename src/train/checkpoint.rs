@@ -12,22 +12,10 @@ use burn::store::burn_pack::Tensor as PackTensor;
 use burn::store::{BurnpackStore, ModuleAdapter, ModuleContext, ModuleSnapshot};
 use serde::{Deserialize, Serialize};
 
-use super::metrics::Metrics;
-use crate::error::{PersistError, RunError};
+use crate::eval::EpochRow;
 use crate::model::MedCrossViT;
-
-/// One row of `metrics.csv`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochRow {
-    /// Epoch, from 1.
-    pub epoch: usize,
-    /// Learning rate of the epoch's last optimizer step.
-    pub lr: f64,
-    /// Mean training loss over the epoch's bags.
-    pub train_loss: f64,
-    /// Validation metrics.
-    pub val: Metrics,
-}
+use crate::model::PersistError;
+use crate::run::RunError;
 
 /// The training loop's state after a complete epoch.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -2,21 +2,19 @@
 //! it, the splits (one, or the cross-validation folds) made, the run folder locked, each
 //! split fitted, and a cross-validation's pooled out-of-fold predictions written.
 
-use super::bundle::{RunConfig, files};
-use super::fit::write_json;
-use super::lock::RunLock;
-use super::metrics::Metrics;
 use super::parallel::Parallel;
 use super::plan::{self, Prepared, prepare, splits};
 use super::pooled::OutOfFold;
 use super::prepare::Fit;
-use super::settings::{Task, TrainSettings};
-use super::spec::{TokenizerSpec, apply_tokenizer, check_model, resolve_model};
 use super::trainer::fit_parallel;
 use super::{Event, FoldResult, TrainRequest, TrainSummary, is_run};
 use crate::data::{CohortColumns, DataError, Modalities, Split};
-use crate::error::{Error, RunError};
+use crate::eval::Metrics;
 use crate::model::MedCrossViTConfig;
+use crate::run::{
+    Error, RunConfig, RunError, RunFileError, RunLock, Task, TokenizerSpec, TrainSettings,
+    apply_tokenizer, check_model, files, resolve_model, save_json,
+};
 
 /// How a run is started: new, or resumed with its folder's lock (the writing process's) and
 /// `model` configuration, and `only` a fold when one fold is resumed.
@@ -163,7 +161,7 @@ fn resolve(
         prepared.cohort.feature_dim(),
         genes,
         prepared.labels.len(),
-        settings.bag_size,
+        settings.bags.bag_size,
     )?;
     let wsi_only = settings.modalities == Modalities::Wsi;
     if let Some(spec) = request.tokenizer.as_ref().filter(|_| !wsi_only) {
@@ -178,7 +176,7 @@ fn resolve(
             )));
         }
     }
-    check_model(&model, settings.bag_size)?;
+    check_model(&model, settings.bags.bag_size)?;
     Ok(model)
 }
 
@@ -218,7 +216,7 @@ fn fit_to_model(
 /// [`RunError::RunExists`] when another process has started the run since `train` first
 /// looked; the errors of [`RunLock::acquire`].
 fn lock_new_run(request: &TrainRequest) -> Result<RunLock, Error> {
-    std::fs::create_dir_all(&request.out).map_err(|e| DataError::io(&request.out, e))?;
+    std::fs::create_dir_all(&request.out).map_err(RunFileError::io(&request.out))?;
     let lock = RunLock::acquire(&request.out)?;
     // Another process may have started the run since `train` first looked.
     if is_run(&request.out) {
@@ -289,7 +287,7 @@ impl Run<'_> {
         let mut summary = TrainSummary::of(results, settings, finished);
         if self.folds.is_some() && finished && only.is_none() && parallel.group.is_writer() {
             summary.pooled = self.write_pooled(&out_of_fold)?;
-            write_json(&self.request.out.join(files::CV_JSON), &summary)?;
+            save_json(&summary, &self.request.out.join(files::CV_JSON))?;
         }
         Ok(summary)
     }

@@ -6,17 +6,15 @@ use std::path::PathBuf;
 
 use burn::tensor::Device;
 
-use super::bundle::files;
-use super::checkpoint::{EpochRow, LoopState};
-use super::fit::{classification_png, km_png, write_json};
-use super::metrics::Metrics;
-use super::predict::{Predictions, SurvivalEval, metrics, predict, with_intervals};
-use super::prepare::{Fit, FitData, evaluation_dataset};
-use super::settings::{Select, Task};
-use super::survival::TimeBins;
-use crate::data::Target;
-use crate::error::{Error, RunError};
+use super::checkpoint::LoopState;
+use super::prepare::{Fit, FitData, Inputs, evaluation_dataset};
+use crate::data::{Target, TimeBins};
+use crate::eval::{
+    EpochRow, Metrics, Predictions, SurvivalEval, classification_png, km_png, predict,
+    task_metrics as metrics, with_intervals,
+};
 use crate::model::MedCrossViT;
+use crate::run::{Error, RunError, Select, Task, files, save_json};
 
 /// What a fit ended with.
 #[derive(Debug, Clone)]
@@ -95,7 +93,7 @@ fn evaluate_kept(
         None,
     )?;
     let val = intervals(job, inputs, report.val.clone(), &predictions);
-    write_json(&out.join(files::METRICS_JSON), &val)?;
+    save_json(&val, &out.join(files::METRICS_JSON))?;
     plots(job, &inputs.targets, &predictions, &val)?;
     report.val = val;
     report.out_of_fold = Some((predictions, inputs.targets.clone(), inputs.bins.clone()));
@@ -122,7 +120,7 @@ fn test_metrics(
         job.prepared.labels.len(),
     )?;
     let m = intervals(job, inputs, m, &predictions);
-    write_json(&job.out.join(files::TEST_METRICS_JSON), &m)?;
+    save_json(&m, &job.out.join(files::TEST_METRICS_JSON))?;
     Ok(m)
 }
 
@@ -130,7 +128,7 @@ fn test_metrics(
 /// on the training patients.
 fn intervals(
     job: &Fit<'_>,
-    inputs: &super::prepare::Inputs,
+    inputs: &Inputs,
     m: Metrics,
     predictions: &Predictions,
 ) -> Metrics {

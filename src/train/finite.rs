@@ -6,10 +6,10 @@ use std::path::Path;
 
 use burn::data::dataset::Dataset;
 
-use super::predict::{Predictions, non_finite_patients};
-use super::settings::TrainSettings;
+use crate::eval::{Predictions, non_finite_patients};
 use crate::data::{CohortDataset, CohortTable, Modalities, Normalization};
-use crate::error::{Error, NotFinite, RunError};
+use crate::run::TrainSettings;
+use crate::run::{Error, NotFinite, RunError};
 
 /// Expression values the model is built for lie within a few units of 0 (z-scores): beyond
 /// this the likely cause of a non-finite loss is the scale of the input.

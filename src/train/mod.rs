@@ -4,66 +4,36 @@
 //! [`train`] is what `med-crossvit train` runs; [`resume`] continues a run folder;
 //! [`evaluate`] applies a run folder to a cohort. Progress is reported through [`Event`]s.
 
-mod bundle;
 mod checkpoint;
 mod cv;
-mod evaluate;
 mod finish;
 mod finite;
-mod fit;
-mod lock;
-mod loss;
-pub mod metrics;
 #[cfg(feature = "mpi")]
 pub mod mpi;
-pub mod outputs;
 pub mod parallel;
 mod plan;
-pub(crate) mod plot;
 mod pooled;
-mod predict;
 mod prepare;
 mod resume;
 mod saved;
 mod schedule;
-mod settings;
-mod spec;
 mod step;
-pub mod survival;
 mod trainer;
+mod validate;
 
-pub use bundle::{DataSource, ModelBundle, RunConfig, files};
-pub use checkpoint::{EpochRow, LoopState, PAUSE_MARKER_VAR, PAUSE_VAR};
-pub use evaluate::{
-    EvaluateRequest, Evaluation, evaluate, write_metrics, write_predictions,
-    write_slide_predictions,
-};
+pub use checkpoint::{LoopState, PAUSE_MARKER_VAR, PAUSE_VAR};
 pub use finite::POISON_VAR;
 pub use finish::FitReport;
 pub use prepare::Fit;
 pub use trainer::{fit, fit_parallel};
-pub use lock::{LOCK_FILE, RunLock};
-pub use loss::{batch_loss, inverse_frequency};
-pub use metrics::Metrics;
-pub use outputs::{OutputKind, check_output, enclosing_run_folder, is_run_folder};
 pub use parallel::{Alone, Parallel, ProcessGroup};
 pub use plan::{
     Outcomes, PLACEHOLDER_GENES, Prepared, check_cohort, fit_normalization, prepare, splits,
     targets,
 };
 pub use pooled::OutOfFold;
-pub(crate) use predict::to_rows;
-pub use predict::{
-    BatchHook, PatientPrediction, Predictions, SlidePrediction, SurvivalEval,
-    metrics as task_metrics, patient_predictions, predict, survival_at, with_intervals,
-};
 pub use resume::{Relocation, resume, resume_parallel, resume_relocated};
 pub use schedule::learning_rate;
-pub use settings::{Select, SurvivalSettings, Task, TrainSettings};
-pub use spec::{
-    ModelSpec, PRESETS, RNA_ONLY_WSI_DIM, TokenizerSpec, apply_tokenizer, check_model,
-    resolve_model,
-};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -72,7 +42,11 @@ use burn::tensor::Device;
 use serde::Serialize;
 
 use crate::data::CohortColumns;
-use crate::error::{Error, RunError};
+use crate::eval::{EpochRow, Metrics};
+use crate::run::{
+    DataSource, Error, ModelSpec, OutputKind, RunError, RunLock, Select, TokenizerSpec,
+    TrainSettings, check_output, files,
+};
 
 /// Progress of a training run.
 #[derive(Debug)]

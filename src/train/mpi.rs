@@ -13,7 +13,7 @@ use mpi::topology::SimpleCommunicator;
 use mpi::traits::{Communicator, CommunicatorCollectives};
 
 use super::parallel::ProcessGroup;
-use crate::error::{Error, RunError};
+use crate::run::{Error, RunError};
 
 /// The world of an MPI job. MPI is finalized when it is dropped.
 pub struct MpiGroup {

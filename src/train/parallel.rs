@@ -16,8 +16,8 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::error::Error;
 use crate::model::MedCrossViT;
+use crate::run::Error;
 
 /// `n` items cut into `parts` contiguous shares in order, the first `n % parts` one larger
 /// (a share may be empty when `n < parts`).
@@ -273,7 +273,7 @@ pub fn unflatten(
 ///
 /// # Errors
 ///
-/// [`RunError::Distributed`](crate::error::RunError::Distributed) naming the first rank
+/// [`RunError::Distributed`](crate::run::RunError::Distributed) naming the first rank
 /// that differs; a failure of the transport.
 pub fn check_same_weights(model: &MedCrossViT, group: &dyn ProcessGroup) -> Result<(), Error> {
     struct Fingerprint(f64, f64);
@@ -302,7 +302,7 @@ pub fn check_same_weights(model: &MedCrossViT, group: &dyn ProcessGroup) -> Resu
         .collect();
     let all = group.all_gather(&bytes)?;
     if let Some(rank) = all.iter().position(|b| *b != all[0]) {
-        return Err(crate::error::RunError::Distributed {
+        return Err(crate::run::RunError::Distributed {
             message: format!(
                 "rank {rank} starts from other weights than rank 0: every rank must run the \
                  same build on the same kind of device with the same settings"
@@ -322,8 +322,8 @@ mod nccl {
     use burn::tensor::{Device, Tensor};
 
     use super::{Layout, Reducer, flat_tensor, from_flat_tensor};
-    use crate::error::Error;
     use crate::model::MedCrossViT;
+    use crate::run::Error;
 
     /// All-reduces each device's flattened gradients with NCCL.
     pub(super) struct Nccl {

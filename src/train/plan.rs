@@ -3,16 +3,16 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::bundle::DataSource;
-use super::settings::{Task, TrainSettings};
-use super::survival::TimeBins;
+use crate::data::TimeBins;
 use crate::data::{
     Cohort, CohortCheck, CohortColumns, CohortTable, DataError, LabelMap, MissingModality,
     Modalities, Normalization, Outcome, Patients, ProblemKind, ScaleReport, Split, Target,
     TileOptions, by_fractions, check_patients, from_csv, kfold, parse_finite, scale_report,
-    some_modality, split_files, validate,
+    split_files, validate,
 };
-use crate::error::Error;
+use crate::run::DataSource;
+use crate::run::Error;
+use crate::run::{Task, TrainSettings};
 
 /// Per-patient outcome as read from the CSV.
 #[derive(Debug, Clone)]
@@ -70,7 +70,7 @@ pub fn check_cohort(
         settings.modalities,
     );
     if settings.modalities != Modalities::Rna && source.features_dir.as_os_str().is_empty() {
-        check.problems.push(no_features());
+        check.problems.push(crate::eval::no_features());
     }
     if let (Some(cohort), Outcome::Survival { .. }, true) =
         (&check.cohort, &check.outcome, check.problems.is_empty())
@@ -168,16 +168,6 @@ pub fn prepare(
     })
 }
 
-/// The error of a run that uses tiles but was given no features folder.
-pub(crate) fn no_features() -> DataError {
-    DataError::Setting {
-        setting: "features",
-        message: "no features folder given: --features DIR is needed unless the model uses \
-                  expression alone (--modalities rna)"
-            .into(),
-    }
-}
-
 impl Prepared {
     /// The same cohort, for a run on expression alone, with bags serving tiles of width
     /// `wsi_dim` (the model's; see [`Cohort::without_tiles`]). Other runs are unchanged.
@@ -239,18 +229,19 @@ pub fn cost_of(
     settings: &TrainSettings,
 ) -> crate::model::cost::TrainingCost {
     let sources = |slides: &[usize]| {
-        super::fit::usable_sources(&prepared.cohort, &prepared.patients, slides, settings)
-    };
-    let bag_settings = crate::data::BagSettings {
-        bag_size: settings.bag_size,
-        max_patches_total: settings.max_patches_total,
-        seed: settings.seed,
+        crate::eval::usable_sources(&prepared.cohort, &prepared.patients, slides, settings)
     };
     let inputs = crate::model::cost::CostInputs {
         batch: settings.batch_size,
-        bag_size: settings.bag_size,
-        train_bags: crate::data::training_bags(&sources(&split.train), &bag_settings, 0).len(),
-        val_bags: crate::data::evaluation_bags(&sources(&split.val), settings.bag_size).len(),
+        bag_size: settings.bags.bag_size,
+        train_bags: crate::data::training_bags(
+            &sources(&split.train),
+            &settings.bags,
+            settings.seed,
+            0,
+        )
+        .len(),
+        val_bags: crate::data::evaluation_bags(&sources(&split.val), settings.bags.bag_size).len(),
         gradient_checkpointing: settings.gradient_checkpointing,
     };
     crate::model::cost::training_cost(model, &inputs)
@@ -259,24 +250,6 @@ pub fn cost_of(
 /// The number of genes of the model's RNA input in a run on tiles alone: one, always zero and
 /// marked missing.
 pub const PLACEHOLDER_GENES: usize = 1;
-
-/// Checks that every patient has tiles or expression (with missing modalities allowed, one
-/// may lack either, not both): [`some_modality`]. A run on one modality alone leaves out the
-/// patients that lack it (see `usable_sources`), so it is not checked.
-///
-/// # Errors
-///
-/// [`DataError::Setting`] naming the patients with neither.
-pub(crate) fn check_some_modality(
-    cohort: &Cohort,
-    patients: &Patients,
-    modalities: Modalities,
-) -> Result<(), DataError> {
-    if modalities != Modalities::Both {
-        return Ok(());
-    }
-    some_modality(cohort, patients)
-}
 
 /// Time bins from the uncensored patients among `patients` (indices into `pairs`, one time
 /// per patient), covering every time of the cohort.

@@ -4,15 +4,17 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::evaluate::{output_cells, output_header, write_csv};
-use super::predict::{
-    PatientPrediction, Predictions, SurvivalEval, metrics, outcome_pairs, with_intervals,
-};
-use super::settings::TrainSettings;
-use super::survival::TimeBins;
-use super::{Metrics, plan::Prepared};
+use super::plan::Prepared;
 use crate::data::Target;
-use crate::error::Error;
+use crate::data::TimeBins;
+use crate::eval::Metrics;
+use crate::eval::{
+    PatientPrediction, Predictions, SurvivalEval, outcome_pairs, task_metrics as metrics,
+    with_intervals,
+};
+use crate::eval::{output_cells, output_header, write_csv};
+use crate::run::Error;
+use crate::run::TrainSettings;
 
 /// Each validation patient of every fold, with its fold: every patient once (folds validate
 /// disjoint patients).
@@ -56,10 +58,10 @@ impl OutOfFold {
     ///
     /// # Errors
     ///
-    /// [`DataError::Io`](crate::data::DataError::Io) naming the PNG.
+    /// [`RunFileError::Io`](crate::run::RunFileError::Io) naming the PNG.
     pub fn km_png(&self, path: &Path, settings: &TrainSettings) -> Result<(), Error> {
         let patients: Vec<PatientPrediction> = self.rows.iter().map(|(_, p)| p.clone()).collect();
-        super::fit::km_png(
+        crate::eval::km_png(
             path,
             &patients,
             &self.targets,
@@ -72,7 +74,7 @@ impl OutOfFold {
     ///
     /// # Errors
     ///
-    /// [`DataError::Io`](crate::data::DataError::Io) naming the PNG.
+    /// [`RunFileError::Io`](crate::run::RunFileError::Io) naming the PNG.
     pub fn classification_png(
         &self,
         dir: &Path,
@@ -80,7 +82,7 @@ impl OutOfFold {
         pooled: &Metrics,
     ) -> Result<(), Error> {
         let patients: Vec<PatientPrediction> = self.rows.iter().map(|(_, p)| p.clone()).collect();
-        super::fit::classification_png(
+        crate::eval::classification_png(
             dir,
             &patients,
             &self.targets,
@@ -100,7 +102,7 @@ impl OutOfFold {
     ///
     /// # Errors
     ///
-    /// [`RunError::NonFinitePredictions`](crate::error::RunError::NonFinitePredictions) when
+    /// [`RunError::NonFinitePredictions`](crate::run::RunError::NonFinitePredictions) when
     /// a pooled prediction is not finite.
     pub fn metrics(&self, settings: &TrainSettings, classes: usize) -> Result<Metrics, Error> {
         let pooled = Predictions {
@@ -138,7 +140,7 @@ impl OutOfFold {
     ///
     /// # Errors
     ///
-    /// [`DataError::Io`](crate::data::DataError::Io) naming the file.
+    /// [`RunFileError::Io`](crate::run::RunFileError::Io) naming the file.
     pub fn write_csv(
         &self,
         path: &Path,

@@ -10,21 +10,17 @@ use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 
 use super::Event;
-use super::bundle::{DataSource, RunConfig, files};
 use super::checkpoint::{self, LoopState};
-use super::fit::usable_sources;
-use super::loss::inverse_frequency;
 use super::plan::{self, Prepared};
 use super::saved::{SavedJob, saved};
-use super::settings::{Task, TrainSettings};
-use super::survival::TimeBins;
 use crate::data::{
-    BagSettings, BagSource, CohortColumns, CohortDataset, DataError, Normalization, Split, Target,
+    BagSource, CohortColumns, CohortDataset, Normalization, Split, Target, TimeBins,
     evaluation_bags, training_bags, write_split_csv,
 };
-use crate::error::Error;
+use crate::eval::{inverse_frequency, usable_sources};
 use crate::kernels::adamw::{GradientWatch, adamw_watched};
 use crate::model::{MedCrossViT, MedCrossViTConfig};
+use crate::run::{DataSource, Error, RunConfig, RunFileError, Task, TrainSettings, files};
 
 /// One split to fit into one run folder.
 #[derive(Debug, Clone)]
@@ -65,8 +61,6 @@ pub(super) struct Inputs {
 pub(super) struct FitData {
     /// Targets, normalization and time bins.
     pub inputs: Inputs,
-    /// How the training bags of each epoch are drawn.
-    pub bag_settings: BagSettings,
     /// The training patients' bag sources.
     pub train_sources: Vec<BagSource>,
     /// The training dataset; each epoch replaces its bags.
@@ -92,7 +86,7 @@ pub(super) struct Start {
 
 /// The error closure for I/O on `path`.
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |e| DataError::io(path, e).into()
+    move |e| RunFileError::io(path)(e).into()
 }
 
 /// The checkpoint a fit continues from: the folder's current one when resuming.
@@ -211,11 +205,6 @@ pub(super) fn datasets(
     events: &mut dyn FnMut(Event<'_>),
 ) -> Result<FitData, Error> {
     let (prepared, settings) = (job.prepared, job.settings);
-    let bag_settings = BagSettings {
-        bag_size: settings.bag_size,
-        max_patches_total: settings.max_patches_total,
-        seed: settings.seed,
-    };
     let cohort = &prepared.cohort;
     let patients = &prepared.patients;
     let sources = |slides: &[usize]| usable_sources(cohort, patients, slides, settings);
@@ -241,15 +230,19 @@ pub(super) fn datasets(
             .with_modalities(settings.modalities),
         )
     };
-    let train_base = dataset(training_bags(&train_sources, &bag_settings, 0))?;
+    let train_base = dataset(training_bags(
+        &train_sources,
+        &settings.bags,
+        settings.seed,
+        0,
+    ))?;
     let val_dataset = Arc::new(dataset(evaluation_bags(
         &sources(&job.split.val),
-        settings.bag_size,
+        settings.bags.bag_size,
     ))?);
     let class_weights = class_weights(&train_base, &inputs.targets, job);
     Ok(FitData {
         inputs,
-        bag_settings,
         train_sources,
         train_base,
         val_dataset,
@@ -282,7 +275,7 @@ pub(super) fn evaluation_dataset(
         CohortDataset::new(
             prepared.cohort.clone(),
             prepared.patients.clone(),
-            evaluation_bags(&sources, settings.bag_size),
+            evaluation_bags(&sources, settings.bags.bag_size),
             &inputs.normalization,
             inputs.targets.clone(),
         )?

@@ -5,12 +5,13 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 
-use super::bundle::{RunConfig, files};
-use super::lock::RunLock;
 use super::parallel::Parallel;
 use super::cv::{Resumed, train_splits};
-use super::{Event, ModelSpec, TrainRequest, TrainSummary, is_run};
-use crate::error::{Error, RunError};
+use super::{Event, TrainRequest, TrainSummary, is_run};
+use crate::run::RunLock;
+use crate::run::{DataSource, ModelSpec};
+use crate::run::{Error, RunError};
+use crate::run::{RunConfig, files};
 
 /// Continues the run in `out` from its last complete epoch, with the settings it was
 /// started with; it ends where the uninterrupted run would have.
@@ -65,7 +66,7 @@ pub struct Relocation {
 ///
 /// # Errors
 ///
-/// As [`resume_parallel`]; [`DataError::Io`](crate::data::DataError::Io) naming a `config.json` that cannot be written.
+/// As [`resume_parallel`]; [`RunFileError::Io`](crate::run::RunFileError::Io) naming a `config.json` that cannot be written.
 pub fn resume_relocated(
     out: &Path,
     relocation: &Relocation,
@@ -121,7 +122,7 @@ pub fn resume_relocated(
 
 /// Writes `data` into the `config.json` of the run `root` and of each of its `folds` that
 /// has one.
-fn record_data(root: &Path, folds: Option<usize>, data: &super::DataSource) -> Result<(), Error> {
+fn record_data(root: &Path, folds: Option<usize>, data: &DataSource) -> Result<(), Error> {
     let mut dirs = vec![root.to_path_buf()];
     if let Some(n) = folds {
         dirs.extend(

@@ -3,13 +3,13 @@
 
 use std::path::Path;
 
-use super::bundle::{RunConfig, check_companions, files};
 use super::plan::Prepared;
-use super::settings::TrainSettings;
-use super::survival::TimeBins;
+use crate::data::TimeBins;
 use crate::data::{DataError, LabelMap, Normalization};
-use crate::error::Error;
 use crate::model::MedCrossViTConfig;
+use crate::run::Error;
+use crate::run::TrainSettings;
+use crate::run::{RunConfig, check_companions, files};
 
 /// The parts of a fit that its saved files must agree with.
 pub(super) struct SavedJob<'a> {

@@ -1,6 +1,6 @@
 //! The learning-rate schedule: linear warm-up, then cosine decay to zero.
 
-use super::settings::TrainSettings;
+use crate::run::TrainSettings;
 
 /// The batches and optimizer steps of a fit, and the learning rate at each step.
 #[derive(Debug, Clone, Copy)]

@@ -12,12 +12,11 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::finite::poisoned;
-use super::loss::batch_loss;
 use super::parallel::{Parallel, ProcessGroup, Reducer, shares};
-use super::settings::TrainSettings;
 use crate::data::{BagBatcher, BagItem};
-use crate::error::Error;
+use crate::eval::batch_loss;
 use crate::model::MedCrossViT;
+use crate::run::{Error, TrainSettings};
 
 /// Where a batch's gradients are computed and how they are combined.
 pub(super) struct Replicas<'a> {

@@ -26,23 +26,20 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use super::bundle::files;
-use super::checkpoint::{self, EpochRow, LoopState};
+use super::Event;
+use super::checkpoint::{self, LoopState};
 use super::finish::{FitReport, finish};
 use super::finite::{Place, check_validation, likely_cause};
-use super::loss::batch_loss;
-use super::metrics::Metrics;
 use super::parallel::{Parallel, check_same_weights, shares};
-use super::predict::{metrics, predict_parallel};
 use super::prepare::{self, Fit, FitData};
 use super::schedule::Schedule;
-use super::settings::{Select, Task, TrainSettings};
 use super::step::{Replicas, batch_items};
-use super::{Event, plot};
+use super::validate::predict_parallel;
 use crate::data::{BagBatcher, BagItem, BagLoader, CohortDataset, mix_seed, training_bags};
-use crate::error::Error;
+use crate::eval::{EpochRow, Metrics, batch_loss, plot, task_metrics as metrics};
 use crate::kernels::adamw::GradientWatch;
 use crate::model::MedCrossViT;
+use crate::run::{Error, Select, Task, TrainSettings, files};
 
 /// Fits one split. See the module documentation.
 ///
@@ -210,7 +207,12 @@ impl<'a> Trainer<'a> {
             .main()
             .seed(mix_seed(settings.seed, epoch as u64, 2));
         let data = &self.data;
-        let bags = training_bags(&data.train_sources, &data.bag_settings, epoch as u64);
+        let bags = training_bags(
+            &data.train_sources,
+            &settings.bags,
+            settings.seed,
+            epoch as u64,
+        );
         let mut order: Vec<usize> = (0..bags.len()).collect();
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix_seed(
             settings.seed,
@@ -527,5 +529,5 @@ fn write_metrics_csv(
     }
     let path = out.join(files::METRICS_CSV);
     crate::util::atomic::write(&path, text.as_bytes())
-        .map_err(|e| crate::error::PersistError::io(&path)(e).into())
+        .map_err(|e| crate::model::PersistError::io(&path)(e).into())
 }

@@ -6,7 +6,8 @@ use std::process::{Command, Output};
 
 use med_crossvit::MedCrossViTConfig;
 use med_crossvit::data::{CohortColumns, SynthOptions, write_synthetic_cohort};
-use med_crossvit::train::{DataSource, ModelSpec, TrainRequest, TrainSettings};
+use med_crossvit::run::{DataSource, ModelSpec, TrainSettings};
+use med_crossvit::train::TrainRequest;
 
 /// The crate's folder, read when the test runs: the test binaries may have been built from
 /// another checkout sharing the target folder (CI reuses one), so the compile-time

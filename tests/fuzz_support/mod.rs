@@ -21,7 +21,7 @@ use med_crossvit::data::{
     read_signatures, write_synthetic_cohort, write_tile_file,
 };
 use med_crossvit::interop::import_torch;
-use med_crossvit::train::{ModelBundle, RunConfig, files};
+use med_crossvit::run::{ModelBundle, RunConfig, files};
 
 use mutate::{Rng, mutate_bytes, mutate_text};
 

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use burn::tensor::Device;
-use med_crossvit::train::{self, DataSource, ModelSpec, TrainSettings};
+use med_crossvit::run::{DataSource, ModelSpec, TrainSettings};
+use med_crossvit::train;
 use serde_json::{Value, json};
 
 use super::common;
@@ -29,8 +30,10 @@ pub fn tiny_settings(epochs: usize) -> TrainSettings {
     TrainSettings {
         epochs,
         batch_size: 4,
-        bag_size: 4,
-        max_patches_total: 8,
+        bags: med_crossvit::data::BagSettings {
+            bag_size: 4,
+            max_patches_total: 8,
+        },
         lr: 1e-3,
         warmup_epochs: 0.5,
         patience: 0,

@@ -5,15 +5,15 @@ use std::sync::Arc;
 
 use burn::tensor::Device;
 
-use super::bundle::{ModelBundle, files};
 use super::metrics::Metrics;
 use super::predict::{BatchHook, Predictions, metrics, predict};
-use super::settings::{Task, TrainSettings};
 use crate::data::{
     Cohort, CohortDataset, CohortTable, DataError, LabelMap, MissingModality, Modalities, Patients,
     Target, TileOptions, evaluation_bags, parse_finite,
 };
-use crate::error::Error;
+use crate::run::Error;
+use crate::run::{ModelBundle, RunFileError, files};
+use crate::run::{Task, TrainSettings};
 
 /// A cohort to run a model folder on.
 #[derive(Debug, Clone)]
@@ -179,16 +179,16 @@ pub fn evaluate(
     let cohort = if modalities == Modalities::Rna {
         Cohort::without_tiles(table, wsi_dim)
     } else if tiles.features_dir.as_os_str().is_empty() {
-        return Err(super::plan::no_features().into());
+        return Err(super::no_features().into());
     } else {
         Cohort::open(table, &tiles)?
     };
     let cohort = Arc::new(cohort);
     cohort.check_feature_dim(wsi_dim)?;
-    super::plan::check_some_modality(&cohort, &patients, modalities)?;
+    super::check_some_modality(&cohort, &patients, modalities)?;
     let settings = &bundle.config.training;
-    let sources = super::fit::usable_sources(&cohort, &patients, &cohort.members(), settings);
-    let bags = evaluation_bags(&sources, settings.bag_size);
+    let sources = super::usable_sources(&cohort, &patients, &cohort.members(), settings);
+    let bags = evaluation_bags(&sources, settings.bags.bag_size);
     let dataset = Arc::new(
         CohortDataset::new(
             cohort.clone(),
@@ -320,16 +320,16 @@ pub(crate) fn write_csv(
     rows: impl IntoIterator<Item = Vec<String>>,
 ) -> Result<(), Error> {
     let mut writer = csv::Writer::from_writer(Vec::new());
-    let io = |e: csv::Error| -> Error { DataError::io(path, std::io::Error::other(e)).into() };
+    let io = |e: csv::Error| -> Error { RunFileError::io(path)(std::io::Error::other(e)).into() };
     for row in rows {
         writer.write_record(&row).map_err(io)?;
     }
     let bytes = writer
         .into_inner()
-        .map_err(|e| DataError::io(path, e.into_error()))?;
+        .map_err(|e| RunFileError::io(path)(e.into_error()))?;
     let text = String::from_utf8(bytes).expect("cells are UTF-8 text");
     crate::util::atomic::write(path, text.as_bytes())
-        .map_err(|e| crate::error::PersistError::io(path)(e).into())
+        .map_err(|e| crate::model::PersistError::io(path)(e).into())
 }
 
 /// Writes `predictions.csv`: one row per patient, the patient id under the CSV's patient
@@ -342,7 +342,7 @@ pub(crate) fn write_csv(
 ///
 /// # Errors
 ///
-/// [`DataError::Io`] naming the file.
+/// [`RunFileError::Io`] naming the file.
 pub fn write_predictions(
     path: &Path,
     bundle: &ModelBundle,
@@ -387,7 +387,7 @@ pub fn write_predictions(
 ///
 /// # Errors
 ///
-/// [`DataError::Io`] naming the file.
+/// [`RunFileError::Io`] naming the file.
 pub fn write_slide_predictions(
     path: &Path,
     bundle: &ModelBundle,
@@ -432,7 +432,10 @@ pub fn write_slide_predictions(
 ///
 /// # Errors
 ///
-/// [`DataError::Io`] naming the file.
+/// [`RunFileError::Io`] naming the file.
 pub fn write_metrics(dir: &Path, metrics: &Metrics) -> Result<(), Error> {
-    super::fit::write_json(&dir.join(files::METRICS_JSON), metrics)
+    Ok(crate::run::save_json(
+        metrics,
+        &dir.join(files::METRICS_JSON),
+    )?)
 }

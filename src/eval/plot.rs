@@ -6,11 +6,11 @@ use std::sync::Once;
 
 use plotters::prelude::*;
 
-use super::bundle::files;
-use super::checkpoint::EpochRow;
-use super::settings::{Task, TrainSettings};
+use super::metrics::{EpochRow, Metrics};
 use crate::data::DataError;
-use crate::error::Error;
+use crate::run::Error;
+use crate::run::files;
+use crate::run::{Task, TrainSettings};
 
 /// A picture that could not be drawn or written, as an error naming the PNG (its final
 /// name, not the temporary one it is drawn into) with the operating system's reason: "No
@@ -487,6 +487,59 @@ pub fn classification_plots(
         root.present().map_err(|e| fail(tmp, &e))?;
         Ok(())
     })
+}
+
+/// Draws `roc.png` and `confusion.png` of `patients` (those with a class) into `dir`.
+pub fn classification_png(
+    dir: &Path,
+    patients: &[super::predict::PatientPrediction],
+    targets: &[crate::data::Target],
+    classes: &[String],
+    metrics: &Metrics,
+    what: &str,
+) -> Result<(), Error> {
+    let known: Vec<_> = patients
+        .iter()
+        .filter(|p| targets[p.patient].class.is_some())
+        .collect();
+    let truth: Vec<usize> = known
+        .iter()
+        .map(|p| targets[p.patient].class.expect("filtered"))
+        .collect();
+    let probs: Vec<Vec<f64>> = known.iter().map(|p| p.probs.clone()).collect();
+    classification_plots(
+        dir,
+        &truth,
+        &probs,
+        classes,
+        metrics.auc,
+        metrics.auc_ci,
+        what,
+    )
+}
+
+/// Draws the Kaplan–Meier plot of `patients` (those with a target) split by predicted risk.
+pub fn km_png(
+    path: &Path,
+    patients: &[super::predict::PatientPrediction],
+    targets: &[crate::data::Target],
+    settings: &TrainSettings,
+    what: &str,
+) -> Result<(), Error> {
+    let known: Vec<_> = patients
+        .iter()
+        .filter(|p| targets[p.patient].time.is_some())
+        .collect();
+    let time: Vec<f64> = known
+        .iter()
+        .map(|p| super::predict::time_f64(targets[p.patient].time.unwrap_or(0.0)))
+        .collect();
+    let event: Vec<bool> = known
+        .iter()
+        .map(|p| !targets[p.patient].censored.unwrap_or(true))
+        .collect();
+    let risk: Vec<f64> = known.iter().map(|p| p.risk.unwrap_or(0.0)).collect();
+    km_plot(path, &time, &event, &risk, settings.risk_groups, what)
 }
 
 #[cfg(test)]

@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use burn::data::dataloader::batcher::Batcher;
-use burn::module::Module;
 use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::{Device, Tensor};
 
@@ -15,11 +14,12 @@ use super::loss::batch_loss;
 use super::metrics::{
     Metrics, accuracy, balanced_accuracy, concordance_index, confusion_matrix, macro_auc,
 };
-use super::settings::{Task, TrainSettings};
-use super::survival::{TimeBins, risk_from_hazards};
+use super::survival::risk_from_hazards;
+use crate::data::TimeBins;
 use crate::data::{BagBatcher, BagLoader, CohortDataset, Patients, Target, Unit};
-use crate::error::{Error, RunError};
 use crate::model::MedCrossViT;
+use crate::run::{Error, RunError};
+use crate::run::{Task, TrainSettings};
 
 /// One slide's prediction: the means over its bags, each bag weighted by its number of tiles
 /// (so that a slide's short last bag counts for its few tiles, not as much as a full bag).
@@ -150,62 +150,6 @@ pub fn predict(
     Ok(partial.finish(&patients, settings))
 }
 
-/// [`predict`] spread over the devices and processes of `parallel`: each process takes a
-/// contiguous share of the bags and splits it over its devices; the shares' sums are gathered
-/// on every process, so each ends with the same predictions.
-///
-/// # Errors
-///
-/// As [`predict`]; a failure of the transport between processes.
-pub(crate) fn predict_parallel(
-    model: &MedCrossViT,
-    dataset: Arc<CohortDataset>,
-    settings: &TrainSettings,
-    parallel: &super::parallel::Parallel<'_>,
-) -> Result<Predictions, Error> {
-    use super::parallel::shares;
-    if !parallel.is_spread() {
-        return predict(model, dataset, settings, parallel.main(), false, None);
-    }
-    let patients = dataset.patients().clone();
-    let group = parallel.group;
-    let mine = shares(dataset.bags().len(), group.size())[group.rank()].clone();
-    let mut partial = PartialPredictions::new();
-    for (device, range) in parallel
-        .devices
-        .iter()
-        .zip(shares(mine.len(), parallel.devices.len()))
-    {
-        if range.is_empty() {
-            continue;
-        }
-        let order: Vec<usize> = (mine.start + range.start..mine.start + range.end).collect();
-        let replica = model.clone().to_device(device);
-        partial.merge(predict_bags(
-            &replica,
-            dataset.clone(),
-            order,
-            settings,
-            device,
-            false,
-            None,
-        )?);
-    }
-    if group.size() > 1 {
-        let bytes = serde_json::to_vec(&partial).expect("sums serialize");
-        let mut all = PartialPredictions::new();
-        for (rank, part) in group.all_gather(&bytes)?.into_iter().enumerate() {
-            let part: PartialPredictions =
-                serde_json::from_slice(&part).map_err(|e| crate::error::RunError::Distributed {
-                    message: format!("unreadable predictions from rank {rank}: {e}"),
-                })?;
-            all.merge(part);
-        }
-        partial = all;
-    }
-    Ok(partial.finish(&patients, settings))
-}
-
 /// The sums of a prediction pass over some of the bags: what shares of a pass add up.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct PartialPredictions {
@@ -216,7 +160,7 @@ pub(crate) struct PartialPredictions {
 }
 
 impl PartialPredictions {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             sums: BTreeMap::new(),
             loss_sum: 0.0,
@@ -226,7 +170,7 @@ impl PartialPredictions {
     }
 
     /// Adds another share's sums.
-    fn merge(&mut self, other: Self) {
+    pub(crate) fn merge(&mut self, other: Self) {
         for (slide, sums) in other.sums {
             self.sums.entry(slide).or_default().merge(sums);
         }
@@ -236,7 +180,7 @@ impl PartialPredictions {
     }
 
     /// The slides' and patients' predictions.
-    fn finish(self, patients: &Patients, settings: &TrainSettings) -> Predictions {
+    pub(crate) fn finish(self, patients: &Patients, settings: &TrainSettings) -> Predictions {
         let slides: Vec<SlidePrediction> = self
             .sums
             .into_iter()
@@ -265,7 +209,7 @@ impl PartialPredictions {
 }
 
 /// The sums of `model` over the bags `order` of `dataset`.
-fn predict_bags(
+pub(crate) fn predict_bags(
     model: &MedCrossViT,
     dataset: Arc<CohortDataset>,
     order: Vec<usize>,
@@ -746,7 +690,7 @@ mod tests {
     #[test]
     fn metrics_over_non_finite_predictions_are_an_error() {
         use crate::data::Target;
-        use crate::error::RunError;
+        use crate::run::RunError;
         let target = |time: f32, censored: bool| Target {
             class: Some(0),
             time: Some(time),
@@ -758,7 +702,7 @@ mod tests {
             patients: (0..3).map(|p| survival(p, risks[p])).collect(),
             loss: None,
         };
-        let task = crate::train::Task::Survival;
+        let task = crate::run::Task::Survival;
         // Finite risks in the order of the times: every comparable pair concordant.
         let m = super::metrics(&predictions([3.0, 2.0, 1.0]), &targets, task, 2).unwrap();
         assert_eq!(m.c_index, Some(1.0));

@@ -7,10 +7,11 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use super::settings::{Task, TrainSettings};
-use super::survival::TimeBins;
+use crate::data::TimeBins;
 use crate::data::{CohortColumns, DataError, LabelMap, Normalization};
-use crate::error::{ConfigError, Error, RunError};
+use crate::model::ConfigError;
 use crate::model::{MedCrossViT, MedCrossViTConfig};
+use crate::run::{Error, RunError};
 
 /// File names in a run or model folder.
 pub mod files {
@@ -127,7 +128,10 @@ impl RunConfig {
     pub fn for_model(model: MedCrossViTConfig) -> Self {
         Self {
             training: TrainSettings {
-                bag_size: model.wsi_num_tiles,
+                bags: crate::data::BagSettings {
+                    bag_size: model.wsi_num_tiles,
+                    ..Default::default()
+                },
                 ..TrainSettings::default()
             },
             model,
@@ -178,7 +182,7 @@ impl RunConfig {
                 other => Err(other),
             };
         }
-        if let Err(e) = self.model.validate() {
+        if let Err(e) = super::check_model(&self.model, self.training.bags.bag_size) {
             let (field, reason) = match e {
                 ConfigError::Zero { field } => (field, "must be at least 1, got 0".to_string()),
                 ConfigError::Probability { field, value } => {
@@ -190,16 +194,6 @@ impl RunConfig {
             return bad(&format!("model.{field}"), reason);
         }
         let model = &self.model;
-        if model.wsi_pos_embedding && model.wsi_num_tiles < self.training.bag_size {
-            return bad(
-                "model.wsi_num_tiles",
-                format!(
-                    "{} is below training.bag_size = {}, and the positional embedding covers only \
-                     wsi_num_tiles tiles",
-                    model.wsi_num_tiles, self.training.bag_size
-                ),
-            );
-        }
         if let Some(k) = self.training.top_genes
             && k != model.rna_num_genes
         {
@@ -287,9 +281,9 @@ impl RunConfig {
     ///
     /// # Errors
     ///
-    /// [`DataError::Io`] naming the file.
-    pub fn save(&self, dir: &Path) -> Result<(), DataError> {
-        crate::data::json::save_json(self, &dir.join(files::CONFIG))
+    /// [`RunFileError::Io`](super::RunFileError::Io) naming the file.
+    pub fn save(&self, dir: &Path) -> Result<(), super::RunFileError> {
+        super::save_json(self, &dir.join(files::CONFIG))
     }
 }
 

@@ -8,8 +8,8 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::Path;
 
-use crate::data::DataError;
-use crate::error::{Error, RunError};
+use super::RunFileError;
+use crate::run::{Error, RunError};
 
 /// The lock file's name in a run folder.
 pub const LOCK_FILE: &str = ".lock";
@@ -28,7 +28,7 @@ impl RunLock {
     ///
     /// # Errors
     ///
-    /// [`RunError::Locked`] when another process holds it; [`DataError::Io`] naming the lock
+    /// [`RunError::Locked`] when another process holds it; [`RunFileError::Io`] naming the lock
     /// file when it cannot be opened.
     pub fn acquire(dir: &Path) -> Result<Self, Error> {
         let path = dir.join(LOCK_FILE);
@@ -37,7 +37,7 @@ impl RunLock {
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|e| DataError::io(&path, e))?;
+            .map_err(|e| RunFileError::io(&path)(e))?;
         match file.try_lock() {
             Ok(()) => Ok(Self { _file: Some(file) }),
             Err(TryLockError::WouldBlock) => Err(RunError::Locked {
@@ -47,7 +47,7 @@ impl RunLock {
             Err(TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
                 Ok(Self { _file: None })
             }
-            Err(TryLockError::Error(e)) => Err(DataError::io(&path, e).into()),
+            Err(TryLockError::Error(e)) => Err(RunFileError::io(&path)(e).into()),
         }
     }
 }

@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::data::{DataError, MissingModality, Modalities, NormalizeMethod, Unit};
+use crate::data::{BagSettings, DataError, MissingModality, Modalities, NormalizeMethod, Unit};
 
 /// What the model predicts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -73,9 +73,10 @@ impl Default for SurvivalSettings {
     }
 }
 
-/// Training settings. Saved in the run folder's `config.json` under `training`.
+/// Training settings. Saved in the run folder's `config.json` under `training`, one flat
+/// object (the [`BagSettings`] beside the others); a field it does not know is an error.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(remote = "Self", default)]
 pub struct TrainSettings {
     /// The task. Default classification.
     pub task: Task,
@@ -85,11 +86,10 @@ pub struct TrainSettings {
     pub epochs: usize,
     /// Bags per batch. Default 16.
     pub batch_size: usize,
-    /// Tiles per bag. Default 50.
-    pub bag_size: usize,
-    /// Most tiles sampled per bag source and epoch: from a patient's pooled slides (unit
-    /// patient) or from one slide (unit slide). Default 2000.
-    pub max_patches_total: usize,
+    /// How slides are cut into bags (`bag_size`, `max_patches_total`; their defaults are
+    /// [`BagSettings::default`]'s).
+    #[serde(flatten)]
+    pub bags: BagSettings,
     /// Peak learning rate (AdamW). Default 1e-4.
     pub lr: f64,
     /// AdamW weight decay. Default 1e-2.
@@ -165,8 +165,7 @@ impl Default for TrainSettings {
             survival: SurvivalSettings::default(),
             epochs: 20,
             batch_size: 16,
-            bag_size: 50,
-            max_patches_total: 2000,
+            bags: BagSettings::default(),
             lr: 1e-4,
             weight_decay: 1e-2,
             warmup_epochs: 1.0,
@@ -207,8 +206,6 @@ impl TrainSettings {
         for (setting, value) in [
             ("epochs", self.epochs),
             ("batch_size", self.batch_size),
-            ("bag_size", self.bag_size),
-            ("max_patches_total", self.max_patches_total),
             ("grad_accumulation", self.grad_accumulation),
             ("workers", self.workers),
         ] {
@@ -216,6 +213,7 @@ impl TrainSettings {
                 return bad(setting, "must be at least 1".into());
             }
         }
+        self.bags.validate()?;
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return bad("lr", format!("must be a positive number, got {}", self.lr));
         }
@@ -327,6 +325,34 @@ impl TrainSettings {
     }
 }
 
+impl Serialize for TrainSettings {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        TrainSettings::serialize(self, serializer)
+    }
+}
+
+/// Reads the flat object, refusing a field that no setting (of these or of the
+/// [`BagSettings`]) knows: serde cannot refuse unknown fields of a struct with a flattened
+/// part by itself. The known names are those the default settings serialize.
+impl<'de> Deserialize<'de> for TrainSettings {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let value = serde_json::Value::deserialize(deserializer)?;
+        if let Some(fields) = value.as_object() {
+            let known = serde_json::to_value(TrainSettings::default()).map_err(D::Error::custom)?;
+            let known = known.as_object().expect("settings serialize to an object");
+            if let Some(unknown) = fields.keys().find(|k| !known.contains_key(*k)) {
+                let names: Vec<&str> = known.keys().map(String::as_str).collect();
+                return Err(D::Error::custom(format!(
+                    "unknown field `{unknown}`, expected one of {}",
+                    names.join(", ")
+                )));
+            }
+        }
+        TrainSettings::deserialize(value).map_err(D::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,5 +372,37 @@ mod tests {
         let back: TrainSettings = serde_json::from_value(json).unwrap();
         assert_eq!(back, last);
         assert_eq!(last.monitor_column(), "val_auc");
+    }
+
+    /// The bag settings sit beside the others in `config.json` (the format of earlier
+    /// folders), and a misspelt field is refused, naming it.
+    #[test]
+    fn bag_settings_are_flat_in_the_file_and_unknown_fields_are_refused() {
+        let json = serde_json::to_value(TrainSettings::default()).unwrap();
+        assert_eq!(json["bag_size"], 50);
+        assert_eq!(json["max_patches_total"], 2000);
+        assert!(json.get("bags").is_none());
+        let read: TrainSettings =
+            serde_json::from_str(r#"{"bag_size": 8, "max_patches_total": 16, "epochs": 2}"#)
+                .unwrap();
+        assert_eq!(
+            (read.bags.bag_size, read.bags.max_patches_total, read.epochs),
+            (8, 16, 2)
+        );
+        let err = serde_json::from_str::<TrainSettings>(r#"{"bagsize": 8}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field `bagsize`"), "{err}");
+        let zero = TrainSettings {
+            bags: BagSettings {
+                bag_size: 0,
+                ..BagSettings::default()
+            },
+            ..TrainSettings::default()
+        };
+        assert!(
+            zero.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("bag_size")
+        );
     }
 }

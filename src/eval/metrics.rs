@@ -750,6 +750,19 @@ impl Metrics {
     }
 }
 
+/// One row of `metrics.csv`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRow {
+    /// Epoch, from 1.
+    pub epoch: usize,
+    /// Learning rate of the epoch's last optimizer step.
+    pub lr: f64,
+    /// Mean training loss over the epoch's bags.
+    pub train_loss: f64,
+    /// Validation metrics.
+    pub val: Metrics,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,9 +22,9 @@
 
 use std::path::{Path, PathBuf};
 
+use super::RunFileError;
 use super::bundle::files;
-use crate::data::DataError;
-use crate::error::{Error, RunError};
+use crate::run::{Error, RunError};
 
 /// What is about to be written, and by which command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,7 +115,7 @@ fn resolved(path: &Path) -> PathBuf {
 ///
 /// [`RunError::RunExists`] for `train` into an existing run (even with `force`);
 /// [`RunError::Overwrite`] naming the output, what it would overwrite and the way out
-/// (another path, or `--force`); [`DataError::Io`] when an existing folder cannot be listed.
+/// (another path, or `--force`); [`RunFileError::Io`] when an existing folder cannot be listed.
 pub fn check_output(path: &Path, kind: OutputKind, force: bool) -> Result<(), Error> {
     let refuse = |reason: String| -> Error {
         RunError::Overwrite {
@@ -180,10 +180,10 @@ pub fn check_output(path: &Path, kind: OutputKind, force: bool) -> Result<(), Er
 
 /// The entries of the folder `dir` that are not `kind`'s own, hidden names left out, sorted.
 fn foreign_entries(dir: &Path, kind: OutputKind) -> Result<Vec<String>, Error> {
-    let entries = std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| RunFileError::io(dir)(e))?;
     let mut foreign = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| DataError::io(dir, e))?;
+        let entry = entry.map_err(|e| RunFileError::io(dir)(e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let is_file = entry.file_type().is_ok_and(|t| t.is_file());
         let hidden = name.starts_with('.');

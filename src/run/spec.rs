@@ -3,8 +3,9 @@
 
 use std::path::PathBuf;
 
-use crate::error::{ConfigError, Error, RunError};
+use crate::model::ConfigError;
 use crate::model::MedCrossViTConfig;
+use crate::run::{Error, RunError};
 
 /// Where the model's hyperparameters come from.
 #[derive(Debug, Clone, PartialEq)]
@@ -174,8 +175,9 @@ pub fn resolve_model(
 /// # Errors
 ///
 /// The [`ConfigError`] of [`MedCrossViTConfig::validate`]; `wsi_num_tiles` below the bag size
-/// with the positional embedding on.
-pub fn check_model(config: &MedCrossViTConfig, bag_size: usize) -> Result<(), Error> {
+/// with the positional embedding on (the one place this rule is checked: new runs and saved
+/// `config.json` files alike).
+pub fn check_model(config: &MedCrossViTConfig, bag_size: usize) -> Result<(), ConfigError> {
     config.validate()?;
     if config.wsi_pos_embedding && config.wsi_num_tiles < bag_size {
         return Err(ConfigError::Inconsistent {
@@ -184,8 +186,7 @@ pub fn check_model(config: &MedCrossViTConfig, bag_size: usize) -> Result<(), Er
                 "bags of {bag_size} tiles need wsi_num_tiles ≥ {bag_size} with the positional embedding on (got {})",
                 config.wsi_num_tiles
             ),
-        }
-        .into());
+        });
     }
     Ok(())
 }

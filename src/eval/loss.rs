@@ -3,9 +3,9 @@
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Tensor, TensorData};
 
-use super::settings::{Task, TrainSettings};
 use super::survival::nll_survival_loss;
 use crate::data::BagBatch;
+use crate::run::{Task, TrainSettings};
 
 /// The loss of a batch, or `None` when a bag has no target (e.g. prediction without labels).
 ///
