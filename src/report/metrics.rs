@@ -132,7 +132,7 @@ fn metric_description(key: &str) -> &'static str {
 /// The tables of `columns` (each a metrics object, by column title): one of the scalar and
 /// list fields, with `x_ci` beside `x`; then one per object field (such as `by_modality`) and
 /// column.
-pub(super) fn metric_tables(page: &mut Page, columns: &[(String, Column)]) {
+fn metric_tables(page: &mut Page, columns: &[(String, Column)]) {
     let (order, objects) = metric_keys(columns);
     let rows: Vec<Vec<String>> = order.iter().map(|key| metric_row(key, columns)).collect();
     if !rows.is_empty() {

@@ -12,6 +12,10 @@
 //! `x_ci` interval as `0.713 [0.620, 0.801]`. Files that are missing are left out, with a
 //! "not present" note where a reader would look for them; a file that cannot be read is named
 //! with the reason, and the rest of the page is written all the same.
+//!
+//! Inside: `read` turns the run folder into data (its configuration, folds, metrics columns
+//! and the counts of its CSV files), `sections` and `metrics` write the page's sections from
+//! it, and `html` holds the page being written with its escaping, tables and embedded images.
 
 mod html;
 mod metrics;
