@@ -609,7 +609,7 @@ pub fn import_model(
 /// [`Normalization::save`] writes).
 ///
 /// `out` must be absent or an empty folder, and lie in no run or model folder (the rule of
-/// [`train::outputs`](crate::run)): an existing model is never replaced.
+/// [`run::outputs`](crate::run::outputs)): an existing model is never replaced.
 ///
 /// # Errors
 ///

@@ -313,7 +313,7 @@ impl RunConfig {
     ///
     /// # Errors
     ///
-    /// [`RunFileError::Io`](crate::train::RunFileError::Io) naming the file.
+    /// [`RunFileError::Io`](crate::run::RunFileError::Io) naming the file.
     pub fn save(&self, dir: &Path) -> Result<(), super::RunFileError> {
         super::save_json(self, &dir.join(files::CONFIG))
     }
