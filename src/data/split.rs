@@ -7,7 +7,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use super::csvfile::cut;
+use super::text::cut;
 use super::{CohortTable, DataError, Patients, slide_stem};
 
 /// Slide indices (into the cohort table) on each side of a split.
@@ -204,7 +204,7 @@ impl SplitRead {
                     "{}: {} id(s) {what}: {}",
                     path.display(),
                     ids.len(),
-                    super::csvfile::cut_list(ids, 5)
+                    super::text::cut_list(ids, 5)
                 ));
             }
         }
@@ -243,7 +243,7 @@ pub fn from_csv(path: impl AsRef<Path>, table: &CohortTable) -> Result<SplitRead
         return Err(DataError::MissingColumn {
             path: path.to_path_buf(),
             column: "train, val or test".into(),
-            available: super::csvfile::cut_list(&header, 20),
+            available: super::text::cut_list(&header, 20),
         });
     }
     let mut by_slide: HashMap<&str, usize> = HashMap::new();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::csvfile::cut;
+use super::text::cut;
 use super::{DataError, Modalities};
 
 /// Which CSV columns hold what. Defaults follow the original's CSV layout.
@@ -250,7 +250,7 @@ impl Layout {
             return Err(DataError::MissingColumn {
                 path: path.to_path_buf(),
                 column: columns.slide.clone(),
-                available: super::csvfile::cut_list(&header, 20),
+                available: super::text::cut_list(&header, 20),
             });
         }
         let (rule, automatic) = match columns.gene_rule()? {
@@ -769,7 +769,7 @@ impl CohortTable {
         DataError::MissingColumn {
             path: self.path.clone(),
             column: column.to_string(),
-            available: super::csvfile::cut_list(&available, 20),
+            available: super::text::cut_list(&available, 20),
         }
     }
 }
