@@ -3,8 +3,6 @@
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
-
 use super::error::PatientMismatch;
 use super::{CohortTable, DataError, parse_finite};
 
