@@ -7,7 +7,7 @@
 //!   the Python original, CLAM, TRIDENT and STAMP, or from a CLAM `.pt` file, reading only
 //!   the rows a bag needs; [`locate`] finds it by the slide id's stem.
 //! - [`Cohort`] joins the two, finding each slide's file and listing every problem.
-//! - [`validate`] is the one validation of a cohort (CSV, outcome, patients, tile files) that
+//! - [`validate()`] is the one validation of a cohort (CSV, outcome, patients, tile files) that
 //!   `check` and training share; it returns every problem as [`CohortProblems`], grouped by
 //!   [`ProblemKind`] with a hint for each kind.
 //! - [`Patients`] groups slides by patient and checks that a patient's rows agree; the

@@ -1,4 +1,4 @@
-//! [`build`]: a GDC portal download into a cohort CSV (`med-crossvit cohort gdc`).
+//! [`build()`]: a GDC portal download into a cohort CSV (`med-crossvit cohort gdc`).
 //!
 //! Inputs, as the portal delivers them (see `docs/cohorts.md` for the formats and rules):
 //! the sample sheet (`gdc_sample_sheet.*.tsv`), the expression download

@@ -223,6 +223,9 @@ impl GeneModel {
     }
 }
 
+/// Each case's expression (averaged over its files), in the order of the genes.
+pub(super) type CaseExpression = BTreeMap<String, Vec<f64>>;
+
 /// The genes and each case's expression from `files` (`(sample-sheet line, case, path)`):
 /// the files must share one gene model; a case's several files are averaged (and listed in
 /// the report's `averaged_aliquots`). Sets the report's `gencode`.
@@ -230,7 +233,7 @@ pub(super) fn read_expression(
     files: &[(u64, String, PathBuf)],
     options: &GdcOptions,
     report: &mut GdcReport,
-) -> Result<(Vec<String>, BTreeMap<String, Vec<f64>>), GdcError> {
+) -> Result<(Vec<String>, CaseExpression), GdcError> {
     let mut model: Option<GeneModel> = None;
     let mut by_case: BTreeMap<String, (Vec<f64>, usize)> = BTreeMap::new();
     for (i, (_, case, path)) in files.iter().enumerate() {
