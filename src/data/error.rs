@@ -330,6 +330,7 @@ pub struct PatientMismatch {
     pub second: String,
 }
 
+/// The missing slides, one line each, with the paths tried.
 fn list_missing(missing: &[(String, Vec<PathBuf>)]) -> String {
     missing
         .iter()
@@ -341,6 +342,7 @@ fn list_missing(missing: &[(String, Vec<PathBuf>)]) -> String {
         .join("\n")
 }
 
+/// The problems, one indented line each.
 fn list_problems(problems: &[DataError]) -> String {
     problems
         .iter()
@@ -350,6 +352,7 @@ fn list_problems(problems: &[DataError]) -> String {
 }
 
 impl DataError {
+    /// A [`DataError::BadField`].
     pub(crate) fn bad_field(
         path: impl Into<PathBuf>,
         field: impl Into<String>,
@@ -362,6 +365,7 @@ impl DataError {
         }
     }
 
+    /// A [`DataError::Io`] naming `path`.
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),

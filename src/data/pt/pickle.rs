@@ -178,6 +178,7 @@ pub(super) enum Val {
 }
 
 impl Val {
+    /// How deeply tuples nest in this value (0 for any other value).
     fn depth(&self) -> u32 {
         match self {
             Val::Tuple(t) => t.depth,
@@ -186,6 +187,7 @@ impl Val {
     }
 }
 
+/// A tuple of `items`, refused when it nests deeper than [`MAX_TUPLE_DEPTH`].
 fn make_tuple(items: Vec<Val>) -> Result<Val> {
     let depth = 1 + items.iter().map(Val::depth).max().unwrap_or(0);
     if depth > MAX_TUPLE_DEPTH {
@@ -216,6 +218,7 @@ impl<'a> Unpickler<'a> {
         }
     }
 
+    /// The next `n` bytes of the pickle.
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let data: &'a [u8] = self.data;
         let bytes = self
@@ -227,30 +230,36 @@ impl<'a> Unpickler<'a> {
         Ok(bytes)
     }
 
+    /// The next `N` bytes, as an array.
     fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
         let mut a = [0u8; N];
         a.copy_from_slice(self.take(N)?);
         Ok(a)
     }
 
+    /// The next byte.
     fn u8(&mut self) -> Result<u8> {
         Ok(self.array::<1>()?[0])
     }
 
+    /// The next little-endian `u32`.
     fn u32(&mut self) -> Result<u32> {
         Ok(u32::from_le_bytes(self.array()?))
     }
 
+    /// A length written as a little-endian `u32`.
     fn len_u32(&mut self) -> Result<usize> {
         let n = self.u32()?;
         to_usize(u64::from(n), "pickle length")
     }
 
+    /// A length written as a little-endian `u64`.
     fn len_u64(&mut self) -> Result<usize> {
         let n = u64::from_le_bytes(self.array()?);
         to_usize(n, "pickle length")
     }
 
+    /// A length written as a little-endian `i32` (negative ones refused).
     fn len_i32(&mut self) -> Result<usize> {
         let n = i32::from_le_bytes(self.array()?);
         usize::try_from(n).or_else(|_| format_err("negative length in data.pkl"))
@@ -268,20 +277,24 @@ impl<'a> Unpickler<'a> {
         Ok(String::from_utf8_lossy(line).into_owned())
     }
 
+    /// The next `n` bytes as a string (invalid UTF-8 replaced).
     fn string(&mut self, n: usize) -> Result<Val> {
         let bytes = self.take(n)?;
         Ok(Val::Str(Rc::from(String::from_utf8_lossy(bytes).as_ref())))
     }
 
+    /// Pushes `v` on the stack.
     fn push(&mut self, v: Val) {
         // The stack cannot outgrow MAX_PICKLE_OPS: every opcode pushes at most one value.
         self.stack.push(v);
     }
 
+    /// The stack height at the last MARK: values below it belong to an outer frame.
     fn floor(&self) -> usize {
         self.marks.last().copied().unwrap_or(0)
     }
 
+    /// Pops the top value above the last MARK.
     fn pop(&mut self) -> Result<Val> {
         if self.stack.len() <= self.floor() {
             return format_err("data.pkl pops from an empty stack");
@@ -291,6 +304,7 @@ impl<'a> Unpickler<'a> {
             .ok_or_else(|| PtError::Format("data.pkl pops from an empty stack".into()))
     }
 
+    /// The top value above the last MARK.
     fn top(&mut self) -> Result<&mut Val> {
         if self.stack.len() <= self.floor() {
             return format_err("data.pkl uses an empty stack");
@@ -300,6 +314,7 @@ impl<'a> Unpickler<'a> {
             .ok_or_else(|| PtError::Format("data.pkl uses an empty stack".into()))
     }
 
+    /// Pops the values above the last MARK, and the MARK.
     fn pop_mark(&mut self) -> Result<Vec<Val>> {
         let mark = self
             .marks
@@ -311,12 +326,14 @@ impl<'a> Unpickler<'a> {
         Ok(self.stack.split_off(mark))
     }
 
+    /// Stores the top value in the memo under `key`.
     fn memo_put(&mut self, key: u32) -> Result<()> {
         let v = self.top()?.clone();
         self.memo.insert(key, v);
         Ok(())
     }
 
+    /// Pushes the memo's value under `key`.
     fn memo_get(&mut self, key: u32) -> Result<()> {
         let v =
             self.memo.get(&key).cloned().ok_or_else(|| {
@@ -326,6 +343,7 @@ impl<'a> Unpickler<'a> {
         Ok(())
     }
 
+    /// A little-endian two's complement integer of `bytes` (beyond 8 bytes, a big int).
     fn int(&mut self, bytes: &[u8]) -> Val {
         if bytes.len() > 8 {
             return Val::BigInt;
@@ -641,6 +659,7 @@ fn add_items(dict: &mut DictInfo, items: &[Val]) -> Result<()> {
     Ok(())
 }
 
+/// An opaque object of class `cls`.
 fn new_object(cls: &Val) -> Val {
     match cls {
         Val::Global(g) => Val::Object(Rc::from(format!("{}.{}", g.module, g.name).as_str())),
@@ -711,6 +730,7 @@ fn reduce(callable: &Val, args: &Val, depth: u32) -> Result<Val> {
     }
 }
 
+/// A tuple of non-negative ints (a tensor's size or stride, named `what`).
 fn uint_tuple(v: Option<&Val>, what: &str) -> Result<Vec<u64>> {
     let Some(Val::Tuple(t)) = v else {
         return format_err(format!("tensor {what} in data.pkl is not a tuple"));
