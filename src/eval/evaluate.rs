@@ -48,85 +48,99 @@ fn read_targets(
     table: &CohortTable,
     require: bool,
 ) -> Result<Vec<Target>, Error> {
-    let none = vec![Target::default(); table.len()];
     match bundle.task() {
-        Task::Classification => {
-            if !table.has_column(&table.columns().label) && !require {
-                return Ok(none);
-            }
-            if require {
-                // Metrics need every slide's label: the first empty cell is named.
-                table.labels()?;
-            }
-            // Predicting, an empty label is a slide to predict without one; a label the model
-            // does not know is a mistake in the CSV, named with its slide.
-            table
-                .slides()
-                .iter()
-                .map(|s| {
-                    let class = match &s.label {
-                        Some(l) => Some(bundle.labels.encode(&s.slide, l)?),
-                        None => None,
-                    };
-                    Ok(Target {
-                        class,
-                        ..Default::default()
-                    })
-                })
-                .collect()
-        }
-        Task::Survival => {
-            let s = &bundle.config.training.survival;
-            let (Some(times), Some(censorship)) = (
-                table.column(&s.time_column),
-                table.column(&s.censorship_column),
-            ) else {
-                if require {
-                    // Its error names the missing column and those the file has.
-                    table.numeric_column(&s.time_column)?;
-                    table.numeric_column(&s.censorship_column)?;
-                }
-                return Ok(none);
-            };
-            let bins = bundle
-                .config
-                .survival_bins
-                .clone()
-                .ok_or_else(|| DataError::Setting {
-                    setting: "survival_bins",
-                    message: "the model folder records no survival time bins".into(),
-                })?;
-            table
-                .slides()
-                .iter()
-                .enumerate()
-                .map(|(i, slide)| {
-                    // As with labels: predicting, a row without time and censorship is a slide
-                    // to predict without them; half a target is a mistake in the CSV.
-                    if !require && times[i].trim().is_empty() && censorship[i].trim().is_empty() {
-                        return Ok(Target::default());
-                    }
-                    let number = |name: &str, cell: &String| {
-                        parse_finite(cell).map_err(|reason| DataError::BadValue {
-                            path: table.path().to_path_buf(),
-                            line: slide.line,
-                            slide: slide.slide.clone(),
-                            column: name.to_string(),
-                            value: cell.clone(),
-                            reason,
-                        })
-                    };
-                    let t = number(&s.time_column, &times[i])?;
-                    let c = number(&s.censorship_column, &censorship[i])?;
-                    Ok(Target {
-                        class: Some(bins.bin(t)),
-                        time: Some(t as f32),
-                        censored: Some(c != 0.0),
-                    })
-                })
-                .collect()
-        }
+        Task::Classification => class_targets(bundle, table, require),
+        Task::Survival => survival_targets(bundle, table, require),
     }
+}
+
+/// Each slide's class, when the CSV has labels (all of them when `require`d).
+fn class_targets(
+    bundle: &ModelBundle,
+    table: &CohortTable,
+    require: bool,
+) -> Result<Vec<Target>, Error> {
+    if !table.has_column(&table.columns().label) && !require {
+        return Ok(vec![Target::default(); table.len()]);
+    }
+    if require {
+        // Metrics need every slide's label: the first empty cell is named.
+        table.labels()?;
+    }
+    // Predicting, an empty label is a slide to predict without one; a label the model
+    // does not know is a mistake in the CSV, named with its slide.
+    table
+        .slides()
+        .iter()
+        .map(|s| {
+            let class = match &s.label {
+                Some(l) => Some(bundle.labels.encode(&s.slide, l)?),
+                None => None,
+            };
+            Ok(Target {
+                class,
+                ..Default::default()
+            })
+        })
+        .collect()
+}
+
+/// Each slide's time, censorship and time bin, when the CSV has those columns (all of them
+/// when `require`d).
+fn survival_targets(
+    bundle: &ModelBundle,
+    table: &CohortTable,
+    require: bool,
+) -> Result<Vec<Target>, Error> {
+    let s = &bundle.config.training.survival;
+    let (Some(times), Some(censorship)) = (
+        table.column(&s.time_column),
+        table.column(&s.censorship_column),
+    ) else {
+        if require {
+            // Its error names the missing column and those the file has.
+            table.numeric_column(&s.time_column)?;
+            table.numeric_column(&s.censorship_column)?;
+        }
+        return Ok(vec![Target::default(); table.len()]);
+    };
+    let bins = bundle
+        .config
+        .survival_bins
+        .clone()
+        .ok_or_else(|| DataError::Setting {
+            setting: "survival_bins",
+            message: "the model folder records no survival time bins".into(),
+        })?;
+    table
+        .slides()
+        .iter()
+        .enumerate()
+        .map(|(i, slide)| {
+            // As with labels: predicting, a row without time and censorship is a slide
+            // to predict without them; half a target is a mistake in the CSV.
+            if !require && times[i].trim().is_empty() && censorship[i].trim().is_empty() {
+                return Ok(Target::default());
+            }
+            let number = |name: &str, cell: &String| {
+                parse_finite(cell).map_err(|reason| DataError::BadValue {
+                    path: table.path().to_path_buf(),
+                    line: slide.line,
+                    slide: slide.slide.clone(),
+                    column: name.to_string(),
+                    value: cell.clone(),
+                    reason,
+                })
+            };
+            let t = number(&s.time_column, &times[i])?;
+            let c = number(&s.censorship_column, &censorship[i])?;
+            Ok(Target {
+                class: Some(bins.bin(t)),
+                time: Some(t as f32),
+                censored: Some(c != 0.0),
+            })
+        })
+        .collect()
 }
 
 /// Runs `bundle`'s model over every tile of every slide of the cohort (evaluation bagging),
@@ -154,37 +168,8 @@ pub fn evaluate(
     }
     let slide_targets = read_targets(bundle, &table, request.require_targets)?;
     let patients = Arc::new(Patients::of(&table));
-    let s = &bundle.config.training.survival;
-    let outcome_columns: Vec<&str> = match bundle.task() {
-        Task::Classification => vec![table.columns().label.as_str()],
-        Task::Survival => vec![s.time_column.as_str(), s.censorship_column.as_str()],
-    };
-    patients.check_agreement(&table, &outcome_columns)?;
-    // A patient's target is that of its first row that has one (its rows agree).
-    let targets: Vec<Target> = (0..patients.len())
-        .map(|p| {
-            let slides = patients.slides(p);
-            slides
-                .iter()
-                .map(|&s| slide_targets[s])
-                .find(|t| t.class.is_some())
-                .unwrap_or(slide_targets[slides[0]])
-        })
-        .collect();
-    let tiles = TileOptions {
-        allow_missing: request.tiles.allow_missing || allow,
-        ..request.tiles.clone()
-    };
-    let wsi_dim = bundle.model.config().wsi_dim;
-    let cohort = if modalities == Modalities::Rna {
-        Cohort::without_tiles(table, wsi_dim)
-    } else if tiles.features_dir.as_os_str().is_empty() {
-        return Err(super::no_features().into());
-    } else {
-        Cohort::open(table, &tiles)?
-    };
-    let cohort = Arc::new(cohort);
-    cohort.check_feature_dim(wsi_dim)?;
+    let targets = patient_targets(bundle, &table, &patients, &slide_targets)?;
+    let cohort = Arc::new(open_cohort(bundle, request, table)?);
     super::check_some_modality(&cohort, &patients, modalities)?;
     let settings = &bundle.config.training;
     let sources = super::usable_sources(&cohort, &patients, &cohort.members(), settings);
@@ -208,30 +193,9 @@ pub fn evaluate(
         hook,
     )?;
     let known = targets.iter().any(|t| t.class.is_some());
-    let classes = bundle.labels.len();
-    let metrics = known.then(|| {
-        let m = metrics(&predictions, &targets, bundle.task(), classes)?;
-        // A model applied to a cohort of its own: censoring estimated on the patients
-        // evaluated.
-        let weighted = bundle.config.survival_bins.as_ref().map(|b| {
-            super::predict::SurvivalEval::new(
-                b,
-                predictions.patients.len(),
-                &targets,
-                predictions.patients.iter().map(|p| p.patient),
-                "evaluated",
-            )
-        });
-        Ok::<_, Error>(super::predict::with_intervals(
-            m,
-            &predictions.patients,
-            &targets,
-            settings,
-            classes,
-            weighted.as_ref(),
-        ))
-    });
-    let metrics = metrics.transpose()?;
+    let metrics = known
+        .then(|| evaluation_metrics(bundle, &predictions, &targets))
+        .transpose()?;
     Ok(Evaluation {
         cohort,
         patients,
@@ -239,6 +203,84 @@ pub fn evaluate(
         predictions,
         metrics,
     })
+}
+
+/// Each patient's target: that of its first row that has one (its rows must agree on the
+/// outcome columns).
+fn patient_targets(
+    bundle: &ModelBundle,
+    table: &CohortTable,
+    patients: &Patients,
+    slide_targets: &[Target],
+) -> Result<Vec<Target>, Error> {
+    let s = &bundle.config.training.survival;
+    let outcome_columns: Vec<&str> = match bundle.task() {
+        Task::Classification => vec![table.columns().label.as_str()],
+        Task::Survival => vec![s.time_column.as_str(), s.censorship_column.as_str()],
+    };
+    patients.check_agreement(table, &outcome_columns)?;
+    Ok((0..patients.len())
+        .map(|p| {
+            let slides = patients.slides(p);
+            slides
+                .iter()
+                .map(|&s| slide_targets[s])
+                .find(|t| t.class.is_some())
+                .unwrap_or(slide_targets[slides[0]])
+        })
+        .collect())
+}
+
+/// The cohort's tiles as the model reads them: none for a model of expression alone, else
+/// the features folder's files, of the model's width.
+fn open_cohort(
+    bundle: &ModelBundle,
+    request: &EvaluateRequest,
+    table: CohortTable,
+) -> Result<Cohort, Error> {
+    let allow = bundle.config.training.missing_modality == MissingModality::Allow;
+    let tiles = TileOptions {
+        allow_missing: request.tiles.allow_missing || allow,
+        ..request.tiles.clone()
+    };
+    let wsi_dim = bundle.model.config().wsi_dim;
+    let cohort = if bundle.config.training.modalities == Modalities::Rna {
+        Cohort::without_tiles(table, wsi_dim)
+    } else if tiles.features_dir.as_os_str().is_empty() {
+        return Err(super::no_features().into());
+    } else {
+        Cohort::open(table, &tiles)?
+    };
+    cohort.check_feature_dim(wsi_dim)?;
+    Ok(cohort)
+}
+
+/// The task's metrics of `predictions` with their intervals; for survival, the censoring
+/// is estimated on the patients evaluated (a model applied to a cohort of its own).
+fn evaluation_metrics(
+    bundle: &ModelBundle,
+    predictions: &Predictions,
+    targets: &[Target],
+) -> Result<Metrics, Error> {
+    let classes = bundle.labels.len();
+    let m = metrics(predictions, targets, bundle.task(), classes)?;
+    let weighted = bundle.config.survival_bins.as_ref().map(|b| {
+        super::predict::SurvivalEval::new(
+            b,
+            predictions.patients.len(),
+            targets,
+            predictions.patients.iter().map(|p| p.patient),
+            "evaluated",
+        )
+    });
+    Ok(super::predict::with_intervals(
+        m,
+        &predictions.patients,
+        targets,
+        &bundle.config.training,
+        classes,
+        weighted.as_ref(),
+    ))
 }
 
 /// The output columns shared by every predictions file (`predictions.csv`,

@@ -173,14 +173,31 @@ impl RunConfig {
     /// [`DataError::BadField`] naming `path` and the first bad field (as a JSON path such as
     /// `training.batch_size` or `model.dropout`).
     pub fn validate(&self, path: &Path) -> Result<(), DataError> {
-        let bad = |field: &str, reason: String| Err(DataError::bad_field(path, field, reason));
+        let checks: [Check; 4] = [
+            Self::check_parts,
+            Self::check_agreement,
+            Self::check_bins,
+            Self::check_survival,
+        ];
+        for check in checks {
+            check(self).map_err(|fault| match fault {
+                Fault::Field(field, reason) => DataError::bad_field(path, &field, reason),
+                Fault::Other(e) => e,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The training settings and the model configuration, each alone (and the bag size
+    /// against the model's positional embedding).
+    fn check_parts(&self) -> Result<(), Fault> {
         if let Err(e) = self.training.validate() {
-            return match e {
+            return Err(match e {
                 DataError::Setting { setting, message } => {
-                    bad(&format!("training.{setting}"), message)
+                    Fault::Field(format!("training.{setting}"), message)
                 }
-                other => Err(other),
-            };
+                other => Fault::Other(other),
+            });
         }
         if let Err(e) = super::check_model(&self.model, self.training.bags.bag_size) {
             let (field, reason) = match e {
@@ -191,13 +208,18 @@ impl RunConfig {
                 ConfigError::Inconsistent { field, reason } => (field, reason),
                 other => ("model", other.to_string()),
             };
-            return bad(&format!("model.{field}"), reason);
+            return fault(&format!("model.{field}"), reason);
         }
+        Ok(())
+    }
+
+    /// The gene count, the column names and the fold count.
+    fn check_agreement(&self) -> Result<(), Fault> {
         let model = &self.model;
         if let Some(k) = self.training.top_genes
             && k != model.rna_num_genes
         {
-            return bad(
+            return fault(
                 "training.top_genes",
                 format!(
                     "{k} genes, but the model takes model.rna_num_genes = {}",
@@ -210,69 +232,79 @@ impl RunConfig {
             ("columns.label", &self.columns.label),
         ] {
             if name.trim().is_empty() {
-                return bad(field, "names no column".into());
+                return fault(field, "names no column".into());
             }
         }
         if let Some(k) = self.folds
             && k < 2
         {
-            return bad(
+            return fault(
                 "folds",
                 format!("cross-validation needs at least 2 folds, got {k}"),
             );
         }
-        if let Some(bins) = &self.survival_bins {
-            let edges = &bins.edges;
-            if edges.len() < 2 {
-                return bad(
-                    "survival_bins.edges",
-                    format!("needs at least 2 edges (one bin), got {}", edges.len()),
-                );
-            }
-            if let Some(e) = edges.iter().find(|e| !e.is_finite()) {
-                return bad(
-                    "survival_bins.edges",
-                    format!("must be finite numbers, got {e}"),
-                );
-            }
-            if let Some(w) = edges.windows(2).find(|w| w[0] >= w[1]) {
-                return bad(
-                    "survival_bins.edges",
-                    format!(
-                        "must increase strictly, but {} is followed by {}",
-                        w[0], w[1]
-                    ),
-                );
-            }
-            if bins.len() != model.num_classes {
-                return bad(
-                    "survival_bins.edges",
-                    format!(
-                        "{} edges make {} bins, but the model has model.num_classes = {} outputs",
-                        edges.len(),
-                        bins.len(),
-                        model.num_classes
-                    ),
-                );
-            }
+        Ok(())
+    }
+
+    /// The survival time bins, when saved: finite, increasing, one per model output.
+    fn check_bins(&self) -> Result<(), Fault> {
+        let Some(bins) = &self.survival_bins else {
+            return Ok(());
+        };
+        let edges = &bins.edges;
+        let field = "survival_bins.edges";
+        if edges.len() < 2 {
+            return fault(
+                field,
+                format!("needs at least 2 edges (one bin), got {}", edges.len()),
+            );
         }
-        if self.training.task == Task::Survival {
-            if self.training.survival.bins != model.num_classes {
-                return bad(
-                    "training.survival.bins",
-                    format!(
-                        "{} bins, but the model has model.num_classes = {} outputs",
-                        self.training.survival.bins, model.num_classes
-                    ),
-                );
-            }
-            // The parent folder of a cross-validation run has no bins: each fold fits its own.
-            if self.survival_bins.is_none() && self.folds.is_none() {
-                return bad(
-                    "survival_bins",
-                    "a survival model needs its time bins; the field is missing".into(),
-                );
-            }
+        if let Some(e) = edges.iter().find(|e| !e.is_finite()) {
+            return fault(field, format!("must be finite numbers, got {e}"));
+        }
+        if let Some(w) = edges.windows(2).find(|w| w[0] >= w[1]) {
+            return fault(
+                field,
+                format!(
+                    "must increase strictly, but {} is followed by {}",
+                    w[0], w[1]
+                ),
+            );
+        }
+        if bins.len() != self.model.num_classes {
+            return fault(
+                field,
+                format!(
+                    "{} edges make {} bins, but the model has model.num_classes = {} outputs",
+                    edges.len(),
+                    bins.len(),
+                    self.model.num_classes
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// A survival run's bin count against the model, and its bins present.
+    fn check_survival(&self) -> Result<(), Fault> {
+        if self.training.task != Task::Survival {
+            return Ok(());
+        }
+        if self.training.survival.bins != self.model.num_classes {
+            return fault(
+                "training.survival.bins",
+                format!(
+                    "{} bins, but the model has model.num_classes = {} outputs",
+                    self.training.survival.bins, self.model.num_classes
+                ),
+            );
+        }
+        // The parent folder of a cross-validation run has no bins: each fold fits its own.
+        if self.survival_bins.is_none() && self.folds.is_none() {
+            return fault(
+                "survival_bins",
+                "a survival model needs its time bins; the field is missing".into(),
+            );
         }
         Ok(())
     }
@@ -281,10 +313,25 @@ impl RunConfig {
     ///
     /// # Errors
     ///
-    /// [`RunFileError::Io`](super::RunFileError::Io) naming the file.
+    /// [`RunFileError::Io`](crate::run::RunFileError::Io) naming the file.
     pub fn save(&self, dir: &Path) -> Result<(), super::RunFileError> {
         super::save_json(self, &dir.join(files::CONFIG))
     }
+}
+
+/// What [`RunConfig::validate`] found wrong: a field of `config.json` (as a JSON path) and
+/// why, or another error of the data.
+enum Fault {
+    Field(String, String),
+    Other(DataError),
+}
+
+/// One of the checks of [`RunConfig::validate`].
+type Check = fn(&RunConfig) -> Result<(), Fault>;
+
+/// The fault of a bad `field`.
+fn fault(field: &str, reason: String) -> Result<(), Fault> {
+    Err(Fault::Field(field.to_string(), reason))
 }
 
 /// A trained model with what it needs to read new data: its configuration, weights,

@@ -201,8 +201,19 @@ impl TrainSettings {
     ///
     /// [`DataError::Setting`] naming the first bad setting.
     pub fn validate(&self) -> Result<(), DataError> {
-        let bad =
-            |setting: &'static str, message: String| Err(DataError::Setting { setting, message });
+        self.check_counts()?;
+        self.bags.validate()?;
+        self.check_rates()?;
+        self.check_fractions()?;
+        self.check_choices()?;
+        if self.task == Task::Survival {
+            self.check_survival()?;
+        }
+        Ok(())
+    }
+
+    /// Counts that must be at least 1.
+    fn check_counts(&self) -> Result<(), DataError> {
         for (setting, value) in [
             ("epochs", self.epochs),
             ("batch_size", self.batch_size),
@@ -213,7 +224,14 @@ impl TrainSettings {
                 return bad(setting, "must be at least 1".into());
             }
         }
-        self.bags.validate()?;
+        if self.top_genes == Some(0) {
+            return bad("top_genes", "must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The optimizer's rates and the clip bound.
+    fn check_rates(&self) -> Result<(), DataError> {
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return bad("lr", format!("must be a positive number, got {}", self.lr));
         }
@@ -229,6 +247,16 @@ impl TrainSettings {
                 format!("must be ≥ 0, got {}", self.warmup_epochs),
             );
         }
+        if let Some(c) = self.clip
+            && !(c.is_finite() && c > 0.0)
+        {
+            return bad("clip", format!("must be a number above 0, got {c}"));
+        }
+        Ok(())
+    }
+
+    /// The split fractions and the modality dropout.
+    fn check_fractions(&self) -> Result<(), DataError> {
         for (setting, value) in [
             ("val_fraction", self.val_fraction),
             ("test_fraction", self.test_fraction),
@@ -252,19 +280,16 @@ impl TrainSettings {
                 format!("must lie in [0, 1], got {}", self.modality_dropout),
             );
         }
+        Ok(())
+    }
+
+    /// Choices that must agree with each other.
+    fn check_choices(&self) -> Result<(), DataError> {
         if !(2..=3).contains(&self.risk_groups) {
             return bad(
                 "risk_groups",
                 format!("must be 2 or 3, got {}", self.risk_groups),
             );
-        }
-        if let Some(c) = self.clip
-            && !(c.is_finite() && c > 0.0)
-        {
-            return bad("clip", format!("must be a number above 0, got {c}"));
-        }
-        if self.top_genes == Some(0) {
-            return bad("top_genes", "must be at least 1".into());
         }
         if self.splits_csv.is_some() && self.splits_dir.is_some() {
             return bad(
@@ -284,19 +309,22 @@ impl TrainSettings {
                 ),
             );
         }
-        if self.task == Task::Survival {
-            if self.survival.bins < 2 {
-                return bad(
-                    "survival.bins",
-                    format!("must be at least 2, got {}", self.survival.bins),
-                );
-            }
-            if !(0.0..=1.0).contains(&self.survival.alpha) {
-                return bad(
-                    "survival.alpha",
-                    format!("must lie in [0, 1], got {}", self.survival.alpha),
-                );
-            }
+        Ok(())
+    }
+
+    /// The survival settings.
+    fn check_survival(&self) -> Result<(), DataError> {
+        if self.survival.bins < 2 {
+            return bad(
+                "survival.bins",
+                format!("must be at least 2, got {}", self.survival.bins),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.survival.alpha) {
+            return bad(
+                "survival.alpha",
+                format!("must lie in [0, 1], got {}", self.survival.alpha),
+            );
         }
         Ok(())
     }
@@ -323,6 +351,11 @@ impl TrainSettings {
             Task::Survival => "c_index",
         }
     }
+}
+
+/// The error of a bad `setting`.
+fn bad(setting: &'static str, message: String) -> Result<(), DataError> {
+    Err(DataError::Setting { setting, message })
 }
 
 impl Serialize for TrainSettings {

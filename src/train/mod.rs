@@ -1,8 +1,10 @@
-//! Training and evaluation: classification and survival, patient-level splits and
-//! cross-validation, resumable checkpoints, metrics files and plots.
+//! Training: classification and survival, patient-level splits and cross-validation,
+//! resumable checkpoints, on one device, several, or the processes of an MPI job.
 //!
-//! [`train`] is what `med-crossvit train` runs; [`resume`] continues a run folder;
-//! [`evaluate`] applies a run folder to a cohort. Progress is reported through [`Event`]s.
+//! [`train`] is what `med-crossvit train` runs; [`resume`] continues a run folder. Progress
+//! is reported through [`Event`]s. What a run folder holds is [`run`](crate::run)'s; the
+//! predictions, metrics and plots of each fit are [`eval`](crate::eval)'s, which also applies
+//! a finished run to a new cohort ([`eval::evaluate`](crate::eval::evaluate)).
 
 mod checkpoint;
 mod cv;
@@ -125,7 +127,7 @@ pub struct TrainRequest {
     /// Stop after this many epochs as if interrupted (tests and demos).
     pub stop_after: Option<usize>,
     /// Write into `out` although it is not empty or lies inside another run (never over an
-    /// existing run: see [`outputs`]).
+    /// existing run: see [`outputs`](crate::run::outputs)(crate::run::outputs)).
     pub force: bool,
 }
 
@@ -239,7 +241,7 @@ fn is_run(dir: &Path) -> bool {
 ///
 /// [`RunError::RunExists`] when `out` already holds a run (nothing is overwritten);
 /// [`RunError::Overwrite`] when `out` is a folder holding other files or lies inside a run
-/// folder, unless `request.force` ([`outputs`]); [`RunError::Locked`] when another process
+/// folder, unless `request.force` ([`outputs`](crate::run::outputs)(crate::run::outputs)); [`RunError::Locked`] when another process
 /// is training into `out`; the data,
 /// configuration, checkpoint and I/O errors of the run.
 pub fn train(
