@@ -126,23 +126,13 @@ fn test_metrics(
 
 /// `m` of `predictions` with its intervals; the weighted survival metrics estimate censoring
 /// on the training patients.
-fn intervals(
-    job: &Fit<'_>,
-    inputs: &Inputs,
-    m: Metrics,
-    predictions: &Predictions,
-) -> Metrics {
+fn intervals(job: &Fit<'_>, inputs: &Inputs, m: Metrics, predictions: &Predictions) -> Metrics {
     let training = job.prepared.patients.among(&job.split.train);
     let n = predictions.patients.len();
-    let weighted = inputs.bins.as_ref().map(|b| {
-        SurvivalEval::new(
-            b,
-            n,
-            &inputs.targets,
-            training.iter().copied(),
-            "training",
-        )
-    });
+    let weighted = inputs
+        .bins
+        .as_ref()
+        .map(|b| SurvivalEval::new(b, n, &inputs.targets, training.iter().copied(), "training"));
     with_intervals(
         m,
         &predictions.patients,

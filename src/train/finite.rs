@@ -6,8 +6,8 @@ use std::path::Path;
 
 use burn::data::dataset::Dataset;
 
-use crate::eval::{Predictions, non_finite_patients};
 use crate::data::{CohortDataset, CohortTable, Modalities, Normalization};
+use crate::eval::{Predictions, non_finite_patients};
 use crate::run::TrainSettings;
 use crate::run::{Error, NotFinite, RunError};
 

@@ -24,18 +24,18 @@ mod trainer;
 mod validate;
 
 pub use checkpoint::{LoopState, PAUSE_MARKER_VAR, PAUSE_VAR};
-pub use finite::POISON_VAR;
 pub use finish::FitReport;
-pub use prepare::Fit;
-pub use trainer::{fit, fit_parallel};
+pub use finite::POISON_VAR;
 pub use parallel::{Alone, Parallel, ProcessGroup};
 pub use plan::{
     Outcomes, PLACEHOLDER_GENES, Prepared, check_cohort, fit_normalization, prepare, splits,
     targets,
 };
 pub use pooled::OutOfFold;
+pub use prepare::Fit;
 pub use resume::{Relocation, resume, resume_parallel, resume_relocated};
 pub use schedule::learning_rate;
+pub use trainer::{fit, fit_parallel};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

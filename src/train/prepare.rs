@@ -255,10 +255,7 @@ pub(super) fn datasets(
 fn class_weights(train: &CohortDataset, targets: &[Target], job: &Fit<'_>) -> Option<Vec<f32>> {
     let settings = job.settings;
     (settings.class_weights && settings.task == Task::Classification).then(|| {
-        let classes = train
-            .bags()
-            .iter()
-            .filter_map(|b| targets[b.patient].class);
+        let classes = train.bags().iter().filter_map(|b| targets[b.patient].class);
         inverse_frequency(classes, job.prepared.labels.len())
     })
 }

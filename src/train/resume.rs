@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 
-use super::parallel::Parallel;
 use super::cv::{Resumed, train_splits};
+use super::parallel::Parallel;
 use super::{Event, TrainRequest, TrainSummary, is_run};
 use crate::run::RunLock;
 use crate::run::{DataSource, ModelSpec};

@@ -179,7 +179,7 @@ impl<'a> Trainer<'a> {
         let (state, job) = (&self.state, self.job);
         !state.finished
             && state.epochs_done < job.settings.epochs
-            && !job.stop_after.is_some_and(|n| state.epochs_done >= n)
+            && job.stop_after.is_none_or(|n| state.epochs_done < n)
     }
 
     /// One epoch, its steps in order; returns the model it leaves.
@@ -416,7 +416,13 @@ impl<'a> Trainer<'a> {
             predict_parallel(inference, data.val_dataset.clone(), settings, self.parallel)?;
         let place = self.place(epoch + 1, None);
         let normalization = &data.inputs.normalization;
-        check_validation(&predictions, &place, &data.val_dataset, normalization, settings)?;
+        check_validation(
+            &predictions,
+            &place,
+            &data.val_dataset,
+            normalization,
+            settings,
+        )?;
         let classes = self.job.prepared.labels.len();
         let val = metrics(&predictions, &data.inputs.targets, settings.task, classes)?;
         Ok(EpochRow {
