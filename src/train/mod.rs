@@ -127,7 +127,7 @@ pub struct TrainRequest {
     /// Stop after this many epochs as if interrupted (tests and demos).
     pub stop_after: Option<usize>,
     /// Write into `out` although it is not empty or lies inside another run (never over an
-    /// existing run: see [`outputs`](crate::run::outputs)(crate::run::outputs)).
+    /// existing run: see [`outputs`](crate::run::outputs)).
     pub force: bool,
 }
 
@@ -241,7 +241,7 @@ fn is_run(dir: &Path) -> bool {
 ///
 /// [`RunError::RunExists`] when `out` already holds a run (nothing is overwritten);
 /// [`RunError::Overwrite`] when `out` is a folder holding other files or lies inside a run
-/// folder, unless `request.force` ([`outputs`](crate::run::outputs)(crate::run::outputs)); [`RunError::Locked`] when another process
+/// folder, unless `request.force` ([`outputs`](crate::run::outputs)); [`RunError::Locked`] when another process
 /// is training into `out`; the data,
 /// configuration, checkpoint and I/O errors of the run.
 pub fn train(
