@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::GradientsParams;
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use serde::Serialize;
@@ -11,7 +11,7 @@ use serde::Serialize;
 /// The FLOPs of one forward pass (kept here for the benchmark's callers; it lives with the
 /// training cost estimate).
 pub use crate::model::cost::forward_flops;
-use crate::model::{MedCrossViTConfig, ModelInput};
+use crate::model::{MedCrossViT, MedCrossViTConfig, ModelInput};
 use crate::run::Error;
 
 /// What to time.
@@ -83,6 +83,7 @@ pub fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// The median and the smallest of `v` (not empty).
 fn median_min(mut v: Vec<f64>) -> (f64, f64) {
     v.sort_by(f64::total_cmp);
     (v[v.len() / 2], v[0])
@@ -98,15 +99,49 @@ pub fn run(options: &BenchOptions, device: &Device) -> Result<BenchReport, Error
     let tiles = c.wsi_num_tiles;
     let batch = options.batch.max(1);
     let iters = options.iters.max(1);
+    let (params, (forward_ms, forward_min_ms)) = time_forward(c, batch, iters, device)?;
+    let train = if options.train {
+        Some(time_training(options, batch, iters, device)?)
+    } else {
+        None
+    };
+    let flops = forward_flops(c, batch, tiles);
+    Ok(BenchReport {
+        forward_ms,
+        forward_min_ms,
+        train_step_ms: train.as_ref().map(|t| t.median),
+        train_step_min_ms: train.as_ref().map(|t| t.min),
+        train_phases: train.and_then(|t| t.phases),
+        flops,
+        gflops: flops / forward_ms / 1e6,
+        params,
+        peak_rss_mb: peak_rss_mb(),
+    })
+}
+
+/// A batch of `batch` random bags of the model's tile count and genes on `device`.
+fn random_input(c: &MedCrossViTConfig, batch: usize, device: &Device) -> ModelInput {
+    ModelInput::new(
+        Tensor::<3>::random(
+            [batch, c.wsi_num_tiles, c.wsi_dim],
+            Distribution::Default,
+            device,
+        ),
+        Tensor::<2>::random([batch, c.rna_num_genes], Distribution::Default, device),
+    )
+}
+
+/// The model's parameters, and the median and fastest of `iters` forward passes (after one
+/// warm-up) in milliseconds.
+fn time_forward(
+    c: &MedCrossViTConfig,
+    batch: usize,
+    iters: usize,
+    device: &Device,
+) -> Result<(usize, (f64, f64)), Error> {
     let model = c.init(device)?;
     let params = model.num_params();
-    let input = || {
-        ModelInput::new(
-            Tensor::<3>::random([batch, tiles, c.wsi_dim], Distribution::Default, device),
-            Tensor::<2>::random([batch, c.rna_num_genes], Distribution::Default, device),
-        )
-    };
-    let x = input();
+    let x = random_input(c, batch, device);
     let mut times = Vec::with_capacity(iters);
     for i in 0..=iters {
         let start = Instant::now();
@@ -116,86 +151,99 @@ pub fn run(options: &BenchOptions, device: &Device) -> Result<BenchReport, Error
             times.push(start.elapsed().as_secs_f64() * 1e3);
         }
     }
-    let (forward_ms, forward_min_ms) = median_min(times);
-    drop(model);
+    Ok((params, median_min(times)))
+}
 
-    let mut train = (None, None);
-    let mut train_phases = None;
-    if options.train {
-        let autodiff = device.clone().autodiff();
-        let mut model = c.init(&autodiff)?;
-        // Burn's default weight decay (1e-4), as before the fused update.
-        let mut optimizer = crate::kernels::adamw::adamw(1e-4);
-        let labels: Vec<i64> = (0..batch as i64)
-            .map(|i| i % c.num_classes as i64)
-            .collect();
-        let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &autodiff);
-        let x = ModelInput::new(
-            Tensor::<3>::random([batch, tiles, c.wsi_dim], Distribution::Default, &autodiff),
-            Tensor::<2>::random([batch, c.rna_num_genes], Distribution::Default, &autodiff),
-        );
-        let mut times = Vec::with_capacity(iters);
-        let mut phases: [Vec<f64>; 3] = Default::default();
-        for i in 0..=iters {
-            let start = Instant::now();
-            // The ends of the forward and backward passes (not taken with checkpointing).
-            let mut split = None;
-            let loss = |logits| {
-                log_softmax(logits, 1)
-                    .gather(1, labels.clone().reshape([batch, 1]))
-                    .mean()
-                    .neg()
-            };
-            if options.checkpointing {
-                model = model
-                    .backward_recomputed(x.clone(), i as u64, loss, |m, g| {
-                        optimizer.step(1e-4, m, g)
-                    })?
-                    .model;
-            } else {
-                let loss = loss(model.forward(x.clone())?.logits);
-                let forward_done = Instant::now();
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
-                split = Some((forward_done, Instant::now()));
-                model = optimizer.step(1e-4, model, grads);
-            }
-            // Wait for the update to finish before stopping the clock.
-            let _ = model.valid().rna_head.linear.weight.val().into_data();
-            let end = Instant::now();
-            if i > 0 {
-                let ms = |from: Instant, to: Instant| (to - from).as_secs_f64() * 1e3;
-                times.push(ms(start, end));
-                if let Some((forward_done, backward_done)) = split {
-                    phases[0].push(ms(start, forward_done));
-                    phases[1].push(ms(forward_done, backward_done));
-                    phases[2].push(ms(backward_done, end));
-                }
+/// The timings of the training steps.
+struct TrainTimes {
+    /// Median milliseconds per step.
+    median: f64,
+    /// Fastest step.
+    min: f64,
+    /// The median step's parts, without checkpointing.
+    phases: Option<TrainPhases>,
+}
+
+/// Times `iters` training steps (after one warm-up) on one random batch.
+fn time_training(
+    options: &BenchOptions,
+    batch: usize,
+    iters: usize,
+    device: &Device,
+) -> Result<TrainTimes, Error> {
+    let c = &options.config;
+    let autodiff = device.clone().autodiff();
+    let mut model = c.init(&autodiff)?;
+    // Burn's default weight decay (1e-4), as before the fused update.
+    let mut optimizer = crate::kernels::adamw::adamw(1e-4);
+    let labels: Vec<i64> = (0..batch as i64)
+        .map(|i| i % c.num_classes as i64)
+        .collect();
+    let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &autodiff);
+    let x = random_input(c, batch, &autodiff);
+    let mut times = Vec::with_capacity(iters);
+    let mut phases: [Vec<f64>; 3] = Default::default();
+    for i in 0..=iters {
+        let start = Instant::now();
+        let split;
+        (model, split) = train_step(model, &mut optimizer, &x, &labels, options, i)?;
+        // Wait for the update to finish before stopping the clock.
+        let _ = model.valid().rna_head.linear.weight.val().into_data();
+        let end = Instant::now();
+        if i > 0 {
+            let ms = |from: Instant, to: Instant| (to - from).as_secs_f64() * 1e3;
+            times.push(ms(start, end));
+            if let Some((forward_done, backward_done)) = split {
+                phases[0].push(ms(start, forward_done));
+                phases[1].push(ms(forward_done, backward_done));
+                phases[2].push(ms(backward_done, end));
             }
         }
-        let (m, min) = median_min(times);
-        let [f, b, u] = phases.map(|p| (!p.is_empty()).then(|| median_min(p).0));
-        train_phases = f
-            .zip(b)
-            .zip(u)
-            .map(|((forward_ms, backward_ms), update_ms)| TrainPhases {
-                forward_ms,
-                backward_ms,
-                update_ms,
-            });
-        train = (Some(m), Some(min));
     }
-    let flops = forward_flops(c, batch, tiles);
-    Ok(BenchReport {
-        forward_ms,
-        forward_min_ms,
-        train_step_ms: train.0,
-        train_step_min_ms: train.1,
-        train_phases,
-        flops,
-        gflops: flops / forward_ms / 1e6,
-        params,
-        peak_rss_mb: peak_rss_mb(),
+    let (median, min) = median_min(times);
+    let [f, b, u] = phases.map(|p| (!p.is_empty()).then(|| median_min(p).0));
+    let phases = f
+        .zip(b)
+        .zip(u)
+        .map(|((forward_ms, backward_ms), update_ms)| TrainPhases {
+            forward_ms,
+            backward_ms,
+            update_ms,
+        });
+    Ok(TrainTimes {
+        median,
+        min,
+        phases,
     })
+}
+
+/// One training step (step `i`) of `model` on `x`: the model after the update, and the ends
+/// of its forward and backward passes (not taken with checkpointing, where they interleave).
+fn train_step(
+    model: MedCrossViT,
+    optimizer: &mut ModuleOptimizer,
+    x: &ModelInput,
+    labels: &Tensor<1, Int>,
+    options: &BenchOptions,
+    i: usize,
+) -> Result<(MedCrossViT, Option<(Instant, Instant)>), Error> {
+    let batch = labels.dims()[0];
+    let loss = |logits| {
+        log_softmax(logits, 1)
+            .gather(1, labels.clone().reshape([batch, 1]))
+            .mean()
+            .neg()
+    };
+    if options.checkpointing {
+        let step = model
+            .backward_recomputed(x.clone(), i as u64, loss, |m, g| optimizer.step(1e-4, m, g))?;
+        return Ok((step.model, None));
+    }
+    let loss = loss(model.forward(x.clone())?.logits);
+    let forward_done = Instant::now();
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let split = Some((forward_done, Instant::now()));
+    Ok((optimizer.step(1e-4, model, grads), split))
 }
 
 /// GFLOP/s of one `n × n` by `n × n` matrix product on `device` (median of `iters`).

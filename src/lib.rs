@@ -21,7 +21,7 @@
 //! | layer | module | what it holds |
 //! |---|---|---|
 //! | top | [`error`] | every error type of the crate, re-exported in one place |
-//! | tools | [`bench`], [`cohort`], [`report`], [`interop`], [`inference`] | timing; cohort tables from GDC downloads; `report.html`; importing the Python original's checkpoints; attention export and heatmaps |
+//! | tools | [`bench`](mod@bench), [`cohort`], [`report`], [`interop`], [`inference`] | timing; cohort tables from GDC downloads; `report.html`; importing the Python original's checkpoints; attention export and heatmaps |
 //! | training | [`train`] | the training loop, cross-validation, resume, multi-device and MPI reducers |
 //! | evaluation | [`eval`] | predictions, losses, metrics, survival, plots, applying a saved run |
 //! | run folders | [`run`] | `config.json`, [`TrainSettings`](run::TrainSettings), model bundles, the run lock, the output rule; [`Error`] |
@@ -32,7 +32,7 @@
 //! **Stable API**: [`model`] (the network, its config and folder format), [`data`] (readers of
 //! cohort files), [`run`] (the run-folder format and settings), [`eval`], [`train`] (the
 //! entry points [`train::train`], [`train::resume`], [`eval::evaluate`] and their request
-//! types), [`inference`] and the errors. [`bench`], [`report`], [`cohort`] and [`interop`]
+//! types), [`inference`] and the errors. [`bench`](mod@bench), [`report`], [`cohort`] and [`interop`]
 //! serve the command-line tool first; their items may change with it.
 //!
 //! # Features

@@ -85,7 +85,7 @@ class TwinConfig:
         if name == "seed":
             c = cls.seed()
         elif name == "small":
-            c = cls.small(2, 768, 64)  # as src/train/spec.rs resolves it
+            c = cls.small(2, 768, 64)  # as src/run/spec.rs resolves it
         else:
             raise ValueError(f"unknown preset {name!r} (seed, small)")
         c.rna_num_genes = genes

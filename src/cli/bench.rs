@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 use med_crossvit::RunError;
-use med_crossvit::bench::{self, BenchOptions};
-use med_crossvit::model::{GeneGroup, RnaTokenizer};
+use med_crossvit::bench::{self, BenchOptions, BenchReport};
+use med_crossvit::model::{GeneGroup, MedCrossViTConfig, RnaTokenizer};
 use med_crossvit::run::{ModelSpec, check_model, resolve_model};
 
 use super::device;
@@ -46,16 +46,54 @@ pub struct BenchArgs {
     json: bool,
 }
 
+/// The bags' feature width and tile count that `bench` times.
+const WSI_DIM: usize = 768;
+/// Tiles per bag.
+const TILES: usize = 50;
+
+/// Times the model as `args` say, and prints the timings as text or one JSON object.
 pub fn run(args: BenchArgs) -> Result<ExitCode, med_crossvit::Error> {
     let device = device::parse(&args.device)?;
-    let genes = args.genes.unwrap_or(100);
-    let (wsi_dim, tiles) = (768, 50);
+    let config = model_config(&args)?;
+    let report = bench::run(
+        &BenchOptions {
+            config,
+            batch: args.batch,
+            iters: args.iters,
+            train: args.train,
+            checkpointing: args.checkpointing,
+        },
+        &device,
+    )?;
+    let matmul = args
+        .matmul
+        .then(|| bench::matmul_gflops(2048, args.iters, &device));
+    if args.json {
+        let mut value = serde_json::to_value(&report).expect("a report serializes");
+        if let Some(m) = matmul {
+            value["matmul_2048_gflops"] = m.into();
+        }
+        println!("{value}");
+    } else {
+        print_report(&args, &report, matmul);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The genes `bench` times: `--genes`, or the presets' 100.
+fn genes(args: &BenchArgs) -> usize {
+    args.genes.unwrap_or(100)
+}
+
+/// The model of `--preset` for two classes, with the gene tokenizer of `--tokenizer`.
+fn model_config(args: &BenchArgs) -> Result<MedCrossViTConfig, med_crossvit::Error> {
+    let genes = genes(args);
     let mut config = resolve_model(
         &ModelSpec::Preset(args.preset.clone()),
-        wsi_dim,
+        WSI_DIM,
         genes,
         2,
-        tiles,
+        TILES,
     )?;
     config.rna_tokenizer = match args.tokenizer.as_str() {
         "dense" => RnaTokenizer::Dense,
@@ -77,31 +115,21 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, med_crossvit::Error> {
             .into());
         }
     };
-    check_model(&config, tiles)?;
-    let report = bench::run(
-        &BenchOptions {
-            config: config.clone(),
-            batch: args.batch,
-            iters: args.iters,
-            train: args.train,
-            checkpointing: args.checkpointing,
-        },
-        &device,
-    )?;
-    let matmul = args
-        .matmul
-        .then(|| bench::matmul_gflops(2048, args.iters, &device));
-    if args.json {
-        let mut value = serde_json::to_value(&report).expect("a report serializes");
-        if let Some(m) = matmul {
-            value["matmul_2048_gflops"] = m.into();
-        }
-        println!("{value}");
-        return Ok(ExitCode::SUCCESS);
-    }
+    check_model(&config, TILES)?;
+    Ok(config)
+}
+
+/// The timings as text, one line each.
+fn print_report(args: &BenchArgs, report: &BenchReport, matmul: Option<f64>) {
     println!(
-        "model: preset {}, {} genes ({} tokenizer), batch {} × {} tiles × {wsi_dim}, device {}",
-        args.preset, genes, args.tokenizer, args.batch, tiles, args.device
+        "model: preset {}, {} genes ({} tokenizer), batch {} × {} tiles × {}, device {}",
+        args.preset,
+        genes(args),
+        args.tokenizer,
+        args.batch,
+        TILES,
+        WSI_DIM,
+        args.device
     );
     println!("parameters      {}", report.params);
     println!(
@@ -126,5 +154,4 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, med_crossvit::Error> {
         println!("2048² matmul    {m:.1} GFLOP/s");
     }
     println!("peak RSS        {:.0} MB", report.peak_rss_mb);
-    Ok(ExitCode::SUCCESS)
 }

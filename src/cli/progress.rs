@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use med_crossvit::eval::EpochRow;
 use med_crossvit::train::Event;
 
 /// The fit under way: what the time estimates count.
@@ -158,61 +159,68 @@ impl Progress {
                 loss,
                 bags_per_sec,
             } => {
-                if !self.terminal {
-                    return;
+                if self.terminal {
+                    let times = self
+                        .clock
+                        .as_ref()
+                        .map(|c| format!(", {}", c.line(c.done(epoch, batch))))
+                        .unwrap_or_default();
+                    let message = format!("loss {loss:.4}, {bags_per_sec:.0} bags/s{times}");
+                    self.batch_bar(epoch, batch, batches, message);
                 }
-                let times = self
-                    .clock
-                    .as_ref()
-                    .map(|c| format!(", {}", c.line(c.done(epoch, batch))))
-                    .unwrap_or_default();
-                let bar = self.bar.get_or_insert_with(|| {
-                    let bar = ProgressBar::new(batches as u64);
-                    bar.set_style(
-                        ProgressStyle::with_template(
-                            "epoch {prefix:>3} [{bar:30}] {pos}/{len} {msg}",
-                        )
-                        .expect("a valid template")
-                        .progress_chars("=> "),
-                    );
-                    bar
-                });
-                bar.set_prefix(epoch.to_string());
-                bar.set_position(batch as u64);
-                bar.set_message(format!("loss {loss:.4}, {bags_per_sec:.0} bags/s{times}"));
             }
-            Event::Epoch { label, row, best } => {
-                if let Some(bar) = self.bar.take() {
-                    bar.finish_and_clear();
-                }
-                let metrics: Vec<String> = row
-                    .val
-                    .scalars()
-                    .into_iter()
-                    .filter_map(|(k, v)| v.map(|v| format!("val_{k} {v:.4}")))
-                    .collect();
-                let (of, monitor, times) = match &self.clock {
-                    Some(c) => (
-                        format!("/{}", c.epochs),
-                        c.monitor.as_str(),
-                        format!("  [{}]", c.line(c.done(row.epoch, c.batches))),
-                    ),
-                    None => (String::new(), "validation", String::new()),
-                };
-                eprintln!(
-                    "{label} epoch {:>3}{of}: train_loss {:.4}, {}{}{times}",
-                    row.epoch,
-                    row.train_loss,
-                    metrics.join(", "),
-                    if best {
-                        format!("  (best {monitor})")
-                    } else {
-                        String::new()
-                    }
-                );
-            }
+            Event::Epoch { label, row, best } => self.epoch(label, row, best),
             Event::Message(m) => eprintln!("{m}"),
         }
+    }
+
+    /// Moves the epoch's bar (made at its first batch) to `batch` of `batches`.
+    fn batch_bar(&mut self, epoch: usize, batch: usize, batches: usize, message: String) {
+        let bar = self.bar.get_or_insert_with(|| {
+            let bar = ProgressBar::new(batches as u64);
+            bar.set_style(
+                ProgressStyle::with_template("epoch {prefix:>3} [{bar:30}] {pos}/{len} {msg}")
+                    .expect("a valid template")
+                    .progress_chars("=> "),
+            );
+            bar
+        });
+        bar.set_prefix(epoch.to_string());
+        bar.set_position(batch as u64);
+        bar.set_message(message);
+    }
+
+    /// Clears the epoch's bar and prints its line: the losses, the validation metrics, and
+    /// whether it is the best so far.
+    fn epoch(&mut self, label: &str, row: &EpochRow, best: bool) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        let metrics: Vec<String> = row
+            .val
+            .scalars()
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| format!("val_{k} {v:.4}")))
+            .collect();
+        let (of, monitor, times) = match &self.clock {
+            Some(c) => (
+                format!("/{}", c.epochs),
+                c.monitor.as_str(),
+                format!("  [{}]", c.line(c.done(row.epoch, c.batches))),
+            ),
+            None => (String::new(), "validation", String::new()),
+        };
+        eprintln!(
+            "{label} epoch {:>3}{of}: train_loss {:.4}, {}{}{times}",
+            row.epoch,
+            row.train_loss,
+            metrics.join(", "),
+            if best {
+                format!("  (best {monitor})")
+            } else {
+                String::new()
+            }
+        );
     }
 }
 

@@ -1,7 +1,7 @@
 //! [`Cohort`]: the cohort CSV joined with each slide's tile-feature file.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
@@ -116,25 +116,13 @@ impl Cohort {
                 problems.push(DataError::MissingFiles { missing });
             }
         }
+        let key = options.features_key.as_deref();
         let opened: Vec<Result<Option<SlideTiles>, DataError>> = located
             .par_iter()
             .zip(table.slides().par_iter())
-            .map(|(path, record)| {
-                let Ok(path) = path else { return Ok(None) };
-                let file = TileFile::open(path, options.features_key.as_deref())?;
-                if file.tiles() == 0 {
-                    return Err(DataError::EmptyBag {
-                        path: path.clone(),
-                        slide: record.slide.clone(),
-                    });
-                }
-                Ok(Some(SlideTiles {
-                    path: path.clone(),
-                    key: file.features_key().to_string(),
-                    tiles: file.tiles(),
-                    dim: file.dim(),
-                    has_coords: file.has_coords(),
-                }))
+            .map(|(path, record)| match path {
+                Ok(path) => SlideTiles::open(path, &record.slide, key).map(Some),
+                Err(_) => Ok(None),
             })
             .collect();
         let mut files = Vec::with_capacity(opened.len());
@@ -147,32 +135,7 @@ impl Cohort {
                 }
             }
         }
-        // The cohort's width is the most common one; every other width is a problem.
-        let mut widths: HashMap<usize, usize> = HashMap::new();
-        for f in files.iter().flatten() {
-            *widths.entry(f.dim).or_default() += 1;
-        }
-        let feature_dim = widths
-            .iter()
-            .max_by_key(|&(dim, count)| (*count, std::cmp::Reverse(*dim)))
-            .map(|(&dim, _)| dim)
-            .unwrap_or(0);
-        for (slot, record) in files.iter_mut().zip(table.slides()) {
-            if let Some(f) = slot
-                && f.dim != feature_dim
-            {
-                problems.push(DataError::FeatureWidth {
-                    path: f.path.clone(),
-                    expected: feature_dim,
-                    got: f.dim,
-                    reference: format!(
-                        "the cohort (most slides; slide `{}` differs)",
-                        record.slide
-                    ),
-                });
-                *slot = None;
-            }
-        }
+        let feature_dim = common_width(&mut files, &table, &mut problems);
         let mut absent = vec![false; files.len()];
         if options.allow_missing {
             for (i, l) in located.iter().enumerate() {
@@ -373,5 +336,62 @@ impl Cohort {
             }),
             _ => Ok(()),
         }
+    }
+}
+
+/// The cohort's feature width: the most common among `files` (the narrower on a tie). Each
+/// file of another width is a [`DataError::FeatureWidth`] problem, and taken out.
+fn common_width(
+    files: &mut [Option<SlideTiles>],
+    table: &CohortTable,
+    problems: &mut Vec<DataError>,
+) -> usize {
+    // The cohort's width is the most common one; every other width is a problem.
+    let mut widths: HashMap<usize, usize> = HashMap::new();
+    for f in files.iter().flatten() {
+        *widths.entry(f.dim).or_default() += 1;
+    }
+    let feature_dim = widths
+        .iter()
+        .max_by_key(|&(dim, count)| (*count, std::cmp::Reverse(*dim)))
+        .map(|(&dim, _)| dim)
+        .unwrap_or(0);
+    for (slot, record) in files.iter_mut().zip(table.slides()) {
+        if let Some(f) = slot
+            && f.dim != feature_dim
+        {
+            problems.push(DataError::FeatureWidth {
+                path: f.path.clone(),
+                expected: feature_dim,
+                got: f.dim,
+                reference: format!("the cohort (most slides; slide `{}` differs)", record.slide),
+            });
+            *slot = None;
+        }
+    }
+    feature_dim
+}
+
+impl SlideTiles {
+    /// Opens the tile file at `path` of `slide` (features dataset `key`) for its shape.
+    ///
+    /// # Errors
+    ///
+    /// The file's [`TileFile::open`] error; [`DataError::EmptyBag`] for a file of 0 tiles.
+    fn open(path: &Path, slide: &str, key: Option<&str>) -> Result<Self, DataError> {
+        let file = TileFile::open(path, key)?;
+        if file.tiles() == 0 {
+            return Err(DataError::EmptyBag {
+                path: path.to_path_buf(),
+                slide: slide.to_string(),
+            });
+        }
+        Ok(SlideTiles {
+            path: path.to_path_buf(),
+            key: file.features_key().to_string(),
+            tiles: file.tiles(),
+            dim: file.dim(),
+            has_coords: file.has_coords(),
+        })
     }
 }

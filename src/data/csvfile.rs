@@ -2,38 +2,12 @@
 //! signatures), so that every such file gets the same checks and messages: real file line
 //! numbers (the header is line 1, whatever the line endings, blank lines and multi-line quoted
 //! cells), "empty file", "a header but no rows", a hint when the delimiter is not a comma,
-//! duplicated column names, and long cells cut in messages ([`cut`]).
+//! duplicated column names, and long cells cut in messages ([`cut`](super::cut)).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::DataError;
-
-/// How many characters of a cell a message shows before cutting it (see [`cut`]): enough for
-/// a whole TCGA slide id (`TCGA-05-4244-01Z-00-DX1.` and a UUID: 60 characters, 64 with
-/// `.svs`), so that real ids are never cut.
-pub const SHOWN_CHARS: usize = 80;
-
-/// `value` as a message shows it: whole when it has at most [`SHOWN_CHARS`] characters, else
-/// its first [`SHOWN_CHARS`] characters, then `… (N characters)`.
-pub fn cut(value: &str) -> String {
-    let n = value.chars().count();
-    if n <= SHOWN_CHARS {
-        return value.to_string();
-    }
-    let shown: String = value.chars().take(SHOWN_CHARS).collect();
-    format!("{shown}… ({n} characters)")
-}
-
-/// A list of names as a message shows it: at most `max` of them, each cut (see [`cut`]), then
-/// `… (N in all)`.
-pub fn cut_list(names: &[String], max: usize) -> String {
-    let mut shown: Vec<String> = names.iter().take(max).map(|n| cut(n)).collect();
-    if names.len() > max {
-        shown.push(format!("… ({} in all)", names.len()));
-    }
-    shown.join(", ")
-}
 
 /// A CSV file read into memory, with its header checked.
 pub(crate) struct CsvFile {
@@ -191,16 +165,5 @@ mod tests {
         // A quoted cell over two lines: the next row starts on line 4.
         assert_eq!(lines("a,b\n1,\"x\ny\"\n3,4\n"), [2, 4]);
         assert_eq!(lines("\u{feff}a,b\r\n1,2\r\n"), [2]);
-    }
-
-    #[test]
-    fn long_values_are_cut_with_their_length() {
-        assert_eq!(cut("short"), "short");
-        let long = "x".repeat(1_000_000);
-        let shown = cut(&long);
-        assert_eq!(shown, format!("{}… (1000000 characters)", "x".repeat(80)));
-        assert_eq!(cut(&"é".repeat(80)), "é".repeat(80));
-        let slide = "TCGA-05-4244-01Z-00-DX1.d4ff32cd-38cf-40ea-8213-45c2b100ac01.svs";
-        assert_eq!(cut(slide), slide);
     }
 }

@@ -1,8 +1,14 @@
-//! [`DataError`]: bad cohort files, each error naming the file, row, column or value at fault.
+//! [`DataError`]: bad cohort files, each error naming the file, row, column or value at fault;
+//! [`CohortProblems`]: every problem of a cohort, grouped by [`ProblemKind`], each kind with
+//! the hint that fixes it (a [`DataError::Cohort`] holds them, so they live here). This file
+//! imports nothing else from `data/` but the message helpers of `text.rs`.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::csvfile::cut;
+use serde::Serialize;
+
+use super::text::cut;
 
 /// A cohort CSV, a tile-feature file or a split that cannot be used.
 ///
@@ -286,9 +292,9 @@ pub enum DataError {
         positions: Vec<usize>,
     },
     /// Every problem found in a cohort, grouped by kind, each group with the hint that fixes
-    /// it (see [`CohortProblems`](super::CohortProblems)).
+    /// it (see [`CohortProblems`]).
     #[error("{0}")]
-    Cohort(super::CohortProblems),
+    Cohort(CohortProblems),
     /// A JSON file (normalization, labels) that cannot be read.
     #[error("{path}: {source}")]
     Json {
@@ -324,6 +330,7 @@ pub struct PatientMismatch {
     pub second: String,
 }
 
+/// The missing slides, one line each, with the paths tried.
 fn list_missing(missing: &[(String, Vec<PathBuf>)]) -> String {
     missing
         .iter()
@@ -335,6 +342,7 @@ fn list_missing(missing: &[(String, Vec<PathBuf>)]) -> String {
         .join("\n")
 }
 
+/// The problems, one indented line each.
 fn list_problems(problems: &[DataError]) -> String {
     problems
         .iter()
@@ -344,6 +352,7 @@ fn list_problems(problems: &[DataError]) -> String {
 }
 
 impl DataError {
+    /// A [`DataError::BadField`].
     pub(crate) fn bad_field(
         path: impl Into<PathBuf>,
         field: impl Into<String>,
@@ -356,10 +365,268 @@ impl DataError {
         }
     }
 
+    /// A [`DataError::Io`] naming `path`.
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// What kind a cohort problem is: the problems of one kind are fixed the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// The CSV file itself: unreadable, malformed, empty, without rows, not comma-separated,
+    /// without gene columns.
+    File,
+    /// A column name on several columns.
+    DuplicateColumn,
+    /// A column the task needs is absent.
+    MissingColumn,
+    /// An empty slide id, patient id or label.
+    EmptyCell,
+    /// A slide id on two rows.
+    DuplicateSlide,
+    /// An expression cell that is not a finite number.
+    BadExpression,
+    /// Rows without expression, not allowed.
+    MissingRna,
+    /// A survival time or censorship that cannot be used.
+    BadOutcome,
+    /// Too few classes or event times for the task.
+    TooFewOutcomes,
+    /// A patient whose rows disagree.
+    PatientMismatch,
+    /// Tile-feature files that do not exist.
+    MissingFiles,
+    /// A tile-feature file that cannot be used.
+    TileFile,
+    /// Patients with neither tiles nor expression.
+    NoModality,
+    /// Anything else.
+    Other,
+}
+
+impl ProblemKind {
+    /// The kind of `error`, as a problem of a cohort.
+    pub fn of(error: &DataError) -> Self {
+        match error {
+            DataError::Io { .. }
+            | DataError::Csv { .. }
+            | DataError::EmptyFile { .. }
+            | DataError::NoRows { .. }
+            | DataError::Delimiter { .. }
+            | DataError::NoGeneColumns { .. } => Self::File,
+            DataError::DuplicateColumn { .. } => Self::DuplicateColumn,
+            DataError::MissingColumn { .. } => Self::MissingColumn,
+            DataError::EmptyCell { .. } => Self::EmptyCell,
+            DataError::DuplicateSlide { .. } => Self::DuplicateSlide,
+            DataError::BadValue { .. } => Self::BadExpression,
+            DataError::MissingRna { .. } => Self::MissingRna,
+            DataError::PatientMismatch(_) => Self::PatientMismatch,
+            DataError::MissingFiles { .. } => Self::MissingFiles,
+            DataError::Hdf5 { .. }
+            | DataError::Torch { .. }
+            | DataError::NoFeatures { .. }
+            | DataError::BadDataset { .. }
+            | DataError::FeatureWidth { .. }
+            | DataError::EmptyBag { .. } => Self::TileFile,
+            _ => Self::Other,
+        }
+    }
+
+    /// What a group of this kind is called.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::File => "unusable file",
+            Self::DuplicateColumn => "duplicated column names",
+            Self::MissingColumn => "missing columns",
+            Self::EmptyCell => "empty required cells",
+            Self::DuplicateSlide => "repeated slide ids",
+            Self::BadExpression => "bad expression values",
+            Self::MissingRna => "rows without expression",
+            Self::BadOutcome => "bad survival values",
+            Self::TooFewOutcomes => "too few outcomes",
+            Self::PatientMismatch => "patients whose rows disagree",
+            Self::MissingFiles => "missing tile-feature files",
+            Self::TileFile => "unusable tile-feature files",
+            Self::NoModality => "patients without tiles or expression",
+            Self::Other => "other problems",
+        }
+    }
+
+    /// How to fix the problems of this kind.
+    pub fn hint(self) -> &'static str {
+        match self {
+            Self::File => {
+                "save the cohort as a comma-separated CSV with one header line and one row per \
+                 slide; name the gene columns with --gene-prefix, --gene-suffix or --gene-regex"
+            }
+            Self::DuplicateColumn => {
+                "rename or remove the repeated columns so that each name appears once (which \
+                 one is meant would otherwise be a guess)"
+            }
+            Self::MissingColumn => {
+                "name the columns with --slide-column, --label-column, --time-column or \
+                 --censorship-column, or choose the task with --task"
+            }
+            Self::EmptyCell => "fill in these cells, or remove their rows",
+            Self::DuplicateSlide => "list each slide on one row: remove the repeated rows",
+            Self::BadExpression => {
+                "expression cells must be finite numbers; a row without expression leaves all \
+                 its gene cells empty (with --missing-modality allow)"
+            }
+            Self::MissingRna => {
+                "add their expression, or pass --missing-modality allow to use them from their \
+                 slides alone"
+            }
+            Self::BadOutcome => {
+                "survival times must be finite and 0 or more, censorship 1 (censored) or 0 \
+                 (event)"
+            }
+            Self::TooFewOutcomes => {
+                "classification needs at least 2 classes; survival needs more distinct event \
+                 times than --bins"
+            }
+            Self::PatientMismatch => {
+                "a patient's rows must agree on its label, survival time, censorship and \
+                 expression: correct them, or give the slides their own patient ids"
+            }
+            Self::MissingFiles => {
+                "check --features (files are {dir}/{project}/{slide}.h5 or {dir}/{slide}.h5, \
+                 or .pt), pass --skip-missing to leave these slides out, or --missing-modality \
+                 allow to use them from their expression alone"
+            }
+            Self::TileFile => {
+                "replace or re-extract these files, or name the features dataset with \
+                 --features-key"
+            }
+            Self::NoModality => {
+                "give these patients a tile file or expression, or remove their rows"
+            }
+            Self::Other => "see each message",
+        }
+    }
+}
+
+/// One problem of a cohort.
+#[derive(Debug)]
+pub struct Problem {
+    /// Its kind.
+    pub kind: ProblemKind,
+    /// The error, naming the file, line, column or slide.
+    pub error: DataError,
+}
+
+/// A problem as `check --json` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProblemReport {
+    /// Its kind (`bad_expression`, `missing_files`, …).
+    pub kind: ProblemKind,
+    /// The message.
+    pub message: String,
+    /// How to fix the problems of this kind.
+    pub hint: &'static str,
+}
+
+/// Every problem of a cohort, in the order found. Displayed grouped by kind, each group with
+/// its hint.
+#[derive(Debug, Default)]
+pub struct CohortProblems {
+    problems: Vec<Problem>,
+}
+
+/// How many problems of one kind the text lists; the rest are counted.
+const LISTED_PER_KIND: usize = 20;
+
+impl CohortProblems {
+    /// Adds `error`, of the kind [`ProblemKind::of`] gives.
+    pub fn push(&mut self, error: DataError) {
+        self.push_kind(ProblemKind::of(&error), error);
+    }
+
+    /// Adds `error` as a problem of `kind`.
+    pub fn push_kind(&mut self, kind: ProblemKind, error: DataError) {
+        // Several problems in one error are listed one by one.
+        match error {
+            DataError::Problems(list) => list.into_iter().for_each(|e| self.push(e)),
+            error => self.problems.push(Problem { kind, error }),
+        }
+    }
+
+    /// The problems, in the order found.
+    pub fn problems(&self) -> &[Problem] {
+        &self.problems
+    }
+
+    /// Number of problems.
+    pub fn len(&self) -> usize {
+        self.problems.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// The problems grouped by kind (kinds in [`ProblemKind`] order, problems in the order
+    /// found).
+    pub fn grouped(&self) -> BTreeMap<ProblemKind, Vec<&Problem>> {
+        let mut groups: BTreeMap<ProblemKind, Vec<&Problem>> = BTreeMap::new();
+        for p in &self.problems {
+            groups.entry(p.kind).or_default().push(p);
+        }
+        groups
+    }
+
+    /// The problems as `check --json` prints them, grouped by kind.
+    pub fn reports(&self) -> Vec<ProblemReport> {
+        self.grouped()
+            .into_values()
+            .flatten()
+            .map(|p| ProblemReport {
+                kind: p.kind,
+                message: p.error.to_string(),
+                hint: p.kind.hint(),
+            })
+            .collect()
+    }
+
+    /// `Ok` without problems, else every problem as one [`DataError::Cohort`] (a single
+    /// problem as itself).
+    ///
+    /// # Errors
+    ///
+    /// As said.
+    pub fn into_result(mut self) -> Result<(), DataError> {
+        match self.problems.len() {
+            0 => Ok(()),
+            1 => Err(self.problems.remove(0).error),
+            _ => Err(DataError::Cohort(self)),
+        }
+    }
+}
+
+impl std::fmt::Display for CohortProblems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} problem(s):", self.problems.len())?;
+        for (kind, problems) in self.grouped() {
+            write!(f, "\n{} ({}):", kind.title(), problems.len())?;
+            for p in problems.iter().take(LISTED_PER_KIND) {
+                let text = p.error.to_string().replace('\n', "\n    ");
+                write!(f, "\n  - {text}")?;
+            }
+            if problems.len() > LISTED_PER_KIND {
+                write!(
+                    f,
+                    "\n  - … and {} more of this kind",
+                    problems.len() - LISTED_PER_KIND
+                )?;
+            }
+            write!(f, "\n  hint: {}", kind.hint())?;
+        }
+        Ok(())
     }
 }

@@ -76,48 +76,13 @@ impl H5Tiles {
     /// coordinates that do not match them.
     pub fn open(path: impl AsRef<Path>, key: Option<&str>) -> Result<Self, DataError> {
         let path = path.as_ref();
-        if !path.is_file() {
-            return Err(DataError::io(
-                path,
-                std::io::Error::from(std::io::ErrorKind::NotFound),
-            ));
-        }
-        let h5 = |e: hdf5_reader::error::Error| DataError::Hdf5 {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        };
-        // A smaller chunk cache than the reader's default (64 MiB): many files stay open at
-        // once in the loader's cache, and a bag's rows span few chunks.
-        let file_len = std::fs::metadata(path)
-            .map_err(|e| DataError::io(path, e))?
-            .len();
-        // The reader's own limit on any one read, beside the shape checks below.
-        let max_read = file_len.saturating_mul(MAX_EXPANSION).max(1 << 20);
-        let options = OpenOptions::default()
-            .with_chunk_cache_bytes(CHUNK_CACHE_BYTES)
-            .with_max_read_bytes(usize::try_from(max_read).unwrap_or(usize::MAX));
-        let file = Hdf5File::open_with_options(path, options).map_err(h5)?;
+        let (file, file_len) = open_file(path)?;
+        let h5 = |e: hdf5_reader::error::Error| hdf5_error(path, e);
         let (_, names) = file
             .root_group()
             .and_then(|g| g.member_names())
             .map_err(h5)?;
-        let wanted: Vec<&str> = match key {
-            Some(key) => vec![key],
-            None => FEATURE_DATASETS.to_vec(),
-        };
-        let key = wanted
-            .iter()
-            .find(|k| names.iter().any(|n| n == *k))
-            .ok_or_else(|| DataError::NoFeatures {
-                path: path.to_path_buf(),
-                tried: wanted.join(", "),
-                found: if names.is_empty() {
-                    "no dataset".into()
-                } else {
-                    names.join(", ")
-                },
-            })?
-            .to_string();
+        let key = features_key(path, &names, key)?;
         let features = file.dataset(&key).map_err(h5)?;
         let bad = |dataset: &str, message: String| DataError::BadDataset {
             path: path.to_path_buf(),
@@ -137,22 +102,7 @@ impl H5Tiles {
                 format!("a features matrix needs at least one column, got shape {shape:?}"),
             ));
         }
-        let element = match features.dtype() {
-            Datatype::FloatingPoint {
-                size: 2,
-                byte_order,
-            } => Element::F16 {
-                big_endian: *byte_order == hdf5_reader::ByteOrder::BigEndian,
-            },
-            Datatype::FloatingPoint { size: 4, .. } => Element::F32,
-            Datatype::FloatingPoint { size: 8, .. } => Element::F64,
-            other => {
-                return Err(bad(
-                    &key,
-                    format!("expected floating-point features, got {other:?}"),
-                ));
-            }
-        };
+        let element = element_of(features.dtype()).map_err(|m| bad(&key, m))?;
         check_size(&features, &shape, file_len).map_err(|m| bad(&key, m))?;
         let coords = if names.iter().any(|n| n == COORDS_DATASET) {
             let coords = file.dataset(COORDS_DATASET).map_err(h5)?;
@@ -410,6 +360,78 @@ impl H5Tiles {
             start = end;
         }
         Ok(out)
+    }
+}
+
+/// A [`DataError::Hdf5`] for `path` saying what the reader said.
+fn hdf5_error(path: &Path, e: hdf5_reader::error::Error) -> DataError {
+    DataError::Hdf5 {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// Opens `path` as HDF5, with the reader's read limit set from its length; returns the file
+/// and its length in bytes.
+fn open_file(path: &Path) -> Result<(Hdf5File, u64), DataError> {
+    if !path.is_file() {
+        return Err(DataError::io(
+            path,
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        ));
+    }
+    // A smaller chunk cache than the reader's default (64 MiB): many files stay open at
+    // once in the loader's cache, and a bag's rows span few chunks.
+    let file_len = std::fs::metadata(path)
+        .map_err(|e| DataError::io(path, e))?
+        .len();
+    // The reader's own limit on any one read, beside the shape checks of `open`.
+    let max_read = file_len.saturating_mul(MAX_EXPANSION).max(1 << 20);
+    let options = OpenOptions::default()
+        .with_chunk_cache_bytes(CHUNK_CACHE_BYTES)
+        .with_max_read_bytes(usize::try_from(max_read).unwrap_or(usize::MAX));
+    let file = Hdf5File::open_with_options(path, options).map_err(|e| hdf5_error(path, e))?;
+    Ok((file, file_len))
+}
+
+/// The features dataset among the root's `names`: `key`, or else the first of
+/// [`FEATURE_DATASETS`] present.
+///
+/// # Errors
+///
+/// [`DataError::NoFeatures`] naming what was looked for and what the file has.
+fn features_key(path: &Path, names: &[String], key: Option<&str>) -> Result<String, DataError> {
+    let wanted: Vec<&str> = match key {
+        Some(key) => vec![key],
+        None => FEATURE_DATASETS.to_vec(),
+    };
+    wanted
+        .iter()
+        .find(|k| names.iter().any(|n| n == *k))
+        .map(|k| k.to_string())
+        .ok_or_else(|| DataError::NoFeatures {
+            path: path.to_path_buf(),
+            tried: wanted.join(", "),
+            found: if names.is_empty() {
+                "no dataset".into()
+            } else {
+                names.join(", ")
+            },
+        })
+}
+
+/// How features of `dtype` are stored, or why they cannot be read as features.
+fn element_of(dtype: &Datatype) -> Result<Element, String> {
+    match dtype {
+        Datatype::FloatingPoint {
+            size: 2,
+            byte_order,
+        } => Ok(Element::F16 {
+            big_endian: *byte_order == hdf5_reader::ByteOrder::BigEndian,
+        }),
+        Datatype::FloatingPoint { size: 4, .. } => Ok(Element::F32),
+        Datatype::FloatingPoint { size: 8, .. } => Ok(Element::F64),
+        other => Err(format!("expected floating-point features, got {other:?}")),
     }
 }
 

@@ -7,7 +7,7 @@
 //!   the Python original, CLAM, TRIDENT and STAMP, or from a CLAM `.pt` file, reading only
 //!   the rows a bag needs; [`locate`] finds it by the slide id's stem.
 //! - [`Cohort`] joins the two, finding each slide's file and listing every problem.
-//! - [`validate`] is the one validation of a cohort (CSV, outcome, patients, tile files) that
+//! - [`validate()`] is the one validation of a cohort (CSV, outcome, patients, tile files) that
 //!   `check` and training share; it returns every problem as [`CohortProblems`], grouped by
 //!   [`ProblemKind`] with a hint for each kind.
 //! - [`Patients`] groups slides by patient and checks that a patient's rows agree; the
@@ -25,6 +25,7 @@
 
 mod bags;
 mod check;
+mod choices;
 mod cohort;
 mod csvfile;
 mod dataset;
@@ -41,21 +42,22 @@ mod signatures;
 mod split;
 mod synth;
 mod table;
+mod text;
 mod tiles;
 mod validate;
 
 pub use crate::util::seed::mix as mix_seed;
 pub use bags::{BagRef, BagSettings, BagSource, evaluation_bags, training_bags};
 pub use check::CohortSummary;
+pub use choices::{MissingModality, Modalities, Unit};
 pub use cohort::{Cohort, SlideTiles, TileOptions};
-pub use csvfile::{SHOWN_CHARS, cut, cut_list};
 pub use dataset::{BagBatch, BagBatcher, BagItem, CohortDataset, Target};
-pub use error::{DataError, PatientMismatch};
+pub use error::{CohortProblems, DataError, PatientMismatch, Problem, ProblemKind, ProblemReport};
 pub use h5::{COORDS_DATASET, FEATURE_DATASETS};
 pub use labels::{LabelMap, TimeBins};
 pub use loader::BagLoader;
 pub use normalize::{Normalization, NormalizeMethod};
-pub use patients::{MissingModality, Modalities, Patients, Unit};
+pub use patients::Patients;
 pub use scale::{GeneExtreme, SCALE_LIMIT, ScaleReport, WORST_SHOWN, cohort_scale, scale_report};
 pub use signatures::{Signatures, read_signatures};
 pub use split::{
@@ -68,8 +70,6 @@ pub(crate) use table::parse_finite;
 pub use table::{
     CohortColumns, CohortTable, DEFAULT_GENE_PREFIX, DEFAULT_GENE_SUFFIX, GeneRule, SlideRecord,
 };
+pub use text::{SHOWN_CHARS, cut, cut_list};
 pub use tiles::{PT_KEY, SLIDE_EXTENSIONS, TileFile, candidate_paths, locate, slide_stem};
-pub use validate::{
-    CohortCheck, CohortProblems, Outcome, Problem, ProblemKind, ProblemReport, some_modality,
-    validate,
-};
+pub use validate::{CohortCheck, Outcome, some_modality, validate};

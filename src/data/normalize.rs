@@ -133,49 +133,13 @@ impl Normalization {
                 values[g].push(v as f64);
             }
         }
-        let keep: Vec<usize> = match top_genes {
-            None => columns,
-            Some(k) if k == 0 || k > all => {
-                return Err(DataError::Setting {
-                    setting: "top_genes",
-                    message: format!(
-                        "must lie between 1 and the {all} gene columns of {}, got {k}",
-                        table.path().display()
-                    ),
-                });
-            }
-            Some(k) => {
-                let mad: Vec<f64> = values
-                    .iter()
-                    .map(|v| median_absolute_deviation(v))
-                    .collect();
-                let mut order: Vec<usize> = (0..all).collect();
-                order.sort_by(|&a, &b| mad[b].total_cmp(&mad[a]).then(a.cmp(&b)));
-                let mut keep = order[..k].to_vec();
-                keep.sort_unstable();
-                keep
-            }
-        };
+        let keep = kept_genes(&values, top_genes, table)?;
         let (mut mean, mut std) = (
             Vec::with_capacity(keep.len()),
             Vec::with_capacity(keep.len()),
         );
         for &g in &keep {
-            let v = &values[g];
-            let (centre, scale) = match method {
-                NormalizeMethod::Log2Zscore | NormalizeMethod::Zscore => {
-                    let n = v.len() as f64;
-                    let m = v.iter().sum::<f64>() / n;
-                    let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n;
-                    (m, var.sqrt())
-                }
-                NormalizeMethod::Minmax => {
-                    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-                    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                    ((lo + hi) / 2.0, (hi - lo) / 2.0)
-                }
-                NormalizeMethod::None => (0.0, 1.0),
-            };
+            let (centre, scale) = centre_and_scale(method, &values[g]);
             mean.push(centre as f32);
             std.push(if scale > 1e-8 { scale as f32 } else { 1.0 });
         }
@@ -374,6 +338,62 @@ pub(crate) fn median_absolute_deviation(values: &[f64]) -> f64 {
     }
     let m = median(values.to_vec());
     median(values.iter().map(|x| (x - m).abs()).collect())
+}
+
+/// The genes kept with `top_genes` K (all without): the K of largest median absolute
+/// deviation over `values` (one list per gene; ties go to the earlier column), in CSV order.
+///
+/// # Errors
+///
+/// [`DataError::Setting`] for K of 0 or above the number of gene columns of `table`.
+fn kept_genes(
+    values: &[Vec<f64>],
+    top_genes: Option<usize>,
+    table: &CohortTable,
+) -> Result<Vec<usize>, DataError> {
+    let all = values.len();
+    Ok(match top_genes {
+        None => (0..all).collect(),
+        Some(k) if k == 0 || k > all => {
+            return Err(DataError::Setting {
+                setting: "top_genes",
+                message: format!(
+                    "must lie between 1 and the {all} gene columns of {}, got {k}",
+                    table.path().display()
+                ),
+            });
+        }
+        Some(k) => {
+            let mad: Vec<f64> = values
+                .iter()
+                .map(|v| median_absolute_deviation(v))
+                .collect();
+            let mut order: Vec<usize> = (0..all).collect();
+            order.sort_by(|&a, &b| mad[b].total_cmp(&mad[a]).then(a.cmp(&b)));
+            let mut keep = order[..k].to_vec();
+            keep.sort_unstable();
+            keep
+        }
+    })
+}
+
+/// The centre and scale `method` takes from one gene's training values `v`: mean and
+/// standard deviation, midrange and half-range, or 0 and 1.
+fn centre_and_scale(method: NormalizeMethod, v: &[f64]) -> (f64, f64) {
+    match method {
+        NormalizeMethod::Log2Zscore | NormalizeMethod::Zscore => {
+            let n = v.len() as f64;
+            let m = v.iter().sum::<f64>() / n;
+            let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n;
+            (m, var.sqrt())
+        }
+        NormalizeMethod::Minmax => {
+            let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            ((lo + hi) / 2.0, (hi - lo) / 2.0)
+        }
+        NormalizeMethod::None => (0.0, 1.0),
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use super::csvfile::cut;
+use super::text::cut;
 use super::{CohortTable, DataError, Patients, slide_stem};
 
 /// Slide indices (into the cohort table) on each side of a split.
@@ -204,7 +204,7 @@ impl SplitRead {
                     "{}: {} id(s) {what}: {}",
                     path.display(),
                     ids.len(),
-                    super::csvfile::cut_list(ids, 5)
+                    super::text::cut_list(ids, 5)
                 ));
             }
         }
@@ -234,8 +234,7 @@ pub fn from_csv(path: impl AsRef<Path>, table: &CohortTable) -> Result<SplitRead
             .trim(csv::Trim::All),
     );
     let header = file.header(&mut reader)?;
-    let sides = ["train", "val", "test"];
-    let cols: Vec<Option<usize>> = sides
+    let cols: Vec<Option<usize>> = SIDES
         .iter()
         .map(|s| header.iter().position(|h| h == s))
         .collect();
@@ -243,109 +242,169 @@ pub fn from_csv(path: impl AsRef<Path>, table: &CohortTable) -> Result<SplitRead
         return Err(DataError::MissingColumn {
             path: path.to_path_buf(),
             column: "train, val or test".into(),
-            available: super::csvfile::cut_list(&header, 20),
+            available: super::text::cut_list(&header, 20),
         });
     }
-    let mut by_slide: HashMap<&str, usize> = HashMap::new();
-    for (i, s) in table.slides().iter().enumerate() {
-        by_slide.insert(s.slide.as_str(), i);
-        by_slide.entry(slide_stem(&s.slide)).or_insert(i);
-    }
-    let mut by_patient: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, s) in table.slides().iter().enumerate() {
-        by_patient.entry(s.patient.as_str()).or_default().push(i);
-    }
-    let mut side_of: Vec<Option<(usize, u64)>> = vec![None; table.len()];
-    let mut unknown = Vec::new();
-    let mut seen_unknown: HashMap<String, (usize, u64)> = HashMap::new();
-    let mut listed: HashSet<(usize, String)> = HashSet::new();
-    let mut repeated: Vec<String> = Vec::new();
+    let mut placer = Placer::new(path, table);
     let mut any = false;
     for record in reader.records() {
         let record = record.map_err(|e| file.error(e))?;
         any = true;
         let line = file.line(record.position());
         for (side, col) in cols.iter().enumerate() {
-            let Some(id) = col.and_then(|c| record.get(c)).filter(|c| !c.is_empty()) else {
-                continue;
-            };
-            if !listed.insert((side, id.to_string())) && !repeated.iter().any(|r| r == id) {
-                repeated.push(id.to_string());
-            }
-            let slides: Vec<usize> = match (by_patient.get(id), by_slide.get(id)) {
-                (Some(v), _) => v.clone(),
-                (None, Some(&i)) => vec![i],
-                (None, None) => {
-                    // An id the cohort lacks is counted, but still may not sit on two sides.
-                    match seen_unknown.get(id) {
-                        Some(&(other, first)) if other != side => {
-                            return Err(two_sides(
-                                path,
-                                id,
-                                sides[other],
-                                first,
-                                sides[side],
-                                line,
-                            ));
-                        }
-                        Some(_) => {}
-                        None => {
-                            seen_unknown.insert(id.to_string(), (side, line));
-                            unknown.push(id.to_string());
-                        }
-                    }
-                    continue;
-                }
-            };
-            for i in slides {
-                match side_of[i] {
-                    Some((other, first)) if other != side => {
-                        let record = &table.slides()[i];
-                        let what = if record.patient == record.slide {
-                            format!("slide `{}`", cut(&record.slide))
-                        } else {
-                            format!(
-                                "slide `{}` (patient `{}`)",
-                                cut(&record.slide),
-                                cut(&record.patient)
-                            )
-                        };
-                        return Err(two_sides(
-                            path,
-                            &what,
-                            sides[other],
-                            first,
-                            sides[side],
-                            line,
-                        ));
-                    }
-                    _ => side_of[i] = Some((side, line)),
-                }
+            if let Some(id) = col.and_then(|c| record.get(c)).filter(|c| !c.is_empty()) {
+                placer.place(side, id, line)?;
             }
         }
     }
     if !any {
         return Err(file.no_rows());
     }
-    let mut split = Split::default();
-    let mut unassigned = 0;
-    for (i, side) in side_of.iter().enumerate() {
-        match side.map(|(s, _)| s) {
-            Some(0) => split.train.push(i),
-            Some(1) => split.val.push(i),
-            Some(_) => split.test.push(i),
-            None => unassigned += 1,
-        }
-    }
-    check_patients(table, &split)?;
-    Ok(SplitRead {
-        split,
-        unassigned,
-        unknown,
-        repeated,
-    })
+    placer.finish()
 }
 
+/// The sides of a splits file, as its columns are named.
+const SIDES: [&str; 3] = ["train", "val", "test"];
+
+/// The slides of a splits file placed on their sides, row by row, each id checked to sit on
+/// one side only.
+struct Placer<'a> {
+    /// The splits file.
+    path: &'a Path,
+    /// The cohort.
+    table: &'a CohortTable,
+    /// Each slide id, and each slide id's stem, to its slide.
+    by_slide: HashMap<&'a str, usize>,
+    /// Each patient id to its slides.
+    by_patient: HashMap<&'a str, Vec<usize>>,
+    /// Each slide's side and the line that put it there.
+    side_of: Vec<Option<(usize, u64)>>,
+    /// Ids the cohort lacks, each once, in file order.
+    unknown: Vec<String>,
+    /// The side and line of each id the cohort lacks.
+    seen_unknown: HashMap<String, (usize, u64)>,
+    /// Every `(side, id)` listed.
+    listed: HashSet<(usize, String)>,
+    /// Ids listed twice on one side, each once, in file order.
+    repeated: Vec<String>,
+}
+
+impl<'a> Placer<'a> {
+    /// A placer for the slides of `table`, none placed yet.
+    fn new(path: &'a Path, table: &'a CohortTable) -> Self {
+        let mut by_slide: HashMap<&str, usize> = HashMap::new();
+        for (i, s) in table.slides().iter().enumerate() {
+            by_slide.insert(s.slide.as_str(), i);
+            by_slide.entry(slide_stem(&s.slide)).or_insert(i);
+        }
+        let mut by_patient: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, s) in table.slides().iter().enumerate() {
+            by_patient.entry(s.patient.as_str()).or_default().push(i);
+        }
+        Self {
+            path,
+            table,
+            by_slide,
+            by_patient,
+            side_of: vec![None; table.len()],
+            unknown: Vec::new(),
+            seen_unknown: HashMap::new(),
+            listed: HashSet::new(),
+            repeated: Vec::new(),
+        }
+    }
+
+    /// Places the slides `id` names (a patient's, or one slide) on `side`, from `line`.
+    fn place(&mut self, side: usize, id: &str, line: u64) -> Result<(), DataError> {
+        if !self.listed.insert((side, id.to_string())) && !self.repeated.iter().any(|r| r == id) {
+            self.repeated.push(id.to_string());
+        }
+        let slides: Vec<usize> = match (self.by_patient.get(id), self.by_slide.get(id)) {
+            (Some(v), _) => v.clone(),
+            (None, Some(&i)) => vec![i],
+            (None, None) => return self.place_unknown(side, id, line),
+        };
+        for i in slides {
+            self.place_slide(i, side, line)?;
+        }
+        Ok(())
+    }
+
+    /// Counts an id the cohort lacks; it still may not sit on two sides.
+    fn place_unknown(&mut self, side: usize, id: &str, line: u64) -> Result<(), DataError> {
+        match self.seen_unknown.get(id) {
+            Some(&(other, first)) if other != side => {
+                return Err(two_sides(
+                    self.path,
+                    id,
+                    SIDES[other],
+                    first,
+                    SIDES[side],
+                    line,
+                ));
+            }
+            Some(_) => {}
+            None => {
+                self.seen_unknown.insert(id.to_string(), (side, line));
+                self.unknown.push(id.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    /// Places slide `i` on `side`, from `line`.
+    fn place_slide(&mut self, i: usize, side: usize, line: u64) -> Result<(), DataError> {
+        match self.side_of[i] {
+            Some((other, first)) if other != side => {
+                let record = &self.table.slides()[i];
+                let what = if record.patient == record.slide {
+                    format!("slide `{}`", cut(&record.slide))
+                } else {
+                    format!(
+                        "slide `{}` (patient `{}`)",
+                        cut(&record.slide),
+                        cut(&record.patient)
+                    )
+                };
+                Err(two_sides(
+                    self.path,
+                    &what,
+                    SIDES[other],
+                    first,
+                    SIDES[side],
+                    line,
+                ))
+            }
+            _ => {
+                self.side_of[i] = Some((side, line));
+                Ok(())
+            }
+        }
+    }
+
+    /// The split made, checked to keep each patient on one side.
+    fn finish(self) -> Result<SplitRead, DataError> {
+        let mut split = Split::default();
+        let mut unassigned = 0;
+        for (i, side) in self.side_of.iter().enumerate() {
+            match side.map(|(s, _)| s) {
+                Some(0) => split.train.push(i),
+                Some(1) => split.val.push(i),
+                Some(_) => split.test.push(i),
+                None => unassigned += 1,
+            }
+        }
+        check_patients(self.table, &split)?;
+        Ok(SplitRead {
+            split,
+            unassigned,
+            unknown: self.unknown,
+            repeated: self.repeated,
+        })
+    }
+}
+
+/// The error for `what` (an id, or a slide already described) found on two sides.
 fn two_sides(
     path: &Path,
     what: &str,

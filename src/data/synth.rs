@@ -89,66 +89,17 @@ pub fn write_synthetic_cohort(
     out: &Path,
     options: &SynthOptions,
 ) -> Result<SynthCohort, DataError> {
-    for (setting, value) in [
-        ("slides", options.slides),
-        ("tiles", options.tiles),
-        ("dim", options.dim),
-        ("genes", options.genes),
-    ] {
-        if value == 0 {
-            return Err(DataError::Setting {
-                setting,
-                message: "must be at least 1".into(),
-            });
-        }
-    }
-    if !(0.0..=0.5).contains(&options.missing) {
-        return Err(DataError::Setting {
-            setting: "missing",
-            message: format!(
-                "must lie in [0, 0.5] (a fraction without expression and another without tiles), got {}",
-                options.missing
-            ),
-        });
-    }
-    if options.classes < 2 {
-        return Err(DataError::Setting {
-            setting: "classes",
-            message: format!("must be at least 2, got {}", options.classes),
-        });
-    }
+    check_options(options)?;
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let mut gaps = ChaCha8Rng::seed_from_u64(options.seed ^ 0x6d69_7373_696e_6700);
     let features_dir = out.join("features");
     let project_dir = features_dir.join(SYNTH_PROJECT);
     std::fs::create_dir_all(&project_dir).map_err(|e| DataError::io(&project_dir, e))?;
 
-    let prototypes: Vec<Vec<f32>> = (0..options.classes)
-        .map(|_| (0..options.dim).map(|_| normal(&mut rng)).collect())
-        .collect();
-    let effects: Vec<Vec<f32>> = (0..options.classes)
-        .map(|_| {
-            (0..options.genes)
-                .map(|g| {
-                    if g % 4 == 0 {
-                        0.4 * normal(&mut rng)
-                    } else {
-                        0.0
-                    }
-                })
-                .collect()
-        })
-        .collect();
+    let (prototypes, effects) = class_patterns(options, &mut rng);
 
     let csv_path = out.join("cohort.csv");
-    let mut csv = String::from("wsi_file_name,project,label,patient_id");
-    if options.survival {
-        csv.push_str(",survival_months,censorship");
-    }
-    for g in 0..options.genes {
-        csv.push_str(&format!(",rna_{g}"));
-    }
-    csv.push('\n');
+    let mut csv = csv_header(options);
 
     let mut slide = 0;
     let mut patient = 0;
@@ -157,13 +108,7 @@ pub fn write_synthetic_cohort(
         let per_patient = if patient % 4 == 3 { 2 } else { 1 };
         let (time, censored) = survival_time(&mut rng, label, options.classes);
         // Expression is the patient's: every slide row of a patient carries the same values.
-        let expression: String = effects[label]
-            .iter()
-            .map(|effect| {
-                let log_count = 3.0 + 0.8 * normal(&mut rng) + effect;
-                format!(",{}", log_count.exp().round())
-            })
-            .collect();
+        let expression = expression_cells(&effects[label], &mut rng);
         // Missing modalities come from their own generator, so that the cohort is otherwise
         // the one written without them.
         let u: f64 = if options.missing > 0.0 {
@@ -205,6 +150,82 @@ pub fn write_synthetic_cohort(
         csv: csv_path,
         features_dir,
     })
+}
+
+/// Checks the sizes (at least 1), the missing fraction (in [0, 0.5]) and the classes (at
+/// least 2).
+fn check_options(options: &SynthOptions) -> Result<(), DataError> {
+    for (setting, value) in [
+        ("slides", options.slides),
+        ("tiles", options.tiles),
+        ("dim", options.dim),
+        ("genes", options.genes),
+    ] {
+        if value == 0 {
+            return Err(DataError::Setting {
+                setting,
+                message: "must be at least 1".into(),
+            });
+        }
+    }
+    if !(0.0..=0.5).contains(&options.missing) {
+        return Err(DataError::Setting {
+            setting: "missing",
+            message: format!(
+                "must lie in [0, 0.5] (a fraction without expression and another without tiles), got {}",
+                options.missing
+            ),
+        });
+    }
+    if options.classes < 2 {
+        return Err(DataError::Setting {
+            setting: "classes",
+            message: format!("must be at least 2, got {}", options.classes),
+        });
+    }
+    Ok(())
+}
+
+/// Each class's tile-feature prototype (`dim` wide) and expression effect (on every fourth
+/// of the `genes`), drawn from `rng` in that order.
+fn class_patterns(options: &SynthOptions, rng: &mut ChaCha8Rng) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    let prototypes: Vec<Vec<f32>> = (0..options.classes)
+        .map(|_| (0..options.dim).map(|_| normal(rng)).collect())
+        .collect();
+    let effects: Vec<Vec<f32>> = (0..options.classes)
+        .map(|_| {
+            (0..options.genes)
+                .map(|g| if g % 4 == 0 { 0.4 * normal(rng) } else { 0.0 })
+                .collect()
+        })
+        .collect();
+    (prototypes, effects)
+}
+
+/// The cohort CSV's header line: slide, project, label, patient, the survival columns when
+/// asked for, one `rna_{g}` column per gene.
+fn csv_header(options: &SynthOptions) -> String {
+    let mut csv = String::from("wsi_file_name,project,label,patient_id");
+    if options.survival {
+        csv.push_str(",survival_months,censorship");
+    }
+    for g in 0..options.genes {
+        csv.push_str(&format!(",rna_{g}"));
+    }
+    csv.push('\n');
+    csv
+}
+
+/// A patient's expression cells (each after a comma): counts around e^3, shifted by its
+/// class's `effects`.
+fn expression_cells(effects: &[f32], rng: &mut ChaCha8Rng) -> String {
+    effects
+        .iter()
+        .map(|effect| {
+            let log_count = 3.0 + 0.8 * normal(rng) + effect;
+            format!(",{}", log_count.exp().round())
+        })
+        .collect()
 }
 
 /// A survival time (months) shorter for higher classes, censored about a third of the time.

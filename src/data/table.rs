@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::csvfile::cut;
+use super::text::cut;
 use super::{DataError, Modalities};
 
 /// Which CSV columns hold what. Defaults follow the original's CSV layout.
@@ -227,18 +227,7 @@ impl Layout {
     ) -> Result<Self, DataError> {
         let (rna_only, wsi_only) = (modalities == Modalities::Rna, modalities == Modalities::Wsi);
         let find = |name: &str| header.iter().position(|h| h == name);
-        // The MCAT/PORPOISE/SurvPath tables name the slide and patient columns `slide_id` and
-        // `case_id`: taken when the default names are absent.
-        let defaults = CohortColumns::default();
-        let mut columns = columns.clone();
-        for (name, default, alternative) in [
-            (&mut columns.slide, &defaults.slide, "slide_id"),
-            (&mut columns.patient, &defaults.patient, "case_id"),
-        ] {
-            if name == default && find(name).is_none() && find(alternative).is_some() {
-                *name = alternative.to_string();
-            }
-        }
+        let columns = alternative_names(&header, columns);
         let (project, label, patient) = (
             find(&columns.project),
             find(&columns.label),
@@ -250,49 +239,18 @@ impl Layout {
             return Err(DataError::MissingColumn {
                 path: path.to_path_buf(),
                 column: columns.slide.clone(),
-                available: super::csvfile::cut_list(&header, 20),
+                available: super::text::cut_list(&header, 20),
             });
         }
-        let (rule, automatic) = match columns.gene_rule()? {
-            Some(rule) => (rule, false),
-            None => {
-                let prefix = GeneRule::Prefix(DEFAULT_GENE_PREFIX.into());
-                let suffix = GeneRule::Suffix(DEFAULT_GENE_SUFFIX.into());
-                if header.iter().any(|h| prefix.matches(h))
-                    || !header.iter().any(|h| suffix.matches(h))
-                {
-                    (prefix, true)
-                } else {
-                    (suffix, true)
-                }
-            }
-        };
+        let (rule, automatic) = gene_rule(&header, &columns)?;
         let roles = [slide, project, label, patient];
         let genes: Vec<usize> = (0..header.len())
             .filter(|&i| !wsi_only && !roles.contains(&Some(i)) && rule.matches(&header[i]))
             .collect();
         if genes.is_empty() && !wsi_only {
-            return Err(DataError::NoGeneColumns {
-                path: path.to_path_buf(),
-                rule: if automatic {
-                    format!(
-                        "no column name starts with `{DEFAULT_GENE_PREFIX}` or ends with \
-                         `{DEFAULT_GENE_SUFFIX}` (name them with --gene-prefix, --gene-suffix or \
-                         --gene-regex)"
-                    )
-                } else {
-                    format!("no column matches {rule}")
-                },
-            });
+            return Err(no_gene_columns(path, &rule, automatic));
         }
-        let gene_note = match (&rule, automatic) {
-            _ if wsi_only => "none (tiles alone: expression is not read)".to_string(),
-            (GeneRule::Suffix(_), true) => {
-                format!("{rule} (there is no `{DEFAULT_GENE_PREFIX}*` column)")
-            }
-            (_, true) => format!("{rule} (the default)"),
-            (_, false) => format!("{rule}"),
-        };
+        let gene_note = gene_note(&rule, automatic, wsi_only);
         let others = (0..header.len()).filter(|i| !genes.contains(i)).collect();
         Ok(Self {
             columns: columns.with_rule(&rule),
@@ -307,6 +265,69 @@ impl Layout {
             gene_note,
             modalities,
         })
+    }
+}
+
+/// `columns` with the MCAT/PORPOISE/SurvPath names of the slide and patient columns,
+/// `slide_id` and `case_id`, taken where the default names are absent from `header`.
+fn alternative_names(header: &[String], columns: &CohortColumns) -> CohortColumns {
+    let find = |name: &str| header.iter().position(|h| h == name);
+    let defaults = CohortColumns::default();
+    let mut columns = columns.clone();
+    for (name, default, alternative) in [
+        (&mut columns.slide, &defaults.slide, "slide_id"),
+        (&mut columns.patient, &defaults.patient, "case_id"),
+    ] {
+        if name == default && find(name).is_none() && find(alternative).is_some() {
+            *name = alternative.to_string();
+        }
+    }
+    columns
+}
+
+/// The gene rule of `columns`, or the automatic one (`rna_*`, else `*_rnaseq` when only
+/// that is in `header`), and whether it is automatic.
+fn gene_rule(header: &[String], columns: &CohortColumns) -> Result<(GeneRule, bool), DataError> {
+    Ok(match columns.gene_rule()? {
+        Some(rule) => (rule, false),
+        None => {
+            let prefix = GeneRule::Prefix(DEFAULT_GENE_PREFIX.into());
+            let suffix = GeneRule::Suffix(DEFAULT_GENE_SUFFIX.into());
+            if header.iter().any(|h| prefix.matches(h)) || !header.iter().any(|h| suffix.matches(h))
+            {
+                (prefix, true)
+            } else {
+                (suffix, true)
+            }
+        }
+    })
+}
+
+/// The error for a header with no column of the gene `rule`.
+fn no_gene_columns(path: &Path, rule: &GeneRule, automatic: bool) -> DataError {
+    DataError::NoGeneColumns {
+        path: path.to_path_buf(),
+        rule: if automatic {
+            format!(
+                "no column name starts with `{DEFAULT_GENE_PREFIX}` or ends with \
+                 `{DEFAULT_GENE_SUFFIX}` (name them with --gene-prefix, --gene-suffix or \
+                 --gene-regex)"
+            )
+        } else {
+            format!("no column matches {rule}")
+        },
+    }
+}
+
+/// How a summary names the gene columns found by `rule`.
+fn gene_note(rule: &GeneRule, automatic: bool, wsi_only: bool) -> String {
+    match (rule, automatic) {
+        _ if wsi_only => "none (tiles alone: expression is not read)".to_string(),
+        (GeneRule::Suffix(_), true) => {
+            format!("{rule} (there is no `{DEFAULT_GENE_PREFIX}*` column)")
+        }
+        (_, true) => format!("{rule} (the default)"),
+        (_, false) => format!("{rule}"),
     }
 }
 
@@ -330,6 +351,28 @@ impl Rows<'_> {
     /// or patient id, or repeating a slide id, is left out; a row with a bad expression cell
     /// is kept (its bad cells read as 0) so that the rest of the cohort can still be checked.
     fn push(&mut self, record: &csv::StringRecord, line: u64) {
+        let layout = self.layout;
+        let cell = |i: usize| record.get(i).unwrap_or("").trim();
+        let Some((slide, patient)) = self.ids(record, line) else {
+            return;
+        };
+        self.push_expression(record, line, &slide);
+        for (k, &i) in layout.others.iter().enumerate() {
+            self.other[k].push(cell(i).to_string());
+        }
+        let non_empty = |i: Option<usize>| i.map(|i| cell(i).to_string()).filter(|v| !v.is_empty());
+        self.slides.push(SlideRecord {
+            slide,
+            project: non_empty(layout.project),
+            patient,
+            label: non_empty(layout.label),
+            line,
+        });
+    }
+
+    /// The slide and patient ids of `record`, the slide id recorded as seen on `line`;
+    /// `None`, with the problem recorded, for an empty id or a repeated slide.
+    fn ids(&mut self, record: &csv::StringRecord, line: u64) -> Option<(String, String)> {
         let (path, layout) = (self.path, self.layout);
         let cell = |i: usize| record.get(i).unwrap_or("").trim();
         let empty = |column: &str| DataError::EmptyCell {
@@ -341,7 +384,7 @@ impl Rows<'_> {
         let patient = match layout.patient {
             Some(i) if cell(i).is_empty() => {
                 self.problems.push(empty(&layout.columns.patient));
-                return;
+                return None;
             }
             Some(i) => cell(i).to_string(),
             None => given.clone(),
@@ -358,7 +401,7 @@ impl Rows<'_> {
             }
         } else {
             self.problems.push(empty(&layout.columns.slide));
-            return;
+            return None;
         };
         if let Some(&first) = self.seen.get(&slide) {
             self.problems.push(DataError::DuplicateSlide {
@@ -367,16 +410,25 @@ impl Rows<'_> {
                 first,
                 second: line,
             });
-            return;
+            return None;
         }
         self.seen.insert(slide.clone(), line);
+        Some((slide, patient))
+    }
+
+    /// Adds the expression cells of `record` (of `slide`, on `line`): a row with every gene
+    /// cell empty has none (0s); a bad cell reads as 0 and is a problem (the first
+    /// [`LISTED_BAD_CELLS`] listed).
+    fn push_expression(&mut self, record: &csv::StringRecord, line: u64, slide: &str) {
+        let (path, layout) = (self.path, self.layout);
+        let cell = |i: usize| record.get(i).unwrap_or("").trim();
         // A row whose gene cells are all empty has no expression: allowed as a missing
         // modality, else listed with the others in one problem.
         let has_rna = !layout.genes.iter().all(|&i| cell(i).is_empty());
         self.rna_present.push(has_rna);
         if !has_rna && !self.missing_rna && layout.modalities != Modalities::Wsi {
             self.no_rna
-                .push(format!("line {line} (slide `{}`)", cut(&slide)));
+                .push(format!("line {line} (slide `{}`)", cut(slide)));
         }
         for &i in &layout.genes {
             let value = if has_rna {
@@ -386,7 +438,7 @@ impl Rows<'_> {
                         self.problems.push(DataError::BadValue {
                             path: path.to_path_buf(),
                             line,
-                            slide: slide.clone(),
+                            slide: slide.to_string(),
                             column: layout.header[i].clone(),
                             value: cell(i).to_string(),
                             reason,
@@ -399,17 +451,6 @@ impl Rows<'_> {
             };
             self.expression.push(value as f32);
         }
-        for (k, &i) in layout.others.iter().enumerate() {
-            self.other[k].push(cell(i).to_string());
-        }
-        let non_empty = |i: Option<usize>| i.map(|i| cell(i).to_string()).filter(|v| !v.is_empty());
-        self.slides.push(SlideRecord {
-            slide,
-            project: non_empty(layout.project),
-            patient,
-            label: non_empty(layout.label),
-            line,
-        });
     }
 
     /// The problems of the whole file: those of its rows, the rows without expression, the
@@ -769,7 +810,7 @@ impl CohortTable {
         DataError::MissingColumn {
             path: self.path.clone(),
             column: column.to_string(),
-            available: super::csvfile::cut_list(&available, 20),
+            available: super::text::cut_list(&available, 20),
         }
     }
 }

@@ -48,85 +48,99 @@ fn read_targets(
     table: &CohortTable,
     require: bool,
 ) -> Result<Vec<Target>, Error> {
-    let none = vec![Target::default(); table.len()];
     match bundle.task() {
-        Task::Classification => {
-            if !table.has_column(&table.columns().label) && !require {
-                return Ok(none);
-            }
-            if require {
-                // Metrics need every slide's label: the first empty cell is named.
-                table.labels()?;
-            }
-            // Predicting, an empty label is a slide to predict without one; a label the model
-            // does not know is a mistake in the CSV, named with its slide.
-            table
-                .slides()
-                .iter()
-                .map(|s| {
-                    let class = match &s.label {
-                        Some(l) => Some(bundle.labels.encode(&s.slide, l)?),
-                        None => None,
-                    };
-                    Ok(Target {
-                        class,
-                        ..Default::default()
-                    })
-                })
-                .collect()
-        }
-        Task::Survival => {
-            let s = &bundle.config.training.survival;
-            let (Some(times), Some(censorship)) = (
-                table.column(&s.time_column),
-                table.column(&s.censorship_column),
-            ) else {
-                if require {
-                    // Its error names the missing column and those the file has.
-                    table.numeric_column(&s.time_column)?;
-                    table.numeric_column(&s.censorship_column)?;
-                }
-                return Ok(none);
-            };
-            let bins = bundle
-                .config
-                .survival_bins
-                .clone()
-                .ok_or_else(|| DataError::Setting {
-                    setting: "survival_bins",
-                    message: "the model folder records no survival time bins".into(),
-                })?;
-            table
-                .slides()
-                .iter()
-                .enumerate()
-                .map(|(i, slide)| {
-                    // As with labels: predicting, a row without time and censorship is a slide
-                    // to predict without them; half a target is a mistake in the CSV.
-                    if !require && times[i].trim().is_empty() && censorship[i].trim().is_empty() {
-                        return Ok(Target::default());
-                    }
-                    let number = |name: &str, cell: &String| {
-                        parse_finite(cell).map_err(|reason| DataError::BadValue {
-                            path: table.path().to_path_buf(),
-                            line: slide.line,
-                            slide: slide.slide.clone(),
-                            column: name.to_string(),
-                            value: cell.clone(),
-                            reason,
-                        })
-                    };
-                    let t = number(&s.time_column, &times[i])?;
-                    let c = number(&s.censorship_column, &censorship[i])?;
-                    Ok(Target {
-                        class: Some(bins.bin(t)),
-                        time: Some(t as f32),
-                        censored: Some(c != 0.0),
-                    })
-                })
-                .collect()
-        }
+        Task::Classification => class_targets(bundle, table, require),
+        Task::Survival => survival_targets(bundle, table, require),
     }
+}
+
+/// Each slide's class, when the CSV has labels (all of them when `require`d).
+fn class_targets(
+    bundle: &ModelBundle,
+    table: &CohortTable,
+    require: bool,
+) -> Result<Vec<Target>, Error> {
+    if !table.has_column(&table.columns().label) && !require {
+        return Ok(vec![Target::default(); table.len()]);
+    }
+    if require {
+        // Metrics need every slide's label: the first empty cell is named.
+        table.labels()?;
+    }
+    // Predicting, an empty label is a slide to predict without one; a label the model
+    // does not know is a mistake in the CSV, named with its slide.
+    table
+        .slides()
+        .iter()
+        .map(|s| {
+            let class = match &s.label {
+                Some(l) => Some(bundle.labels.encode(&s.slide, l)?),
+                None => None,
+            };
+            Ok(Target {
+                class,
+                ..Default::default()
+            })
+        })
+        .collect()
+}
+
+/// Each slide's time, censorship and time bin, when the CSV has those columns (all of them
+/// when `require`d).
+fn survival_targets(
+    bundle: &ModelBundle,
+    table: &CohortTable,
+    require: bool,
+) -> Result<Vec<Target>, Error> {
+    let s = &bundle.config.training.survival;
+    let (Some(times), Some(censorship)) = (
+        table.column(&s.time_column),
+        table.column(&s.censorship_column),
+    ) else {
+        if require {
+            // Its error names the missing column and those the file has.
+            table.numeric_column(&s.time_column)?;
+            table.numeric_column(&s.censorship_column)?;
+        }
+        return Ok(vec![Target::default(); table.len()]);
+    };
+    let bins = bundle
+        .config
+        .survival_bins
+        .clone()
+        .ok_or_else(|| DataError::Setting {
+            setting: "survival_bins",
+            message: "the model folder records no survival time bins".into(),
+        })?;
+    table
+        .slides()
+        .iter()
+        .enumerate()
+        .map(|(i, slide)| {
+            // As with labels: predicting, a row without time and censorship is a slide
+            // to predict without them; half a target is a mistake in the CSV.
+            if !require && times[i].trim().is_empty() && censorship[i].trim().is_empty() {
+                return Ok(Target::default());
+            }
+            let number = |name: &str, cell: &String| {
+                parse_finite(cell).map_err(|reason| DataError::BadValue {
+                    path: table.path().to_path_buf(),
+                    line: slide.line,
+                    slide: slide.slide.clone(),
+                    column: name.to_string(),
+                    value: cell.clone(),
+                    reason,
+                })
+            };
+            let t = number(&s.time_column, &times[i])?;
+            let c = number(&s.censorship_column, &censorship[i])?;
+            Ok(Target {
+                class: Some(bins.bin(t)),
+                time: Some(t as f32),
+                censored: Some(c != 0.0),
+            })
+        })
+        .collect()
 }
 
 /// Runs `bundle`'s model over every tile of every slide of the cohort (evaluation bagging),

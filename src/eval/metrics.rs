@@ -499,10 +499,8 @@ pub fn ipcw_time_metrics(
     times: &[f64],
     survival: &[Vec<f64>],
 ) -> IpcwTimes {
-    const TIED_TOL: f64 = 1e-8;
     let n = time.len();
     let beyond = time.iter().filter(|&&t| t > censoring.last_time()).count();
-    let inverse = |g: f64| if g > 0.0 { 1.0 / g } else { 0.0 };
     let weight: Vec<f64> = (0..n)
         .map(|i| {
             if event[i] {
@@ -512,68 +510,22 @@ pub fn ipcw_time_metrics(
             }
         })
         .collect();
+    let followed = Followed {
+        event,
+        time,
+        weight: &weight,
+    };
     let mut auc = Vec::with_capacity(times.len());
     let mut brier = Vec::with_capacity(times.len());
     for (k, &t) in times.iter().enumerate() {
-        let score: Vec<f64> = survival.iter().map(|s| 1.0 - s[k]).collect();
-        let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by(|&a, &b| score[b].total_cmp(&score[a]));
-        let case = |i: usize| time[i] <= t && event[i];
-        let control = |i: usize| time[i] > t;
-        let cases: f64 = (0..n).filter(|&i| case(i)).map(|i| weight[i]).sum();
-        let controls = (0..n).filter(|&i| control(i)).count() as f64;
-        let (mut tp, mut fp) = (0.0, 0.0);
-        let mut points = vec![(0.0, 0.0)];
-        for (m, &i) in order.iter().enumerate() {
-            if case(i) {
-                tp += weight[i];
-            }
-            if control(i) {
-                fp += 1.0;
-            }
-            let tied_next = order
-                .get(m + 1)
-                .is_some_and(|&j| (score[j] - score[i]).abs() <= TIED_TOL);
-            if !tied_next {
-                points.push((fp / controls, tp / cases));
-            }
-        }
-        let area: f64 = points
-            .windows(2)
-            .map(|w| (w[1].0 - w[0].0) * (w[0].1 + w[1].1) / 2.0)
-            .sum();
-        auc.push((cases > 0.0 && controls > 0.0 && area.is_finite()).then_some(area));
-        let g_t = inverse(censoring.at(t));
-        let total: f64 = (0..n)
-            .map(|i| {
-                let s = survival[i][k];
-                if case(i) {
-                    // A case is an event: its weight is 1/Ĝ(tᵢ).
-                    s * s * weight[i]
-                } else if control(i) {
-                    (1.0 - s) * (1.0 - s) * g_t
-                } else {
-                    0.0
-                }
-            })
-            .sum();
-        brier.push(total / n as f64);
+        let at_t: Vec<f64> = survival.iter().map(|s| s[k]).collect();
+        auc.push(followed.auc_at(t, &at_t));
+        brier.push(followed.brier_at(t, &at_t, inverse(censoring.at(t))));
     }
     let mean_auc = if auc.len() == 1 {
         auc[0]
     } else {
-        let km: Vec<f64> = times.iter().map(|&t| km_at(time, event, t)).collect();
-        let mut previous = 1.0;
-        let mut integral = Some(0.0);
-        for (a, &s) in auc.iter().zip(&km) {
-            integral = integral.zip(*a).map(|(sum, a)| sum + a * (previous - s));
-            previous = s;
-        }
-        let drop = 1.0 - km.last().copied().unwrap_or(1.0);
-        integral
-            .filter(|_| drop > 0.0)
-            .map(|i| i / drop)
-            .filter(|v| v.is_finite())
+        km_weighted_mean(&auc, times, time, event)
     };
     let ibs = (times.len() >= 2).then(|| {
         let area: f64 = times
@@ -590,6 +542,108 @@ pub fn ipcw_time_metrics(
         ibs,
         beyond,
     }
+}
+
+/// `1/g`, or 0 where the censoring estimate `g` is 0.
+fn inverse(g: f64) -> f64 {
+    if g > 0.0 { 1.0 / g } else { 0.0 }
+}
+
+/// The evaluated patients of [`ipcw_time_metrics`]: events, times, and each event's weight
+/// `1/Ĝ(tᵢ)` (0 for a censored patient).
+struct Followed<'a> {
+    event: &'a [bool],
+    time: &'a [f64],
+    weight: &'a [f64],
+}
+
+impl Followed<'_> {
+    /// Whether patient `i` is a case at `t` (an event at or before it).
+    fn case(&self, i: usize, t: f64) -> bool {
+        self.time[i] <= t && self.event[i]
+    }
+
+    /// Whether patient `i` is a control at `t` (still followed after it).
+    fn control(&self, i: usize, t: f64) -> bool {
+        self.time[i] > t
+    }
+
+    /// The cumulative/dynamic AUC at `t` of the scores `1 − survival` (`None` without a case
+    /// or a control).
+    fn auc_at(&self, t: f64, survival: &[f64]) -> Option<f64> {
+        const TIED_TOL: f64 = 1e-8;
+        let n = self.time.len();
+        let score: Vec<f64> = survival.iter().map(|s| 1.0 - s).collect();
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| score[b].total_cmp(&score[a]));
+        let cases: f64 = (0..n)
+            .filter(|&i| self.case(i, t))
+            .map(|i| self.weight[i])
+            .sum();
+        let controls = (0..n).filter(|&i| self.control(i, t)).count() as f64;
+        let (mut tp, mut fp) = (0.0, 0.0);
+        let mut points = vec![(0.0, 0.0)];
+        for (m, &i) in order.iter().enumerate() {
+            if self.case(i, t) {
+                tp += self.weight[i];
+            }
+            if self.control(i, t) {
+                fp += 1.0;
+            }
+            let tied_next = order
+                .get(m + 1)
+                .is_some_and(|&j| (score[j] - score[i]).abs() <= TIED_TOL);
+            if !tied_next {
+                points.push((fp / controls, tp / cases));
+            }
+        }
+        let area: f64 = points
+            .windows(2)
+            .map(|w| (w[1].0 - w[0].0) * (w[0].1 + w[1].1) / 2.0)
+            .sum();
+        (cases > 0.0 && controls > 0.0 && area.is_finite()).then_some(area)
+    }
+
+    /// The Brier score at `t`, controls weighted by `g_t = 1/Ĝ(t)`.
+    fn brier_at(&self, t: f64, survival: &[f64], g_t: f64) -> f64 {
+        let n = self.time.len();
+        let total: f64 = (0..n)
+            .map(|i| {
+                let s = survival[i];
+                if self.case(i, t) {
+                    // A case is an event: its weight is 1/Ĝ(tᵢ).
+                    s * s * self.weight[i]
+                } else if self.control(i, t) {
+                    (1.0 - s) * (1.0 - s) * g_t
+                } else {
+                    0.0
+                }
+            })
+            .sum();
+        total / n as f64
+    }
+}
+
+/// The AUCs' mean weighted by the drop of the Kaplan–Meier estimate over each time, divided
+/// by the total drop (`None` when an AUC is missing or the estimate does not drop).
+fn km_weighted_mean(
+    auc: &[Option<f64>],
+    times: &[f64],
+    time: &[f64],
+    event: &[bool],
+) -> Option<f64> {
+    let km: Vec<f64> = times.iter().map(|&t| km_at(time, event, t)).collect();
+    let mut previous = 1.0;
+    let mut integral = Some(0.0);
+    for (a, &s) in auc.iter().zip(&km) {
+        integral = integral.zip(*a).map(|(sum, a)| sum + a * (previous - s));
+        previous = s;
+    }
+    let drop = 1.0 - km.last().copied().unwrap_or(1.0);
+    integral
+        .filter(|_| drop > 0.0)
+        .map(|i| i / drop)
+        .filter(|v| v.is_finite())
 }
 
 /// The Kaplan–Meier estimate at `t` (its value at the last observed time `≤ t`).

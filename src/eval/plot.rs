@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::sync::Once;
 
+use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::metrics::{EpochRow, Metrics};
@@ -130,6 +132,7 @@ fn line_chart(
     draw_then_rename(path, |tmp| draw_chart(tmp, title, y_label, series))
 }
 
+/// Draws a line chart of `series` into `path` (see [`line_chart`]).
 fn draw_chart(
     path: &Path,
     title: &str,
@@ -213,6 +216,32 @@ pub fn km_plot(
     draw_then_rename(path, |tmp| draw_km(tmp, time, event, risk, groups, what))
 }
 
+/// A picture's drawing area.
+type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+
+/// A chart of two real axes on a picture.
+type XyChart<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// What a Kaplan–Meier plot draws: the patients' times and events, each one's risk group,
+/// the groups' names and the end of the time axis.
+struct KmPlot<'a> {
+    /// Each patient's time.
+    time: &'a [f64],
+    /// Whether each patient's time is an event (not a censoring).
+    event: &'a [bool],
+    /// Each patient's risk group.
+    group: Vec<usize>,
+    /// The groups' names, lowest risk first.
+    names: &'static [&'static str],
+    /// The end of the time axis.
+    t_max: f64,
+}
+
+/// The colours of the risk groups, lowest risk first.
+const KM_PALETTE: [RGBColor; 3] = [BLUE, RED, GREEN];
+
+/// Draws a Kaplan–Meier plot into `path` (see [`km_plot`]).
 fn draw_km(
     path: &Path,
     time: &[f64],
@@ -221,17 +250,21 @@ fn draw_km(
     groups: usize,
     what: &str,
 ) -> Result<(), Error> {
-    use super::metrics::{kaplan_meier, logrank, risk_groups};
+    use super::metrics::{logrank, risk_groups};
     register_font();
     let fail = |e: &dyn std::fmt::Display| plot_error(path, e);
-    let group = risk_groups(risk, groups);
-    let names: &[&str] = if groups == 3 {
-        &["low risk", "intermediate risk", "high risk"]
-    } else {
-        &["low risk", "high risk"]
+    let plot = KmPlot {
+        time,
+        event,
+        group: risk_groups(risk, groups),
+        names: if groups == 3 {
+            &["low risk", "intermediate risk", "high risk"]
+        } else {
+            &["low risk", "high risk"]
+        },
+        t_max: time.iter().copied().fold(1e-9, f64::max) * 1.02,
     };
-    let p = logrank(time, event, &group, groups).map(|(_, p)| p);
-    let t_max = time.iter().copied().fold(1e-9, f64::max) * 1.02;
+    let p = logrank(time, event, &plot.group, groups).map(|(_, p)| p);
     let root = BitMapBackend::new(path, (800, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| fail(&e))?;
     let (upper, lower) = root.split_vertically(460);
@@ -242,12 +275,21 @@ fn draw_km(
         Some(p) => format!("Kaplan–Meier by predicted risk, {what} (log-rank p = {p:.4})"),
         None => format!("Kaplan–Meier by predicted risk, {what}"),
     };
-    let mut chart = ChartBuilder::on(&upper)
+    km_curves(&upper, &plot, title, path)?;
+    at_risk_table(&lower, &plot, path)?;
+    root.present().map_err(|e| fail(&e))?;
+    Ok(())
+}
+
+/// The upper part of a Kaplan–Meier plot: each group's curve with its band, and the legend.
+fn km_curves(area: &Area<'_>, plot: &KmPlot<'_>, title: String, path: &Path) -> Result<(), Error> {
+    let fail = |e: &dyn std::fmt::Display| plot_error(path, e);
+    let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(65)
-        .build_cartesian_2d(0.0..t_max, 0.0..1.05)
+        .build_cartesian_2d(0.0..plot.t_max, 0.0..1.05)
         .map_err(|e| fail(&e))?;
     chart
         .configure_mesh()
@@ -256,41 +298,8 @@ fn draw_km(
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(|e| fail(&e))?;
-    let palette = [BLUE, RED, GREEN];
-    for (g, name) in names.iter().enumerate() {
-        let idx: Vec<usize> = (0..time.len()).filter(|&i| group[i] == g).collect();
-        if idx.is_empty() {
-            continue;
-        }
-        let t: Vec<f64> = idx.iter().map(|&i| time[i]).collect();
-        let e: Vec<bool> = idx.iter().map(|&i| event[i]).collect();
-        let km = kaplan_meier(&t, &e);
-        let color = palette[g % palette.len()];
-        // Steps: each value holds from its time to the next.
-        let steps = |values: &[f64]| {
-            let mut pts = Vec::with_capacity(values.len() * 2 + 1);
-            for (i, &v) in values.iter().enumerate() {
-                let end = km.times.get(i + 1).copied().unwrap_or(t_max);
-                pts.push((km.times[i], v));
-                pts.push((end, v));
-            }
-            pts
-        };
-        let mut band = steps(&km.upper);
-        band.extend(steps(&km.lower).into_iter().rev());
-        chart
-            .draw_series(std::iter::once(Polygon::new(
-                band,
-                color.mix(0.15).filled(),
-            )))
-            .map_err(|e| fail(&e))?;
-        chart
-            .draw_series(LineSeries::new(steps(&km.survival), color.stroke_width(2)))
-            .map_err(|e| fail(&e))?
-            .label(format!("{name} ({} patients)", idx.len()))
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+    for g in 0..plot.names.len() {
+        km_group_curve(&mut chart, plot, g, path)?;
     }
     chart
         .configure_series_labels()
@@ -300,8 +309,60 @@ fn draw_km(
         .position(SeriesLabelPosition::UpperRight)
         .draw()
         .map_err(|e| fail(&e))?;
-    // The number at risk at six times under the axis, one row per group.
-    let mut table = ChartBuilder::on(&lower)
+    Ok(())
+}
+
+/// The Kaplan–Meier curve of risk group `g` (when it has patients), as steps over its 95 %
+/// band, with its legend entry.
+fn km_group_curve(
+    chart: &mut XyChart<'_, '_>,
+    plot: &KmPlot<'_>,
+    g: usize,
+    path: &Path,
+) -> Result<(), Error> {
+    use super::metrics::kaplan_meier;
+    let fail = |e: &dyn std::fmt::Display| plot_error(path, e);
+    let (time, event, t_max) = (plot.time, plot.event, plot.t_max);
+    let idx: Vec<usize> = (0..time.len()).filter(|&i| plot.group[i] == g).collect();
+    if idx.is_empty() {
+        return Ok(());
+    }
+    let t: Vec<f64> = idx.iter().map(|&i| time[i]).collect();
+    let e: Vec<bool> = idx.iter().map(|&i| event[i]).collect();
+    let km = kaplan_meier(&t, &e);
+    let color = KM_PALETTE[g % KM_PALETTE.len()];
+    // Steps: each value holds from its time to the next.
+    let steps = |values: &[f64]| {
+        let mut pts = Vec::with_capacity(values.len() * 2 + 1);
+        for (i, &v) in values.iter().enumerate() {
+            let end = km.times.get(i + 1).copied().unwrap_or(t_max);
+            pts.push((km.times[i], v));
+            pts.push((end, v));
+        }
+        pts
+    };
+    let mut band = steps(&km.upper);
+    band.extend(steps(&km.lower).into_iter().rev());
+    chart
+        .draw_series(std::iter::once(Polygon::new(
+            band,
+            color.mix(0.15).filled(),
+        )))
+        .map_err(|e| fail(&e))?;
+    chart
+        .draw_series(LineSeries::new(steps(&km.survival), color.stroke_width(2)))
+        .map_err(|e| fail(&e))?
+        .label(format!("{} ({} patients)", plot.names[g], idx.len()))
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    Ok(())
+}
+
+/// The lower part of a Kaplan–Meier plot: the number at risk at six times under the axis,
+/// one row per group.
+fn at_risk_table(area: &Area<'_>, plot: &KmPlot<'_>, path: &Path) -> Result<(), Error> {
+    let fail = |e: &dyn std::fmt::Display| plot_error(path, e);
+    let (names, t_max) = (plot.names, plot.t_max);
+    let mut table = ChartBuilder::on(area)
         .margin_left(15)
         .margin_right(15)
         .caption("number at risk", ("sans-serif", 14))
@@ -311,7 +372,7 @@ fn draw_km(
     let ticks: Vec<f64> = (0..6).map(|k| t_max / 1.02 * k as f64 / 5.0).collect();
     for (g, name) in names.iter().enumerate() {
         let row = names.len() as f64 - g as f64 - 0.5;
-        let color = palette[g % palette.len()];
+        let color = KM_PALETTE[g % KM_PALETTE.len()];
         table
             .draw_series(std::iter::once(Text::new(
                 name.to_string(),
@@ -320,8 +381,8 @@ fn draw_km(
             )))
             .map_err(|e| fail(&e))?;
         for &tick in &ticks {
-            let n = (0..time.len())
-                .filter(|&i| group[i] == g && time[i] >= tick)
+            let n = (0..plot.time.len())
+                .filter(|&i| plot.group[i] == g && plot.time[i] >= tick)
                 .count();
             table
                 .draw_series(std::iter::once(Text::new(
@@ -332,7 +393,6 @@ fn draw_km(
                 .map_err(|e| fail(&e))?;
         }
     }
-    root.present().map_err(|e| fail(&e))?;
     Ok(())
 }
 
@@ -351,142 +411,165 @@ pub fn classification_plots(
     auc_ci: Option<[f64; 2]>,
     what: &str,
 ) -> Result<(), Error> {
-    use super::metrics::{binary_auc, confusion_matrix, roc_points};
     register_font();
-    let roc = dir.join(files::ROC_PNG);
-    let fail = |path: &Path, e: &dyn std::fmt::Display| plot_error(path, e);
-    draw_then_rename(&roc, |tmp| {
-        let root = BitMapBackend::new(tmp, (640, 600)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| fail(tmp, &e))?;
-        let title = match (auc, auc_ci) {
-            (Some(a), Some([lo, hi])) => format!("ROC, {what}: AUC {a:.3} [{lo:.3}, {hi:.3}]"),
-            (Some(a), None) => format!("ROC, {what}: AUC {a:.3}"),
-            _ => format!("ROC, {what}"),
+    let title = match (auc, auc_ci) {
+        (Some(a), Some([lo, hi])) => format!("ROC, {what}: AUC {a:.3} [{lo:.3}, {hi:.3}]"),
+        (Some(a), None) => format!("ROC, {what}: AUC {a:.3}"),
+        _ => format!("ROC, {what}"),
+    };
+    draw_then_rename(&dir.join(files::ROC_PNG), |tmp| {
+        draw_roc(tmp, truth, probs, classes, title)
+    })?;
+    draw_then_rename(&dir.join(files::CONFUSION_PNG), |tmp| {
+        draw_confusion(tmp, truth, probs, classes, what)
+    })
+}
+
+/// Draws the one-vs-rest ROC curves of `probs` against `truth` into `path`: one curve (the
+/// second class's) for two classes, one per class for more.
+fn draw_roc(
+    path: &Path,
+    truth: &[usize],
+    probs: &[Vec<f64>],
+    classes: &[String],
+    title: String,
+) -> Result<(), Error> {
+    use super::metrics::{binary_auc, roc_points};
+    let fail = |e: &dyn std::fmt::Display| plot_error(path, e);
+    let root = BitMapBackend::new(path, (640, 600)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| fail(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0.0..1.0, 0.0..1.0)
+        .map_err(|e| fail(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("false positive rate")
+        .y_desc("true positive rate")
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(|e| fail(&e))?;
+    chart
+        .draw_series(LineSeries::new(
+            vec![(0.0, 0.0), (1.0, 1.0)],
+            BLACK.mix(0.3),
+        ))
+        .map_err(|e| fail(&e))?;
+    let palette = [BLUE, RED, GREEN, MAGENTA, CYAN];
+    // Two classes: one curve (the second class's); more: one per class.
+    let shown: Vec<usize> = if classes.len() == 2 {
+        vec![1]
+    } else {
+        (0..classes.len()).collect()
+    };
+    for (k, &c) in shown.iter().enumerate() {
+        let scores: Vec<f64> = probs.iter().map(|p| p[c]).collect();
+        let positive: Vec<bool> = truth.iter().map(|&t| t == c).collect();
+        let Some(a) = binary_auc(&scores, &positive) else {
+            continue;
         };
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 20))
-            .margin(15)
-            .x_label_area_size(40)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0.0..1.0, 0.0..1.0)
-            .map_err(|e| fail(tmp, &e))?;
-        chart
-            .configure_mesh()
-            .x_desc("false positive rate")
-            .y_desc("true positive rate")
-            .label_style(("sans-serif", 14))
-            .draw()
-            .map_err(|e| fail(tmp, &e))?;
+        let color = palette[k % palette.len()];
         chart
             .draw_series(LineSeries::new(
-                vec![(0.0, 0.0), (1.0, 1.0)],
-                BLACK.mix(0.3),
+                roc_points(&scores, &positive),
+                color.stroke_width(2),
             ))
-            .map_err(|e| fail(tmp, &e))?;
-        let palette = [BLUE, RED, GREEN, MAGENTA, CYAN];
-        // Two classes: one curve (the second class's); more: one per class.
-        let shown: Vec<usize> = if classes.len() == 2 {
-            vec![1]
-        } else {
-            (0..classes.len()).collect()
-        };
-        for (k, &c) in shown.iter().enumerate() {
-            let scores: Vec<f64> = probs.iter().map(|p| p[c]).collect();
-            let positive: Vec<bool> = truth.iter().map(|&t| t == c).collect();
-            let Some(a) = binary_auc(&scores, &positive) else {
-                continue;
-            };
-            let color = palette[k % palette.len()];
-            chart
-                .draw_series(LineSeries::new(
-                    roc_points(&scores, &positive),
-                    color.stroke_width(2),
-                ))
-                .map_err(|e| fail(tmp, &e))?
-                .label(format!("{} vs rest: {a:.3}", classes[c]))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(|e| fail(tmp, &e))?;
-        root.present().map_err(|e| fail(tmp, &e))?;
-        Ok(())
-    })?;
+            .map_err(|e| fail(&e))?
+            .label(format!("{} vs rest: {a:.3}", classes[c]))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(|e| fail(&e))?;
+    root.present().map_err(|e| fail(&e))?;
+    Ok(())
+}
 
-    let confusion = dir.join(files::CONFUSION_PNG);
-    draw_then_rename(&confusion, |tmp| {
-        let pred: Vec<usize> = probs.iter().map(|p| super::predict::argmax(p)).collect();
-        let cm = confusion_matrix(truth, &pred, classes.len());
-        let most = cm.iter().flatten().copied().max().unwrap_or(0).max(1) as f64;
-        let n = classes.len() as i32;
-        let root = BitMapBackend::new(tmp, (560, 520)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| fail(tmp, &e))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(format!("Confusion, {what}"), ("sans-serif", 20))
-            .margin(15)
-            .x_label_area_size(45)
-            .y_label_area_size(90)
-            .build_cartesian_2d((0..n - 1).into_segmented(), (0..n - 1).into_segmented())
-            .map_err(|e| fail(tmp, &e))?;
-        // Rows from the top: true class 0 first.
-        let name = |v: &SegmentValue<i32>, flip: bool| match v {
-            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
-                let i = if flip { n - 1 - *i } else { *i };
-                classes.get(i as usize).cloned().unwrap_or_default()
-            }
-            SegmentValue::Last => String::new(),
-        };
-        chart
-            .configure_mesh()
-            .disable_mesh()
-            .x_desc("predicted")
-            .y_desc("true")
-            .x_labels(classes.len())
-            .y_labels(classes.len())
-            .x_label_formatter(&|v| name(v, false))
-            .y_label_formatter(&|v| name(v, true))
-            .label_style(("sans-serif", 14))
-            .draw()
-            .map_err(|e| fail(tmp, &e))?;
-        for (t, row) in cm.iter().enumerate() {
-            for (p, &count) in row.iter().enumerate() {
-                let (x, y) = (p as i32, n - 1 - t as i32);
-                let shade = count as f64 / most;
-                chart
-                    .draw_series(std::iter::once(Rectangle::new(
-                        [
-                            (SegmentValue::Exact(x), SegmentValue::Exact(y)),
-                            (SegmentValue::Exact(x + 1), SegmentValue::Exact(y + 1)),
-                        ],
-                        BLUE.mix(0.1 + 0.8 * shade).filled(),
-                    )))
-                    .map_err(|e| fail(tmp, &e))?;
-                let style = ("sans-serif", 24)
-                    .into_font()
-                    .color(if shade > 0.5 { &WHITE } else { &BLACK })
-                    .pos(plotters::style::text_anchor::Pos::new(
-                        plotters::style::text_anchor::HPos::Center,
-                        plotters::style::text_anchor::VPos::Center,
-                    ));
-                chart
-                    .draw_series(std::iter::once(Text::new(
-                        count.to_string(),
-                        (SegmentValue::CenterOf(x), SegmentValue::CenterOf(y)),
-                        style,
-                    )))
-                    .map_err(|e| fail(tmp, &e))?;
-            }
+/// Draws the confusion matrix of the most probable classes of `probs` against `truth` into
+/// `path`: counts in cells shaded by count, true class 0 in the top row.
+fn draw_confusion(
+    path: &Path,
+    truth: &[usize],
+    probs: &[Vec<f64>],
+    classes: &[String],
+    what: &str,
+) -> Result<(), Error> {
+    use super::metrics::confusion_matrix;
+    let fail = |e: &dyn std::fmt::Display| plot_error(path, e);
+    let pred: Vec<usize> = probs.iter().map(|p| super::predict::argmax(p)).collect();
+    let cm = confusion_matrix(truth, &pred, classes.len());
+    let most = cm.iter().flatten().copied().max().unwrap_or(0).max(1) as f64;
+    let n = classes.len() as i32;
+    let root = BitMapBackend::new(path, (560, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| fail(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("Confusion, {what}"), ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(90)
+        .build_cartesian_2d((0..n - 1).into_segmented(), (0..n - 1).into_segmented())
+        .map_err(|e| fail(&e))?;
+    // Rows from the top: true class 0 first.
+    let name = |v: &SegmentValue<i32>, flip: bool| match v {
+        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+            let i = if flip { n - 1 - *i } else { *i };
+            classes.get(i as usize).cloned().unwrap_or_default()
         }
-        root.present().map_err(|e| fail(tmp, &e))?;
-        Ok(())
-    })
+        SegmentValue::Last => String::new(),
+    };
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc("predicted")
+        .y_desc("true")
+        .x_labels(classes.len())
+        .y_labels(classes.len())
+        .x_label_formatter(&|v| name(v, false))
+        .y_label_formatter(&|v| name(v, true))
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(|e| fail(&e))?;
+    for (t, row) in cm.iter().enumerate() {
+        for (p, &count) in row.iter().enumerate() {
+            let (x, y) = (p as i32, n - 1 - t as i32);
+            let shade = count as f64 / most;
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [
+                        (SegmentValue::Exact(x), SegmentValue::Exact(y)),
+                        (SegmentValue::Exact(x + 1), SegmentValue::Exact(y + 1)),
+                    ],
+                    BLUE.mix(0.1 + 0.8 * shade).filled(),
+                )))
+                .map_err(|e| fail(&e))?;
+            let style = ("sans-serif", 24)
+                .into_font()
+                .color(if shade > 0.5 { &WHITE } else { &BLACK })
+                .pos(plotters::style::text_anchor::Pos::new(
+                    plotters::style::text_anchor::HPos::Center,
+                    plotters::style::text_anchor::VPos::Center,
+                ));
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    count.to_string(),
+                    (SegmentValue::CenterOf(x), SegmentValue::CenterOf(y)),
+                    style,
+                )))
+                .map_err(|e| fail(&e))?;
+        }
+    }
+    root.present().map_err(|e| fail(&e))?;
+    Ok(())
 }
 
 /// Draws `roc.png` and `confusion.png` of `patients` (those with a class) into `dir`.

@@ -572,8 +572,7 @@ pub fn import_model(
             path: checkpoint.path.clone(),
             needed: config.min_weights(),
             held,
-        }
-        .into());
+        });
     }
     let model = config.init(device)?;
     let mut filler = Filler {
@@ -584,7 +583,7 @@ pub fn import_model(
     };
     let model = model.map(&mut filler);
     if let Some(e) = filler.error {
-        return Err(e.into());
+        return Err(e);
     }
     let mut extra: Vec<&String> = checkpoint
         .tensors
@@ -596,8 +595,7 @@ pub fn import_model(
         return Err(ImportError::Unexpected {
             path: checkpoint.path.clone(),
             key: (*key).clone(),
-        }
-        .into());
+        });
     }
     Ok(model)
 }
@@ -609,7 +607,7 @@ pub fn import_model(
 /// [`Normalization::save`] writes).
 ///
 /// `out` must be absent or an empty folder, and lie in no run or model folder (the rule of
-/// [`train::outputs`](crate::run)): an existing model is never replaced.
+/// [`run::outputs`](crate::run::outputs)): an existing model is never replaced.
 ///
 /// # Errors
 ///

@@ -173,7 +173,7 @@ impl RunConfig {
     /// [`DataError::BadField`] naming `path` and the first bad field (as a JSON path such as
     /// `training.batch_size` or `model.dropout`).
     pub fn validate(&self, path: &Path) -> Result<(), DataError> {
-        let checks: [fn(&Self) -> Result<(), Fault>; 4] = [
+        let checks: [Check; 4] = [
             Self::check_parts,
             Self::check_agreement,
             Self::check_bins,
@@ -313,7 +313,7 @@ impl RunConfig {
     ///
     /// # Errors
     ///
-    /// [`RunFileError::Io`](super::RunFileError::Io) naming the file.
+    /// [`RunFileError::Io`](crate::run::RunFileError::Io) naming the file.
     pub fn save(&self, dir: &Path) -> Result<(), super::RunFileError> {
         super::save_json(self, &dir.join(files::CONFIG))
     }
@@ -325,6 +325,9 @@ enum Fault {
     Field(String, String),
     Other(DataError),
 }
+
+/// One of the checks of [`RunConfig::validate`].
+type Check = fn(&RunConfig) -> Result<(), Fault>;
 
 /// The fault of a bad `field`.
 fn fault(field: &str, reason: String) -> Result<(), Fault> {

@@ -61,7 +61,7 @@ pub enum RunError {
         message: String,
     },
     /// An output that would overwrite a run or model folder, or files another command or
-    /// person wrote (see [`train::outputs`](crate::run)).
+    /// person wrote (see [`run::outputs`](crate::run::outputs)).
     #[error(
         "{command}: refusing to write {path}: {reason}; choose another output, or pass --force \
          to write there anyway"

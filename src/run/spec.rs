@@ -1,7 +1,7 @@
 //! Where a new run's model comes from: a preset or a config file, and a gene tokenizer, with
 //! the widths the data decides filled in.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::model::ConfigError;
 use crate::model::MedCrossViTConfig;
@@ -90,83 +90,103 @@ pub fn resolve_model(
     } else {
         wsi_dim
     };
-    let config = match spec {
-        ModelSpec::Preset(name) => {
-            let base = match name.as_str() {
-                "seed" => MedCrossViTConfig::seed(),
-                "small" => MedCrossViTConfig::small(classes, data_wsi_dim, 64),
-                _ => {
-                    return Err(RunError::Unknown {
-                        what: "preset",
-                        name: name.clone(),
-                        choices: PRESETS.join(", "),
-                    }
-                    .into());
-                }
-            };
-            MedCrossViTConfig {
-                num_classes: classes,
-                wsi_dim: data_wsi_dim,
-                rna_num_genes: genes,
-                wsi_num_tiles: base.wsi_num_tiles.max(bag_size),
-                ..base
+    match spec {
+        ModelSpec::Preset(name) => preset(name, data_wsi_dim, genes, classes, bag_size),
+        ModelSpec::File(path) => from_file(path, wsi_dim, data_wsi_dim, genes, classes),
+    }
+}
+
+/// The named preset with the data's widths and classes, its positional embedding covering
+/// `bag_size` tiles.
+fn preset(
+    name: &str,
+    wsi_dim: usize,
+    genes: usize,
+    classes: usize,
+    bag_size: usize,
+) -> Result<MedCrossViTConfig, Error> {
+    let base = match name {
+        "seed" => MedCrossViTConfig::seed(),
+        "small" => MedCrossViTConfig::small(classes, wsi_dim, 64),
+        _ => {
+            return Err(RunError::Unknown {
+                what: "preset",
+                name: name.to_string(),
+                choices: PRESETS.join(", "),
             }
-        }
-        ModelSpec::File(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            let json = |source| ConfigError::Json {
-                path: path.clone(),
-                source,
-            };
-            let mut value: serde_json::Value = serde_json::from_str(&text).map_err(json)?;
-            if let Some(model) = value.get_mut("model").filter(|m| m.is_object()) {
-                value = model.take();
-            }
-            let object = value
-                .as_object_mut()
-                .ok_or_else(|| ConfigError::Inconsistent {
-                    field: "config",
-                    reason: format!("{} must hold a JSON object", path.display()),
-                })?;
-            let configured_wsi = object.get("wsi_dim").and_then(serde_json::Value::as_u64);
-            for (field, data) in [
-                ("wsi_dim", data_wsi_dim),
-                ("rna_num_genes", genes),
-                ("num_classes", classes),
-            ] {
-                match object.get(field).and_then(serde_json::Value::as_u64) {
-                    // Without tiles, the file's tile width stands.
-                    Some(_) if field == "wsi_dim" && wsi_dim == 0 => {}
-                    Some(v) if v as usize != data => {
-                        return Err(RunError::ConfigMismatch {
-                            field,
-                            config: v as usize,
-                            data,
-                        }
-                        .into());
-                    }
-                    Some(_) => {}
-                    None => {
-                        object.insert(field.into(), data.into());
-                    }
-                }
-            }
-            if !object.contains_key("rna_dim") {
-                let rna_dim = match (wsi_dim, configured_wsi) {
-                    (0, Some(w)) => w as usize,
-                    (0, None) => 64,
-                    (w, _) => w,
-                };
-                object.insert("rna_dim".into(), rna_dim.into());
-            }
-            let config: MedCrossViTConfig = serde_json::from_value(value).map_err(json)?;
-            config
+            .into());
         }
     };
-    Ok(config)
+    Ok(MedCrossViTConfig {
+        num_classes: classes,
+        wsi_dim,
+        rna_num_genes: genes,
+        wsi_num_tiles: base.wsi_num_tiles.max(bag_size),
+        ..base
+    })
+}
+
+/// The configuration in the JSON file `path` (a config, or a run's `config.json` whose
+/// `model` it takes), with the widths the data decides filled in where the file leaves them
+/// out, and refused where it contradicts them (`wsi_dim` is the data's tile width, 0 for
+/// none; `data_wsi_dim` the width the model gets).
+fn from_file(
+    path: &Path,
+    wsi_dim: usize,
+    data_wsi_dim: usize,
+    genes: usize,
+    classes: usize,
+) -> Result<MedCrossViTConfig, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let json = |source| ConfigError::Json {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut value: serde_json::Value = serde_json::from_str(&text).map_err(json)?;
+    if let Some(model) = value.get_mut("model").filter(|m| m.is_object()) {
+        value = model.take();
+    }
+    let object = value
+        .as_object_mut()
+        .ok_or_else(|| ConfigError::Inconsistent {
+            field: "config",
+            reason: format!("{} must hold a JSON object", path.display()),
+        })?;
+    let configured_wsi = object.get("wsi_dim").and_then(serde_json::Value::as_u64);
+    for (field, data) in [
+        ("wsi_dim", data_wsi_dim),
+        ("rna_num_genes", genes),
+        ("num_classes", classes),
+    ] {
+        match object.get(field).and_then(serde_json::Value::as_u64) {
+            // Without tiles, the file's tile width stands.
+            Some(_) if field == "wsi_dim" && wsi_dim == 0 => {}
+            Some(v) if v as usize != data => {
+                return Err(RunError::ConfigMismatch {
+                    field,
+                    config: v as usize,
+                    data,
+                }
+                .into());
+            }
+            Some(_) => {}
+            None => {
+                object.insert(field.into(), data.into());
+            }
+        }
+    }
+    if !object.contains_key("rna_dim") {
+        let rna_dim = match (wsi_dim, configured_wsi) {
+            (0, Some(w)) => w as usize,
+            (0, None) => 64,
+            (w, _) => w,
+        };
+        object.insert("rna_dim".into(), rna_dim.into());
+    }
+    Ok(serde_json::from_value(value).map_err(json)?)
 }
 
 /// Validates a resolved model configuration for bags of `bag_size` tiles (after the gene

@@ -7,6 +7,7 @@ use std::path::Path;
 use burn::data::dataset::Dataset;
 
 use crate::data::{CohortDataset, CohortTable, Modalities, Normalization};
+use crate::eval::{Predictions, non_finite_patients};
 use crate::run::TrainSettings;
 use crate::run::{Error, NotFinite, RunError};
 
@@ -143,6 +144,50 @@ pub(super) fn likely_cause(
             settings.lr
         )
     }
+}
+
+/// Stops training when the validation `predictions` or their loss are not finite, naming the
+/// patients and the likely cause from their inputs.
+pub(super) fn check_validation(
+    predictions: &Predictions,
+    place: &Place<'_>,
+    dataset: &CohortDataset,
+    normalization: &Normalization,
+    settings: &TrainSettings,
+) -> Result<(), Error> {
+    let bad = non_finite_patients(&predictions.patients);
+    let loss = predictions.loss.unwrap_or(0.0);
+    if bad.is_empty() && loss.is_finite() {
+        return Ok(());
+    }
+    let patients: std::collections::HashSet<usize> = if bad.is_empty() {
+        predictions.patients.iter().map(|p| p.patient).collect()
+    } else {
+        bad.iter()
+            .map(|&i| predictions.patients[i].patient)
+            .collect()
+    };
+    let bags: Vec<usize> = (0..dataset.bags().len())
+        .filter(|&i| patients.contains(&dataset.bags()[i].patient))
+        .collect();
+    let cause = likely_cause(
+        dataset,
+        &bags,
+        normalization,
+        dataset.cohort().table(),
+        settings,
+    );
+    Err(if bad.is_empty() {
+        place.error("the validation loss", loss.to_string(), cause)
+    } else {
+        let first = dataset.patients().id(predictions.patients[bad[0]].patient);
+        let value = format!(
+            "{} of {} patients, first {first}",
+            bad.len(),
+            predictions.patients.len()
+        );
+        place.error("a validation prediction", value, cause)
+    })
 }
 
 /// `v` for a message: 4 decimals, or 4 significant digits in scientific notation beyond 10⁵.

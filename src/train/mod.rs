@@ -1,33 +1,41 @@
-//! Training and evaluation: classification and survival, patient-level splits and
-//! cross-validation, resumable checkpoints, metrics files and plots.
+//! Training: classification and survival, patient-level splits and cross-validation,
+//! resumable checkpoints, on one device, several, or the processes of an MPI job.
 //!
-//! [`train`] is what `med-crossvit train` runs; [`resume`] continues a run folder;
-//! [`evaluate`] applies a run folder to a cohort. Progress is reported through [`Event`]s.
+//! [`train`] is what `med-crossvit train` runs; [`resume`] continues a run folder. Progress
+//! is reported through [`Event`]s. What a run folder holds is [`run`](crate::run)'s; the
+//! predictions, metrics and plots of each fit are [`eval`](crate::eval)'s, which also applies
+//! a finished run to a new cohort ([`eval::evaluate`](crate::eval::evaluate)).
 
 mod checkpoint;
+mod cv;
+mod finish;
 mod finite;
-mod fit;
 #[cfg(feature = "mpi")]
 pub mod mpi;
 pub mod parallel;
 mod plan;
 mod pooled;
+mod prepare;
 mod resume;
 mod saved;
 mod schedule;
+mod step;
+mod trainer;
 mod validate;
 
 pub use checkpoint::{LoopState, PAUSE_MARKER_VAR, PAUSE_VAR};
+pub use finish::FitReport;
 pub use finite::POISON_VAR;
-pub use fit::{Fit, FitReport, fit, fit_parallel};
 pub use parallel::{Alone, Parallel, ProcessGroup};
 pub use plan::{
     Outcomes, PLACEHOLDER_GENES, Prepared, check_cohort, fit_normalization, prepare, splits,
     targets,
 };
 pub use pooled::OutOfFold;
+pub use prepare::Fit;
 pub use resume::{Relocation, resume, resume_parallel, resume_relocated};
 pub use schedule::learning_rate;
+pub use trainer::{fit, fit_parallel};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -35,13 +43,11 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use serde::Serialize;
 
-use crate::data::{CohortColumns, DataError};
+use crate::data::CohortColumns;
 use crate::eval::{EpochRow, Metrics};
-use crate::model::MedCrossViTConfig;
 use crate::run::{
-    DataSource, Error, ModelSpec, OutputKind, RunConfig, RunError, RunFileError, RunLock, Select,
-    Task, TokenizerSpec, TrainSettings, apply_tokenizer, check_model, check_output, files,
-    resolve_model,
+    DataSource, Error, ModelSpec, OutputKind, RunError, RunLock, Select, TokenizerSpec,
+    TrainSettings, check_output, files,
 };
 
 /// Progress of a training run.
@@ -121,7 +127,7 @@ pub struct TrainRequest {
     /// Stop after this many epochs as if interrupted (tests and demos).
     pub stop_after: Option<usize>,
     /// Write into `out` although it is not empty or lies inside another run (never over an
-    /// existing run: see [`outputs`]).
+    /// existing run: see [`outputs`](crate::run::outputs)).
     pub force: bool,
 }
 
@@ -235,7 +241,7 @@ fn is_run(dir: &Path) -> bool {
 ///
 /// [`RunError::RunExists`] when `out` already holds a run (nothing is overwritten);
 /// [`RunError::Overwrite`] when `out` is a folder holding other files or lies inside a run
-/// folder, unless `request.force` ([`outputs`]); [`RunError::Locked`] when another process
+/// folder, unless `request.force` ([`outputs`](crate::run::outputs)); [`RunError::Locked`] when another process
 /// is training into `out`; the data,
 /// configuration, checkpoint and I/O errors of the run.
 pub fn train(
@@ -274,255 +280,5 @@ pub fn train_parallel(
     let mut request = request.clone();
     request.data.absolutize();
     request.settings.absolutize_paths();
-    run(&request, None, parallel, events, (false, None), None)
-}
-
-/// Reports `cost` (for the CPU: [`CPU_GFLOPS_PER_THREAD`](crate::model::cost::CPU_GFLOPS_PER_THREAD)
-/// per available thread), and warns when attention over the genes will not fit in memory or
-/// will be slow.
-fn estimate_cost(cost: &crate::model::cost::TrainingCost, events: &mut dyn FnMut(Event<'_>)) {
-    use crate::model::cost::{CPU_GFLOPS_PER_THREAD, total_memory};
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let gflops = CPU_GFLOPS_PER_THREAD * threads as f64;
-    events(Event::Message(format!(
-        "{} on {threads} CPU thread(s)",
-        cost.describe(gflops)
-    )));
-    if let Some(warning) = cost.warning(total_memory(), gflops) {
-        events(Event::Message(format!("warning: {warning}")));
-    }
-}
-
-/// The pathways tokenizer indexes the cohort's gene columns; a top-K selection differs from
-/// fold to fold.
-fn pathways_with_top_genes() -> DataError {
-    DataError::Setting {
-        setting: "top_genes",
-        message: "the pathways tokenizer groups the cohort's genes by name; it cannot take a \
-                  gene selection that differs from fold to fold (drop --top-genes)"
-            .into(),
-    }
-}
-
-/// Trains `request`. A resumed run (`resumed.0`) comes with its folder's lock (the writing
-/// process's) and `model` configuration, and `only` a fold when one fold is resumed; a new
-/// run takes its lock once the data has been read, so that bad data leaves no folder behind.
-fn run(
-    request: &TrainRequest,
-    model: Option<MedCrossViTConfig>,
-    parallel: &Parallel<'_>,
-    events: &mut dyn FnMut(Event<'_>),
-    resumed: (bool, Option<RunLock>),
-    only: Option<usize>,
-) -> Result<TrainSummary, Error> {
-    let (resume, lock) = resumed;
-    let writer = parallel.group.is_writer();
-    let mut silent = |_: Event<'_>| {};
-    let events: &mut dyn FnMut(Event<'_>) = if writer { events } else { &mut silent };
-    let settings = &request.settings;
-    let prepared = prepare(&request.data, &request.columns, settings)?;
-    let cohort = &prepared.cohort;
-    let table = cohort.table();
-    // The columns as read: an automatic gene rule or column name is written out, so that the
-    // folder reads later cohorts the same way.
-    let columns = table.columns().clone();
-    // The count `check` reports too.
-    let (slides, patients) = cohort.counts();
-    events(Event::Message(format!(
-        "{} gene column(s) by {}; {patients} patient(s), {slides} slide(s), unit {}",
-        table.genes().len(),
-        table.gene_note(),
-        settings.unit.name()
-    )));
-    if !cohort.skipped().is_empty() {
-        events(Event::Message(format!(
-            "skipped {} slide(s) whose tile file is missing",
-            cohort.skipped().len()
-        )));
-    }
-    let wsi_only = settings.modalities == crate::data::Modalities::Wsi;
-    let genes = match settings.top_genes {
-        // Tiles alone: the RNA branch takes one placeholder gene, always missing.
-        None if wsi_only => plan::PLACEHOLDER_GENES,
-        top => top.unwrap_or(table.genes().len()),
-    };
-    if settings.top_genes.is_some() && wsi_only {
-        return Err(DataError::Setting {
-            setting: "top_genes",
-            message: "--modalities wsi reads no expression: drop --top-genes".into(),
-        }
-        .into());
-    }
-    if genes > table.genes().len() && !wsi_only {
-        return Err(DataError::Setting {
-            setting: "top_genes",
-            message: format!(
-                "{genes} genes asked for, but {} has {} gene columns",
-                table.path().display(),
-                table.genes().len()
-            ),
-        }
-        .into());
-    }
-    if settings.top_genes.is_some() && matches!(request.tokenizer, Some(TokenizerSpec::Pathways(_)))
-    {
-        return Err(pathways_with_top_genes().into());
-    }
-    let model = match model {
-        Some(m) => m,
-        None => {
-            // Expression alone: no tile width from the data (0); see `resolve_model`.
-            let mut model = resolve_model(
-                &request.model,
-                cohort.feature_dim(),
-                genes,
-                prepared.labels.len(),
-                settings.bags.bag_size,
-            )?;
-            if let Some(spec) = request.tokenizer.as_ref().filter(|_| !wsi_only) {
-                let unknown = apply_tokenizer(&mut model, spec, &table.gene_symbols())?;
-                if !unknown.is_empty() {
-                    let shown: Vec<&str> = unknown.iter().take(10).map(String::as_str).collect();
-                    events(Event::Message(format!(
-                        "{} signature gene(s) are not in the cohort and are left out: {}{}",
-                        unknown.len(),
-                        shown.join(", "),
-                        if unknown.len() > 10 { ", …" } else { "" }
-                    )));
-                }
-            }
-            check_model(&model, settings.bags.bag_size)?;
-            model
-        }
-    };
-    if settings.top_genes.is_some()
-        && matches!(
-            model.rna_tokenizer,
-            crate::model::RnaTokenizer::Pathways { .. }
-        )
-    {
-        return Err(pathways_with_top_genes().into());
-    }
-    let prepared = prepared.with_feature_dim(model.wsi_dim);
-    let cohort = &prepared.cohort;
-    let table = cohort.table();
-    cohort.check_feature_dim(model.wsi_dim)?;
-    if model.rna_num_genes != genes {
-        return Err(DataError::GeneCount {
-            path: table.path().to_path_buf(),
-            expected: model.rna_num_genes,
-            got: genes,
-        }
-        .into());
-    }
-    let folds = match (&settings.splits_dir, request.folds) {
-        (Some(dir), None) => Some(crate::data::split_files(dir)?.len()),
-        (_, folds) => folds,
-    };
-    let splits = splits(&prepared, settings, folds, &mut |w| {
-        events(Event::Message(w));
-    })?;
-    if let Some(split) = splits.first() {
-        estimate_cost(&plan::cost_of(&prepared, split, &model, settings), events);
-    }
-    let _lock = match lock {
-        Some(lock) => Some(lock),
-        None if resume || !writer => None,
-        None => {
-            std::fs::create_dir_all(&request.out).map_err(RunFileError::io(&request.out))?;
-            let lock = RunLock::acquire(&request.out)?;
-            // Another process may have started the run since `train` first looked.
-            if is_run(&request.out) {
-                return Err(RunError::RunExists {
-                    path: request.out.clone(),
-                }
-                .into());
-            }
-            Some(lock)
-        }
-    };
-    if folds.is_some() && !resume && writer {
-        RunConfig {
-            model: model.clone(),
-            training: settings.clone(),
-            columns: columns.clone(),
-            data: Some(request.data.clone()),
-            survival_bins: None,
-            folds,
-        }
-        .save(&request.out)?;
-    }
-    let mut results = Vec::new();
-    let mut out_of_fold = OutOfFold::default();
-    let mut finished = true;
-    for (k, split) in splits.iter().enumerate() {
-        if only.is_some_and(|o| o != k) {
-            continue;
-        }
-        let (out, label) = match folds {
-            Some(n) => (
-                request.out.join(format!("fold_{k}")),
-                format!("fold {k} ({} of {n})", k + 1),
-            ),
-            None => (request.out.clone(), "training".to_string()),
-        };
-        let report = fit_parallel(
-            Fit {
-                prepared: &prepared,
-                split,
-                model: model.clone(),
-                settings,
-                columns: &columns,
-                data: &request.data,
-                resume: resume && is_run(&out),
-                out,
-                stop_after: request.stop_after,
-                label,
-            },
-            parallel,
-            events,
-        )?;
-        finished &= report.finished;
-        if let Some((predictions, targets, bins)) = &report.out_of_fold {
-            out_of_fold.add(k, report.epoch, predictions, targets, bins.clone());
-        }
-        let row = |epoch: usize| report.history[epoch - 1].val.clone();
-        results.push(FoldResult {
-            fold: k,
-            checkpoint: settings.select,
-            epoch: report.epoch,
-            best_epoch: report.best_epoch,
-            last_epoch: report.history.len(),
-            best: row(report.best_epoch),
-            last: row(report.history.len()),
-            out: report.out,
-            metrics: report.val,
-            test: report.test,
-        });
-        if !finished {
-            break;
-        }
-    }
-    let mut summary = TrainSummary::of(results, settings, finished);
-    if folds.is_some() && finished && only.is_none() && writer {
-        if !out_of_fold.is_empty() {
-            out_of_fold.write_csv(
-                &request.out.join(files::CV_PREDICTIONS_CSV),
-                &prepared,
-                settings,
-            )?;
-            let pooled = out_of_fold.metrics(settings, prepared.labels.len())?;
-            match settings.task {
-                Task::Survival => out_of_fold.km_png(&request.out.join(files::KM_PNG), settings)?,
-                Task::Classification => out_of_fold.classification_png(
-                    &request.out,
-                    &prepared.labels.classes,
-                    &pooled,
-                )?,
-            }
-            summary.pooled = Some(pooled);
-        }
-        crate::run::save_json(&summary, &request.out.join(files::CV_JSON))?;
-    }
-    Ok(summary)
+    cv::train_splits(&request, cv::Resumed::default(), parallel, events)
 }

@@ -121,8 +121,13 @@ impl<'a> Parallel<'a> {
         self.devices.len() > 1 || self.group.size() > 1
     }
 
-    /// The reducer for these devices and processes.
+    /// The reducer for these devices and processes: [`OneDevice`] when the work is not
+    /// spread, else [`OnMainDevice`] (or NCCL) over the devices, [`AcrossProcesses`] over the
+    /// processes.
     pub fn reducer(&self) -> Box<dyn Reducer + '_> {
+        if !self.is_spread() {
+            return Box::new(OneDevice);
+        }
         let local: Box<dyn Reducer + '_> = match () {
             #[cfg(feature = "cuda")]
             () if self.devices.len() > 1 && self.nccl => {
@@ -158,6 +163,20 @@ pub trait Reducer {
         parts: Vec<GradientsParams>,
         model: &MedCrossViT,
     ) -> Result<GradientsParams, Error>;
+}
+
+/// One device of one process: its part is the step's gradients.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OneDevice;
+
+impl Reducer for OneDevice {
+    fn reduce(
+        &mut self,
+        mut parts: Vec<GradientsParams>,
+        _model: &MedCrossViT,
+    ) -> Result<GradientsParams, Error> {
+        Ok(parts.pop().unwrap_or_default())
+    }
 }
 
 /// Several devices of one process (or one): each part moved to the main device and summed

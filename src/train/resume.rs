@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 
+use super::cv::{Resumed, train_splits};
 use super::parallel::Parallel;
-use super::{Event, TrainRequest, TrainSummary, is_run, run};
+use super::{Event, TrainRequest, TrainSummary, is_run};
 use crate::run::RunLock;
 use crate::run::{DataSource, ModelSpec};
 use crate::run::{Error, RunError};
@@ -110,14 +111,13 @@ pub fn resume_relocated(
         stop_after,
         force: false,
     };
-    run(
-        &request,
-        Some(top.model),
-        parallel,
-        events,
-        (true, lock),
+    let resumed = Resumed {
+        resume: true,
+        lock,
+        model: Some(top.model),
         only,
-    )
+    };
+    train_splits(&request, resumed, parallel, events)
 }
 
 /// Writes `data` into the `config.json` of the run `root` and of each of its `folds` that

@@ -1,5 +1,39 @@
 //! The learning-rate schedule: linear warm-up, then cosine decay to zero.
 
+use crate::run::TrainSettings;
+
+/// The batches and optimizer steps of a fit, and the learning rate at each step.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Schedule {
+    /// Batches per epoch.
+    pub batches: usize,
+    /// Optimizer steps over all epochs.
+    total: usize,
+    /// Warm-up steps.
+    warmup: usize,
+    /// The peak learning rate.
+    peak: f64,
+}
+
+impl Schedule {
+    /// The schedule of `settings` for epochs of `bags` training bags.
+    pub(super) fn new(bags: usize, settings: &TrainSettings) -> Self {
+        let batches = bags.div_ceil(settings.batch_size);
+        let steps_per_epoch = batches.div_ceil(settings.grad_accumulation);
+        Self {
+            batches,
+            total: steps_per_epoch * settings.epochs,
+            warmup: (settings.warmup_epochs * steps_per_epoch as f64).round() as usize,
+            peak: settings.lr,
+        }
+    }
+
+    /// The learning rate of optimizer step `step` (from 0).
+    pub(super) fn lr(&self, step: usize) -> f64 {
+        learning_rate(step, self.total, self.warmup, self.peak)
+    }
+}
+
 /// Learning rate at optimizer step `step` (0-based) of `total`, with `warmup` warm-up steps
 /// rising linearly to `peak`, then a cosine decay reaching 0 after the last step.
 pub fn learning_rate(step: usize, total: usize, warmup: usize, peak: f64) -> f64 {

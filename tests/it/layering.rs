@@ -10,7 +10,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// The layers, lowest first: a module may import modules of lower layers only (and its own).
+/// The layers, lowest first (layer 1 first; `docs/architecture.md` draws them): a module may
+/// import modules of lower layers only, and its own files.
 const LAYERS: &[&[&str]] = &[
     &["util", "progress", "runtime"],
     &["kernels"],
@@ -343,6 +344,15 @@ fn circles(n: usize, edges: &BTreeSet<(usize, usize)>) -> Vec<Vec<usize>> {
     out
 }
 
+/// `path` from the crate's folder (`src/…`).
+fn shown(path: &Path) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
 }
@@ -377,9 +387,11 @@ fn no_import_runs_up_a_layer_or_sideways_to_a_peer() {
             && lb >= la
         {
             bad.push(format!(
-                "{} (layer {la}, {a}) imports {} (layer {lb}, {b})",
-                sources[from].path.display(),
-                sources[to].path.display()
+                "{} (layer {}, {a}) imports {} (layer {}, {b})",
+                shown(&sources[from].path),
+                la + 1,
+                shown(&sources[to].path),
+                lb + 1
             ));
         }
     }
@@ -399,7 +411,7 @@ fn no_circle_of_imports_between_files() {
         .iter()
         .map(|c| {
             c.iter()
-                .map(|&i| sources[i].path.display().to_string())
+                .map(|&i| shown(&sources[i].path))
                 .collect::<Vec<_>>()
                 .join(" ↔ ")
         })
