@@ -5,7 +5,7 @@ Loads the original's checkpoint (tests/fixtures/parity/reference.pt, built with
 reference_args.json) into the twin, runs it in eval mode on the parity cohort (cohort.csv:
 expression from the rna_* columns as given, the original's identity normalization; tiles
 from features/<project>/<slide>.h5, dataset `uni_features`, all 8 tiles in file order, one
-bag per slide, as tests/interop.rs feeds them to ours) and compares the logits with
+bag per slide, as tests/it/interop.rs feeds them to ours) and compares the logits with
 expected_logits.csv, which the original computed. Exits 1 when any logit differs by 1e-4
 or more.
 

@@ -241,7 +241,7 @@ pub fn load(
 
 /// Names the test-only environment variable `MED_CROSSVIT_TEST_PAUSE`: `STAGE@EPOCH` makes a
 /// training process stop at that point of writing its run folder, so that a test can kill it
-/// exactly there (tests/crash.rs). Stages: `files` (epoch 0: the run's files are written, no
+/// exactly there (tests/it/crash_safety.rs). Stages: `files` (epoch 0: the run's files are written, no
 /// checkpoint yet), `best` (the epoch's `model.bpk` is written, its checkpoint is not),
 /// `weights` and `state` (inside the checkpoint folder, before its pointer), `pointer` (the
 /// checkpoint is current, older ones are not removed yet, and after the last epoch

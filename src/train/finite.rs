@@ -206,7 +206,7 @@ fn magnitude(v: f32) -> f32 {
 
 /// Names the test-only environment variable `MED_CROSSVIT_TEST_POISON`: `EPOCH@BATCH` (both
 /// from 1) makes the inputs of that training batch NaN, as a diverging run's would be, so
-/// that a test can check how training stops (tests/train.rs). Not for users.
+/// that a test can check how training stops (tests/it/training.rs). Not for users.
 pub const POISON_VAR: &str = "MED_CROSSVIT_TEST_POISON";
 
 /// Test-only: whether [`POISON_VAR`] names this epoch and batch.
