@@ -93,12 +93,16 @@ fn median_min(mut v: Vec<f64>) -> (f64, f64) {
 ///
 /// # Errors
 ///
-/// The model's configuration and input errors.
+/// The model's configuration and input errors; [`ConfigError::Zero`](crate::model::ConfigError::Zero) for a batch or a count of iterations of 0.
 pub fn run(options: &BenchOptions, device: &Device) -> Result<BenchReport, Error> {
     let c = &options.config;
     let tiles = c.wsi_num_tiles;
-    let batch = options.batch.max(1);
-    let iters = options.iters.max(1);
+    for (field, value) in [("batch", options.batch), ("iters", options.iters)] {
+        if value == 0 {
+            return Err(crate::model::ConfigError::Zero { field }.into());
+        }
+    }
+    let (batch, iters) = (options.batch, options.iters);
     let (params, (forward_ms, forward_min_ms)) = time_forward(c, batch, iters, device)?;
     let train = if options.train {
         Some(time_training(options, batch, iters, device)?)

@@ -532,6 +532,18 @@ fn bench_reports_times_rate_and_memory_in_text_and_json() {
     // Without --train, no training times.
     assert!(json.get("train_step_ms").is_none(), "{json}");
 
+    // A batch or a count of zero is refused, not taken for 1.
+    for (flag, field) in [("--batch", "batch"), ("--iters", "iters")] {
+        let o = bin(&["bench", "--preset", "small", "--genes", "8", flag, "0"]);
+        let (_, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!("`{field}` must be at least 1"))
+                && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+    }
+
     let o = bin(&["bench", "--preset", "huge", "--iters", "1"]);
     let (_, stderr) = text(&o);
     assert_eq!(o.status.code(), Some(1), "{stderr}");

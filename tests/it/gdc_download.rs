@@ -142,6 +142,20 @@ fn bad_downloads_are_named() {
     let bad = f.join("bad");
     let err = |o: GdcOptions| gdc::build(&o).unwrap_err();
 
+    // A gene type no gene has (a typo) is refused, naming the types the files have, rather
+    // than leaving every gene out.
+    let message = err(GdcOptions {
+        gene_types: GeneTypes::Only(vec!["protein_coding".into(), "bogus".into()]),
+        ..options()
+    })
+    .to_string();
+    assert!(
+        message.contains("gene type(s) asked for: bogus")
+            && message.contains("protein_coding")
+            && message.contains(".tsv"),
+        "{message}"
+    );
+
     let e = err(GdcOptions {
         clinical: bad.join("contradiction_clinical.tsv"),
         ..options()

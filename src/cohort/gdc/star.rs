@@ -1,7 +1,7 @@
 //! The expression download: STAR augmented gene-counts files ([`read_star`]), and the
 //! expression of each case, its tumour aliquots averaged ([`read_expression`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
@@ -38,6 +38,7 @@ fn read_star(path: &Path, options: &GdcOptions) -> Result<StarFile, GdcError> {
     let mut header_seen = false;
     let mut genes: Vec<(String, f64)> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
+    let mut types_seen: BTreeSet<String> = BTreeSet::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line_no = i as u64 + 1;
         let line = line.map_err(|e| GdcError::Table {
@@ -52,6 +53,12 @@ fn read_star(path: &Path, options: &GdcOptions) -> Result<StarFile, GdcError> {
         }
         if line.is_empty() {
             continue;
+        }
+        if let Some(kind) = line.split('\t').nth(2).map(str::trim)
+            && !kind.is_empty()
+            && !types_seen.contains(kind)
+        {
+            types_seen.insert(kind.to_string());
         }
         let Some((key, value)) = star_gene(path, line_no, line, options, value_col)? else {
             continue;
@@ -71,7 +78,39 @@ fn read_star(path: &Path, options: &GdcOptions) -> Result<StarFile, GdcError> {
             got: "(no header: the file is empty)".into(),
         });
     }
+    check_gene_types(path, options, &types_seen)?;
     Ok(StarFile { gencode, genes })
+}
+
+/// Refuses a gene type asked for that no gene of the file has (a typo would otherwise
+/// leave its genes out without a word), naming the types the file has.
+fn check_gene_types(
+    path: &Path,
+    options: &GdcOptions,
+    seen: &BTreeSet<String>,
+) -> Result<(), GdcError> {
+    let GeneTypes::Only(types) = &options.gene_types else {
+        return Ok(());
+    };
+    let missing: Vec<&str> = types
+        .iter()
+        .filter(|t| !seen.contains(t.as_str()))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(GdcError::Inconsistent {
+        path: path.to_path_buf(),
+        message: format!(
+            "no gene has the gene type(s) asked for: {} (the file's types: {})",
+            missing.join(", "),
+            seen.iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    })
 }
 
 /// A line before a STAR file's genes: a `#` comment (whose `GENCODE vN` sets `gencode`),
