@@ -293,9 +293,12 @@ pub fn splits(
         }
         Ok(read.split)
     };
+    // Where each split came from, named when one leaves a side empty.
+    let mut origins: Vec<String> = Vec::new();
     let mut splits = match (&settings.splits_dir, folds, &settings.splits_csv) {
         (Some(dir), _, _) => {
             let files = split_files(dir)?;
+            origins.extend(files.iter().map(|f| f.display().to_string()));
             if let Some(k) = folds
                 && k != files.len()
             {
@@ -312,7 +315,10 @@ pub fn splits(
                 .collect::<Result<Vec<_>, _>>()?
         }
         (None, Some(k), _) => kfold(table, &prepared.strata, k, settings.seed)?,
-        (None, None, Some(path)) => vec![read(path)?],
+        (None, None, Some(path)) => {
+            origins.push(path.display().to_string());
+            vec![read(path)?]
+        }
         (None, None, None) => vec![by_fractions(
             table,
             &prepared.strata,
@@ -322,14 +328,19 @@ pub fn splits(
         )?],
     };
     let usable: HashSet<usize> = prepared.cohort.members().into_iter().collect();
-    for split in &mut splits {
+    for (k, split) in splits.iter_mut().enumerate() {
         for side in [&mut split.train, &mut split.val, &mut split.test] {
             side.retain(|i| usable.contains(i));
         }
         check_patients(table, split)?;
         if split.train.is_empty() || split.val.is_empty() {
+            let origin = origins.get(k).map_or_else(
+                || format!("split {k}"),
+                |file| format!("the split of {file}"),
+            );
             return Err(DataError::Split(format!(
-                "a split has {} training and {} validation slides; both need at least one",
+                "{origin} has {} training and {} validation slides of the cohort; both need at \
+                 least one",
                 split.train.len(),
                 split.val.len()
             ))

@@ -1045,6 +1045,14 @@ fn bad_splits_dirs_are_named_on_the_command_line() {
         }
         assert!(!stderr.contains("panicked"), "{stderr}");
         assert!(!out.join("config.json").exists() && !out.join("cv.json").exists());
+        // The error line itself names the file at fault (not only a warning before it).
+        if folder == &unknown {
+            let error = stderr
+                .lines()
+                .find(|l| l.starts_with("error:"))
+                .unwrap_or("");
+            assert!(error.contains("unknown/splits_0.csv"), "{stderr}");
+        }
     }
     // With --folds the folder is refused by the parser (exit 2), naming both flags.
     let o = train_survival(
