@@ -5,7 +5,7 @@ Usage: python3 scripts/shape.py [--cycles] [--long N]
 
 Import edges are read from `crate::…`, `super::…` and `self::…` paths in code lines
 (comments skipped); a path to a name re-exported by a `mod.rs` is resolved to the file that
-defines the name. The layer rule itself is checked by tests/it/layers.rs; this script gives
+defines the name. The layer rule itself is checked by tests/it/layering.rs; this script gives
 the figures for notes.
 """
 import os
