@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 use med_crossvit::inference::predict_cohort;
 use med_crossvit::interop::import_torch_with;
-use med_crossvit::run::{OutputKind, check_output};
+use med_crossvit::run::{OutputKind, RunFileError, check_output};
 
 use super::device;
 use super::train::{ApplyArgs, report_skipped};
@@ -45,10 +45,7 @@ pub fn predict(args: PredictArgs) -> Result<ExitCode, med_crossvit::Error> {
             predict_cohort(&bundle, &request, &device, args.attention.as_deref())
         })?;
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| med_crossvit::DataError::Io {
-            path: parent.to_path_buf(),
-            source: e,
-        })?;
+        std::fs::create_dir_all(parent).map_err(RunFileError::io(parent))?;
     }
     med_crossvit::eval::write_predictions(&args.out, &bundle, &evaluation)?;
     if args.apply.per_slide {

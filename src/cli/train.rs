@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use med_crossvit::data::{BagSettings, NormalizeMethod, TileOptions, Unit};
 use med_crossvit::eval::EvaluateRequest;
 use med_crossvit::run::{
-    DataSource, ModelBundle, ModelSpec, Select, Task, TokenizerSpec, TrainSettings,
+    DataSource, ModelBundle, ModelSpec, RunFileError, Select, Task, TokenizerSpec, TrainSettings,
 };
 use med_crossvit::train::{self, TrainRequest, TrainSummary};
 
@@ -552,10 +552,7 @@ pub fn evaluate(args: EvaluateArgs) -> Result<ExitCode, med_crossvit::Error> {
     let evaluation = med_crossvit::progress::observe(super::progress::steps(), || {
         med_crossvit::eval::evaluate(&bundle, &request, &device, false, None)
     })?;
-    std::fs::create_dir_all(&args.out).map_err(|e| med_crossvit::DataError::Io {
-        path: args.out.clone(),
-        source: e,
-    })?;
+    std::fs::create_dir_all(&args.out).map_err(RunFileError::io(&args.out))?;
     let metrics = evaluation.metrics.clone().unwrap_or_default();
     med_crossvit::eval::write_metrics(&args.out, &metrics)?;
     let predictions = args.out.join(med_crossvit::run::files::PREDICTIONS_CSV);

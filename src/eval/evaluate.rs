@@ -11,9 +11,7 @@ use crate::data::{
     Cohort, CohortDataset, CohortTable, DataError, LabelMap, MissingModality, Modalities, Patients,
     Target, TileOptions, evaluation_bags, parse_finite,
 };
-use crate::run::Error;
-use crate::run::{ModelBundle, RunFileError, files};
-use crate::run::{Task, TrainSettings};
+use crate::run::{Error, ModelBundle, RunFileError, Task, TrainSettings, files};
 
 /// A cohort to run a model folder on.
 #[derive(Debug, Clone)]

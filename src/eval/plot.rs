@@ -9,10 +9,7 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::metrics::{EpochRow, Metrics};
-use crate::data::DataError;
-use crate::run::Error;
-use crate::run::files;
-use crate::run::{Task, TrainSettings};
+use crate::run::{Error, RunFileError, Task, TrainSettings, files};
 
 /// A picture that could not be drawn or written, as an error naming the PNG (its final
 /// name, not the temporary one it is drawn into) with the operating system's reason: "No
@@ -24,7 +21,7 @@ pub(crate) fn plot_error(path: &Path, e: &dyn std::fmt::Display) -> Error {
     let source = os_error_in(&text).unwrap_or_else(|| {
         std::io::Error::other(format!("the picture could not be drawn ({text})"))
     });
-    DataError::io(final_png(path), source).into()
+    RunFileError::io(&final_png(path))(source).into()
 }
 
 /// The operating-system error inside `text`: its debug form (`Os { code: N, … }`) or its
@@ -55,7 +52,7 @@ fn draw_then_rename(
     draw: impl FnOnce(&Path) -> Result<(), Error>,
 ) -> Result<(), Error> {
     crate::util::atomic::with_temp(path, &path.with_extension("tmp.png"), draw, |e| {
-        DataError::io(path, e).into()
+        RunFileError::io(path)(e).into()
     })
 }
 
@@ -77,7 +74,7 @@ pub(crate) fn register_font() {
 ///
 /// # Errors
 ///
-/// [`DataError::Io`] naming the PNG that could not be drawn or written.
+/// [`RunFileError::Io`] naming the PNG that could not be drawn or written.
 pub fn curves(out: &Path, history: &[EpochRow], settings: &TrainSettings) -> Result<(), Error> {
     let loss = vec![
         (
@@ -204,7 +201,7 @@ fn draw_chart(
 ///
 /// # Errors
 ///
-/// [`DataError::Io`] naming the PNG that could not be drawn or written.
+/// [`RunFileError::Io`] naming the PNG that could not be drawn or written.
 pub fn km_plot(
     path: &Path,
     time: &[f64],
@@ -401,7 +398,7 @@ fn at_risk_table(area: &Area<'_>, plot: &KmPlot<'_>, path: &Path) -> Result<(), 
 ///
 /// # Errors
 ///
-/// [`DataError::Io`] naming the PNG that could not be drawn or written.
+/// [`RunFileError::Io`] naming the PNG that could not be drawn or written.
 pub fn classification_plots(
     dir: &Path,
     truth: &[usize],

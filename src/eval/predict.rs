@@ -15,11 +15,9 @@ use super::metrics::{
     Metrics, accuracy, balanced_accuracy, concordance_index, confusion_matrix, macro_auc,
 };
 use super::survival::risk_from_hazards;
-use crate::data::TimeBins;
-use crate::data::{BagBatcher, BagLoader, CohortDataset, Patients, Target, Unit};
+use crate::data::{BagBatcher, BagLoader, CohortDataset, Patients, Target, TimeBins, Unit};
 use crate::model::MedCrossViT;
-use crate::run::{Error, RunError};
-use crate::run::{Task, TrainSettings};
+use crate::run::{Error, RunError, Task, TrainSettings};
 
 /// One slide's prediction: the means over its bags, each bag weighted by its number of tiles
 /// (so that a slide's short last bag counts for its few tiles, not as much as a full bag).

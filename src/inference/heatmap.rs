@@ -89,7 +89,7 @@ pub fn tile_colours(scores: &[f64]) -> Vec<RGBColor> {
 ///
 /// # Errors
 ///
-/// [`DataError::Io`](crate::data::DataError::Io) naming the PNG that could not be drawn or
+/// [`RunFileError::Io`](crate::run::RunFileError::Io) naming the PNG that could not be drawn or
 /// written.
 pub fn draw_heatmap(
     path: &Path,

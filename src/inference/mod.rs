@@ -11,11 +11,8 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 
-use crate::eval::evaluate;
-use crate::eval::{EvaluateRequest, Evaluation};
-use crate::run::Error;
-use crate::run::ModelBundle;
-use crate::run::RunFileError;
+use crate::eval::{EvaluateRequest, Evaluation, evaluate};
+use crate::run::{Error, ModelBundle, RunFileError};
 
 /// What the attention export wrote for one slide.
 #[derive(Debug, Clone, PartialEq)]

@@ -44,8 +44,7 @@ use serde::Deserialize;
 
 use crate::data::{LabelMap, Normalization};
 use crate::model::{MedCrossViT, MedCrossViTConfig, Pool};
-use crate::run::Error;
-use crate::run::{RunConfig, files};
+use crate::run::{Error, RunConfig, files};
 
 /// The keyword arguments that built the original's model, with its names and defaults.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

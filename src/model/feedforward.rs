@@ -1,9 +1,6 @@
 //! [`FeedForward`]: the pre-norm MLP of each transformer layer.
 
-use crate::kernels::activation::gelu;
-use crate::kernels::dropout::dropout;
-use crate::kernels::fused::layer_norm;
-use crate::kernels::linear::linear;
+use crate::kernels::{activation::gelu, dropout::dropout, fused::layer_norm, linear::linear};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};

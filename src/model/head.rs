@@ -1,7 +1,6 @@
 //! [`ClassifierHead`]: LayerNorm and Linear on a pooled token.
 
-use crate::kernels::fused::layer_norm;
-use crate::kernels::linear::linear;
+use crate::kernels::{fused::layer_norm, linear::linear};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};

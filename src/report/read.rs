@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use crate::run::files;
-use crate::run::{Error, RunError};
+use crate::run::{Error, RunError, files};
 
 /// Most folds a report lists.
 const MAX_FOLDS: usize = 1000;

@@ -7,10 +7,8 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use super::settings::{Task, TrainSettings};
-use crate::data::TimeBins;
-use crate::data::{CohortColumns, DataError, LabelMap, Normalization};
-use crate::model::ConfigError;
-use crate::model::{MedCrossViT, MedCrossViTConfig};
+use crate::data::{CohortColumns, DataError, LabelMap, Normalization, TimeBins};
+use crate::model::{ConfigError, MedCrossViT, MedCrossViTConfig};
 use crate::run::{Error, RunError};
 
 /// File names in a run or model folder.

@@ -3,8 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::model::ConfigError;
-use crate::model::MedCrossViTConfig;
+use crate::model::{ConfigError, MedCrossViTConfig};
 use crate::run::{Error, RunError};
 
 /// Where the model's hyperparameters come from.

@@ -13,8 +13,7 @@ use burn::store::{BurnpackStore, ModuleAdapter, ModuleContext, ModuleSnapshot};
 use serde::{Deserialize, Serialize};
 
 use crate::eval::EpochRow;
-use crate::model::MedCrossViT;
-use crate::model::PersistError;
+use crate::model::{MedCrossViT, PersistError};
 use crate::run::RunError;
 
 /// The training loop's state after a complete epoch.

@@ -8,8 +8,7 @@ use burn::data::dataset::Dataset;
 
 use crate::data::{CohortDataset, CohortTable, Modalities, Normalization};
 use crate::eval::{Predictions, non_finite_patients};
-use crate::run::TrainSettings;
-use crate::run::{Error, NotFinite, RunError};
+use crate::run::{Error, NotFinite, RunError, TrainSettings};
 
 /// Expression values the model is built for lie within a few units of 0 (z-scores): beyond
 /// this the likely cause of a non-finite loss is the scale of the input.

@@ -3,16 +3,13 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::data::TimeBins;
 use crate::data::{
     Cohort, CohortCheck, CohortColumns, CohortTable, DataError, LabelMap, MissingModality,
     Modalities, Normalization, Outcome, Patients, ProblemKind, ScaleReport, Split, Target,
-    TileOptions, by_fractions, check_patients, from_csv, kfold, parse_finite, scale_report,
-    split_files, validate,
+    TileOptions, TimeBins, by_fractions, check_patients, from_csv, kfold, parse_finite,
+    scale_report, split_files, validate,
 };
-use crate::run::DataSource;
-use crate::run::Error;
-use crate::run::{Task, TrainSettings};
+use crate::run::{DataSource, Error, Task, TrainSettings};
 
 /// Per-patient outcome as read from the CSV.
 #[derive(Debug, Clone)]

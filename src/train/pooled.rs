@@ -5,16 +5,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::plan::Prepared;
-use crate::data::Target;
-use crate::data::TimeBins;
-use crate::eval::Metrics;
+use crate::data::{Target, TimeBins};
 use crate::eval::{
-    PatientPrediction, Predictions, SurvivalEval, outcome_pairs, task_metrics as metrics,
-    with_intervals,
+    Metrics, PatientPrediction, Predictions, SurvivalEval, outcome_pairs, output_cells,
+    output_header, task_metrics as metrics, with_intervals, write_csv,
 };
-use crate::eval::{output_cells, output_header, write_csv};
-use crate::run::Error;
-use crate::run::TrainSettings;
+use crate::run::{Error, TrainSettings};
 
 /// Each validation patient of every fold, with its fold: every patient once (folds validate
 /// disjoint patients).

@@ -8,10 +8,7 @@ use burn::tensor::Device;
 use super::cv::{Resumed, train_splits};
 use super::parallel::Parallel;
 use super::{Event, TrainRequest, TrainSummary, is_run};
-use crate::run::RunLock;
-use crate::run::{DataSource, ModelSpec};
-use crate::run::{Error, RunError};
-use crate::run::{RunConfig, files};
+use crate::run::{DataSource, Error, ModelSpec, RunConfig, RunError, RunLock, files};
 
 /// Continues the run in `out` from its last complete epoch, with the settings it was
 /// started with; it ends where the uninterrupted run would have.

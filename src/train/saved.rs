@@ -4,12 +4,9 @@
 use std::path::Path;
 
 use super::plan::Prepared;
-use crate::data::TimeBins;
-use crate::data::{DataError, LabelMap, Normalization};
+use crate::data::{DataError, LabelMap, Normalization, TimeBins};
 use crate::model::MedCrossViTConfig;
-use crate::run::Error;
-use crate::run::TrainSettings;
-use crate::run::{RunConfig, check_companions, files};
+use crate::run::{Error, RunConfig, TrainSettings, check_companions, files};
 
 /// The parts of a fit that its saved files must agree with.
 pub(super) struct SavedJob<'a> {
