@@ -209,20 +209,6 @@ impl<E: Into<Error>> From<E> for ImportError {
 /// or `None` for a path outside the mapping (a programmer error).
 fn torch_key(ours: &str) -> Option<String> {
     let p: Vec<&str> = ours.split('.').collect();
-    fn leaf(name: &str) -> &str {
-        match name {
-            "gamma" => "weight",
-            "beta" => "bias",
-            other => other,
-        }
-    }
-    let attention = |rest: &[&str]| -> Option<String> {
-        match rest {
-            [m @ ("norm" | "to_q" | "to_kv"), w] => Some(format!("{m}.{}", leaf(w))),
-            ["to_out", w] => Some(format!("to_out.0.{}", leaf(w))),
-            _ => None,
-        }
-    };
     let key = match p.as_slice() {
         ["wsi_embedder", t @ ("cls_token" | "pos_embedding")] => format!("wsi_embedder.{t}"),
         ["rna_embedder", t @ ("cls_token" | "pos_embedding")] => format!("rna_embedder.{t}"),
@@ -241,26 +227,7 @@ fn torch_key(ours: &str) -> Option<String> {
             b,
             enc @ ("wsi_enc" | "rna_enc"),
             rest @ ..,
-        ] => {
-            let e = if *enc == "wsi_enc" { 0 } else { 1 };
-            let base = format!("bimodal_encoder.layers.{b}.{e}");
-            match rest {
-                ["norm", w] => format!("{base}.norm.{}", leaf(w)),
-                ["layers", l, "attn", inner @ ..] => {
-                    format!("{base}.layers.{l}.0.{}", attention(inner)?)
-                }
-                ["layers", l, "ff", m, w] => {
-                    let i = match *m {
-                        "norm" => 0,
-                        "fc1" => 1,
-                        "fc2" => 4,
-                        _ => return None,
-                    };
-                    format!("{base}.layers.{l}.1.net.{i}.{}", leaf(w))
-                }
-                _ => return None,
-            }
-        }
+        ] => encoder_key(b, enc, rest)?,
         [
             "encoder",
             "blocks",
@@ -270,22 +237,9 @@ fn torch_key(ours: &str) -> Option<String> {
             l,
             side,
             rest @ ..,
-        ] => {
-            let s = match *side {
-                "wsi_attend_rna" => 0,
-                "rna_attend_wsi" => 1,
-                _ => return None,
-            };
-            let base = format!("bimodal_encoder.layers.{b}.2.layers.{l}.{s}");
-            match rest {
-                [m @ ("project_in" | "project_out"), w] => format!("{base}.{m}.{}", leaf(w)),
-                ["attn", inner @ ..] => format!("{base}.fn.{}", attention(inner)?),
-                _ => return None,
-            }
-        }
+        ] => cross_key(b, l, side, rest)?,
         // The original computed both modalities' logits with its WSI head.
-        [head @ ("wsi_head" | "rna_head"), m, w] => {
-            let _ = head;
+        ["wsi_head" | "rna_head", m, w] => {
             let i = match *m {
                 "norm" => 0,
                 "linear" => 1,
@@ -296,6 +250,62 @@ fn torch_key(ours: &str) -> Option<String> {
         _ => return None,
     };
     Some(key)
+}
+
+/// The original's name of a LayerNorm or linear leaf (`gamma`/`beta` → `weight`/`bias`).
+fn leaf(name: &str) -> &str {
+    match name {
+        "gamma" => "weight",
+        "beta" => "bias",
+        other => other,
+    }
+}
+
+/// The original's key below an attention module, from ours below it.
+fn attention_key(rest: &[&str]) -> Option<String> {
+    match rest {
+        [m @ ("norm" | "to_q" | "to_kv"), w] => Some(format!("{m}.{}", leaf(w))),
+        ["to_out", w] => Some(format!("to_out.0.{}", leaf(w))),
+        _ => None,
+    }
+}
+
+/// The original's key of a tensor of block `b`'s encoder `enc` (`wsi_enc`, `rna_enc`).
+fn encoder_key(b: &str, enc: &str, rest: &[&str]) -> Option<String> {
+    let e = if enc == "wsi_enc" { 0 } else { 1 };
+    let base = format!("bimodal_encoder.layers.{b}.{e}");
+    Some(match rest {
+        ["norm", w] => format!("{base}.norm.{}", leaf(w)),
+        ["layers", l, "attn", inner @ ..] => {
+            format!("{base}.layers.{l}.0.{}", attention_key(inner)?)
+        }
+        ["layers", l, "ff", m, w] => {
+            let i = match *m {
+                "norm" => 0,
+                "fc1" => 1,
+                "fc2" => 4,
+                _ => return None,
+            };
+            format!("{base}.layers.{l}.1.net.{i}.{}", leaf(w))
+        }
+        _ => return None,
+    })
+}
+
+/// The original's key of a tensor of block `b`'s cross-attention layer `l`, `side` being
+/// which modality attends to which.
+fn cross_key(b: &str, l: &str, side: &str, rest: &[&str]) -> Option<String> {
+    let s = match side {
+        "wsi_attend_rna" => 0,
+        "rna_attend_wsi" => 1,
+        _ => return None,
+    };
+    let base = format!("bimodal_encoder.layers.{b}.2.layers.{l}.{s}");
+    Some(match rest {
+        [m @ ("project_in" | "project_out"), w] => format!("{base}.{m}.{}", leaf(w)),
+        ["attn", inner @ ..] => format!("{base}.fn.{}", attention_key(inner)?),
+        _ => return None,
+    })
 }
 
 /// A checkpoint's tensors (read on use), by key.

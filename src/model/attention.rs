@@ -460,6 +460,50 @@ mod tests {
         );
     }
 
+    /// The output of `attn` over `x` (attending to `context` and itself when given, else
+    /// self-attention), padded by `padding`, and the gradients of `Σ out ⊙ w` with respect to
+    /// the input, the context and every parameter; through the tensor path (weights
+    /// returned) or the fused core.
+    fn outputs_and_grads(
+        attn: &Attention,
+        x: &Tensor<3>,
+        context: Option<&Tensor<3>>,
+        padding: &KeyPadding,
+        w: &Tensor<3>,
+        tensor_path: bool,
+    ) -> Vec<(&'static str, Vec<f32>)> {
+        use crate::kernels::testing::values;
+        let x = x.clone().require_grad();
+        let context = context.map(|c| c.clone().require_grad());
+        let mut input = match &context {
+            Some(c) => AttentionInput::cross_attn(x.clone(), c.clone())
+                .kv_include_self()
+                .padding(padding),
+            None => AttentionInput::self_attn(x.clone()).padding(padding),
+        };
+        if tensor_path {
+            input = input.return_weights();
+        }
+        let (out, _) = attn.forward(input);
+        let grads = (out.clone() * w.clone()).sum().backward();
+        let mut g = vec![
+            ("output", values(out)),
+            ("d input", values(x.grad(&grads).unwrap())),
+        ];
+        if let Some(c) = &context {
+            g.push(("d context", values(c.grad(&grads).unwrap())));
+        }
+        for (name, p) in [
+            ("d W_q", &attn.to_q.weight),
+            ("d W_kv", &attn.to_kv.weight),
+            ("d W_out", &attn.to_out.weight),
+        ] {
+            g.push((name, values(p.grad(&grads).unwrap())));
+        }
+        g.push(("d γ", values(attn.norm.gamma.grad(&grads).unwrap())));
+        g
+    }
+
     /// The fused core (flex, no weights returned) equals the tensor path (taken when the
     /// weights are returned) in values and in the gradients of the input, the context and
     /// every parameter: self-attention over padded bags, and a CLS token attending to itself
@@ -468,7 +512,7 @@ mod tests {
     /// core's dropout is tested with explicit seeds in `kernels::attention`.)
     #[test]
     fn fused_core_equals_the_tensor_path() {
-        use crate::kernels::testing::{close_named, values};
+        use crate::kernels::testing::close_named;
         let device = Device::flex().autodiff();
         device.seed(21);
         let attn = AttentionConfig::new(12)
@@ -490,46 +534,21 @@ mod tests {
         let self_padding = padded(7, &[5, 6, 13]);
         let cross_padding = padded(7, &[6, 12, 13]);
         for (case, cross) in [("self", false), ("cross", true)] {
-            let run = |tensor_path: bool| {
-                let (x, context) = (
-                    (if cross { cls.clone() } else { x.clone() }).require_grad(),
-                    context.clone().require_grad(),
-                );
-                let mut input = if cross {
-                    AttentionInput::cross_attn(x.clone(), context.clone())
-                        .kv_include_self()
-                        .padding(&cross_padding)
-                } else {
-                    AttentionInput::self_attn(x.clone()).padding(&self_padding)
-                };
-                if tensor_path {
-                    input = input.return_weights();
-                }
-                let (out, _) = attn.forward(input);
-                let w = if cross {
-                    w_cross.clone()
-                } else {
-                    w_self.clone()
-                };
-                let grads = (out.clone() * w).sum().backward();
-                let mut g = vec![
-                    ("output", values(out)),
-                    ("d input", values(x.grad(&grads).unwrap())),
-                ];
-                if cross {
-                    g.push(("d context", values(context.grad(&grads).unwrap())));
-                }
-                for (name, p) in [
-                    ("d W_q", &attn.to_q.weight),
-                    ("d W_kv", &attn.to_kv.weight),
-                    ("d W_out", &attn.to_out.weight),
-                ] {
-                    g.push((name, values(p.grad(&grads).unwrap())));
-                }
-                g.push(("d γ", values(attn.norm.gamma.grad(&grads).unwrap())));
-                g
+            let (x, w, padding) = if cross {
+                (&cls, &w_cross, &cross_padding)
+            } else {
+                (&x, &w_self, &self_padding)
             };
-            for ((name, a), (_, b)) in run(false).iter().zip(&run(true)) {
+            let run = |tensor_path| {
+                outputs_and_grads(&attn, x, cross.then_some(&context), padding, w, tensor_path)
+            };
+            let (fused, reference) = (run(false), run(true));
+            assert_eq!(
+                fused.len(),
+                reference.len(),
+                "{case}: the same values compared"
+            );
+            for ((name, a), (_, b)) in fused.iter().zip(&reference) {
                 assert!(a.iter().any(|v| v.abs() > 1e-4), "{case} {name}: trivial");
                 close_named(&format!("{case} {name}"), a, b, 1e-5);
             }

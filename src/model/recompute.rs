@@ -148,17 +148,7 @@ impl MedCrossViT {
                 value
             } else {
                 let out = model.run(segment, &input, padding, leaves.clone());
-                let mut terms = Vec::with_capacity(2);
-                for (out, g) in [(out.wsi, &mut grad.wsi), (out.rna, &mut grad.rna)] {
-                    if let Some(out) = out {
-                        let g = g.take().expect("every output reaches the loss");
-                        terms.push((out * g).sum());
-                    }
-                }
-                terms
-                    .into_iter()
-                    .reduce(|a, b| a + b)
-                    .expect("every segment but the heads writes tokens")
+                chained(out, &mut grad)
             };
             let mut grads = objective.backward();
             if let Some(wsi) = &leaves.wsi {
@@ -368,4 +358,20 @@ fn take_inputs(segment: Segment, flowing: &mut Streams) -> Streams {
 /// Reseeds the device's generator for segment `i` of a step.
 fn reseed(device: &Device, seed: u64, i: usize) {
     device.seed(crate::util::seed::mix(seed, i as u64, 0x5e6));
+}
+/// The objective whose gradient carries `grad` (∂loss/∂ the segment's output tokens) back
+/// through a segment: `Σ out ⊙ grad` over the streams the segment writes; takes the
+/// gradients it uses out of `grad`.
+fn chained(out: Streams, grad: &mut Streams) -> Tensor<1> {
+    let mut terms = Vec::with_capacity(2);
+    for (out, g) in [(out.wsi, &mut grad.wsi), (out.rna, &mut grad.rna)] {
+        if let Some(out) = out {
+            let g = g.take().expect("every output reaches the loss");
+            terms.push((out * g).sum());
+        }
+    }
+    terms
+        .into_iter()
+        .reduce(|a, b| a + b)
+        .expect("every segment but the heads writes tokens")
 }
