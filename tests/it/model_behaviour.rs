@@ -694,3 +694,81 @@ fn training_cost_matches_hand_computed_sizes_and_warns_for_thousands_of_gene_tok
     assert_eq!(cost.warning(Some(u64::MAX), 1e6), None, "fits and is fast");
     assert!(cost.describe(80.0).contains("RNA tokens"));
 }
+
+/// A bag is an unordered sample of tiles. Without the slot embedding
+/// (`wsi_pos_embedding: false`), permuting a bag's tiles permutes their attention scores and
+/// leaves the logits unchanged, and identical tiles get identical scores; with the
+/// original's slot embedding, identical tiles get scores that differ by slot.
+#[test]
+fn without_slot_embedding_attention_follows_the_tiles_not_their_slots() {
+    let _serial = support::serial();
+    let device = Device::flex();
+    device.seed(7);
+    let free = MedCrossViTConfig {
+        wsi_pos_embedding: false,
+        ..support::tiny_model(2, 5)
+    };
+    let model = free.init(&device).unwrap();
+    let tiles: Vec<f32> = (0..6 * 8)
+        .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+        .collect();
+    let expression = Tensor::<2>::from_data(
+        TensorData::new(vec![0.3f32, -1.2, 0.7, 2.0, -0.4], [1, 5]),
+        &device,
+    );
+    let bag = |order: &[usize]| {
+        let data: Vec<f32> = order
+            .iter()
+            .flat_map(|&k| tiles[k * 8..(k + 1) * 8].iter().copied())
+            .collect();
+        Tensor::<3>::from_data(TensorData::new(data, [1, order.len(), 8]), &device)
+    };
+    let run = |model: &med_crossvit::MedCrossViT, order: &[usize]| {
+        let out = model
+            .forward(ModelInput::new(bag(order), expression.clone()).with_attention())
+            .unwrap();
+        let scores = out
+            .attention
+            .unwrap()
+            .tile_scores()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        (out.logits.into_data().try_to_vec::<f32>().unwrap(), scores)
+    };
+    let identity = [0, 1, 2, 3, 4, 5];
+    let permuted = [4, 0, 5, 2, 1, 3];
+    let (logits, scores) = run(&model, &identity);
+    let (logits_p, scores_p) = run(&model, &permuted);
+    assert_eq!((logits.len(), scores.len(), scores_p.len()), (2, 6, 6));
+    for (a, b) in logits.iter().zip(&logits_p) {
+        assert!((a - b).abs() < 1e-5, "logits {logits:?} vs {logits_p:?}");
+    }
+    for (slot, &tile) in permuted.iter().enumerate() {
+        assert!(
+            (scores_p[slot] - scores[tile]).abs() < 1e-6,
+            "slot {slot} holds tile {tile}: {scores_p:?} vs {scores:?}"
+        );
+    }
+    // The scores are not all alike, so the check above could fail.
+    assert!(
+        scores.iter().any(|&s| (s - scores[0]).abs() > 1e-4),
+        "{scores:?}"
+    );
+
+    // Six copies of one tile: equal scores without slots, unequal with them.
+    let same = [2, 2, 2, 2, 2, 2];
+    let (_, flat) = run(&model, &same);
+    assert!(flat.iter().all(|&s| (s - flat[0]).abs() < 1e-6), "{flat:?}");
+    let slotted = MedCrossViTConfig {
+        wsi_pos_embedding: true,
+        ..free
+    }
+    .init(&device)
+    .unwrap();
+    let (_, by_slot) = run(&slotted, &same);
+    assert!(
+        by_slot.iter().any(|&s| (s - by_slot[0]).abs() > 1e-6),
+        "{by_slot:?}"
+    );
+}
