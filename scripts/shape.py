@@ -75,12 +75,8 @@ def definitions(all_files):
         for line in strip_tests(code_lines(f)):
             m = DEF.match(line)
             if m:
-                defs[name_key(mod, m.group(1))].append(f)
+                defs[(mod, m.group(1))].append(f)
     return defs
-
-
-def name_key(mod, name):
-    return (mod, name)
 
 
 def file_for(mod):
@@ -143,15 +139,14 @@ def expand(tree):
     return out
 
 
-def absolute(path_segments, mod, is_mod_file):
+def absolute(path_segments, mod):
     segs = list(path_segments)
     base = list(mod)
     if segs[0] == "crate":
         return segs[1:]
-    here = base if is_mod_file else base[:-1]
     # `self::` in a file names its own module; `super::` its parent's
     if segs[0] == "self":
-        return (base if True else here) + segs[1:]
+        return base + segs[1:]
     while segs and segs[0] == "super":
         base = base[:-1]
         segs = segs[1:]
@@ -180,7 +175,7 @@ def edges(all_files, defs):
                 continue
             if segs[0] not in ("crate", "super", "self"):
                 continue
-            absol = absolute(segs, mod, is_mod)
+            absol = absolute(segs, mod)
             target = resolve(absol, defs)
             if target and target != f and not f.endswith(("lib.rs", "main.rs")):
                 out[f].add(target)

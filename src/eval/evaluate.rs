@@ -167,7 +167,7 @@ pub fn evaluate(
     let slide_targets = read_targets(bundle, &table, request.require_targets)?;
     let patients = Arc::new(Patients::of(&table));
     let targets = patient_targets(bundle, &table, &patients, &slide_targets)?;
-    let cohort = Arc::new(open_cohort(bundle, request, table)?);
+    let cohort = Arc::new(open_cohort(bundle, request, table, allow)?);
     super::check_some_modality(&cohort, &patients, modalities)?;
     let settings = &bundle.config.training;
     let sources = super::usable_sources(&cohort, &patients, &cohort.members(), settings);
@@ -230,13 +230,14 @@ fn patient_targets(
 }
 
 /// The cohort's tiles as the model reads them: none for a model of expression alone, else
-/// the features folder's files, of the model's width.
+/// the features folder's files, of the model's width (missing files `allow`ed when the model
+/// was trained with missing modalities).
 fn open_cohort(
     bundle: &ModelBundle,
     request: &EvaluateRequest,
     table: CohortTable,
+    allow: bool,
 ) -> Result<Cohort, Error> {
-    let allow = bundle.config.training.missing_modality == MissingModality::Allow;
     let tiles = TileOptions {
         allow_missing: request.tiles.allow_missing || allow,
         ..request.tiles.clone()

@@ -229,18 +229,15 @@ fn expand(tree: &str) -> Vec<String> {
         .collect()
 }
 
-/// The absolute module path of `path` as seen from `source`.
+/// The absolute module path of `path` as seen from `source` (`self::` names the file's own
+/// module, `super::` its parent's).
 fn absolute(source: &Source, path: &[String]) -> Option<Vec<String>> {
-    let is_mod = source.path.ends_with("mod.rs");
     let mut base = source.module.clone();
     let mut segs = path.to_vec();
     match segs.first().map(String::as_str) {
         Some("crate") => return Some(segs[1..].to_vec()),
         Some("self") => {
             segs.remove(0);
-            if !is_mod {
-                // `self::` in a file names its own module
-            }
         }
         Some("super") => {
             while segs.first().is_some_and(|s| s == "super") {
