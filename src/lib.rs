@@ -131,6 +131,7 @@ pub mod progress;
 pub mod report;
 pub mod run;
 pub mod runtime;
+pub mod slide;
 pub mod train;
 mod util;
 

@@ -17,6 +17,7 @@ const LAYERS: &[&[&str]] = &[
     &["kernels"],
     &["model"],
     &["data"],
+    &["slide"],
     &["run"],
     &["eval"],
     &["train"],
