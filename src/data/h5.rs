@@ -364,7 +364,7 @@ impl H5Tiles {
 }
 
 /// A [`DataError::Hdf5`] for `path` saying what the reader said.
-fn hdf5_error(path: &Path, e: hdf5_reader::error::Error) -> DataError {
+pub(super) fn hdf5_error(path: &Path, e: hdf5_reader::error::Error) -> DataError {
     DataError::Hdf5 {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -373,7 +373,7 @@ fn hdf5_error(path: &Path, e: hdf5_reader::error::Error) -> DataError {
 
 /// Opens `path` as HDF5, with the reader's read limit set from its length; returns the file
 /// and its length in bytes.
-fn open_file(path: &Path) -> Result<(Hdf5File, u64), DataError> {
+pub(super) fn open_file(path: &Path) -> Result<(Hdf5File, u64), DataError> {
     if !path.is_file() {
         return Err(DataError::io(
             path,

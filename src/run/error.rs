@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::data::DataError;
 use crate::model::{ConfigError, InputError, LoadError, PersistError};
+use crate::slide::SlideError;
 
 /// A training, evaluation or prediction run that cannot go on.
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +179,16 @@ pub enum Error {
     /// A run file (configuration, metrics, predictions) that cannot be read or written.
     #[error(transparent)]
     File(#[from] RunFileError),
+    /// A whole-slide image that cannot be found or read, or tiles that cannot be placed on
+    /// it (boxed, as `Data`).
+    #[error(transparent)]
+    Slide(Box<SlideError>),
+}
+
+impl From<SlideError> for Error {
+    fn from(e: SlideError) -> Self {
+        Self::Slide(Box::new(e))
+    }
 }
 
 impl From<DataError> for Error {

@@ -23,7 +23,9 @@ pub use bundle::{DataSource, ModelBundle, RunConfig, files};
 pub(crate) use error::save_json;
 pub use error::{Error, NotFinite, Result, RunError, RunFileError};
 pub use lock::{LOCK_FILE, RunLock};
-pub use outputs::{OutputKind, check_output, enclosing_run_folder, is_run_folder};
+pub use outputs::{
+    HEATMAPS_CSV, OutputKind, TOPK_DIR, check_output, enclosing_run_folder, is_run_folder,
+};
 pub use settings::{Select, SurvivalSettings, Task, TrainSettings};
 pub use spec::{
     ModelSpec, PRESETS, RNA_ONLY_WSI_DIM, TokenizerSpec, apply_tokenizer, check_model,

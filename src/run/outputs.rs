@@ -17,8 +17,9 @@
 //! - `--force` (the `force` argument) lifts every refusal except `train --out` on an existing
 //!   run, which `--resume` continues (or which must be removed by hand).
 //!
-//! Attention exports (`predict --attention DIR`) may lie inside a run or fold folder (the
-//! report looks for them in `RUN/attention/`), but not be one.
+//! Attention exports (`predict --attention DIR`) and heatmaps (`heatmap --out DIR`) may lie
+//! inside a run or fold folder (the report looks for them in `RUN/attention/` and
+//! `RUN/heatmaps/`), but not be one.
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +40,8 @@ pub enum OutputKind {
     Attention,
     /// `predict --out`: one predictions CSV file.
     PredictionsFile,
+    /// `heatmap --out`: a folder of slide overlays, GeoJSON files and top tiles.
+    Heatmaps,
 }
 
 impl OutputKind {
@@ -49,26 +52,53 @@ impl OutputKind {
             Self::Model => "import-torch",
             Self::Evaluation => "evaluate",
             Self::Attention | Self::PredictionsFile => "predict",
+            Self::Heatmaps => "heatmap",
         }
     }
 
     /// Whether a file named `name` in an existing output folder is one this command writes
-    /// (and may write again).
+    /// (and may write again). The slide heatmaps (`.png` overlays, `.geojson`, the
+    /// `heatmaps.csv` manifest; the `topk` folder is judged by [`own_folder`](Self::own_folder))
+    /// may join attention files, as `predict --attention DIR --slides …` writes both.
     pub fn own(self, name: &str) -> bool {
+        let heatmap = name == HEATMAPS_CSV || [".png", ".geojson"].iter().any(|s| name.ends_with(s));
         match self {
             Self::Run | Self::Model | Self::PredictionsFile => false,
+            Self::Heatmaps => heatmap,
             Self::Evaluation => [
                 files::METRICS_JSON,
                 files::PREDICTIONS_CSV,
                 files::PREDICTIONS_SLIDES_CSV,
             ]
             .contains(&name),
-            Self::Attention => [".tiles.csv", ".genes.csv", ".heatmap.png"]
-                .iter()
-                .any(|suffix| name.ends_with(suffix)),
+            Self::Attention => {
+                heatmap
+                    || [".tiles.csv", ".genes.csv"]
+                        .iter()
+                        .any(|suffix| name.ends_with(suffix))
+            }
         }
     }
+
+    /// Whether a folder named `name` in an existing output folder is one this command writes:
+    /// the heatmaps' `topk` folder, when it holds only PNG crops and their CSVs.
+    pub fn own_folder(self, dir: &Path, name: &str) -> bool {
+        matches!(self, Self::Heatmaps | Self::Attention)
+            && name == TOPK_DIR
+            && std::fs::read_dir(dir.join(name)).is_ok_and(|entries| {
+                entries.flatten().all(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    e.file_type().is_ok_and(|t| t.is_file())
+                        && (n.ends_with(".png") || n.ends_with(".csv") || n.starts_with('.'))
+                })
+            })
+    }
 }
+
+/// The manifest of a heatmaps folder: one row per slide (`slide,overlay,geojson,top_tiles,prediction`).
+pub const HEATMAPS_CSV: &str = "heatmaps.csv";
+/// The folder of top-tile crops in a heatmaps folder.
+pub const TOPK_DIR: &str = "topk";
 
 /// The names whose presence makes a folder a run or model folder.
 const RUN_MARKERS: [&str; 5] = [
@@ -145,7 +175,7 @@ pub fn check_output(path: &Path, kind: OutputKind, force: bool) -> Result<(), Er
     if force {
         return Ok(());
     }
-    if kind != OutputKind::Attention
+    if !matches!(kind, OutputKind::Attention | OutputKind::Heatmaps)
         && let Some(run) = enclosing_run_folder(path)
     {
         return Err(refuse(format!(
@@ -187,7 +217,7 @@ fn foreign_entries(dir: &Path, kind: OutputKind) -> Result<Vec<String>, Error> {
         let name = entry.file_name().to_string_lossy().into_owned();
         let is_file = entry.file_type().is_ok_and(|t| t.is_file());
         let hidden = name.starts_with('.');
-        let own = is_file && kind.own(&name);
+        let own = (is_file && kind.own(&name)) || kind.own_folder(dir, &name);
         if !hidden && !own {
             foreign.push(name);
         }

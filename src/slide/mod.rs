@@ -94,6 +94,18 @@ pub enum SlideError {
         /// Why not.
         why: String,
     },
+    /// A slide's tiles cannot be placed on it (no coordinates, no tile size, off the slide).
+    #[error("cannot place the tiles of slide `{slide}` ({file}) on {path}: {why}")]
+    Tiles {
+        /// The slide id.
+        slide: String,
+        /// Its tile-feature file.
+        file: PathBuf,
+        /// The slide image.
+        path: PathBuf,
+        /// Why not.
+        why: String,
+    },
     /// An image could not be written.
     #[error("cannot write {path}: {why}")]
     Write {
