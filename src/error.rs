@@ -9,3 +9,4 @@ pub use crate::data::DataError;
 pub use crate::interop::ImportError;
 pub use crate::model::{ConfigError, InputError, LoadError, PersistError};
 pub use crate::run::{Error, NotFinite, Result, RunError, RunFileError};
+pub use crate::slide::SlideError;

@@ -5,6 +5,7 @@ mod bench;
 mod check;
 mod cohort;
 mod device;
+mod heatmap;
 mod predict;
 mod progress;
 mod report;
@@ -38,6 +39,10 @@ enum Command {
     Evaluate(train::EvaluateArgs),
     /// Predict a cohort (labels optional), with attention maps on request.
     Predict(predict::PredictArgs),
+    /// Draw each slide's attention over its whole-slide image: `{slide}.png` overlays with a
+    /// colour bar and the prediction, the most and least attended tiles cut from the slide,
+    /// `{slide}.geojson` for QuPath (needs the `openslide` feature).
+    Heatmap(Box<heatmap::HeatmapArgs>),
     /// Import a checkpoint trained with the Python original into a model folder.
     ImportTorch(predict::ImportArgs),
     /// Time the model on random inputs: forward, training step, GFLOP/s, memory.
@@ -72,6 +77,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Train(args) => train::run(*args)?,
         Command::Evaluate(args) => train::evaluate(args)?,
         Command::Predict(args) => predict::predict(args)?,
+        Command::Heatmap(args) => heatmap::run(*args)?,
         Command::ImportTorch(args) => predict::import(args)?,
         Command::Bench(args) => bench::run(args)?,
         Command::Report(args) => report::run(args)?,

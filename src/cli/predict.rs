@@ -4,7 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use med_crossvit::inference::predict_cohort;
+use med_crossvit::eval::Evaluation;
+use med_crossvit::inference::{
+    AttentionFiles, HeatmapOptions, SlideHeatmap, draw_heatmaps, predict_cohort,
+    predict_with_attention, write_attention,
+};
 use med_crossvit::interop::import_torch_with;
 use med_crossvit::run::{OutputKind, RunFileError, check_output};
 
@@ -25,6 +29,10 @@ pub struct PredictArgs {
     /// (absent, empty or holding only attention files; it may be a run's `attention/`).
     #[arg(long)]
     attention: Option<PathBuf>,
+    /// With --attention and --slides: also draw each slide's heatmap over its whole-slide
+    /// image into the attention folder (as `heatmap` does).
+    #[command(flatten)]
+    slides: super::heatmap::SlideArgs,
     /// Write although the outputs lie inside a run folder or would replace other files.
     #[arg(long)]
     force: bool,
@@ -39,10 +47,18 @@ pub fn predict(args: PredictArgs) -> Result<ExitCode, med_crossvit::Error> {
     if let Some(dir) = &args.attention {
         check_output(dir, OutputKind::Attention, args.force)?;
     }
+    let slide_options = args.slides.options()?;
+    if slide_options.is_some() && args.attention.is_none() {
+        return Err(med_crossvit::run::RunError::BadOption {
+            option: "--slides".into(),
+            why: "heatmaps over the slides go into the --attention folder: give it too".into(),
+        }
+        .into());
+    }
     let (device, bundle, request) = args.apply.load(false)?;
-    let (evaluation, attention) =
+    let (evaluation, attention, drawn) =
         med_crossvit::progress::observe(super::progress::steps(), || {
-            predict_cohort(&bundle, &request, &device, args.attention.as_deref())
+            predict_and_draw(&bundle, &request, &device, &args, slide_options.as_ref())
         })?;
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(RunFileError::io(parent))?;
@@ -75,8 +91,33 @@ pub fn predict(args: PredictArgs) -> Result<ExitCode, med_crossvit::Error> {
                 println!("  no heatmap for `{}`: {why}", a.slide);
             }
         }
+        if slide_options.is_some() {
+            super::heatmap::print_drawn(&drawn, dir);
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Predicts the cohort, with the attention files and slide heatmaps asked for.
+fn predict_and_draw(
+    bundle: &med_crossvit::run::ModelBundle,
+    request: &med_crossvit::eval::EvaluateRequest,
+    device: &burn::tensor::Device,
+    args: &PredictArgs,
+    slides: Option<&HeatmapOptions>,
+) -> Result<(Evaluation, Vec<AttentionFiles>, Vec<SlideHeatmap>), med_crossvit::Error> {
+    let Some(dir) = args.attention.as_deref() else {
+        let (evaluation, _) = predict_cohort(bundle, request, device, None)?;
+        return Ok((evaluation, Vec::new(), Vec::new()));
+    };
+    let (evaluation, attention) = predict_with_attention(bundle, request, device)?;
+    let drawn = match slides {
+        // Slides first: their checks run before any file is written.
+        Some(options) => draw_heatmaps(bundle, &evaluation, &attention, dir, options)?,
+        None => Vec::new(),
+    };
+    let written = write_attention(bundle, &evaluation, &attention, dir)?;
+    Ok((evaluation, written, drawn))
 }
 
 /// Where `--per-slide` writes: `X_slides.csv` beside `X.csv`.

@@ -35,6 +35,14 @@ pub enum RunError {
         /// The data's value.
         data: usize,
     },
+    /// A command-line option or setting whose value cannot be used.
+    #[error("{option}: {why}")]
+    BadOption {
+        /// The option, e.g. `--alpha`.
+        option: String,
+        /// What is wrong and what it takes.
+        why: String,
+    },
     /// An unknown preset, device or other named choice.
     #[error("unknown {what} `{name}` (choose from: {choices})")]
     Unknown {
