@@ -17,6 +17,7 @@
 //! - `published_cohorts`: TCGA-style cohorts (MCAT fixture), published splits, log-rank;
 //! - `recomputation`: the recomputed backward pass against the ordinary one;
 //! - `run_lifecycle`: resuming folds, `predict` without targets, one process per run folder;
+//! - `slide_heatmaps`: heatmaps over a pyramidal TIFF (OpenSlide), tile conventions, QuPath;
 //! - `survival_statistics`: survival metrics against lifelines, numpy and scikit-survival;
 //! - `training`: end-to-end training and evaluation on synthetic cohorts.
 //!
@@ -52,6 +53,7 @@ mod published_cohorts;
 mod recomputation;
 #[cfg(feature = "cli")]
 mod run_lifecycle;
+mod slide_heatmaps;
 mod survival_statistics;
 #[cfg(feature = "cli")]
 mod training;
