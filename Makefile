@@ -3,7 +3,7 @@ CARGO ?= cargo
 # The command-line tool is a cargo feature (off for library users); every target here wants it.
 CLI = --features cli
 
-.PHONY: demo run test test-gpu test-mpi doc bench lint fmt fuzz bench-compare
+.PHONY: demo run test test-gpu test-mpi test-slides doc bench lint fmt fuzz bench-compare
 
 ## The main job: a synthetic cohort, then a model trained on it (small preset, CPU, minutes).
 demo:
@@ -32,6 +32,12 @@ test-gpu:
 test-mpi:
 	$(CARGO) test --locked --features mpi,cli --test mpi
 	$(CARGO) test --locked --features mpi,cli --test it multi_device::
+
+## Heatmaps over whole-slide images through OpenSlide (needs libopenslide; Debian:
+## libopenslide-dev): the slide tests on the fixture TIFF, which fail rather than skip here.
+test-slides:
+	$(CARGO) test --locked --features cli,openslide --test it slide_heatmaps::
+	$(CARGO) clippy --locked --all-targets --features cli,openslide -- -D warnings
 
 ## The API reference, warning-free, in target/doc/med_crossvit/index.html.
 doc:

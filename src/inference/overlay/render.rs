@@ -224,41 +224,51 @@ pub fn blend(thumb: &RgbImage, layer: &[Option<f64>], alpha: f64) -> RgbImage {
     out
 }
 
-/// Height of the footer under the overlay.
+/// Height of the footer under an overlay of width 1,000 pixels or less; wider overlays scale
+/// it (and its text) with their width, so the caption stays readable when the picture is
+/// shrunk to fit a page.
 pub const FOOTER: usize = 64;
 /// The narrowest canvas: room for the colour bar and a caption.
 const MIN_WIDTH: usize = 480;
+
+/// The footer's scale for a canvas `width` pixels wide: 1 up to 1,000 pixels, then in
+/// proportion.
+fn footer_scale(width: usize) -> f64 {
+    (width as f64 / 1000.0).max(1.0)
+}
 
 /// The overlay on a white canvas at its top-left corner, with a footer below it: the colour
 /// bar from `labels[0]` to `labels[1]` and the `caption`.
 pub fn with_footer(overlay: &RgbImage, labels: &[String; 2], caption: &str) -> RgbImage {
     let width = overlay.width().max(MIN_WIDTH);
-    let height = overlay.height() + FOOTER;
+    let k = footer_scale(width);
+    let px = |v: f64| (v * k).round() as i32;
+    let height = overlay.height() + px(FOOTER as f64) as usize;
     let mut canvas = RgbImage::filled(width, height, [255, 255, 255]);
     canvas.paste(overlay, 0, 0);
     let top = overlay.height() as i32;
-    let bar = (width.min(600) - 20) as i32;
+    let bar = (width as i32).min(px(600.0)) - 2 * px(10.0);
     for x in 0..bar {
         let c = colour_at(f64::from(x) / f64::from(bar - 1));
-        for y in 6..18 {
-            canvas.set(10 + x as usize, (top + y) as usize, c);
+        for y in px(6.0)..px(18.0) {
+            canvas.set((px(10.0) + x) as usize, (top + y) as usize, c);
         }
     }
     crate::eval::plot::register_font();
     let (w, h) = (width as u32, height as u32);
     {
         let root = BitMapBackend::with_buffer(canvas.pixels_mut(), (w, h)).into_drawing_area();
-        let small = ("sans-serif", 12).into_font().color(&BLACK);
+        let small = ("sans-serif", 12.0 * k).into_font().color(&BLACK);
         let right = small.pos(plotters::style::text_anchor::Pos::new(
             plotters::style::text_anchor::HPos::Right,
             plotters::style::text_anchor::VPos::Top,
         ));
         // Drawing text cannot fail on an in-memory bitmap but for a missing font, which
         // would leave the labels out and the picture whole.
-        let _ = root.draw(&Text::new(labels[0].clone(), (10, top + 20), small.clone()));
-        let _ = root.draw(&Text::new(labels[1].clone(), (10 + bar, top + 20), right));
-        let caption_font = ("sans-serif", 14).into_font().color(&BLACK);
-        let _ = root.draw(&Text::new(caption.to_string(), (10, top + 40), caption_font));
+        let _ = root.draw(&Text::new(labels[0].clone(), (px(10.0), top + px(20.0)), small.clone()));
+        let _ = root.draw(&Text::new(labels[1].clone(), (px(10.0) + bar, top + px(20.0)), right));
+        let caption_font = ("sans-serif", 14.0 * k).into_font().color(&BLACK);
+        let _ = root.draw(&Text::new(caption.to_string(), (px(10.0), top + px(40.0)), caption_font));
         let _ = root.present();
     }
     canvas
