@@ -17,15 +17,21 @@
 //! and the counts of its CSV files), `sections` and `metrics` write the page's sections from
 //! it, and `html` holds the page being written with its escaping, tables and embedded images.
 
+mod heatmaps;
 mod html;
 mod metrics;
 mod read;
+mod results;
 mod sections;
+mod settings;
 
 use std::path::{Path, PathBuf};
 
 use crate::run::Error;
 
+pub use heatmaps::{
+    HEATMAP_CROPS, HEATMAP_SLIDES, HEATMAPS_CSV, HEATMAPS_DIR, HEATMAPS_HEADER, TOP_TILES_HEADER,
+};
 use html::Page;
 pub use html::{base64, escape_html, png_size};
 use read::Run;
@@ -65,6 +71,15 @@ pub struct WrittenReport {
     pub problems: Vec<String>,
 }
 
+/// What a report shows beyond the run folder's own files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportOptions {
+    /// Folders written by `med-crossvit heatmap` (each with a [`HEATMAPS_CSV`]) to show
+    /// besides the run's own `heatmaps/` folder (`report --heatmaps DIR`). A folder given
+    /// here without a readable manifest is a [problem](WrittenReport::problems).
+    pub heatmaps: Vec<PathBuf>,
+}
+
 /// [`write_report`], also returning the run's files that could not be read
 /// ([`WrittenReport::problems`]): `report` warns about each and exits with an error.
 ///
@@ -72,7 +87,16 @@ pub struct WrittenReport {
 ///
 /// As [`write_report`].
 pub fn write_report_checked(run_dir: &Path) -> Result<WrittenReport, Error> {
-    let (html, problems) = render(run_dir)?;
+    write_report_with(run_dir, &ReportOptions::default())
+}
+
+/// [`write_report_checked`] with `options`: heatmaps from other folders.
+///
+/// # Errors
+///
+/// As [`write_report`]; a heatmaps folder that cannot be read is a problem, not an error.
+pub fn write_report_with(run_dir: &Path, options: &ReportOptions) -> Result<WrittenReport, Error> {
+    let (html, problems) = render(run_dir, options)?;
     let path = run_dir.join(REPORT_HTML);
     crate::util::atomic::write(&path, html.as_bytes())
         .map_err(crate::model::PersistError::io(&path))?;
@@ -86,19 +110,22 @@ pub fn write_report_checked(run_dir: &Path) -> Result<WrittenReport, Error> {
 /// [`RunError::NotARun`](crate::RunError::NotARun) naming `run_dir` when it is not a folder
 /// with a readable `config.json` (a JSON object).
 pub fn render_report(run_dir: &Path) -> Result<String, Error> {
-    Ok(render(run_dir)?.0)
+    Ok(render(run_dir, &ReportOptions::default())?.0)
 }
 
-/// The report's text and the problems met writing it.
-fn render(run_dir: &Path) -> Result<(String, Vec<String>), Error> {
+/// The report's text and the problems met writing it: the headline results first, then the
+/// data, the per-fold tables, the plots, heatmaps and tiles, and the settings last.
+fn render(run_dir: &Path, options: &ReportOptions) -> Result<(String, Vec<String>), Error> {
     let run = Run::open(run_dir)?;
     let mut page = Page::default();
     run.header(&mut page);
-    run.settings(&mut page);
+    run.results(&mut page);
     run.data(&mut page);
-    run.metrics(&mut page);
+    run.fold_metrics(&mut page);
     run.plots(&mut page);
+    run.heatmaps(&mut page, &options.heatmaps);
     run.attention(&mut page);
+    run.settings(&mut page);
     let problems = std::mem::take(&mut page.problems);
     Ok((page.finish(&run.title()), problems))
 }
