@@ -63,7 +63,7 @@ impl Run {
         places.extend(given.iter().map(|d| (d.display().to_string(), d.clone())));
         let mut seen = Vec::new();
         for (title, dir) in places {
-            let key = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+            let key = canonical(&dir);
             if !seen.contains(&key) {
                 seen.push(key);
                 heatmap_group(page, &title, &dir);
@@ -100,7 +100,7 @@ fn heatmap_group(page: &mut Page, title: &str, dir: &Path) {
     page.push(&format!(
         "<div class=\"group\">\n<h3>{}</h3>\n<p class=\"note\">From <code>{}</code>.</p>\n",
         esc(title),
-        esc(&manifest.display().to_string())
+        esc(&canonical(&manifest).display().to_string())
     ));
     let rows = read_table(&manifest, &HEATMAPS_HEADER).map(|records| {
         records
@@ -157,7 +157,7 @@ fn slide_heatmap(page: &mut Page, dir: &Path, row: &HeatmapRow) {
     if !row.geojson.is_empty()
         && let Some(path) = listed_file(page, dir, &row.geojson, "geojson")
     {
-        let shown = esc(&path.display().to_string());
+        let shown = esc(&canonical(&path).display().to_string());
         if path.is_file() {
             page.push(&format!(
                 "<p class=\"note\">Tiles and scores for QuPath (File › Import objects): \
@@ -265,6 +265,12 @@ fn listed_file(page: &mut Page, dir: &Path, relative: &str, column: &str) -> Opt
     page.push(&format!("<p class=\"note\">{}</p>\n", esc(&why)));
     page.problem(why);
     None
+}
+
+/// `path` made absolute and free of `.` and `..` where it exists (as a reader would look
+/// for it), else as it is.
+fn canonical(path: &Path) -> PathBuf {
+    path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// The rows of the CSV file `path`, whose header must be `header` exactly.

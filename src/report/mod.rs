@@ -1,21 +1,31 @@
 //! `report.html`: one self-contained page per run folder, for a reader or a reviewer.
 //!
 //! [`write_report`] reads what a run folder holds (a single run, or a cross-validation folder
-//! with `cv.json` and `fold_0` … `fold_{K-1}`) and writes `report.html` beside it: the
-//! settings, a data summary, the metrics with their intervals, the plots and the most attended
-//! tiles of each exported slide. The page is one file: its images are embedded as
-//! `data:image/png;base64,…` URIs, it loads nothing over a network (its content security
-//! policy forbids it), runs no script, and has a print stylesheet.
+//! with `cv.json` and `fold_0` … `fold_{K-1}`) and writes `report.html` beside it, in the
+//! order of a paper: the headline results (the pooled metrics with their intervals, the
+//! Kaplan–Meier or ROC plot, and which checkpoint they are of), the data, the per-fold
+//! tables, the other plots, the heatmaps and the most attended tiles of each exported slide,
+//! and the settings last (long values cut, so the page never scrolls sideways). Its title
+//! names the run folder by its canonical path (`report .` names the folder, not `.`). The
+//! page is one file: its images are embedded as `data:image/png;base64,…` URIs, it loads
+//! nothing over a network (its content security policy forbids it), runs no script, and has
+//! a print stylesheet.
 //!
 //! Metrics are read as plain JSON, so fields that newer versions add are shown too: every
 //! field of `metrics.json`, `test_metrics.json` and `cv.json` appears, a number `x` beside an
-//! `x_ci` interval as `0.713 [0.620, 0.801]`. Files that are missing are left out, with a
-//! "not present" note where a reader would look for them; a file that cannot be read is named
-//! with the reason, and the rest of the page is written all the same.
+//! `x_ci` interval as `0.713 [0.620, 0.801]` (a `by_modality` of one group, every patient,
+//! is left out). Files that are missing are left out, with a "not present" note where a
+//! reader would look for them; a file that cannot be read is named with the reason, and the
+//! rest of the page is written all the same.
+//!
+//! Heatmaps come from `RUN_DIR/heatmaps/` (and each fold's) and from the folders of
+//! [`ReportOptions::heatmaps`]: each a [`HEATMAPS_CSV`] manifest with overlays and top-tile
+//! crops, embedded like every other image (see [`HEATMAPS_HEADER`]).
 //!
 //! Inside: `read` turns the run folder into data (its configuration, folds, metrics columns
-//! and the counts of its CSV files), `sections` and `metrics` write the page's sections from
-//! it, and `html` holds the page being written with its escaping, tables and embedded images.
+//! and the counts of its CSV files); `results`, `sections`, `metrics`, `heatmaps` and
+//! `settings` write the page's sections from it; `html` holds the page being written with
+//! its escaping, tables and embedded images.
 
 mod heatmaps;
 mod html;

@@ -12,17 +12,26 @@ use med_crossvit::report::{
     write_report_with,
 };
 
-/// Writes a `width` × `height` PNG of one colour to `path`; its bytes.
-fn png(path: &Path, width: u32, height: u32, rgb: [u8; 3]) -> Vec<u8> {
+/// Writes a `width` × `height` PNG to `path`, of colour `rgb` varied from pixel to pixel (so
+/// that a browser's rendering of it is not uniform); its bytes.
+pub(crate) fn png(path: &Path, width: u32, height: u32, rgb: [u8; 3]) -> Vec<u8> {
+    let pixels: Vec<u8> = (0..width * height)
+        .flat_map(|i| {
+            let (x, y) = ((i % width) as u8, (i / width) as u8);
+            [
+                rgb[0] ^ x.wrapping_mul(37),
+                rgb[1] ^ y.wrapping_mul(53),
+                rgb[2],
+            ]
+        })
+        .collect();
     let mut bytes = Vec::new();
     {
         let mut encoder = png::Encoder::new(&mut bytes, width, height);
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
         let mut writer = encoder.write_header().unwrap();
-        writer
-            .write_image_data(&rgb.repeat((width * height) as usize))
-            .unwrap();
+        writer.write_image_data(&pixels).unwrap();
     }
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, &bytes).unwrap();
@@ -229,15 +238,16 @@ fn the_title_names_the_run_folder_however_it_is_reached() {
 }
 
 /// The images of one slide of a heatmaps folder.
-struct SlideImages {
-    overlay: Vec<u8>,
-    /// `most` 1 and 2, then `least` 1.
-    crops: Vec<Vec<u8>>,
+pub(crate) struct SlideImages {
+    /// The overlay's bytes.
+    pub(crate) overlay: Vec<u8>,
+    /// The crops' bytes: `most` 1 and 2, then `least` 1.
+    pub(crate) crops: Vec<Vec<u8>>,
 }
 
 /// A heatmaps folder `dir` with one slide `slide` and its top tiles, listed in a manifest
 /// with `prediction` as the caption (a top-tiles CSV that lists `least` before `most`).
-fn heatmaps_folder(dir: &Path, slide: &str, prediction: &str) -> SlideImages {
+pub(crate) fn heatmaps_folder(dir: &Path, slide: &str, prediction: &str) -> SlideImages {
     let overlay = png(&dir.join(format!("{slide}.png")), 6, 4, [250, 120, 0]);
     std::fs::write(dir.join(format!("{slide}.geojson")), "{}").unwrap();
     let mut crops = Vec::new();
