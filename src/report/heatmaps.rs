@@ -12,6 +12,7 @@
 use std::fmt::Write as _;
 use std::path::{Component, Path, PathBuf};
 
+use super::ATTENTION_DIR;
 use super::html::{Page, esc, number};
 use super::read::Run;
 
@@ -39,27 +40,19 @@ pub const HEATMAP_CROPS: usize = 8;
 
 impl Run {
     /// The heatmaps section: the folder `heatmaps/` of the run (and of its folds) when there
-    /// is one, and each folder of `given` (`report --heatmaps DIR`).
+    /// is one, an `attention/` folder with a manifest, and each folder of `given` (`report
+    /// --heatmaps DIR`); each folder once.
     pub(super) fn heatmaps(&self, page: &mut Page, given: &[PathBuf]) {
         page.push("<section id=\"heatmaps\">\n<h2>Heatmaps</h2>\n");
         page.push(&format!(
             "<p class=\"note\">Attention over the slide itself, as <code>med-crossvit \
-             heatmap</code> drew it into <code>{HEATMAPS_DIR}/</code> of the run or into a \
-             folder given with <code>report --heatmaps DIR</code>: the overlay, the model's \
+             heatmap</code> drew it into <code>{HEATMAPS_DIR}/</code> (or <code>predict \
+             --attention --slides</code> into <code>{ATTENTION_DIR}/</code>) of the run or into \
+             a folder given with <code>report --heatmaps DIR</code>: the overlay, the model's \
              prediction, and the most and least attended tiles at full resolution with their \
              scores. At most {HEATMAP_SLIDES} slides per folder.</p>\n"
         ));
-        let mut places: Vec<(String, PathBuf)> = Vec::new();
-        if self.folds.is_some() {
-            places.push((
-                "Cross-validation folder".into(),
-                self.dir.join(HEATMAPS_DIR),
-            ));
-        }
-        for fold in self.fold_dirs() {
-            places.push((self.group_title(&fold), fold.dir.join(HEATMAPS_DIR)));
-        }
-        places.retain(|(_, dir)| dir.is_dir());
+        let mut places = self.heatmap_places();
         places.extend(given.iter().map(|d| (d.display().to_string(), d.clone())));
         let mut seen = Vec::new();
         for (title, dir) in places {
@@ -76,6 +69,33 @@ impl Run {
             ));
         }
         page.push("</section>\n");
+    }
+}
+
+impl Run {
+    /// The heatmaps folders of the run itself, with their titles: each `heatmaps/` folder
+    /// of the run (a cross-validation's and each fold's) that exists, and each `attention/`
+    /// folder with a manifest (`predict --attention DIR --slides …` writes there).
+    fn heatmap_places(&self) -> Vec<(String, PathBuf)> {
+        let mut owners: Vec<(String, PathBuf)> = Vec::new();
+        if self.folds.is_some() {
+            owners.push(("Cross-validation folder".into(), self.dir.clone()));
+        }
+        for fold in self.fold_dirs() {
+            owners.push((self.group_title(&fold), fold.dir));
+        }
+        let mut places = Vec::new();
+        for (title, dir) in owners {
+            let maps = dir.join(HEATMAPS_DIR);
+            if maps.is_dir() {
+                places.push((title.clone(), maps));
+            }
+            let attention = dir.join(ATTENTION_DIR);
+            if attention.join(HEATMAPS_CSV).is_file() {
+                places.push((format!("{title}, {ATTENTION_DIR}/"), attention));
+            }
+        }
+        places
     }
 }
 

@@ -286,6 +286,8 @@ fn heatmaps_of_the_run_and_of_a_given_folder_are_embedded_with_their_crops_and_s
     let dir = tempfile::tempdir().unwrap();
     let (run, _) = single_run(dir.path());
     let inside = heatmaps_folder(&run.join("heatmaps"), "TCGA-AA", "class 1 (p = 0.83)");
+    // `predict --attention DIR --slides …` writes its manifest beside the tile scores.
+    let beside = heatmaps_folder(&run.join("attention"), "TCGA-AT", "class 0 (p = 0.6)");
     // A folder elsewhere: one slide with its top tiles, and 13 more without.
     let elsewhere = dir.path().join("elsewhere");
     let outside = heatmaps_folder(&elsewhere, "TCGA-BB", "risk 1.234");
@@ -305,6 +307,7 @@ fn heatmaps_of_the_run_and_of_a_given_folder_are_embedded_with_their_crops_and_s
     for (slide, prediction, images) in [
         ("TCGA-AA", "class 1 (p = 0.83)", &inside),
         ("TCGA-BB", "risk 1.234", &outside),
+        ("TCGA-AT", "class 0 (p = 0.6)", &beside),
     ] {
         assert_eq!(
             maps.matches(&format!("<h4>{slide}</h4>")).count(),
@@ -344,6 +347,7 @@ fn heatmaps_of_the_run_and_of_a_given_folder_are_embedded_with_their_crops_and_s
             "{slide}: geojson"
         );
     }
+    assert!(maps.contains("<h3>Run, attention/</h3>"), "{maps}");
     // 14 slides elsewhere: 12 shown, 11 of them without top tiles, 2 counted.
     assert!(maps.contains("<h4>TCGA-C10</h4>") && !maps.contains("<h4>TCGA-C11</h4>"));
     assert!(maps.contains("2 more slide(s)"), "{maps}");
