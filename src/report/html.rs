@@ -93,20 +93,33 @@ impl Page {
 
     /// A two-column table of names and values (numbers as they are written).
     pub(super) fn kv_table(&mut self, rows: &[(String, Value)]) {
-        self.push("<table class=\"kv\">\n");
-        for (k, v) in rows {
-            let html = match v {
-                Value::Number(n) => esc(&n.to_string()),
-                v => inline_value(v),
-            };
-            self.kv_row(k, &html);
+        let rows: Vec<(String, String)> = rows
+            .iter()
+            .map(|(k, v)| {
+                let html = match v {
+                    Value::Number(n) => esc(&n.to_string()),
+                    v => inline_value(v),
+                };
+                (k.clone(), html)
+            })
+            .collect();
+        self.kv_rows(&rows);
+    }
+
+    /// A two-column table of names (escaped here) and values (HTML already).
+    pub(super) fn kv_rows(&mut self, rows: &[(String, String)]) {
+        self.push("<div class=\"wide\"><table class=\"kv\">\n");
+        for (k, html) in rows {
+            self.kv_row(k, html);
         }
-        self.push("</table>\n");
+        self.push("</table></div>\n");
     }
 
     /// A table; `header` and the cells are HTML already.
     pub(super) fn table(&mut self, header: &[&str], rows: &[Vec<String>]) {
-        self.push("<table>\n<thead><tr>");
+        // Inside a box of its own that scrolls, so that a table of many folds never widens
+        // the page.
+        self.push("<div class=\"wide\"><table>\n<thead><tr>");
         for h in header {
             let _ = write!(self.body, "<th scope=\"col\">{h}</th>");
         }
@@ -122,45 +135,46 @@ impl Page {
             }
             self.push("</tr>\n");
         }
-        self.push("</tbody>\n</table>\n");
+        self.push("</tbody>\n</table></div>\n");
     }
 
     /// A figure of a PNG file embedded as a data URI; a note when it is not a readable PNG.
     pub(super) fn figure(&mut self, path: &Path, caption: &str) {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) => {
-                let _ = writeln!(
-                    self.body,
-                    "<p class=\"note\">{}: {}</p>",
-                    esc(&name),
-                    esc(&e.to_string())
-                );
-                self.problem(format!("{}: {e}", path.display()));
-                return;
-            }
-        };
-        let Some((w, h)) = png_size(&bytes) else {
+        if let Some(img) = self.image(path, caption) {
             let _ = writeln!(
                 self.body,
-                "<p class=\"note\">{}: not a PNG image.</p>",
-                esc(&path.display().to_string())
+                "<figure>{img}<figcaption>{}</figcaption></figure>",
+                esc(caption)
             );
-            self.problem(format!("{}: not a PNG image", path.display()));
-            return;
+        }
+    }
+
+    /// An `<img>` of the PNG file `path` embedded as a data URI, with its size and `alt`
+    /// text. `None` when the file cannot be read or is not a PNG: then a note on the page
+    /// names it, and it is recorded as a problem.
+    pub(super) fn image(&mut self, path: &Path, alt: &str) -> Option<String> {
+        let why = match std::fs::read(path) {
+            Err(e) => e.to_string(),
+            Ok(bytes) => match png_size(&bytes) {
+                Some((w, h)) => {
+                    return Some(format!(
+                        "<img src=\"data:image/png;base64,{}\" width=\"{w}\" height=\"{h}\" \
+                         alt=\"{}\">",
+                        base64(&bytes),
+                        esc(alt)
+                    ));
+                }
+                None => "not a PNG image".into(),
+            },
         };
         let _ = writeln!(
             self.body,
-            "<figure><img src=\"data:image/png;base64,{}\" width=\"{w}\" height=\"{h}\" \
-             alt=\"{}\"><figcaption>{}</figcaption></figure>",
-            base64(&bytes),
-            esc(caption),
-            esc(caption)
+            "<p class=\"note\">{}: {}.</p>",
+            esc(&path.display().to_string()),
+            esc(&why)
         );
+        self.problem(format!("{}: {why}", path.display()));
+        None
     }
 
     /// The whole page: head, style, the body written and the footer.
@@ -191,7 +205,7 @@ impl Page {
 const STYLE: &str = "<style>
 :root { color-scheme: light; }
 body { font-family: system-ui, -apple-system, 'Segoe UI', 'DejaVu Sans', sans-serif;
-  color: #1b1b1b; background: #fff; margin: 0; line-height: 1.4; }
+  color: #1b1b1b; background: #fff; margin: 0; line-height: 1.4; overflow-wrap: break-word; }
 main { max-width: 1140px; margin: 0 auto; padding: 1.5rem 1.5rem 0; }
 footer { max-width: 1140px; margin: 2rem auto 1rem; padding: 0 1.5rem; color: #666;
   font-size: 0.85rem; }
@@ -203,13 +217,17 @@ h4 { font-size: 0.95rem; margin: 1rem 0 0.3rem; }
 code { font-family: 'DejaVu Sans Mono', Menlo, Consolas, monospace; font-size: 0.9em; }
 nav ul { list-style: none; padding: 0; display: flex; flex-wrap: wrap; gap: 1.2rem; }
 nav a { color: #2a5d8f; }
+pre { white-space: pre-wrap; overflow-wrap: anywhere; }
+.wide { max-width: 100%; overflow-x: auto; }
 table { border-collapse: collapse; margin: 0.4rem 0 0.8rem; font-size: 0.9rem; }
 th, td { border: 1px solid #cfd6de; padding: 0.25rem 0.55rem; text-align: left;
   vertical-align: top; }
 thead th { background: #eef2f6; }
 tbody th { font-weight: normal; background: #f8f9fb; }
-td { font-variant-numeric: tabular-nums; }
-table.kv th { background: #f8f9fb; font-weight: normal; min-width: 12rem; }
+td { font-variant-numeric: tabular-nums; overflow-wrap: anywhere; }
+table.kv th { background: #f8f9fb; font-weight: normal; min-width: 12rem;
+  overflow-wrap: anywhere; }
+.lead { font-size: 1.05rem; }
 .what { color: #666; font-size: 0.85em; }
 .ci { color: #444; white-space: nowrap; }
 .none { color: #999; }
@@ -220,14 +238,22 @@ table.kv th { background: #f8f9fb; font-weight: normal; min-width: 12rem; }
 .figures { display: flex; flex-wrap: wrap; gap: 1rem; }
 figure { margin: 0; flex: 0 1 540px; }
 figure img { display: block; width: 100%; height: auto; border: 1px solid #e3e7ec; }
+img { max-width: 100%; height: auto; }
 figcaption { font-size: 0.85rem; color: #444; margin-top: 0.25rem; }
+.heatmap { margin-bottom: 1.6rem; }
+.heatmap figure.overlay { max-width: 720px; }
+.crops { display: flex; flex-wrap: wrap; gap: 0.5rem; margin: 0.3rem 0; }
+.crops figure { flex: 0 0 128px; }
+.crops figcaption { font-size: 0.75rem; }
 @media print {
   @page { size: A4; margin: 14mm 12mm; }
   body { font-size: 9.5pt; }
   main, footer { max-width: none; padding: 0; }
   nav { display: none; }
   h2 { break-after: avoid; page-break-after: avoid; }
-  section:not(#settings) { break-before: page; page-break-before: always; }
+  section:not(#results) { break-before: page; page-break-before: always; }
+  .wide { overflow: visible; }
+  .heatmap { break-inside: avoid; page-break-inside: avoid; }
   h3, h4 { break-after: avoid; page-break-after: avoid; }
   .blocks { display: block; column-count: 2; column-gap: 8mm; column-fill: auto; }
   .block { break-inside: avoid; page-break-inside: avoid; margin-bottom: 3mm; }

@@ -1,5 +1,7 @@
-//! The page's metrics section: tables of every field of `metrics.json`,
-//! `test_metrics.json` and `cv.json`, known metrics first, a value's interval beside it.
+//! The page's metrics tables (the headline's and the per-fold section's): every field of
+//! `metrics.json`, `test_metrics.json` and `cv.json`, known metrics first, a value's
+//! interval beside it; a `by_modality` of one group (the same patients as the whole) left
+//! out.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -12,31 +14,39 @@ use super::html::{Page, esc, inline_value, number};
 use super::read::{Column, Run, cv_columns, cv_other_fields, flatten, test_columns};
 
 impl Run {
-    /// The metrics section: the validation (and test) metrics of the run, or of a
-    /// cross-validation the pooled results of `cv.json` and each fold's metrics.
-    pub(super) fn metrics(&self, page: &mut Page) {
-        page.push("<section id=\"metrics\">\n<h2>Metrics</h2>\n");
-        page.push(&format!(
-            "<p class=\"note\">Of {}, per patient. A value followed by <code>[low, high]</code> \
-             carries its 95 % bootstrap percentile interval.</p>\n",
-            esc(&self.checkpoint_note())
-        ));
+    /// The headline metrics: of a single run its validation (and test) metrics, of a
+    /// cross-validation the pooled results of `cv.json`.
+    pub(super) fn headline_metrics(&self, page: &mut Page) {
         let folds = self.fold_dirs();
-        let val = self.validation_columns(&folds);
-        let test = test_columns(&folds);
-        let any_test = test.iter().any(|(_, c)| !matches!(c, Column::Missing));
         match self.folds {
-            None => single_run_metrics(page, val, test, any_test),
+            None => {
+                let val = self.validation_columns(&folds);
+                let test = test_columns(&folds);
+                let any_test = test.iter().any(|(_, c)| !matches!(c, Column::Missing));
+                single_run_metrics(page, val, test, any_test);
+            }
             Some(_) => {
                 page.push("<h3>Pooled out-of-fold predictions</h3>\n");
                 self.pooled_metrics(page);
-                page.push("<h3>Validation, per fold</h3>\n");
-                metric_tables(page, &val);
-                if any_test {
-                    page.push("<h3>Test, per fold</h3>\n");
-                    metric_tables(page, &test);
-                }
             }
+        }
+    }
+
+    /// The per-fold section of a cross-validation: each fold's validation (and test)
+    /// metrics; nothing for a single run, whose metrics are the headline.
+    pub(super) fn fold_metrics(&self, page: &mut Page) {
+        if self.folds.is_none() {
+            return;
+        }
+        page.push("<section id=\"metrics\">\n<h2>Per-fold metrics</h2>\n");
+        let folds = self.fold_dirs();
+        let val = self.validation_columns(&folds);
+        let test = test_columns(&folds);
+        page.push("<h3>Validation, per fold</h3>\n");
+        metric_tables(page, &val);
+        if test.iter().any(|(_, c)| !matches!(c, Column::Missing)) {
+            page.push("<h3>Test, per fold</h3>\n");
+            metric_tables(page, &test);
         }
         page.push("</section>\n");
     }
@@ -89,6 +99,10 @@ fn single_run_metrics(
         metric_tables(page, &columns);
     }
 }
+
+/// The metrics of each group of patients by the modalities they have; shown only with two
+/// groups or more.
+const BY_MODALITY: &str = "by_modality";
 
 /// Metrics in this order first, then the others by name.
 const METRIC_ORDER: [&str; 14] = [
@@ -229,6 +243,10 @@ fn object_tables(page: &mut Page, columns: &[(String, Column)], key: &str) {
         let Some(Value::Object(object)) = column.get(key) else {
             continue;
         };
+        if key == BY_MODALITY && object.len() < 2 {
+            // One group is every patient: its table would repeat the one above.
+            continue;
+        }
         page.push(&format!(
             "<h4><code>{}</code> — {}</h4>\n",
             esc(key),
@@ -315,7 +333,8 @@ mod tests {
         let column = Column::Values(
             serde_json::from_str(
                 r#"{"loss": 0.5, "c_index": 0.7, "c_index_ci": [0.6, 0.8], "new_score": 0.25,
-                    "orphan_ci": [1, 2], "by_modality": {"both": {"c_index": 0.75}}}"#,
+                    "orphan_ci": [1, 2],
+                    "by_modality": {"both": {"c_index": 0.75}, "rna": {"c_index": 0.5}}}"#,
             )
             .unwrap(),
         );
@@ -328,12 +347,50 @@ mod tests {
         assert!(html.contains("orphan_ci"), "{html}");
         assert!(!html.contains("<code>c_index_ci</code>"), "{html}");
         assert!(
-            html.contains("by_modality") && html.contains("0.750"),
+            html.contains("<h4><code>by_modality</code> — pooled</h4>")
+                && html.contains("<th scope=\"col\">both</th>")
+                && html.contains("<th scope=\"col\">rna</th>")
+                && html.contains("0.750")
+                && html.contains("0.500"),
             "{html}"
         );
         let loss = html.find("<code>loss</code>").unwrap();
         let c = html.find("<code>c_index</code>").unwrap();
         let new = html.find("<code>new_score</code>").unwrap();
         assert!(loss < c && c < new, "{html}");
+    }
+
+    #[test]
+    fn a_by_modality_of_one_group_is_left_out() {
+        let column = |by: &str| {
+            Column::Values(
+                serde_json::from_str(&format!(r#"{{"auc": 0.7, "by_modality": {by}}}"#)).unwrap(),
+            )
+        };
+        let mut page = Page::default();
+        let one = column(r#"{"both": {"auc": 0.7}}"#);
+        metric_tables(&mut page, &[("validation".into(), one)]);
+        assert!(page.body.contains("<code>auc</code>"), "{}", page.body);
+        assert!(!page.body.contains("by_modality"), "{}", page.body);
+        assert!(!page.body.contains("both"), "{}", page.body);
+
+        // Per fold: a fold of one group has no table, a fold of two has one.
+        let mut page = Page::default();
+        let two = column(r#"{"both": {"auc": 0.75}, "wsi": {"auc": 0.625}}"#);
+        let one = column(r#"{"both": {"auc": 0.7}}"#);
+        metric_tables(&mut page, &[("fold 0".into(), one), ("fold 1".into(), two)]);
+        let html = &page.body;
+        assert!(
+            !html.contains("<h4><code>by_modality</code> — fold 0</h4>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<h4><code>by_modality</code> — fold 1</h4>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("0.625") && html.contains("<th scope=\"col\">wsi</th>"),
+            "{html}"
+        );
     }
 }

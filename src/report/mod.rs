@@ -1,31 +1,47 @@
 //! `report.html`: one self-contained page per run folder, for a reader or a reviewer.
 //!
 //! [`write_report`] reads what a run folder holds (a single run, or a cross-validation folder
-//! with `cv.json` and `fold_0` … `fold_{K-1}`) and writes `report.html` beside it: the
-//! settings, a data summary, the metrics with their intervals, the plots and the most attended
-//! tiles of each exported slide. The page is one file: its images are embedded as
-//! `data:image/png;base64,…` URIs, it loads nothing over a network (its content security
-//! policy forbids it), runs no script, and has a print stylesheet.
+//! with `cv.json` and `fold_0` … `fold_{K-1}`) and writes `report.html` beside it, in the
+//! order of a paper: the headline results (the pooled metrics with their intervals, the
+//! Kaplan–Meier or ROC plot, and which checkpoint they are of), the data, the per-fold
+//! tables, the other plots, the heatmaps and the most attended tiles of each exported slide,
+//! and the settings last (long values cut, so the page never scrolls sideways). Its title
+//! names the run folder by its canonical path (`report .` names the folder, not `.`). The
+//! page is one file: its images are embedded as `data:image/png;base64,…` URIs, it loads
+//! nothing over a network (its content security policy forbids it), runs no script, and has
+//! a print stylesheet.
 //!
 //! Metrics are read as plain JSON, so fields that newer versions add are shown too: every
 //! field of `metrics.json`, `test_metrics.json` and `cv.json` appears, a number `x` beside an
-//! `x_ci` interval as `0.713 [0.620, 0.801]`. Files that are missing are left out, with a
-//! "not present" note where a reader would look for them; a file that cannot be read is named
-//! with the reason, and the rest of the page is written all the same.
+//! `x_ci` interval as `0.713 [0.620, 0.801]` (a `by_modality` of one group, every patient,
+//! is left out). Files that are missing are left out, with a "not present" note where a
+//! reader would look for them; a file that cannot be read is named with the reason, and the
+//! rest of the page is written all the same.
+//!
+//! Heatmaps come from `RUN_DIR/heatmaps/` (and each fold's) and from the folders of
+//! [`ReportOptions::heatmaps`]: each a [`HEATMAPS_CSV`] manifest with overlays and top-tile
+//! crops, embedded like every other image (see [`HEATMAPS_HEADER`]).
 //!
 //! Inside: `read` turns the run folder into data (its configuration, folds, metrics columns
-//! and the counts of its CSV files), `sections` and `metrics` write the page's sections from
-//! it, and `html` holds the page being written with its escaping, tables and embedded images.
+//! and the counts of its CSV files); `results`, `sections`, `metrics`, `heatmaps` and
+//! `settings` write the page's sections from it; `html` holds the page being written with
+//! its escaping, tables and embedded images.
 
+mod heatmaps;
 mod html;
 mod metrics;
 mod read;
+mod results;
 mod sections;
+mod settings;
 
 use std::path::{Path, PathBuf};
 
 use crate::run::Error;
 
+pub use heatmaps::{
+    HEATMAP_CROPS, HEATMAP_SLIDES, HEATMAPS_CSV, HEATMAPS_DIR, HEATMAPS_HEADER, TOP_TILES_HEADER,
+};
 use html::Page;
 pub use html::{base64, escape_html, png_size};
 use read::Run;
@@ -65,6 +81,15 @@ pub struct WrittenReport {
     pub problems: Vec<String>,
 }
 
+/// What a report shows beyond the run folder's own files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportOptions {
+    /// Folders written by `med-crossvit heatmap` (each with a [`HEATMAPS_CSV`]) to show
+    /// besides the run's own `heatmaps/` folder (`report --heatmaps DIR`). A folder given
+    /// here without a readable manifest is a [problem](WrittenReport::problems).
+    pub heatmaps: Vec<PathBuf>,
+}
+
 /// [`write_report`], also returning the run's files that could not be read
 /// ([`WrittenReport::problems`]): `report` warns about each and exits with an error.
 ///
@@ -72,7 +97,16 @@ pub struct WrittenReport {
 ///
 /// As [`write_report`].
 pub fn write_report_checked(run_dir: &Path) -> Result<WrittenReport, Error> {
-    let (html, problems) = render(run_dir)?;
+    write_report_with(run_dir, &ReportOptions::default())
+}
+
+/// [`write_report_checked`] with `options`: heatmaps from other folders.
+///
+/// # Errors
+///
+/// As [`write_report`]; a heatmaps folder that cannot be read is a problem, not an error.
+pub fn write_report_with(run_dir: &Path, options: &ReportOptions) -> Result<WrittenReport, Error> {
+    let (html, problems) = render(run_dir, options)?;
     let path = run_dir.join(REPORT_HTML);
     crate::util::atomic::write(&path, html.as_bytes())
         .map_err(crate::model::PersistError::io(&path))?;
@@ -86,19 +120,22 @@ pub fn write_report_checked(run_dir: &Path) -> Result<WrittenReport, Error> {
 /// [`RunError::NotARun`](crate::RunError::NotARun) naming `run_dir` when it is not a folder
 /// with a readable `config.json` (a JSON object).
 pub fn render_report(run_dir: &Path) -> Result<String, Error> {
-    Ok(render(run_dir)?.0)
+    Ok(render(run_dir, &ReportOptions::default())?.0)
 }
 
-/// The report's text and the problems met writing it.
-fn render(run_dir: &Path) -> Result<(String, Vec<String>), Error> {
+/// The report's text and the problems met writing it: the headline results first, then the
+/// data, the per-fold tables, the plots, heatmaps and tiles, and the settings last.
+fn render(run_dir: &Path, options: &ReportOptions) -> Result<(String, Vec<String>), Error> {
     let run = Run::open(run_dir)?;
     let mut page = Page::default();
     run.header(&mut page);
-    run.settings(&mut page);
+    run.results(&mut page);
     run.data(&mut page);
-    run.metrics(&mut page);
+    run.fold_metrics(&mut page);
     run.plots(&mut page);
+    run.heatmaps(&mut page, &options.heatmaps);
     run.attention(&mut page);
+    run.settings(&mut page);
     let problems = std::mem::take(&mut page.problems);
     Ok((page.finish(&run.title()), problems))
 }

@@ -74,14 +74,9 @@ impl Run {
         })
     }
 
-    /// The page's title: the report and the folder's name.
+    /// The page's title: the report and the run folder's name ([`folder_name`]).
     pub(super) fn title(&self) -> String {
-        let name = self
-            .dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| self.dir.display().to_string());
-        format!("med-crossvit report: {name}")
+        format!("med-crossvit report: {}", folder_name(&self.dir))
     }
 
     /// The folders of the fitted models: `fold_0` … of a cross-validation, or the run's own.
@@ -110,25 +105,52 @@ impl Run {
         }
     }
 
-    /// Which checkpoint the metrics are of: `training.select` of `config.json` (absent in
-    /// runs written before it could be chosen: the best), with the selection metric.
-    pub(super) fn checkpoint_note(&self) -> String {
-        let training = self.config.get("training");
-        let select = training
-            .and_then(|t| t.get("select"))
+    /// Which checkpoint the metrics are of, as the run's files say: `checkpoint` and
+    /// `selection_metric` of `cv.json`, else `training.select` of `config.json` (absent in
+    /// runs written before it could be chosen: the best) and the task's metric.
+    pub(super) fn selection(&self) -> (String, String) {
+        let cv = self.cv_value();
+        let select = cv
+            .and_then(|cv| cv.get("checkpoint"))
+            .or_else(|| self.config.get("training").and_then(|t| t.get("select")))
             .and_then(Value::as_str)
             .unwrap_or("best");
-        let metric = match self.task {
-            TaskKind::Classification => "val_auc",
-            TaskKind::Survival => "val_c_index",
+        let metric = match cv
+            .and_then(|cv| cv.get("selection_metric"))
+            .and_then(Value::as_str)
+        {
+            Some(m) => m.to_string(),
+            None => match self.task {
+                TaskKind::Classification => "val_auc".into(),
+                TaskKind::Survival => "val_c_index".into(),
+            },
         };
-        match select {
-            "last" => "the checkpoint of the last epoch (--select last)".to_string(),
-            _ => format!(
-                "the checkpoint of the best epoch on {metric} (--select best: chosen on the \
-                 validation patients reported here)"
-            ),
+        (select.to_string(), metric)
+    }
+
+    /// The epoch of each fold's kept checkpoint: `epoch` of each fold in `cv.json`, else (a
+    /// single run) the best epoch its checkpoint records, or for `--select last` the rows
+    /// of its `metrics.csv`.
+    pub(super) fn kept_epochs(&self, select: &str) -> Vec<u64> {
+        let from_cv: Vec<u64> = self
+            .cv_value()
+            .and_then(|cv| cv.get("folds"))
+            .and_then(Value::as_array)
+            .map(|folds| {
+                folds
+                    .iter()
+                    .filter_map(|f| f.get("epoch").and_then(Value::as_u64))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !from_cv.is_empty() || self.folds.is_some() {
+            return from_cv;
         }
+        let epoch = match select {
+            "last" => epoch_rows(&self.dir.join(files::METRICS_CSV)).map(|n| n as u64),
+            _ => checkpoint_best_epoch(&self.dir),
+        };
+        epoch.into_iter().collect()
     }
 
     /// `cv.json`, when it was read.
@@ -236,6 +258,19 @@ pub(super) fn cv_other_fields(cv: &Value) -> Vec<(String, Value)> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The name of the run folder `dir` as a reader knows it: the last part of its canonical
+/// path, so that `.` (or `runs/luad_run/fold_0/..`) names the folder it leads to; the path as
+/// given when it cannot be resolved or has no last part.
+pub(super) fn folder_name(dir: &Path) -> String {
+    let canonical = dir.canonicalize().ok();
+    canonical
+        .as_deref()
+        .unwrap_or(dir)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| dir.display().to_string())
 }
 
 /// The `config.json` of `dir`, which must be a JSON object.
@@ -570,6 +605,24 @@ pub(super) fn top_tiles(path: &Path, n: usize) -> Result<TopTiles, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_folder_is_named_by_its_canonical_path_never_dot() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("luad_run");
+        std::fs::create_dir_all(run.join("fold_0")).unwrap();
+        assert_eq!(folder_name(&run), "luad_run");
+        assert_eq!(folder_name(&run.join(".")), "luad_run");
+        // `..` has no file name of its own: only the canonical path names the folder.
+        assert_eq!(folder_name(&run.join("fold_0").join("..")), "luad_run");
+        assert_eq!(folder_name(&run.join("fold_0/../.")), "luad_run");
+        let here = std::env::current_dir().unwrap();
+        let name = here.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(folder_name(Path::new(".")), name);
+        assert_ne!(name, ".");
+        // A folder that does not exist keeps the name it was given.
+        assert_eq!(folder_name(&run.join("gone")), "gone");
+    }
 
     #[test]
     fn the_top_tiles_are_the_largest_scores_with_their_coordinates() {

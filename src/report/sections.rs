@@ -1,7 +1,7 @@
-//! The page's sections other than the metrics: the header, the settings, the data, the
-//! plots and the most attended tiles.
+//! The page's sections other than the results, the metrics and the settings: the header,
+//! the data, the plots and the most attended tiles.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -12,7 +12,7 @@ use crate::run::files;
 use super::html::{Page, esc, inline_value, number};
 use super::read::{
     FoldDir, PredictionCounts, Run, TaskKind, TopTiles, checkpoint_best_epoch, cohort_counts,
-    epoch_rows, flatten, prediction_counts, split_counts, tile_csvs, top_tiles,
+    epoch_rows, prediction_counts, split_counts, tile_csvs, top_tiles,
 };
 use super::{ATTENTION_DIR, TOP_TILES};
 
@@ -29,7 +29,8 @@ impl Run {
         };
         page.push(&format!("<header>\n<h1>{}</h1>\n", esc(&self.title())));
         page.push("<table class=\"kv\">\n");
-        page.kv_row("Folder", &esc(&self.dir.display().to_string()));
+        let folder = self.dir.canonicalize().unwrap_or_else(|_| self.dir.clone());
+        page.kv_row("Folder", &esc(&folder.display().to_string()));
         page.kv_row("Kind", &esc(&kind));
         page.kv_row("Task", task);
         page.kv_row(
@@ -37,73 +38,21 @@ impl Run {
             &format!("med-crossvit {}", esc(env!("CARGO_PKG_VERSION"))),
         );
         page.push("</table>\n</header>\n");
-        page.push(
-            "<nav><ul>\
-             <li><a href=\"#settings\">Settings</a></li>\
-             <li><a href=\"#data\">Data</a></li>\
-             <li><a href=\"#metrics\">Metrics</a></li>\
-             <li><a href=\"#plots\">Plots</a></li>\
-             <li><a href=\"#attention\">Top-attended tiles</a></li>\
-             </ul></nav>\n",
-        );
-    }
-
-    /// The settings section: the sections of `config.json` as tables of their fields.
-    pub(super) fn settings(&self, page: &mut Page) {
-        page.push("<section id=\"settings\">\n<h2>Settings</h2>\n");
-        page.push(&format!(
-            "<p class=\"note\">From <code>{}</code>.</p>\n",
-            files::CONFIG
-        ));
-        let sections = [
-            ("training", "Training"),
-            ("model", "Model"),
-            ("data", "Data source"),
-            ("columns", "Cohort columns"),
-        ];
-        let mut shown: BTreeSet<&str> = BTreeSet::new();
-        page.push("<div class=\"blocks\">\n");
-        for (key, title) in sections {
-            shown.insert(key);
-            match self.config.get(key) {
-                Some(Value::Object(map)) => {
-                    page.push(&format!("<div class=\"block\">\n<h3>{title}</h3>\n"));
-                    page.kv_table(&flatten(map));
-                    page.push("</div>\n");
-                }
-                Some(Value::Null) | None => {
-                    if key == "data" {
-                        page.push(&format!(
-                            "<div class=\"block\">\n<h3>{title}</h3>\n<p class=\"note\">Not \
-                             recorded (an imported model).</p>\n</div>\n"
-                        ));
-                    }
-                }
-                Some(other) => {
-                    page.push(&format!("<div class=\"block\">\n<h3>{title}</h3>\n"));
-                    page.kv_table(&[(key.to_string(), other.clone())]);
-                    page.push("</div>\n");
-                }
-            }
+        let mut nav = vec![("results", "Results"), ("data", "Data")];
+        if self.folds.is_some() {
+            nav.push(("metrics", "Per fold"));
         }
-        let rest: Vec<(String, Value)> = self
-            .config
-            .iter()
-            .filter(|(k, v)| !shown.contains(k.as_str()) && !v.is_null())
-            .flat_map(|(k, v)| match v {
-                Value::Object(map) => flatten(map)
-                    .into_iter()
-                    .map(|(sub, v)| (format!("{k}.{sub}"), v))
-                    .collect(),
-                _ => vec![(k.clone(), v.clone())],
-            })
-            .collect();
-        if !rest.is_empty() {
-            page.push("<div class=\"block\">\n<h3>Other</h3>\n");
-            page.kv_table(&rest);
-            page.push("</div>\n");
+        nav.extend([
+            ("plots", "Plots"),
+            ("heatmaps", "Heatmaps"),
+            ("attention", "Top-attended tiles"),
+            ("settings", "Settings"),
+        ]);
+        page.push("<nav><ul>");
+        for (id, title) in nav {
+            page.push(&format!("<li><a href=\"#{id}\">{title}</a></li>"));
         }
-        page.push("</div>\n</section>\n");
+        page.push("</ul></nav>\n");
     }
 
     /// The data section: the cohort, the modalities used, the patients of each split and
@@ -227,9 +176,10 @@ impl Run {
     }
 
     /// The plots section: each fold's PNGs (and a cross-validation's pooled ones), with a
-    /// note naming those expected but missing.
+    /// note naming those expected but missing; the headline plot is in the results.
     pub(super) fn plots(&self, page: &mut Page) {
         page.push("<section id=\"plots\">\n<h2>Plots</h2>\n");
+        let (_, headline) = self.headline_plot();
         let mut groups: Vec<(String, PathBuf, Vec<&str>)> = Vec::new();
         if self.folds.is_some() {
             groups.push((
@@ -243,7 +193,8 @@ impl Run {
             groups.push((title, fold.dir, self.expected_plots(false)));
         }
         for (title, dir, expected) in groups {
-            plot_group(page, &title, &dir, &expected);
+            let skip = (dir == self.dir).then_some(headline);
+            plot_group(page, &title, &dir, &expected, skip);
         }
         page.push("</section>\n");
     }
@@ -353,9 +304,10 @@ fn prediction_tables(page: &mut Page, name: &str, what: &str, counts: &Predictio
     }
 }
 
-/// One group of the plots section: the PNGs of `dir` that are there, and a note naming
-/// those of `expected` that are not.
-fn plot_group(page: &mut Page, title: &str, dir: &Path, expected: &[&str]) {
+/// One group of the plots section: the PNGs of `dir` that are there (but `skip`, shown
+/// elsewhere), and a note naming those of `expected` that are not; nothing when that leaves
+/// neither.
+fn plot_group(page: &mut Page, title: &str, dir: &Path, expected: &[&str], skip: Option<&str>) {
     let all = [
         files::LOSS_PNG,
         files::METRIC_PNG,
@@ -363,31 +315,29 @@ fn plot_group(page: &mut Page, title: &str, dir: &Path, expected: &[&str]) {
         files::ROC_PNG,
         files::CONFUSION_PNG,
     ];
+    let names = all.into_iter().filter(|n| Some(*n) != skip);
+    let (present, absent): (Vec<&str>, Vec<&str>) = names.partition(|n| dir.join(n).is_file());
+    let missing: Vec<String> = absent
+        .into_iter()
+        .filter(|n| expected.contains(n))
+        .map(|n| format!("<code>{n}</code>"))
+        .collect();
+    if present.is_empty() && missing.is_empty() {
+        return;
+    }
     page.push(&format!(
         "<div class=\"group\">\n<h3>{}</h3>\n<div class=\"figures\">\n",
         esc(title)
     ));
-    let mut missing = Vec::new();
-    for name in all {
-        let path = dir.join(name);
-        if !path.is_file() {
-            if expected.contains(&name) {
-                missing.push(name);
-            }
-            continue;
-        }
+    for name in present {
         let caption = format!("{title}: {}", plot_caption(name));
-        page.figure(&path, &caption);
+        page.figure(&dir.join(name), &caption);
     }
     page.push("</div>\n");
     if !missing.is_empty() {
-        let names: Vec<String> = missing
-            .iter()
-            .map(|n| format!("<code>{n}</code>"))
-            .collect();
         page.push(&format!(
             "<p class=\"note\">{}: not present.</p>\n",
-            names.join(", ")
+            missing.join(", ")
         ));
     }
     page.push("</div>\n");
@@ -430,7 +380,7 @@ fn attention_group(page: &mut Page, title: &str, dir: &Path) {
 }
 
 /// A caption for a plot file.
-fn plot_caption(name: &str) -> String {
+pub(super) fn plot_caption(name: &str) -> String {
     let what = match name {
         n if n == files::LOSS_PNG => "loss per epoch",
         n if n == files::METRIC_PNG => "validation metric per epoch",

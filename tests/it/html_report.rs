@@ -1,6 +1,8 @@
 //! `report.html`: what `train` and `med-crossvit report` write for a cross-validation and a
-//! single run, checked as text (sections, embedded PNGs, nothing fetched, no script) and in
-//! a real browser (headless Chromium: the page loads without errors and shows every image).
+//! single run, checked as text (sections in order, embedded PNGs, nothing fetched, no
+//! script), through `report .` and `report --heatmaps`, and in a real browser (headless
+//! Chromium: the page loads without errors, shows every image, and is no wider than a narrow
+//! window).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -8,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::support;
 
+use crate::report_layout::heatmaps_folder;
 use crate::support::{bin, text};
 
 const GENES: usize = 4;
@@ -209,8 +212,30 @@ fn check_images(html: &str) -> Vec<String> {
     sources
 }
 
-/// What every report must be: one file that fetches nothing and runs nothing, printable.
-fn check_self_contained(html: &str) {
+/// The sections of the report of a cross-validation, in the page's order.
+const CV_SECTIONS: [&str; 7] = [
+    "results",
+    "data",
+    "metrics",
+    "plots",
+    "heatmaps",
+    "attention",
+    "settings",
+];
+
+/// The sections of the report of a single run (its metrics are the headline), in order.
+const RUN_SECTIONS: [&str; 6] = [
+    "results",
+    "data",
+    "plots",
+    "heatmaps",
+    "attention",
+    "settings",
+];
+
+/// What every report must be: one file that fetches nothing and runs nothing, printable,
+/// with `sections` in this order (the headline results first, the settings last).
+fn check_self_contained(html: &str, sections: &[&str]) {
     assert!(html.starts_with("<!DOCTYPE html>"), "{}", &html[..100]);
     assert!(html.contains("<meta charset=\"utf-8\">"));
     assert!(!html.to_lowercase().contains("<script"), "a script");
@@ -227,9 +252,15 @@ fn check_self_contained(html: &str) {
         html.contains("Content-Security-Policy") && html.contains("default-src 'none'"),
         "nothing may be fetched"
     );
-    for id in ["settings", "data", "metrics", "plots", "attention"] {
-        assert!(html.contains(&format!("<section id=\"{id}\">")), "{id}");
-    }
+    let at: Vec<usize> = sections
+        .iter()
+        .map(|id| {
+            html.find(&format!("<section id=\"{id}\">"))
+                .unwrap_or_else(|| panic!("no section {id}"))
+        })
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{sections:?} at {at:?}");
+    assert_eq!(html.matches("<section id=").count(), sections.len());
     assert!(html.trim_end().ends_with("</html>"));
 }
 
@@ -247,7 +278,7 @@ fn a_cross_validation_report_has_every_fold_the_pooled_results_and_the_attended_
     m["td_auc"] = serde_json::json!([0.61, null, 0.7]);
     std::fs::write(&metrics, m.to_string()).unwrap();
     let html = report(&out);
-    check_self_contained(&html);
+    check_self_contained(&html, &CV_SECTIONS);
     let mut reader = csv::Reader::from_path(out.join("cv_predictions.csv")).unwrap();
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     let slides: usize = rows.iter().map(|r| r[2].parse::<usize>().unwrap()).sum();
@@ -336,7 +367,7 @@ fn a_single_run_report_has_its_validation_and_test_metrics_and_notes_what_is_mis
     let stdout = train(dir.path(), false, &out, &["--test-fraction", "0.25"]);
     assert!(stdout.contains("report: "), "{stdout}");
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
-    check_self_contained(&html);
+    check_self_contained(&html, &RUN_SECTIONS);
     for text in [
         "single run",
         "classification",
@@ -412,6 +443,72 @@ fn a_folder_that_is_not_a_run_is_refused_by_name() {
     let o = bin(&["report", dir.path().join("nowhere").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).1.contains("no such folder"), "{}", text(&o).1);
+}
+
+#[test]
+fn report_dot_inside_the_run_folder_names_the_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("luad_run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(
+        run.join("config.json"),
+        r#"{"training": {"task": "survival"}}"#,
+    )
+    .unwrap();
+    // The child process runs in the run folder; the tests' own working folder is unchanged.
+    let o = Command::new(env!("CARGO_BIN_EXE_med-crossvit"))
+        .args(["report", "."])
+        .current_dir(&run)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(
+        html.contains("<title>med-crossvit report: luad_run</title>")
+            && html.contains("<h1>med-crossvit report: luad_run</h1>"),
+        "{}",
+        &html[..html.find("</header>").unwrap()]
+    );
+    assert!(!html.contains("report: .<"), "named `.`");
+}
+
+#[test]
+fn report_heatmaps_shows_a_folder_elsewhere_and_names_a_bad_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(run.join("config.json"), r#"{"training": {}}"#).unwrap();
+    let maps = dir.path().join("maps");
+    heatmaps_folder(&maps, "TCGA-XY", "class 1 (p = 0.83)");
+    let o = bin(&[
+        "report",
+        run.to_str().unwrap(),
+        "--heatmaps",
+        maps.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(html.contains("<h4>TCGA-XY</h4>") && html.contains("Prediction: class 1 (p = 0.83)"));
+    assert_eq!(check_images(&html).len(), 4, "the overlay and three crops");
+
+    let manifest = maps.join("heatmaps.csv");
+    std::fs::write(&manifest, "slide,png\nTCGA-XY,TCGA-XY.png\n").unwrap();
+    let o = bin(&[
+        "report",
+        run.to_str().unwrap(),
+        "--heatmaps",
+        maps.to_str().unwrap(),
+    ]);
+    let (_, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: unreadable: {}: the header is `slide,png`",
+            manifest.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -521,6 +618,57 @@ fn image_check_page(sources: &[String]) -> (String, Vec<(u32, u32)>, u32) {
     (html, boxes, 20 + rows * 220)
 }
 
+/// The page's width and the window's in headless Chromium at 720 × 900 pixels, measured by
+/// a script added to a copy of `html` (the report itself forbids scripts).
+fn widths(browser: &Path, dir: &Path, name: &str, html: &str) -> (u32, u32) {
+    let csp = html
+        .find("<meta http-equiv=\"Content-Security-Policy\"")
+        .unwrap();
+    let csp_end = csp + html[csp..].find('>').unwrap() + 1;
+    let measured = format!(
+        "{}{}",
+        &html[..csp],
+        html[csp_end..].replace(
+            "</body>",
+            "<script>document.body.setAttribute('data-width', \
+             document.documentElement.scrollWidth + ' ' + window.innerWidth);</script></body>",
+        )
+    );
+    let page = dir.join(format!("{name}.html"));
+    std::fs::write(&page, measured).unwrap();
+    let o = headless(
+        browser,
+        &dir.join(format!("profile-{name}")),
+        &[
+            "--dump-dom".to_string(),
+            "--window-size=720,900".to_string(),
+        ],
+        &page,
+    );
+    let dom = text(&o).0;
+    let start = dom.find("data-width=\"").expect("the script ran") + 12;
+    let value = &dom[start..start + dom[start..].find('"').unwrap()];
+    let (page_width, window) = value.split_once(' ').unwrap();
+    (page_width.parse().unwrap(), window.parse().unwrap())
+}
+
+/// The page never scrolls sideways in a narrow window; a page with a wide block does (the
+/// check can fail).
+fn check_width(browser: &Path, dir: &Path, html: &str) {
+    let (page, window) = widths(browser, dir, "width", html);
+    assert_eq!(window, 720);
+    assert!(
+        page <= window,
+        "the page is {page} px wide in a {window} px window"
+    );
+    let wide = html.replace("<main>", "<main><div style=\"width: 1500px\">wide</div>");
+    let (page, window) = widths(browser, dir, "width-control", &wide);
+    assert!(
+        page > window,
+        "the control page is {page} px wide in {window} px"
+    );
+}
+
 #[test]
 fn the_report_renders_in_headless_chromium_with_every_image() {
     let Some(browser) = chromium() else {
@@ -536,9 +684,17 @@ fn the_report_renders_in_headless_chromium_with_every_image() {
     };
     let dir = tempfile::tempdir().unwrap();
     let out = cross_validation(dir.path());
+    // A setting of 5,000 characters without a space, and a slide's heatmap with its crops.
+    let config = out.join("config.json");
+    let mut settings: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    settings["notes"] = serde_json::json!("ACGT".repeat(1250));
+    std::fs::write(&config, settings.to_string()).unwrap();
+    heatmaps_folder(&out.join("heatmaps"), "TCGA-AA", "risk 1.234");
+    let html = report(&out);
+    assert!(html.contains("(5,000 characters; full value in config.json)"));
     let page = out.join("report.html");
     let page = page.canonicalize().unwrap();
-    let html = std::fs::read_to_string(&page).unwrap();
 
     // The page itself: loads without errors, and all of it (the footer closes it).
     let o = headless(
@@ -558,7 +714,9 @@ fn the_report_renders_in_headless_chromium_with_every_image() {
         dom.contains("<footer id=\"end\">"),
         "the page did not load to its end"
     );
-    assert_eq!(images(&dom).len(), 7, "every image in the DOM");
+    // km.png pooled; loss, metric and km of each fold; an overlay and its three crops.
+    assert_eq!(images(&dom).len(), 11, "every image in the DOM");
+    check_width(&browser, dir.path(), &html);
 
     // Its screenshot: the window's size, and not blank.
     let shot = dir.path().join("report.png");

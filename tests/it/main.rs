@@ -16,6 +16,7 @@
 //! - `multi_device`: a batch shared out over several devices of one process;
 //! - `published_cohorts`: TCGA-style cohorts (MCAT fixture), published splits, log-rank;
 //! - `recomputation`: the recomputed backward pass against the ordinary one;
+//! - `report_layout`: `report.html` read as a paper, and the heatmaps it embeds;
 //! - `run_lifecycle`: resuming folds, `predict` without targets, one process per run folder;
 //! - `slide_heatmaps`: heatmaps over a pyramidal TIFF (OpenSlide), tile conventions, QuPath;
 //! - `survival_statistics`: survival metrics against lifelines, numpy and scikit-survival;
@@ -51,6 +52,7 @@ mod multi_device;
 #[cfg(feature = "cli")]
 mod published_cohorts;
 mod recomputation;
+mod report_layout;
 #[cfg(feature = "cli")]
 mod run_lifecycle;
 mod slide_heatmaps;
