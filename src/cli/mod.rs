@@ -47,7 +47,8 @@ enum Command {
     ImportTorch(predict::ImportArgs),
     /// Time the model on random inputs: forward, training step, GFLOP/s, memory.
     Bench(bench::BenchArgs),
-    /// Write RUN_DIR/report.html: settings, data, metrics, plots and top-attended tiles of a
+    /// Write RUN_DIR/report.html: headline results, data, per-fold metrics, plots, heatmaps over
+    /// slides, top-attended tiles and settings of a
     /// run or cross-validation folder, in one self-contained file. Exits with 1, naming
     /// them, when files of the run exist but cannot be read.
     Report(report::ReportArgs),

@@ -13,24 +13,9 @@ use std::fmt::Write as _;
 use std::path::{Component, Path, PathBuf};
 
 use super::ATTENTION_DIR;
+pub use crate::run::{HEATMAPS_CSV, HEATMAPS_DIR, HEATMAPS_HEADER, TOP_TILES_HEADER};
 use super::html::{Page, esc, number};
 use super::read::Run;
-
-/// The manifest of a heatmaps folder.
-pub const HEATMAPS_CSV: &str = "heatmaps.csv";
-
-/// The heatmaps folder that the report looks for in a run folder (and in each `fold_K`).
-pub const HEATMAPS_DIR: &str = "heatmaps";
-
-/// The manifest's columns, in order: the slide id; the overlay PNG, the GeoJSON of the
-/// tiles and the top-tiles CSV (empty when none were asked for), relative to the folder; the
-/// caption of the model's prediction (`class 1 (p = 0.83)`, `risk 1.234`).
-pub const HEATMAPS_HEADER: [&str; 5] = ["slide", "overlay", "geojson", "top_tiles", "prediction"];
-
-/// The columns of a slide's top-tiles CSV, in order: `most` or `least`, the rank (1 …), the
-/// tile's row in the feature file, its square in level-0 slide pixels (`x`, `y`, `size`),
-/// its attention score and its crop (a PNG, relative to the folder).
-pub const TOP_TILES_HEADER: [&str; 8] = ["kind", "rank", "tile", "x", "y", "size", "score", "crop"];
 
 /// Most slides of one heatmaps folder shown (the rest are counted).
 pub const HEATMAP_SLIDES: usize = 12;

@@ -24,7 +24,8 @@ pub(crate) use error::save_json;
 pub use error::{Error, NotFinite, Result, RunError, RunFileError};
 pub use lock::{LOCK_FILE, RunLock};
 pub use outputs::{
-    HEATMAPS_CSV, OutputKind, TOPK_DIR, check_output, enclosing_run_folder, is_run_folder,
+    HEATMAPS_CSV, HEATMAPS_DIR, HEATMAPS_HEADER, OutputKind, TOP_TILES_HEADER, TOPK_DIR,
+    check_output, enclosing_run_folder, is_run_folder,
 };
 pub use settings::{Select, SurvivalSettings, Task, TrainSettings};
 pub use spec::{

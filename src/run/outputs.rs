@@ -95,10 +95,21 @@ impl OutputKind {
     }
 }
 
-/// The manifest of a heatmaps folder: one row per slide (`slide,overlay,geojson,top_tiles,prediction`).
+/// The manifest of a heatmaps folder (`heatmap --out`): one row per slide, columns
+/// [`HEATMAPS_HEADER`].
 pub const HEATMAPS_CSV: &str = "heatmaps.csv";
-/// The folder of top-tile crops in a heatmaps folder.
+/// The folder of top-tile crops and their CSVs in a heatmaps folder.
 pub const TOPK_DIR: &str = "topk";
+/// The heatmaps folder that the report looks for in a run folder (and in each `fold_K`).
+pub const HEATMAPS_DIR: &str = "heatmaps";
+/// The manifest's columns, in order: the slide id; the overlay PNG, the GeoJSON of the
+/// tiles and the top-tiles CSV (empty when none were asked for), relative to the folder; the
+/// caption of the model's prediction (`class 1 (p = 0.83)`, `risk 1.234`).
+pub const HEATMAPS_HEADER: [&str; 5] = ["slide", "overlay", "geojson", "top_tiles", "prediction"];
+/// The columns of a slide's top-tiles CSV (`topk/{slide}.csv`), in order: `most` or `least`,
+/// the rank (1 …), the tile's row in the feature file, its square in level-0 slide pixels
+/// (`x`, `y`, `size`), its attention score and its crop (a PNG, relative to the folder).
+pub const TOP_TILES_HEADER: [&str; 8] = ["kind", "rank", "tile", "x", "y", "size", "score", "crop"];
 
 /// The names whose presence makes a folder a run or model folder.
 const RUN_MARKERS: [&str; 5] = [

@@ -23,7 +23,10 @@ pub use render::{FOOTER, Normalize, Style, blend, colour_at, normalize, score_la
 use super::SlideAttention;
 use crate::data::{read_tile_geometry, slide_stem};
 use crate::eval::Evaluation;
-use crate::run::{Error, HEATMAPS_CSV, ModelBundle, RunFileError, TOPK_DIR, Task};
+use crate::run::{
+    Error, HEATMAPS_CSV, HEATMAPS_HEADER, ModelBundle, RunFileError, TOP_TILES_HEADER, TOPK_DIR,
+    Task,
+};
 use crate::slide::{Slide, SlideError, SlideIndex, ThumbnailSize};
 
 /// What to draw and how.
@@ -255,7 +258,7 @@ fn top_tiles(
     let picks = (0..most)
         .map(|r| ("most", r + 1, by_rank[r]))
         .chain((0..least).map(|r| ("least", r + 1, by_rank[n - 1 - r])));
-    let mut csv = String::from("kind,rank,tile,x,y,size,score,crop\n");
+    let mut csv = TOP_TILES_HEADER.join(",") + "\n";
     let side = plan.placement.side.round().max(1.0) as usize;
     for (kind, rank, i) in picks {
         let [x, y] = plan.placement.corners[i];
@@ -284,7 +287,7 @@ fn write_manifest(out: &Path, drawn: &[SlideHeatmap]) -> Result<(), Error> {
     };
     let mut w = csv::Writer::from_writer(Vec::new());
     let row_error = |e: csv::Error| RunFileError::io(&out.join(HEATMAPS_CSV))(std::io::Error::other(e));
-    w.write_record(["slide", "overlay", "geojson", "top_tiles", "prediction"])
+    w.write_record(HEATMAPS_HEADER)
         .map_err(row_error)?;
     for d in drawn {
         let top = d.top_tiles.as_deref().map(relative).unwrap_or_default();
