@@ -54,9 +54,7 @@ pub use choices::{MissingModality, Modalities, Unit};
 pub use cohort::{Cohort, SlideTiles, TileOptions};
 pub use dataset::{BagBatch, BagBatcher, BagItem, CohortDataset, Target};
 pub use error::{CohortProblems, DataError, PatientMismatch, Problem, ProblemKind, ProblemReport};
-pub use geometry::{
-    AttrValue, Attributes, CoordUnit, TileGeometry, TileSide, read_tile_geometry,
-};
+pub use geometry::{AttrValue, Attributes, CoordUnit, TileGeometry, TileSide, read_tile_geometry};
 pub use h5::{COORDS_DATASET, FEATURE_DATASETS};
 pub use labels::{LabelMap, TimeBins};
 pub use loader::BagLoader;

@@ -182,4 +182,3 @@ pub fn heatmaps(
     let drawn = draw_heatmaps(bundle, &evaluation, &attention, out, options)?;
     Ok((evaluation, drawn))
 }
-

@@ -13,9 +13,9 @@ use std::fmt::Write as _;
 use std::path::{Component, Path, PathBuf};
 
 use super::ATTENTION_DIR;
-pub use crate::run::{HEATMAPS_CSV, HEATMAPS_DIR, HEATMAPS_HEADER, TOP_TILES_HEADER};
 use super::html::{Page, esc, number};
 use super::read::Run;
+pub use crate::run::{HEATMAPS_CSV, HEATMAPS_DIR, HEATMAPS_HEADER, TOP_TILES_HEADER};
 
 /// Most slides of one heatmaps folder shown (the rest are counted).
 pub const HEATMAP_SLIDES: usize = 12;

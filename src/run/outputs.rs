@@ -61,7 +61,8 @@ impl OutputKind {
     /// `heatmaps.csv` manifest; the `topk` folder is judged by [`own_folder`](Self::own_folder))
     /// may join attention files, as `predict --attention DIR --slides …` writes both.
     pub fn own(self, name: &str) -> bool {
-        let heatmap = name == HEATMAPS_CSV || [".png", ".geojson"].iter().any(|s| name.ends_with(s));
+        let heatmap =
+            name == HEATMAPS_CSV || [".png", ".geojson"].iter().any(|s| name.ends_with(s));
         match self {
             Self::Run | Self::Model | Self::PredictionsFile => false,
             Self::Heatmaps => heatmap,

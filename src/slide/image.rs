@@ -54,7 +54,10 @@ impl RgbImage {
     ///
     /// When `(x, y)` lies outside the image (a caller's bug).
     pub fn get(&self, x: usize, y: usize) -> [u8; 3] {
-        assert!(x < self.width && y < self.height, "pixel ({x}, {y}) outside");
+        assert!(
+            x < self.width && y < self.height,
+            "pixel ({x}, {y}) outside"
+        );
         let i = (y * self.width + x) * 3;
         [self.pixels[i], self.pixels[i + 1], self.pixels[i + 2]]
     }
@@ -65,7 +68,10 @@ impl RgbImage {
     ///
     /// When `(x, y)` lies outside the image (a caller's bug).
     pub fn set(&mut self, x: usize, y: usize, colour: [u8; 3]) {
-        assert!(x < self.width && y < self.height, "pixel ({x}, {y}) outside");
+        assert!(
+            x < self.width && y < self.height,
+            "pixel ({x}, {y}) outside"
+        );
         let i = (y * self.width + x) * 3;
         self.pixels[i..i + 3].copy_from_slice(&colour);
     }
@@ -163,8 +169,8 @@ impl Shrink {
             for (x, px) in src.chunks_exact(3).enumerate() {
                 let t = ty * self.width + self.column_of[x];
                 self.counts[t] += 1;
-                for c in 0..3 {
-                    self.sums[t * 3 + c] += u64::from(px[c]);
+                for (sum, &v) in self.sums[t * 3..t * 3 + 3].iter_mut().zip(px) {
+                    *sum += u64::from(v);
                 }
             }
         }
@@ -238,7 +244,8 @@ mod tests {
         let mut image = RgbImage::filled(3, 2, [1, 2, 3]);
         image.set(2, 1, [200, 100, 50]);
         image.write_png(&path).unwrap();
-        let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));
+        let decoder =
+            png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));
         let mut reader = decoder.read_info().unwrap();
         let mut buf = vec![0; reader.output_buffer_size()];
         let info = reader.next_frame(&mut buf).unwrap();

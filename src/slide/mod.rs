@@ -143,7 +143,10 @@ impl SlideIndex {
         };
         let mut by_stem: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
         let mut add = |path: PathBuf| {
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
             let stem = slide_stem(name);
             if stem != name && path.is_file() {
                 by_stem.entry(stem.to_string()).or_default().push(path);
@@ -409,7 +412,12 @@ impl Slide {
     }
 
     /// Reads `level` in strips of rows, shrinking each into a `width × height` image.
-    fn shrink_level(&self, level: usize, width: usize, height: usize) -> Result<RgbImage, SlideError> {
+    fn shrink_level(
+        &self,
+        level: usize,
+        width: usize,
+        height: usize,
+    ) -> Result<RgbImage, SlideError> {
         let l = self.levels[level];
         let (lw, lh) = (l.width as usize, l.height as usize);
         let rows = (STRIP_PIXELS / lw.max(1)).max(1);

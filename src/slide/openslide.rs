@@ -64,8 +64,11 @@ unsafe impl Sync for Handle {}
 fn owned(ptr: *const std::os::raw::c_char) -> Option<String> {
     // SAFETY: OpenSlide returns null or a NUL-terminated string it keeps alive while the
     // handle is open; it is copied at once.
-    (!ptr.is_null())
-        .then(|| unsafe { std::ffi::CStr::from_ptr(ptr) }.to_string_lossy().into_owned())
+    (!ptr.is_null()).then(|| {
+        unsafe { std::ffi::CStr::from_ptr(ptr) }
+            .to_string_lossy()
+            .into_owned()
+    })
 }
 
 #[cfg(feature = "openslide")]
@@ -119,7 +122,9 @@ impl Handle {
     pub(crate) fn level_dimensions(&self, level: usize) -> Result<(u64, u64), String> {
         let (mut w, mut h) = (-1i64, -1i64);
         // SAFETY: a live handle and two valid out-pointers.
-        unsafe { ffi::openslide_get_level_dimensions(self.0.as_ptr(), level as i32, &mut w, &mut h) };
+        unsafe {
+            ffi::openslide_get_level_dimensions(self.0.as_ptr(), level as i32, &mut w, &mut h)
+        };
         self.check()?;
         match (u64::try_from(w), u64::try_from(h)) {
             (Ok(w), Ok(h)) => Ok((w, h)),

@@ -73,7 +73,11 @@ fn cohort_with(dir: &Path, files: &[&str]) -> (DataSource, PathBuf, Vec<String>)
     };
     let mut request = support::request(data.clone(), settings, run.clone());
     let model = dir.join("tiny.json");
-    std::fs::write(&model, serde_json::to_string(&support::tiny_model(2, 6)).unwrap()).unwrap();
+    std::fs::write(
+        &model,
+        serde_json::to_string(&support::tiny_model(2, 6)).unwrap(),
+    )
+    .unwrap();
     request.model = med_crossvit::run::ModelSpec::File(model);
     med_crossvit::train::train(&request, &burn::tensor::Device::flex(), &mut |_| {}).unwrap();
     let slides: Vec<String> = std::fs::read_to_string(&data.csv)
@@ -87,7 +91,10 @@ fn cohort_with(dir: &Path, files: &[&str]) -> (DataSource, PathBuf, Vec<String>)
     let kept: Vec<&str> = text.lines().take(files.len() + 1).collect();
     std::fs::write(&data.csv, kept.join("\n") + "\n").unwrap();
     for (slide, file) in slides.iter().zip(files) {
-        let to = data.features_dir.join(med_crossvit::data::SYNTH_PROJECT).join(format!("{slide}.h5"));
+        let to = data
+            .features_dir
+            .join(med_crossvit::data::SYNTH_PROJECT)
+            .join(format!("{slide}.h5"));
         std::fs::copy(fixtures().join(file), to).unwrap();
     }
     (data, run, slides[..files.len()].to_vec())
@@ -98,7 +105,11 @@ fn slides_folder(dir: &Path, slides: &[String]) -> PathBuf {
     let folder = dir.join("slides");
     std::fs::create_dir_all(&folder).unwrap();
     for s in slides {
-        std::fs::copy(fixtures().join("slide.tiff"), folder.join(format!("{s}.tiff"))).unwrap();
+        std::fs::copy(
+            fixtures().join("slide.tiff"),
+            folder.join(format!("{s}.tiff")),
+        )
+        .unwrap();
     }
     folder
 }
@@ -194,7 +205,10 @@ mod with_openslide {
         }
         // 192 pixels long: level 2 as it is.
         let thumb = slide.thumbnail(ThumbnailSize::LongSide(192)).unwrap();
-        assert_eq!((thumb.level, thumb.image.width(), thumb.image.height()), (2, 192, 128));
+        assert_eq!(
+            (thumb.level, thumb.image.width(), thumb.image.height()),
+            (2, 192, 128)
+        );
         for (x, y) in [(0, 0), (17, 5), (191, 127), (100, 64)] {
             assert_eq!(thumb.image.get(x, y), level_pixel(16, x, y), "({x}, {y})");
         }
@@ -205,7 +219,10 @@ mod with_openslide {
         for (x, y) in [(0, 0), (40, 30), (383, 255)] {
             let (got, want) = (thumb.image.get(x, y), level_pixel(8, x, y));
             for c in 0..3 {
-                assert!(got[c].abs_diff(want[c]) <= 1, "({x}, {y}): {got:?} vs {want:?}");
+                assert!(
+                    got[c].abs_diff(want[c]) <= 1,
+                    "({x}, {y}): {got:?} vs {want:?}"
+                );
             }
         }
         assert!(slide.thumbnail(ThumbnailSize::Level(3)).is_err());
@@ -250,7 +267,9 @@ mod with_openslide {
         assert!(manifest.starts_with("slide,overlay,geojson,top_tiles,prediction\n"));
         let mut squares_of_first = None;
         for (slide, d) in slides.iter().zip(&drawn) {
-            assert!(manifest.contains(&format!("{slide},{slide}.png,{slide}.geojson,topk/{slide}.csv,")));
+            assert!(manifest.contains(&format!(
+                "{slide},{slide}.png,{slide}.geojson,topk/{slide}.csv,"
+            )));
             let top = check_top_tiles(&out, slide);
             check_overlay(&d.overlay, top);
             let squares = check_geojson(&d.geojson, top);
@@ -266,9 +285,17 @@ mod with_openslide {
         let text = std::fs::read_to_string(out.join(format!("topk/{slide}.csv"))).unwrap();
         let mut lines = text.lines();
         assert_eq!(lines.next(), Some("kind,rank,tile,x,y,size,score,crop"));
-        let rows: Vec<Vec<String>> = lines.map(|l| l.split(',').map(String::from).collect()).collect();
-        let kinds: Vec<(&str, &str)> = rows.iter().map(|r| (r[0].as_str(), r[1].as_str())).collect();
-        assert_eq!(kinds, [("most", "1"), ("most", "2"), ("least", "1"), ("least", "2")]);
+        let rows: Vec<Vec<String>> = lines
+            .map(|l| l.split(',').map(String::from).collect())
+            .collect();
+        let kinds: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r[0].as_str(), r[1].as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [("most", "1"), ("most", "2"), ("least", "1"), ("least", "2")]
+        );
         let scores: Vec<f64> = rows.iter().map(|r| r[6].parse().unwrap()).collect();
         assert!(scores[0] >= scores[1] && scores[1] >= scores[3] && scores[3] >= scores[2]);
         for r in &rows {
@@ -279,7 +306,12 @@ mod with_openslide {
             assert_eq!((w, h), (512, 512));
             for (i, j) in [(0, 0), (511, 0), (0, 511), (255, 300), (511, 511)] {
                 let at = (j * w + i) * 3;
-                assert_eq!(px[at..at + 3], pixel(x + i, y + j), "{} at ({i}, {j})", r[7]);
+                assert_eq!(
+                    px[at..at + 3],
+                    pixel(x + i, y + j),
+                    "{} at ({i}, {j})",
+                    r[7]
+                );
             }
         }
         let top = [rows[0][3].parse().unwrap(), rows[0][4].parse().unwrap()];
@@ -299,7 +331,13 @@ mod with_openslide {
         };
         let (tx, ty) = (top[0] / 4, top[1] / 4);
         for (dx, dy) in [(0, 0), (127, 0), (0, 127), (64, 64), (127, 127)] {
-            assert_eq!(at(tx + dx, ty + dy), colour_at(1.0), "({}, {})", tx + dx, ty + dy);
+            assert_eq!(
+                at(tx + dx, ty + dy),
+                colour_at(1.0),
+                "({}, {})",
+                tx + dx,
+                ty + dy
+            );
         }
         for (x, y) in [(512, 384), (700, 450), (767, 511)] {
             assert_eq!(at(x, y), level_pixel(4, x, y), "uncovered ({x}, {y})");
@@ -309,7 +347,8 @@ mod with_openslide {
     /// The GeoJSON has one closed square per tile, ranks 1..n, the top score at the top
     /// tile; returns the squares sorted.
     fn check_geojson(path: &Path, (top, score): ([usize; 2], f64)) -> Vec<Vec<[f64; 2]>> {
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         assert_eq!(v["type"], "FeatureCollection");
         let features = v["features"].as_array().unwrap();
         assert_eq!(features.len(), grid().len());
@@ -324,11 +363,22 @@ mod with_openslide {
                 .map(|p| [p[0].as_f64().unwrap(), p[1].as_f64().unwrap()])
                 .collect();
             let [x, y] = ring[0];
-            assert_eq!(ring, vec![[x, y], [x + 512.0, y], [x + 512.0, y + 512.0], [x, y + 512.0], [x, y]]);
+            assert_eq!(
+                ring,
+                vec![
+                    [x, y],
+                    [x + 512.0, y],
+                    [x + 512.0, y + 512.0],
+                    [x, y + 512.0],
+                    [x, y]
+                ]
+            );
             let rank = f["properties"]["rank"].as_u64().unwrap();
             if rank == 1 {
                 assert_eq!([x as usize, y as usize], top);
-                let s = f["properties"]["measurements"]["attention score"].as_f64().unwrap();
+                let s = f["properties"]["measurements"]["attention score"]
+                    .as_f64()
+                    .unwrap();
                 assert!((s - score).abs() <= 1e-7 * score, "{s} vs {score}");
             }
             ranks.push(rank);
@@ -350,20 +400,36 @@ mod with_openslide {
         // The first slide is there, the second is not.
         let folder = slides_folder(dir.path(), &slides[..1]);
         let out = dir.path().join("maps");
-        let err = draw(&data, &run, &out, &options(&folder, 1)).unwrap_err().to_string();
-        assert!(err.contains(&format!("no whole-slide image for slide `{}`", slides[1])), "{err}");
+        let err = draw(&data, &run, &out, &options(&folder, 1))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("no whole-slide image for slide `{}`", slides[1])),
+            "{err}"
+        );
         assert!(!out.exists(), "nothing written before the checks pass");
         // A file that is no slide.
         std::fs::write(folder.join(format!("{}.svs", slides[1])), b"not a slide").unwrap();
-        let err = draw(&data, &run, &out, &options(&folder, 1)).unwrap_err().to_string();
-        assert!(err.contains("OpenSlide cannot open") && err.contains(&slides[1]), "{err}");
+        let err = draw(&data, &run, &out, &options(&folder, 1))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("OpenSlide cannot open") && err.contains(&slides[1]),
+            "{err}"
+        );
         assert!(!out.exists());
         // Two files for one slide.
         std::fs::remove_file(folder.join(format!("{}.svs", slides[1]))).unwrap();
         slides_folder(dir.path(), &slides[1..]);
         std::fs::create_dir_all(folder.join("sub")).unwrap();
-        std::fs::copy(fixtures().join("slide.tiff"), folder.join("sub").join(format!("{}.svs", slides[1]))).unwrap();
-        let err = draw(&data, &run, &out, &options(&folder, 1)).unwrap_err().to_string();
+        std::fs::copy(
+            fixtures().join("slide.tiff"),
+            folder.join("sub").join(format!("{}.svs", slides[1])),
+        )
+        .unwrap();
+        let err = draw(&data, &run, &out, &options(&folder, 1))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("matches several files"), "{err}");
     }
 
@@ -378,8 +444,13 @@ mod with_openslide {
             let (data, run, slides) = cohort_with(dir.path(), &[file]);
             let folder = slides_folder(dir.path(), &slides);
             let out = dir.path().join("maps");
-            let err = draw(&data, &run, &out, &options(&folder, 1)).unwrap_err().to_string();
-            assert!(err.contains(&slides[0]) && err.contains(expected), "{file}: {err}");
+            let err = draw(&data, &run, &out, &options(&folder, 1))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&slides[0]) && err.contains(expected),
+                "{file}: {err}"
+            );
             assert!(!out.exists(), "{file}");
             if file == "bare.h5" {
                 let mut given = options(&folder, 0);
@@ -399,9 +470,18 @@ mod with_openslide {
         let folder = slides_folder(dir.path(), &slides);
         let maps = dir.path().join("maps");
         let common = [
-            "--model", run.to_str().unwrap(), "--csv", data.csv.to_str().unwrap(),
-            "--features", data.features_dir.to_str().unwrap(), "--slides", folder.to_str().unwrap(),
-            "--max-size", "768", "--top-k", "1",
+            "--model",
+            run.to_str().unwrap(),
+            "--csv",
+            data.csv.to_str().unwrap(),
+            "--features",
+            data.features_dir.to_str().unwrap(),
+            "--slides",
+            folder.to_str().unwrap(),
+            "--max-size",
+            "768",
+            "--top-k",
+            "1",
         ];
         let mut args = vec!["heatmap"];
         args.extend(common);
@@ -409,16 +489,28 @@ mod with_openslide {
         let o = support::bin(&args);
         let (stdout, stderr) = support::text(&o);
         assert!(o.status.success(), "{stdout}\n{stderr}");
-        assert!(stdout.contains("patch_size_level0 = 512 (TRIDENT)"), "{stdout}");
+        assert!(
+            stdout.contains("patch_size_level0 = 512 (TRIDENT)"),
+            "{stdout}"
+        );
         let attention = dir.path().join("attention");
         let mut args = vec!["predict"];
         args.extend(common);
         let preds = dir.path().join("p.csv");
-        args.extend(["--out", preds.to_str().unwrap(), "--attention", attention.to_str().unwrap()]);
+        args.extend([
+            "--out",
+            preds.to_str().unwrap(),
+            "--attention",
+            attention.to_str().unwrap(),
+        ]);
         let o = support::bin(&args);
         assert!(o.status.success(), "{:?}", support::text(&o));
         let stem = &slides[0];
-        for name in [format!("{stem}.png"), format!("{stem}.geojson"), format!("topk/{stem}.csv")] {
+        for name in [
+            format!("{stem}.png"),
+            format!("{stem}.geojson"),
+            format!("topk/{stem}.csv"),
+        ] {
             assert_eq!(
                 std::fs::read(maps.join(&name)).unwrap(),
                 std::fs::read(attention.join(&name)).unwrap(),
@@ -431,6 +523,9 @@ mod with_openslide {
         args.extend(common);
         args.extend(["--out", maps.to_str().unwrap(), "--alpha", "2"]);
         let (_, stderr) = support::text(&support::bin(&args));
-        assert!(stderr.contains("--alpha: must be between 0 and 1, got 2"), "{stderr}");
+        assert!(
+            stderr.contains("--alpha: must be between 0 and 1, got 2"),
+            "{stderr}"
+        );
     }
 }

@@ -79,7 +79,13 @@ mod tests {
         assert_eq!(v["type"], "FeatureCollection");
         assert_eq!(
             f["geometry"]["coordinates"],
-            json!([[[100.0, 200.0], [150.0, 200.0], [150.0, 250.0], [100.0, 250.0], [100.0, 200.0]]])
+            json!([[
+                [100.0, 200.0],
+                [150.0, 200.0],
+                [150.0, 250.0],
+                [100.0, 250.0],
+                [100.0, 200.0]
+            ]])
         );
         assert_eq!(f["properties"]["objectType"], "detection");
         assert_eq!(f["properties"]["measurements"]["attention score"], 0.25);

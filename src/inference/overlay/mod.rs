@@ -95,7 +95,14 @@ pub fn draw_heatmaps(
     let index = SlideIndex::scan(&options.slides)?;
     let mut plans = Vec::with_capacity(attention.len());
     for (&i, slide_attention) in attention {
-        plans.push(plan(bundle, evaluation, i, slide_attention, &index, options)?);
+        plans.push(plan(
+            bundle,
+            evaluation,
+            i,
+            slide_attention,
+            &index,
+            options,
+        )?);
     }
     let topk = out.join(TOPK_DIR);
     let dir = if options.top_k > 0 { &topk } else { out };
@@ -153,7 +160,12 @@ fn plan(
 
 /// The prediction in words: the class and its probability, or the risk.
 fn caption(bundle: &ModelBundle, evaluation: &Evaluation, index: usize, slide: &str) -> String {
-    let Some(p) = evaluation.predictions.slides.iter().find(|p| p.slide == index) else {
+    let Some(p) = evaluation
+        .predictions
+        .slides
+        .iter()
+        .find(|p| p.slide == index)
+    else {
         return slide.to_string();
     };
     match bundle.task() {
@@ -264,7 +276,9 @@ fn top_tiles(
         let [x, y] = plan.placement.corners[i];
         let (x, y) = (x.round() as i64, y.round() as i64);
         let name = format!("{TOPK_DIR}/{}_{kind}{rank}.png", plan.stem);
-        slide.read_region((x, y), (side, side))?.write_png(&out.join(&name))?;
+        slide
+            .read_region((x, y), (side, side))?
+            .write_png(&out.join(&name))?;
         let _ = writeln!(
             csv,
             "{kind},{rank},{},{x},{y},{side},{:.7e},{name}",
@@ -286,9 +300,9 @@ fn write_manifest(out: &Path, drawn: &[SlideHeatmap]) -> Result<(), Error> {
             .into_owned()
     };
     let mut w = csv::Writer::from_writer(Vec::new());
-    let row_error = |e: csv::Error| RunFileError::io(&out.join(HEATMAPS_CSV))(std::io::Error::other(e));
-    w.write_record(HEATMAPS_HEADER)
-        .map_err(row_error)?;
+    let row_error =
+        |e: csv::Error| RunFileError::io(&out.join(HEATMAPS_CSV))(std::io::Error::other(e));
+    w.write_record(HEATMAPS_HEADER).map_err(row_error)?;
     for d in drawn {
         let top = d.top_tiles.as_deref().map(relative).unwrap_or_default();
         w.write_record([
@@ -300,7 +314,9 @@ fn write_manifest(out: &Path, drawn: &[SlideHeatmap]) -> Result<(), Error> {
         ])
         .map_err(row_error)?;
     }
-    let bytes = w.into_inner().map_err(|e| row_error(e.into_error().into()))?;
+    let bytes = w
+        .into_inner()
+        .map_err(|e| row_error(e.into_error().into()))?;
     let path = out.join(HEATMAPS_CSV);
     crate::util::atomic::write(&path, &bytes).map_err(RunFileError::io(&path))?;
     Ok(())

@@ -66,7 +66,10 @@ pub fn place(
         (None, Some(TileSide::Level0Pixels(p))) => (p, geometry.source.clone()),
         (None, Some(TileSide::Micrometres(um))) => {
             let p = um / need_mpp()?;
-            (p, format!("{} at {} µm/pixel", geometry.source, mpp.unwrap_or(0.0)))
+            (
+                p,
+                format!("{} at {} µm/pixel", geometry.source, mpp.unwrap_or(0.0)),
+            )
         }
         (None, Some(TileSide::AtLevel { pixels, level })) => {
             let d = scale.downsamples.get(level).ok_or_else(|| {
@@ -76,7 +79,10 @@ pub fn place(
                     scale.downsamples.len().saturating_sub(1)
                 )
             })?;
-            (pixels * d, format!("{} × slide downsample {d}", geometry.source))
+            (
+                pixels * d,
+                format!("{} × slide downsample {d}", geometry.source),
+            )
         }
         (None, None) => {
             return Err(format!(
@@ -99,7 +105,11 @@ pub fn place(
 }
 
 /// Every corner lies on the slide.
-fn check_inside(corners: &[[f64; 2]], coords: &[[f64; 2]], (w, h): (u64, u64)) -> Result<(), String> {
+fn check_inside(
+    corners: &[[f64; 2]],
+    coords: &[[f64; 2]],
+    (w, h): (u64, u64),
+) -> Result<(), String> {
     let outside = corners
         .iter()
         .position(|c| !(c[0] >= 0.0 && c[1] >= 0.0 && c[0] < w as f64 && c[1] < h as f64));
@@ -172,13 +182,22 @@ mod tests {
         let p = place(&[[0.0, 0.0]], &g, &scale(), PlacementOverrides::default()).unwrap();
         assert_eq!(p.side, 256.0);
         let none = geometry(CoordUnit::Level0Pixels, None);
-        let err = place(&[[0.0, 0.0]], &none, &scale(), PlacementOverrides::default()).unwrap_err();
+        let err = place(
+            &[[0.0, 0.0]],
+            &none,
+            &scale(),
+            PlacementOverrides::default(),
+        )
+        .unwrap_err();
         assert!(err.contains("--patch-size"), "{err}");
         let over = PlacementOverrides {
             patch_size: Some(100.0),
             ..Default::default()
         };
-        assert_eq!(place(&[[0.0, 0.0]], &none, &scale(), over).unwrap().side, 100.0);
+        assert_eq!(
+            place(&[[0.0, 0.0]], &none, &scale(), over).unwrap().side,
+            100.0
+        );
     }
 
     #[test]

@@ -73,7 +73,11 @@ const VIRIDIS: [[f64; 3]; 9] = [
 
 /// The colour map at `t` ∈ [0, 1] (clamped).
 pub fn colour_at(t: f64) -> [u8; 3] {
-    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let x = t * (VIRIDIS.len() - 1) as f64;
     let i = (x.floor() as usize).min(VIRIDIS.len() - 2);
     let f = x - i as f64;
@@ -97,7 +101,11 @@ pub fn normalize(scores: &[f64], how: Normalize) -> (Vec<f64>, [String; 2]) {
                 }
                 let mean_rank = (i + j) as f64 / 2.0;
                 for &k in &order[i..=j] {
-                    out[k] = if n > 1 { mean_rank / (n - 1) as f64 } else { 0.5 };
+                    out[k] = if n > 1 {
+                        mean_rank / (n - 1) as f64
+                    } else {
+                        0.5
+                    };
                 }
                 i = j + 1;
             }
@@ -115,11 +123,23 @@ pub fn normalize(scores: &[f64], how: Normalize) -> (Vec<f64>, [String; 2]) {
 }
 
 /// Scores mapped linearly from `[lo, hi]` to [0, 1], clipped; labels name the ends.
-fn linear(scores: &[f64], lo: f64, hi: f64, lo_name: &str, hi_name: &str) -> (Vec<f64>, [String; 2]) {
+fn linear(
+    scores: &[f64],
+    lo: f64,
+    hi: f64,
+    lo_name: &str,
+    hi_name: &str,
+) -> (Vec<f64>, [String; 2]) {
     let span = if hi > lo { hi - lo } else { 1.0 };
     let t = scores
         .iter()
-        .map(|s| if hi > lo { ((s - lo) / span).clamp(0.0, 1.0) } else { 0.5 })
+        .map(|s| {
+            if hi > lo {
+                ((s - lo) / span).clamp(0.0, 1.0)
+            } else {
+                0.5
+            }
+        })
         .collect();
     let label = |v: f64, name: &str| {
         if name.is_empty() {
@@ -159,7 +179,12 @@ fn span(start: f64, side: f64, scale: f64, len: usize) -> std::ops::Range<usize>
 
 /// The score layer at thumbnail scale: per pixel the mean normalized score of the tiles over
 /// it (`None` where no tile is), blurred by `sigma` pixels within the covered pixels.
-pub fn score_layer(thumb: &Thumbnail, placement: &Placement, t: &[f64], sigma: f64) -> Vec<Option<f64>> {
+pub fn score_layer(
+    thumb: &Thumbnail,
+    placement: &Placement,
+    t: &[f64],
+    sigma: f64,
+) -> Vec<Option<f64>> {
     let (w, h) = (thumb.image.width(), thumb.image.height());
     let mut sum = vec![0.0f64; w * h];
     let mut count = vec![0.0f64; w * h];
@@ -265,10 +290,22 @@ pub fn with_footer(overlay: &RgbImage, labels: &[String; 2], caption: &str) -> R
         ));
         // Drawing text cannot fail on an in-memory bitmap but for a missing font, which
         // would leave the labels out and the picture whole.
-        let _ = root.draw(&Text::new(labels[0].clone(), (px(10.0), top + px(20.0)), small.clone()));
-        let _ = root.draw(&Text::new(labels[1].clone(), (px(10.0) + bar, top + px(20.0)), right));
+        let _ = root.draw(&Text::new(
+            labels[0].clone(),
+            (px(10.0), top + px(20.0)),
+            small.clone(),
+        ));
+        let _ = root.draw(&Text::new(
+            labels[1].clone(),
+            (px(10.0) + bar, top + px(20.0)),
+            right,
+        ));
         let caption_font = ("sans-serif", 14.0 * k).into_font().color(&BLACK);
-        let _ = root.draw(&Text::new(caption.to_string(), (px(10.0), top + px(40.0)), caption_font));
+        let _ = root.draw(&Text::new(
+            caption.to_string(),
+            (px(10.0), top + px(40.0)),
+            caption_font,
+        ));
         let _ = root.present();
     }
     canvas
