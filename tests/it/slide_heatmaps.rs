@@ -59,8 +59,13 @@ fn grid() -> Vec<[f64; 2]> {
 /// named fixture files, and a one-epoch run of a tiny model on it. Returns the cohort, the
 /// run folder and the slide ids.
 fn cohort_with(dir: &Path, files: &[&str]) -> (DataSource, PathBuf, Vec<String>) {
+    cohort_for(dir, files, false)
+}
+
+/// [`cohort_with`] for a classification or a survival model.
+fn cohort_for(dir: &Path, files: &[&str], survival: bool) -> (DataSource, PathBuf, Vec<String>) {
     let _serial = support::serial();
-    let data = support::synth(&dir.join("cohort"), files.len().max(4), 8, 6, 11, false);
+    let data = support::synth(&dir.join("cohort"), files.len().max(6), 8, 6, 11, survival);
     let run = dir.join("run");
     let settings = med_crossvit::run::TrainSettings {
         epochs: 1,
@@ -72,6 +77,10 @@ fn cohort_with(dir: &Path, files: &[&str]) -> (DataSource, PathBuf, Vec<String>)
         ..Default::default()
     };
     let mut request = support::request(data.clone(), settings, run.clone());
+    if survival {
+        request.settings.task = med_crossvit::run::Task::Survival;
+        request.settings.survival.bins = 2;
+    }
     let model = dir.join("tiny.json");
     std::fs::write(
         &model,
@@ -270,7 +279,7 @@ mod with_openslide {
             assert!(manifest.contains(&format!(
                 "{slide},{slide}.png,{slide}.geojson,topk/{slide}.csv,"
             )));
-            let top = check_top_tiles(&out, slide);
+            let top = check_top_tiles(&out, slide, 2);
             check_overlay(&d.overlay, top);
             let squares = check_geojson(&d.geojson, top);
             // The same tiles in three conventions: the same squares.
@@ -279,9 +288,9 @@ mod with_openslide {
         }
     }
 
-    /// The top-tiles CSV lists 2 most and 2 least attended tiles whose crops are the slide's
-    /// pixels there; returns the most attended tile's corner and score.
-    fn check_top_tiles(out: &Path, slide: &str) -> ([usize; 2], f64) {
+    /// The top-tiles CSV lists `k` most and `k` least attended tiles (k = 1 or 2) whose crops
+    /// are the slide's pixels there; returns the most attended tile's corner and score.
+    fn check_top_tiles(out: &Path, slide: &str, k: usize) -> ([usize; 2], f64) {
         let text = std::fs::read_to_string(out.join(format!("topk/{slide}.csv"))).unwrap();
         let mut lines = text.lines();
         assert_eq!(lines.next(), Some("kind,rank,tile,x,y,size,score,crop"));
@@ -292,12 +301,15 @@ mod with_openslide {
             .iter()
             .map(|r| (r[0].as_str(), r[1].as_str()))
             .collect();
-        assert_eq!(
-            kinds,
-            [("most", "1"), ("most", "2"), ("least", "1"), ("least", "2")]
-        );
         let scores: Vec<f64> = rows.iter().map(|r| r[6].parse().unwrap()).collect();
-        assert!(scores[0] >= scores[1] && scores[1] >= scores[3] && scores[3] >= scores[2]);
+        if k == 2 {
+            let want = [("most", "1"), ("most", "2"), ("least", "1"), ("least", "2")];
+            assert_eq!(kinds, want);
+            assert!(scores[0] >= scores[1] && scores[1] >= scores[3] && scores[3] >= scores[2]);
+        } else {
+            assert_eq!(kinds, [("most", "1"), ("least", "1")]);
+            assert!(scores[0] >= scores[1]);
+        }
         for r in &rows {
             let (x, y): (usize, usize) = (r[3].parse().unwrap(), r[4].parse().unwrap());
             assert_eq!(r[5], "512");
@@ -460,6 +472,25 @@ mod with_openslide {
                 assert!(!out.join("topk").exists());
             }
         }
+    }
+
+    #[test]
+    fn a_survival_model_draws_its_attention_with_the_predicted_risk() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, run, slides) = cohort_for(dir.path(), &["trident.h5"], true);
+        let folder = slides_folder(dir.path(), &slides);
+        let out = dir.path().join("maps");
+        let drawn = draw(&data, &run, &out, &options(&folder, 1)).unwrap();
+        assert!(
+            drawn[0]
+                .caption
+                .starts_with(&format!("{}: predicted risk -", slides[0])),
+            "{}",
+            drawn[0].caption
+        );
+        let manifest = std::fs::read_to_string(out.join("heatmaps.csv")).unwrap();
+        assert!(manifest.contains("predicted risk"), "{manifest}");
+        check_top_tiles(&out, &slides[0], 1);
     }
 
     #[cfg(feature = "cli")]
