@@ -136,13 +136,14 @@ impl RgbImage {
 
 /// Shrinks an image fed row strip by row strip into a `width × height` one: each output pixel
 /// is the mean of the input pixels whose centres fall in it (a box filter), so memory is the
-/// output's, not the input's.
+/// output's, not the input's. Sums are `u32`: an output pixel would need over 16 million
+/// input pixels to overflow one, and thumbnails are read from a level at most 4 times finer.
 #[derive(Debug)]
 pub(crate) struct Shrink {
     source: (usize, usize),
     width: usize,
     height: usize,
-    sums: Vec<u64>,
+    sums: Vec<u32>,
     counts: Vec<u32>,
     column_of: Vec<usize>,
 }
@@ -170,7 +171,7 @@ impl Shrink {
                 let t = ty * self.width + self.column_of[x];
                 self.counts[t] += 1;
                 for (sum, &v) in self.sums[t * 3..t * 3 + 3].iter_mut().zip(px) {
-                    *sum += u64::from(v);
+                    *sum += u32::from(v);
                 }
             }
         }
@@ -184,7 +185,7 @@ impl Shrink {
                 let v = if n == 0 {
                     255
                 } else {
-                    (2 * self.sums[t * 3 + c] + u64::from(n)) / (2 * u64::from(n))
+                    (2 * u64::from(self.sums[t * 3 + c]) + u64::from(n)) / (2 * u64::from(n))
                 };
                 pixels.push(v as u8);
             }
