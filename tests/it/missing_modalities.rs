@@ -466,6 +466,18 @@ fn a_cohort_with_missing_modalities_trains_and_reports_metrics_by_modality() {
     }
 }
 
+/// A held-out patient's prediction, and its modality group.
+struct HeldOut {
+    /// `both`, `wsi_only` or `rna_only`.
+    group: &'static str,
+    /// Whether its label is class 1.
+    positive: bool,
+    /// Its predicted probability of class 1.
+    score: f64,
+    /// Whether its predicted class is its label.
+    right: bool,
+}
+
 /// The held-out patients of `run` (its `splits.csv`), with their predictions (`label`,
 /// `prob_1` and `pred` of `predictions`) and their group, found from the synthetic `cohort`
 /// itself: no expression when its gene cells are empty, no tiles when none of its tile files
@@ -474,7 +486,7 @@ fn held_out_rows(
     cohort: &std::path::Path,
     run: &std::path::Path,
     predictions: &std::path::Path,
-) -> Vec<(&'static str, bool, f64, bool)> {
+) -> Vec<HeldOut> {
     let table = |path: &std::path::Path| -> Vec<Vec<String>> {
         std::fs::read_to_string(path)
             .unwrap()
@@ -484,16 +496,17 @@ fn held_out_rows(
     };
     let column = |rows: &[Vec<String>], name: &str| rows[0].iter().position(|h| h == name);
     let rows = table(&cohort.join("cohort.csv"));
-    let (slide, patient) = (column(&rows, "wsi_file_name"), column(&rows, "patient_id"));
+    let slide = column(&rows, "wsi_file_name").unwrap();
+    let patient = column(&rows, "patient_id").unwrap();
     let first_gene = rows[0].iter().position(|h| h.starts_with("rna_")).unwrap();
     let mut has: std::collections::HashMap<String, (bool, bool)> = Default::default();
     for row in &rows[1..] {
         let tiles = cohort
             .join("features/TCGA-SYN")
-            .join(format!("{}.h5", row[slide.unwrap()]))
+            .join(format!("{}.h5", row[slide]))
             .exists();
         let expression = row[first_gene..].iter().any(|c| !c.is_empty());
-        let entry = has.entry(row[patient.unwrap()].clone()).or_default();
+        let entry = has.entry(row[patient].clone()).or_default();
         *entry = (entry.0 || tiles, expression);
     }
     let split = table(&run.join("splits.csv"));
@@ -516,8 +529,12 @@ fn held_out_rows(
                 (false, false) => panic!("{p} has neither modality"),
             };
             assert_eq!(row[at("modalities")], group, "{p}");
-            let positive = row[label] == "1";
-            (group, positive, row[prob].parse().unwrap(), row[pred] == row[label])
+            HeldOut {
+                group,
+                positive: row[label] == "1",
+                score: row[prob].parse().unwrap(),
+                right: row[pred] == row[label],
+            }
         })
         .collect()
 }
@@ -530,7 +547,11 @@ fn auc_by_counting(rows: &[(bool, f64)]) -> f64 {
     let mut right = 0.0;
     for a in &positives {
         for b in &negatives {
-            right += if a > b { 1.0 } else if a == b { 0.5 } else { 0.0 };
+            right += match a.partial_cmp(b) {
+                Some(std::cmp::Ordering::Greater) => 1.0,
+                Some(std::cmp::Ordering::Equal) => 0.5,
+                _ => 0.0,
+            };
         }
     }
     right / (positives.len() * negatives.len()) as f64
@@ -549,17 +570,20 @@ fn check_metrics_by_group(
     let of = |group: Option<&str>| -> (usize, f64, f64) {
         let members: Vec<_> = rows
             .iter()
-            .filter(|r| group.is_none_or(|g| r.0 == g))
+            .filter(|r| group.is_none_or(|g| r.group == g))
             .collect();
-        let scored: Vec<(bool, f64)> = members.iter().map(|r| (r.1, r.2)).collect();
-        let right = members.iter().filter(|r| r.3).count();
+        let scored: Vec<(bool, f64)> = members.iter().map(|r| (r.positive, r.score)).collect();
+        let right = members.iter().filter(|r| r.right).count();
         let n = members.len();
         (n, auc_by_counting(&scored), right as f64 / n as f64)
     };
     let close = |a: f64, b: &serde_json::Value| (a - b.as_f64().unwrap()).abs() < 1e-9;
     // The evaluation reproduces the test predictions: the pooled metrics agree.
     let (n, auc, accuracy) = of(None);
-    assert!(close(auc, &m["auc"]) && close(accuracy, &m["accuracy"]), "{m}");
+    assert!(
+        close(auc, &m["auc"]) && close(accuracy, &m["accuracy"]),
+        "{m}"
+    );
     let mut counted = 0;
     for (group, g) in m["by_modality"].as_object().unwrap() {
         let (n, auc, accuracy) = of(Some(group));

@@ -739,7 +739,10 @@ fn only_models_that_ask_for_it_have_the_slot_embedding() {
     let loaded = ModelBundle::load(&imported, &device).unwrap();
     assert!(loaded.model.config().wsi_pos_embedding);
     let slots = loaded.model.wsi_embedder.pos_embedding.as_ref().unwrap();
-    assert_eq!(slots.dims(), [1, model.config().wsi_num_tiles + 1, model.config().wsi_dim]);
+    assert_eq!(
+        slots.dims(),
+        [1, model.config().wsi_num_tiles + 1, model.config().wsi_dim]
+    );
     // Loading the folder keeps the imported embedding, value for value.
     let fresh = model.wsi_embedder.pos_embedding.as_ref().unwrap().val();
     assert_eq!(slots.val().into_data(), fresh.into_data());
