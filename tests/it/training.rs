@@ -703,7 +703,9 @@ fn recomputing_layers_trains_like_the_ordinary_step() {
 /// Which models have the original's learned slot embedding: a new run's config file keeps
 /// what it states and is position-free when it leaves the field out (as presets are, see
 /// `model_behaviour`); an imported checkpoint keeps the embedding its weights hold, and so
-/// does a new run configured from the imported folder's `config.json`.
+/// does a new run configured from the imported folder's `config.json`; a saved run with the
+/// embedding keeps it when resumed, even from a `config.json` written before the field
+/// existed.
 #[test]
 fn only_models_that_ask_for_it_have_the_slot_embedding() {
     let _serial = support::serial();
@@ -757,4 +759,34 @@ fn only_models_that_ask_for_it_have_the_slot_embedding() {
     )
     .unwrap();
     assert!(again.wsi_pos_embedding);
+
+    let data = support::folders::cohort(dir.path());
+    let run = dir.path().join("run");
+    let mut request = support::folders::tiny_request(dir.path(), data, 2, run.clone());
+    request.stop_after = Some(1);
+    assert!(
+        !train::train(&request, &device, &mut quiet())
+            .unwrap()
+            .finished
+    );
+    let path = run.join("config.json");
+    let mut saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(
+        saved["model"]["wsi_pos_embedding"], true,
+        "tiny_model states it"
+    );
+    saved["model"]
+        .as_object_mut()
+        .unwrap()
+        .remove("wsi_pos_embedding");
+    std::fs::write(&path, serde_json::to_string_pretty(&saved).unwrap()).unwrap();
+    assert!(
+        train::resume(&run, None, &device, &mut quiet())
+            .unwrap()
+            .finished
+    );
+    let resumed = ModelBundle::load(&run, &device).unwrap();
+    assert!(resumed.model.config().wsi_pos_embedding);
+    assert!(resumed.model.wsi_embedder.pos_embedding.is_some());
 }
