@@ -55,9 +55,13 @@ pub struct MedCrossViTConfig {
     /// Default 50.
     #[serde(default = "defaults::wsi_num_tiles")]
     pub wsi_num_tiles: usize,
-    /// Whether tiles get a learned positional embedding (the original: yes). Tile bags are
-    /// unordered, so turning it off loses nothing and lifts the `wsi_num_tiles` limit.
-    /// Default true.
+    /// Whether each tile gets a learned embedding of its slot in the bag (the original: yes).
+    /// A bag is an unordered sample of tiles, so turning it off loses nothing, makes the
+    /// attention depend on the tiles alone (permuting a bag permutes its scores and keeps the
+    /// prediction) and lifts the `wsi_num_tiles` limit.
+    /// Default true here and when read from JSON: the original's, which imported checkpoints
+    /// and saved runs keep. New runs resolved from a preset, or from a config file that leaves
+    /// the field out, get false: see [`resolve_model`](crate::run::resolve_model).
     #[serde(default = "defaults::yes")]
     pub wsi_pos_embedding: bool,
     /// Layers of each WSI transformer encoder. Default 4.

@@ -71,6 +71,13 @@ pub const PRESETS: [&str; 2] = ["seed", "small"];
 /// WSI branch is [`RNA_ONLY_WSI_DIM`] wide (the smallest valid model); a config file without
 /// `rna_dim` then takes its `wsi_dim`, or 64 (the `small` preset's).
 ///
+/// New runs are position-free: a preset, and a config file that leaves `wsi_pos_embedding`
+/// out, get `wsi_pos_embedding = false`, since a bag is an unordered sample of a slide's
+/// tiles and a learned embedding of a tile's slot in it only adds a pattern by slot to the
+/// attention. A config file that states the field keeps what it states (`true` is the
+/// original's slot embedding). Saved runs and imported checkpoints are not resolved here:
+/// they keep what their `config.json` says.
+///
 /// # Errors
 ///
 /// [`RunError::Unknown`] for an unknown preset; [`RunError::ConfigMismatch`] when a config
@@ -95,8 +102,9 @@ pub fn resolve_model(
     }
 }
 
-/// The named preset with the data's widths and classes, its positional embedding covering
-/// `bag_size` tiles.
+/// The named preset with the data's widths and classes, position-free (see
+/// [`resolve_model`]); its `wsi_num_tiles` still covers `bag_size` tiles, so that turning the
+/// slot embedding back on in a copy of its config needs no other change.
 fn preset(
     name: &str,
     wsi_dim: usize,
@@ -121,6 +129,7 @@ fn preset(
         wsi_dim,
         rna_num_genes: genes,
         wsi_num_tiles: base.wsi_num_tiles.max(bag_size),
+        wsi_pos_embedding: false,
         ..base
     })
 }
@@ -176,6 +185,10 @@ fn from_file(
                 object.insert(field.into(), data.into());
             }
         }
+    }
+    // A new run is position-free unless its file says otherwise (see `resolve_model`).
+    if !object.contains_key("wsi_pos_embedding") {
+        object.insert("wsi_pos_embedding".into(), false.into());
     }
     if !object.contains_key("rna_dim") {
         let rna_dim = match (wsi_dim, configured_wsi) {

@@ -695,6 +695,71 @@ fn training_cost_matches_hand_computed_sizes_and_warns_for_thousands_of_gene_tok
     assert!(cost.describe(80.0).contains("RNA tokens"));
 }
 
+/// Deterministic 8-wide features of six distinct tiles, and one expression vector of 5 genes.
+fn six_tiles_and_expression(device: &Device) -> (Vec<f32>, Tensor<2>) {
+    let tiles: Vec<f32> = (0..6 * 8)
+        .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+        .collect();
+    let expression = Tensor::<2>::from_data(
+        TensorData::new(vec![0.3f32, -1.2, 0.7, 2.0, -0.4], [1, 5]),
+        device,
+    );
+    (tiles, expression)
+}
+
+/// The logits and tile scores of `model` on one bag of the 8-wide `tiles` taken in `order`.
+fn logits_and_scores(
+    model: &MedCrossViT,
+    tiles: &[f32],
+    expression: &Tensor<2>,
+    order: &[usize],
+) -> (Vec<f32>, Vec<f32>) {
+    let data: Vec<f32> = order
+        .iter()
+        .flat_map(|&k| tiles[k * 8..(k + 1) * 8].iter().copied())
+        .collect();
+    let bag = Tensor::<3>::from_data(
+        TensorData::new(data, [1, order.len(), 8]),
+        &expression.device(),
+    );
+    let out = model
+        .forward(ModelInput::new(bag, expression.clone()).with_attention())
+        .unwrap();
+    let scores = out
+        .attention
+        .unwrap()
+        .tile_scores()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    (out.logits.into_data().try_to_vec::<f32>().unwrap(), scores)
+}
+
+/// Asserts that `model` gives the bag of six `tiles` the same logits (within 1e-5) in the
+/// identity order and a permuted one, and moves each tile's score with the tile (within
+/// 1e-6); and that the scores differ, so that the check could fail.
+fn assert_permutation_invariant(model: &MedCrossViT, tiles: &[f32], expression: &Tensor<2>) {
+    let identity = [0, 1, 2, 3, 4, 5];
+    let permuted = [4, 0, 5, 2, 1, 3];
+    let (logits, scores) = logits_and_scores(model, tiles, expression, &identity);
+    let (logits_p, scores_p) = logits_and_scores(model, tiles, expression, &permuted);
+    assert_eq!(logits.len(), model.config().num_classes);
+    assert_eq!((scores.len(), scores_p.len()), (6, 6));
+    for (a, b) in logits.iter().zip(&logits_p) {
+        assert!((a - b).abs() < 1e-5, "logits {logits:?} vs {logits_p:?}");
+    }
+    for (slot, &tile) in permuted.iter().enumerate() {
+        assert!(
+            (scores_p[slot] - scores[tile]).abs() < 1e-6,
+            "slot {slot} holds tile {tile}: {scores_p:?} vs {scores:?}"
+        );
+    }
+    assert!(
+        scores.iter().any(|&s| (s - scores[0]).abs() > 1e-4),
+        "{scores:?}"
+    );
+}
+
 /// A bag is an unordered sample of tiles. Without the slot embedding
 /// (`wsi_pos_embedding: false`), permuting a bag's tiles permutes their attention scores and
 /// leaves the logits unchanged, and identical tiles get identical scores; with the
@@ -709,56 +774,12 @@ fn without_slot_embedding_attention_follows_the_tiles_not_their_slots() {
         ..support::tiny_model(2, 5)
     };
     let model = free.init(&device).unwrap();
-    let tiles: Vec<f32> = (0..6 * 8)
-        .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
-        .collect();
-    let expression = Tensor::<2>::from_data(
-        TensorData::new(vec![0.3f32, -1.2, 0.7, 2.0, -0.4], [1, 5]),
-        &device,
-    );
-    let bag = |order: &[usize]| {
-        let data: Vec<f32> = order
-            .iter()
-            .flat_map(|&k| tiles[k * 8..(k + 1) * 8].iter().copied())
-            .collect();
-        Tensor::<3>::from_data(TensorData::new(data, [1, order.len(), 8]), &device)
-    };
-    let run = |model: &med_crossvit::MedCrossViT, order: &[usize]| {
-        let out = model
-            .forward(ModelInput::new(bag(order), expression.clone()).with_attention())
-            .unwrap();
-        let scores = out
-            .attention
-            .unwrap()
-            .tile_scores()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        (out.logits.into_data().try_to_vec::<f32>().unwrap(), scores)
-    };
-    let identity = [0, 1, 2, 3, 4, 5];
-    let permuted = [4, 0, 5, 2, 1, 3];
-    let (logits, scores) = run(&model, &identity);
-    let (logits_p, scores_p) = run(&model, &permuted);
-    assert_eq!((logits.len(), scores.len(), scores_p.len()), (2, 6, 6));
-    for (a, b) in logits.iter().zip(&logits_p) {
-        assert!((a - b).abs() < 1e-5, "logits {logits:?} vs {logits_p:?}");
-    }
-    for (slot, &tile) in permuted.iter().enumerate() {
-        assert!(
-            (scores_p[slot] - scores[tile]).abs() < 1e-6,
-            "slot {slot} holds tile {tile}: {scores_p:?} vs {scores:?}"
-        );
-    }
-    // The scores are not all alike, so the check above could fail.
-    assert!(
-        scores.iter().any(|&s| (s - scores[0]).abs() > 1e-4),
-        "{scores:?}"
-    );
+    let (tiles, expression) = six_tiles_and_expression(&device);
+    assert_permutation_invariant(&model, &tiles, &expression);
 
     // Six copies of one tile: equal scores without slots, unequal with them.
     let same = [2, 2, 2, 2, 2, 2];
-    let (_, flat) = run(&model, &same);
+    let (_, flat) = logits_and_scores(&model, &tiles, &expression, &same);
     assert!(flat.iter().all(|&s| (s - flat[0]).abs() < 1e-6), "{flat:?}");
     let slotted = MedCrossViTConfig {
         wsi_pos_embedding: true,
@@ -766,9 +787,30 @@ fn without_slot_embedding_attention_follows_the_tiles_not_their_slots() {
     }
     .init(&device)
     .unwrap();
-    let (_, by_slot) = run(&slotted, &same);
+    let (_, by_slot) = logits_and_scores(&slotted, &tiles, &expression, &same);
     assert!(
         by_slot.iter().any(|&s| (s - by_slot[0]).abs() > 1e-6),
         "{by_slot:?}"
     );
+}
+
+/// The model of a new run from a preset, as `train --preset` resolves it, is position-free:
+/// permuting a bag's tiles permutes their scores and leaves the prediction unchanged.
+#[test]
+fn a_model_from_a_preset_scores_the_tiles_whatever_their_order() {
+    use med_crossvit::run::{ModelSpec, PRESETS, check_model, resolve_model};
+    let _serial = support::serial();
+    let device = Device::flex();
+    device.seed(11);
+    // 8-wide tiles, 5 genes, 2 classes, bags of 6.
+    for name in PRESETS {
+        let config = resolve_model(&ModelSpec::Preset(name.into()), 8, 5, 2, 6).unwrap();
+        assert!(!config.wsi_pos_embedding, "{name}");
+        check_model(&config, 6).unwrap();
+    }
+    let config = resolve_model(&ModelSpec::Preset("small".into()), 8, 5, 2, 6).unwrap();
+    let model = config.init(&device).unwrap();
+    assert!(model.wsi_embedder.pos_embedding.is_none());
+    let (tiles, expression) = six_tiles_and_expression(&device);
+    assert_permutation_invariant(&model, &tiles, &expression);
 }

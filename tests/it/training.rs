@@ -173,6 +173,10 @@ fn classification_learns_and_writes_its_files() {
         let png = std::fs::read(out.join(picture)).unwrap();
         assert_eq!(&png[1..4], b"PNG", "{picture}");
     }
+    // A new run of a preset is position-free, and its folder says so.
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["model"]["wsi_pos_embedding"], false, "{config}");
 
     // Evaluate the run on the held-out patients: the planted signal is found in slides the
     // model never saw (0.86 with this seed; chance is 0.5 ± 0.07).
@@ -188,6 +192,8 @@ fn classification_learns_and_writes_its_files() {
     assert_eq!(evaluation.predictions.patients.len(), patients);
     let m = evaluation.metrics.clone().unwrap();
     assert!(m.auc.unwrap() > 0.75, "held-out {m:?}");
+    assert!(!bundle.model.config().wsi_pos_embedding);
+    assert!(bundle.model.wsi_embedder.pos_embedding.is_none());
     let csv = dir.path().join("predictions.csv");
     med_crossvit::eval::write_predictions(&csv, &bundle, &evaluation).unwrap();
     let text = std::fs::read_to_string(&csv).unwrap();
@@ -692,4 +698,95 @@ fn recomputing_layers_trains_like_the_ordinary_step() {
             }
         }
     }
+}
+
+/// Which models have the original's learned slot embedding: a new run's config file keeps
+/// what it states and is position-free when it leaves the field out (as presets are, see
+/// `model_behaviour`); an imported checkpoint keeps the embedding its weights hold, and so
+/// does a new run configured from the imported folder's `config.json`; a saved run with the
+/// embedding keeps it when resumed, even from a `config.json` written before the field
+/// existed.
+#[test]
+fn only_models_that_ask_for_it_have_the_slot_embedding() {
+    let _serial = support::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let resolve = |text: &str, wsi_dim: usize, genes: usize, classes: usize| {
+        let path = dir.path().join("model.json");
+        std::fs::write(&path, text).unwrap();
+        med_crossvit::run::resolve_model(&ModelSpec::File(path), wsi_dim, genes, classes, 8)
+            .unwrap()
+    };
+    let base = r#""rna_dim": 8, "wsi_num_tiles": 8"#;
+    assert!(!resolve(&format!("{{{base}}}"), 8, 6, 2).wsi_pos_embedding);
+    for stated in [true, false] {
+        let text = format!(r#"{{{base}, "wsi_pos_embedding": {stated}}}"#);
+        assert_eq!(resolve(&text, 8, 6, 2).wsi_pos_embedding, stated, "{text}");
+    }
+
+    let parity = support::manifest_dir().join("tests/fixtures/parity");
+    let imported = dir.path().join("imported");
+    let device = Device::flex();
+    let model = med_crossvit::interop::import_torch(
+        &parity.join("reference.pt"),
+        &parity.join("reference_args.json"),
+        None,
+        &imported,
+        &device,
+    )
+    .unwrap();
+    assert!(model.config().wsi_pos_embedding);
+    let saved = std::fs::read_to_string(imported.join("config.json")).unwrap();
+    let saved: serde_json::Value = serde_json::from_str(&saved).unwrap();
+    assert_eq!(saved["model"]["wsi_pos_embedding"], true, "{saved}");
+    let loaded = ModelBundle::load(&imported, &device).unwrap();
+    assert!(loaded.model.config().wsi_pos_embedding);
+    let slots = loaded.model.wsi_embedder.pos_embedding.as_ref().unwrap();
+    assert_eq!(
+        slots.dims(),
+        [1, model.config().wsi_num_tiles + 1, model.config().wsi_dim]
+    );
+    // Loading the folder keeps the imported embedding, value for value.
+    let fresh = model.wsi_embedder.pos_embedding.as_ref().unwrap().val();
+    assert_eq!(slots.val().into_data(), fresh.into_data());
+
+    let c = model.config();
+    let again = med_crossvit::run::resolve_model(
+        &ModelSpec::File(imported.join("config.json")),
+        c.wsi_dim,
+        c.rna_num_genes,
+        c.num_classes,
+        c.wsi_num_tiles,
+    )
+    .unwrap();
+    assert!(again.wsi_pos_embedding);
+
+    let data = support::folders::cohort(dir.path());
+    let run = dir.path().join("run");
+    let mut request = support::folders::tiny_request(dir.path(), data, 2, run.clone());
+    request.stop_after = Some(1);
+    assert!(
+        !train::train(&request, &device, &mut quiet())
+            .unwrap()
+            .finished
+    );
+    let path = run.join("config.json");
+    let mut saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(
+        saved["model"]["wsi_pos_embedding"], true,
+        "tiny_model states it"
+    );
+    saved["model"]
+        .as_object_mut()
+        .unwrap()
+        .remove("wsi_pos_embedding");
+    std::fs::write(&path, serde_json::to_string_pretty(&saved).unwrap()).unwrap();
+    assert!(
+        train::resume(&run, None, &device, &mut quiet())
+            .unwrap()
+            .finished
+    );
+    let resumed = ModelBundle::load(&run, &device).unwrap();
+    assert!(resumed.model.config().wsi_pos_embedding);
+    assert!(resumed.model.wsi_embedder.pos_embedding.is_some());
 }
