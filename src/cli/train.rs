@@ -58,10 +58,12 @@ pub struct TrainArgs {
     /// over an existing run).
     #[arg(long)]
     force: bool,
-    /// Model hyperparameters: a named preset (seed, small).
+    /// Model hyperparameters: a named preset (seed, small). New runs are position-free
+    /// (`wsi_pos_embedding: false`: a bag is an unordered sample of tiles).
     #[arg(long, default_value = "small", conflicts_with = "config")]
     preset: String,
-    /// Model hyperparameters from a JSON file (widths the data decides may be omitted).
+    /// Model hyperparameters from a JSON file (widths the data decides may be omitted; the run
+    /// is position-free unless the file states `wsi_pos_embedding`).
     #[arg(long)]
     config: Option<PathBuf>,
     /// The task.

@@ -7,7 +7,7 @@
 //! object of numbers: `attention score`, `attention rank`); `score`, `rank` and `tile` are
 //! also plain properties for other GeoJSON readers.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::placement::Placement;
 use super::render::colour_at;
@@ -25,36 +25,39 @@ pub struct TileFeature {
     pub colour: f64,
 }
 
-/// The collection of `tiles` (same order as `placement.corners`).
-pub fn collection(placement: &Placement, tiles: &[TileFeature]) -> Value {
+/// The collection of `tiles` (same order as `placement.corners`) as GeoJSON text, built one
+/// feature at a time (no tree of the whole collection: a slide has tens of thousands of
+/// tiles).
+pub fn collection(placement: &Placement, tiles: &[TileFeature]) -> String {
     let s = placement.side;
-    let features: Vec<Value> = placement
-        .corners
-        .iter()
-        .zip(tiles)
-        .map(|(&[x, y], t)| {
-            json!({
-                "type": "Feature",
-                "geometry": {
-                    "type": "Polygon",
-                    "coordinates": [[[x, y], [x + s, y], [x + s, y + s], [x, y + s], [x, y]]],
+    let mut text = String::from(r#"{"type":"FeatureCollection","features":["#);
+    for (i, (&[x, y], t)) in placement.corners.iter().zip(tiles).enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        let feature = json!({
+            "type": "Feature",
+            "geometry": {
+                "type": "Polygon",
+                "coordinates": [[[x, y], [x + s, y], [x + s, y + s], [x, y + s], [x, y]]],
+            },
+            "properties": {
+                "objectType": "detection",
+                "name": format!("tile {}", t.tile),
+                "color": colour_at(t.colour),
+                "tile": t.tile,
+                "score": t.score,
+                "rank": t.rank,
+                "measurements": {
+                    "attention score": t.score,
+                    "attention rank": t.rank,
                 },
-                "properties": {
-                    "objectType": "detection",
-                    "name": format!("tile {}", t.tile),
-                    "color": colour_at(t.colour),
-                    "tile": t.tile,
-                    "score": t.score,
-                    "rank": t.rank,
-                    "measurements": {
-                        "attention score": t.score,
-                        "attention rank": t.rank,
-                    },
-                },
-            })
-        })
-        .collect();
-    json!({ "type": "FeatureCollection", "features": features })
+            },
+        });
+        text.push_str(&feature.to_string());
+    }
+    text.push_str("]}");
+    text
 }
 
 #[cfg(test)]
@@ -64,19 +67,29 @@ mod tests {
     #[test]
     fn each_tile_is_its_closed_square_with_score_and_rank() {
         let placement = Placement {
-            corners: vec![[100.0, 200.0]],
+            corners: vec![[100.0, 200.0], [0.0, 0.0]],
             side: 50.0,
             how: String::new(),
         };
-        let tiles = [TileFeature {
-            tile: 7,
-            score: 0.25,
-            rank: 1,
-            colour: 1.0,
-        }];
-        let v = collection(&placement, &tiles);
+        let tiles = [
+            TileFeature {
+                tile: 7,
+                score: 0.25,
+                rank: 1,
+                colour: 1.0,
+            },
+            TileFeature {
+                tile: 2,
+                score: 0.125,
+                rank: 2,
+                colour: 0.0,
+            },
+        ];
+        let v: serde_json::Value = serde_json::from_str(&collection(&placement, &tiles)).unwrap();
         let f = &v["features"][0];
         assert_eq!(v["type"], "FeatureCollection");
+        assert_eq!(v["features"].as_array().unwrap().len(), 2);
+        assert_eq!(v["features"][1]["properties"]["name"], "tile 2");
         assert_eq!(
             f["geometry"]["coordinates"],
             json!([[

@@ -221,7 +221,7 @@ fn draw(plan: &Plan, out: &Path, options: &HeatmapOptions) -> Result<SlideHeatma
         })
         .collect();
     let geojson = out.join(format!("{}.geojson", plan.stem));
-    let text = collection(&plan.placement, &features).to_string();
+    let text = collection(&plan.placement, &features);
     crate::util::atomic::write(&geojson, text.as_bytes()).map_err(RunFileError::io(&geojson))?;
     let top_tiles = if options.top_k > 0 {
         Some(top_tiles(plan, &slide, &ranks, out, options.top_k)?)

@@ -178,20 +178,16 @@ fn span(start: f64, side: f64, scale: f64, len: usize) -> std::ops::Range<usize>
 }
 
 /// The score layer at thumbnail scale: per pixel the mean normalized score of the tiles over
-/// it (`None` where no tile is), blurred by `sigma` pixels within the covered pixels.
-pub fn score_layer(
-    thumb: &Thumbnail,
-    placement: &Placement,
-    t: &[f64],
-    sigma: f64,
-) -> Vec<Option<f64>> {
+/// it (`NaN` where no tile is), blurred by `sigma` pixels within the covered pixels. `f32`:
+/// the layer is as large as the thumbnail, and colours need no more precision.
+pub fn score_layer(thumb: &Thumbnail, placement: &Placement, t: &[f64], sigma: f64) -> Vec<f32> {
     let (w, h) = (thumb.image.width(), thumb.image.height());
-    let mut sum = vec![0.0f64; w * h];
-    let mut count = vec![0.0f64; w * h];
+    let mut sum = vec![0.0f32; w * h];
+    let mut count = vec![0.0f32; w * h];
     for (corner, &v) in placement.corners.iter().zip(t) {
         for y in span(corner[1], placement.side, thumb.scale.1, h) {
             for x in span(corner[0], placement.side, thumb.scale.0, w) {
-                sum[y * w + x] += v;
+                sum[y * w + x] += v as f32;
                 count[y * w + x] += 1.0;
             }
         }
@@ -201,18 +197,23 @@ pub fn score_layer(
         blur(&mut sum, w, h, sigma);
         blur(&mut count, w, h, sigma);
     }
-    (0..w * h)
-        .map(|i| (covered[i] && count[i] > 0.0).then(|| sum[i] / count[i]))
-        .collect()
+    for i in 0..w * h {
+        sum[i] = if covered[i] && count[i] > 0.0 {
+            sum[i] / count[i]
+        } else {
+            f32::NAN
+        };
+    }
+    sum
 }
 
 /// Separable Gaussian blur of a `w × h` layer, in place (edges clamp to zero weight).
-fn blur(layer: &mut [f64], w: usize, h: usize, sigma: f64) {
+fn blur(layer: &mut [f32], w: usize, h: usize, sigma: f64) {
     let radius = (3.0 * sigma).ceil() as isize;
-    let kernel: Vec<f64> = (-radius..=radius)
-        .map(|d| (-((d * d) as f64) / (2.0 * sigma * sigma)).exp())
+    let kernel: Vec<f32> = (-radius..=radius)
+        .map(|d| (-((d * d) as f64) / (2.0 * sigma * sigma)).exp() as f32)
         .collect();
-    let pass = |src: &[f64], stride: usize, len: usize, lines: usize, step: usize| {
+    let pass = |src: &[f32], stride: usize, len: usize, lines: usize, step: usize| {
         let mut out = vec![0.0; src.len()];
         for line in 0..lines {
             for i in 0..len {
@@ -234,13 +235,13 @@ fn blur(layer: &mut [f64], w: usize, h: usize, sigma: f64) {
 }
 
 /// The thumbnail with the score layer blended over it: `(1 − alpha) · slide + alpha · colour`
-/// where tiles are, the slide unchanged elsewhere.
-pub fn blend(thumb: &RgbImage, layer: &[Option<f64>], alpha: f64) -> RgbImage {
+/// where tiles are, the slide unchanged elsewhere (`NaN`).
+pub fn blend(thumb: &RgbImage, layer: &[f32], alpha: f64) -> RgbImage {
     let mut out = thumb.clone();
     let alpha = alpha.clamp(0.0, 1.0);
-    for (px, t) in out.pixels_mut().chunks_exact_mut(3).zip(layer) {
-        if let Some(t) = t {
-            let c = colour_at(*t);
+    for (px, &t) in out.pixels_mut().chunks_exact_mut(3).zip(layer) {
+        if !t.is_nan() {
+            let c = colour_at(f64::from(t));
             for k in 0..3 {
                 px[k] = (f64::from(px[k]) * (1.0 - alpha) + f64::from(c[k]) * alpha).round() as u8;
             }
@@ -360,20 +361,20 @@ mod tests {
             how: String::new(),
         };
         let layer = score_layer(&thumb(10, 6, 0.1), &placement, &[0.0, 1.0], 0.0);
-        assert_eq!(layer[0], Some(0.0));
-        assert_eq!(layer[3 * 10 + 3], Some(0.0));
-        assert_eq!(layer[3 * 10 + 4], Some(1.0));
-        assert_eq!(layer[7], Some(1.0));
-        assert_eq!(layer[8], None);
-        assert_eq!(layer[4 * 10], None);
+        assert_eq!(layer[0], 0.0);
+        assert_eq!(layer[3 * 10 + 3], 0.0);
+        assert_eq!(layer[3 * 10 + 4], 1.0);
+        assert_eq!(layer[7], 1.0);
+        assert!(layer[8].is_nan());
+        assert!(layer[4 * 10].is_nan());
         let image = blend(&thumb(10, 6, 0.1).image, &layer, 1.0);
         assert_eq!(image.get(5, 1), [253, 231, 37]);
         assert_eq!(image.get(9, 5), [200, 200, 200]);
         // A blur mixes neighbours but leaves uncovered pixels alone.
         let blurred = score_layer(&thumb(10, 6, 0.1), &placement, &[0.0, 1.0], 1.0);
-        let edge = blurred[3].unwrap();
+        let edge = blurred[3];
         assert!(edge > 0.0 && edge < 0.5, "{edge}");
-        assert_eq!(blurred[8], None);
+        assert!(blurred[8].is_nan());
     }
 
     #[test]
@@ -384,8 +385,8 @@ mod tests {
             how: String::new(),
         };
         let layer = score_layer(&thumb(4, 4, 0.1), &placement, &[1.0], 0.0);
-        assert_eq!(layer.iter().filter(|v| v.is_some()).count(), 1);
-        assert_eq!(layer[4 + 1], Some(1.0));
+        assert_eq!(layer.iter().filter(|v| !v.is_nan()).count(), 1);
+        assert_eq!(layer[4 + 1], 1.0);
     }
 
     #[test]
