@@ -136,7 +136,7 @@ def write_features(path, tissue, count, seed):
         axis=1,
     )
     feats = np.concatenate([smooth, smooth * 0.5], axis=1)
-    feats = (feats + 0.2 * rng.standard_normal(feats.shape)).astype(np.float32)
+    feats = (feats + 0.05 * rng.standard_normal(feats.shape)).astype(np.float32)
     with h5py.File(path, "w") as f:
         f.create_dataset("features", data=feats)
         ds = f.create_dataset("coords", data=coords)
