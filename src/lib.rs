@@ -21,11 +21,12 @@
 //! | layer | module | what it holds |
 //! |---|---|---|
 //! | top | [`error`] | every error type of the crate, re-exported in one place |
-//! | tools | [`bench`](mod@bench), [`cohort`], [`report`], [`interop`], [`inference`] | timing; cohort tables from GDC downloads; `report.html`; importing the Python original's checkpoints; attention export and heatmaps |
+//! | tools | [`bench`](mod@bench), [`cohort`], [`report`], [`interop`], [`inference`] | timing; cohort tables from GDC downloads; `report.html`; importing the Python original's checkpoints; attention export and heatmaps (over the slide images too) |
 //! | training | [`train`] | the training loop, cross-validation, resume, multi-device and MPI reducers |
 //! | evaluation | [`eval`] | predictions, losses, metrics, survival, plots, applying a saved run |
 //! | run folders | [`run`] | `config.json`, [`TrainSettings`](run::TrainSettings), model bundles, the run lock, the output rule; [`Error`] |
-//! | data | [`data`] | cohort CSVs, tile files (HDF5, `.pt`), bags, patients, splits, normalization |
+//! | slides | [`slide`] | whole-slide images: finding, opening (OpenSlide), thumbnails, regions |
+//! | data | [`data`] | cohort CSVs, tile files (HDF5, `.pt`) and their tile geometry, bags, patients, splits, normalization |
 //! | model | [`model`] | the network as Burn modules, its config, saving and loading, cost |
 //! | base | [`progress`], [`runtime`] | progress observers; the allocator setting of the binary |
 //!
@@ -40,6 +41,8 @@
 //! - `flex` (default): Burn's CPU backend, with this crate's fused kernels.
 //! - `ndarray`, `wgpu` (Vulkan, Metal, DX12), `cuda`: other backends.
 //! - `mpi`: training across processes and nodes (needs an MPI library).
+//! - `openslide`: reading whole-slide images ([`slide`], heatmaps over the slides; needs
+//!   libopenslide).
 //! - `cli`: the `med-crossvit` command-line tool (clap, indicatif); off for a library user, so
 //!   `cargo add med-crossvit` builds the library alone. `cargo install med-crossvit
 //!   --features cli` installs the tool.

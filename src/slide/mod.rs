@@ -7,7 +7,7 @@
 //! everything here compiles, and [`Slide::open`] says how to get a build that reads slides.
 //!
 //! Memory stays bounded by what is asked for, not by the slide: a thumbnail is read from the
-//! smallest level at least as fine as it, in strips of rows shrunk as they come ([`Shrink`]),
+//! smallest level at least as fine as it, in strips of rows shrunk as they come (a box filter),
 //! and a region is read alone.
 
 mod image;

@@ -72,12 +72,7 @@ fn identical_tiles_score_evenly_whatever_the_bags() {
 
     // Bags of 5: 13 tiles → 5, 5, 3; 7 → 5, 2; 3 → one bag of 3. With batches of 3 bags,
     // these bags are padded next to bags of other sizes and other slides.
-    let slides: Vec<String> = std::fs::read_to_string(&data.csv)
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').next().unwrap().to_string())
-        .collect();
+    let slides = support::slide_ids(&data.csv);
     let sizes = [(0, 13), (2, 7), (5, 3)];
     for (i, n) in sizes {
         identical_tiles(&data.features_dir, &slides[i], n);

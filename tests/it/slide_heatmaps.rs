@@ -89,12 +89,7 @@ fn cohort_for(dir: &Path, files: &[&str], survival: bool) -> (DataSource, PathBu
     .unwrap();
     request.model = med_crossvit::run::ModelSpec::File(model);
     med_crossvit::train::train(&request, &burn::tensor::Device::flex(), &mut |_| {}).unwrap();
-    let slides: Vec<String> = std::fs::read_to_string(&data.csv)
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').next().unwrap().to_string())
-        .collect();
+    let slides = support::slide_ids(&data.csv);
     // Only the named slides stay in the cohort, each with its fixture file.
     let text = std::fs::read_to_string(&data.csv).unwrap();
     let kept: Vec<&str> = text.lines().take(files.len() + 1).collect();
@@ -147,6 +142,18 @@ fn without_the_openslide_feature_slides_are_refused_with_the_way_to_read_them() 
     assert!(text.contains("slide.tiff"), "{text}");
     assert!(text.contains("--features cli,openslide"), "{text}");
     assert!(text.contains("libopenslide-dev"), "{text}");
+    // The command says so before it loads anything.
+    #[cfg(feature = "cli")]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let o = support::bin(&[
+            "heatmap", "--model", d, "--csv", d, "--slides", d, "--out", d,
+        ]);
+        let (_, stderr) = support::text(&o);
+        assert!(!o.status.success());
+        assert!(stderr.contains("--features cli,openslide"), "{stderr}");
+    }
 }
 
 #[cfg(feature = "openslide")]

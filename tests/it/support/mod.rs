@@ -106,6 +106,16 @@ pub fn bin(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
+/// The slide ids of a cohort CSV (its first column), in row order.
+pub fn slide_ids(csv: &Path) -> Vec<String> {
+    std::fs::read_to_string(csv)
+        .expect("the cohort CSV reads")
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap_or_default().to_string())
+        .collect()
+}
+
 /// The standard output and error of a run, as text.
 pub fn text(o: &Output) -> (String, String) {
     (
