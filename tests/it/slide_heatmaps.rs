@@ -8,125 +8,11 @@
 
 use crate::support;
 
-use std::path::{Path, PathBuf};
-
-use med_crossvit::run::DataSource;
+use std::path::PathBuf;
 
 /// The fixture folder.
 fn fixtures() -> PathBuf {
     support::manifest_dir().join("tests/fixtures/slide")
-}
-
-/// The slide's level-0 pixel at `(x, y)`, as the fixture script draws it.
-fn pixel(x: usize, y: usize) -> [u8; 3] {
-    [
-        (30 + 18 * (x / 256)) as u8,
-        (30 + 25 * (y / 256)) as u8,
-        ((x + 2 * y) % 256) as u8,
-    ]
-}
-
-/// The pixel of a level with downsample `d` at `(x, y)`: the rounded mean of its block.
-fn level_pixel(d: usize, x: usize, y: usize) -> [u8; 3] {
-    let mut sum = [0usize; 3];
-    for j in 0..d {
-        for i in 0..d {
-            let p = pixel(x * d + i, y * d + j);
-            for c in 0..3 {
-                sum[c] += p[c] as usize;
-            }
-        }
-    }
-    let n = d * d;
-    sum.map(|s| ((2 * s + n) / (2 * n)) as u8)
-}
-
-/// The tile corners of the fixture's files (level-0 pixels): every 512-pixel cell of the
-/// 3072 × 2048 slide but the last two of the bottom row.
-fn grid() -> Vec<[f64; 2]> {
-    let mut cells = Vec::new();
-    for y in (0..2048).step_by(512) {
-        for x in (0..3072).step_by(512) {
-            if !(y == 1536 && x >= 2048) {
-                cells.push([x as f64, y as f64]);
-            }
-        }
-    }
-    cells
-}
-
-/// A synthetic cohort of `files.len()` slides of width-8 features whose tile files are the
-/// named fixture files, and a one-epoch run of a tiny model on it. Returns the cohort, the
-/// run folder and the slide ids.
-fn cohort_with(dir: &Path, files: &[&str]) -> (DataSource, PathBuf, Vec<String>) {
-    cohort_for(dir, files, false)
-}
-
-/// [`cohort_with`] for a classification or a survival model.
-fn cohort_for(dir: &Path, files: &[&str], survival: bool) -> (DataSource, PathBuf, Vec<String>) {
-    let _serial = support::serial();
-    let data = support::synth(&dir.join("cohort"), files.len().max(6), 8, 6, 11, survival);
-    let run = dir.join("run");
-    let settings = med_crossvit::run::TrainSettings {
-        epochs: 1,
-        batch_size: 4,
-        bags: med_crossvit::data::BagSettings {
-            bag_size: 6,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let mut request = support::request(data.clone(), settings, run.clone());
-    if survival {
-        request.settings.task = med_crossvit::run::Task::Survival;
-        request.settings.survival.bins = 2;
-    }
-    let model = dir.join("tiny.json");
-    std::fs::write(
-        &model,
-        serde_json::to_string(&support::tiny_model(2, 6)).unwrap(),
-    )
-    .unwrap();
-    request.model = med_crossvit::run::ModelSpec::File(model);
-    med_crossvit::train::train(&request, &burn::tensor::Device::flex(), &mut |_| {}).unwrap();
-    let slides = support::slide_ids(&data.csv);
-    // Only the named slides stay in the cohort, each with its fixture file.
-    let text = std::fs::read_to_string(&data.csv).unwrap();
-    let kept: Vec<&str> = text.lines().take(files.len() + 1).collect();
-    std::fs::write(&data.csv, kept.join("\n") + "\n").unwrap();
-    for (slide, file) in slides.iter().zip(files) {
-        let to = data
-            .features_dir
-            .join(med_crossvit::data::SYNTH_PROJECT)
-            .join(format!("{slide}.h5"));
-        std::fs::copy(fixtures().join(file), to).unwrap();
-    }
-    (data, run, slides[..files.len()].to_vec())
-}
-
-/// A folder holding the fixture slide under each slide id.
-fn slides_folder(dir: &Path, slides: &[String]) -> PathBuf {
-    let folder = dir.join("slides");
-    std::fs::create_dir_all(&folder).unwrap();
-    for s in slides {
-        std::fs::copy(
-            fixtures().join("slide.tiff"),
-            folder.join(format!("{s}.tiff")),
-        )
-        .unwrap();
-    }
-    folder
-}
-
-/// A PNG's size and RGB pixels.
-fn read_png(path: &Path) -> (usize, usize, Vec<u8>) {
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
-    let mut reader = decoder.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf).unwrap();
-    assert_eq!(info.color_type, png::ColorType::Rgb, "{}", path.display());
-    buf.truncate(info.buffer_size());
-    (info.width as usize, info.height as usize, buf)
 }
 
 #[cfg(not(feature = "openslide"))]
@@ -159,6 +45,127 @@ fn without_the_openslide_feature_slides_are_refused_with_the_way_to_read_them() 
 #[cfg(feature = "openslide")]
 mod with_openslide {
     use super::*;
+
+    use std::path::Path;
+
+    use med_crossvit::run::DataSource;
+
+    /// The slide's level-0 pixel at `(x, y)`, as the fixture script draws it.
+    fn pixel(x: usize, y: usize) -> [u8; 3] {
+        [
+            (30 + 18 * (x / 256)) as u8,
+            (30 + 25 * (y / 256)) as u8,
+            ((x + 2 * y) % 256) as u8,
+        ]
+    }
+
+    /// The pixel of a level with downsample `d` at `(x, y)`: the rounded mean of its block.
+    fn level_pixel(d: usize, x: usize, y: usize) -> [u8; 3] {
+        let mut sum = [0usize; 3];
+        for j in 0..d {
+            for i in 0..d {
+                let p = pixel(x * d + i, y * d + j);
+                for c in 0..3 {
+                    sum[c] += p[c] as usize;
+                }
+            }
+        }
+        let n = d * d;
+        sum.map(|s| ((2 * s + n) / (2 * n)) as u8)
+    }
+
+    /// The tile corners of the fixture's files (level-0 pixels): every 512-pixel cell of the
+    /// 3072 × 2048 slide but the last two of the bottom row.
+    fn grid() -> Vec<[f64; 2]> {
+        let mut cells = Vec::new();
+        for y in (0..2048).step_by(512) {
+            for x in (0..3072).step_by(512) {
+                if !(y == 1536 && x >= 2048) {
+                    cells.push([x as f64, y as f64]);
+                }
+            }
+        }
+        cells
+    }
+
+    /// A synthetic cohort of `files.len()` slides of width-8 features whose tile files are the
+    /// named fixture files, and a one-epoch run of a tiny model on it. Returns the cohort, the
+    /// run folder and the slide ids.
+    fn cohort_with(dir: &Path, files: &[&str]) -> (DataSource, PathBuf, Vec<String>) {
+        cohort_for(dir, files, false)
+    }
+
+    /// [`cohort_with`] for a classification or a survival model.
+    fn cohort_for(
+        dir: &Path,
+        files: &[&str],
+        survival: bool,
+    ) -> (DataSource, PathBuf, Vec<String>) {
+        let _serial = support::serial();
+        let data = support::synth(&dir.join("cohort"), files.len().max(6), 8, 6, 11, survival);
+        let run = dir.join("run");
+        let settings = med_crossvit::run::TrainSettings {
+            epochs: 1,
+            batch_size: 4,
+            bags: med_crossvit::data::BagSettings {
+                bag_size: 6,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut request = support::request(data.clone(), settings, run.clone());
+        if survival {
+            request.settings.task = med_crossvit::run::Task::Survival;
+            request.settings.survival.bins = 2;
+        }
+        let model = dir.join("tiny.json");
+        std::fs::write(
+            &model,
+            serde_json::to_string(&support::tiny_model(2, 6)).unwrap(),
+        )
+        .unwrap();
+        request.model = med_crossvit::run::ModelSpec::File(model);
+        med_crossvit::train::train(&request, &burn::tensor::Device::flex(), &mut |_| {}).unwrap();
+        let slides = support::slide_ids(&data.csv);
+        // Only the named slides stay in the cohort, each with its fixture file.
+        let text = std::fs::read_to_string(&data.csv).unwrap();
+        let kept: Vec<&str> = text.lines().take(files.len() + 1).collect();
+        std::fs::write(&data.csv, kept.join("\n") + "\n").unwrap();
+        for (slide, file) in slides.iter().zip(files) {
+            let to = data
+                .features_dir
+                .join(med_crossvit::data::SYNTH_PROJECT)
+                .join(format!("{slide}.h5"));
+            std::fs::copy(fixtures().join(file), to).unwrap();
+        }
+        (data, run, slides[..files.len()].to_vec())
+    }
+
+    /// A folder holding the fixture slide under each slide id.
+    fn slides_folder(dir: &Path, slides: &[String]) -> PathBuf {
+        let folder = dir.join("slides");
+        std::fs::create_dir_all(&folder).unwrap();
+        for s in slides {
+            std::fs::copy(
+                fixtures().join("slide.tiff"),
+                folder.join(format!("{s}.tiff")),
+            )
+            .unwrap();
+        }
+        folder
+    }
+
+    /// A PNG's size and RGB pixels.
+    fn read_png(path: &Path) -> (usize, usize, Vec<u8>) {
+        let decoder =
+            png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        assert_eq!(info.color_type, png::ColorType::Rgb, "{}", path.display());
+        buf.truncate(info.buffer_size());
+        (info.width as usize, info.height as usize, buf)
+    }
 
     use med_crossvit::data::{TileGeometry, read_tile_geometry};
     use med_crossvit::eval::EvaluateRequest;
@@ -489,14 +496,16 @@ mod with_openslide {
         let out = dir.path().join("maps");
         let drawn = draw(&data, &run, &out, &options(&folder, 1)).unwrap();
         assert!(
-            drawn[0]
-                .caption
-                .starts_with(&format!("{}: predicted risk -", slides[0])),
+            drawn[0].caption.starts_with("predicted risk -"),
             "{}",
             drawn[0].caption
         );
         let manifest = std::fs::read_to_string(out.join("heatmaps.csv")).unwrap();
-        assert!(manifest.contains("predicted risk"), "{manifest}");
+        let row = format!(
+            "{0},{0}.png,{0}.geojson,topk/{0}.csv,predicted risk -",
+            slides[0]
+        );
+        assert!(manifest.contains(&row), "{manifest}");
         check_top_tiles(&out, &slides[0], 1);
     }
 

@@ -148,7 +148,7 @@ fn plan(
     };
     let placement = place(&coords, &geometry, &scale, options.overrides).map_err(tiles_error)?;
     Ok(Plan {
-        caption: caption(bundle, evaluation, index, &slide),
+        caption: caption(bundle, evaluation, index),
         stem: sanitize(slide_stem(&slide)),
         slide,
         image,
@@ -159,19 +159,19 @@ fn plan(
 }
 
 /// The prediction in words: the class and its probability, or the risk.
-fn caption(bundle: &ModelBundle, evaluation: &Evaluation, index: usize, slide: &str) -> String {
+fn caption(bundle: &ModelBundle, evaluation: &Evaluation, index: usize) -> String {
     let Some(p) = evaluation
         .predictions
         .slides
         .iter()
         .find(|p| p.slide == index)
     else {
-        return slide.to_string();
+        return "no prediction".to_string();
     };
     match bundle.task() {
         Task::Survival => match p.risk {
-            Some(risk) => format!("{slide}: predicted risk {risk:.3} (higher: shorter survival)"),
-            None => slide.to_string(),
+            Some(risk) => format!("predicted risk {risk:.3} (higher: shorter survival)"),
+            None => "no prediction".to_string(),
         },
         Task::Classification => {
             let best = (0..p.probs.len())
@@ -184,7 +184,7 @@ fn caption(bundle: &ModelBundle, evaluation: &Evaluation, index: usize, slide: &
                 .cloned()
                 .unwrap_or_else(|| best.to_string());
             let prob = p.probs.get(best).copied().unwrap_or(f64::NAN);
-            format!("{slide}: predicted class {name} (p = {prob:.3})")
+            format!("predicted class {name} (p = {prob:.3})")
         }
     }
 }
@@ -198,7 +198,8 @@ fn draw(plan: &Plan, out: &Path, options: &HeatmapOptions) -> Result<SlideHeatma
     let layer = score_layer(&thumb, &plan.placement, &t, options.style.blur);
     let overlay = blend(&thumb.image, &layer, options.style.alpha);
     let caption = format!(
-        "{}; {} tiles of {:.0} px, {} scale",
+        "{}: {}; {} tiles of {:.0} px, {} scale",
+        plan.slide,
         plan.caption,
         plan.rows.len(),
         plan.placement.side,
