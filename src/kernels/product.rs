@@ -4,6 +4,10 @@
 
 use burn::backend::flex::FlexTensor;
 
+#[cfg(feature = "openblas")]
+#[path = "blas.rs"]
+pub(super) mod blas;
+
 /// Products of fewer multiply-adds than this run on one thread (as the backend decides).
 const PARALLEL_PRODUCT: usize = 192 * 192 * 192;
 
@@ -89,6 +93,12 @@ pub(super) unsafe fn product(
                 unsafe { std::ptr::write_bytes(dst.add(r * dst_rows), 0, n) };
             }
         }
+        return;
+    }
+    // Through OpenBLAS where it takes the views (feature `openblas`): see `blas`.
+    // SAFETY: the caller's contract, which `blas::product` shares.
+    #[cfg(feature = "openblas")]
+    if unsafe { blas::product(m, n, k, dst, dst_rows, accumulate, a, b, beta, parallel) } {
         return;
     }
     let parallelism = if parallel && m.saturating_mul(n).saturating_mul(k) >= PARALLEL_PRODUCT {
