@@ -43,7 +43,8 @@ const SHAPES: [(usize, usize, usize); 13] = [
 
 /// One (bag, head) pair of the attention core, seed model, batch 16: scores `q · kᵀ` and the
 /// weighted sum `p · v` for 51 tile tokens and 101 gene tokens, head width 64.
-const PAIR_SHAPES: [(usize, usize, usize); 4] = [(51, 64, 51), (51, 51, 64), (101, 64, 101), (101, 101, 64)];
+const PAIR_SHAPES: [(usize, usize, usize); 4] =
+    [(51, 64, 51), (51, 51, 64), (101, 64, 101), (101, 101, 64)];
 
 /// Products of fewer multiply-adds run on one thread in `src/kernels/product.rs`.
 const PARALLEL_PRODUCT: usize = 192 * 192 * 192;
@@ -80,7 +81,22 @@ mod openblas {
         let (mi, ni, ki) = (m as c_int, n as c_int, k as c_int);
         // SAFETY: slices of the sizes given.
         unsafe {
-            cblas_sgemm(101, 111, 111, mi, ni, ki, 1.0, a.as_ptr(), ki, b.as_ptr(), ni, 0.0, c.as_mut_ptr(), ni)
+            cblas_sgemm(
+                101,
+                111,
+                111,
+                mi,
+                ni,
+                ki,
+                1.0,
+                a.as_ptr(),
+                ki,
+                b.as_ptr(),
+                ni,
+                0.0,
+                c.as_mut_ptr(),
+                ni,
+            )
         };
     }
 
@@ -97,16 +113,24 @@ mod openblas {
     }
 
     /// `c ← a · b`, row-major.
-    pub fn product(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32], threads: Threads) {
+    pub fn product(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[f32],
+        b: &[f32],
+        c: &mut [f32],
+        threads: Threads,
+    ) {
         use rayon::prelude::*;
         let pool = rayon::current_num_threads();
         match threads {
             Threads::One => single(m, n, k, a, b, c),
             Threads::Split => {
                 let step = m.div_ceil(pool).next_multiple_of(16);
-                c.par_chunks_mut(step * n).zip(a.par_chunks(step * k)).for_each(|(c, a)| {
-                    single(c.len() / n, n, k, a, b, c)
-                });
+                c.par_chunks_mut(step * n)
+                    .zip(a.par_chunks(step * k))
+                    .for_each(|(c, a)| single(c.len() / n, n, k, a, b, c));
             }
             Threads::Pool => {
                 // SAFETY: plain settings, around a call made from this thread only.
@@ -129,7 +153,10 @@ mod openblas {
         // SAFETY: a static string and a plain query.
         unsafe {
             let core = CStr::from_ptr(openblas_get_corename()).to_string_lossy();
-            format!("OpenBLAS core {core}, {} threads", openblas_get_num_threads())
+            format!(
+                "OpenBLAS core {core}, {} threads",
+                openblas_get_num_threads()
+            )
         }
     }
 }
@@ -144,8 +171,25 @@ fn gemm_product(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32
     // SAFETY: slices of the sizes given; `c` overlaps neither operand.
     unsafe {
         gemm::gemm(
-            m, n, k, c.as_mut_ptr(), 1, n as isize, false, a.as_ptr(), 1, k as isize,
-            b.as_ptr(), 1, n as isize, 1.0, 1.0, false, false, false, parallelism,
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            1,
+            n as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
         )
     };
 }
@@ -153,7 +197,10 @@ fn gemm_product(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32
 /// Seconds of CPU time this process has used (all its threads), where the C library tells.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn cpu_seconds() -> f64 {
-    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `t` is a valid timespec to write.
     unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
     t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
@@ -197,7 +244,9 @@ fn values(len: usize, seed: u64) -> Vec<f32> {
     let mut s = seed;
     (0..len)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (s >> 40) as f32 / (1u64 << 24) as f32
         })
         .collect()
@@ -217,13 +266,21 @@ fn row(round: usize, (m, k, n): (usize, usize, usize), linear: bool, device: &De
         });
         line += &format!("  flex {r:6.1}");
     }
-    let mut gemm = || rate(m, k, n, iters, || gemm_product(m, n, k, &a, &b, &mut c, linear));
+    let mut gemm = || {
+        rate(m, k, n, iters, || {
+            gemm_product(m, n, k, &a, &b, &mut c, linear)
+        })
+    };
     #[cfg(feature = "openblas")]
     {
         use openblas::Threads;
         // The paths take turns going first, round by round.
         let mut c2 = vec![0.0f32; m * n];
-        let mut blas = |t| rate(m, k, n, iters, || openblas::product(m, n, k, &a, &b, &mut c2, t));
+        let mut blas = |t| {
+            rate(m, k, n, iters, || {
+                openblas::product(m, n, k, &a, &b, &mut c2, t)
+            })
+        };
         if linear {
             let (g, split, pool) = if round % 2 == 1 {
                 let g = gemm();
@@ -254,7 +311,10 @@ fn row(round: usize, (m, k, n): (usize, usize, usize), linear: bool, device: &De
 }
 
 fn main() {
-    let rounds = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(2);
+    let rounds = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
     let device = Device::flex();
     println!(
         "rayon threads: {}; clock: {}",

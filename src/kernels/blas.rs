@@ -72,10 +72,18 @@ pub(crate) fn describe() -> String {
 fn operand(v: View, rows: usize, cols: usize) -> Option<(c_int, c_int)> {
     // A single row or column has one meaningful stride: the other is free to be anything.
     let (trans, ld, min_ld) = if v.col_stride == 1 || cols == 1 {
-        let ld = if rows == 1 { cols as isize } else { v.row_stride };
+        let ld = if rows == 1 {
+            cols as isize
+        } else {
+            v.row_stride
+        };
         (NO_TRANS, ld, cols)
     } else if v.row_stride == 1 || rows == 1 {
-        let ld = if cols == 1 { rows as isize } else { v.col_stride };
+        let ld = if cols == 1 {
+            rows as isize
+        } else {
+            v.col_stride
+        };
         (TRANS, ld, rows)
     } else {
         return None;
@@ -112,16 +120,36 @@ impl Call {
     /// # Safety
     /// The ranges lie within the product; the views and `dst` as for [`product`].
     unsafe fn block(&self, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>, k: usize) {
-        let a = self.a.ptr.wrapping_offset(rows.start as isize * self.a.row_stride);
-        let b = self.b.ptr.wrapping_offset(cols.start as isize * self.b.col_stride);
-        let dst = self.dst.wrapping_add(rows.start * self.ldc as usize + cols.start);
+        let a = self
+            .a
+            .ptr
+            .wrapping_offset(rows.start as isize * self.a.row_stride);
+        let b = self
+            .b
+            .ptr
+            .wrapping_offset(cols.start as isize * self.b.col_stride);
+        let dst = self
+            .dst
+            .wrapping_add(rows.start * self.ldc as usize + cols.start);
         // Sizes fit a C int: `product` checked the whole product's.
         let (m, n) = (rows.len() as c_int, cols.len() as c_int);
         // SAFETY: the caller's contract; the leading dimensions were checked by `operand`.
         unsafe {
             cblas_sgemm(
-                ROW_MAJOR, self.trans_a, self.trans_b, m, n, k as c_int, self.alpha, a, self.lda,
-                b, self.ldb, self.keep, dst, self.ldc,
+                ROW_MAJOR,
+                self.trans_a,
+                self.trans_b,
+                m,
+                n,
+                k as c_int,
+                self.alpha,
+                a,
+                self.lda,
+                b,
+                self.ldb,
+                self.keep,
+                dst,
+                self.ldc,
             );
         }
     }
@@ -160,7 +188,18 @@ pub(super) unsafe fn product(
     // BLAS's beta 0 writes the destination without reading it, as `accumulate == false` asks.
     let keep = if accumulate { 1.0 } else { 0.0 };
     let (ldc, alpha) = (ldc as c_int, beta);
-    let call = Call { a, trans_a, lda, b, trans_b, ldb, dst, ldc, alpha, keep };
+    let call = Call {
+        a,
+        trans_a,
+        lda,
+        b,
+        trans_b,
+        ldb,
+        dst,
+        ldc,
+        alpha,
+        keep,
+    };
     let threads = rayon::current_num_threads();
     if !parallel || threads == 1 || m.saturating_mul(n).saturating_mul(k) < PARALLEL_PRODUCT {
         // SAFETY: the whole product (the caller's contract).
@@ -202,7 +241,9 @@ mod tests {
         let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
         (0..len)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
             })
             .collect()
@@ -218,7 +259,11 @@ mod tests {
 
     impl Operand {
         fn new(rows: usize, cols: usize, transposed: bool, pad: usize, values: Vec<f32>) -> Self {
-            let (lines, len) = if transposed { (cols, rows) } else { (rows, cols) };
+            let (lines, len) = if transposed {
+                (cols, rows)
+            } else {
+                (rows, cols)
+            };
             let line = len + pad;
             let mut data = vec![f32::NAN; lines * line];
             for l in 0..lines {
@@ -260,7 +305,18 @@ mod tests {
         let (va, vb) = (a.view(), b.view());
         // SAFETY: both operands and destinations are live buffers of the sizes given.
         let done = unsafe {
-            product(m, n, k, blas.as_mut_ptr(), rows, accumulate, va, vb, beta, parallel)
+            product(
+                m,
+                n,
+                k,
+                blas.as_mut_ptr(),
+                rows,
+                accumulate,
+                va,
+                vb,
+                beta,
+                parallel,
+            )
         };
         assert!(done, "unit-stride views go through OpenBLAS");
         // SAFETY: as above.
@@ -348,7 +404,18 @@ mod tests {
         let mut dst = [0.0f32; 4];
         // SAFETY: every element read is within `data`; `dst` holds the 2 × 2 result.
         let done = unsafe {
-            product(2, 2, 2, dst.as_mut_ptr(), 2, false, both_strided, strided, 1.0, true)
+            product(
+                2,
+                2,
+                2,
+                dst.as_mut_ptr(),
+                2,
+                false,
+                both_strided,
+                strided,
+                1.0,
+                true,
+            )
         };
         assert!(!done);
         assert_eq!(dst, [0.0; 4], "nothing written");

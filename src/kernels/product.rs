@@ -1,4 +1,5 @@
-//! One matrix product on strided views, through the `gemm` kernel under the flex backend;
+//! One matrix product on strided views, through the `gemm` kernel under the flex backend (or
+//! OpenBLAS, with the feature `openblas`: `blas.rs`);
 //! shared by the [linear layer](super::linear) and the [attention core](super::attention),
 //! which read transposes and heads through strides instead of copying them.
 
