@@ -86,7 +86,7 @@ def product_path(binary: str, features: str) -> str:
         core = f"core unknown: {e}"
     forced = os.environ.get("OPENBLAS_CORETYPE")
     return (f"OpenBLAS {lib}, {core} core" + (f" (OPENBLAS_CORETYPE={forced})" if forced else "")
-            + "; the attention core's per-pair products stay on the gemm crate")
+            + "; one OpenBLAS thread per block, the blocks on our rayon pool")
 
 
 def run_json(cmd: list[str], env: dict, label: str, log: list, timeout: float | None = None) -> dict:
