@@ -3,7 +3,7 @@ CARGO ?= cargo
 # The command-line tool is a cargo feature (off for library users); every target here wants it.
 CLI = --features cli
 
-.PHONY: demo run test test-gpu test-mpi test-slides doc bench lint fmt fuzz bench-compare
+.PHONY: demo run test test-gpu test-mpi test-slides test-openblas doc bench lint fmt fuzz bench-compare
 
 ## The main job: a synthetic cohort, then a model trained on it (small preset, CPU, minutes).
 demo:
@@ -39,6 +39,13 @@ test-slides:
 	$(CARGO) test --locked --features cli,openslide --test it slide_heatmaps::
 	$(CARGO) clippy --locked --all-targets --features cli,openslide -- -D warnings
 
+## The products through OpenBLAS (needs libopenblas; Debian: libopenblas-dev): the kernels'
+## tests, where the OpenBLAS path is checked against the gemm path, and the model's behaviour.
+test-openblas:
+	$(CARGO) test --locked --features cli,openblas --lib kernels
+	$(CARGO) test --locked --features cli,openblas --test it model_behaviour::
+	$(CARGO) clippy --locked --lib --bins --examples --features cli,openblas -- -D warnings
+
 ## The API reference, warning-free, in target/doc/med_crossvit/index.html.
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --lib
@@ -52,10 +59,12 @@ bench:
 ## one run: forward pass, training step and checkpointed step, their ratios, the CPU model and
 ## the backend's matmul rate (docs/performance.md). Needs PyTorch in PYTHON:
 ## python3 -m venv .venv-torch && .venv-torch/bin/pip install torch h5py
+## Our products through OpenBLAS: make bench-compare FEATURES=cli,openblas
 ROUNDS ?= 2
 PYTHON ?= .venv-torch/bin/python
+FEATURES ?= cli
 bench-compare:
-	ROUNDS=$(ROUNDS) PYTHON=$(PYTHON) CARGO="$(CARGO)" sh benches/torch/compare.sh
+	ROUNDS=$(ROUNDS) PYTHON=$(PYTHON) CARGO="$(CARGO)" FEATURES=$(FEATURES) sh benches/torch/compare.sh
 
 ## Fuzz every parser of user files (release build), FUZZ_SECONDS per target; findings in
 ## target/fuzz/crashes. Targets: FUZZ_TARGETS="cohort h5 ..." (default all). docs/fuzzing.md

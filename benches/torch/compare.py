@@ -36,6 +36,13 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 
 ROWS = (("forward", "forward"), ("training step", "train_step"),
         ("checkpointed step", "checkpointed_step"))
+# bf16 rows (our --precision bf16 beside our f32; PyTorch's bf16 autocast beside its f32): the
+# table prints a row for each key that the two sides' JSON results carry (`<key>_ms`), and
+# nothing while neither side reports one.
+BF16_ROWS = (("forward, bf16", "forward_bf16"), ("training step, bf16", "train_step_bf16"))
+# The CPU flags that decide our kernels and PyTorch's (printed when present).
+SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx512_fp16",
+              "amx_tile", "amx_bf16", "amx_int8")
 
 
 def cpu_description() -> str:
@@ -50,10 +57,36 @@ def cpu_description() -> str:
     except OSError:
         return "unknown CPU"
     flags = set(info.get("flags", "").split())
-    simd = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    simd = [f for f in SIMD_FLAGS if f in flags]
     return (f"{info.get('model name', 'unknown')} (vendor {info.get('vendor_id', '?')}, "
             f"family {info.get('cpu family', '?')}, model {info.get('model', '?')}; "
             f"{os.cpu_count()} CPUs; {' '.join(simd) or 'no AVX2'})")
+
+
+def product_path(binary: str, features: str) -> str:
+    """Which matrix product our binary runs: the `gemm` crate, or OpenBLAS (feature
+    `openblas`) with the kernel family it picks here, asked of the library the binary links."""
+    if "openblas" not in features.split(","):
+        return "gemm crate (its AVX-512 kernels where avx512f is listed, else AVX2)"
+    lib = None
+    try:
+        ldd = subprocess.run(["ldd", binary], capture_output=True, text=True).stdout
+        lib = next((line.split("=>")[1].split()[0] for line in ldd.splitlines()
+                    if "libopenblas" in line and "=>" in line), None)
+    except (OSError, IndexError):
+        pass
+    if lib is None:
+        return "OpenBLAS (library not found by ldd)"
+    try:
+        import ctypes
+        blas = ctypes.CDLL(lib)
+        blas.openblas_get_corename.restype = ctypes.c_char_p
+        core = blas.openblas_get_corename().decode()
+    except (OSError, AttributeError) as e:
+        core = f"core unknown: {e}"
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    return (f"OpenBLAS {lib}, {core} core" + (f" (OPENBLAS_CORETYPE={forced})" if forced else "")
+            + "; one OpenBLAS thread per block, the blocks on our rayon pool")
 
 
 def run_json(cmd: list[str], env: dict, label: str, log: list, timeout: float | None = None) -> dict:
@@ -105,6 +138,10 @@ def table(rnd: int, rounds: int, r: dict, a) -> str:
         else:
             cc_s = fmt_s(cc)
         rows.append((name, fmt_s(o[k]), fmt_s(e[k]), fmt_ratio(o[k], e[k]), cc_s, fmt_ratio(o[k], cc)))
+    for name, k in BF16_ROWS:
+        ob, eb = ours.get(k + "_ms"), eager.get(k + "_ms")
+        if ob is not None or eb is not None:
+            rows.append((name, fmt_s(ob), fmt_s(eb), fmt_ratio(ob, eb), "", ""))
     rows.append(("peak RSS, training", f"{ours['peak_rss_mb'] / 1024:.2f} GB",
                  f"{eager['peak_rss_mb'] / 1024:.2f} GB", "", "", ""))
     rows.append(("peak RSS, checkpointed", f"{ours_ck['peak_rss_mb'] / 1024:.2f} GB",
@@ -160,6 +197,7 @@ def main() -> int:
     ap.add_argument("--compile-timeout", type=float,
                     default=float(os.environ.get("COMPILE_TIMEOUT", 1800)),
                     help="seconds the torch.compile process may take (COMPILE_TIMEOUT)")
+    ap.add_argument("--features", default="cli", help="the cargo features the binary was built with")
     ap.add_argument("--no-parity", action="store_true", help="skip check_parity.py")
     ap.add_argument("--json-out", default=os.environ.get("BENCH_JSON"),
                     help="also write every raw result here (BENCH_JSON)")
@@ -174,6 +212,7 @@ def main() -> int:
 
     cpu = cpu_description()
     print(f"CPU: {cpu}")
+    print(f"Our matrix product: {product_path(a.bin, a.features)}")
     print(f"PyTorch {torch.__version__} ({py}); {a.threads} threads on both sides; "
           f"preset {a.preset}, batch {a.batch} × 50 tiles × 768, 100 genes; "
           f"{a.iters} timed iterations after one warm-up (median); {a.rounds} round(s)")

@@ -7,10 +7,12 @@
 #   TORCH_COMPILE=0  skip the torch.compile runs     COMPILE_TIMEOUT  their limit, s (1800)
 #   BENCH_JSON=FILE  also write every raw result
 #   CARGO    cargo command (default cargo); the binary goes to $CARGO_TARGET_DIR as usual
+#   FEATURES cargo features of our binary (default cli; cli,openblas: products through OpenBLAS)
 set -eu
 cd "$(dirname "$0")/../.."
 PYTHON=${PYTHON:-.venv-torch/bin/python}
 CARGO=${CARGO:-cargo}
+FEATURES=${FEATURES:-cli}
 
 if ! "$PYTHON" -c 'import torch' >/dev/null 2>&1; then
     echo "bench-compare: '$PYTHON' cannot import torch." >&2
@@ -21,7 +23,7 @@ if ! "$PYTHON" -c 'import torch' >/dev/null 2>&1; then
     exit 2
 fi
 
-$CARGO build --release --locked --features cli
+$CARGO build --release --locked --features "$FEATURES"
 target_dir=$($CARGO metadata --format-version 1 --no-deps --locked |
     "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-exec "$PYTHON" benches/torch/compare.py --bin "$target_dir/release/med-crossvit" "$@"
+exec "$PYTHON" benches/torch/compare.py --bin "$target_dir/release/med-crossvit" --features "$FEATURES" "$@"

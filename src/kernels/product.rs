@@ -1,8 +1,13 @@
-//! One matrix product on strided views, through the `gemm` kernel under the flex backend;
+//! One matrix product on strided views, through the `gemm` kernel under the flex backend (or
+//! OpenBLAS, with the feature `openblas`: `blas.rs`);
 //! shared by the [linear layer](super::linear) and the [attention core](super::attention),
 //! which read transposes and heads through strides instead of copying them.
 
 use burn::backend::flex::FlexTensor;
+
+#[cfg(feature = "openblas")]
+#[path = "blas.rs"]
+pub(super) mod blas;
 
 /// Products of fewer multiply-adds than this run on one thread (as the backend decides).
 const PARALLEL_PRODUCT: usize = 192 * 192 * 192;
@@ -89,6 +94,12 @@ pub(super) unsafe fn product(
                 unsafe { std::ptr::write_bytes(dst.add(r * dst_rows), 0, n) };
             }
         }
+        return;
+    }
+    // Through OpenBLAS where it takes the views (feature `openblas`): see `blas`.
+    // SAFETY: the caller's contract, which `blas::product` shares.
+    #[cfg(feature = "openblas")]
+    if unsafe { blas::product(m, n, k, dst, dst_rows, accumulate, a, b, beta, parallel) } {
         return;
     }
     let parallelism = if parallel && m.saturating_mul(n).saturating_mul(k) >= PARALLEL_PRODUCT {
