@@ -44,7 +44,7 @@ test-slides:
 test-openblas:
 	$(CARGO) test --locked --features cli,openblas --lib kernels
 	$(CARGO) test --locked --features cli,openblas --test it model_behaviour::
-	$(CARGO) clippy --locked --lib --bins --examples --features cli,openblas -- -D warnings
+	$(CARGO) clippy --locked --all-targets --features cli,openblas -- -D warnings
 
 ## The API reference, warning-free, in target/doc/med_crossvit/index.html.
 doc:
