@@ -148,6 +148,9 @@ impl Precision {
         let pool = POOLS[self as usize].get_or_init(|| {
             rayon::ThreadPoolBuilder::new()
                 .thread_name(move |i| format!("med-crossvit-{self}-{i}"))
+                // As a main thread's: the closure runs whole calls (a forward pass, the
+                // f32 product kernel's packing) that the 2 MB default does not hold.
+                .stack_size(8 << 20)
                 .start_handler(move |_| CURRENT.with(|c| c.set(self)))
                 .build()
                 .expect("a thread pool starts")

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use burn::tensor::Device;
 use clap::{Args, ValueEnum};
-use med_crossvit::data::{BagSettings, NormalizeMethod, TileOptions, Unit};
 use med_crossvit::RunError;
+use med_crossvit::data::{BagSettings, NormalizeMethod, TileOptions, Unit};
 use med_crossvit::eval::EvaluateRequest;
 use med_crossvit::run::{
     DataSource, ModelBundle, ModelSpec, RunFileError, Select, Task, TokenizerSpec, TrainSettings,
@@ -535,7 +535,9 @@ pub fn precision(name: &str, device: &str) -> Result<Precision, med_crossvit::Er
         option: "--precision".into(),
         why,
     };
-    let precision: Precision = name.parse().map_err(|e: PrecisionError| bad(e.to_string()))?;
+    let precision: Precision = name
+        .parse()
+        .map_err(|e: PrecisionError| bad(e.to_string()))?;
     let precision = precision.check().map_err(|e| bad(e.to_string()))?;
     if precision.is_bf16() && device != "flex" {
         return Err(bad(format!(

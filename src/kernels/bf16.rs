@@ -304,9 +304,7 @@ mod avx512 {
 
     use rayon::prelude::*;
 
-    use super::{
-        KCP, MR, NR, Operand, Shape, Shared, Task, pack_a_scalar, pack_b_scalar, tasks,
-    };
+    use super::{KCP, MR, NR, Operand, Shape, Shared, Task, pack_a_scalar, pack_b_scalar, tasks};
 
     /// The product on AVX512_BF16 (see [`super::product`]).
     ///
@@ -332,7 +330,10 @@ mod avx512 {
             unsafe { pack_b(b, s.k, s.n, j, out) }
         };
         if parallel {
-            packed_b.par_chunks_mut(kp * 2 * NR).enumerate().for_each(pack);
+            packed_b
+                .par_chunks_mut(kp * 2 * NR)
+                .enumerate()
+                .for_each(pack);
         } else {
             packed_b.chunks_mut(kp * 2 * NR).enumerate().for_each(pack);
         }
@@ -385,7 +386,15 @@ mod avx512 {
                 let kb = p1 - p0;
                 let block = &mut packed_a[..groups * MR * kb];
                 // SAFETY: inside `a` (caller).
-                unsafe { pack_a(self.a, (self.s.m, self.s.k), t.rows.clone(), (p0, p1), block) };
+                unsafe {
+                    pack_a(
+                        self.a,
+                        (self.s.m, self.s.k),
+                        t.rows.clone(),
+                        (p0, p1),
+                        block,
+                    )
+                };
                 let overwrite = p0 == 0 && !self.accumulate;
                 for j in t.panels.clone() {
                     let panel = &self.packed_b[(j * kp + p0) * 2 * NR..];
@@ -432,12 +441,10 @@ mod avx512 {
             for p in 0..kb {
                 // SAFETY: step p of each packed operand (caller).
                 unsafe {
-                    let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(
-                        b.add(p * 2 * NR).cast(),
-                    ));
-                    let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(
-                        b.add(p * 2 * NR + NR).cast(),
-                    ));
+                    let b0: __m512bh =
+                        std::mem::transmute(_mm512_loadu_si512(b.add(p * 2 * NR).cast()));
+                    let b1: __m512bh =
+                        std::mem::transmute(_mm512_loadu_si512(b.add(p * 2 * NR + NR).cast()));
                     let step = a.add(p * MR);
                     for (i, acc) in acc.iter_mut().enumerate() {
                         let ai: __m512bh =
@@ -447,7 +454,10 @@ mod avx512 {
                     }
                 }
             }
-            let masks = [lanes(self.cols.min(16)), lanes(self.cols.saturating_sub(16))];
+            let masks = [
+                lanes(self.cols.min(16)),
+                lanes(self.cols.saturating_sub(16)),
+            ];
             let beta = _mm512_set1_ps(self.beta);
             for (i, acc) in acc.iter().enumerate() {
                 if i >= self.rows {
@@ -575,8 +585,12 @@ mod avx512 {
 /// Seconds of each of `iters` `n × n` products (after one warm-up) through
 /// [`product`](super::product::product) at the calling thread's precision, on the pool.
 pub(crate) fn time_square_product(n: usize, iters: usize) -> Vec<f64> {
-    let a: Vec<f32> = (0..n * n).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
-    let b: Vec<f32> = (0..n * n).map(|i| ((i * 104729) % 997) as f32 / 498.5 - 1.0).collect();
+    let a: Vec<f32> = (0..n * n)
+        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
+    let b: Vec<f32> = (0..n * n)
+        .map(|i| ((i * 104729) % 997) as f32 / 498.5 - 1.0)
+        .collect();
     let mut c = vec![0.0f32; n * n];
     let mut times = Vec::new();
     for i in 0..=iters {
@@ -621,17 +635,34 @@ mod tests {
         /// Values in [-1, 1) from a seed; row-major with `pad` extra elements per row, or
         /// column-major (a transposed view) when `transposed`.
         fn new(rows: usize, cols: usize, seed: u64, pad: usize, transposed: bool) -> Self {
-            let (outer, inner) = if transposed { (cols, rows) } else { (rows, cols) };
-            let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let (outer, inner) = if transposed {
+                (cols, rows)
+            } else {
+                (rows, cols)
+            };
+            let mut state = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let data = (0..outer * (inner + pad))
                 .map(|_| {
-                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
                 })
                 .collect();
-            let (row_stride, col_stride) =
-                if transposed { (1, inner + pad) } else { (inner + pad, 1) };
-            Self { data, rows, cols, row_stride, col_stride }
+            let (row_stride, col_stride) = if transposed {
+                (1, inner + pad)
+            } else {
+                (inner + pad, 1)
+            };
+            Self {
+                data,
+                rows,
+                cols,
+                row_stride,
+                col_stride,
+            }
         }
 
         fn at(&self, r: usize, c: usize) -> f32 {
@@ -639,7 +670,11 @@ mod tests {
         }
 
         fn operand(&self) -> Operand {
-            Operand::new(self.data.as_ptr(), self.row_stride as isize, self.col_stride as isize)
+            Operand::new(
+                self.data.as_ptr(),
+                self.row_stride as isize,
+                self.col_stride as isize,
+            )
         }
     }
 
@@ -665,24 +700,48 @@ mod tests {
     /// apart, starting from `start` when `accumulate`, and checks it against the scalar
     /// reference (f32 summation-order tolerance) and against the f32 product (bf16's
     /// rounding bound).
-    fn check(precision: Precision, a: &Matrix, b: &Matrix, accumulate: bool, beta: f32, parallel: bool) {
+    fn check(
+        precision: Precision,
+        a: &Matrix,
+        b: &Matrix,
+        accumulate: bool,
+        beta: f32,
+        parallel: bool,
+    ) {
         let (m, k, n) = (a.rows, a.cols, b.cols);
         let ld = n + 3;
         let start: Vec<f32> = (0..m * ld).map(|i| (i % 7) as f32 * 0.25 - 0.5).collect();
         let mut dst = start.clone();
         // SAFETY: the buffers hold the matrices; dst is exclusively ours.
         unsafe {
-            product(precision, m, n, k, dst.as_mut_ptr(), ld, accumulate, a.operand(), b.operand(), beta, parallel)
+            product(
+                precision,
+                m,
+                n,
+                k,
+                dst.as_mut_ptr(),
+                ld,
+                accumulate,
+                a.operand(),
+                b.operand(),
+                beta,
+                parallel,
+            )
         };
         let exact = reference(a, b, true);
         let plain = reference(a, b, false);
         for i in 0..m {
             for j in 0..n {
                 let got = f64::from(dst[i * ld + j]);
-                let base = if accumulate { f64::from(start[i * ld + j]) } else { 0.0 };
+                let base = if accumulate {
+                    f64::from(start[i * ld + j])
+                } else {
+                    0.0
+                };
                 let (s, abs) = exact[i * n + j];
                 let beta = f64::from(beta);
-                let tol = (k as f64 + 2.0) * 2f64.powi(-23) * (beta.abs() * abs + base.abs()) + 1e-30;
+                let tol =
+                    (k as f64 + 2.0) * 2f64.powi(-23) * (beta.abs() * abs + base.abs()) + 1e-30;
                 let want = base + beta * s;
                 assert!(
                     (got - want).abs() <= tol,
@@ -698,7 +757,10 @@ mod tests {
                 );
             }
             // Nothing beyond the row's n columns was written.
-            assert_eq!(dst[i * ld + n..(i + 1) * ld], start[i * ld + n..(i + 1) * ld]);
+            assert_eq!(
+                dst[i * ld + n..(i + 1) * ld],
+                start[i * ld + n..(i + 1) * ld]
+            );
         }
     }
 
@@ -716,7 +778,10 @@ mod tests {
         assert_eq!(round_bf16(1.0), 1.0);
         // Halfway between 1 and 1 + 2⁻⁷: to even (1); just above it: up.
         assert_eq!(round_bf16(1.0 + 2f32.powi(-8)), 1.0);
-        assert_eq!(round_bf16(1.0 + 2f32.powi(-8) + 2f32.powi(-20)), 1.0 + 2f32.powi(-7));
+        assert_eq!(
+            round_bf16(1.0 + 2f32.powi(-8) + 2f32.powi(-20)),
+            1.0 + 2f32.powi(-7)
+        );
         // Halfway between 1 + 2⁻⁷ and 1 + 2⁻⁶: to even (1 + 2⁻⁶).
         assert_eq!(round_bf16(1.0 + 3.0 * 2f32.powi(-8)), 1.0 + 2f32.powi(-6));
         assert_eq!(round_bf16(-3.0), -3.0);
@@ -734,9 +799,25 @@ mod tests {
             return;
         }
         let mut values = vec![
-            0.0, -0.0, 1.0, -1.0, 1e-40, -1e-40, 1.2e-38, f32::MIN_POSITIVE, f32::MAX, f32::MIN,
-            f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 1.0 + 2f32.powi(-8), 1.0 + 3.0 * 2f32.powi(-8),
-            3.4e38, 65504.0, 0.1, -0.3,
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            1e-40,
+            -1e-40,
+            1.2e-38,
+            f32::MIN_POSITIVE,
+            f32::MAX,
+            f32::MIN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            1.0 + 2f32.powi(-8),
+            1.0 + 3.0 * 2f32.powi(-8),
+            3.4e38,
+            65504.0,
+            0.1,
+            -0.3,
         ];
         values.extend((0..4000u32).map(|i| f32::from_bits(i.wrapping_mul(2654435761))));
         for chunk in values.chunks(16) {
@@ -765,7 +846,15 @@ mod tests {
 
     #[test]
     fn matches_the_reference_on_awkward_shapes() {
-        let shapes = [(1, 1, 1), (1, 33, 7), (13, 1, 5), (17, 45, 31), (12, 32, 32), (25, 300, 70), (400, 9, 40)];
+        let shapes = [
+            (1, 1, 1),
+            (1, 33, 7),
+            (13, 1, 5),
+            (17, 45, 31),
+            (12, 32, 32),
+            (25, 300, 70),
+            (400, 9, 40),
+        ];
         for precision in precisions() {
             for (s, &(m, k, n)) in shapes.iter().enumerate() {
                 let seed = s as u64;
@@ -806,7 +895,13 @@ mod tests {
 
     #[test]
     fn tasks_cover_the_destination_once() {
-        for (m, n, parallel) in [(1usize, 1usize, true), (816, 512, true), (2048, 2048, true), (50, 700, false), (13, 33, true)] {
+        for (m, n, parallel) in [
+            (1usize, 1usize, true),
+            (816, 512, true),
+            (2048, 2048, true),
+            (50, 700, false),
+            (13, 33, true),
+        ] {
             let mut seen = vec![0u8; m * n.div_ceil(NR)];
             for t in tasks(m, n, parallel) {
                 assert!(t.rows.start % MR == 0 && t.rows.len() <= MC.max(MR));

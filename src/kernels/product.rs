@@ -87,7 +87,11 @@ pub(super) unsafe fn product(
     if precision.is_bf16() {
         let (a, b) = (a.operand(), b.operand());
         // SAFETY: the caller's contract, passed on.
-        unsafe { super::bf16::product(precision, m, n, k, dst, dst_rows, accumulate, a, b, beta, parallel) };
+        unsafe {
+            super::bf16::product(
+                precision, m, n, k, dst, dst_rows, accumulate, a, b, beta, parallel,
+            )
+        };
         return;
     }
     if m == 0 || n == 0 {

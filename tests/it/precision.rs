@@ -41,7 +41,10 @@ fn logits(bundle: &ModelBundle, precision: Precision) -> Vec<f64> {
 /// The largest difference between two lists of logits.
 fn max_difference(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
 }
 
 #[test]
@@ -83,7 +86,10 @@ fn a_scope_sets_the_precision_of_its_threads_only() {
     assert_eq!(Precision::current(), Precision::F32);
     let (inside, workers, nested) = Precision::Bf16Emulated.scope(|| {
         use rayon::prelude::*;
-        let workers: Vec<Precision> = (0..64).into_par_iter().map(|_| Precision::current()).collect();
+        let workers: Vec<Precision> = (0..64)
+            .into_par_iter()
+            .map(|_| Precision::current())
+            .collect();
         let nested = Precision::F32.scope(Precision::current);
         (Precision::current(), workers, nested)
     });
@@ -113,24 +119,58 @@ fn precision_names_parse_and_bf16_is_checked_against_the_cpu() {
 #[cfg(feature = "cli")]
 #[test]
 fn bench_and_predict_take_the_precision_option() {
-    let o = support::bin(&["bench", "--preset", "small", "--batch", "1", "--iters", "1", "--precision", "bf16-emulated", "--json"]);
+    let o = support::bin(&[
+        "bench",
+        "--preset",
+        "small",
+        "--batch",
+        "1",
+        "--iters",
+        "1",
+        "--precision",
+        "bf16-emulated",
+        "--json",
+    ]);
     let (out, err) = support::text(&o);
     assert!(o.status.success(), "{err}");
     let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(report["precision"], "bf16-emulated");
     let o = support::bin(&["bench", "--preset", "small", "--precision", "fp8"]);
     let (_, err) = support::text(&o);
-    assert!(!o.status.success() && err.contains("--precision") && err.contains("fp8"), "{err}");
-    let o = support::bin(&["bench", "--preset", "small", "--precision", "bf16", "--device", "ndarray"]);
+    assert!(
+        !o.status.success() && err.contains("--precision") && err.contains("fp8"),
+        "{err}"
+    );
+    let o = support::bin(&[
+        "bench",
+        "--preset",
+        "small",
+        "--precision",
+        "bf16",
+        "--device",
+        "ndarray",
+    ]);
     assert!(!o.status.success());
     let (_, err) = support::text(&o);
-    assert!(err.contains("--precision") || err.contains("ndarray"), "{err}");
+    assert!(
+        err.contains("--precision") || err.contains("ndarray"),
+        "{err}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("p.csv");
     let (csv, features) = (parity("cohort.csv"), parity("features"));
     let o = support::bin(&[
-        "predict", "--model", "/nonexistent-model", "--csv", csv.to_str().unwrap(), "--features",
-        features.to_str().unwrap(), "--out", out.to_str().unwrap(), "--precision", "half",
+        "predict",
+        "--model",
+        "/nonexistent-model",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--features",
+        features.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--precision",
+        "half",
     ]);
     let (_, err) = support::text(&o);
     assert!(!o.status.success() && err.contains("`half`"), "{err}");
