@@ -16,7 +16,7 @@
 
 use rayon::prelude::*;
 
-use super::product::{View, product as f32_product};
+use super::product::{View, product as dispatched_product};
 use crate::runtime::Precision;
 
 /// Rows of the register tile.
@@ -177,19 +177,44 @@ unsafe fn emulated(
     let ra = unsafe { rounded(a, s.m, s.k) };
     // SAFETY: as above.
     let rb = unsafe { rounded(b, s.k, s.n) };
-    // SAFETY: the copies hold `m × k` and `k × n` values; the destination is the caller's.
+    if s.k == 0 {
+        if !accumulate {
+            for r in 0..s.m {
+                // SAFETY: row r of the destination is valid for n writes (caller).
+                unsafe { std::ptr::write_bytes(dst.add(r * dst_rows), 0, s.n) };
+            }
+        }
+        return;
+    }
+    let parallelism = if parallel {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // The f32 kernel directly: `product` would send this thread's bf16 precision back here.
+    // SAFETY: the copies hold `m × k` and `k × n` values, row-major; the destination is the
+    // caller's; `gemm` reads it only when `accumulate`.
     unsafe {
-        f32_product(
+        gemm::gemm(
             s.m,
             s.n,
             s.k,
             dst,
-            dst_rows,
+            1,
+            dst_rows as isize,
             accumulate,
-            View::rows_at(ra.as_ptr(), s.k),
-            View::rows_at(rb.as_ptr(), s.n),
+            ra.as_ptr(),
+            1,
+            s.k as isize,
+            rb.as_ptr(),
+            1,
+            s.n as isize,
+            1.0f32,
             beta,
-            parallel,
+            false,
+            false,
+            false,
+            parallelism,
         )
     };
 }
@@ -597,7 +622,7 @@ pub(crate) fn time_square_product(n: usize, iters: usize) -> Vec<f64> {
         let start = std::time::Instant::now();
         // SAFETY: the three buffers hold n × n values each; `c` is exclusively ours.
         unsafe {
-            f32_product(
+            dispatched_product(
                 n,
                 n,
                 n,
