@@ -41,6 +41,11 @@ pub struct BenchArgs {
     /// Also time a 2048 × 2048 matrix product on the device (the machine's reference rate).
     #[arg(long)]
     matmul: bool,
+    /// Precision of the model's matrix products on flex: f32, bf16 (CPUs with AVX512_BF16)
+    /// or bf16-emulated (docs/precision.md). With --matmul, the 2048² product through the
+    /// model's product kernel at this precision is timed too.
+    #[arg(long, default_value = "f32")]
+    precision: String,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -53,29 +58,37 @@ const TILES: usize = 50;
 
 /// Times the model as `args` say, and prints the timings as text or one JSON object.
 pub fn run(args: BenchArgs) -> Result<ExitCode, med_crossvit::Error> {
+    let precision = super::train::precision(&args.precision, &args.device)?;
     let device = device::parse(&args.device)?;
     let config = model_config(&args)?;
-    let report = bench::run(
-        &BenchOptions {
-            config,
-            batch: args.batch,
-            iters: args.iters,
-            train: args.train,
-            checkpointing: args.checkpointing,
-        },
-        &device,
-    )?;
+    let options = BenchOptions {
+        config,
+        batch: args.batch,
+        iters: args.iters,
+        train: args.train,
+        checkpointing: args.checkpointing,
+    };
+    let report = precision.scope(|| bench::run(&options, &device))?;
     let matmul = args
         .matmul
         .then(|| bench::matmul_gflops(2048, args.iters, &device));
+    let product = (args.matmul && args.device == "flex")
+        .then(|| bench::product_gflops(2048, args.iters, precision));
     if args.json {
         let mut value = serde_json::to_value(&report).expect("a report serializes");
         if let Some(m) = matmul {
             value["matmul_2048_gflops"] = m.into();
         }
+        if let Some(p) = product {
+            value["product_2048_gflops"] = p.into();
+        }
+        value["precision"] = precision.to_string().into();
         println!("{value}");
     } else {
         print_report(&args, &report, matmul);
+        if let Some(p) = product {
+            println!("2048² product   {p:.1} GFLOP/s (model kernel, {precision})");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -122,14 +135,15 @@ fn model_config(args: &BenchArgs) -> Result<MedCrossViTConfig, med_crossvit::Err
 /// The timings as text, one line each.
 fn print_report(args: &BenchArgs, report: &BenchReport, matmul: Option<f64>) {
     println!(
-        "model: preset {}, {} genes ({} tokenizer), batch {} × {} tiles × {}, device {}",
+        "model: preset {}, {} genes ({} tokenizer), batch {} × {} tiles × {}, device {}, precision {}",
         args.preset,
         genes(args),
         args.tokenizer,
         args.batch,
         TILES,
         WSI_DIM,
-        args.device
+        args.device,
+        args.precision
     );
     println!("parameters      {}", report.params);
     println!(

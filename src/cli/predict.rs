@@ -55,11 +55,13 @@ pub fn predict(args: PredictArgs) -> Result<ExitCode, med_crossvit::Error> {
         }
         .into());
     }
+    let precision = super::train::precision(&args.apply.precision, &args.apply.device)?;
     let (device, bundle, request) = args.apply.load(false)?;
-    let (evaluation, attention, drawn) =
+    let (evaluation, attention, drawn) = precision.scope(|| {
         med_crossvit::progress::observe(super::progress::steps(), || {
             predict_and_draw(&bundle, &request, &device, &args, slide_options.as_ref())
-        })?;
+        })
+    })?;
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(RunFileError::io(parent))?;
     }

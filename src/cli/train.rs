@@ -5,11 +5,13 @@ use std::process::ExitCode;
 
 use burn::tensor::Device;
 use clap::{Args, ValueEnum};
+use med_crossvit::RunError;
 use med_crossvit::data::{BagSettings, NormalizeMethod, TileOptions, Unit};
 use med_crossvit::eval::EvaluateRequest;
 use med_crossvit::run::{
     DataSource, ModelBundle, ModelSpec, RunFileError, Select, Task, TokenizerSpec, TrainSettings,
 };
+use med_crossvit::runtime::{Precision, PrecisionError};
 use med_crossvit::train::{self, TrainRequest, TrainSummary};
 
 use super::args::{
@@ -497,6 +499,11 @@ pub struct ApplyArgs {
     /// Also write one row per slide (predictions_slides.csv) besides the one per patient.
     #[arg(long)]
     pub per_slide: bool,
+    /// Precision of the model's matrix products on flex: f32, bf16 (CPUs with AVX512_BF16;
+    /// refused elsewhere) or bf16-emulated (bf16's results on any CPU, no faster than f32).
+    /// See docs/precision.md.
+    #[arg(long, default_value = "f32")]
+    pub precision: String,
 }
 
 impl ApplyArgs {
@@ -518,6 +525,27 @@ impl ApplyArgs {
         };
         Ok((device, bundle, request))
     }
+}
+
+/// The precision of `--precision` for `--device`: refused when unknown, when bf16 is asked of
+/// a CPU without AVX512_BF16 (naming the missing flags), and for bf16 on devices other than
+/// flex (whose products it does not reach).
+pub fn precision(name: &str, device: &str) -> Result<Precision, med_crossvit::Error> {
+    let bad = |why: String| RunError::BadOption {
+        option: "--precision".into(),
+        why,
+    };
+    let precision: Precision = name
+        .parse()
+        .map_err(|e: PrecisionError| bad(e.to_string()))?;
+    let precision = precision.check().map_err(|e| bad(e.to_string()))?;
+    if precision.is_bf16() && device != "flex" {
+        return Err(bad(format!(
+            "{precision} products run on the flex device only, not on `{device}`"
+        ))
+        .into());
+    }
+    Ok(precision)
 }
 
 /// Reports slides left out for missing files.
@@ -550,9 +578,12 @@ pub fn evaluate(args: EvaluateArgs) -> Result<ExitCode, med_crossvit::Error> {
         med_crossvit::run::OutputKind::Evaluation,
         args.force,
     )?;
+    let precision = precision(&args.apply.precision, &args.apply.device)?;
     let (device, bundle, request) = args.apply.load(true)?;
-    let evaluation = med_crossvit::progress::observe(super::progress::steps(), || {
-        med_crossvit::eval::evaluate(&bundle, &request, &device, false, None)
+    let evaluation = precision.scope(|| {
+        med_crossvit::progress::observe(super::progress::steps(), || {
+            med_crossvit::eval::evaluate(&bundle, &request, &device, false, None)
+        })
     })?;
     std::fs::create_dir_all(&args.out).map_err(RunFileError::io(&args.out))?;
     let metrics = evaluation.metrics.clone().unwrap_or_default();

@@ -15,11 +15,14 @@
 //!   rows first; the backward pass as products on transposed views);
 //! - [`attention`]: the attention core (scores, softmax, dropout, weighted sum) as one flex
 //!   operation over all (bag, head) pairs, reading and writing the heads in place;
-//! - `product`: the matrix product on strided views under both of the last two.
+//! - `product`: the matrix product on strided views under both of the last two;
+//! - [`bf16`]: that product with bf16 operands and f32 sums, when the thread's
+//!   [`Precision`](crate::runtime::Precision) asks for it (AVX512_BF16, or emulated).
 
 pub(crate) mod activation;
 pub(crate) mod adamw;
 pub(crate) mod attention;
+pub(crate) mod bf16;
 pub(crate) mod device;
 pub(crate) mod dropout;
 pub(crate) mod elementwise;

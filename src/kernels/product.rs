@@ -52,6 +52,11 @@ impl View {
         }
     }
 
+    /// The view as the bf16 product reads it.
+    fn operand(self) -> super::bf16::Operand {
+        super::bf16::Operand::new(self.ptr, self.row_stride, self.col_stride)
+    }
+
     /// The transposed matrix (a view: strides swapped).
     pub(super) fn t(self) -> Self {
         Self {
@@ -83,6 +88,17 @@ pub(super) unsafe fn product(
     beta: f32,
     parallel: bool,
 ) {
+    let precision = crate::runtime::Precision::current();
+    if precision.is_bf16() {
+        let (a, b) = (a.operand(), b.operand());
+        // SAFETY: the caller's contract, passed on.
+        unsafe {
+            super::bf16::product(
+                precision, m, n, k, dst, dst_rows, accumulate, a, b, beta, parallel,
+            )
+        };
+        return;
+    }
     if m == 0 || n == 0 {
         return;
     }

@@ -14,6 +14,7 @@
 //! - `missing_modalities`: samples without slides or expression;
 //! - `model_behaviour`: shapes, padding, attention, gradients, dropout, persistence, errors;
 //! - `multi_device`: a batch shared out over several devices of one process;
+//! - `precision`: bf16 products against f32 (parity cohort), the precision scope and option;
 //! - `published_cohorts`: TCGA-style cohorts (MCAT fixture), published splits, log-rank;
 //! - `recomputation`: the recomputed backward pass against the ordinary one;
 //! - `report_layout`: `report.html` read as a paper, and the heatmaps it embeds;
@@ -49,6 +50,7 @@ mod missing_modalities;
 mod model_behaviour;
 #[cfg(feature = "cli")]
 mod multi_device;
+mod precision;
 #[cfg(feature = "cli")]
 mod published_cohorts;
 mod recomputation;
