@@ -449,7 +449,12 @@ impl Core {
             let blocks = self.blocks();
             let size = self.rows * self.keys;
             (0..self.pairs() * blocks).into_par_iter().for_each_init(
-                || (vec![0.0f32; size], vec![0.0f32; if drop.active() { size } else { 0 }]),
+                || {
+                    (
+                        vec![0.0f32; size],
+                        vec![0.0f32; if drop.active() { size } else { 0 }],
+                    )
+                },
                 |(s, mask), t| {
                     let r = self.block(t / blocks, t % blocks);
                     let (s, mask) = (&mut s[..r.len * self.keys], &mut mask[..]);
@@ -553,7 +558,18 @@ impl Core {
             let dv = g.dkv.get().add(k_offset + inner);
             product(nk, d, nr, dv, 2 * inner, true, used.t(), d_out, 1.0, false);
             // dP̃ = dO · Vᵀ: [rows, d] · [d, keys].
-            product(nr, nk, d, ds.as_mut_ptr(), nk, false, d_out, v.t(), 1.0, false);
+            product(
+                nr,
+                nk,
+                d,
+                ds.as_mut_ptr(),
+                nk,
+                false,
+                d_out,
+                v.t(),
+                1.0,
+                false,
+            );
         }
         if drop.active() {
             kernels::mul(ds, &s.mask[..w.len()]);
@@ -569,7 +585,18 @@ impl Core {
             // dK += scale · dSᵀ · Q: [keys, rows] · [rows, d].
             let dk = g.dkv.get().add(k_offset);
             let scale = self.scale;
-            product(nk, d, nr, dk, 2 * inner, true, d_scores.t(), q, scale, false);
+            product(
+                nk,
+                d,
+                nr,
+                dk,
+                2 * inner,
+                true,
+                d_scores.t(),
+                q,
+                scale,
+                false,
+            );
         }
     }
 }
@@ -772,7 +799,10 @@ mod tests {
                     _ => -1e30,
                 })
                 .collect();
-            let bias = Some(Tensor::<2>::from_data(TensorData::new(pad, [b, nk]), &device));
+            let bias = Some(Tensor::<2>::from_data(
+                TensorData::new(pad, [b, nk]),
+                &device,
+            ));
             for drop in [None, Some(WeightDropout { keep: 0.7, seed: 5 })] {
                 let reference = run_core(&inputs, &bias, heads, drop, None);
                 let whole = run_core(&inputs, &bias, heads, drop, Some(kept));
@@ -784,7 +814,12 @@ mod tests {
                     let blocked = run_core(&inputs, &bias, heads, drop, Some(recompute));
                     for (i, name) in ["output", "dq", "dkv"].iter().enumerate() {
                         let what = format!("{nq}×{nk}, {rows} rows, {drop:?}: {name}");
-                        close_named(&format!("{what} vs tensors"), &blocked[i], &reference[i], 1e-5);
+                        close_named(
+                            &format!("{what} vs tensors"),
+                            &blocked[i],
+                            &reference[i],
+                            1e-5,
+                        );
                         close_named(&format!("{what} vs kept"), &blocked[i], &whole[i], 1e-5);
                     }
                     // Outside a graph: the blocked forward pass alone.

@@ -131,7 +131,14 @@ mod tests {
         let len = 2 * BLOCK + 101;
         let mut whole = vec![1.0f32; len];
         apply_mask(&mut whole, 0.7, 2.5, 99);
-        for (start, n) in [(0, len), (1, 1), (3, 1000), (BLOCK - 5, 11), (BLOCK + 1, BLOCK), (len - 1, 1)] {
+        for (start, n) in [
+            (0, len),
+            (1, 1),
+            (3, 1000),
+            (BLOCK - 5, 11),
+            (BLOCK + 1, BLOCK),
+            (len - 1, 1),
+        ] {
             let mut part = vec![7.0f32; n];
             mask_values(&mut part, 0.7, 2.5, 99, start);
             assert_eq!(part, whole[start..start + n], "range {start}, {n}");

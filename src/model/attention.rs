@@ -243,8 +243,8 @@ impl Attention {
             .then(|| active(&self.attn_dropout, &device))
             .flatten()
             .map(|(keep, seed)| WeightDropout { keep, seed });
-        let returned =
-            return_weights.then(|| self.weights_with_tensors(q.clone(), kv.clone(), scale, padding));
+        let returned = return_weights
+            .then(|| self.weights_with_tensors(q.clone(), kv.clone(), scale, padding));
         (attention(q, kv, bias, self.heads, scale, dropout), returned)
     }
 

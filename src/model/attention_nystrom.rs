@@ -85,7 +85,10 @@ pub(super) fn segment_means(
     } else {
         x
     };
-    let sums = x.reshape([b, segments, s, c]).sum_dim(2).reshape([b, segments, c]);
+    let sums = x
+        .reshape([b, segments, s, c])
+        .sum_dim(2)
+        .reshape([b, segments, c]);
     let counts = match keep {
         Some(k) => {
             let k = if pad > 0 {
@@ -93,12 +96,12 @@ pub(super) fn segment_means(
             } else {
                 k
             };
-            k.reshape([b, segments, s]).sum_dim(2).reshape([b, segments])
+            k.reshape([b, segments, s])
+                .sum_dim(2)
+                .reshape([b, segments])
         }
         None => {
-            let one: Vec<f32> = (0..segments)
-                .map(|j| (s.min(n - j * s)) as f32)
-                .collect();
+            let one: Vec<f32> = (0..segments).map(|j| (s.min(n - j * s)) as f32).collect();
             Tensor::<2>::from_data(TensorData::new(one, [1, segments]), &device)
                 .expand([b, segments])
         }

@@ -72,8 +72,14 @@ fn nystrom_approaches_exact_attention() {
             errors.push(relative_error(out, reference.clone()));
         }
         println!("{name} tokens, n = {n}: relative error at 16, 64, 128, n landmarks: {errors:?}");
-        assert!(errors[3] < 1e-6, "{name}: exact with n landmarks: {errors:?}");
-        assert!(errors[2] < errors[0], "{name}: more landmarks, less error: {errors:?}");
+        assert!(
+            errors[3] < 1e-6,
+            "{name}: exact with n landmarks: {errors:?}"
+        );
+        assert!(
+            errors[2] < errors[0],
+            "{name}: more landmarks, less error: {errors:?}"
+        );
         assert!(errors.iter().all(|e| e.is_finite()), "{errors:?}");
     }
 }
