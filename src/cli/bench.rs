@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Args;
 use med_crossvit::RunError;
 use med_crossvit::bench::{self, BenchOptions, BenchReport};
-use med_crossvit::model::{GeneGroup, MedCrossViTConfig, RnaTokenizer};
+use med_crossvit::model::{AttentionKind, GeneGroup, MedCrossViTConfig, RnaTokenizer};
 use med_crossvit::run::{ModelSpec, check_model, resolve_model};
 
 use super::device;
@@ -25,6 +25,9 @@ pub struct BenchArgs {
     /// Gene tokenizer: dense, per_gene, or pathways (groups of 50 consecutive genes).
     #[arg(long, default_value = "dense")]
     tokenizer: String,
+    /// RNA attention: exact, or nystrom:LANDMARKS (e.g. nystrom:256).
+    #[arg(long, default_value = "exact")]
+    rna_attention: String,
     /// Also time training steps (forward + backward + AdamW update).
     #[arg(long)]
     train: bool,
@@ -128,17 +131,35 @@ fn model_config(args: &BenchArgs) -> Result<MedCrossViTConfig, med_crossvit::Err
             .into());
         }
     };
+    config.rna_attention = rna_attention(&args.rna_attention)?;
     check_model(&config, TILES)?;
     Ok(config)
+}
+
+/// The RNA attention of `--rna-attention`: `exact` or `nystrom:LANDMARKS`.
+fn rna_attention(arg: &str) -> Result<AttentionKind, med_crossvit::Error> {
+    let landmarks = arg.strip_prefix("nystrom:").map(str::parse::<usize>);
+    match (arg, landmarks) {
+        ("exact", _) => Ok(AttentionKind::Exact),
+        (_, Some(Ok(m))) if m > 0 => Ok(AttentionKind::nystrom(m)),
+        _ => Err(RunError::Unknown {
+            what: "RNA attention",
+            name: arg.into(),
+            choices: "exact, nystrom:LANDMARKS (a positive count)".into(),
+        }
+        .into()),
+    }
 }
 
 /// The timings as text, one line each.
 fn print_report(args: &BenchArgs, report: &BenchReport, matmul: Option<f64>) {
     println!(
-        "model: preset {}, {} genes ({} tokenizer), batch {} × {} tiles × {}, device {}, precision {}",
+        "model: preset {}, {} genes ({} tokenizer, {} attention), batch {} × {} tiles × {}, \
+         device {}, precision {}",
         args.preset,
         genes(args),
         args.tokenizer,
+        args.rna_attention,
         args.batch,
         TILES,
         WSI_DIM,

@@ -543,6 +543,7 @@ fn config_for(
         emb_dropout: args.emb_dropout,
         pool: args.pool,
         rna_tokenizer: crate::model::RnaTokenizer::Dense,
+        rna_attention: crate::model::AttentionKind::Exact,
     })
 }
 

@@ -7,16 +7,27 @@
 //! back with a copy; each product's output is allocated by the backend with two writes.
 //! Here the product kernel reads every head where it lies in the projections (strides
 //! instead of copies) and writes each head's output where it belongs in `[bag, query,
-//! heads · dim_head]`; the (bag, head) pairs run in parallel, each product on one thread:
+//! heads · dim_head]`:
 //!
-//! - forward: `S = scale · Q·Kᵀ` (+ the padding bias), the softmax of its rows, optionally
-//!   dropout on those weights (the masks of [`dropout`](super::dropout), drawn over all the
-//!   weights as one tensor, as the unfused path draws them), then `P·V`. Outside a graph no
-//!   weights are kept: each pair works in a scratch buffer;
-//! - backward, from the kept weights `P` (and the dropout bits): `dV = P̃ᵀ·dO`,
-//!   `dP̃ = dO·Vᵀ`, the softmax's backward pass `dS = P ⊙ (dP − Σ dP ⊙ P)`, `dQ = scale · dS·K`
-//!   and `dK = scale · dSᵀ·Q`, the key and value gradients written side by side into one
-//!   gradient of the joint projection.
+//! - forward, for a block of query rows of one pair against all its keys: `S = scale ·
+//!   Q·Kᵀ` (+ the padding bias), the softmax of its rows, optionally dropout on those
+//!   weights (the masks of [`dropout`](super::dropout), drawn as if over all the weights as
+//!   one tensor, as the unfused path draws them), then `P·V`;
+//! - backward, block by block from the weights `P` (and the dropout mask): `dV += P̃ᵀ·dO`,
+//!   `dP̃ = dO·Vᵀ`, the softmax's backward pass `dS = P ⊙ (dP − Σ dP ⊙ P)`, `dQ = scale ·
+//!   dS·K` and `dK += scale · dSᵀ·Q`, the key and value gradients written side by side into
+//!   one gradient of the joint projection.
+//!
+//! What the backward pass gets its weights from depends on their size (`docs/attention.md`):
+//! when all pairs' weights together hold at most [`KEEP_WEIGHTS`] elements, the forward
+//! pass keeps them (one block per pair); above, it keeps nothing but its inputs, and the
+//! backward pass recomputes the scores and their softmax in blocks of query rows, each
+//! `rows × keys` with at most [`BLOCK_SCORES`] elements. A block spans every key, so each
+//! row's softmax and the sum `Σ dP ⊙ P` of its backward pass are complete within the block:
+//! no running maximum or log-sum-exp is needed, and the recomputed weights equal the
+//! forward's bit for bit. The dropout mask is never kept: each block draws its part again
+//! ([`mask_values`]). Peak memory is then `O(bags · queries · heads · dim_head)` plus a few
+//! blocks per thread, never `queries × keys` per pair.
 //!
 //! Only f32 tensors on flex devices come here (the caller in
 //! [`attention`](crate::model::attention) keeps the tensor path for other devices and for
@@ -35,9 +46,18 @@ use rayon::prelude::*;
 
 use super::elementwise as kernels;
 use super::fused::{len, owned};
-use super::mask::apply_mask_keeping_bits;
+use super::mask::mask_values;
 use super::product::{View, product};
 
+/// Most weights, over all (bag, head) pairs, that the forward pass keeps for the backward
+/// pass (4 Mi elements, 16 MB of `f32`); above, the backward pass recomputes them in
+/// blocks. Below it, keeping them saves the backward pass one product and a softmax.
+pub(crate) const KEEP_WEIGHTS: usize = 1 << 22;
+
+/// Most scores of one block of query rows (1 Mi elements, 4 MB of `f32`): 372 rows at
+/// 2,815 keys, 52 at 20,001. Long blocks keep the products efficient (each block packs its
+/// keys again); 2^16 made the forward pass at 2,814 genes half again as slow.
+pub(crate) const BLOCK_SCORES: usize = 1 << 20;
 /// The attention core, implemented for flex and for autodiff over flex.
 #[backend_extension(Flex, Autodiff)]
 pub trait AttentionOps: Backend {
@@ -45,7 +65,9 @@ pub trait AttentionOps: Backend {
     /// dim_head]` and `kv` `[bags, keys, 2 · heads · dim_head]` (keys first, then values, as
     /// the joint projection writes them); `bias` `[bags, keys]` is added to every query's
     /// scores (an empty tensor for none). With `keep < 1` the weights go through dropout
-    /// with the mask drawn from `seed`. Returns `[bags, queries, heads · dim_head]`.
+    /// with the mask drawn from `seed`. In a graph, at most `keep_limit` weights are kept
+    /// for the backward pass (else none, and it recomputes them); blocks of query rows hold
+    /// at most `block_scores` scores. Returns `[bags, queries, heads · dim_head]`.
     #[allow(clippy::too_many_arguments)]
     fn fused_attention(
         q: FloatTensor<Self>,
@@ -55,6 +77,8 @@ pub trait AttentionOps: Backend {
         scale: f64,
         seed: u64,
         keep: f64,
+        keep_limit: usize,
+        block_scores: usize,
     ) -> FloatTensor<Self>;
 }
 
@@ -67,6 +91,25 @@ pub(crate) struct WeightDropout {
     pub seed: u64,
 }
 
+/// How the core blocks its work: the most weights kept for the backward pass, and the most
+/// scores in one block of query rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Blocking {
+    /// Most weights, over all pairs, kept in a graph ([`KEEP_WEIGHTS`]).
+    pub keep_limit: usize,
+    /// Most scores in one block of query rows ([`BLOCK_SCORES`]).
+    pub block_scores: usize,
+}
+
+impl Default for Blocking {
+    fn default() -> Self {
+        Self {
+            keep_limit: KEEP_WEIGHTS,
+            block_scores: BLOCK_SCORES,
+        }
+    }
+}
+
 /// The attention core of f32 tensors on a flex device: `q` `[bags, queries, heads ·
 /// dim_head]`, `kv` `[bags, keys, 2 · heads · dim_head]`, `bias` `[bags, keys]`.
 pub(crate) fn attention(
@@ -76,6 +119,19 @@ pub(crate) fn attention(
     heads: usize,
     scale: f64,
     dropout: Option<WeightDropout>,
+) -> Tensor<3> {
+    attention_blocked(q, kv, bias, heads, scale, dropout, Blocking::default())
+}
+
+/// [`attention`] with the given [`Blocking`].
+pub(crate) fn attention_blocked(
+    q: Tensor<3>,
+    kv: Tensor<3>,
+    bias: Option<Tensor<2>>,
+    heads: usize,
+    scale: f64,
+    dropout: Option<WeightDropout>,
+    blocking: Blocking,
 ) -> Tensor<3> {
     let bias = bias.unwrap_or_else(|| Tensor::<2>::empty([0, 0], &q.device()));
     let (seed, keep) = dropout.map_or((0, 1.0), |d| (d.seed, d.keep));
@@ -87,6 +143,8 @@ pub(crate) fn attention(
         scale,
         seed,
         keep,
+        blocking.keep_limit,
+        blocking.block_scores,
     ))
 }
 
@@ -99,9 +157,12 @@ impl AttentionOps for Flex {
         scale: f64,
         seed: u64,
         keep: f64,
+        _keep_limit: usize,
+        block_scores: usize,
     ) -> FlexTensor {
-        let core = Core::new(owned(q), owned(kv), bias, heads, scale as f32);
-        core.forward(keep, seed, false).0
+        let drop = Dropping { keep, seed };
+        let core = Core::new(owned(q), owned(kv), bias, heads, scale as f32, block_scores);
+        core.forward_in_blocks(drop)
     }
 }
 
@@ -114,6 +175,8 @@ impl<C: CheckpointStrategy> AttentionOps for Autodiff<Flex, C> {
         scale: f64,
         seed: u64,
         keep: f64,
+        keep_limit: usize,
+        block_scores: usize,
     ) -> FloatTensor<Self> {
         match AttentionBackward
             .prepare::<C>([q.node(), kv.node()])
@@ -127,10 +190,16 @@ impl<C: CheckpointStrategy> AttentionOps for Autodiff<Flex, C> {
                     bias.into_primitive(),
                     heads,
                     scale as f32,
+                    block_scores,
                 );
-                let (out, kept) = core.forward(keep, seed, true);
-                let kept = kept.expect("weights are kept when asked");
-                prep.finish((core, kept), out)
+                let drop = Dropping { keep, seed };
+                let (out, weights) = if core.pairs() * core.queries * core.keys <= keep_limit {
+                    let (out, weights) = core.forward_keeping_weights(drop);
+                    (out, Some(weights))
+                } else {
+                    (core.forward_in_blocks(drop), None)
+                };
+                prep.finish((core, Kept { weights, drop }), out)
             }
             OpsKind::UnTracked(prep) => prep.finish(Flex::fused_attention(
                 q.into_primitive(),
@@ -140,6 +209,8 @@ impl<C: CheckpointStrategy> AttentionOps for Autodiff<Flex, C> {
                 scale,
                 seed,
                 keep,
+                keep_limit,
+                block_scores,
             )),
         }
     }
@@ -156,10 +227,30 @@ impl Shared {
     }
 }
 
-// SAFETY: every task writes only the elements of its own (bag, head) pair.
+// SAFETY: every task writes only the elements of its own (bag, head) pair, or of its own
+// rows of it.
 unsafe impl Send for Shared {}
 // SAFETY: as above.
 unsafe impl Sync for Shared {}
+
+/// Dropout on the weights: keep probability (1 for none) and seed of the mask.
+#[derive(Debug, Clone, Copy)]
+struct Dropping {
+    keep: f64,
+    seed: u64,
+}
+
+impl Dropping {
+    fn active(self) -> bool {
+        self.keep < 1.0
+    }
+
+    /// The mask's values (`1 / keep` or 0) for `out.len()` weights from element `start` of
+    /// all the weights `[pairs, queries, keys]`.
+    fn mask_into(self, out: &mut [f32], start: usize) {
+        mask_values(out, self.keep, (1.0 / self.keep) as f32, self.seed, start);
+    }
+}
 
 /// The inputs of the core and their sizes.
 #[derive(Debug, Clone)]
@@ -176,20 +267,39 @@ struct Core {
     heads: usize,
     dim_head: usize,
     scale: f32,
+    /// Query rows per block of the recomputing path.
+    rows: usize,
 }
 
 /// What the backward pass needs besides the inputs: the weights after the softmax (before
-/// dropout), `[bags, heads, queries, keys]`, and the dropout mask as bits (empty without
-/// dropout) with its keep probability.
+/// dropout), `[bags, heads, queries, keys]`, when the forward pass kept them, and the
+/// dropout (whose mask each block draws again).
 #[derive(Debug, Clone)]
 struct Kept {
-    weights: Vec<f32>,
-    bits: Vec<u64>,
-    keep: f64,
+    weights: Option<Vec<f32>>,
+    drop: Dropping,
+}
+
+/// One block of query rows of one (bag, head) pair.
+#[derive(Debug, Clone, Copy)]
+struct Rows {
+    /// The pair.
+    pair: usize,
+    /// The first query row.
+    first: usize,
+    /// Rows in the block.
+    len: usize,
 }
 
 impl Core {
-    fn new(q: FlexTensor, kv: FlexTensor, bias: FlexTensor, heads: usize, scale: f32) -> Self {
+    fn new(
+        q: FlexTensor,
+        kv: FlexTensor,
+        bias: FlexTensor,
+        heads: usize,
+        scale: f32,
+        block_scores: usize,
+    ) -> Self {
         let qs = q.layout().shape();
         let (bags, queries, inner) = (qs[0], qs[1], qs[2]);
         let keys = kv.layout().shape()[1];
@@ -204,6 +314,7 @@ impl Core {
             heads,
             dim_head: inner / heads.max(1),
             scale,
+            rows: (block_scores / keys.max(1)).clamp(1, queries.max(1)),
         }
     }
 
@@ -213,6 +324,35 @@ impl Core {
 
     fn pairs(&self) -> usize {
         self.bags * self.heads
+    }
+
+    /// Blocks of query rows per pair.
+    fn blocks(&self) -> usize {
+        self.queries.div_ceil(self.rows)
+    }
+
+    /// Block `b` of pair `p`.
+    fn block(&self, p: usize, b: usize) -> Rows {
+        let first = b * self.rows;
+        Rows {
+            pair: p,
+            first,
+            len: self.rows.min(self.queries - first),
+        }
+    }
+
+    /// The whole of pair `p`, as one block.
+    fn whole(&self, p: usize) -> Rows {
+        Rows {
+            pair: p,
+            first: 0,
+            len: self.queries,
+        }
+    }
+
+    /// Element of the block's first weight in all the weights `[pairs, queries, keys]`.
+    fn weight_start(&self, r: Rows) -> usize {
+        (r.pair * self.queries + r.first) * self.keys
     }
 
     /// Pair `p`'s offsets: in the queries' layout `[bags, queries, inner]` (shared by the
@@ -227,26 +367,31 @@ impl Core {
         )
     }
 
-    /// Pair `p`'s queries, keys and values, where they lie in `q` and `kv`.
-    fn operands(&self, p: usize) -> (View, View, View) {
-        let (q, k) = self.offsets(p);
+    /// Offset of the block's first row in the queries' layout.
+    fn row_offset(&self, r: Rows) -> usize {
+        self.offsets(r.pair).0 + r.first * self.inner()
+    }
+
+    /// The block's queries and its pair's keys and values, where they lie in `q` and `kv`.
+    fn operands(&self, r: Rows) -> (View, View, View) {
+        let (_, k) = self.offsets(r.pair);
         let inner = self.inner();
         (
-            View::rows(&self.q, q, inner),
+            View::rows(&self.q, self.row_offset(r), inner),
             View::rows(&self.kv, k, 2 * inner),
             View::rows(&self.kv, k + inner, 2 * inner),
         )
     }
 
-    /// Pair `p`'s scores `scale · Q·Kᵀ + bias`, softmaxed by rows, into `s` (`queries ×
+    /// The block's scores `scale · Q·Kᵀ + bias`, softmaxed by rows, into `s` (`r.len ×
     /// keys`).
-    fn weights_into(&self, p: usize, s: &mut [f32]) {
-        let (q, k, _) = self.operands(p);
-        let (nq, nk) = (self.queries, self.keys);
-        // SAFETY: q and kv are contiguous with the shapes of `new`; `s` holds nq × nk.
+    fn weights_into(&self, r: Rows, s: &mut [f32]) {
+        let (q, k, _) = self.operands(r);
+        let nk = self.keys;
+        // SAFETY: q and kv are contiguous with the shapes of `new`; `s` holds r.len × nk.
         unsafe {
             product(
-                nq,
+                r.len,
                 nk,
                 self.dim_head,
                 s.as_mut_ptr(),
@@ -259,7 +404,7 @@ impl Core {
             )
         };
         if let Some(bias) = &self.bias {
-            let b = p / self.heads;
+            let b = r.pair / self.heads;
             let row = &bias.storage::<f32>()[b * nk..(b + 1) * nk];
             for scores in s.chunks_exact_mut(nk) {
                 scores.iter_mut().zip(row).for_each(|(s, b)| *s += b);
@@ -268,19 +413,19 @@ impl Core {
         kernels::softmax_rows(s, nk);
     }
 
-    /// Pair `p`'s output `P·V` from its weights `w`, into `out` (`[bags, queries, inner]`).
-    fn output_into(&self, p: usize, w: &[f32], out: Shared) {
-        let (_, _, v) = self.operands(p);
-        let (offset, _) = self.offsets(p);
+    /// The block's output `P̃·V` from its weights `w` (after dropout), into `out` (`[bags,
+    /// queries, inner]`).
+    fn output_into(&self, r: Rows, w: &[f32], out: Shared) {
+        let (_, _, v) = self.operands(r);
         let weights = View::rows_at(w.as_ptr(), self.keys);
-        // SAFETY: `w` holds queries × keys; the output block of pair p (its bag's rows, its
-        // head's columns) is written by this task alone.
+        // SAFETY: `w` holds r.len × keys; the output block of these rows (its bag's rows,
+        // its head's columns) is written by this task alone.
         unsafe {
             product(
-                self.queries,
+                r.len,
                 self.dim_head,
                 self.keys,
-                out.get().add(offset),
+                out.get().add(self.row_offset(r)),
                 self.inner(),
                 false,
                 weights,
@@ -291,55 +436,174 @@ impl Core {
         };
     }
 
-    /// The output `[bags, queries, inner]`, and with `keep_weights` (or dropout) the
-    /// weights and mask for the backward pass.
-    fn forward(&self, keep: f64, seed: u64, keep_weights: bool) -> (FlexTensor, Option<Kept>) {
-        let (pairs, block) = (self.pairs(), self.queries * self.keys);
+    /// The output `[bags, queries, inner]` from a buffer.
+    fn output_tensor(&self, out: Vec<f32>) -> FlexTensor {
+        let shape = [self.bags, self.queries, self.inner()];
+        FlexTensor::from_data(TensorData::new(out, shape))
+    }
+
+    /// The output, block by block of query rows (in parallel), keeping nothing.
+    fn forward_in_blocks(&self, drop: Dropping) -> FlexTensor {
         let mut out = vec![0.0f32; self.bags * self.queries * self.inner()];
         let dst = Shared(out.as_mut_ptr());
-        let kept = if keep_weights || keep < 1.0 {
-            let mut weights = vec![0.0f32; pairs * block];
-            if block > 0 {
-                weights
-                    .par_chunks_mut(block)
-                    .enumerate()
-                    .for_each(|(p, s)| self.weights_into(p, s));
-            }
-            let (dropped, bits) = if keep < 1.0 {
-                let mut dropped = weights.clone();
-                let bits = apply_mask_keeping_bits(&mut dropped, keep, (1.0 / keep) as f32, seed);
-                (Some(dropped), bits)
-            } else {
-                (None, Vec::new())
-            };
-            let used = dropped.as_deref().unwrap_or(&weights);
-            if block > 0 {
-                used.par_chunks(block)
-                    .enumerate()
-                    .for_each(|(p, w)| self.output_into(p, w, dst));
-            }
-            Some(Kept {
-                weights,
-                bits,
-                keep,
-            })
-        } else {
-            (0..pairs).into_par_iter().for_each_init(
-                || vec![0.0f32; block],
-                |s, p| {
-                    self.weights_into(p, s);
-                    self.output_into(p, s, dst);
+        if self.queries * self.keys > 0 {
+            let blocks = self.blocks();
+            let size = self.rows * self.keys;
+            (0..self.pairs() * blocks).into_par_iter().for_each_init(
+                || {
+                    (
+                        vec![0.0f32; size],
+                        vec![0.0f32; if drop.active() { size } else { 0 }],
+                    )
+                },
+                |(s, mask), t| {
+                    let r = self.block(t / blocks, t % blocks);
+                    let (s, mask) = (&mut s[..r.len * self.keys], &mut mask[..]);
+                    self.weights_into(r, s);
+                    if drop.active() {
+                        let mask = &mut mask[..s.len()];
+                        drop.mask_into(mask, self.weight_start(r));
+                        kernels::mul(s, mask);
+                    }
+                    self.output_into(r, s, dst);
                 },
             );
-            None
-        };
-        let shape = [self.bags, self.queries, self.inner()];
-        (FlexTensor::from_data(TensorData::new(out, shape)), kept)
+        }
+        self.output_tensor(out)
+    }
+
+    /// The output, and the weights of every pair (before dropout) for the backward pass.
+    fn forward_keeping_weights(&self, drop: Dropping) -> (FlexTensor, Vec<f32>) {
+        let block = self.queries * self.keys;
+        let mut out = vec![0.0f32; self.bags * self.queries * self.inner()];
+        let dst = Shared(out.as_mut_ptr());
+        let mut weights = vec![0.0f32; self.pairs() * block];
+        if block > 0 {
+            weights.par_chunks_mut(block).enumerate().for_each_init(
+                || vec![0.0f32; if drop.active() { 2 * block } else { 0 }],
+                |scratch, (p, w)| {
+                    let r = self.whole(p);
+                    self.weights_into(r, w);
+                    if drop.active() {
+                        let (dropped, mask) = scratch.split_at_mut(block);
+                        drop.mask_into(mask, self.weight_start(r));
+                        dropped.copy_from_slice(w);
+                        kernels::mul(dropped, mask);
+                        self.output_into(r, dropped, dst);
+                    } else {
+                        self.output_into(r, w, dst);
+                    }
+                },
+            );
+        }
+        (self.output_tensor(out), weights)
     }
 }
 
-/// The backward pass of the attention core; its state is the core's inputs and the kept
-/// weights.
+/// Scratch buffers of one task of the backward pass, each of one block's weights.
+struct Scratch {
+    /// The weights as used: after dropout.
+    used: Vec<f32>,
+    /// The weights' gradient, then the scores'.
+    grad: Vec<f32>,
+    /// The dropout mask.
+    mask: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(size: usize, drop: Dropping) -> Self {
+        let dropped = if drop.active() { size } else { 0 };
+        Self {
+            used: vec![0.0f32; dropped],
+            grad: vec![0.0f32; size],
+            mask: vec![0.0f32; dropped],
+        }
+    }
+}
+
+/// Where the backward pass writes: the gradients of `q` and of `kv`, and the output's
+/// gradient it reads.
+struct Grads<'a> {
+    d_out: &'a FlexTensor,
+    dq: Shared,
+    dkv: Shared,
+}
+
+impl Core {
+    /// The backward pass of one block of query rows with weights `w` (before dropout):
+    /// writes the block's rows of `dQ` and adds its share to its pair's `dK` and `dV`.
+    fn backward_rows(&self, r: Rows, w: &[f32], drop: Dropping, s: &mut Scratch, g: &Grads<'_>) {
+        let (nr, nk, d, inner) = (r.len, self.keys, self.dim_head, self.inner());
+        let (q, k, v) = self.operands(r);
+        let (_, k_offset) = self.offsets(r.pair);
+        let row = self.row_offset(r);
+        // dO of these rows: their bag's rows, their head's columns of the gradient.
+        let d_out = View::rows(g.d_out, row, inner);
+        let used: &[f32] = if drop.active() {
+            let (used, mask) = (&mut s.used[..w.len()], &mut s.mask[..w.len()]);
+            drop.mask_into(mask, self.weight_start(r));
+            used.copy_from_slice(w);
+            kernels::mul(used, mask);
+            used
+        } else {
+            w
+        };
+        let used = View::rows_at(used.as_ptr(), nk);
+        let ds = &mut s.grad[..w.len()];
+        // SAFETY (every product below): the operands address live matrices of the stated
+        // sizes in q, kv, the gradient and this task's scratch; the destinations are these
+        // rows of dq and this pair's block of dkv (its bag's rows, its head's columns),
+        // written by this task alone, and this task's scratch.
+        unsafe {
+            // dV += P̃ᵀ · dO: [keys, rows] · [rows, d].
+            let dv = g.dkv.get().add(k_offset + inner);
+            product(nk, d, nr, dv, 2 * inner, true, used.t(), d_out, 1.0, false);
+            // dP̃ = dO · Vᵀ: [rows, d] · [d, keys].
+            product(
+                nr,
+                nk,
+                d,
+                ds.as_mut_ptr(),
+                nk,
+                false,
+                d_out,
+                v.t(),
+                1.0,
+                false,
+            );
+        }
+        if drop.active() {
+            kernels::mul(ds, &s.mask[..w.len()]);
+        }
+        // dS = P ⊙ (dP − Σ dP ⊙ P), row by row: each row spans all keys.
+        kernels::softmax_backward_rows(ds, w, nk);
+        let d_scores = View::rows_at(ds.as_ptr(), nk);
+        // SAFETY: as above.
+        unsafe {
+            // dQ = scale · dS · K: [rows, keys] · [keys, d].
+            let dq = g.dq.get().add(row);
+            product(nr, d, nk, dq, inner, false, d_scores, k, self.scale, false);
+            // dK += scale · dSᵀ · Q: [keys, rows] · [rows, d].
+            let dk = g.dkv.get().add(k_offset);
+            let scale = self.scale;
+            product(
+                nk,
+                d,
+                nr,
+                dk,
+                2 * inner,
+                true,
+                d_scores.t(),
+                q,
+                scale,
+                false,
+            );
+        }
+    }
+}
+
+/// The backward pass of the attention core; its state is the core's inputs and what the
+/// forward pass kept.
 #[derive(Debug)]
 struct AttentionBackward;
 
@@ -348,84 +612,40 @@ impl Backward<Flex, 2> for AttentionBackward {
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_q, node_kv] = ops.parents;
-        let grad = owned(grads.consume::<Flex>(&ops.node));
+        let d_out = owned(grads.consume::<Flex>(&ops.node));
         let (core, kept) = ops.state;
-        let (nq, nk, d, inner) = (core.queries, core.keys, core.dim_head, core.inner());
-        let block = nq * nk;
+        let (nq, nk, inner) = (core.queries, core.keys, core.inner());
         let mut dq = vec![0.0f32; core.bags * nq * inner];
         let mut dkv = vec![0.0f32; core.bags * nk * 2 * inner];
-        let (dq_ptr, dkv_ptr) = (Shared(dq.as_mut_ptr()), Shared(dkv.as_mut_ptr()));
-        let dropout = !kept.bits.is_empty();
-        let factor = (1.0 / kept.keep) as f32;
+        let g = Grads {
+            d_out: &d_out,
+            dq: Shared(dq.as_mut_ptr()),
+            dkv: Shared(dkv.as_mut_ptr()),
+        };
+        let drop = kept.drop;
+        let block = nq * nk;
         if block > 0 {
-            kept.weights.par_chunks(block).enumerate().for_each_init(
-                || {
-                    (
-                        vec![0.0f32; if dropout { block } else { 0 }],
-                        vec![0.0f32; block],
-                    )
-                },
-                |(dropped, ds), (p, w)| {
-                    let (q, k, v) = core.operands(p);
-                    let (q_offset, k_offset) = core.offsets(p);
-                    // dO of pair p: its bag's rows, its head's columns of the gradient.
-                    let d_out = View::rows(&grad, q_offset, inner);
-                    let mask = |i: usize| {
-                        let bit = p * block + i;
-                        kept.bits[bit / 64] >> (bit % 64) & 1 == 1
-                    };
-                    // The weights as used: after dropout.
-                    let used: &[f32] = if dropout {
-                        for (i, (u, w)) in dropped.iter_mut().zip(w).enumerate() {
-                            *u = if mask(i) { w * factor } else { 0.0 };
+            match &kept.weights {
+                Some(weights) => weights.par_chunks(block).enumerate().for_each_init(
+                    || Scratch::new(block, drop),
+                    |s, (p, w)| core.backward_rows(core.whole(p), w, drop, s, &g),
+                ),
+                // Pairs in parallel, each pair's blocks in turn (they add to its dK, dV).
+                None => (0..core.pairs()).into_par_iter().for_each_init(
+                    || {
+                        let size = core.rows * nk;
+                        (vec![0.0f32; size], Scratch::new(size, drop))
+                    },
+                    |(w, s), p| {
+                        for b in 0..core.blocks() {
+                            let r = core.block(p, b);
+                            let w = &mut w[..r.len * nk];
+                            core.weights_into(r, w);
+                            core.backward_rows(r, w, drop, s, &g);
                         }
-                        dropped
-                    } else {
-                        w
-                    };
-                    let used = View::rows_at(used.as_ptr(), nk);
-                    // SAFETY (every product below): the operands address live matrices
-                    // of the stated sizes in q, kv, the gradient and this task's
-                    // scratch; the destinations are pair p's own blocks of dq and dkv
-                    // (its bag's rows, its head's columns) and this task's scratch.
-                    unsafe {
-                        // dV = P̃ᵀ · dO: [keys, queries] · [queries, d].
-                        let dv = dkv_ptr.get().add(k_offset + inner);
-                        product(nk, d, nq, dv, 2 * inner, false, used.t(), d_out, 1.0, false);
-                        // dP̃ = dO · Vᵀ: [queries, d] · [d, keys].
-                        let dp = ds.as_mut_ptr();
-                        product(nq, nk, d, dp, nk, false, d_out, v.t(), 1.0, false);
-                    }
-                    if dropout {
-                        for (i, g) in ds.iter_mut().enumerate() {
-                            *g = if mask(i) { *g * factor } else { 0.0 };
-                        }
-                    }
-                    // dS = P ⊙ (dP − Σ dP ⊙ P), row by row.
-                    kernels::softmax_backward_rows(ds, w, nk);
-                    let d_scores = View::rows_at(ds.as_ptr(), nk);
-                    // SAFETY: as above.
-                    unsafe {
-                        // dQ = scale · dS · K: [queries, keys] · [keys, d].
-                        let dq = dq_ptr.get().add(q_offset);
-                        product(nq, d, nk, dq, inner, false, d_scores, k, core.scale, false);
-                        // dK = scale · dSᵀ · Q: [keys, queries] · [queries, d].
-                        let dk = dkv_ptr.get().add(k_offset);
-                        product(
-                            nk,
-                            d,
-                            nq,
-                            dk,
-                            2 * inner,
-                            false,
-                            d_scores.t(),
-                            q,
-                            core.scale,
-                            false,
-                        );
-                    }
-                },
-            );
+                    },
+                ),
+            }
         }
         if let Some(node) = node_q {
             let shape = [core.bags, nq, inner];
@@ -525,6 +745,104 @@ mod tests {
                 assert!(
                     a.iter().any(|v| v.abs() > 1e-3),
                     "{drop:?}, value {i}: trivial"
+                );
+            }
+        }
+    }
+
+    /// Outputs and the gradients of `q` and `kv` of `Σ out ⊙ w`: through the fused core with
+    /// `blocking`, or through tensor operations (`None`).
+    fn run_core(
+        inputs: &[Tensor<3>; 3],
+        bias: &Option<Tensor<2>>,
+        heads: usize,
+        drop: Option<WeightDropout>,
+        blocking: Option<Blocking>,
+    ) -> [Vec<f32>; 3] {
+        let [q, kv, w] = inputs;
+        let (q, kv) = (q.clone().require_grad(), kv.clone().require_grad());
+        let out = match blocking {
+            Some(b) => attention_blocked(q.clone(), kv.clone(), bias.clone(), heads, 0.7, drop, b),
+            None => reference(q.clone(), kv.clone(), bias.clone(), heads, 0.7, drop),
+        };
+        let grads = (out.clone() * w.clone()).sum().backward();
+        [
+            values(out),
+            values(q.grad(&grads).unwrap()),
+            values(kv.grad(&grads).unwrap()),
+        ]
+    }
+
+    /// The recomputing path (nothing kept, blocks of query rows) equals the path that keeps
+    /// the weights and the tensor operations, in values and in the gradients of `q` and
+    /// `kv`: on awkward sizes (one query, one key, odd counts, more rows than a block, a
+    /// last block of fewer rows), with keys padded (one bag wholly), with and without
+    /// dropout, in a graph and outside one.
+    #[test]
+    fn recomputing_blocks_equal_kept_weights_and_tensor_operations() {
+        use super::super::testing::close_named;
+        let device = Device::flex().autodiff();
+        device.seed(9);
+        let (b, heads, d) = (3, 2, 3);
+        let kept = Blocking::default();
+        for (nq, nk) in [(1, 1), (1, 6), (5, 1), (7, 7), (9, 13), (13, 11)] {
+            let normal = Distribution::Normal(0.0, 1.0);
+            let inputs = [
+                Tensor::<3>::random([b, nq, heads * d], normal, &device),
+                Tensor::<3>::random([b, nk, 2 * heads * d], normal, &device),
+                Tensor::<3>::random([b, nq, heads * d], normal, &device),
+            ];
+            // Bag 0 unpadded, bag 1 padded from key 1 on (when there is one), bag 2 wholly.
+            let pad: Vec<f32> = (0..b * nk)
+                .map(|i| match (i / nk, i % nk) {
+                    (0, _) => 0.0,
+                    (1, 0) => 0.0,
+                    _ => -1e30,
+                })
+                .collect();
+            let bias = Some(Tensor::<2>::from_data(
+                TensorData::new(pad, [b, nk]),
+                &device,
+            ));
+            for drop in [None, Some(WeightDropout { keep: 0.7, seed: 5 })] {
+                let reference = run_core(&inputs, &bias, heads, drop, None);
+                let whole = run_core(&inputs, &bias, heads, drop, Some(kept));
+                for rows in [1, 2, 4, nq] {
+                    let recompute = Blocking {
+                        keep_limit: 0,
+                        block_scores: rows * nk,
+                    };
+                    let blocked = run_core(&inputs, &bias, heads, drop, Some(recompute));
+                    for (i, name) in ["output", "dq", "dkv"].iter().enumerate() {
+                        let what = format!("{nq}×{nk}, {rows} rows, {drop:?}: {name}");
+                        close_named(
+                            &format!("{what} vs tensors"),
+                            &blocked[i],
+                            &reference[i],
+                            1e-5,
+                        );
+                        close_named(&format!("{what} vs kept"), &blocked[i], &whole[i], 1e-5);
+                    }
+                    // Outside a graph: the blocked forward pass alone.
+                    if drop.is_none() {
+                        let [q, kv, _] = &inputs;
+                        let plain = attention_blocked(
+                            q.clone().inner(),
+                            kv.clone().inner(),
+                            bias.clone().map(|b| b.inner()),
+                            heads,
+                            0.7,
+                            None,
+                            recompute,
+                        );
+                        let what = format!("{nq}×{nk}, {rows} rows: outside a graph");
+                        close_named(&what, &values(plain), &reference[0], 1e-5);
+                    }
+                }
+                // (With one key the weights are constant: dq is 0.)
+                assert!(
+                    nk == 1 || reference[1].iter().any(|v| v.abs() > 1e-3),
+                    "{nq}×{nk}: trivial dq"
                 );
             }
         }

@@ -44,12 +44,48 @@ pub(crate) fn apply_bits(xs: &mut [f32], bits: &[u64], value: f32) {
         });
 }
 
+/// Sets `out[i]` to `value` where element `start + i` of a mask drawn as [`apply_mask`] draws
+/// it from `seed` is kept, to 0 elsewhere. Each draw depends only on its block and its place
+/// there (SplitMix64's state advances by a constant), so any range of a mask can be drawn
+/// alone: a pass over part of a tensor regenerates just the part of the mask it needs.
+pub(crate) fn mask_values(out: &mut [f32], keep: f64, value: f32, seed: u64, start: usize) {
+    let threshold = threshold(keep);
+    let mut pair = (usize::MAX, 0u64);
+    for (i, slot) in out.iter_mut().enumerate() {
+        let (block, j) = ((start + i) / BLOCK, (start + i) % BLOCK);
+        if pair.0 != (start + i) / 2 {
+            // Draw j / 2 of the block: its state after j / 2 + 1 steps.
+            let steps = (j / 2) as u64 + 1;
+            let state = block_state(seed, block).wrapping_add(steps.wrapping_mul(GOLDEN));
+            pair = ((start + i) / 2, crate::util::seed::mix(state, 0, 0));
+        }
+        let draw = if j % 2 == 0 {
+            pair.1 & 0xFFFF_FFFF
+        } else {
+            pair.1 >> 32
+        };
+        *slot = if draw < threshold { value } else { 0.0 };
+    }
+}
+
+/// The threshold of a draw: P(draw < threshold) = threshold / 2^32 = keep (to 2^-32).
+fn threshold(keep: f64) -> u64 {
+    (keep * 4_294_967_296.0).round().min(u32::MAX as f64) as u64
+}
+
+/// The SplitMix64 state a block of a mask starts from.
+fn block_state(seed: u64, block: usize) -> u64 {
+    seed ^ (block as u64).wrapping_mul(0xA24B_AED4_963E_E407)
+}
+
+/// SplitMix64's increment (the golden ratio in 64 bits).
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
 /// The draws of [`apply_mask`], block by block, with the bits of the mask when asked.
 fn apply_block_masks(xs: &mut [f32], keep: f64, value: f32, seed: u64, bits: bool) -> Vec<u64> {
-    // P(draw < threshold) = threshold / 2^32 = keep (to 2^-32).
-    let threshold = (keep * 4_294_967_296.0).round().min(u32::MAX as f64) as u64;
+    let threshold = threshold(keep);
     let draw = |block: usize, out: &mut [f32], mut words: Option<&mut [u64]>| {
-        let mut state = seed ^ (block as u64).wrapping_mul(0xA24B_AED4_963E_E407);
+        let mut state = block_state(seed, block);
         for (p, pair) in out.chunks_mut(2).enumerate() {
             let r = splitmix(&mut state);
             for (k, (slot, draw)) in pair.iter_mut().zip([r & 0xFFFF_FFFF, r >> 32]).enumerate() {
@@ -80,6 +116,32 @@ fn apply_block_masks(xs: &mut [f32], keep: f64, value: f32, seed: u64, bits: boo
 /// returns its finalizer, which [`mix`](crate::util::seed::mix) applies.
 #[inline]
 pub(crate) fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    *state = state.wrapping_add(GOLDEN);
     crate::util::seed::mix(*state, 0, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Any range of a mask, drawn alone, equals that range of the whole mask: ranges inside
+    /// one block, across block boundaries, of odd starts and lengths, and of one element.
+    #[test]
+    fn ranges_drawn_alone_equal_the_whole_mask() {
+        let len = 2 * BLOCK + 101;
+        let mut whole = vec![1.0f32; len];
+        apply_mask(&mut whole, 0.7, 2.5, 99);
+        for (start, n) in [
+            (0, len),
+            (1, 1),
+            (3, 1000),
+            (BLOCK - 5, 11),
+            (BLOCK + 1, BLOCK),
+            (len - 1, 1),
+        ] {
+            let mut part = vec![7.0f32; n];
+            mask_values(&mut part, 0.7, 2.5, 99, start);
+            assert_eq!(part, whole[start..start + n], "range {start}, {n}");
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! [`Attention`]: pre-norm multi-head attention with an optional context, as in CrossViT.
 
+use super::attention_nystrom::{AttentionKind, pinv, segment_means};
 use crate::kernels::activation::softmax_last;
 use crate::kernels::attention::{WeightDropout, attention};
 use crate::kernels::device::on_flex;
@@ -35,10 +36,14 @@ pub struct AttentionConfig {
     /// Dropout on the attention weights and on the output. Default 0.
     #[config(default = 0.0)]
     pub dropout: f64,
-    /// Most attention scores computed at once; longer sequences are attended in blocks of
-    /// queries. Default 2^22 (16 MB of `f32`).
+    /// Most attention scores computed at once by tensor operations (devices other than
+    /// flex); longer sequences are attended in blocks of queries. Default 2^22 (16 MB of
+    /// `f32`). (The fused core of flex blocks its own work: `docs/attention.md`.)
     #[config(default = "SCORE_BLOCK")]
     pub score_block: usize,
+    /// Exact attention, or its Nyström approximation (self-attention only). Default exact.
+    #[config(default = "AttentionKind::Exact")]
+    pub kind: AttentionKind,
 }
 
 /// Multi-head attention: pre-LayerNorm, bias-free query and joint key/value projections,
@@ -62,6 +67,8 @@ pub struct Attention {
     heads: usize,
     dim_head: usize,
     score_block: usize,
+    #[module(skip)]
+    kind: AttentionKind,
 }
 
 impl AttentionConfig {
@@ -82,6 +89,7 @@ impl AttentionConfig {
             heads: self.heads,
             dim_head: self.dim_head,
             score_block: self.score_block.max(1),
+            kind: self.kind,
         }
     }
 }
@@ -174,9 +182,10 @@ impl Attention {
     /// - context: `[batch, context, dim]`; keys = `context` (+ `queries` with
     ///   `kv_include_self`), or `queries` for self-attention
     /// - output: `[batch, queries, dim]`
-    /// - weights: `[batch, heads, queries, keys]`, each row summing to 1
+    /// - weights: `[batch, heads, queries, keys]`, each row summing to 1 (approximately, for
+    ///   Nyström attention)
     pub fn forward(&self, input: AttentionInput<'_>) -> (Tensor<3>, Option<Tensor<4>>) {
-        let [batch, queries, _] = input.x.dims();
+        let self_attention = input.context.is_none();
         let x = layer_norm(&self.norm, input.x);
         let context = match (input.context, input.kv_include_self) {
             (None, _) => x.clone(),
@@ -187,38 +196,107 @@ impl Attention {
         let q = linear(&self.to_q, x); // [b, q, h · d]
         let kv = linear(&self.to_kv, context); // [b, k, 2 · h · d]
         let scale = (self.dim_head as f64).powf(-0.5);
-        let device = q.device();
-        // One operation on flex (kernels/attention.rs); it keeps all weights in a graph, so
-        // long sequences there take the blocked path of the tensor operations. Returning the
-        // weights does not change the path: the output is the same bit for bit with or
-        // without them (`predict --attention` predicts as `predict` does).
-        let fused = on_flex(&device)
-            && q.dtype() == DType::F32
-            && kv.dtype() == DType::F32
-            && (!device.is_autodiff() || batch * self.heads * queries * keys <= self.score_block);
-        let (out, returned) = if fused {
-            let bias = input.padding.map(|p| p.bias.clone().reshape([batch, keys]));
-            let drop = active(&self.attn_dropout, &device)
-                .map(|(keep, seed)| WeightDropout { keep, seed });
-            let returned = input
-                .return_weights
-                .then(|| self.weights_with_tensors(q.clone(), kv.clone(), scale, input.padding));
-            (attention(q, kv, bias, self.heads, scale, drop), returned)
-        } else {
-            self.attend_with_tensors(q, kv, scale, input.padding, input.return_weights)
+        let (out, returned) = match self.kind {
+            AttentionKind::Nystrom {
+                landmarks,
+                pinv_iterations,
+            } if self_attention && landmarks < keys => self.attend_nystrom(
+                q,
+                kv,
+                scale,
+                input.padding,
+                (landmarks, pinv_iterations),
+                input.return_weights,
+            ),
+            _ => self.core(q, kv, scale, input.padding, true, input.return_weights),
         };
         let out = dropout(&self.out_dropout, linear(&self.to_out, out));
         (out, returned)
     }
 
+    /// The attention core `softmax(scale · Q·Kᵀ + bias) · V` for `q` `[b, q, h · d]` and
+    /// `kv` `[b, k, 2 · h · d]`: `[b, q, h · d]`, and the weights `[b, h, q, k]` when asked.
+    /// With `drop`, the weights go through the layer's attention dropout.
+    ///
+    /// One operation on flex (kernels/attention.rs), which keeps the weights for the
+    /// backward pass only where they are small and else recomputes them in blocks, so that
+    /// long sequences never hold `q × k` scores per head. Returning the weights does not
+    /// change the path: the output is the same bit for bit with or without them (`predict
+    /// --attention` predicts as `predict` does).
+    fn core(
+        &self,
+        q: Tensor<3>,
+        kv: Tensor<3>,
+        scale: f64,
+        padding: Option<&KeyPadding>,
+        drop: bool,
+        return_weights: bool,
+    ) -> (Tensor<3>, Option<Tensor<4>>) {
+        let device = q.device();
+        if !(on_flex(&device) && q.dtype() == DType::F32 && kv.dtype() == DType::F32) {
+            return self.attend_with_tensors(q, kv, scale, padding, drop, return_weights);
+        }
+        let [batch, _, _] = q.dims();
+        let keys = kv.dims()[1];
+        let bias = padding.map(|p| p.bias.clone().reshape([batch, keys]));
+        let dropout = drop
+            .then(|| active(&self.attn_dropout, &device))
+            .flatten()
+            .map(|(keep, seed)| WeightDropout { keep, seed });
+        let returned = return_weights
+            .then(|| self.weights_with_tensors(q.clone(), kv.clone(), scale, padding));
+        (attention(q, kv, bias, self.heads, scale, dropout), returned)
+    }
+
+    /// Nyström attention (see [`AttentionKind::Nystrom`]) of `q` `[b, n, h · d]` over `kv`
+    /// `[b, n, 2 · h · d]` with `landmarks < n` landmarks and `iterations` of the
+    /// pseudo-inverse: `[b, n, h · d]`, and the approximate weights `[b, h, n, n]` when
+    /// asked. Both `n × m` attentions go through [`core`](Self::core).
+    fn attend_nystrom(
+        &self,
+        q: Tensor<3>,
+        kv: Tensor<3>,
+        scale: f64,
+        padding: Option<&KeyPadding>,
+        (landmarks, iterations): (usize, usize),
+        return_weights: bool,
+    ) -> (Tensor<3>, Option<Tensor<4>>) {
+        let [batch, _, inner] = q.dims();
+        let keep = padding.map(KeyPadding::keep);
+        let (q_l, counts) = segment_means(q.clone(), landmarks, keep.clone()); // [b, m, h · d]
+        let (k_l, _) = segment_means(kv.clone().narrow(2, 0, inner), landmarks, keep);
+        let m = q_l.dims()[1];
+        // Landmarks of padding alone are no keys.
+        let empty = KeyPadding::new(counts.lower_equal_elem(0.0));
+        // softmax(Q̃·Kᵀ) · V: each landmark query attends to every key.
+        let (bv, b_weights) = self.core(q_l.clone(), kv, scale, padding, false, return_weights);
+        // softmax(Q̃·K̃ᵀ) and its pseudo-inverse: [b, h, m, m].
+        let scores = self
+            .split_heads(q_l, batch, m)
+            .matmul(self.split_heads(k_l.clone(), batch, m).swap_dims(2, 3))
+            .mul_scalar(scale);
+        let a_pinv = pinv(softmax_last(scores + empty.bias.clone()), iterations);
+        let z = a_pinv.clone().matmul(self.split_heads(bv, batch, m)); // [b, h, m, d]
+        let z = z.swap_dims(1, 2).reshape([batch, m, inner]); // [b, m, h · d]
+        // softmax(Q·K̃ᵀ) · Z: each query attends to the landmark keys, with Z as values.
+        let kv_l = Tensor::cat(vec![k_l, z], 2); // [b, m, 2 · h · d]
+        let (out, f_weights) = self.core(q, kv_l, scale, Some(&empty), false, return_weights);
+        let returned = f_weights
+            .zip(b_weights)
+            .map(|(f, b)| f.matmul(a_pinv).matmul(b)); // [b, h, n, n]
+        (out, returned)
+    }
+
     /// The attention core with tensor operations, for `q` `[b, q, h · d]` and `kv` `[b, k,
-    /// 2 · h · d]`: `[b, q, h · d]`, and the weights when asked.
+    /// 2 · h · d]`: `[b, q, h · d]`, and the weights when asked; dropout on the weights
+    /// with `drop`.
     fn attend_with_tensors(
         &self,
         q: Tensor<3>,
         kv: Tensor<3>,
         scale: f64,
         padding: Option<&KeyPadding>,
+        drop: bool,
         return_weights: bool,
     ) -> (Tensor<3>, Option<Tensor<4>>) {
         let [batch, queries, inner] = q.dims();
@@ -238,9 +316,9 @@ impl Attention {
             }
             let weights = softmax_last(scores);
             let returned = return_weights.then(|| weights.clone());
-            (dropout(&self.attn_dropout, weights).matmul(v), returned) // [b, h, q, d]
+            (self.weight_dropout(weights, drop).matmul(v), returned) // [b, h, q, d]
         } else {
-            self.attend_in_blocks(q, k_t, v, bias, return_weights)
+            self.attend_in_blocks(q, k_t, v, bias, drop, return_weights)
         };
         let out = out.swap_dims(1, 2).reshape([batch, queries, inner]); // [b, q, h · d]
         (out, returned)
@@ -279,6 +357,7 @@ impl Attention {
         k_t: Tensor<4>,
         v: Tensor<4>,
         bias: Option<Tensor<4>>,
+        drop: bool,
         return_weights: bool,
     ) -> (Tensor<4>, Option<Tensor<4>>) {
         let [batch, heads, queries, d] = q.dims();
@@ -308,7 +387,7 @@ impl Attention {
                 if return_weights {
                     row_weights.push(weights.clone());
                 }
-                row_outs.push(dropout(&self.attn_dropout, weights).matmul(v.clone()));
+                row_outs.push(self.weight_dropout(weights, drop).matmul(v.clone()));
             }
             outs.push(Tensor::cat(row_outs, 1)); // [np, q, d]
             if return_weights {
@@ -319,6 +398,15 @@ impl Attention {
         let returned =
             return_weights.then(|| Tensor::cat(returned, 0).reshape([batch, heads, queries, keys]));
         (out, returned)
+    }
+
+    /// The attention dropout on `weights` with `drop`, else the weights.
+    fn weight_dropout<const D: usize>(&self, weights: Tensor<D>, drop: bool) -> Tensor<D> {
+        if drop {
+            dropout(&self.attn_dropout, weights)
+        } else {
+            weights
+        }
     }
 
     /// `[b, n, h · d]` → `[b, h, n, d]`.

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::attention_nystrom::AttentionKind;
 use super::rna::RnaTokenizer;
 use crate::model::ConfigError;
 
@@ -114,6 +115,12 @@ pub struct MedCrossViTConfig {
     /// and `pathways` scale to whole transcriptomes.
     #[serde(default)]
     pub rna_tokenizer: RnaTokenizer,
+    /// How the RNA encoder's self-attention weighs its gene tokens: exact (the default, and
+    /// what a config without the field gets) or the sub-quadratic Nyström approximation,
+    /// `{"kind": "nystrom", "landmarks": 256}` (`docs/attention.md`). Left out of the JSON
+    /// when exact, so that such configs read as before.
+    #[serde(default, skip_serializing_if = "AttentionKind::is_exact")]
+    pub rna_attention: AttentionKind,
 }
 
 mod defaults {
@@ -176,6 +183,7 @@ impl MedCrossViTConfig {
             emb_dropout: defaults::dropout(),
             pool: Pool::Mean,
             rna_tokenizer: RnaTokenizer::Dense,
+            rna_attention: AttentionKind::Exact,
         }
     }
 
@@ -244,6 +252,22 @@ impl MedCrossViTConfig {
         for (field, value) in [("dropout", self.dropout), ("emb_dropout", self.emb_dropout)] {
             if !(0.0..1.0).contains(&value) {
                 return Err(ConfigError::Probability { field, value });
+            }
+        }
+        if let AttentionKind::Nystrom {
+            landmarks,
+            pinv_iterations,
+        } = self.rna_attention
+        {
+            if landmarks == 0 {
+                return Err(ConfigError::Zero {
+                    field: "rna_attention.landmarks",
+                });
+            }
+            if pinv_iterations == 0 {
+                return Err(ConfigError::Zero {
+                    field: "rna_attention.pinv_iterations",
+                });
             }
         }
         if let RnaTokenizer::Pathways { groups } = &self.rna_tokenizer {

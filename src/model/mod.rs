@@ -12,6 +12,7 @@
 //! `docs/architecture.md` sets each part beside the Python original.
 
 mod attention;
+mod attention_nystrom;
 mod config;
 pub mod cost;
 mod cross;
@@ -32,6 +33,7 @@ mod wsi;
 pub(crate) const SMALL_MODEL_WEIGHTS: u128 = 4 << 20;
 
 pub use attention::{Attention, AttentionConfig, AttentionInput, KeyPadding};
+pub use attention_nystrom::{AttentionKind, DEFAULT_PINV_ITERATIONS};
 pub use config::{MedCrossViTConfig, Pool};
 pub use cross::{
     CrossLayer, CrossTransformer, CrossTransformerConfig, CrossWeights, ProjectInOut,
@@ -154,7 +156,8 @@ impl MedCrossViTConfig {
                 self.rna_enc_dim_head,
                 self.rna_enc_mlp_dim,
                 self.rna_dim,
-            ),
+            )
+            .with_attention(self.rna_attention),
             CrossTransformerConfig::new(
                 self.wsi_dim,
                 self.rna_dim,

@@ -6,6 +6,7 @@ use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::tensor::{Device, Tensor};
 
 use super::attention::{Attention, AttentionConfig, AttentionInput, KeyPadding};
+use super::attention_nystrom::AttentionKind;
 use super::feedforward::{FeedForward, FeedForwardConfig};
 use crate::kernels::fused::layer_norm;
 
@@ -25,6 +26,9 @@ pub struct TransformerConfig {
     /// Dropout in attention and feed-forward blocks. Default 0.
     #[config(default = 0.0)]
     pub dropout: f64,
+    /// How the self-attention weighs its keys. Default exact.
+    #[config(default = "AttentionKind::Exact")]
+    pub attention: AttentionKind,
 }
 
 /// One encoder layer: residual attention, then residual feed-forward.
@@ -72,6 +76,7 @@ impl TransformerConfig {
                     .with_heads(self.heads)
                     .with_dim_head(self.dim_head)
                     .with_dropout(self.dropout)
+                    .with_kind(self.attention)
                     .init(device),
                 ff: FeedForwardConfig::new(self.dim, self.mlp_dim)
                     .with_dropout(self.dropout)

@@ -2,6 +2,7 @@
 //! file). Each module covers one behaviour:
 //!
 //! - `attention_export`: attention maps of slides cut into bags of different sizes;
+//! - `attention_memory`: the RNA encoder's Nyström attention against exact attention;
 //! - `cohort_files`: cohort CSVs, HDF5 and `.pt` tile files, splits, normalization, batching;
 //! - `commands`: the binary as a user runs it (`synth`, `check`, `bench`, `train` flags);
 //! - `crash_safety`: a run killed at every writing stage resumes to the same files;
@@ -30,6 +31,7 @@
 mod support;
 
 mod attention_export;
+mod attention_memory;
 mod cohort_files;
 #[cfg(feature = "cli")]
 mod commands;
