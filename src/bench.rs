@@ -271,7 +271,7 @@ pub fn matmul_gflops(n: usize, iters: usize, device: &Device) -> f64 {
 /// median of `iters` after one warm-up. Where `precision` is `Bf16` on a CPU without
 /// AVX512_BF16 this times the emulation.
 pub fn product_gflops(n: usize, iters: usize, precision: crate::runtime::Precision) -> f64 {
-    let times = precision.scope(|| crate::kernels::bf16::time_square_product(n, iters.max(1)));
+    let times = precision.scope(|| crate::kernels::time_square_product(n, iters.max(1)));
     let (median, _) = median_min(times);
     2.0 * (n as f64).powi(3) / median / 1e9
 }

@@ -16,7 +16,6 @@
 
 use rayon::prelude::*;
 
-use super::product::{View, product as dispatched_product};
 use crate::runtime::Precision;
 
 /// Rows of the register tile.
@@ -329,7 +328,9 @@ mod avx512 {
 
     use rayon::prelude::*;
 
-    use super::{KCP, MR, NR, Operand, Shape, Shared, Task, pack_a_scalar, pack_b_scalar, tasks};
+    use crate::kernels::bf16::{
+        KCP, MR, NR, Operand, Shape, Shared, Task, pack_a_scalar, pack_b_scalar, tasks,
+    };
 
     /// The product on AVX512_BF16 (see [`super::product`]).
     ///
@@ -605,42 +606,6 @@ mod avx512 {
             }
         }
     }
-}
-
-/// Seconds of each of `iters` `n × n` products (after one warm-up) through
-/// [`product`](super::product::product) at the calling thread's precision, on the pool.
-pub(crate) fn time_square_product(n: usize, iters: usize) -> Vec<f64> {
-    let a: Vec<f32> = (0..n * n)
-        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
-        .collect();
-    let b: Vec<f32> = (0..n * n)
-        .map(|i| ((i * 104729) % 997) as f32 / 498.5 - 1.0)
-        .collect();
-    let mut c = vec![0.0f32; n * n];
-    let mut times = Vec::new();
-    for i in 0..=iters {
-        let start = std::time::Instant::now();
-        // SAFETY: the three buffers hold n × n values each; `c` is exclusively ours.
-        unsafe {
-            dispatched_product(
-                n,
-                n,
-                n,
-                c.as_mut_ptr(),
-                n,
-                false,
-                View::rows_at(a.as_ptr(), n),
-                View::rows_at(b.as_ptr(), n),
-                1.0,
-                true,
-            )
-        };
-        if i > 0 {
-            times.push(start.elapsed().as_secs_f64());
-        }
-    }
-    std::hint::black_box(&c);
-    times
 }
 
 #[cfg(test)]

@@ -30,5 +30,6 @@ pub(crate) mod fused;
 pub(crate) mod linear;
 pub(crate) mod mask;
 mod product;
+pub(crate) use product::time_square_product;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -148,3 +148,38 @@ pub(super) unsafe fn product(
         );
     }
 }
+/// Seconds of each of `iters` `n × n` products (after one warm-up) through
+/// [`product`] at the calling thread's precision, on the pool.
+pub(crate) fn time_square_product(n: usize, iters: usize) -> Vec<f64> {
+    let a: Vec<f32> = (0..n * n)
+        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
+    let b: Vec<f32> = (0..n * n)
+        .map(|i| ((i * 104729) % 997) as f32 / 498.5 - 1.0)
+        .collect();
+    let mut c = vec![0.0f32; n * n];
+    let mut times = Vec::new();
+    for i in 0..=iters {
+        let start = std::time::Instant::now();
+        // SAFETY: the three buffers hold n × n values each; `c` is exclusively ours.
+        unsafe {
+            product(
+                n,
+                n,
+                n,
+                c.as_mut_ptr(),
+                n,
+                false,
+                View::rows_at(a.as_ptr(), n),
+                View::rows_at(b.as_ptr(), n),
+                1.0,
+                true,
+            )
+        };
+        if i > 0 {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    std::hint::black_box(&c);
+    times
+}

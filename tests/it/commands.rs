@@ -482,7 +482,9 @@ fn bench_reports_times_rate_and_memory_in_text_and_json() {
     assert!(o.status.success(), "{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(
-        lines[0].starts_with("model: preset small, 8 genes (dense tokenizer), batch 2 "),
+        lines[0].starts_with(
+            "model: preset small, 8 genes (dense tokenizer, exact attention), batch 2 "
+        ),
         "{stdout}"
     );
     for start in [
