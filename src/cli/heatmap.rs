@@ -127,15 +127,12 @@ pub struct HeatmapArgs {
 
 /// Runs `heatmap`.
 pub fn run(args: HeatmapArgs) -> Result<ExitCode, med_crossvit::Error> {
-    if args.slides.slides.is_none() {
+    let Some(options) = args.slides.options()? else {
         return Err(RunError::BadOption {
             option: "--slides".into(),
             why: "heatmap draws over the whole-slide images: give their folder".into(),
         }
         .into());
-    }
-    let Some(options) = args.slides.options()? else {
-        return Ok(ExitCode::FAILURE);
     };
     check_output(&args.out, OutputKind::Heatmaps, args.force)?;
     let (device, bundle, request) = args.apply.load(false)?;

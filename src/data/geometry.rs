@@ -16,6 +16,7 @@ use std::path::Path;
 
 use super::DataError;
 use super::h5::{COORDS_DATASET, hdf5_error, open_file};
+use super::tiles::is_pt;
 
 /// An attribute's value, as far as tile geometry needs it.
 #[derive(Debug, Clone, PartialEq)]
@@ -184,11 +185,7 @@ fn pixel_side(
 /// [`DataError::Io`] or [`DataError::Hdf5`] for a file that cannot be read;
 /// [`DataError::BadDataset`] for a `unit` attribute that is not a known unit.
 pub fn read_tile_geometry(path: &Path) -> Result<Option<TileGeometry>, DataError> {
-    if path
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("pt") || e.eq_ignore_ascii_case("pth"))
-    {
+    if is_pt(path) {
         return Ok(None);
     }
     let (file, _) = open_file(path)?;

@@ -55,6 +55,13 @@ pub fn locate(dir: &Path, project: Option<&str>, slide: &str) -> Result<PathBuf,
         .ok_or(candidates)
 }
 
+/// Whether `path` names a `torch.save` file (`.pt` or `.pth`, any case) rather than HDF5.
+pub(crate) fn is_pt(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("pt") || e.eq_ignore_ascii_case("pth"))
+}
+
 /// The name under which a `.pt` file's tensor is reported (it has no dataset name).
 pub const PT_KEY: &str = "tensor";
 
@@ -96,11 +103,7 @@ impl TileFile {
     /// [`DataError::BadDataset`] when it does not hold a 2-D floating-point tensor.
     pub fn open(path: impl AsRef<Path>, key: Option<&str>) -> Result<Self, DataError> {
         let path = path.as_ref();
-        let is_pt = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| e.eq_ignore_ascii_case("pt") || e.eq_ignore_ascii_case("pth"));
-        let source = if is_pt {
+        let source = if is_pt(path) {
             if !path.is_file() {
                 return Err(DataError::io(
                     path,

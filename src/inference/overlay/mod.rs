@@ -192,6 +192,8 @@ fn caption(bundle: &ModelBundle, evaluation: &Evaluation, index: usize) -> Strin
 /// Draws one slide: overlay, GeoJSON, top tiles.
 fn draw(plan: &Plan, out: &Path, options: &HeatmapOptions) -> Result<SlideHeatmap, Error> {
     let start = Instant::now();
+    // Opened again rather than kept from `plan`: a cohort of thousands of slides would
+    // otherwise hold a handle (and its file descriptors) per slide until the last is drawn.
     let slide = Slide::open(&plan.image)?;
     let thumb = slide.thumbnail(options.size)?;
     let (t, labels) = normalize(&plan.scores, options.style.normalize);

@@ -110,16 +110,11 @@ fn check_inside(
     coords: &[[f64; 2]],
     (w, h): (u64, u64),
 ) -> Result<(), String> {
-    let outside = corners
-        .iter()
-        .position(|c| !(c[0] >= 0.0 && c[1] >= 0.0 && c[0] < w as f64 && c[1] < h as f64));
-    match outside {
+    let off = |c: &&[f64; 2]| !(c[0] >= 0.0 && c[1] >= 0.0 && c[0] < w as f64 && c[1] < h as f64);
+    match corners.iter().position(|c| off(&c)) {
         None => Ok(()),
         Some(i) => {
-            let n = corners
-                .iter()
-                .filter(|c| !(c[0] >= 0.0 && c[1] >= 0.0 && c[0] < w as f64 && c[1] < h as f64))
-                .count();
+            let n = corners.iter().filter(off).count();
             Err(format!(
                 "tile {i} at ({}, {}) (level-0 ({:.0}, {:.0})) lies outside the {w} × {h} slide \
                  ({n} tile(s) do); are these features from another slide, or in another unit?",
