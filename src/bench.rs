@@ -37,6 +37,11 @@ pub struct BenchReport {
     pub forward_ms: f64,
     /// Fastest forward pass.
     pub forward_min_ms: f64,
+    /// Median milliseconds of CPU time per forward pass, all the process's threads together
+    /// (Linux with glibc; wall time elsewhere): on a machine shared with other work, the
+    /// figure that compares two runs (a kernel's idle waits are not counted, other
+    /// processes' time neither).
+    pub forward_cpu_ms: f64,
     /// Median milliseconds per training step, with `train`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub train_step_ms: Option<f64>,
@@ -103,7 +108,8 @@ pub fn run(options: &BenchOptions, device: &Device) -> Result<BenchReport, Error
         }
     }
     let (batch, iters) = (options.batch, options.iters);
-    let (params, (forward_ms, forward_min_ms)) = time_forward(c, batch, iters, device)?;
+    let (params, forward) = time_forward(c, batch, iters, device)?;
+    let ((forward_ms, forward_min_ms), (forward_cpu_ms, _)) = forward;
     let train = if options.train {
         Some(time_training(options, batch, iters, device)?)
     } else {
@@ -113,6 +119,7 @@ pub fn run(options: &BenchOptions, device: &Device) -> Result<BenchReport, Error
     Ok(BenchReport {
         forward_ms,
         forward_min_ms,
+        forward_cpu_ms,
         train_step_ms: train.as_ref().map(|t| t.median),
         train_step_min_ms: train.as_ref().map(|t| t.min),
         train_phases: train.and_then(|t| t.phases),
@@ -135,27 +142,31 @@ fn random_input(c: &MedCrossViTConfig, batch: usize, device: &Device) -> ModelIn
     )
 }
 
+/// The median and the fastest of two clocks.
+type Spans = ((f64, f64), (f64, f64));
+
 /// The model's parameters, and the median and fastest of `iters` forward passes (after one
-/// warm-up) in milliseconds.
+/// warm-up) in milliseconds: wall time, then the process's CPU time.
 fn time_forward(
     c: &MedCrossViTConfig,
     batch: usize,
     iters: usize,
     device: &Device,
-) -> Result<(usize, (f64, f64)), Error> {
+) -> Result<(usize, Spans), Error> {
     let model = c.init(device)?;
     let params = model.num_params();
     let x = random_input(c, batch, device);
-    let mut times = Vec::with_capacity(iters);
+    let (mut wall, mut cpu) = (Vec::with_capacity(iters), Vec::with_capacity(iters));
     for i in 0..=iters {
-        let start = Instant::now();
+        let (start, start_cpu) = (Instant::now(), crate::runtime::cpu_seconds());
         let out = model.forward(x.clone())?;
         let _ = out.logits.into_data();
         if i > 0 {
-            times.push(start.elapsed().as_secs_f64() * 1e3);
+            wall.push(start.elapsed().as_secs_f64() * 1e3);
+            cpu.push((crate::runtime::cpu_seconds() - start_cpu) * 1e3);
         }
     }
-    Ok((params, median_min(times)))
+    Ok((params, (median_min(wall), median_min(cpu))))
 }
 
 /// The timings of the training steps.
@@ -271,9 +282,41 @@ pub fn matmul_gflops(n: usize, iters: usize, device: &Device) -> f64 {
 /// median of `iters` after one warm-up. Where `precision` is `Bf16` on a CPU without
 /// AVX512_BF16 this times the emulation.
 pub fn product_gflops(n: usize, iters: usize, precision: crate::runtime::Precision) -> f64 {
-    let times = precision.scope(|| crate::kernels::time_square_product(n, iters.max(1)));
+    product_rate((n, n, n), iters, precision, Clock::Wall)
+}
+
+/// What [`product_rate`] times with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// The wall clock: what a user waits.
+    Wall,
+    /// The process's CPU time (Linux with glibc; the wall clock elsewhere): on one thread
+    /// (`RAYON_NUM_THREADS=1`), the kernel's own rate even while other processes share the
+    /// cores.
+    Cpu,
+}
+
+/// GFLOP/s of the model's product kernel on `[m, k] · [k, n]` (`shape = (m, k, n)`) at
+/// `precision`, the median of `iters` products after one warm-up, on the clock `clock`.
+pub fn product_rate(
+    (m, k, n): (usize, usize, usize),
+    iters: usize,
+    precision: crate::runtime::Precision,
+    clock: Clock,
+) -> f64 {
+    let clock = match clock {
+        Clock::Wall => wall_seconds,
+        Clock::Cpu => crate::runtime::cpu_seconds,
+    };
+    let times = precision.scope(|| crate::kernels::time_product((m, k, n), iters.max(1), clock));
     let (median, _) = median_min(times);
-    2.0 * (n as f64).powi(3) / median / 1e9
+    2.0 * (m * k * n) as f64 / median / 1e9
+}
+
+/// Seconds since the first call.
+fn wall_seconds() -> f64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed().as_secs_f64()
 }
 
 #[cfg(test)]

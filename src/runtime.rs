@@ -159,6 +159,26 @@ impl Precision {
     }
 }
 
+/// Seconds of CPU time the process has used, all its threads together (Linux with glibc;
+/// elsewhere seconds of wall time since the first call).
+pub fn cpu_seconds() -> f64 {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let mut t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `t` is a valid timespec to write.
+        unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+        t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        START.get_or_init(std::time::Instant::now).elapsed().as_secs_f64()
+    }
+}
+
 /// The CPU flags that `Precision::Bf16` needs and this CPU lacks (as `/proc/cpuinfo` names
 /// them); empty where it has them all.
 pub fn missing_bf16_flags() -> Vec<&'static str> {

@@ -23,6 +23,10 @@ compile_s, and one more warm-up call is made. A mode that fails to compile is re
     .venv-torch/bin/python benches/torch/bench.py --preset seed --batch 16 --iters 5 \
         --threads "$(nproc)" [--modes forward,train,checkpointed] [--compile] [--matmul]
 
+With --autocast bf16 the modes run under torch.autocast("cpu", dtype=torch.bfloat16), as a
+PyTorch user gets bf16 on a CPU (`make bench-compare` times the forward pass so, beside ours
+at `--precision bf16`).
+
 peak_rss_mb is the process's peak resident memory (VmHWM) at the end of the run: with
 several modes in one process it is the largest of them.
 """
@@ -168,6 +172,8 @@ def main() -> int:
     ap.add_argument("--adamw", default="default", choices=("default", "foreach", "fused"),
                     help="torch.optim.AdamW implementation (default: PyTorch's choice)")
     ap.add_argument("--matmul", action="store_true", help="also time a 2048² matmul")
+    ap.add_argument("--autocast", default="off", choices=("off", "bf16"),
+                    help="run the modes under torch.autocast('cpu', dtype=torch.bfloat16)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
 
@@ -191,13 +197,15 @@ def main() -> int:
         "attention": a.attention,
         "adamw": a.adamw,
         "compiled": a.compile,
+        "autocast": a.autocast,
         "params": count_params(MedCrossViTTwin(c)),
         "flops": flops,
     }
     keys = {"forward": "forward", "train": "train_step", "checkpointed": "checkpointed_step"}
     for mode in modes:
         try:
-            r = run_mode(mode, c, a)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.autocast == "bf16"):
+                r = run_mode(mode, c, a)
         except Exception as e:  # noqa: BLE001 - a compile failure is a result, not a crash
             if not a.compile:
                 raise

@@ -6,6 +6,8 @@
 #   THREADS  threads on both sides (default: every CPU)
 #   TORCH_COMPILE=0  skip the torch.compile runs     COMPILE_TIMEOUT  their limit, s (1800)
 #   BENCH_JSON=FILE  also write every raw result
+#   BF16=0   skip the bf16 forward runs (ours at --precision bf16, PyTorch under bf16 autocast;
+#            they run only where the CPU has avx512_bf16)
 #   CARGO    cargo command (default cargo); the binary goes to $CARGO_TARGET_DIR as usual
 #   FEATURES cargo features of our binary (default cli; cli,openblas: products through OpenBLAS)
 set -eu

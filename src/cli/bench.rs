@@ -168,8 +168,8 @@ fn print_report(args: &BenchArgs, report: &BenchReport, matmul: Option<f64>) {
     );
     println!("parameters      {}", report.params);
     println!(
-        "forward         median {:.1} ms, min {:.1} ms",
-        report.forward_ms, report.forward_min_ms
+        "forward         median {:.1} ms, min {:.1} ms; CPU time {:.1} ms (median, all threads)",
+        report.forward_ms, report.forward_min_ms, report.forward_cpu_ms
     );
     if let (Some(m), Some(min)) = (report.train_step_ms, report.train_step_min_ms) {
         println!("training step   median {m:.1} ms, min {min:.1} ms");

@@ -30,6 +30,6 @@ pub(crate) mod fused;
 pub(crate) mod linear;
 pub(crate) mod mask;
 mod product;
-pub(crate) use product::time_square_product;
+pub(crate) use product::time_product;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -148,36 +148,40 @@ pub(super) unsafe fn product(
         );
     }
 }
-/// Seconds of each of `iters` `n × n` products (after one warm-up) through
-/// [`product`] at the calling thread's precision, on the pool.
-pub(crate) fn time_square_product(n: usize, iters: usize) -> Vec<f64> {
-    let a: Vec<f32> = (0..n * n)
+/// Seconds of each of `iters` `[m, k] · [k, n]` products (after one warm-up) through
+/// [`product`] at the calling thread's precision, on the pool, as `clock` counts them.
+pub(crate) fn time_product(
+    (m, k, n): (usize, usize, usize),
+    iters: usize,
+    clock: fn() -> f64,
+) -> Vec<f64> {
+    let a: Vec<f32> = (0..m * k)
         .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
         .collect();
-    let b: Vec<f32> = (0..n * n)
+    let b: Vec<f32> = (0..k * n)
         .map(|i| ((i * 104729) % 997) as f32 / 498.5 - 1.0)
         .collect();
-    let mut c = vec![0.0f32; n * n];
+    let mut c = vec![0.0f32; m * n];
     let mut times = Vec::new();
     for i in 0..=iters {
-        let start = std::time::Instant::now();
-        // SAFETY: the three buffers hold n × n values each; `c` is exclusively ours.
+        let start = clock();
+        // SAFETY: `a` holds m × k values, `b` k × n, `c` m × n; `c` is exclusively ours.
         unsafe {
             product(
+                m,
                 n,
-                n,
-                n,
+                k,
                 c.as_mut_ptr(),
                 n,
                 false,
-                View::rows_at(a.as_ptr(), n),
+                View::rows_at(a.as_ptr(), k),
                 View::rows_at(b.as_ptr(), n),
                 1.0,
                 true,
             )
         };
         if i > 0 {
-            times.push(start.elapsed().as_secs_f64());
+            times.push(clock() - start);
         }
     }
     std::hint::black_box(&c);
