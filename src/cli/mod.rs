@@ -5,6 +5,7 @@ mod bench;
 mod check;
 mod cohort;
 mod device;
+mod ensemble;
 mod heatmap;
 mod predict;
 mod progress;

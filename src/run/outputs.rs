@@ -70,6 +70,8 @@ impl OutputKind {
                 files::METRICS_JSON,
                 files::PREDICTIONS_CSV,
                 files::PREDICTIONS_SLIDES_CSV,
+                files::PREDICTIONS_FOLDS_CSV,
+                files::METRICS_FOLDS_JSON,
             ]
             .contains(&name),
             Self::Attention => {

@@ -20,6 +20,7 @@ mod resume;
 mod saved;
 mod schedule;
 mod step;
+pub mod tensorboard;
 mod trainer;
 mod validate;
 
