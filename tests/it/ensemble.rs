@@ -60,7 +60,7 @@ fn trained() -> &'static Trained {
         let dir = tempfile::tempdir().unwrap().keep();
         let run = TinyRun::new(&dir);
         let o = bin(&run
-            .args("cv", &run.features, &["--folds", "3", "--bootstrap", "0"])
+            .args("cv", &run.features, &["--folds", "3"])
             .iter()
             .map(String::as_str)
             .collect::<Vec<_>>());
