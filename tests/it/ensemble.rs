@@ -202,7 +202,9 @@ fn a_vote_takes_the_majority_and_breaks_ties_by_the_mean_probability() {
             assert_eq!(pred, &want.to_string(), "patient row {p}, votes {votes:?}");
         }
     }
-    eprintln!("{ties} tie(s) broken by the mean probability");
+    // The first two tiny folds disagree on two patients here (flex, Zen 4): the tie path
+    // is taken, not only the majority.
+    assert!(ties > 0, "no tie to break");
     // A vote over one model folder is refused: it is no ensemble.
     let o = predict(
         &t.run,
@@ -276,11 +278,14 @@ fn evaluate_reports_the_ensemble_and_each_fold() {
     assert_eq!(fold_rows.rows.len(), 3 * ens.rows.len());
 }
 
+/// An edit of a fold's file.
+type Edit = fn(&Path);
+
 #[test]
 fn folds_that_do_not_agree_are_refused_naming_the_fold_and_the_difference() {
     let t = trained();
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&str, &str, fn(&Path)); 2] = [
+    let cases: [(&str, &str, Edit); 2] = [
         ("labels.json", "classes", |p| {
             support::folders::edit_json(p, |v| {
                 v["classes"].as_array_mut().unwrap().reverse();

@@ -24,6 +24,8 @@ fn crc32c(bytes: &[u8]) -> u32 {
     !c
 }
 
+/// The masked CRC as TFRecord's documentation writes it.
+#[allow(clippy::manual_rotate)]
 fn masked(bytes: &[u8]) -> u32 {
     let c = crc32c(bytes);
     ((c >> 15) | (c << 17)).wrapping_add(0xa282_ead8)
