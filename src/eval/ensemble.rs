@@ -39,7 +39,7 @@ use super::survival::risk_from_hazards;
 use crate::data::{Target, TimeBins};
 use crate::run::{Error, FoldEnsemble, ModelBundle, RunError, Task, same_in_folds as same};
 
-/// How the folds' predictions are combined (see the [module documentation](self)).
+/// How the folds' predictions are combined (see [`evaluate_ensemble`] and docs/ensembles.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EnsembleMethod {

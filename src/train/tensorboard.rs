@@ -18,7 +18,7 @@
 //!   TensorFlow's own writer names it, and TensorBoard reads any file whose name holds
 //!   `tfevents`.
 //!
-//! The file always holds the fit's kept history, each epoch once: [`sync`] runs after every
+//! The file always holds the fit's kept history, each epoch once: `sync` runs after every
 //! checkpoint, reads the folder's event file back (checking every CRC), cuts it after the
 //! last whole record of an epoch still kept (a run killed while writing, or resumed from an
 //! earlier checkpoint, leaves a torn record or later epochs there) and appends the epochs
