@@ -259,6 +259,26 @@ pub(crate) fn check_fresh(dir: &Path) -> Result<(), Error> {
     }
 }
 
+/// [`check_fresh`] on `dir` and on each of its `fold_*` folders: what a new run checks of
+/// `--tensorboard DIR` before it writes anything (whether it will have folds or not).
+///
+/// # Errors
+///
+/// As [`check_fresh`].
+pub(crate) fn check_fresh_tree(dir: &Path) -> Result<(), Error> {
+    check_fresh(dir)?;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() && entry.file_name().to_string_lossy().starts_with("fold_") {
+            check_fresh(&path)?;
+        }
+    }
+    Ok(())
+}
+
 /// Brings the event file in `dir` (created with the folder when there is none) to `history`:
 /// cut after the last whole record of an epoch in `history`, then the epochs it lacks
 /// appended, one event each with `scalars(row)` (see the module documentation).

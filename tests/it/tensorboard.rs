@@ -238,6 +238,23 @@ fn every_fold_writes_metrics_csv_as_events_and_a_resumed_run_continues_them() {
         "{}",
         text(&o).1
     );
+    assert!(
+        !dir.path().join("again").exists(),
+        "refused before writing anything"
+    );
+    // The folder above the folds, too: a new run would write its folds' curves there.
+    let args = run.args(
+        "again",
+        &run.features,
+        &["--tensorboard", extra.to_str().unwrap()],
+    );
+    let o = bin(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).1.contains("fold_0 already holds"),
+        "{}",
+        text(&o).1
+    );
 }
 
 #[test]
