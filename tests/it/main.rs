@@ -6,6 +6,7 @@
 //! - `cohort_files`: cohort CSVs, HDF5 and `.pt` tile files, splits, normalization, batching;
 //! - `commands`: the binary as a user runs it (`synth`, `check`, `bench`, `train` flags);
 //! - `crash_safety`: a run killed at every writing stage resumes to the same files;
+//! - `export`: models exported as safetensors and `torch.save` files, read back;
 //! - `gdc_download`: `cohort gdc` against a fake GDC download and its reference cohorts;
 //! - `gene_tokenizers`: dense, per-gene and pathway tokenizers;
 //! - `hand_edited_folders`: model and run folders edited by hand fail on load, by name;
@@ -37,6 +38,8 @@ mod cohort_files;
 mod commands;
 #[cfg(feature = "cli")]
 mod crash_safety;
+#[cfg(feature = "cli")]
+mod export;
 #[cfg(feature = "cli")]
 mod gdc_download;
 mod gene_tokenizers;
