@@ -8,8 +8,8 @@ mod torch;
 mod torch_save;
 
 pub use export::{
-    EXPORT_FORMAT_VERSION, ExportError, ExportFormat, KeyMap, export_metadata,
-    export_model, export_run, native_tensors, original_tensors,
+    EXPORT_FORMAT_VERSION, ExportError, ExportFormat, KeyMap, export_metadata, export_model,
+    export_run, native_tensors, original_tensors,
 };
 pub use tensor::ExportTensor;
 pub use torch::{

@@ -98,7 +98,8 @@ impl Pickle {
 
     fn global(&mut self, module: &str, name: &str) {
         self.op(op::GLOBAL);
-        self.0.extend_from_slice(format!("{module}\n{name}\n").as_bytes());
+        self.0
+            .extend_from_slice(format!("{module}\n{name}\n").as_bytes());
     }
 
     fn str(&mut self, s: &str) {
@@ -230,8 +231,26 @@ mod tests {
         p.tensor(0, &[2, 3, 4]);
         let text = &p.0;
         // (2, 3, 4) then (12, 4, 1) follow the storage's offset 0.
-        let shape = [op::MARK, op::BININT1, 2, op::BININT1, 3, op::BININT1, 4, op::TUPLE];
-        let strides = [op::MARK, op::BININT1, 12, op::BININT1, 4, op::BININT1, 1, op::TUPLE];
+        let shape = [
+            op::MARK,
+            op::BININT1,
+            2,
+            op::BININT1,
+            3,
+            op::BININT1,
+            4,
+            op::TUPLE,
+        ];
+        let strides = [
+            op::MARK,
+            op::BININT1,
+            12,
+            op::BININT1,
+            4,
+            op::BININT1,
+            1,
+            op::TUPLE,
+        ];
         let at = text.windows(8).position(|w| w == shape).unwrap();
         assert_eq!(&text[at + 8..at + 16], strides);
     }

@@ -7,10 +7,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use burn::tensor::Device;
+use med_crossvit::inference::predict_cohort;
 use med_crossvit::interop::{
     ExportError, ExportFormat, KeyMap, export_model, import_torch, load_checkpoint, native_tensors,
 };
-use med_crossvit::inference::predict_cohort;
 use med_crossvit::run::ModelBundle;
 use med_crossvit::{MedCrossViTConfig, RunError};
 
@@ -106,7 +106,14 @@ fn a_safetensors_export_holds_the_models_parameters_and_configuration() {
     let dir = tempfile::tempdir().unwrap();
     let bundle = imported(dir.path());
     let out = dir.path().join("model.safetensors");
-    export_model(&bundle, ExportFormat::Safetensors, KeyMap::Native, &out, false).unwrap();
+    export_model(
+        &bundle,
+        ExportFormat::Safetensors,
+        KeyMap::Native,
+        &out,
+        false,
+    )
+    .unwrap();
     let (tensors, metadata) = parse_safetensors(&out);
 
     let model = &bundle.model;
@@ -122,7 +129,10 @@ fn a_safetensors_export_holds_the_models_parameters_and_configuration() {
     let ours: Vec<f32> = project.weight.val().into_data().iter::<f32>().collect();
     assert_eq!(got, &transposed(&ours, 10, 320));
     // A LayerNorm's gamma is its weight, a parameter tensor keeps its shape.
-    let norm = &model.encoder.blocks[1].cross.layers[0].rna_attend_wsi.attn.norm;
+    let norm = &model.encoder.blocks[1].cross.layers[0]
+        .rna_attend_wsi
+        .attn
+        .norm;
     let key = "encoder.blocks.1.cross.layers.0.rna_attend_wsi.attn.norm.weight";
     assert_eq!(tensors[key].1, values(norm.gamma.val()));
     let (shape, got) = &tensors["wsi_embedder.pos_embedding"];
@@ -188,14 +198,7 @@ fn the_reference_exported_under_the_originals_keys_is_the_reference_again() {
     // Imported again, the export gives the original's logits.
     let device = Device::flex();
     let again = dir.path().join("again");
-    import_torch(
-        &out,
-        &parity("reference_args.json"),
-        None,
-        &again,
-        &device,
-    )
-    .unwrap();
+    import_torch(&out, &parity("reference_args.json"), None, &again, &device).unwrap();
     let bundle = ModelBundle::load(&again, &device).unwrap();
     let (evaluation, _) = predict_cohort(&bundle, &parity_request(), &device, None).unwrap();
     let table = evaluation.cohort.table();
@@ -292,7 +295,13 @@ fn the_command_refuses_by_name_what_it_cannot_do() {
     assert_eq!(std::fs::read(&out).unwrap(), first);
     // A folder is no output file.
     fails(
-        &[model.as_ref(), "--out".as_ref(), empty.as_ref(), "--format".as_ref(), "torch".as_ref()],
+        &[
+            model.as_ref(),
+            "--out".as_ref(),
+            empty.as_ref(),
+            "--format".as_ref(),
+            "torch".as_ref(),
+        ],
         &["is a folder"],
     );
 
