@@ -53,7 +53,7 @@ fn header(tensors: &[ExportTensor], metadata: &BTreeMap<String, String>) -> Vec<
         offset = end;
     }
     let mut bytes = serde_json::to_vec(&map).expect("strings and numbers always serialize");
-    while bytes.len() % 8 != 0 {
+    while !bytes.len().is_multiple_of(8) {
         bytes.push(b' ');
     }
     bytes
