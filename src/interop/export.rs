@@ -59,7 +59,8 @@ impl ExportFormat {
     }
 }
 
-/// Whose key names (and quirks) the export uses; see the [module documentation](self).
+/// Whose key names (and quirks) the export uses: see `docs/export.md` and
+/// [`original_tensors`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KeyMap {
     /// `med_crossvit.torch.MedCrossViT`'s.
