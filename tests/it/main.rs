@@ -7,6 +7,7 @@
 //! - `commands`: the binary as a user runs it (`synth`, `check`, `bench`, `train` flags);
 //! - `crash_safety`: a run killed at every writing stage resumes to the same files;
 //! - `ensemble`: the folds of a cross-validation run applied together (`--model CV_RUN`);
+//! - `export`: models exported as safetensors and `torch.save` files, read back;
 //! - `gdc_download`: `cohort gdc` against a fake GDC download and its reference cohorts;
 //! - `gene_tokenizers`: dense, per-gene and pathway tokenizers;
 //! - `hand_edited_folders`: model and run folders edited by hand fail on load, by name;
@@ -41,6 +42,8 @@ mod commands;
 mod crash_safety;
 #[cfg(feature = "cli")]
 mod ensemble;
+#[cfg(feature = "cli")]
+mod export;
 #[cfg(feature = "cli")]
 mod gdc_download;
 mod gene_tokenizers;
