@@ -32,8 +32,9 @@ class TwinConfig(_module.ModelConfig):
 
     @classmethod
     def preset(cls, name: str, genes: int = 100) -> "TwinConfig":
-        """The presets of `med-crossvit bench` (768-wide tiles, 50 per bag, 2 classes; the
-        positional embedding on, as the bench's models have it)."""
+        """The presets of `med-crossvit bench` (768-wide tiles, 50 per bag, 2 classes; no
+        positional embedding over the tiles, as the bench's models, like every new run's,
+        have none)."""
         if name == "seed":
             c = cls.seed()
         elif name == "small":
@@ -41,6 +42,7 @@ class TwinConfig(_module.ModelConfig):
         else:
             raise ValueError(f"unknown preset {name!r} (seed, small)")
         c.rna_num_genes = genes
+        c.wsi_pos_embedding = False
         return c
 
 
