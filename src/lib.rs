@@ -32,8 +32,8 @@
 //!
 //! **Stable API**: [`model`] (the network, its config and folder format), [`data`] (readers of
 //! cohort files), [`run`] (the run-folder format and settings), [`eval`], [`train`] (the
-//! entry points [`train::train`], [`train::resume`], [`eval::evaluate`] and their request
-//! types), [`inference`] and the errors. [`bench`](mod@bench), [`report`], [`cohort`] and [`interop`]
+//! entry points [`train::train`], [`train::resume`], [`eval::evaluate`],
+//! [`eval::evaluate_ensemble`] and their request types), [`inference`] and the errors. [`bench`](mod@bench), [`report`], [`cohort`] and [`interop`]
 //! serve the command-line tool first; their items may change with it.
 //!
 //! # Features

@@ -5,6 +5,8 @@ mod bench;
 mod check;
 mod cohort;
 mod device;
+mod ensemble;
+mod export;
 mod heatmap;
 mod predict;
 mod progress;
@@ -45,6 +47,9 @@ enum Command {
     Heatmap(Box<heatmap::HeatmapArgs>),
     /// Import a checkpoint trained with the Python original into a model folder.
     ImportTorch(predict::ImportArgs),
+    /// Write a trained model's weights for PyTorch: a safetensors file or a torch.save state
+    /// dict, its configuration, genes and classes in the metadata (docs/export.md).
+    Export(export::ExportArgs),
     /// Time the model on random inputs: forward, training step, GFLOP/s, memory.
     Bench(bench::BenchArgs),
     /// Write RUN_DIR/report.html: headline results, data, per-fold metrics, plots, heatmaps over
@@ -55,7 +60,7 @@ enum Command {
 }
 
 /// Why a command failed: an error of training, evaluation or prediction, of a checkpoint
-/// import, or of a GDC download (each names what was wrong).
+/// import or export, or of a GDC download (each names what was wrong).
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
     /// An error of a run (model, data, run folder).
@@ -64,6 +69,9 @@ pub enum Failure {
     /// A PyTorch checkpoint that cannot be imported.
     #[error(transparent)]
     Import(#[from] med_crossvit::interop::ImportError),
+    /// A model that cannot be exported as asked.
+    #[error(transparent)]
+    Export(#[from] med_crossvit::interop::ExportError),
     /// A GDC download that cannot be turned into a cohort.
     #[error(transparent)]
     Gdc(#[from] med_crossvit::cohort::gdc::GdcError),
@@ -80,6 +88,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Predict(args) => predict::predict(args)?,
         Command::Heatmap(args) => heatmap::run(*args)?,
         Command::ImportTorch(args) => predict::import(args)?,
+        Command::Export(args) => export::run(args)?,
         Command::Bench(args) => bench::run(args)?,
         Command::Report(args) => report::run(args)?,
     })

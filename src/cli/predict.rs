@@ -21,8 +21,8 @@ pub struct PredictArgs {
     #[command(flatten)]
     apply: ApplyArgs,
     /// The predictions CSV to write (one row per patient; with --per-slide also `X_slides.csv`
-    /// beside it). Not inside a run or model folder, and not over a file other than a
-    /// predictions CSV.
+    /// beside it; for a fold ensemble also each fold's rows in `X_folds.csv`). Not inside a
+    /// run or model folder, and not over a file other than a predictions CSV.
     #[arg(long)]
     out: PathBuf,
     /// Also write per-slide attention (tile and gene CSVs, heatmap PNGs) into this folder
@@ -48,6 +48,22 @@ pub fn predict(args: PredictArgs) -> Result<ExitCode, med_crossvit::Error> {
         check_output(dir, OutputKind::Attention, args.force)?;
     }
     let slide_options = args.slides.options()?;
+    if med_crossvit::run::FoldEnsemble::is_cross_validation(&args.apply.model) {
+        if args.attention.is_some() {
+            return Err(super::ensemble::refuse_attention("--attention"));
+        }
+        if slide_options.is_some() {
+            return Err(super::ensemble::refuse_attention("--slides"));
+        }
+        let precision = super::train::precision(&args.apply.precision, &args.apply.device)?;
+        return super::ensemble::predict(
+            &args.apply,
+            &args.out,
+            &slides_out,
+            args.force,
+            precision,
+        );
+    }
     if slide_options.is_some() && args.attention.is_none() {
         return Err(med_crossvit::run::RunError::BadOption {
             option: "--slides".into(),

@@ -213,6 +213,11 @@ pub struct TrainArgs {
     /// convention of cross-validation without a test split). cv.json reports both means.
     #[arg(long, value_enum, default_value = "best")]
     select: SelectArg,
+    /// Also write the TensorBoard event files of the training curves into this folder
+    /// (`DIR/fold_K` per fold), besides the run's own `tensorboard/` (always written). Saved
+    /// in config.json: a resumed run goes on writing there. docs/tensorboard.md
+    #[arg(long, conflicts_with = "resume")]
+    tensorboard: Option<PathBuf>,
     /// Stop after this many epochs, as if interrupted (continue with --resume).
     #[arg(long, hide = true)]
     stop_after_epoch: Option<usize>,
@@ -269,6 +274,7 @@ fn settings(a: &TrainArgs) -> TrainSettings {
         workers: a.workers,
         gradient_checkpointing: a.gradient_checkpointing,
         select: a.select.value(),
+        tensorboard: a.tensorboard.clone(),
     }
 }
 
@@ -478,9 +484,16 @@ fn print_summary(summary: &TrainSummary) {
 /// A trained model and a cohort to apply it to: shared by `evaluate` and `predict`.
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
-    /// A run or model folder (from `train` or `import-torch`).
+    /// A run or model folder (from `train` or `import-torch`), or a cross-validation run
+    /// folder: then every fold_K model is applied and their predictions combined (see
+    /// --ensemble; docs/ensembles.md).
     #[arg(long)]
     pub model: PathBuf,
+    /// How a cross-validation run's folds are combined: mean (of the class probabilities;
+    /// for survival of the per-bin hazards) or vote (majority of the folds' classes, ties to
+    /// the higher mean probability; classification only). Default mean.
+    #[arg(long)]
+    pub ensemble: Option<String>,
     /// The cohort CSV.
     #[arg(long)]
     pub csv: PathBuf,
@@ -513,8 +526,23 @@ impl ApplyArgs {
         require_targets: bool,
     ) -> Result<(Device, ModelBundle, EvaluateRequest), med_crossvit::Error> {
         let device = device::parse(&self.device)?;
+        if self.ensemble.is_some() {
+            return Err(RunError::BadOption {
+                option: "--ensemble".into(),
+                why: format!(
+                    "{} is a single model, not a cross-validation run with fold_K models",
+                    self.model.display()
+                ),
+            }
+            .into());
+        }
         let bundle = ModelBundle::load(&self.model, &device)?;
-        let request = EvaluateRequest {
+        Ok((device, bundle, self.request(require_targets)))
+    }
+
+    /// The cohort request of `--csv` and the tile options.
+    pub fn request(&self, require_targets: bool) -> EvaluateRequest {
+        EvaluateRequest {
             csv: self.csv.clone(),
             tiles: TileOptions {
                 features_key: self.features_key.clone(),
@@ -522,8 +550,7 @@ impl ApplyArgs {
                 ..TileOptions::new(self.features.clone().unwrap_or_default())
             },
             require_targets,
-        };
-        Ok((device, bundle, request))
+        }
     }
 }
 
@@ -563,7 +590,8 @@ pub fn report_skipped(evaluation: &med_crossvit::eval::Evaluation) {
 pub struct EvaluateArgs {
     #[command(flatten)]
     apply: ApplyArgs,
-    /// Output folder for metrics.json and predictions.csv: absent, empty or an earlier
+    /// Output folder for metrics.json and predictions.csv (for a fold ensemble also
+    /// predictions_folds.csv and metrics_folds.json): absent, empty or an earlier
     /// evaluation's; not a run or model folder, nor inside one.
     #[arg(long)]
     out: PathBuf,
@@ -579,6 +607,9 @@ pub fn evaluate(args: EvaluateArgs) -> Result<ExitCode, med_crossvit::Error> {
         args.force,
     )?;
     let precision = precision(&args.apply.precision, &args.apply.device)?;
+    if med_crossvit::run::FoldEnsemble::is_cross_validation(&args.apply.model) {
+        return super::ensemble::evaluate(&args.apply, &args.out, precision);
+    }
     let (device, bundle, request) = args.apply.load(true)?;
     let evaluation = precision.scope(|| {
         med_crossvit::progress::observe(super::progress::steps(), || {

@@ -322,12 +322,10 @@ pub(crate) fn output_cells(
     labels: &LabelMap,
     settings: &TrainSettings,
     known: bool,
-    logits: &[f64],
-    probs: &[f64],
-    risk: Option<f64>,
+    shown: super::predict::Shown<'_>,
     target: Target,
 ) -> Vec<String> {
-    let predicted = super::predict::argmax(probs);
+    let (logits, probs, risk, predicted) = (shown.logits, shown.probs, shown.risk, shown.predicted);
     let mut row: Vec<String> = logits.iter().map(|v| format!("{v:.8}")).collect();
     row.extend(probs.iter().map(|v| format!("{v:.8}")));
     row.push(labels.classes[predicted].clone());
@@ -412,9 +410,7 @@ pub fn write_predictions(
             &bundle.labels,
             &bundle.config.training,
             known,
-            &p.logits,
-            &p.probs,
-            p.risk,
+            p.shown(),
             evaluation.targets[p.patient],
         ));
         row
@@ -459,9 +455,7 @@ pub fn write_slide_predictions(
             &bundle.labels,
             &bundle.config.training,
             known,
-            &p.logits,
-            &p.probs,
-            p.risk,
+            p.shown(),
             evaluation.targets[patient],
         ));
         row

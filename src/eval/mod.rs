@@ -5,8 +5,10 @@
 //! Used by training (validation and test metrics, plots of each fit), by
 //! [`inference`](crate::inference) and by [`report`](crate::report). [`evaluate`] is what
 //! `med-crossvit evaluate` and `predict` run: a run folder applied to a cohort, writing
-//! `predictions.csv` and `metrics.json`.
+//! `predictions.csv` and `metrics.json`; [`evaluate_ensemble`] applies every fold of a
+//! cross-validation run and combines them.
 
+mod ensemble;
 mod evaluate;
 mod loss;
 pub mod metrics;
@@ -15,6 +17,10 @@ mod predict;
 mod sources;
 pub mod survival;
 
+pub use ensemble::{
+    EnsembleEvaluation, EnsembleMethod, evaluate_ensemble, vote, write_fold_metrics,
+    write_fold_predictions,
+};
 pub use evaluate::{
     EvaluateRequest, Evaluation, evaluate, write_metrics, write_predictions,
     write_slide_predictions,

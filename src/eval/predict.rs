@@ -40,6 +40,9 @@ pub struct SlidePrediction {
     pub wsi: bool,
     /// Whether it saw expression.
     pub rna: bool,
+    /// The class a fold ensemble's majority vote chose (`--ensemble vote`); `None`: the class
+    /// of highest probability.
+    pub voted: Option<usize>,
 }
 
 /// One patient's prediction, from its slides' (see [`patient_predictions`]).
@@ -61,6 +64,9 @@ pub struct PatientPrediction {
     pub wsi: bool,
     /// Whether it saw expression.
     pub rna: bool,
+    /// The class a fold ensemble's majority vote chose (`--ensemble vote`); `None`: the class
+    /// of highest probability.
+    pub voted: Option<usize>,
 }
 
 impl PatientPrediction {
@@ -90,17 +96,51 @@ pub(crate) fn argmax(probs: &[f64]) -> usize {
 }
 
 impl SlidePrediction {
-    /// The class with the highest mean probability.
+    /// The class predicted: the voted one, else the one with the highest mean probability.
     pub fn predicted_class(&self) -> usize {
-        argmax(&self.probs)
+        self.voted.unwrap_or_else(|| argmax(&self.probs))
+    }
+
+    /// What a predictions file shows of it.
+    pub(crate) fn shown(&self) -> Shown<'_> {
+        Shown {
+            logits: &self.logits,
+            probs: &self.probs,
+            risk: self.risk,
+            predicted: self.predicted_class(),
+        }
     }
 }
 
 impl PatientPrediction {
-    /// The class with the highest probability.
+    /// The class predicted: the voted one, else the one with the highest probability.
     pub fn predicted_class(&self) -> usize {
-        argmax(&self.probs)
+        self.voted.unwrap_or_else(|| argmax(&self.probs))
     }
+
+    /// What a predictions file shows of it.
+    pub(crate) fn shown(&self) -> Shown<'_> {
+        Shown {
+            logits: &self.logits,
+            probs: &self.probs,
+            risk: self.risk,
+            predicted: self.predicted_class(),
+        }
+    }
+}
+
+/// The values of one prediction that a predictions file shows (see
+/// [`output_cells`](super::output_cells)).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shown<'a> {
+    /// Logits `[classes]`.
+    pub logits: &'a [f64],
+    /// Probabilities (for survival the hazards) `[classes]`.
+    pub probs: &'a [f64],
+    /// Survival risk.
+    pub risk: Option<f64>,
+    /// The class predicted.
+    pub predicted: usize,
 }
 
 /// Per-batch callback of [`predict`]: the batch's bags and the model's output for them.
@@ -193,6 +233,7 @@ impl PartialPredictions {
                     tiles: sums.weight as usize,
                     wsi: sums.wsi,
                     rna: sums.rna,
+                    voted: None,
                 }
             })
             .collect();
@@ -315,6 +356,7 @@ pub fn patient_predictions(
                 bags: slides.iter().map(|s| s.bags).sum(),
                 wsi: slides.iter().any(|s| s.wsi),
                 rna: slides.iter().any(|s| s.rna),
+                voted: None,
             }
         })
         .collect()
@@ -680,6 +722,7 @@ mod tests {
             risk: Some(risk),
             wsi: true,
             rna: true,
+            voted: None,
         }
     }
 

@@ -207,7 +207,7 @@ impl<E: Into<Error>> From<E> for ImportError {
 
 /// The original's key of our parameter `ours` (a dotted path with LayerNorm `gamma`/`beta`),
 /// or `None` for a path outside the mapping (a programmer error).
-fn torch_key(ours: &str) -> Option<String> {
+pub(super) fn torch_key(ours: &str) -> Option<String> {
     let p: Vec<&str> = ours.split('.').collect();
     let key = match p.as_slice() {
         ["wsi_embedder", t @ ("cls_token" | "pos_embedding")] => format!("wsi_embedder.{t}"),
@@ -361,7 +361,19 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint, ImportError> {
 }
 
 impl Checkpoint {
-    fn shape(&self, key: &str) -> Result<&[usize], ImportError> {
+    /// The checkpoint's keys (DataParallel's `module.` prefix removed), sorted.
+    pub fn keys(&self) -> Vec<&str> {
+        let mut keys: Vec<&str> = self.tensors.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    /// The shape of the tensor `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`ImportError::Missing`] when the checkpoint has no such tensor.
+    pub fn shape(&self, key: &str) -> Result<&[usize], ImportError> {
         self.tensors
             .get(key)
             .map(|(s, _)| s.as_slice())
@@ -371,8 +383,20 @@ impl Checkpoint {
             })
     }
 
-    fn values(&self, key: &str) -> Result<Vec<f32>, ImportError> {
-        let (_, tensor) = &self.tensors[key];
+    /// The values of the tensor `key`, row-major, converted to `f32`.
+    ///
+    /// # Errors
+    ///
+    /// [`ImportError::Missing`] when the checkpoint has no such tensor;
+    /// [`ImportError::Unreadable`] when its data cannot be read; [`ImportError::DType`] for a
+    /// tensor that is not floating point.
+    pub fn values(&self, key: &str) -> Result<Vec<f32>, ImportError> {
+        let Some((_, tensor)) = self.tensors.get(key) else {
+            return Err(ImportError::Missing {
+                path: self.path.clone(),
+                key: key.to_string(),
+            });
+        };
         let bytes = tensor.read().map_err(|e| ImportError::Unreadable {
             path: self.path.clone(),
             message: e.to_string(),

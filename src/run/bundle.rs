@@ -33,8 +33,14 @@ pub mod files {
     pub const SPLITS_CSV: &str = "splits.csv";
     /// Predictions, one row per patient.
     pub const PREDICTIONS_CSV: &str = "predictions.csv";
+    /// A fold ensemble's metrics of each fold (`evaluate --model CV_RUN`).
+    pub const METRICS_FOLDS_JSON: &str = "metrics_folds.json";
+    /// A fold ensemble's predictions of each fold, one row per fold and patient.
+    pub const PREDICTIONS_FOLDS_CSV: &str = "predictions_folds.csv";
     /// Predictions, one row per slide (`--per-slide`).
     pub const PREDICTIONS_SLIDES_CSV: &str = "predictions_slides.csv";
+    /// TensorBoard event files of the training curves (`tensorboard/fold_K` per fold).
+    pub const TENSORBOARD: &str = "tensorboard";
     /// Loss curves.
     pub const LOSS_PNG: &str = "loss.png";
     /// Validation metric curves.
@@ -74,12 +80,16 @@ impl DataSource {
 
 // Here rather than in settings.rs: the paths a run folder records are this module's concern.
 impl TrainSettings {
-    /// Makes the splits file and folder absolute (against the working directory), as a run
-    /// folder records them.
+    /// Makes the splits file and folder and the TensorBoard folder absolute (against the
+    /// working directory), as a run folder records them.
     pub fn absolutize_paths(&mut self) {
-        for path in [&mut self.splits_csv, &mut self.splits_dir]
-            .into_iter()
-            .flatten()
+        for path in [
+            &mut self.splits_csv,
+            &mut self.splits_dir,
+            &mut self.tensorboard,
+        ]
+        .into_iter()
+        .flatten()
         {
             absolutize(path);
         }

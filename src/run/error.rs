@@ -110,6 +110,24 @@ pub enum RunError {
         /// The first such patient's id (or index).
         first: String,
     },
+    /// A fold of a cross-validation run that does not fit with the first fold, so their
+    /// models cannot be applied together as an ensemble.
+    #[error(
+        "{fold} cannot join the ensemble of {reference}: its {what} is {found}, but {expected} \
+         there"
+    )]
+    FoldMismatch {
+        /// The fold folder that differs.
+        fold: PathBuf,
+        /// The fold it was compared with (the first).
+        reference: PathBuf,
+        /// What differs (`task`, `classes`, `gene order`, `gene tokenizer`, …).
+        what: String,
+        /// The reference fold's value.
+        expected: String,
+        /// This fold's value.
+        found: String,
+    },
 }
 
 /// Where training met a loss, gradient or prediction that is not a finite number, the likely

@@ -13,6 +13,7 @@
 
 mod bundle;
 mod error;
+mod folds;
 mod lock;
 pub mod outputs;
 mod settings;
@@ -22,6 +23,8 @@ pub(crate) use bundle::check_companions;
 pub use bundle::{DataSource, ModelBundle, RunConfig, files};
 pub(crate) use error::save_json;
 pub use error::{Error, NotFinite, Result, RunError, RunFileError};
+pub use folds::FoldEnsemble;
+pub(crate) use folds::same as same_in_folds;
 pub use lock::{LOCK_FILE, RunLock};
 pub use outputs::{
     HEATMAPS_CSV, HEATMAPS_DIR, HEATMAPS_HEADER, OutputKind, TOP_TILES_HEADER, TOPK_DIR,

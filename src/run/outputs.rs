@@ -17,6 +17,9 @@
 //! - `--force` (the `force` argument) lifts every refusal except `train --out` on an existing
 //!   run, which `--resume` continues (or which must be removed by hand).
 //!
+//! An export (`export --out FILE`) may lie inside a run folder, beside the model it holds,
+//! but replaces an existing file only with `--force`.
+//!
 //! Attention exports (`predict --attention DIR`) and heatmaps (`heatmap --out DIR`) may lie
 //! inside a run or fold folder (the report looks for them in `RUN/attention/` and
 //! `RUN/heatmaps/`), but not be one.
@@ -42,6 +45,8 @@ pub enum OutputKind {
     PredictionsFile,
     /// `heatmap --out`: a folder of slide overlays, GeoJSON files and top tiles.
     Heatmaps,
+    /// `export --out`: one weights file (safetensors or `torch.save`).
+    ExportFile,
 }
 
 impl OutputKind {
@@ -53,6 +58,7 @@ impl OutputKind {
             Self::Evaluation => "evaluate",
             Self::Attention | Self::PredictionsFile => "predict",
             Self::Heatmaps => "heatmap",
+            Self::ExportFile => "export",
         }
     }
 
@@ -64,12 +70,14 @@ impl OutputKind {
         let heatmap =
             name == HEATMAPS_CSV || [".png", ".geojson"].iter().any(|s| name.ends_with(s));
         match self {
-            Self::Run | Self::Model | Self::PredictionsFile => false,
+            Self::Run | Self::Model | Self::PredictionsFile | Self::ExportFile => false,
             Self::Heatmaps => heatmap,
             Self::Evaluation => [
                 files::METRICS_JSON,
                 files::PREDICTIONS_CSV,
                 files::PREDICTIONS_SLIDES_CSV,
+                files::PREDICTIONS_FOLDS_CSV,
+                files::METRICS_FOLDS_JSON,
             ]
             .contains(&name),
             Self::Attention => {
@@ -167,6 +175,9 @@ pub fn check_output(path: &Path, kind: OutputKind, force: bool) -> Result<(), Er
         }
         .into()
     };
+    if kind == OutputKind::ExportFile {
+        return check_export_file(path, force, refuse);
+    }
     if kind == OutputKind::PredictionsFile {
         if path.is_dir() {
             return Err(refuse(
@@ -216,6 +227,24 @@ pub fn check_output(path: &Path, kind: OutputKind, force: bool) -> Result<(), Er
             foreign.len(),
             kind.command()
         )));
+    }
+    Ok(())
+}
+
+/// An export file may lie in a run folder (it is the run's model, written beside it, and no
+/// command reads it), but it replaces an existing file only with `force`.
+fn check_export_file(
+    path: &Path,
+    force: bool,
+    refuse: impl Fn(String) -> Error,
+) -> Result<(), Error> {
+    if path.is_dir() {
+        return Err(refuse(
+            "it is a folder; --out names the file to write".into(),
+        ));
+    }
+    if path.exists() && !force {
+        return Err(refuse("the file exists".into()));
     }
     Ok(())
 }

@@ -156,6 +156,11 @@ pub struct TrainSettings {
     /// Which epoch's weights are kept and reported: the best on validation or the last.
     /// Default best (and for `config.json` files written before it could be chosen).
     pub select: Select,
+    /// A second folder for the TensorBoard event files of the training curves, besides the
+    /// run's own `tensorboard/` (`DIR/fold_K` per fold). Default none (and left out of
+    /// `config.json`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tensorboard: Option<PathBuf>,
 }
 
 impl Default for TrainSettings {
@@ -190,6 +195,7 @@ impl Default for TrainSettings {
             workers: 2,
             gradient_checkpointing: false,
             select: Select::Best,
+            tensorboard: None,
         }
     }
 }
@@ -372,7 +378,12 @@ impl<'de> Deserialize<'de> for TrainSettings {
         use serde::de::Error as _;
         let value = serde_json::Value::deserialize(deserializer)?;
         if let Some(fields) = value.as_object() {
-            let known = serde_json::to_value(TrainSettings::default()).map_err(D::Error::custom)?;
+            // Every field set, so that those left out when unset are named too.
+            let all = TrainSettings {
+                tensorboard: Some(PathBuf::new()),
+                ..TrainSettings::default()
+            };
+            let known = serde_json::to_value(all).map_err(D::Error::custom)?;
             let known = known.as_object().expect("settings serialize to an object");
             if let Some(unknown) = fields.keys().find(|k| !known.contains_key(*k)) {
                 let names: Vec<&str> = known.keys().map(String::as_str).collect();

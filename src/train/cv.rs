@@ -302,6 +302,14 @@ impl Run<'_> {
             ),
             None => (request.out.clone(), "training".to_string()),
         };
+        // A fold's curves in `fold_K` beside the others', so TensorBoard shows each as a run.
+        let tensorboard = std::iter::once(request.out.join(files::TENSORBOARD))
+            .chain(request.settings.tensorboard.clone())
+            .map(|dir| match self.folds {
+                Some(_) => dir.join(format!("fold_{k}")),
+                None => dir,
+            })
+            .collect();
         Fit {
             prepared: self.prepared,
             split,
@@ -313,6 +321,7 @@ impl Run<'_> {
             out,
             stop_after: request.stop_after,
             label,
+            tensorboard,
         }
     }
 

@@ -20,6 +20,7 @@ mod resume;
 mod saved;
 mod schedule;
 mod step;
+pub mod tensorboard;
 mod trainer;
 mod validate;
 
@@ -274,6 +275,9 @@ pub fn train_parallel(
             return Err(locked);
         }
         check_output(&request.out, OutputKind::Run, request.force)?;
+        if let Some(dir) = &request.settings.tensorboard {
+            tensorboard::check_fresh_tree(dir)?;
+        }
     }
     // The run folder records where its data is: absolute paths, so that `--resume` works
     // from any folder.

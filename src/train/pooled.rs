@@ -170,9 +170,7 @@ impl OutOfFold {
                 labels,
                 settings,
                 true,
-                &p.logits,
-                &p.probs,
-                p.risk,
+                p.shown(),
                 self.targets[p.patient],
             ));
             row

@@ -45,6 +45,10 @@ pub struct Fit<'a> {
     pub stop_after: Option<usize>,
     /// A label for progress messages (e.g. `fold 1 (2 of 5)`).
     pub label: String,
+    /// The folders its TensorBoard event files go to (see
+    /// [`tensorboard`](super::tensorboard)): the run's `tensorboard/` (`tensorboard/fold_K`
+    /// for a fold), and the same under `settings.tensorboard` when set.
+    pub tensorboard: Vec<PathBuf>,
 }
 
 /// What a fit scores its predictions against, fixed when it starts.

@@ -34,6 +34,7 @@ use super::parallel::{Parallel, check_same_weights, shares};
 use super::prepare::{self, Fit, FitData};
 use super::schedule::Schedule;
 use super::step::{Replicas, batch_items};
+use super::tensorboard;
 use super::validate::predict_parallel;
 use crate::data::{BagBatcher, BagItem, BagLoader, CohortDataset, mix_seed, training_bags};
 use crate::eval::{EpochRow, Metrics, batch_loss, plot, task_metrics as metrics};
@@ -135,6 +136,11 @@ impl<'a> Trainer<'a> {
         replicas.main().seed(settings.seed);
         let start = prepare::start(job, replicas.main(), folder.as_deref(), events)?;
         check_same_weights(&start.model, parallel.group)?;
+        if writer && start.state.epochs_done == 0 {
+            for dir in &job.tensorboard {
+                tensorboard::check_fresh(dir)?;
+            }
+        }
         let data = prepare::datasets(job, inputs, events)?;
         replicas.weigh_classes(data.class_weights.as_deref());
         let trainer = Self {
@@ -482,6 +488,9 @@ impl<'a> Trainer<'a> {
             write_metrics_csv(out, &state.history, settings)?;
             plot::curves(out, &state.history, settings)?;
             checkpoint::save(out, model, &self.optimizer, state)?;
+            // After the checkpoint: the events never run ahead of what a resumed run keeps
+            // (and `sync` would cut them back if they did).
+            write_tensorboard(self.job, &state.history)?;
         }
         Ok(())
     }
@@ -505,30 +514,51 @@ fn score(m: &Metrics, settings: &TrainSettings) -> f64 {
         .unwrap_or(-m.loss)
 }
 
+/// The columns of a row of `metrics.csv` after `epoch`: `lr`, `train_loss` and the task's
+/// validation metrics (`val_loss`, `val_accuracy`, `val_balanced_accuracy`, `val_auc`, or
+/// `val_loss`, `val_c_index`), `None` for a metric the epoch does not define. The CSV and
+/// the TensorBoard events both take their values from here.
+pub(crate) fn epoch_scalars(
+    row: &EpochRow,
+    settings: &TrainSettings,
+) -> Vec<(String, Option<f64>)> {
+    let names: &[&str] = match settings.task {
+        Task::Classification => &["loss", "accuracy", "balanced_accuracy", "auc"],
+        Task::Survival => &["loss", "c_index"],
+    };
+    let mut columns = vec![
+        ("lr".to_string(), Some(row.lr)),
+        ("train_loss".to_string(), Some(row.train_loss)),
+    ];
+    columns.extend(
+        names
+            .iter()
+            .map(|n| (format!("val_{n}"), row.val.scalar(n))),
+    );
+    columns
+}
+
 /// Writes the history as `metrics.csv`: one row per epoch, the task's validation metrics.
 fn write_metrics_csv(
     out: &std::path::Path,
     history: &[EpochRow],
     settings: &TrainSettings,
 ) -> Result<(), Error> {
-    let names: Vec<&str> = match settings.task {
-        Task::Classification => vec!["loss", "accuracy", "balanced_accuracy", "auc"],
-        Task::Survival => vec!["loss", "c_index"],
+    let mut text = String::from("epoch");
+    let Some(first) = history.first() else {
+        return Ok(());
     };
-    let mut text = String::from("epoch,lr,train_loss");
-    for n in &names {
-        text.push_str(&format!(",val_{n}"));
+    for (name, _) in epoch_scalars(first, settings) {
+        text.push_str(&format!(",{name}"));
     }
     text.push('\n');
     for row in history {
-        text.push_str(&format!(
-            "{},{:.6e},{:.6}",
-            row.epoch, row.lr, row.train_loss
-        ));
-        for n in &names {
-            match row.val.scalar(n) {
-                Some(v) => text.push_str(&format!(",{v:.6}")),
-                None => text.push(','),
+        text.push_str(&row.epoch.to_string());
+        for (name, value) in epoch_scalars(row, settings) {
+            match (name.as_str(), value) {
+                ("lr", Some(v)) => text.push_str(&format!(",{v:.6e}")),
+                (_, Some(v)) => text.push_str(&format!(",{v:.6}")),
+                (_, None) => text.push(','),
             }
         }
         text.push('\n');
@@ -536,4 +566,19 @@ fn write_metrics_csv(
     let path = out.join(files::METRICS_CSV);
     crate::util::atomic::write(&path, text.as_bytes())
         .map_err(|e| crate::model::PersistError::io(&path)(e).into())
+}
+
+/// Brings the fit's TensorBoard event files up to `history` (see
+/// [`tensorboard`](super::tensorboard)): every scalar of `metrics.csv`, the epoch as step.
+fn write_tensorboard(job: &Fit<'_>, history: &[EpochRow]) -> Result<(), Error> {
+    let scalars = |row: &EpochRow| -> Vec<(String, f64)> {
+        epoch_scalars(row, job.settings)
+            .into_iter()
+            .filter_map(|(name, v)| Some((name, v?)))
+            .collect()
+    };
+    for dir in &job.tensorboard {
+        tensorboard::sync(dir, history, scalars)?;
+    }
+    Ok(())
 }

@@ -16,14 +16,14 @@ use med_crossvit::interop::{ImportError, import_torch};
 use med_crossvit::run::ModelBundle;
 use med_crossvit::train;
 
-fn parity(file: &str) -> PathBuf {
+pub(crate) fn parity(file: &str) -> PathBuf {
     support::manifest_dir()
         .join("tests/fixtures/parity")
         .join(file)
 }
 
 /// `slide → logits` from a CSV with `wsi_file_name,logit_0,logit_1,…` first.
-fn logits_csv(path: &Path) -> HashMap<String, Vec<f64>> {
+pub(crate) fn logits_csv(path: &Path) -> HashMap<String, Vec<f64>> {
     let text = std::fs::read_to_string(path).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
@@ -44,7 +44,7 @@ fn logits_csv(path: &Path) -> HashMap<String, Vec<f64>> {
         .collect()
 }
 
-fn assert_parity(got: &HashMap<String, Vec<f64>>) {
+pub(crate) fn assert_parity(got: &HashMap<String, Vec<f64>>) {
     let expected = logits_csv(&parity("expected_logits.csv"));
     assert_eq!(got.len(), expected.len());
     assert!(!expected.is_empty(), "the fixture has slides");
@@ -61,7 +61,7 @@ fn assert_parity(got: &HashMap<String, Vec<f64>>) {
     }
 }
 
-fn parity_request() -> EvaluateRequest {
+pub(crate) fn parity_request() -> EvaluateRequest {
     EvaluateRequest {
         csv: parity("cohort.csv"),
         tiles: TileOptions::new(parity("features")),

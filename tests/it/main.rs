@@ -6,6 +6,8 @@
 //! - `cohort_files`: cohort CSVs, HDF5 and `.pt` tile files, splits, normalization, batching;
 //! - `commands`: the binary as a user runs it (`synth`, `check`, `bench`, `train` flags);
 //! - `crash_safety`: a run killed at every writing stage resumes to the same files;
+//! - `ensemble`: the folds of a cross-validation run applied together (`--model CV_RUN`);
+//! - `export`: models exported as safetensors and `torch.save` files, read back;
 //! - `gdc_download`: `cohort gdc` against a fake GDC download and its reference cohorts;
 //! - `gene_tokenizers`: dense, per-gene and pathway tokenizers;
 //! - `hand_edited_folders`: model and run folders edited by hand fail on load, by name;
@@ -22,6 +24,7 @@
 //! - `run_lifecycle`: resuming folds, `predict` without targets, one process per run folder;
 //! - `slide_heatmaps`: heatmaps over a pyramidal TIFF (OpenSlide), tile conventions, QuPath;
 //! - `survival_statistics`: survival metrics against lifelines, numpy and scikit-survival;
+//! - `tensorboard`: the event files of the training curves, decoded by hand and by TensorBoard;
 //! - `training`: end-to-end training and evaluation on synthetic cohorts.
 //!
 //! Modules that run the binary need the `cli` feature (`make test` turns it on). The fuzzing
@@ -37,6 +40,10 @@ mod cohort_files;
 mod commands;
 #[cfg(feature = "cli")]
 mod crash_safety;
+#[cfg(feature = "cli")]
+mod ensemble;
+#[cfg(feature = "cli")]
+mod export;
 #[cfg(feature = "cli")]
 mod gdc_download;
 mod gene_tokenizers;
@@ -61,5 +68,7 @@ mod report_layout;
 mod run_lifecycle;
 mod slide_heatmaps;
 mod survival_statistics;
+#[cfg(feature = "cli")]
+mod tensorboard;
 #[cfg(feature = "cli")]
 mod training;

@@ -277,6 +277,7 @@ fn slide(slide: usize, tiles: usize, logits: [f64; 2], probs: [f64; 2]) -> Slide
         risk: None,
         wsi: true,
         rna: true,
+        voted: None,
     }
 }
 
