@@ -194,32 +194,13 @@ fn gemm_product(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32
     };
 }
 
-/// Seconds of CPU time this process has used (all its threads), where the C library tells.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn cpu_seconds() -> f64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `t` is a valid timespec to write.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
-    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
-}
-
-/// Without the C library's process clock, wall-clock time.
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn cpu_seconds() -> f64 {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_secs_f64()
-}
-
 /// Seconds now on the clock chosen by `PRODUCT_CLOCK`: `cpu` (the process's CPU time: on one
 /// thread, the kernel's rate even while other processes share the cores) or wall time.
 fn now() -> f64 {
     static CPU: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     if *CPU.get_or_init(|| std::env::var("PRODUCT_CLOCK").is_ok_and(|v| v == "cpu")) {
-        cpu_seconds()
+        med_crossvit::runtime::cpu_seconds()
     } else {
         START.get_or_init(Instant::now).elapsed().as_secs_f64()
     }

@@ -175,7 +175,10 @@ pub fn cpu_seconds() -> f64 {
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     {
         static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-        START.get_or_init(std::time::Instant::now).elapsed().as_secs_f64()
+        START
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_secs_f64()
     }
 }
 
