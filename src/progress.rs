@@ -138,7 +138,10 @@ mod tests {
             (before, stop_requested())
         });
         assert_eq!(asked, (false, true));
-        assert!(!stop_requested(), "the request is watched inside its call only");
+        assert!(
+            !stop_requested(),
+            "the request is watched inside its call only"
+        );
         let seen = seen.lock().unwrap();
         assert_eq!(
             *seen,

@@ -259,7 +259,10 @@ impl Normalization {
             .enumerate()
             .map(|(g, &x)| {
                 self.value(g, x).ok_or_else(|| {
-                    let name = self.genes.get(g).map_or(String::new(), |n| format!(" `{n}`"));
+                    let name = self
+                        .genes
+                        .get(g)
+                        .map_or(String::new(), |n| format!(" `{n}`"));
                     bad(format!(
                         "gene {g}{name}: log2(x + 1) needs x > -1, got {x} (this model \
                          takes raw expression: counts, TPM or FPKM)"

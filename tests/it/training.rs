@@ -415,7 +415,11 @@ fn a_stop_request_leaves_a_run_that_resumes_to_the_same_end() {
         other => panic!("{other}"),
     }
     let read = |d: &Path, f: &str| std::fs::read_to_string(d.join(f)).unwrap();
-    assert_eq!(read(&cut, "metrics.csv").lines().count(), 2, "header and epoch 1");
+    assert_eq!(
+        read(&cut, "metrics.csv").lines().count(),
+        2,
+        "header and epoch 1"
+    );
     assert!(!cut.join("metrics.json").exists());
     let resumed = train::resume(&cut, None, &device, &mut quiet()).unwrap();
     assert!(resumed.finished);
