@@ -354,7 +354,7 @@ def _float32(name: str, value: Any, dims: str) -> np.ndarray:
             f"{name}: expected a {len(dims.split(','))}-D array {dims}, "
             f"got shape {list(array.shape)}"
         )
-    return np.asarray(array, dtype=np.float32)
+    return np.ascontiguousarray(array, dtype=np.float32)
 
 
 class Model:

@@ -16,7 +16,9 @@ use med_crossvit::run::{
     DataSource, ModelBundle, ModelSpec, OutputKind, RunError, RunFileError, TokenizerSpec,
     TrainSettings, check_output, files,
 };
-use med_crossvit::train::{self, Event, Parallel, Relocation, TrainRequest, TrainSummary};
+use med_crossvit::train::{
+    self as training, Event, Parallel, Relocation, TrainRequest, TrainSummary,
+};
 
 use crate::errors::to_py;
 use crate::progress::{Watch, print};
@@ -36,9 +38,10 @@ pub fn device(name: &str) -> PyResult<Device> {
     }
 }
 
-/// `text` read as JSON into `T`; a bad field is a `DataError` naming `what`.
-fn parse<T: serde::de::DeserializeOwned>(what: &'static str, text: &str) -> PyResult<T> {
-    serde_json::from_str(text).map_err(|e| {
+/// `parsed` (a JSON object read into one of the library's types), or a `DataError` naming
+/// `what`.
+fn parse<T>(what: &'static str, parsed: serde_json::Result<T>) -> PyResult<T> {
+    parsed.map_err(|e| {
         to_py(
             med_crossvit::DataError::Setting {
                 setting: what,
@@ -102,20 +105,20 @@ pub fn train(
             features_key,
             skip_missing,
         },
-        columns: parse::<CohortColumns>("columns", columns)?,
+        columns: parse::<CohortColumns>("columns", serde_json::from_str(columns))?,
         model: match config {
             Some(path) => ModelSpec::File(path),
             None => ModelSpec::Preset(preset.into()),
         },
         tokenizer: tokenizer_spec(tokenizer, signatures)?,
-        settings: parse::<TrainSettings>("settings", settings)?,
+        settings: parse::<TrainSettings>("settings", serde_json::from_str(settings))?,
         folds,
         out,
         stop_after: stop_after_epoch,
         force,
     };
     let summary = watched(py, verbose, |events| {
-        train::train(&request, &device, events)
+        training::train(&request, &device, events)
     })?;
     Ok(serde_json::to_string(&summary).expect("a summary serializes"))
 }
@@ -169,7 +172,7 @@ pub fn resume(
         features_dir: features,
     };
     let summary = watched(py, verbose, |events| {
-        train::resume_relocated(
+        training::resume_relocated(
             &run,
             &relocation,
             stop_after_epoch,
@@ -305,8 +308,8 @@ pub fn check(
     columns: &str,
     skip_missing: bool,
 ) -> PyResult<String> {
-    let settings = parse::<TrainSettings>("settings", settings)?;
-    let columns = parse::<CohortColumns>("columns", columns)?;
+    let settings = parse::<TrainSettings>("settings", serde_json::from_str(settings))?;
+    let columns = parse::<CohortColumns>("columns", serde_json::from_str(columns))?;
     let source = DataSource {
         csv,
         features_dir: features.unwrap_or_default(),
@@ -314,7 +317,7 @@ pub fn check(
         skip_missing,
     };
     let json = py.detach(|| {
-        let check = train::check_cohort(&source, &columns, &settings, detect_task);
+        let check = training::check_cohort(&source, &columns, &settings, detect_task);
         let mut json = serde_json::json!({ "task": check.outcome.task() });
         if let Some(cohort) = &check.cohort {
             let survival = [

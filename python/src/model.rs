@@ -28,9 +28,11 @@ pub struct Model {
 /// The values of `a` in row-major order: the array's own memory when it is C-contiguous,
 /// else one copy.
 fn values<D: numpy::ndarray::Dimension>(a: &numpy::PyReadonlyArray<'_, f32, D>) -> Vec<f32> {
+    // `as_slice` also takes a Fortran-ordered array, in its memory order: read only a
+    // C-ordered one as it lies.
     match a.as_slice() {
-        Ok(slice) => slice.to_vec(),
-        Err(_) => a.as_array().iter().copied().collect(),
+        Ok(slice) if a.is_c_contiguous() => slice.to_vec(),
+        _ => a.as_array().iter().copied().collect(),
     }
 }
 
@@ -193,7 +195,7 @@ impl Model {
         let classes = out.logits.dims()[1];
         let read = |x: Tensor<2>| -> (usize, Vec<f32>) {
             let n = x.dims()[1];
-            (n, x.into_data().to_vec::<f32>().expect("f32 outputs"))
+            (n, x.into_data().try_to_vec::<f32>().expect("f32 outputs"))
         };
         Ok(Outputs {
             batch: b,
@@ -217,11 +219,17 @@ impl Model {
             Tensor::<2>::from_data(TensorData::new(out.logits.clone(), [b, c]), &self.device);
         match self.bundle.task() {
             Task::Classification => {
-                let probs = softmax(logits, 1).into_data().to_vec::<f32>().expect("f32");
+                let probs = softmax(logits, 1)
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .expect("f32");
                 dict.set_item("probabilities", array(c, probs)?)?;
             }
             Task::Survival => {
-                let hazards = sigmoid(logits).into_data().to_vec::<f32>().expect("f32");
+                let hazards = sigmoid(logits)
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .expect("f32");
                 let (mut risk, mut survival) = (Vec::with_capacity(b), Vec::with_capacity(b * c));
                 for row in hazards.chunks(c) {
                     let h: Vec<f64> = row.iter().map(|&x| f64::from(x)).collect();

@@ -3,6 +3,7 @@
 //! run Python's signal handlers; a `KeyboardInterrupt` there asks the library to stop at its
 //! next safe point ([`StopRequest`]) and is raised once the call returns.
 
+use pyo3::exceptions::PyKeyboardInterrupt;
 use pyo3::prelude::*;
 
 use med_crossvit::progress::StopRequest;
@@ -33,11 +34,18 @@ impl Watch {
     pub fn on(&mut self, event: Event<'_>) {
         let line = if self.verbose { line(&event) } else { None };
         Python::attach(|py| {
-            if let Some(line) = line {
-                print(py, &line);
-            }
+            // A signal may be handled while Python code runs in `write` (its handler then
+            // raises there) or only at the check after it.
+            let printed = match line {
+                Some(line) => write(py, &line),
+                None => Ok(()),
+            };
+            let checked = match printed {
+                Err(e) if e.is_instance_of::<PyKeyboardInterrupt>(py) => Err(e),
+                _ => py.check_signals(),
+            };
             if self.interrupted.is_none()
-                && let Err(e) = py.check_signals()
+                && let Err(e) = checked
             {
                 self.interrupted = Some(e);
                 self.stop.request();
@@ -49,13 +57,15 @@ impl Watch {
 /// Writes `text` and a newline to `sys.stdout`, and flushes it; a stdout that cannot be
 /// written to is ignored (the run goes on).
 pub fn print(py: Python<'_>, text: &str) {
-    let write = || -> PyResult<()> {
-        let stdout = py.import("sys")?.getattr("stdout")?;
-        stdout.call_method1("write", (format!("{text}\n"),))?;
-        stdout.call_method0("flush")?;
-        Ok(())
-    };
-    let _ = write();
+    let _ = write(py, text);
+}
+
+/// [`print`], with the exception of a failed write.
+fn write(py: Python<'_>, text: &str) -> PyResult<()> {
+    let stdout = py.import("sys")?.getattr("stdout")?;
+    stdout.call_method1("write", (format!("{text}\n"),))?;
+    stdout.call_method0("flush")?;
+    Ok(())
 }
 
 /// The line an event prints: none for each batch (a line per epoch is enough in a notebook).
