@@ -298,6 +298,7 @@ pub fn predict(
 #[pyfunction]
 #[pyo3(signature = (csv, features=None, features_key=None, settings="{}", detect_task=true,
     columns="{}", skip_missing=false))]
+#[allow(clippy::too_many_arguments)]
 pub fn check(
     py: Python<'_>,
     csv: PathBuf,
