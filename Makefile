@@ -3,7 +3,7 @@ CARGO ?= cargo
 # The command-line tool is a cargo feature (off for library users); every target here wants it.
 CLI = --features cli
 
-.PHONY: demo run test test-gpu test-mpi test-slides test-openblas doc bench lint fmt fuzz bench-compare
+.PHONY: demo run test test-gpu test-mpi test-slides test-openblas doc bench lint fmt fuzz bench-compare python test-python python-venv
 
 ## The main job: a synthetic cohort, then a model trained on it (small preset, CPU, minutes).
 demo:
@@ -45,6 +45,34 @@ test-openblas:
 	$(CARGO) test --locked --features cli,openblas --lib kernels
 	$(CARGO) test --locked --features cli,openblas --test it model_behaviour::
 	$(CARGO) clippy --locked --all-targets --features cli,openblas -- -D warnings
+
+## The Python package (python/, docs/python.md): its wheel (maturin, release build: many
+## minutes the first time) in $(WHEELS). maturin comes from the test environment PY_VENV
+## (created when missing; kept under ~/.cache, as CI keeps it, since PyTorch is large).
+PY_VENV ?= $(HOME)/.cache/med-crossvit/venv-torch
+PY_PACKAGES ?= maturin numpy pandas pytest h5py safetensors tensorboard
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+WHEELS ?= python/dist
+python: python-venv
+	rm -f $(WHEELS)/med_crossvit-*.whl
+	$(PY_VENV)/bin/maturin build --release --locked --manifest-path python/Cargo.toml --out $(WHEELS)
+
+## The test environment, reused when it has what the tests need (PyTorch's CPU wheel: the
+## torch module's tests).
+PY_NEEDS ?= maturin, numpy, pandas, pytest, torch
+python-venv:
+	@$(PY_VENV)/bin/python -c "import $(PY_NEEDS)" 2>/dev/null || { \
+		python3 -m venv $(PY_VENV) && \
+		$(PY_VENV)/bin/pip install -q --extra-index-url $(TORCH_INDEX) torch $(PY_PACKAGES); }
+
+## The package's tests (pytest, python/tests/) with the wheel installed into PY_VENV, against
+## the command-line tool (MED_CROSSVIT_BIN; MED_CROSSVIT_REQUIRE_PYTHON_CLI=1 makes its
+## absence a failure rather than a skip).
+test-python: python
+	$(CARGO) build --locked $(CLI) --bin med-crossvit
+	$(PY_VENV)/bin/pip install -q --force-reinstall --no-deps $(WHEELS)/med_crossvit-*.whl
+	MED_CROSSVIT_BIN=$(abspath $(or $(CARGO_TARGET_DIR),target))/debug/med-crossvit \
+		$(PY_VENV)/bin/python -m pytest -q python/tests
 
 ## The API reference, warning-free, in target/doc/med_crossvit/index.html.
 doc:

@@ -1,8 +1,14 @@
 //! Progress of long library calls (`evaluate`, `predict`, `cohort gdc`): a light observer that
 //! a caller installs around a call, on its own thread, and that the call's loops tell how far
 //! they are. Without an observer a report costs one thread-local look-up.
+//!
+//! A caller may also install a [`StopRequest`] around a training call ([`stoppable`]): once
+//! it is set (from the progress callback, another thread or a signal handler), training stops
+//! at its next safe point with the run left resumable.
 
 use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// How far a loop is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +57,62 @@ pub(crate) fn report(what: &'static str, done: usize, total: usize) {
     });
 }
 
+/// A request that a long call stop at its next safe point: a shared flag, cheap to clone
+/// and to set from any thread.
+///
+/// Training ([`train::train`](crate::train::train), [`train::resume`](crate::train::resume))
+/// run inside [`stoppable`] checks it after every batch and before every epoch, within one
+/// process (an MPI group ignores it: its ranks must stop together). Once it is set, the fit
+/// drops the epoch in progress and returns [`RunError::Stopped`](crate::RunError::Stopped);
+/// the run folder keeps the checkpoint of its last complete epoch, exactly as after a kill,
+/// and `resume` ends where the uninterrupted run would have.
+#[derive(Debug, Clone, Default)]
+pub struct StopRequest(Arc<AtomicBool>);
+
+impl StopRequest {
+    /// A request not yet made.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks the call to stop.
+    pub fn request(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the stop has been asked for.
+    pub fn is_requested(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+thread_local! {
+    static STOP: RefCell<Option<StopRequest>> = const { RefCell::new(None) };
+}
+
+/// Puts the previous stop request back, even when the call panics.
+struct RestoreStop(Option<Option<StopRequest>>);
+
+impl Drop for RestoreStop {
+    fn drop(&mut self) {
+        if let Some(previous) = self.0.take() {
+            STOP.with(|s| *s.borrow_mut() = previous);
+        }
+    }
+}
+
+/// Runs `call` on this thread with `request` watched by the training loops it runs.
+pub fn stoppable<R>(request: &StopRequest, call: impl FnOnce() -> R) -> R {
+    let previous = STOP.with(|s| s.replace(Some(request.clone())));
+    let _restore = RestoreStop(Some(previous));
+    call()
+}
+
+/// Whether the stop request installed on this thread, if any, has been made.
+pub(crate) fn stop_requested() -> bool {
+    STOP.with(|s| s.borrow().as_ref().is_some_and(StopRequest::is_requested))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +130,18 @@ mod tests {
         });
         report("after", 1, 1);
         assert_eq!(r, 7);
+        assert!(!stop_requested());
+        let stop = StopRequest::new();
+        let asked = stoppable(&stop, || {
+            let before = stop_requested();
+            stop.clone().request();
+            (before, stop_requested())
+        });
+        assert_eq!(asked, (false, true));
+        assert!(
+            !stop_requested(),
+            "the request is watched inside its call only"
+        );
         let seen = seen.lock().unwrap();
         assert_eq!(
             *seen,

@@ -221,29 +221,73 @@ impl Normalization {
             .enumerate()
             .map(|(g, &c)| {
                 let x = values[c];
-                let x = if self.log2 {
-                    if x <= -1.0 {
-                        return Err(DataError::BadValue {
-                            path: table.path().to_path_buf(),
-                            line: table.slides()[row].line,
-                            slide: table.slides()[row].slide.clone(),
-                            column: table.genes()[c].clone(),
-                            value: x.to_string(),
-                            reason: "log2(x + 1) needs x > -1 (choose another --normalize for \
-                                     expression that is already on a log scale)",
-                        });
-                    }
-                    (x + 1.0).log2()
-                } else {
-                    x
-                };
-                let z = (x - self.mean[g]) / self.std[g];
-                Ok(match self.clip {
-                    Some(c) => z.clamp(-c, c),
-                    None => z,
+                self.value(g, x).ok_or_else(|| DataError::BadValue {
+                    path: table.path().to_path_buf(),
+                    line: table.slides()[row].line,
+                    slide: table.slides()[row].slide.clone(),
+                    column: table.genes()[c].clone(),
+                    value: x.to_string(),
+                    reason: "log2(x + 1) needs x > -1 (choose another --normalize for \
+                             expression that is already on a log scale)",
                 })
             })
             .collect()
+    }
+
+    /// One sample's raw expression `values` (one per gene, in this normalization's order)
+    /// normalized as [`transform`](Self::transform) does a cohort row: for callers that hold
+    /// expression in memory rather than in a cohort CSV.
+    ///
+    /// # Errors
+    ///
+    /// [`DataError::Setting`] (setting `expression`) for a count of values other than the
+    /// genes', or naming the gene of a value below -1 with `log2` on.
+    pub fn apply(&self, values: &[f32]) -> Result<Vec<f32>, DataError> {
+        let bad = |message: String| DataError::Setting {
+            setting: "expression",
+            message,
+        };
+        if values.len() != self.mean.len() {
+            return Err(bad(format!(
+                "{} values, but the model takes {} genes",
+                values.len(),
+                self.mean.len()
+            )));
+        }
+        values
+            .iter()
+            .enumerate()
+            .map(|(g, &x)| {
+                self.value(g, x).ok_or_else(|| {
+                    let name = self
+                        .genes
+                        .get(g)
+                        .map_or(String::new(), |n| format!(" `{n}`"));
+                    bad(format!(
+                        "gene {g}{name}: log2(x + 1) needs x > -1, got {x} (this model \
+                         takes raw expression: counts, TPM or FPKM)"
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// Gene `g`'s value `x` normalized (logged when on, centred, scaled, clipped); `None`
+    /// when the log is on and `x` is not above -1.
+    fn value(&self, g: usize, x: f32) -> Option<f32> {
+        let x = if self.log2 {
+            if x <= -1.0 {
+                return None;
+            }
+            (x + 1.0).log2()
+        } else {
+            x
+        };
+        let z = (x - self.mean[g]) / self.std[g];
+        Some(match self.clip {
+            Some(c) => z.clamp(-c, c),
+            None => z,
+        })
     }
 
     /// Writes the normalization as JSON.

@@ -96,6 +96,22 @@ pub enum RunError {
     /// `Result` of the crate larger).
     #[error(transparent)]
     NotFinite(Box<NotFinite>),
+    /// Training stopped because its caller asked it to ([`progress::StopRequest`]): the
+    /// epoch in progress was dropped, and the run folder holds the checkpoint of the last
+    /// complete epoch, from which [`train::resume`] continues it.
+    ///
+    /// [`progress::StopRequest`]: crate::progress::StopRequest
+    /// [`train::resume`]: crate::train::resume
+    #[error(
+        "training of {path} stopped on request after {epochs_done} complete epoch(s); \
+         continue it with `train --resume {path}`"
+    )]
+    Stopped {
+        /// The run folder (a fold's folder in cross-validation).
+        path: PathBuf,
+        /// Epochs complete and checkpointed in it.
+        epochs_done: usize,
+    },
     /// Metrics asked of predictions that are not all finite numbers: they would be
     /// meaningless (a c-index of 0, an AUC of 0.5), so none is computed.
     #[error(

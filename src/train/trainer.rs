@@ -40,7 +40,7 @@ use crate::data::{BagBatcher, BagItem, BagLoader, CohortDataset, mix_seed, train
 use crate::eval::{EpochRow, Metrics, batch_loss, plot, task_metrics as metrics};
 use crate::kernels::adamw::GradientWatch;
 use crate::model::MedCrossViT;
-use crate::run::{Error, Select, Task, TrainSettings, files};
+use crate::run::{Error, RunError, Select, Task, TrainSettings, files};
 
 /// Fits one split. See the module documentation.
 ///
@@ -80,6 +80,7 @@ pub fn fit_parallel(
     let events: &mut dyn FnMut(Event<'_>) = if writer { events } else { &mut silent };
     let (mut trainer, mut model) = Trainer::prepare(&job, parallel, events)?;
     while trainer.wants_epoch() {
+        trainer.check_stop()?;
         model = trainer.epoch(model, events)?;
     }
     finish(&job, &trainer.data, trainer.state, parallel.main(), writer)
@@ -188,6 +189,21 @@ impl<'a> Trainer<'a> {
             && job.stop_after.is_none_or(|n| state.epochs_done < n)
     }
 
+    /// A stop asked for by the caller ([`progress::StopRequest`](crate::progress::StopRequest)),
+    /// as an error that leaves the epoch in progress undone: the folder keeps the checkpoint
+    /// of the last complete epoch. One process only: the ranks of a group stop together or
+    /// not at all.
+    fn check_stop(&self) -> Result<(), Error> {
+        if self.parallel.group.size() == 1 && crate::progress::stop_requested() {
+            return Err(RunError::Stopped {
+                path: self.job.out.clone(),
+                epochs_done: self.state.epochs_done,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
     /// One epoch, its steps in order; returns the model it leaves.
     fn epoch(
         &mut self,
@@ -286,6 +302,7 @@ impl<'a> Trainer<'a> {
                 loss: loss_sum / seen as f64,
                 bags_per_sec: seen as f64 / start.elapsed().as_secs_f64().max(1e-9),
             });
+            self.check_stop()?;
         }
         Ok((model, loss_sum / seen.max(1) as f64))
     }

@@ -380,6 +380,53 @@ fn resuming_after_an_interruption_ends_where_the_whole_run_does() {
     assert_eq!(read(&whole, "metrics.csv"), read(&again, "metrics.csv"));
 }
 
+/// A stop asked for in the middle of the second epoch (as the Python package does on
+/// Ctrl-C) drops that epoch, keeps the first one's checkpoint, says so as
+/// `RunError::Stopped`, and the run resumes to the uninterrupted run's results.
+#[test]
+fn a_stop_request_leaves_a_run_that_resumes_to_the_same_end() {
+    use med_crossvit::progress::{StopRequest, stoppable};
+    let _serial = support::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let data = support::folders::cohort(dir.path());
+    let device = Device::flex();
+    let whole = dir.path().join("whole");
+    let request = support::folders::tiny_request(dir.path(), data.clone(), 3, whole.clone());
+    train::train(&request, &device, &mut quiet()).unwrap();
+
+    let cut = dir.path().join("cut");
+    let request = support::folders::tiny_request(dir.path(), data, 3, cut.clone());
+    let stop = StopRequest::new();
+    let mut batches = 0;
+    let err = stoppable(&stop, || {
+        train::train(&request, &device, &mut |e| {
+            if let train::Event::Batch { epoch: 2, .. } = e {
+                batches += 1;
+                stop.request();
+            }
+        })
+    })
+    .unwrap_err();
+    assert_eq!(batches, 1, "the loop stops after the batch that asked");
+    match err {
+        Error::Run(RunError::Stopped { path, epochs_done }) => {
+            assert_eq!((path, epochs_done), (cut.clone(), 1));
+        }
+        other => panic!("{other}"),
+    }
+    let read = |d: &Path, f: &str| std::fs::read_to_string(d.join(f)).unwrap();
+    assert_eq!(
+        read(&cut, "metrics.csv").lines().count(),
+        2,
+        "header and epoch 1"
+    );
+    assert!(!cut.join("metrics.json").exists());
+    let resumed = train::resume(&cut, None, &device, &mut quiet()).unwrap();
+    assert!(resumed.finished);
+    assert_eq!(read(&whole, "metrics.csv"), read(&cut, "metrics.csv"));
+    assert_eq!(read(&whole, "metrics.json"), read(&cut, "metrics.json"));
+}
+
 #[test]
 fn cross_validation_folds_keep_patients_apart() {
     let _serial = support::serial();
