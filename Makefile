@@ -51,7 +51,9 @@ test-openblas:
 ## (created when missing; kept under ~/.cache, as CI keeps it, since PyTorch is large).
 PY_VENV ?= $(HOME)/.cache/med-crossvit/venv-torch
 PY_PACKAGES ?= maturin numpy pandas pytest h5py safetensors tensorboard
-TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+# PyPI's torch wheel (large: it brings CUDA libraries it does not need here). Where PyTorch's
+# own index is reachable, TORCH_INDEX=https://download.pytorch.org/whl/cpu gets the CPU wheel.
+TORCH_INDEX ?=
 WHEELS ?= python/dist
 python: python-venv
 	rm -f $(WHEELS)/med_crossvit-*.whl
@@ -59,11 +61,11 @@ python: python-venv
 
 ## The test environment, reused when it has what the tests need (PyTorch's CPU wheel: the
 ## torch module's tests).
-PY_NEEDS ?= maturin, numpy, pandas, pytest, torch
+PY_NEEDS ?= maturin, numpy, pandas, pytest, torch, h5py, safetensors, tensorboard
 python-venv:
 	@$(PY_VENV)/bin/python -c "import $(PY_NEEDS)" 2>/dev/null || { \
 		python3 -m venv $(PY_VENV) && \
-		$(PY_VENV)/bin/pip install -q --extra-index-url $(TORCH_INDEX) torch $(PY_PACKAGES); }
+		$(PY_VENV)/bin/pip install -q $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) torch $(PY_PACKAGES); }
 
 ## The package's tests (pytest, python/tests/) with the wheel installed into PY_VENV, against
 ## the command-line tool (MED_CROSSVIT_BIN; MED_CROSSVIT_REQUIRE_PYTHON_CLI=1 makes its
