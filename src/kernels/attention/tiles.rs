@@ -186,10 +186,10 @@ impl Group<'_> {
             };
             for (m, acc) in acc.iter().enumerate().take(self.rows - r) {
                 let row = out[(r + m) * keys..].as_mut_ptr();
-                for v in 0..NV {
-                    let s = _mm512_fmadd_ps(alpha, acc[v], bias[v]);
+                for (v, ((acc, bias), mask)) in acc.iter().zip(&bias).zip(&masks).enumerate() {
+                    let s = _mm512_fmadd_ps(alpha, *acc, *bias);
                     // SAFETY: the masked lanes are keys of row r + m.
-                    unsafe { _mm512_mask_storeu_ps(row.add(16 * (self.first + v)), masks[v], s) };
+                    unsafe { _mm512_mask_storeu_ps(row.add(16 * (self.first + v)), *mask, s) };
                 }
             }
         }
