@@ -49,6 +49,11 @@ use super::fused::{len, owned};
 use super::mask::mask_values;
 use super::product::{View, product};
 
+#[cfg(target_arch = "x86_64")]
+mod tiled;
+#[cfg(target_arch = "x86_64")]
+mod tiles;
+
 /// Most weights, over all (bag, head) pairs, that the forward pass keeps for the backward
 /// pass (4 Mi elements, 16 MB of `f32`); above, the backward pass recomputes them in
 /// blocks. Below it, keeping them saves the backward pass one product and a softmax.
@@ -58,6 +63,14 @@ pub(crate) const KEEP_WEIGHTS: usize = 1 << 22;
 /// 2,815 keys, 52 at 20,001. Long blocks keep the products efficient (each block packs its
 /// keys again); 2^16 made the forward pass at 2,814 genes half again as slow.
 pub(crate) const BLOCK_SCORES: usize = 1 << 20;
+
+/// Most scores of one block of the tiled path (AVX-512, `tiled.rs`; 128 Ki elements, 512 KB):
+/// its keys are packed once per pair, not per block, so its blocks can be short enough for
+/// a block's weights and their gradient to stay in a core's cache. Never fewer than
+/// [`TILED_MIN_ROWS`] rows (a block's rows are the inner dimension of `dK` and `dV`).
+const TILED_BLOCK_SCORES: usize = 1 << 17;
+/// Fewest query rows of a block of the tiled path (unless [`Blocking`] asks for fewer).
+const TILED_MIN_ROWS: usize = 24;
 /// The attention core, implemented for flex and for autodiff over flex.
 #[backend_extension(Flex, Autodiff)]
 pub trait AttentionOps: Backend {
@@ -162,7 +175,11 @@ impl AttentionOps for Flex {
     ) -> FlexTensor {
         let drop = Dropping { keep, seed };
         let core = Core::new(owned(q), owned(kv), bias, heads, scale as f32, block_scores);
-        core.forward_in_blocks(drop)
+        if core.tiled() {
+            core.forward_tiled(drop, false).0
+        } else {
+            core.forward_in_blocks(drop)
+        }
     }
 }
 
@@ -193,13 +210,23 @@ impl<C: CheckpointStrategy> AttentionOps for Autodiff<Flex, C> {
                     block_scores,
                 );
                 let drop = Dropping { keep, seed };
-                let (out, weights) = if core.pairs() * core.queries * core.keys <= keep_limit {
-                    let (out, weights) = core.forward_keeping_weights(drop);
-                    (out, Some(weights))
-                } else {
-                    (core.forward_in_blocks(drop), None)
+                let mut kept = Kept {
+                    weights: None,
+                    stats: None,
+                    drop,
                 };
-                prep.finish((core, Kept { weights, drop }), out)
+                let out = if core.pairs() * core.queries * core.keys <= keep_limit {
+                    let (out, weights) = core.forward_keeping_weights(drop);
+                    kept.weights = Some(weights);
+                    out
+                } else if core.tiled() {
+                    let (out, stats) = core.forward_tiled(drop, true);
+                    kept.stats = stats;
+                    out
+                } else {
+                    core.forward_in_blocks(drop)
+                };
+                prep.finish((core, kept), out)
             }
             OpsKind::UnTracked(prep) => prep.finish(Flex::fused_attention(
                 q.into_primitive(),
@@ -272,11 +299,13 @@ struct Core {
 }
 
 /// What the backward pass needs besides the inputs: the weights after the softmax (before
-/// dropout), `[bags, heads, queries, keys]`, when the forward pass kept them, and the
-/// dropout (whose mask each block draws again).
+/// dropout), `[bags, heads, queries, keys]`, when the forward pass kept them, or else the
+/// softmax statistics of every row (`[bags, heads, queries, 2]`) when it took the tiled
+/// path, and the dropout (whose mask each block draws again).
 #[derive(Debug, Clone)]
 struct Kept {
     weights: Option<Vec<f32>>,
+    stats: Option<Vec<f32>>,
     drop: Dropping,
 }
 
@@ -602,6 +631,127 @@ impl Core {
     }
 }
 
+impl Core {
+    /// The backward pass on the general path: from the kept weights, pair by pair, or
+    /// recomputing them block by block. Writes `dq` and adds into `dkv` (zero on entry).
+    fn backward_general(&self, kept: &Kept, d_out: &FlexTensor, dq: &mut [f32], dkv: &mut [f32]) {
+        let g = Grads {
+            d_out,
+            dq: Shared(dq.as_mut_ptr()),
+            dkv: Shared(dkv.as_mut_ptr()),
+        };
+        let (drop, nk) = (kept.drop, self.keys);
+        let block = self.queries * nk;
+        match &kept.weights {
+            Some(weights) => weights.par_chunks(block).enumerate().for_each_init(
+                || Scratch::new(block, drop),
+                |s, (p, w)| self.backward_rows(self.whole(p), w, drop, s, &g),
+            ),
+            // Pairs in parallel, each pair's blocks in turn (they add to its dK, dV).
+            None => (0..self.pairs()).into_par_iter().for_each_init(
+                || {
+                    let size = self.rows * nk;
+                    (vec![0.0f32; size], Scratch::new(size, drop))
+                },
+                |(w, s), p| {
+                    for b in 0..self.blocks() {
+                        let r = self.block(p, b);
+                        let w = &mut w[..r.len * nk];
+                        self.weights_into(r, w);
+                        self.backward_rows(r, w, drop, s, &g);
+                    }
+                },
+            ),
+        }
+    }
+
+    /// Whether the tiled path (`attention/tiled.rs`: AVX-512, `dim_head` a multiple of 16
+    /// up to 64, f32 products) computes this core's recomputing path.
+    fn tiled(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            self.queries * self.keys > 0
+                && !crate::runtime::Precision::current().is_bf16()
+                && tiled::applies(self.dim_head)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+
+    /// Query rows per block of the tiled path: about [`TILED_BLOCK_SCORES`] scores, at least
+    /// [`TILED_MIN_ROWS`], at most the general path's.
+    fn tiled_rows(&self) -> usize {
+        let rows = (TILED_BLOCK_SCORES / self.keys.max(1)).max(TILED_MIN_ROWS);
+        rows.min(self.rows)
+    }
+
+    /// The core as the tiled path reads it.
+    #[cfg(target_arch = "x86_64")]
+    fn tiled_pairs(&self, drop: Dropping) -> tiled::Pairs<'_> {
+        tiled::Pairs {
+            q: self.q.storage::<f32>(),
+            kv: self.kv.storage::<f32>(),
+            bias: self.bias.as_ref().map(|b| b.storage::<f32>()),
+            bags: self.bags,
+            queries: self.queries,
+            keys: self.keys,
+            heads: self.heads,
+            d: self.dim_head,
+            scale: self.scale,
+            rows: self.tiled_rows(),
+            drop: drop.active().then_some((drop.keep, drop.seed)),
+        }
+    }
+
+    /// The output on the tiled path, and with `keep_stats` every row's softmax statistics.
+    #[cfg(target_arch = "x86_64")]
+    fn forward_tiled(&self, drop: Dropping, keep_stats: bool) -> (FlexTensor, Option<Vec<f32>>) {
+        let mut out = vec![0.0f32; self.bags * self.queries * self.inner()];
+        let mut stats = keep_stats.then(|| vec![0.0f32; 2 * self.pairs() * self.queries]);
+        tiled::forward(&self.tiled_pairs(drop), &mut out, stats.as_deref_mut());
+        (self.output_tensor(out), stats)
+    }
+
+    /// Elsewhere the tiled path does not run ([`tiled`](Self::tiled)): the general one.
+    #[cfg(not(target_arch = "x86_64"))]
+    fn forward_tiled(&self, drop: Dropping, _keep_stats: bool) -> (FlexTensor, Option<Vec<f32>>) {
+        (self.forward_in_blocks(drop), None)
+    }
+
+    /// The backward pass on the tiled path, from the forward pass's statistics: writes `dq`
+    /// and adds into `dkv` (zero on entry).
+    fn backward_tiled(
+        &self,
+        stats: &[f32],
+        drop: Dropping,
+        d_out: &FlexTensor,
+        dq: &mut [f32],
+        dkv: &mut [f32],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let grads = tiled::Grads { dq, dkv };
+            tiled::backward(
+                &self.tiled_pairs(drop),
+                stats,
+                d_out.storage::<f32>(),
+                grads,
+            );
+        }
+        // Elsewhere no forward pass kept statistics (`tiled` is false): the general path.
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = stats;
+            let kept = Kept {
+                weights: None,
+                stats: None,
+                drop,
+            };
+            self.backward_general(&kept, d_out, dq, dkv);
+        }
+    }
+}
+
 /// The backward pass of the attention core; its state is the core's inputs and what the
 /// forward pass kept.
 #[derive(Debug)]
@@ -617,34 +767,10 @@ impl Backward<Flex, 2> for AttentionBackward {
         let (nq, nk, inner) = (core.queries, core.keys, core.inner());
         let mut dq = vec![0.0f32; core.bags * nq * inner];
         let mut dkv = vec![0.0f32; core.bags * nk * 2 * inner];
-        let g = Grads {
-            d_out: &d_out,
-            dq: Shared(dq.as_mut_ptr()),
-            dkv: Shared(dkv.as_mut_ptr()),
-        };
-        let drop = kept.drop;
-        let block = nq * nk;
-        if block > 0 {
-            match &kept.weights {
-                Some(weights) => weights.par_chunks(block).enumerate().for_each_init(
-                    || Scratch::new(block, drop),
-                    |s, (p, w)| core.backward_rows(core.whole(p), w, drop, s, &g),
-                ),
-                // Pairs in parallel, each pair's blocks in turn (they add to its dK, dV).
-                None => (0..core.pairs()).into_par_iter().for_each_init(
-                    || {
-                        let size = core.rows * nk;
-                        (vec![0.0f32; size], Scratch::new(size, drop))
-                    },
-                    |(w, s), p| {
-                        for b in 0..core.blocks() {
-                            let r = core.block(p, b);
-                            let w = &mut w[..r.len * nk];
-                            core.weights_into(r, w);
-                            core.backward_rows(r, w, drop, s, &g);
-                        }
-                    },
-                ),
+        if nq * nk > 0 {
+            match &kept.stats {
+                Some(stats) => core.backward_tiled(stats, kept.drop, &d_out, &mut dq, &mut dkv),
+                None => core.backward_general(&kept, &d_out, &mut dq, &mut dkv),
             }
         }
         if let Some(node) = node_q {
@@ -844,6 +970,84 @@ mod tests {
                     nk == 1 || reference[1].iter().any(|v| v.abs() > 1e-3),
                     "{nq}×{nk}: trivial dq"
                 );
+            }
+        }
+    }
+
+    /// The tiled path (heads of 16 and 32, AVX-512) equals the tensor operations and the
+    /// path that keeps the weights, in values and gradients: one query, one key, key counts
+    /// around the tiles' 16 and 64, blocks of one row, of odd row counts and whole pairs,
+    /// keys padded (one bag wholly), with and without dropout, in a graph and outside one.
+    /// Six pairs on two or more threads cut each pair of several blocks into runs, so the
+    /// runs' shares of `dK` and `dV` are added under the pair's lock.
+    #[test]
+    fn tiled_path_equals_tensor_operations_and_kept_weights() {
+        use super::super::testing::close_named;
+        let device = Device::flex().autodiff();
+        device.seed(11);
+        let (b, heads) = (3, 2);
+        for d in [16, 32] {
+            #[cfg(target_arch = "x86_64")]
+            assert_eq!(tiled::applies(d), is_x86_feature_detected!("avx512f"));
+            for (nq, nk) in [(1, 1), (1, 17), (6, 1), (9, 16), (13, 65), (30, 47)] {
+                let normal = Distribution::Normal(0.0, 1.0);
+                let inputs = [
+                    Tensor::<3>::random([b, nq, heads * d], normal, &device),
+                    Tensor::<3>::random([b, nk, 2 * heads * d], normal, &device),
+                    Tensor::<3>::random([b, nq, heads * d], normal, &device),
+                ];
+                let pad: Vec<f32> = (0..b * nk)
+                    .map(|i| match (i / nk, i % nk) {
+                        (0, _) | (1, 0) => 0.0,
+                        (1, j) if j % 3 == 1 => 0.0,
+                        _ => -1e30,
+                    })
+                    .collect();
+                let bias = Some(Tensor::<2>::from_data(
+                    TensorData::new(pad, [b, nk]),
+                    &device,
+                ));
+                for drop in [
+                    None,
+                    Some(WeightDropout {
+                        keep: 0.8,
+                        seed: 21,
+                    }),
+                ] {
+                    let reference = run_core(&inputs, &bias, heads, drop, None);
+                    let whole = run_core(&inputs, &bias, heads, drop, Some(Blocking::default()));
+                    for rows in [1, 7, nq] {
+                        let tiled = Blocking {
+                            keep_limit: 0,
+                            block_scores: rows * nk,
+                        };
+                        let out = run_core(&inputs, &bias, heads, drop, Some(tiled));
+                        for (i, name) in ["output", "dq", "dkv"].iter().enumerate() {
+                            let what = format!("d {d}, {nq}×{nk}, {rows} rows, {drop:?}: {name}");
+                            close_named(
+                                &format!("{what} vs tensors"),
+                                &out[i],
+                                &reference[i],
+                                1e-5,
+                            );
+                            close_named(&format!("{what} vs kept"), &out[i], &whole[i], 1e-5);
+                        }
+                        if drop.is_none() {
+                            let [q, kv, _] = &inputs;
+                            let plain = attention_blocked(
+                                q.clone().inner(),
+                                kv.clone().inner(),
+                                bias.clone().map(|b| b.inner()),
+                                heads,
+                                0.7,
+                                None,
+                                tiled,
+                            );
+                            let what = format!("d {d}, {nq}×{nk}, {rows} rows: outside a graph");
+                            close_named(&what, &values(plain), &reference[0], 1e-5);
+                        }
+                    }
+                }
             }
         }
     }

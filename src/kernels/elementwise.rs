@@ -9,6 +9,12 @@ enum Op<'a> {
     Slope(&'a mut [f32]),
     /// Softmax of each row of this length.
     Softmax(usize),
+    /// Softmax of each row of this length, writing each row's maximum and the reciprocal
+    /// of its sum of exponentials into the slice (two values a row).
+    SoftmaxKeeping { row: usize, stats: &'a mut [f32] },
+    /// `x ← exp(x − max) · inv` per row of this length, with each row's `(max, inv)` as
+    /// `SoftmaxKeeping` wrote them: the same weights, bit for bit, from the same scores.
+    SoftmaxFromStats { row: usize, stats: &'a [f32] },
     /// `x ← GELU(x)`, and `GELU′(x)` into the slice.
     ValueAndSlope(&'a mut [f32]),
     /// The softmax's backward pass over rows of this length: with `y` the softmax's
@@ -31,6 +37,18 @@ pub fn slope_and_offset(xs: &mut [f32], offset: &mut [f32]) {
 /// The softmax of each row of `row` elements of `xs`.
 pub fn softmax_rows(xs: &mut [f32], row: usize) {
     dispatch(xs, Op::Softmax(row));
+}
+
+/// The softmax of each row of `row` elements of `xs`, writing each row's maximum and the
+/// reciprocal of its sum of exponentials into `stats` (two values a row).
+pub fn softmax_rows_keeping(xs: &mut [f32], row: usize, stats: &mut [f32]) {
+    dispatch(xs, Op::SoftmaxKeeping { row, stats });
+}
+
+/// The softmax of scores whose rows' statistics [`softmax_rows_keeping`] wrote: equal to its
+/// result bit for bit, in one pass.
+pub fn softmax_rows_from(xs: &mut [f32], row: usize, stats: &[f32]) {
+    dispatch(xs, Op::SoftmaxFromStats { row, stats });
 }
 
 /// `x ← GELU(x)` in `xs` and `GELU′(x)` in `slope`.
@@ -95,6 +113,20 @@ fn body(xs: &mut [f32], op: Op<'_>) {
                 softmax(r);
             }
         }
+        Op::SoftmaxKeeping { row, stats } => {
+            for (r, st) in xs.chunks_exact_mut(row).zip(stats.chunks_exact_mut(2)) {
+                let (max, inv) = softmax(r);
+                st.copy_from_slice(&[max, inv]);
+            }
+        }
+        Op::SoftmaxFromStats { row, stats } => {
+            for (r, st) in xs.chunks_exact_mut(row).zip(stats.chunks_exact(2)) {
+                let (max, inv) = (st[0], st[1]);
+                for v in r.iter_mut() {
+                    *v = exp(*v - max) * inv;
+                }
+            }
+        }
         Op::ValueAndSlope(slope) => {
             for (x, s) in xs.iter_mut().zip(slope.iter_mut()) {
                 let (g, d) = gelu_and_slope(*x);
@@ -134,9 +166,9 @@ fn body(xs: &mut [f32], op: Op<'_>) {
 /// vector registers.
 const LANES: usize = 16;
 
-/// `r ← exp(r − max r) / Σ exp(r − max r)`.
+/// `r ← exp(r − max r) / Σ exp(r − max r)`; returns the maximum and `1 / Σ`.
 #[inline(always)]
-fn softmax(r: &mut [f32]) {
+fn softmax(r: &mut [f32]) -> (f32, f32) {
     let mut lanes = [f32::NEG_INFINITY; LANES];
     let mut chunks = r.chunks_exact(LANES);
     for c in &mut chunks {
@@ -167,6 +199,7 @@ fn softmax(r: &mut [f32]) {
     for v in r.iter_mut() {
         *v *= inv;
     }
+    (max, inv)
 }
 
 const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
@@ -259,4 +292,39 @@ fn exp(v: f32) -> f32 {
     let n_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits());
     let scale = f32::from_bits(n_bits.wrapping_add(127) << 23);
     if v > -87.0 { p * scale } else { 0.0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The weights from kept statistics equal the softmax's bit for bit, and the statistics
+    /// are each row's maximum and the reciprocal of its sum of exponentials.
+    #[test]
+    fn softmax_from_statistics_equals_the_softmax() {
+        let row = 37;
+        let scores: Vec<f32> = (0..5 * row)
+            .map(|i| ((i * 7919) % 211) as f32 / 13.0 - 8.0)
+            .collect();
+        let mut plain = scores.clone();
+        softmax_rows(&mut plain, row);
+        let mut keeping = scores.clone();
+        let mut stats = vec![0.0; 10];
+        softmax_rows_keeping(&mut keeping, row, &mut stats);
+        let mut from = scores.clone();
+        softmax_rows_from(&mut from, row, &stats);
+        assert_eq!(keeping, plain);
+        assert_eq!(from, plain);
+        for (r, st) in scores.chunks(row).zip(stats.chunks(2)) {
+            let max = r.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
+            let sum: f64 = r.iter().map(|v| ((v - max) as f64).exp()).sum();
+            assert_eq!(st[0], max);
+            assert!(
+                (st[1] as f64 * sum - 1.0).abs() < 1e-6,
+                "{} vs {}",
+                st[1],
+                1.0 / sum
+            );
+        }
+    }
 }

@@ -49,22 +49,88 @@ pub(crate) fn apply_bits(xs: &mut [f32], bits: &[u64], value: f32) {
 /// there (SplitMix64's state advances by a constant), so any range of a mask can be drawn
 /// alone: a pass over part of a tensor regenerates just the part of the mask it needs.
 pub(crate) fn mask_values(out: &mut [f32], keep: f64, value: f32, seed: u64, start: usize) {
-    let threshold = threshold(keep);
-    let mut pair = (usize::MAX, 0u64);
-    for (i, slot) in out.iter_mut().enumerate() {
+    let draw = Draw {
+        threshold: threshold(keep),
+        value,
+    };
+    let mut i = 0;
+    while i < out.len() {
         let (block, j) = ((start + i) / BLOCK, (start + i) % BLOCK);
-        if pair.0 != (start + i) / 2 {
-            // Draw j / 2 of the block: its state after j / 2 + 1 steps.
-            let steps = (j / 2) as u64 + 1;
-            let state = block_state(seed, block).wrapping_add(steps.wrapping_mul(GOLDEN));
-            pair = ((start + i) / 2, crate::util::seed::mix(state, 0, 0));
+        let n = (BLOCK - j).min(out.len() - i);
+        draw.dispatch(&mut out[i..i + n], block_state(seed, block), j);
+        i += n;
+    }
+}
+
+/// What a draw becomes: `value` below the threshold, 0 from it on.
+#[derive(Clone, Copy)]
+struct Draw {
+    threshold: u64,
+    value: f32,
+}
+
+impl Draw {
+    /// [`fill`](Self::fill), compiled for the widest vectors the CPU has: the draws of
+    /// attention dropout (one per weight, forward and backward) otherwise cost as much as
+    /// a product.
+    fn dispatch(self, out: &mut [f32], state: u64, j: usize) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512dq") {
+                // SAFETY: the processor has AVX-512 F and DQ.
+                return unsafe { self.fill_avx512(out, state, j) };
+            }
+            if is_x86_feature_detected!("avx2") {
+                // SAFETY: the processor has AVX2.
+                return unsafe { self.fill_avx2(out, state, j) };
+            }
         }
-        let draw = if j % 2 == 0 {
-            pair.1 & 0xFFFF_FFFF
-        } else {
-            pair.1 >> 32
+        self.fill(out, state, j)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512dq,avx2")]
+    unsafe fn fill_avx512(self, out: &mut [f32], state: u64, j: usize) {
+        self.fill(out, state, j)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn fill_avx2(self, out: &mut [f32], state: u64, j: usize) {
+        self.fill(out, state, j)
+    }
+
+    /// Elements `j .. j + out.len()` of the block whose SplitMix64 state starts at `state`:
+    /// draw `j / 2` of the block is the state after `j / 2 + 1` steps, mixed; even elements
+    /// take its low 32 bits, odd ones its high 32.
+    #[inline(always)]
+    fn fill(self, out: &mut [f32], state: u64, j: usize) {
+        let pair = |q: usize| {
+            let steps = q as u64 + 1;
+            crate::util::seed::mix(state.wrapping_add(steps.wrapping_mul(GOLDEN)), 0, 0)
         };
-        *slot = if draw < threshold { value } else { 0.0 };
+        let pick = |draw: u64| {
+            if draw < self.threshold {
+                self.value
+            } else {
+                0.0
+            }
+        };
+        // An odd first element is the high half of its pair.
+        let (head, out) = out.split_at_mut((j % 2).min(out.len()));
+        if let [odd] = head {
+            *odd = pick(pair(j / 2) >> 32);
+        }
+        let (first, whole) = (j.div_ceil(2), out.len() / 2);
+        let mut pairs = out.chunks_exact_mut(2);
+        for (q, two) in (&mut pairs).enumerate() {
+            let r = pair(first + q);
+            two[0] = pick(r & 0xFFFF_FFFF);
+            two[1] = pick(r >> 32);
+        }
+        if let [last] = pairs.into_remainder() {
+            *last = pick(pair(first + whole) & 0xFFFF_FFFF);
+        }
     }
 }
 

@@ -13,18 +13,25 @@
 //!   output, the projected output, the second normalization, the feed-forward's hidden layer
 //!   before and after its activation) plus the attention weights `h·n²`. Over the RNA tokens
 //!   (`n = genes + 1` with the dense and per_gene tokenizers) that `h·n²` grows with the
-//!   square of the gene count and dominates: the **gene-token attention**. With gradient
+//!   square of the gene count and dominates: the **gene-token attention**. With Nyström
+//!   attention over `m < n` landmarks ([`AttentionKind::Nystrom`]; `m` counts the segments
+//!   actually formed, `⌈n / ⌈n / m⌉⌉`) the RNA layers keep instead its two `n × m` weight
+//!   matrices and about `5·it + 2` matrices `m × m` of the landmark softmax and its
+//!   pseudo-inverse's `it` iterations, per head: [`attention_values`]. With gradient
 //!   checkpointing only each layer's input tokens `n·d` are kept, plus one layer's
 //!   activations while it is recomputed. The cross-attention (one query per layer) is left out.
 //! - **peak memory**: weights + batch × activations per sample.
 //! - **FLOPs per epoch**: a training sample costs 3 forward passes (forward, and a backward
 //!   pass of about twice its cost; 4 with checkpointing), a validation bag one;
-//!   [`forward_flops`] counts a forward pass's matrix products.
+//!   [`forward_flops`] counts a forward pass's matrix products (with Nyström attention
+//!   `8·h·n·m·e + 4·h·m²·e + 8·it·h·m³` per RNA layer instead of `4·h·n²·e`: the two
+//!   `n × m` attentions, the landmark scores, the pseudo-inverse's four `m × m` products
+//!   per iteration, and its product with the landmark values).
 //! - **time**: FLOPs ÷ a throughput; [`CPU_GFLOPS_PER_THREAD`] per CPU thread is what the
 //!   flex backend reaches on these shapes (`docs/performance.md`): a rough figure.
 
-use super::MedCrossViTConfig;
 use super::rna::RnaTokenizer;
+use super::{AttentionKind, MedCrossViTConfig};
 
 /// GFLOP/s per CPU thread assumed by the time estimate: the flex backend measured 185 GFLOP/s
 /// on the `per_gene` forward pass at 2,000 genes on a 2-core AVX-512 machine whose 2048² matrix
@@ -139,12 +146,64 @@ pub fn parameter_count(c: &MedCrossViTConfig) -> u64 {
 
 /// Values kept for the backward pass by one transformer layer over `tokens` tokens, without
 /// (`.0`) and of (`.1`) its attention weights.
-fn layer_values(tokens: u64, dim: usize, heads: usize, dim_head: usize, mlp: usize) -> (u64, u64) {
+fn layer_values(
+    tokens: u64,
+    dim: usize,
+    (heads, dim_head): (usize, usize),
+    mlp: usize,
+    kind: AttentionKind,
+) -> (u64, u64) {
     let (d, i, m) = (dim as u64, (heads * dim_head) as u64, mlp as u64);
     (
         tokens * (4 * d + 4 * i + 2 * m),
-        heads as u64 * tokens * tokens,
+        attention_values(kind, tokens, heads),
     )
+}
+
+/// The landmarks Nyström attention forms over `tokens` tokens (`⌈n / ⌈n / m⌉⌉` segments of
+/// `⌈n / m⌉` tokens), with its iterations; `None` where it attends exactly (`m ≥ n`).
+fn landmarks(kind: AttentionKind, tokens: u64) -> Option<(u64, u64)> {
+    match kind {
+        AttentionKind::Nystrom {
+            landmarks,
+            pinv_iterations,
+        } if (landmarks as u64) < tokens => {
+            let segment = tokens.div_ceil((landmarks as u64).max(1));
+            Some((tokens.div_ceil(segment), pinv_iterations as u64))
+        }
+        _ => None,
+    }
+}
+
+/// Attention weights (and, for Nyström, the landmark matrices) kept by one self-attention
+/// layer of `heads` heads over `tokens` tokens: `h·n²` exact; `h·(2·n·m + (5·it + 2)·m²)`
+/// Nyström (the two `n × m` weights; the landmark scores' softmax, and per iteration of
+/// the pseudo-inverse its `AZ`, three intermediate sums and the new `Z`).
+pub fn attention_values(kind: AttentionKind, tokens: u64, heads: usize) -> u64 {
+    let h = heads as u64;
+    match landmarks(kind, tokens) {
+        Some((m, it)) => h * (2 * tokens * m + (5 * it + 2) * m * m),
+        None => h * tokens * tokens,
+    }
+}
+
+/// FLOPs of the products of one self-attention core (scores and weighted sum, no
+/// projections) over `n` tokens: `4·h·n²·e` exact, `8·h·n·m·e + 4·h·m²·e + 8·it·h·m³`
+/// Nyström (see the module documentation).
+pub fn attention_core_flops(
+    kind: AttentionKind,
+    tokens: usize,
+    heads: usize,
+    dim_head: usize,
+) -> f64 {
+    let (n, h, e) = (tokens as f64, heads as f64, dim_head as f64);
+    match landmarks(kind, tokens as u64) {
+        Some((m, it)) => {
+            let (m, it) = (m as f64, it as f64);
+            8.0 * h * n * m * e + 4.0 * h * m * m * e + 8.0 * it * h * m * m * m
+        }
+        None => 4.0 * h * n * n * e,
+    }
 }
 
 /// Estimates the cost of training `c` with `inputs` (see the module documentation).
@@ -155,16 +214,16 @@ pub fn training_cost(c: &MedCrossViTConfig, inputs: &CostInputs) -> TrainingCost
     let wsi = layer_values(
         tw,
         c.wsi_dim,
-        c.wsi_enc_heads,
-        c.wsi_enc_dim_head,
+        (c.wsi_enc_heads, c.wsi_enc_dim_head),
         c.wsi_enc_mlp_dim,
+        AttentionKind::Exact,
     );
     let rna = layer_values(
         tr,
         c.rna_dim,
-        c.rna_enc_heads,
-        c.rna_enc_dim_head,
+        (c.rna_enc_heads, c.rna_enc_dim_head),
         c.rna_enc_mlp_dim,
+        c.rna_attention,
     );
     let wsi_layers = (c.depth * c.wsi_enc_depth) as u64;
     let rna_layers = (c.depth * c.rna_enc_depth) as u64;
@@ -299,12 +358,22 @@ pub fn forward_flops(c: &MedCrossViTConfig, batch: usize, tiles: usize) -> f64 {
             + 2.0 * heads * mm(queries, dim_head, tokens)
             + mm(queries, inner, dim)
     };
-    let encoder =
-        |tokens: f64, dim: f64, depth: usize, heads: usize, dim_head: usize, mlp: usize| {
-            depth as f64
-                * (attention(tokens, tokens, dim, heads as f64, dim_head as f64)
-                    + 2.0 * mm(tokens, dim, mlp as f64))
-        };
+    // A self-attention layer's products; `kind` replaces its core's.
+    let self_attention = |tokens: f64, dim: f64, heads: usize, dim_head: usize, kind| {
+        let exact = attention_core_flops(AttentionKind::Exact, tokens as usize, heads, dim_head);
+        let core = attention_core_flops(kind, tokens as usize, heads, dim_head);
+        attention(tokens, tokens, dim, heads as f64, dim_head as f64) - exact + core
+    };
+    let encoder = |tokens: f64,
+                   dim: f64,
+                   depth: usize,
+                   (heads, dim_head): (usize, usize),
+                   mlp: usize,
+                   kind: AttentionKind| {
+        depth as f64
+            * (self_attention(tokens, dim, heads, dim_head, kind)
+                + 2.0 * mm(tokens, dim, mlp as f64))
+    };
     let tokens = c.rna_tokenizer.tokens(c.rna_num_genes) as f64;
     let (tw, tr) = (tiles as f64 + 1.0, tokens + 1.0);
     let (dw, dr) = (c.wsi_dim as f64, c.rna_dim as f64);
@@ -331,16 +400,16 @@ pub fn forward_flops(c: &MedCrossViTConfig, batch: usize, tiles: usize) -> f64 {
         tw,
         dw,
         c.wsi_enc_depth,
-        c.wsi_enc_heads,
-        c.wsi_enc_dim_head,
+        (c.wsi_enc_heads, c.wsi_enc_dim_head),
         c.wsi_enc_mlp_dim,
+        AttentionKind::Exact,
     ) + encoder(
         tr,
         dr,
         c.rna_enc_depth,
-        c.rna_enc_heads,
-        c.rna_enc_dim_head,
+        (c.rna_enc_heads, c.rna_enc_dim_head),
         c.rna_enc_mlp_dim,
+        c.rna_attention,
     ) + cross;
     let g = c.rna_num_genes as f64;
     let embed = match c.rna_tokenizer {

@@ -695,6 +695,65 @@ fn training_cost_matches_hand_computed_sizes_and_warns_for_thousands_of_gene_tok
     assert!(cost.describe(80.0).contains("RNA tokens"));
 }
 
+/// Nyström attention in the estimate: per_gene over 3,000 genes at the small preset's widths,
+/// 256 landmarks (segments of ⌈3001 / 256⌉ = 12 tokens, so 251 of them), 6 iterations.
+#[test]
+fn training_cost_counts_nystrom_attention_by_hand() {
+    use med_crossvit::model::cost::{CostInputs, attention_core_flops, training_cost};
+    use med_crossvit::model::{AttentionKind, RnaTokenizer};
+    let exact = MedCrossViTConfig {
+        rna_num_genes: 3000,
+        rna_tokenizer: RnaTokenizer::PerGene,
+        ..MedCrossViTConfig::small(2, 1024, 64)
+    };
+    let nystrom = MedCrossViTConfig {
+        rna_attention: AttentionKind::nystrom(256),
+        ..exact.clone()
+    };
+    let inputs = CostInputs {
+        batch: 16,
+        bag_size: 50,
+        train_bags: 300,
+        val_bags: 60,
+        gradient_checkpointing: false,
+    };
+    // Per head: 2 · 3001 · 251 = 1,506,502 weights of the two n × m attentions and
+    // (5 · 6 + 2) · 251² = 2,016,032 landmark values; 4 heads, 2 RNA layers, 16 samples,
+    // 4 bytes.
+    let cost = training_cost(&nystrom, &inputs);
+    assert_eq!(cost.gene_attention_bytes, 1_803_537_408);
+    assert_eq!(
+        cost.gene_attention_bytes,
+        4 * 16 * 2 * 4 * (1_506_502 + 2_016_032)
+    );
+    let exact_cost = training_cost(&exact, &inputs);
+    assert_eq!(
+        exact_cost.gene_attention_bytes,
+        4 * 16 * 2 * 4 * 3001 * 3001
+    );
+    assert_eq!(
+        exact_cost.activation_bytes - cost.activation_bytes,
+        exact_cost.gene_attention_bytes - cost.gene_attention_bytes
+    );
+    // Products of one core: 8·4·3001·251·32 + 4·4·251²·32 + 8·6·4·251³ against 4·4·3001²·32.
+    let core = attention_core_flops(nystrom.rna_attention, 3001, 4, 32);
+    assert_eq!(core, (771_329_024u64 + 32_256_512 + 3_036_144_192) as f64);
+    assert_eq!(
+        attention_core_flops(AttentionKind::Exact, 3001, 4, 32),
+        4_611_072_512.0
+    );
+    // The forward pass differs by that, in each of the 2 RNA layers.
+    let difference = med_crossvit::bench::forward_flops(&exact, 1, 50)
+        - med_crossvit::bench::forward_flops(&nystrom, 1, 50);
+    assert_eq!(difference, 2.0 * (4_611_072_512.0 - 3_839_729_728.0));
+    // As many landmarks as tokens or more: exact.
+    let all = MedCrossViTConfig {
+        rna_attention: AttentionKind::nystrom(3001),
+        ..exact.clone()
+    };
+    assert_eq!(training_cost(&all, &inputs), exact_cost);
+}
+
 /// Deterministic 8-wide features of six distinct tiles, and one expression vector of 5 genes.
 fn six_tiles_and_expression(device: &Device) -> (Vec<f32>, Tensor<2>) {
     let tiles: Vec<f32> = (0..6 * 8)
