@@ -29,7 +29,7 @@ const KEY_STRETCH: usize = 256;
 
 /// Whether the tiles run here for heads of width `d`: AVX-512F, `d` a multiple of 16 up to 64.
 pub(super) fn available(d: usize) -> bool {
-    d > 0 && d % 16 == 0 && d <= 64 && is_x86_feature_detected!("avx512f")
+    d > 0 && d.is_multiple_of(16) && d <= 64 && is_x86_feature_detected!("avx512f")
 }
 
 /// Rows that [`rows_times`] reads and writes past `rows` at most (its tiles are whole: 16,
