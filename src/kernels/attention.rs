@@ -786,7 +786,7 @@ impl Backward<Flex, 2> for AttentionBackward {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::values;
+    use super::super::testing::{close_named, values};
     use super::*;
     use burn::tensor::{Device, Distribution};
 
@@ -878,6 +878,47 @@ mod tests {
 
     /// Outputs and the gradients of `q` and `kv` of `Σ out ⊙ w`: through the fused core with
     /// `blocking`, or through tensor operations (`None`).
+    /// Asserts that the core run in blocks of `blocking` gives `reference` (the tensor path)
+    /// and `whole` (the weights-keeping path) within 1e-5, and, without dropout, that the
+    /// forward pass outside a graph gives the reference's output; `what` names the case.
+    #[allow(clippy::too_many_arguments)]
+    fn check_blocked(
+        inputs: &[Tensor<3>; 3],
+        bias: &Option<Tensor<2>>,
+        heads: usize,
+        drop: Option<WeightDropout>,
+        blocking: Blocking,
+        what: &str,
+        reference: &[Vec<f32>; 3],
+        whole: &[Vec<f32>; 3],
+    ) {
+        let blocked = run_core(inputs, bias, heads, drop, Some(blocking));
+        for (i, name) in ["output", "dq", "dkv"].iter().enumerate() {
+            let what = format!("{what}, {drop:?}: {name}");
+            close_named(
+                &format!("{what} vs tensors"),
+                &blocked[i],
+                &reference[i],
+                1e-5,
+            );
+            close_named(&format!("{what} vs kept"), &blocked[i], &whole[i], 1e-5);
+        }
+        if drop.is_none() {
+            let [q, kv, _] = inputs;
+            let plain = attention_blocked(
+                q.clone().inner(),
+                kv.clone().inner(),
+                bias.clone().map(|b| b.inner()),
+                heads,
+                0.7,
+                None,
+                blocking,
+            );
+            let what = format!("{what}: outside a graph");
+            close_named(&what, &values(plain), &reference[0], 1e-5);
+        }
+    }
+
     fn run_core(
         inputs: &[Tensor<3>; 3],
         bias: &Option<Tensor<2>>,
@@ -906,7 +947,6 @@ mod tests {
     /// dropout, in a graph and outside one.
     #[test]
     fn recomputing_blocks_equal_kept_weights_and_tensor_operations() {
-        use super::super::testing::close_named;
         let device = Device::flex().autodiff();
         device.seed(9);
         let (b, heads, d) = (3, 2, 3);
@@ -938,32 +978,10 @@ mod tests {
                         keep_limit: 0,
                         block_scores: rows * nk,
                     };
-                    let blocked = run_core(&inputs, &bias, heads, drop, Some(recompute));
-                    for (i, name) in ["output", "dq", "dkv"].iter().enumerate() {
-                        let what = format!("{nq}×{nk}, {rows} rows, {drop:?}: {name}");
-                        close_named(
-                            &format!("{what} vs tensors"),
-                            &blocked[i],
-                            &reference[i],
-                            1e-5,
-                        );
-                        close_named(&format!("{what} vs kept"), &blocked[i], &whole[i], 1e-5);
-                    }
-                    // Outside a graph: the blocked forward pass alone.
-                    if drop.is_none() {
-                        let [q, kv, _] = &inputs;
-                        let plain = attention_blocked(
-                            q.clone().inner(),
-                            kv.clone().inner(),
-                            bias.clone().map(|b| b.inner()),
-                            heads,
-                            0.7,
-                            None,
-                            recompute,
-                        );
-                        let what = format!("{nq}×{nk}, {rows} rows: outside a graph");
-                        close_named(&what, &values(plain), &reference[0], 1e-5);
-                    }
+                    let what = format!("{nq}×{nk}, {rows} rows");
+                    check_blocked(
+                        &inputs, &bias, heads, drop, recompute, &what, &reference, &whole,
+                    );
                 }
                 // (With one key the weights are constant: dq is 0.)
                 assert!(
@@ -982,7 +1000,6 @@ mod tests {
     /// runs' shares of `dK` and `dV` are added under the pair's lock.
     #[test]
     fn tiled_path_equals_tensor_operations_and_kept_weights() {
-        use super::super::testing::close_named;
         let device = Device::flex().autodiff();
         device.seed(11);
         let (b, heads) = (3, 2);
@@ -1021,31 +1038,10 @@ mod tests {
                             keep_limit: 0,
                             block_scores: rows * nk,
                         };
-                        let out = run_core(&inputs, &bias, heads, drop, Some(tiled));
-                        for (i, name) in ["output", "dq", "dkv"].iter().enumerate() {
-                            let what = format!("d {d}, {nq}×{nk}, {rows} rows, {drop:?}: {name}");
-                            close_named(
-                                &format!("{what} vs tensors"),
-                                &out[i],
-                                &reference[i],
-                                1e-5,
-                            );
-                            close_named(&format!("{what} vs kept"), &out[i], &whole[i], 1e-5);
-                        }
-                        if drop.is_none() {
-                            let [q, kv, _] = &inputs;
-                            let plain = attention_blocked(
-                                q.clone().inner(),
-                                kv.clone().inner(),
-                                bias.clone().map(|b| b.inner()),
-                                heads,
-                                0.7,
-                                None,
-                                tiled,
-                            );
-                            let what = format!("d {d}, {nq}×{nk}, {rows} rows: outside a graph");
-                            close_named(&what, &values(plain), &reference[0], 1e-5);
-                        }
+                        let what = format!("d {d}, {nq}×{nk}, {rows} rows");
+                        check_blocked(
+                            &inputs, &bias, heads, drop, tiled, &what, &reference, &whole,
+                        );
                     }
                 }
             }
