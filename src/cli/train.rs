@@ -328,7 +328,10 @@ fn run_mpi(args: TrainArgs) -> Result<ExitCode, med_crossvit::Error> {
         Err(e) => {
             // The error names the rank that met it; MPI_Abort ends the others, which may be
             // waiting for this one in a collective.
-            eprintln!("error: rank {rank} of {size}: {e}");
+            // One write: the ranks share the job's stderr, and a line written in pieces
+            // interleaves with the other ranks' lines.
+            let line = format!("error: rank {rank} of {size}: {e}\n");
+            let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
             group.abort(1)
         }
     }
