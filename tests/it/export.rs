@@ -14,23 +14,8 @@ use med_crossvit::interop::{
 use med_crossvit::run::ModelBundle;
 use med_crossvit::{MedCrossViTConfig, RunError};
 
-use crate::interop::{assert_parity, logits_csv, parity, parity_request};
+use crate::interop::{assert_parity, imported, logits_csv, parity, parity_request};
 use crate::support;
-
-/// The reference checkpoint imported into `dir/imported`, loaded.
-fn imported(dir: &Path) -> ModelBundle {
-    let out = dir.join("imported");
-    let device = Device::flex();
-    import_torch(
-        &parity("reference.pt"),
-        &parity("reference_args.json"),
-        None,
-        &out,
-        &device,
-    )
-    .unwrap();
-    ModelBundle::load(&out, &device).unwrap()
-}
 
 /// A safetensors file parsed by hand: `key → (shape, values)` and the metadata, after
 /// checking the layout (padded header, F32 tensors tiling the data in order).

@@ -61,6 +61,21 @@ pub(crate) fn assert_parity(got: &HashMap<String, Vec<f64>>) {
     }
 }
 
+/// The reference checkpoint imported into `dir/imported`, loaded.
+pub(crate) fn imported(dir: &Path) -> ModelBundle {
+    let out = dir.join("imported");
+    let device = Device::flex();
+    import_torch(
+        &parity("reference.pt"),
+        &parity("reference_args.json"),
+        None,
+        &out,
+        &device,
+    )
+    .unwrap();
+    ModelBundle::load(&out, &device).unwrap()
+}
+
 pub(crate) fn parity_request() -> EvaluateRequest {
     EvaluateRequest {
         csv: parity("cohort.csv"),

@@ -2,31 +2,17 @@
 //! parity cohort within 2e-2 of f32's, the hardware path against the emulation, and the
 //! command-line option's checks.
 
-use std::path::PathBuf;
-
+use crate::interop::{imported, parity, parity_request};
 use crate::support;
 
 use burn::tensor::Device;
-use med_crossvit::data::TileOptions;
-use med_crossvit::eval::EvaluateRequest;
 use med_crossvit::inference::predict_cohort;
-use med_crossvit::interop::import_torch;
 use med_crossvit::run::ModelBundle;
 use med_crossvit::runtime::{Precision, missing_bf16_flags};
 
-fn parity(file: &str) -> PathBuf {
-    support::manifest_dir()
-        .join("tests/fixtures/parity")
-        .join(file)
-}
-
 /// The per-slide logits of `bundle` on the parity cohort at `precision`.
 fn logits(bundle: &ModelBundle, precision: Precision) -> Vec<f64> {
-    let request = EvaluateRequest {
-        csv: parity("cohort.csv"),
-        tiles: TileOptions::new(parity("features")),
-        require_targets: false,
-    };
+    let request = parity_request();
     let device = Device::flex();
     let (evaluation, _) =
         precision.scope(|| predict_cohort(bundle, &request, &device, None).unwrap());
@@ -51,17 +37,7 @@ fn max_difference(a: &[f64], b: &[f64]) -> f64 {
 fn bf16_logits_of_the_imported_original_are_within_2e_2_of_f32() {
     let _serial = support::serial();
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("imported");
-    let device = Device::flex();
-    import_torch(
-        &parity("reference.pt"),
-        &parity("reference_args.json"),
-        None,
-        &out,
-        &device,
-    )
-    .unwrap();
-    let bundle = ModelBundle::load(&out, &device).unwrap();
+    let bundle = imported(dir.path());
     let f32_logits = logits(&bundle, Precision::F32);
     assert_eq!(f32_logits.len(), 12, "6 slides, 2 classes");
     let emulated = logits(&bundle, Precision::Bf16Emulated);
