@@ -14,7 +14,7 @@ use med_crossvit::eval::EvaluateRequest;
 use med_crossvit::progress::stoppable;
 use med_crossvit::run::{
     DataSource, ModelBundle, ModelSpec, OutputKind, RunError, RunFileError, TokenizerSpec,
-    TrainSettings, check_output, files,
+    TrainSettings, check_output,
 };
 use med_crossvit::train::{
     self as training, Event, Parallel, Relocation, TrainRequest, TrainSummary,
@@ -226,15 +226,7 @@ pub fn evaluate(
         check_output(&out, OutputKind::Evaluation, force)?;
         let bundle = ModelBundle::load(&model, &device)?;
         let evaluation = med_crossvit::eval::evaluate(&bundle, &request, &device, false, None)?;
-        std::fs::create_dir_all(&out).map_err(RunFileError::io(&out))?;
-        let metrics = evaluation.metrics.clone().unwrap_or_default();
-        med_crossvit::eval::write_metrics(&out, &metrics)?;
-        let predictions = out.join(files::PREDICTIONS_CSV);
-        med_crossvit::eval::write_predictions(&predictions, &bundle, &evaluation)?;
-        if per_slide {
-            let slides = out.join(files::PREDICTIONS_SLIDES_CSV);
-            med_crossvit::eval::write_slide_predictions(&slides, &bundle, &evaluation)?;
-        }
+        med_crossvit::eval::write_evaluation(&out, &bundle, &evaluation, per_slide)?;
         Ok(())
     })
     .map_err(to_py)

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use med_crossvit::eval::{
-    EnsembleEvaluation, EnsembleMethod, evaluate_ensemble, write_fold_metrics,
-    write_fold_predictions, write_metrics, write_predictions, write_slide_predictions,
+    EnsembleEvaluation, EnsembleMethod, evaluate_ensemble, write_evaluation, write_fold_metrics,
+    write_fold_predictions, write_predictions, write_slide_predictions,
 };
 use med_crossvit::run::{FoldEnsemble, OutputKind, RunError, RunFileError, check_output, files};
 use med_crossvit::runtime::Precision;
@@ -95,15 +95,8 @@ pub fn evaluate(
     precision: Precision,
 ) -> Result<ExitCode, med_crossvit::Error> {
     let (ensemble, evaluation) = run(apply, precision, true)?;
-    std::fs::create_dir_all(out).map_err(RunFileError::io(out))?;
-    let first = ensemble.first();
     let combined = &evaluation.combined;
-    let metrics = combined.metrics.clone().unwrap_or_default();
-    write_metrics(out, &metrics)?;
-    write_predictions(&out.join(files::PREDICTIONS_CSV), first, combined)?;
-    if apply.per_slide {
-        write_slide_predictions(&out.join(files::PREDICTIONS_SLIDES_CSV), first, combined)?;
-    }
+    let metrics = write_evaluation(out, ensemble.first(), combined, apply.per_slide)?;
     write_fold_predictions(
         &out.join(files::PREDICTIONS_FOLDS_CSV),
         &ensemble,

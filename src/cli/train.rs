@@ -9,7 +9,7 @@ use med_crossvit::RunError;
 use med_crossvit::data::{BagSettings, NormalizeMethod, TileOptions, Unit};
 use med_crossvit::eval::EvaluateRequest;
 use med_crossvit::run::{
-    DataSource, ModelBundle, ModelSpec, RunFileError, Select, Task, TokenizerSpec, TrainSettings,
+    DataSource, ModelBundle, ModelSpec, Select, Task, TokenizerSpec, TrainSettings,
 };
 use med_crossvit::runtime::{Precision, PrecisionError};
 use med_crossvit::train::{self, TrainRequest, TrainSummary};
@@ -619,20 +619,12 @@ pub fn evaluate(args: EvaluateArgs) -> Result<ExitCode, med_crossvit::Error> {
             med_crossvit::eval::evaluate(&bundle, &request, &device, false, None)
         })
     })?;
-    std::fs::create_dir_all(&args.out).map_err(RunFileError::io(&args.out))?;
-    let metrics = evaluation.metrics.clone().unwrap_or_default();
-    med_crossvit::eval::write_metrics(&args.out, &metrics)?;
-    let predictions = args.out.join(med_crossvit::run::files::PREDICTIONS_CSV);
-    med_crossvit::eval::write_predictions(&predictions, &bundle, &evaluation)?;
-    if args.apply.per_slide {
-        med_crossvit::eval::write_slide_predictions(
-            &args
-                .out
-                .join(med_crossvit::run::files::PREDICTIONS_SLIDES_CSV),
-            &bundle,
-            &evaluation,
-        )?;
-    }
+    let metrics = med_crossvit::eval::write_evaluation(
+        &args.out,
+        &bundle,
+        &evaluation,
+        args.apply.per_slide,
+    )?;
     report_skipped(&evaluation);
     for (k, v) in metrics.scalars() {
         println!("{k:<18} {}", v.map_or("-".into(), |v| format!("{v:.4}")));
@@ -644,7 +636,9 @@ pub fn evaluate(args: EvaluateArgs) -> Result<ExitCode, med_crossvit::Error> {
         args.out
             .join(med_crossvit::run::files::METRICS_JSON)
             .display(),
-        predictions.display()
+        args.out
+            .join(med_crossvit::run::files::PREDICTIONS_CSV)
+            .display()
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -463,6 +463,31 @@ pub fn write_slide_predictions(
     write_csv(path, std::iter::once(header).chain(rows))
 }
 
+/// Writes an evaluation folder: creates `dir`, then `metrics.json`, `predictions.csv` and,
+/// with `per_slide`, `predictions_slides.csv` ([`write_predictions`],
+/// [`write_slide_predictions`]); returns the metrics written (empty when the cohort had no
+/// targets). What `evaluate` writes, from the command line and from Python alike.
+///
+/// # Errors
+///
+/// [`RunFileError::Io`] naming the folder or the file.
+pub fn write_evaluation(
+    dir: &Path,
+    bundle: &ModelBundle,
+    evaluation: &Evaluation,
+    per_slide: bool,
+) -> Result<Metrics, Error> {
+    std::fs::create_dir_all(dir).map_err(RunFileError::io(dir))?;
+    let metrics = evaluation.metrics.clone().unwrap_or_default();
+    write_metrics(dir, &metrics)?;
+    write_predictions(&dir.join(files::PREDICTIONS_CSV), bundle, evaluation)?;
+    if per_slide {
+        let slides = dir.join(files::PREDICTIONS_SLIDES_CSV);
+        write_slide_predictions(&slides, bundle, evaluation)?;
+    }
+    Ok(metrics)
+}
+
 /// Writes `metrics.json` into `dir`.
 ///
 /// # Errors

@@ -22,7 +22,7 @@ pub use ensemble::{
     write_fold_predictions,
 };
 pub use evaluate::{
-    EvaluateRequest, Evaluation, evaluate, write_metrics, write_predictions,
+    EvaluateRequest, Evaluation, evaluate, write_evaluation, write_metrics, write_predictions,
     write_slide_predictions,
 };
 pub(crate) use evaluate::{output_cells, output_header, write_csv};
