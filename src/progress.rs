@@ -28,22 +28,36 @@ thread_local! {
     static OBSERVER: RefCell<Option<Observer>> = const { RefCell::new(None) };
 }
 
-/// Puts the previous observer back, even when the call panics.
-struct Restore(Option<Option<Observer>>);
+/// A thread-local slot of this module: what a call installs for the loops it runs.
+type Slot<T> = std::thread::LocalKey<RefCell<Option<T>>>;
 
-impl Drop for Restore {
+/// Puts a slot's previous value back, even when the call panics.
+struct Restore<T: 'static> {
+    slot: &'static Slot<T>,
+    previous: Option<Option<T>>,
+}
+
+impl<T: 'static> Drop for Restore<T> {
     fn drop(&mut self) {
-        if let Some(previous) = self.0.take() {
-            OBSERVER.with(|o| *o.borrow_mut() = previous);
+        if let Some(previous) = self.previous.take() {
+            self.slot.with(|s| *s.borrow_mut() = previous);
         }
     }
 }
 
+/// Runs `call` with `value` in `slot` on this thread, the slot's previous value put back after.
+fn with_slot<T: 'static, R>(slot: &'static Slot<T>, value: T, call: impl FnOnce() -> R) -> R {
+    let previous = slot.with(|s| s.replace(Some(value)));
+    let _restore = Restore {
+        slot,
+        previous: Some(previous),
+    };
+    call()
+}
+
 /// Runs `call` with `observer` told of the progress of the loops it runs on this thread.
 pub fn observe<R>(observer: Observer, call: impl FnOnce() -> R) -> R {
-    let previous = OBSERVER.with(|o| o.replace(Some(observer)));
-    let _restore = Restore(Some(previous));
-    call()
+    with_slot(&OBSERVER, observer, call)
 }
 
 /// Tells the observer of this thread, if any, that `done` of `total` units of `what` are done.
@@ -90,22 +104,9 @@ thread_local! {
     static STOP: RefCell<Option<StopRequest>> = const { RefCell::new(None) };
 }
 
-/// Puts the previous stop request back, even when the call panics.
-struct RestoreStop(Option<Option<StopRequest>>);
-
-impl Drop for RestoreStop {
-    fn drop(&mut self) {
-        if let Some(previous) = self.0.take() {
-            STOP.with(|s| *s.borrow_mut() = previous);
-        }
-    }
-}
-
 /// Runs `call` on this thread with `request` watched by the training loops it runs.
 pub fn stoppable<R>(request: &StopRequest, call: impl FnOnce() -> R) -> R {
-    let previous = STOP.with(|s| s.replace(Some(request.clone())));
-    let _restore = RestoreStop(Some(previous));
-    call()
+    with_slot(&STOP, request.clone(), call)
 }
 
 /// Whether the stop request installed on this thread, if any, has been made.
